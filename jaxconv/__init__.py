@@ -1,0 +1,52 @@
+"""jaxconv: convolution kernels for JAX research code.
+
+The functional core — geometry, cost model, lowerings and pure ops — loads with
+``import jaxconv``; the Flax NNX layers (``jaxconv.nn``), models (``jaxconv.models``) and the
+training path (``jaxconv.train``) import Flax/optax only when they are imported themselves.
+"""
+
+from jaxconv import kernels as kernels
+from jaxconv._cost import BottleneckCost as BottleneckCost
+from jaxconv._cost import ConvCost as ConvCost
+from jaxconv._cost import XlaCost as XlaCost
+from jaxconv._cost import bottleneck_cost as bottleneck_cost
+from jaxconv._cost import conv_cost as conv_cost
+from jaxconv._cost import xla_cost as xla_cost
+from jaxconv._geometry import ReceptiveField as ReceptiveField
+from jaxconv._geometry import canonicalize_spatial as canonicalize_spatial
+from jaxconv._geometry import conv_output_shape as conv_output_shape
+from jaxconv._geometry import conv_output_size as conv_output_size
+from jaxconv._geometry import pool_output_size as pool_output_size
+from jaxconv._geometry import receptive_field as receptive_field
+from jaxconv._geometry import resolve_padding as resolve_padding
+from jaxconv._ops import bottleneck as bottleneck
+from jaxconv._ops import conv as conv
+from jaxconv._ops import conv1x1 as conv1x1
+from jaxconv._pooling import avg_pool as avg_pool
+from jaxconv._pooling import global_avg_pool as global_avg_pool
+from jaxconv._pooling import max_pool as max_pool
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BottleneckCost",
+    "ConvCost",
+    "ReceptiveField",
+    "XlaCost",
+    "avg_pool",
+    "bottleneck",
+    "bottleneck_cost",
+    "canonicalize_spatial",
+    "conv",
+    "conv1x1",
+    "conv_cost",
+    "conv_output_shape",
+    "conv_output_size",
+    "global_avg_pool",
+    "kernels",
+    "max_pool",
+    "pool_output_size",
+    "receptive_field",
+    "resolve_padding",
+    "xla_cost",
+]

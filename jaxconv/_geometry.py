@@ -1,0 +1,408 @@
+"""Geometry: spatial-argument canonicalization, padding, output sizes, receptive fields.
+
+Plain Python on ints and tuples — no arrays — so every other layer (cost, kernels, ops, nn,
+models, bench) gets its padding and output-size answers from one formula in one place::
+
+    out = floor((n + lo + hi - d·(k - 1) - 1) / s) + 1
+
+where ``n`` is the (input-dilated) spatial size, ``(lo, hi)`` the padding, ``k`` the kernel
+size, ``d`` the kernel dilation and ``s`` the stride.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+
+__all__ = [
+    "PADDING_MODES",
+    "PADDING_STRINGS",
+    "Padding",
+    "ReceptiveField",
+    "canonicalize_spatial",
+    "conv_output_shape",
+    "conv_output_size",
+    "dilated_size",
+    "padding_mode",
+    "pool_output_size",
+    "receptive_field",
+    "resolve_padding",
+]
+
+#: Padding strings that compute zero-padding amounts.
+PADDING_STRINGS = ("VALID", "SAME", "SAME_LOWER")
+#: Padding modes: explicit pad with this rule (the SAME amounts), then VALID. Value = jnp.pad mode.
+PADDING_MODES = {"CIRCULAR": "wrap", "REFLECT": "reflect", "REPLICATE": "edge"}
+
+Padding = Union[str, int, Sequence[Union[int, Sequence[int]]]]
+
+
+def _as_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int,)):
+        try:
+            index = operator.index(value)  # numpy integers
+        except TypeError:
+            raise TypeError(f"`{name}` must be an int, got {value!r}") from None
+        if isinstance(value, bool):
+            raise TypeError(f"`{name}` must be an int, got {value!r}")
+        return int(index)
+    return int(value)
+
+
+def canonicalize_spatial(value: Any, ndim: int, name: str, *, minimum: int = 1) -> tuple[int, ...]:
+    """Turns an int or a sequence of ints into one int per spatial dim.
+
+    An int broadcasts to every spatial dim (never a silent 1-D conv); a sequence must have one
+    entry per spatial dim. Every entry must be ``>= minimum``.
+
+    Args:
+      value: int or sequence of ``ndim`` ints.
+      ndim: number of spatial dims.
+      name: argument name used in error messages.
+      minimum: smallest allowed entry.
+
+    Returns:
+      A tuple of ``ndim`` Python ints.
+
+    Examples:
+      >>> canonicalize_spatial(3, 2, "kernel")
+      (3, 3)
+      >>> canonicalize_spatial((1, 2, 3), 3, "stride")
+      (1, 2, 3)
+    """
+    if isinstance(value, (list, tuple)):
+        if len(value) != ndim:
+            raise ValueError(
+                f"`{name}` must have one entry per spatial dim ({ndim}), got {tuple(value)!r}"
+            )
+        out = tuple(_as_int(v, name) for v in value)
+    else:
+        out = (_as_int(value, name),) * ndim
+    for v in out:
+        if v < minimum:
+            raise ValueError(f"`{name}` entries must be >= {minimum}, got {value!r}")
+    return out
+
+
+def dilated_size(n: int, dilation: int) -> int:
+    """Size of ``n`` samples with ``dilation - 1`` holes between them: ``d·(n - 1) + 1``.
+
+    Examples:
+      >>> dilated_size(5, 2)   # a 5-tap kernel with dilation 2 spans 9 pixels
+      9
+    """
+    return 0 if n == 0 else dilation * (n - 1) + 1
+
+
+def padding_mode(padding: Padding) -> str | None:
+    """The ``jnp.pad`` mode for a padding mode string (``"CIRCULAR"`` → ``"wrap"``), else None.
+
+    Examples:
+      >>> padding_mode("REFLECT"), padding_mode("SAME")
+      ('reflect', None)
+    """
+    if isinstance(padding, str):
+        return PADDING_MODES.get(padding.upper())
+    return None
+
+
+def _same_pads(n: int, k_eff: int, s: int, lower: bool) -> tuple[int, int]:
+    out = -(-n // s)  # ceil(n / s)
+    total = max((out - 1) * s + k_eff - n, 0)
+    small, big = total // 2, total - total // 2
+    return (big, small) if lower else (small, big)
+
+
+def resolve_padding(
+    padding: Padding,
+    input_size: Sequence[int],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+) -> tuple[tuple[int, int], ...]:
+    """Resolves any padding spec to explicit ``(lo, hi)`` pairs, one per spatial dim.
+
+    Accepted forms:
+
+    - ``"VALID"``: no padding.
+    - ``"SAME"``: XLA's rule, ``out = ceil(n / stride)``; the odd pad pixel goes on the high side.
+    - ``"SAME_LOWER"``: like SAME with the odd pixel on the low side (ONNX's SAME_LOWER).
+    - ``"CIRCULAR"``, ``"REFLECT"``, ``"REPLICATE"``: the SAME amounts; the values are filled by
+      that rule instead of zeros (see :func:`padding_mode`).
+    - an int ``p``: ``(p, p)`` on every dim.
+    - a sequence with one entry per dim, each an int ``p`` or a pair ``(lo, hi)``.
+
+    Negative amounts are allowed in explicit pairs (they crop), as in ``lax``.
+
+    Args:
+      padding: the padding spec.
+      input_size: spatial input sizes (after input dilation).
+      kernel: spatial kernel sizes (undilated).
+      stride: strides.
+      dilation: kernel dilations.
+
+    Returns:
+      ``tuple`` of ``(lo, hi)`` int pairs.
+
+    Examples:
+      >>> resolve_padding("SAME", (28, 28), (3, 3), (1, 1), (1, 1))
+      ((1, 1), (1, 1))
+      >>> resolve_padding("SAME", (28,), (3,), (2,), (1,))   # odd pixel on the high side
+      ((0, 1),)
+      >>> resolve_padding(((1, 2), 3), (8, 8), (3, 3), (1, 1), (1, 1))
+      ((1, 2), (3, 3))
+    """
+    ndim = len(input_size)
+    if isinstance(padding, str):
+        key = padding.upper()
+        if key == "VALID":
+            return ((0, 0),) * ndim
+        if key in ("SAME", "SAME_LOWER") or key in PADDING_MODES:
+            lower = key == "SAME_LOWER"
+            return tuple(
+                _same_pads(n, dilated_size(k, d), s, lower)
+                for n, k, s, d in zip(input_size, kernel, stride, dilation)
+            )
+        valid = ", ".join(repr(p) for p in (*PADDING_STRINGS, *PADDING_MODES))
+        raise ValueError(f"`padding` must be one of {valid}, an int or (lo, hi) pairs; got {padding!r}")
+    if isinstance(padding, bool):
+        raise TypeError(f"`padding` must be a string, an int or (lo, hi) pairs, got {padding!r}")
+    if isinstance(padding, int):
+        return ((padding, padding),) * ndim
+    if not isinstance(padding, (list, tuple)):
+        raise TypeError(f"`padding` must be a string, an int or (lo, hi) pairs, got {padding!r}")
+    if len(padding) != ndim:
+        raise ValueError(
+            f"`padding` must have one entry per spatial dim ({ndim}), got {padding!r}"
+        )
+    pairs = []
+    for entry in padding:
+        if isinstance(entry, (list, tuple)):
+            if len(entry) != 2:
+                raise ValueError(f"`padding` entries must be an int or a (lo, hi) pair, got {entry!r}")
+            pairs.append((_as_int(entry[0], "padding"), _as_int(entry[1], "padding")))
+        else:
+            p = _as_int(entry, "padding")
+            pairs.append((p, p))
+    return tuple(pairs)
+
+
+def conv_output_size(
+    n: int, kernel: int, *, stride: int = 1, padding: Padding = "VALID", dilation: int = 1
+) -> int:
+    """Output length of a convolution along one spatial dim.
+
+    ``floor((n + lo + hi - dilation·(kernel - 1) - 1) / stride) + 1`` with ``(lo, hi)`` from
+    :func:`resolve_padding`. This is right for odd sizes, where the common shortcut
+    ``(n - k + 1) / s`` is not (29, 3×3, stride 2, VALID gives 14, not 13.5).
+
+    Args:
+      n: input length.
+      kernel: kernel length.
+      stride: stride.
+      padding: any padding form accepted by :func:`resolve_padding`, for one dim.
+      dilation: kernel dilation.
+
+    Returns:
+      The output length (an int >= 1).
+
+    Raises:
+      ValueError: if the dilated kernel is larger than the padded input.
+
+    Examples:
+      >>> conv_output_size(28, 3)                          # VALID
+      26
+      >>> conv_output_size(28, 3, stride=2), conv_output_size(29, 3, stride=2)
+      (13, 14)
+      >>> conv_output_size(28, 3, padding="SAME")
+      28
+    """
+    (n,) = canonicalize_spatial(n, 1, "n", minimum=0)
+    (k,) = canonicalize_spatial(kernel, 1, "kernel")
+    (s,) = canonicalize_spatial(stride, 1, "stride")
+    (d,) = canonicalize_spatial(dilation, 1, "dilation")
+    if isinstance(padding, (list, tuple)) and len(padding) == 2 and all(
+        not isinstance(p, (list, tuple)) for p in padding
+    ):
+        padding = (tuple(padding),)  # a bare (lo, hi) pair for this one dim
+    ((lo, hi),) = resolve_padding(padding, (n,), (k,), (s,), (d,))
+    return _out_size(n, k, s, d, lo, hi)
+
+
+def _out_size(n: int, k: int, s: int, d: int, lo: int, hi: int, what: str = "kernel") -> int:
+    span = n + lo + hi - dilated_size(k, d)
+    if span < 0:
+        raise ValueError(
+            f"the dilated {what} ({dilated_size(k, d)} = {d}·({k}-1)+1) must fit in the padded input "
+            f"({n + lo + hi} = {n} + {lo} + {hi})"
+        )
+    return span // s + 1
+
+
+def conv_output_shape(
+    input_shape: Sequence[int],
+    kernel: Sequence[int] | int,
+    out_channels: int,
+    *,
+    stride: Any = 1,
+    padding: Padding = "SAME",
+    dilation: Any = 1,
+    input_dilation: Any = 1,
+    layout: str = "NHWC",
+) -> tuple[int, ...]:
+    """Full output shape of a convolution.
+
+    Args:
+      input_shape: ``(N, *spatial, C)`` for channels-last layouts (``"NHWC"``, ``"NWC"``,
+        ``"NDHWC"``), ``(N, C, *spatial)`` for channels-first ones (``"NCHW"``, …).
+      kernel: spatial kernel size(s); an int broadcasts.
+      out_channels: number of output feature maps.
+      stride, padding, dilation, input_dilation: as for :func:`jaxconv.conv`.
+      layout: the data layout; only whether channels come last matters.
+
+    Returns:
+      The output shape in the same layout.
+
+    Examples:
+      >>> conv_output_shape((8, 28, 28, 3), 3, 16, stride=2)
+      (8, 14, 14, 16)
+      >>> conv_output_shape((8, 3, 28, 28), (3, 3), 16, padding="VALID", layout="NCHW")
+      (8, 16, 26, 26)
+    """
+    channels_last = _channels_last(layout)
+    ndim = len(input_shape) - 2
+    if ndim < 1:
+        raise ValueError(f"`input_shape` must be (N, *spatial, C), got {tuple(input_shape)!r}")
+    spatial = tuple(input_shape[1:-1]) if channels_last else tuple(input_shape[2:])
+    ks = canonicalize_spatial(kernel, ndim, "kernel")
+    ss = canonicalize_spatial(stride, ndim, "stride")
+    ds = canonicalize_spatial(dilation, ndim, "dilation")
+    ids = canonicalize_spatial(input_dilation, ndim, "input_dilation")
+    ns = tuple(dilated_size(n, i) for n, i in zip(spatial, ids))
+    pads = resolve_padding(padding, ns, ks, ss, ds)
+    out = tuple(_out_size(n, k, s, d, lo, hi) for n, k, s, d, (lo, hi) in zip(ns, ks, ss, ds, pads))
+    n_batch = input_shape[0]
+    return (n_batch, *out, out_channels) if channels_last else (n_batch, out_channels, *out)
+
+
+def _channels_last(layout: str) -> bool:
+    if not isinstance(layout, str):
+        raise TypeError(f"`layout` must be a string such as 'NHWC' or 'NCHW', got {layout!r}")
+    key = layout.upper()
+    if key in ("NWC", "NHWC", "NDHWC"):
+        return True
+    if key in ("NCW", "NCHW", "NCDHW"):
+        return False
+    raise ValueError(
+        f"`layout` must be channels-last ('NWC', 'NHWC', 'NDHWC') or channels-first "
+        f"('NCW', 'NCHW', 'NCDHW'), got {layout!r}"
+    )
+
+
+def pool_output_size(
+    n: int,
+    window: int,
+    *,
+    stride: int | None = None,
+    padding: Padding = "VALID",
+    ceil_mode: bool = False,
+) -> int:
+    """Output length of a pooling window along one dim, with Caffe/PyTorch ``ceil_mode``.
+
+    With ``ceil_mode`` the division rounds up, so a last partial window is kept — but a window
+    must start inside the input or its low padding (the rule Caffe and PyTorch share).
+
+    Args:
+      n: input length.
+      window: window length.
+      stride: stride (defaults to ``window``).
+      padding: one-dim padding form.
+      ceil_mode: round up instead of down.
+
+    Returns:
+      The output length.
+
+    Examples:
+      >>> pool_output_size(112, 3, stride=2), pool_output_size(112, 3, stride=2, ceil_mode=True)
+      (55, 56)
+      >>> pool_output_size(32, 3, stride=2, ceil_mode=True)   # NiN on CIFAR: 32 → 16
+      16
+    """
+    stride = window if stride is None else stride
+    if isinstance(padding, (list, tuple)) and len(padding) == 2 and all(
+        not isinstance(p, (list, tuple)) for p in padding
+    ):
+        padding = (tuple(padding),)
+    (s,) = canonicalize_spatial(stride, 1, "stride")
+    (k,) = canonicalize_spatial(window, 1, "window")
+    ((lo, hi),) = resolve_padding(padding, (n,), (k,), (s,), (1,))
+    return _pool_out(n, k, s, lo, hi, ceil_mode)
+
+
+def _pool_out(n: int, k: int, s: int, lo: int, hi: int, ceil_mode: bool) -> int:
+    if not ceil_mode:
+        return _out_size(n, k, s, 1, lo, hi, what="window")
+    span = n + lo + hi - k
+    if span < 0:
+        raise ValueError(
+            f"the pooling window ({k}) must fit in the padded input ({n + lo + hi} = {n} + {lo} + {hi})"
+        )
+    out = -(-span // s) + 1
+    if (out - 1) * s >= n + lo:  # the last window would start in the high padding: drop it
+        out -= 1
+    return out
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """Receptive field after a layer: ``size`` input pixels seen by one output pixel, ``jump``
+    (distance in input pixels between neighbouring outputs) and ``start`` (input index of the
+    centre of the first output's field; negative when it lies in the padding)."""
+
+    size: int
+    jump: int
+    start: float
+
+
+def receptive_field(
+    layers: Sequence[tuple[int, int] | tuple[int, int, Any] | tuple[int, int, Any, int]],
+) -> list[ReceptiveField]:
+    """Receptive field of a stack of conv/pool layers along one spatial dim.
+
+    Args:
+      layers: one entry per layer: ``(kernel, stride)``, ``(kernel, stride, padding)`` or
+        ``(kernel, stride, padding, dilation)``; padding takes an int or a ``(lo, hi)`` pair
+        (the low side moves the start), default 0.
+
+    Returns:
+      One :class:`ReceptiveField` per layer, after that layer.
+
+    Examples:
+      >>> [r.size for r in receptive_field([(3, 1), (3, 1), (3, 1)])]  # three 3×3 see 7×7
+      [3, 5, 7]
+      >>> receptive_field([(7, 2, 3), (3, 2, 1)])[-1]  # GoogLeNet's stem conv + pool
+      ReceptiveField(size=11, jump=4, start=0.0)
+    """
+    size, jump, start = 1, 1, 0.0
+    out = []
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, (list, tuple)) or not 2 <= len(layer) <= 4:
+            raise ValueError(
+                f"`layers[{i}]` must be (kernel, stride[, padding[, dilation]]), got {layer!r}"
+            )
+        k = _as_int(layer[0], f"layers[{i}] kernel")
+        s = _as_int(layer[1], f"layers[{i}] stride")
+        pad = layer[2] if len(layer) > 2 else 0
+        d = _as_int(layer[3], f"layers[{i}] dilation") if len(layer) > 3 else 1
+        if k < 1 or s < 1 or d < 1:
+            raise ValueError(f"`layers[{i}]` kernel, stride and dilation must be >= 1, got {layer!r}")
+        lo = pad[0] if isinstance(pad, (list, tuple)) else pad
+        lo = _as_int(lo, f"layers[{i}] padding")
+        k_eff = dilated_size(k, d)
+        start = start + ((k_eff - 1) / 2 - lo) * jump
+        size = size + (k_eff - 1) * jump
+        jump = jump * s
+        out.append(ReceptiveField(size=size, jump=jump, start=start))
+    return out

@@ -1,0 +1,193 @@
+"""Pooling with conv's padding vocabulary plus Caffe/PyTorch ``ceil_mode``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxconv import _geometry as geo
+from jaxconv._ops import _check_array, _pad_spatial
+
+__all__ = ["avg_pool", "global_avg_pool", "max_pool"]
+
+Array = jax.Array
+
+
+def _pool_geometry(x: Any, window: Any, stride: Any, padding: geo.Padding, ceil_mode: bool,
+                   layout: str):
+    """Validates and returns (channels_last, window, stride, explicit pads, ceil extra, mode)."""
+    _check_array(x, "x")
+    channels_last = geo._channels_last(layout)
+    if x.ndim < 3:
+        form = "(N, *spatial, C)" if channels_last else "(N, C, *spatial)"
+        raise ValueError(f"`x` must have rank >= 3 {form}, got shape {tuple(x.shape)}")
+    if not isinstance(ceil_mode, bool):
+        raise TypeError(f"`ceil_mode` must be a bool, got {ceil_mode!r}")
+    ndim = x.ndim - 2
+    spatial = tuple(x.shape[1:-1]) if channels_last else tuple(x.shape[2:])
+    win = geo.canonicalize_spatial(window, ndim, "window")
+    strides = win if stride is None else geo.canonicalize_spatial(stride, ndim, "stride")
+    pads = geo.resolve_padding(padding, spatial, win, strides, (1,) * ndim)
+    if any(lo < 0 or hi < 0 for lo, hi in pads):
+        raise ValueError(f"`padding` must not be negative for pooling, got {pads}")
+    mode = geo.padding_mode(padding)
+    if mode == "reflect" and any(max(p) >= s for p, s in zip(pads, spatial)):
+        raise ValueError(f"`padding` {padding!r} needs pads (={pads}) smaller than the input "
+                         f"spatial sizes (={spatial})")
+    outs = tuple(geo._pool_out(n, k, s, lo, hi, ceil_mode)
+                 for n, k, s, (lo, hi) in zip(spatial, win, strides, pads))
+    extra = tuple(max((o - 1) * s + k - (n + lo + hi), 0)
+                  for o, n, k, s, (lo, hi) in zip(outs, spatial, win, strides, pads))
+    return channels_last, spatial, win, strides, pads, extra, mode, outs
+
+
+def _full(spatial_items: tuple, channels_last: bool, fill: Any) -> tuple:
+    return (fill, *spatial_items, fill) if channels_last else (fill, fill, *spatial_items)
+
+
+def max_pool(
+    x: Array,
+    window: Any,
+    *,
+    stride: Any = None,
+    padding: geo.Padding = "VALID",
+    ceil_mode: bool = False,
+    layout: str = "NHWC",
+) -> Array:
+    """Max pooling over the spatial dims.
+
+    Padded positions never win (they hold ``-inf``, or the dtype's minimum for ints), except
+    with the value-filling modes CIRCULAR/REFLECT/REPLICATE.
+
+    Args:
+      x: ``[N, *spatial, C]`` (or ``[N, C, *spatial]`` with a channels-first ``layout``).
+      window: window size; an int broadcasts to every spatial dim.
+      stride: defaults to ``window``.
+      padding: as for :func:`jaxconv.conv` (SAME uses the window as the kernel).
+      ceil_mode: Caffe/PyTorch rounding: keep a last partial window (it must start inside the
+        input or its low padding). GoogLeNet and NiN were defined with it.
+      layout: ``"NHWC"`` (default) or ``"NCHW"``.
+
+    Returns:
+      The pooled array, sizes from :func:`jaxconv.pool_output_size`.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxconv
+      >>> x = jnp.arange(16.0).reshape(1, 4, 4, 1)
+      >>> jaxconv.max_pool(x, 2)[0, :, :, 0]
+      Array([[ 5.,  7.],
+             [13., 15.]], dtype=float32)
+      >>> jaxconv.max_pool(jnp.ones((1, 112, 112, 64)), 3, stride=2, ceil_mode=True).shape
+      (1, 56, 56, 64)
+    """
+    with jax.named_scope("jaxconv.max_pool"):
+        cl, spatial, win, strides, pads, extra, mode, _ = _pool_geometry(
+            x, window, stride, padding, ceil_mode, layout)
+        if mode is not None:
+            x = _pad_spatial(x, pads, mode, cl)
+            pads = tuple((0, 0) for _ in pads)
+        if jnp.issubdtype(x.dtype, jnp.floating):
+            init = jnp.array(-jnp.inf, x.dtype)
+        elif jnp.issubdtype(x.dtype, jnp.integer):
+            init = jnp.array(jnp.iinfo(x.dtype).min, x.dtype)
+        else:
+            raise TypeError(f"`x` must be a float or int array, got dtype {x.dtype}")
+        full_pads = _full(tuple((lo, hi + e) for (lo, hi), e in zip(pads, extra)), cl, (0, 0))
+        return lax.reduce_window(x, init, lax.max, _full(win, cl, 1), _full(strides, cl, 1),
+                                 full_pads)
+
+
+def _window_counts(n: int, k: int, s: int, lo: int, hi: int, extra: int, out: int,
+                   count_pad: bool) -> np.ndarray:
+    pad_value = 1.0 if count_pad else 0.0
+    mask = np.concatenate([np.full(lo, pad_value), np.ones(n), np.full(hi, pad_value),
+                           np.zeros(extra)])
+    return np.array([mask[o * s: o * s + k].sum() for o in range(out)])
+
+
+def avg_pool(
+    x: Array,
+    window: Any,
+    *,
+    stride: Any = None,
+    padding: geo.Padding = "VALID",
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    layout: str = "NHWC",
+) -> Array:
+    """Average pooling over the spatial dims.
+
+    Args:
+      x: ``[N, *spatial, C]`` (or ``[N, C, *spatial]`` with a channels-first ``layout``).
+      window: window size; an int broadcasts to every spatial dim.
+      stride: defaults to ``window``.
+      padding: as for :func:`jaxconv.conv`.
+      ceil_mode: Caffe/PyTorch rounding (see :func:`max_pool`). The extra positions that
+        ``ceil_mode`` adds are never counted in the divisor (Caffe's and PyTorch's rule).
+      count_include_pad: count explicit zero padding in the divisor (PyTorch's default); when
+        False, each output averages only the real input pixels it covers.
+      layout: ``"NHWC"`` (default) or ``"NCHW"``.
+
+    Returns:
+      The pooled array, sizes from :func:`jaxconv.pool_output_size`.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxconv
+      >>> x = jnp.ones((1, 3, 3, 1))
+      >>> jaxconv.avg_pool(x, 3, stride=1, padding="SAME")[0, :, :, 0]
+      Array([[0.44444445, 0.6666667 , 0.44444445],
+             [0.6666667 , 1.        , 0.6666667 ],
+             [0.44444445, 0.6666667 , 0.44444445]], dtype=float32)
+      >>> jaxconv.avg_pool(x, 3, stride=1, padding="SAME", count_include_pad=False)[0, 0, :, 0]
+      Array([1., 1., 1.], dtype=float32)
+    """
+    with jax.named_scope("jaxconv.avg_pool"):
+        if not isinstance(count_include_pad, bool):
+            raise TypeError(f"`count_include_pad` must be a bool, got {count_include_pad!r}")
+        cl, spatial, win, strides, pads, extra, mode, outs = _pool_geometry(
+            x, window, stride, padding, ceil_mode, layout)
+        if not jnp.issubdtype(x.dtype, jnp.floating):
+            raise TypeError(f"`x` must be a float array for avg_pool, got dtype {x.dtype}")
+        if mode is not None:
+            x = _pad_spatial(x, pads, mode, cl)
+            spatial = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pads))
+            pads = tuple((0, 0) for _ in pads)
+        full_pads = _full(tuple((lo, hi + e) for (lo, hi), e in zip(pads, extra)), cl, (0, 0))
+        total = lax.reduce_window(x, jnp.array(0, x.dtype), lax.add, _full(win, cl, 1),
+                                  _full(strides, cl, 1), full_pads)
+        # The divisor is static: a separable product of per-dim window counts.
+        counts = np.ones((), np.float64)
+        for n, k, s, (lo, hi), e, o in zip(spatial, win, strides, pads, extra, outs):
+            c = _window_counts(n, k, s, lo, hi, e, o, count_include_pad)
+            counts = np.multiply.outer(counts, c)
+        counts = counts.reshape(_full(outs, cl, 1))
+        return total / jnp.asarray(counts, dtype=x.dtype)
+
+
+def global_avg_pool(x: Array, *, layout: str = "NHWC", keepdims: bool = False) -> Array:
+    """Mean over every spatial dim (NiN's and GoogLeNet's classifier input).
+
+    Args:
+      x: ``[N, *spatial, C]`` (or channels-first).
+      layout: ``"NHWC"`` (default) or ``"NCHW"``.
+      keepdims: keep the spatial dims as size 1.
+
+    Returns:
+      ``[N, C]`` (or with unit spatial dims when ``keepdims``).
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxconv
+      >>> jaxconv.global_avg_pool(jnp.ones((2, 7, 7, 1024))).shape
+      (2, 1024)
+    """
+    with jax.named_scope("jaxconv.global_avg_pool"):
+        _check_array(x, "x")
+        cl = geo._channels_last(layout)
+        if x.ndim < 3:
+            raise ValueError(f"`x` must have rank >= 3, got shape {tuple(x.shape)}")
+        axes = tuple(range(1, x.ndim - 1)) if cl else tuple(range(2, x.ndim))
+        return jnp.mean(x, axis=axes, keepdims=keepdims)
