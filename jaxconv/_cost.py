@@ -51,13 +51,20 @@ class ConvCost:
     dtype: str
 
 
-def _itemsize(dtype: Any) -> int:
+def _canonical_dtype(dtype: Any) -> np.dtype:
+    """``dtype`` as a NumPy dtype; accepts names ("bfloat16"), scalar types and arrays."""
+    if hasattr(dtype, "dtype") and not isinstance(dtype, type):  # an array or a ShapeDtypeStruct
+        dtype = dtype.dtype
     try:
-        return np.dtype(dtype).itemsize
+        return np.dtype(dtype)
     except TypeError:
-        import jax.numpy as jnp  # bfloat16 and friends are known to ml_dtypes via jnp
+        pass
+    import ml_dtypes  # noqa: F401  (registers bfloat16, float8_* … with NumPy; a jax dependency)
 
-        return jnp.dtype(dtype).itemsize
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"`dtype` must be a dtype or a dtype name, got {dtype!r}") from None
 
 
 def conv_cost(
@@ -125,7 +132,8 @@ def conv_cost(
     weights = taps * out_channels
     params = weights + (out_channels if bias else 0)
     macs = math.prod(out) * taps * batch
-    size = _itemsize(dtype)
+    np_dtype = _canonical_dtype(dtype)
+    size = np_dtype.itemsize
     moved = (math.prod(input_shape) * batch + params + math.prod(out) * batch) * size
     return ConvCost(
         input_shape=input_shape,
@@ -137,7 +145,7 @@ def conv_cost(
         flops=2 * macs,
         bytes=moved,
         intensity=2 * macs / moved,
-        dtype=str(np.dtype(dtype)) if not hasattr(dtype, "dtype") else str(dtype.dtype),
+        dtype=np_dtype.name,
     )
 
 
@@ -178,8 +186,8 @@ class BottleneckCost:
             lines.append(f"{name:<16}{'x'.join(map(str, c.output_shape)):>16}"
                          f"{c.weights:>12,}{c.macs:>16,}")
         lines.append(
-            f"bottleneck total: {self.macs_bottleneck:,} MACs, {self.weights_bottleneck:,} weights; "
-            f"direct/bottleneck = {self.macs_ratio:.1f}x MACs"
+            f"bottleneck total: {self.macs_bottleneck:,} MACs, "
+            f"{self.weights_bottleneck:,} weights; direct/bottleneck = {self.macs_ratio:.1f}x MACs"
         )
         return "\n".join(lines)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 __all__ = [
     "PADDING_MODES",
@@ -36,7 +36,7 @@ PADDING_STRINGS = ("VALID", "SAME", "SAME_LOWER")
 #: Padding modes: explicit pad with this rule (the SAME amounts), then VALID. Value = jnp.pad mode.
 PADDING_MODES = {"CIRCULAR": "wrap", "REFLECT": "reflect", "REPLICATE": "edge"}
 
-Padding = Union[str, int, Sequence[Union[int, Sequence[int]]]]
+Padding = str | int | Sequence[int | Sequence[int]]
 
 
 def _as_int(value: Any, name: str) -> int:
@@ -166,13 +166,19 @@ def resolve_padding(
                 for n, k, s, d in zip(input_size, kernel, stride, dilation)
             )
         valid = ", ".join(repr(p) for p in (*PADDING_STRINGS, *PADDING_MODES))
-        raise ValueError(f"`padding` must be one of {valid}, an int or (lo, hi) pairs; got {padding!r}")
+        raise ValueError(
+            f"`padding` must be one of {valid}, an int or (lo, hi) pairs; got {padding!r}"
+        )
     if isinstance(padding, bool):
         raise TypeError(f"`padding` must be a string, an int or (lo, hi) pairs, got {padding!r}")
-    if isinstance(padding, int):
-        return ((padding, padding),) * ndim
     if not isinstance(padding, (list, tuple)):
-        raise TypeError(f"`padding` must be a string, an int or (lo, hi) pairs, got {padding!r}")
+        try:
+            p = operator.index(padding)  # an int, or a NumPy integer
+        except TypeError:
+            raise TypeError(
+                f"`padding` must be a string, an int or (lo, hi) pairs, got {padding!r}"
+            ) from None
+        return ((int(p), int(p)),) * ndim
     if len(padding) != ndim:
         raise ValueError(
             f"`padding` must have one entry per spatial dim ({ndim}), got {padding!r}"
@@ -181,7 +187,9 @@ def resolve_padding(
     for entry in padding:
         if isinstance(entry, (list, tuple)):
             if len(entry) != 2:
-                raise ValueError(f"`padding` entries must be an int or a (lo, hi) pair, got {entry!r}")
+                raise ValueError(
+                    f"`padding` entries must be an int or a (lo, hi) pair, got {entry!r}"
+                )
             pairs.append((_as_int(entry[0], "padding"), _as_int(entry[1], "padding")))
         else:
             p = _as_int(entry, "padding")
@@ -235,8 +243,8 @@ def _out_size(n: int, k: int, s: int, d: int, lo: int, hi: int, what: str = "ker
     span = n + lo + hi - dilated_size(k, d)
     if span < 0:
         raise ValueError(
-            f"the dilated {what} ({dilated_size(k, d)} = {d}·({k}-1)+1) must fit in the padded input "
-            f"({n + lo + hi} = {n} + {lo} + {hi})"
+            f"the dilated {what} ({dilated_size(k, d)} = {d}·({k}-1)+1) must fit in the padded "
+            f"input ({n + lo + hi} = {n} + {lo} + {hi})"
         )
     return span // s + 1
 
@@ -347,7 +355,8 @@ def _pool_out(n: int, k: int, s: int, lo: int, hi: int, ceil_mode: bool) -> int:
     span = n + lo + hi - k
     if span < 0:
         raise ValueError(
-            f"the pooling window ({k}) must fit in the padded input ({n + lo + hi} = {n} + {lo} + {hi})"
+            f"the pooling window ({k}) must fit in the padded input "
+            f"({n + lo + hi} = {n} + {lo} + {hi})"
         )
     out = -(-span // s) + 1
     if (out - 1) * s >= n + lo:  # the last window would start in the high padding: drop it
@@ -397,7 +406,9 @@ def receptive_field(
         pad = layer[2] if len(layer) > 2 else 0
         d = _as_int(layer[3], f"layers[{i}] dilation") if len(layer) > 3 else 1
         if k < 1 or s < 1 or d < 1:
-            raise ValueError(f"`layers[{i}]` kernel, stride and dilation must be >= 1, got {layer!r}")
+            raise ValueError(
+                f"`layers[{i}]` kernel, stride and dilation must be >= 1, got {layer!r}"
+            )
         lo = pad[0] if isinstance(pad, (list, tuple)) else pad
         lo = _as_int(lo, f"layers[{i}] padding")
         k_eff = dilated_size(k, d)
