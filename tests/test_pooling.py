@@ -1,0 +1,213 @@
+"""Pooling against the NumPy reference (PyTorch/Caffe ``ceil_mode`` and ``count_include_pad``
+semantics), cross-checked with PyTorch itself where it is installed; grads, jit, vmap."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import reference
+from conftest import tol
+from jax.test_util import check_grads
+
+import jaxconv
+
+PADDING_FORMS = ("VALID", "SAME", "int", "pairs", "CIRCULAR", "REFLECT", "REPLICATE")
+
+
+@dataclass(frozen=True)
+class PoolCase:
+    spatial: tuple[int, ...]
+    window: tuple[int, ...]
+    stride: tuple[int, ...] | None
+    padding: object
+    ceil_mode: bool
+    count_include_pad: bool
+    layout: str
+    dtype: str
+    seed: int
+
+    def __str__(self) -> str:
+        return "-".join(str(v) for v in self.__dict__.values()).replace(" ", "")
+
+
+def _sample_cases(count: int, seed: int) -> list[PoolCase]:
+    rng = np.random.default_rng(seed)
+    cases = []
+    for i in range(count):
+        ndim = int(rng.choice([1, 2, 2, 3]))
+        window = tuple(int(v) for v in rng.integers(1, 4 if ndim == 3 else 5, ndim))
+        stride = None if rng.random() < 0.2 else tuple(int(v) for v in rng.integers(1, 4, ndim))
+        form = str(rng.choice(PADDING_FORMS))
+        if form == "int":
+            padding = int(rng.integers(0, min(window)))  # every pad smaller than the window
+        elif form == "pairs":
+            padding = tuple((int(rng.integers(0, k)), int(rng.integers(0, k))) for k in window)
+        else:
+            padding = form
+        spatial = tuple(k + int(rng.integers(0, 5)) for k in window)
+        cases.append(PoolCase(
+            spatial=spatial, window=window, stride=stride, padding=padding,
+            ceil_mode=bool(rng.random() < 0.5), count_include_pad=bool(rng.random() < 0.5),
+            layout=str(rng.choice(["NHWC", "NCHW"])),
+            dtype="bfloat16" if rng.random() < 0.25 else "float32", seed=seed + i))
+    return cases
+
+
+CASES = _sample_cases(64, seed=4321)
+
+
+def _pool(fn, case: PoolCase, x, **kwargs):
+    """Runs a jaxconv pool on channels-last float64 ``x`` in ``case``'s layout and dtype."""
+    xj = jnp.asarray(x, case.dtype)
+    if case.layout == "NCHW":
+        xj = jnp.moveaxis(xj, -1, 1)
+    y = fn(xj, case.window, stride=case.stride, padding=case.padding, ceil_mode=case.ceil_mode,
+           layout=case.layout, **kwargs)
+    assert y.dtype == jnp.dtype(case.dtype)
+    if case.layout == "NCHW":
+        y = jnp.moveaxis(y, 1, -1)
+    return np.asarray(y.astype(jnp.float32), np.float64)
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_pooling_matches_reference(case: PoolCase):
+    rng = np.random.default_rng(case.seed)
+    x = rng.standard_normal((2, *case.spatial, 3))
+    x = np.asarray(jnp.asarray(x, case.dtype).astype(jnp.float32), np.float64)
+    kw = dict(stride=case.stride, padding=case.padding, ceil_mode=case.ceil_mode)
+    expected_max = reference.max_pool(x, case.window, **kw)
+    np.testing.assert_array_equal(_pool(jaxconv.max_pool, case, x), expected_max)
+    expected_avg = reference.avg_pool(x, case.window, count_include_pad=case.count_include_pad,
+                                      **kw)
+    got = _pool(jaxconv.avg_pool, case, x, count_include_pad=case.count_include_pad)
+    np.testing.assert_allclose(got, expected_avg, rtol=0,
+                               atol=tol(case.dtype, math.prod(case.window)))
+    # and the sizes are the geometry's
+    stride = case.stride or case.window
+    for n, k, s, axis in zip(case.spatial, case.window, stride, range(1, 4)):
+        pad = case.padding if not isinstance(case.padding, tuple) else case.padding[axis - 1]
+        if isinstance(pad, str) and pad != "VALID":
+            pad = jaxconv.resolve_padding(pad, (n,), (k,), (s,), (1,))[0]
+        assert got.shape[axis] == jaxconv.pool_output_size(n, k, stride=s, padding=pad,
+                                                           ceil_mode=case.ceil_mode)
+
+
+def test_grid_covers_what_it_claims():
+    assert {len(c.window) for c in CASES} == {1, 2, 3}
+    assert {c.ceil_mode for c in CASES} == {c.count_include_pad for c in CASES} == {True, False}
+    assert {c.layout for c in CASES} == {"NHWC", "NCHW"}
+    assert {c.dtype for c in CASES} == {"float32", "bfloat16"}
+    forms = {"int" if isinstance(c.padding, int) else "pairs" if isinstance(c.padding, tuple)
+             else c.padding for c in CASES}
+    assert forms == set(PADDING_FORMS)
+
+    def sizes(c: PoolCase, ceil_mode: bool) -> list[int]:
+        stride = c.stride or c.window
+        pairs, _ = reference.pad_pairs(c.padding, c.spatial, c.window, stride, (1,) * len(stride))
+        return [len(reference._pool_bounds(n, k, s, lo, hi, ceil_mode))
+                for n, k, s, (lo, hi) in zip(c.spatial, c.window, stride, pairs)]
+
+    # ceil_mode really adds outputs in some cases
+    assert any(sizes(c, True) != sizes(c, False) for c in CASES if c.ceil_mode)
+
+
+# --- PyTorch as an independent oracle for the Caffe/PyTorch rules ----------------------------
+@pytest.mark.parametrize(
+    "n, window, stride, padding, ceil_mode, count_include_pad",
+    [
+        (112, 3, 2, 0, True, True),  # GoogLeNet: 112 -> 56
+        (5, 2, 2, 1, True, True),  # ceil would add a window starting in the padding: dropped
+        (7, 3, 2, 1, True, True),  # the last window overhangs: the overhang is not counted
+        (7, 3, 2, 1, True, False),
+        (6, 4, 3, 2, True, True),
+        (6, 4, 3, 2, False, False),
+        (9, 3, 3, 1, False, True),
+    ],
+)
+def test_against_pytorch(n, window, stride, padding, ceil_mode, count_include_pad):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(n * 100 + window * 10 + stride)
+    x = rng.standard_normal((1, 2, n, n)).astype(np.float32)
+    kw = dict(stride=stride, padding=padding, ceil_mode=ceil_mode)
+    want_max = torch.nn.functional.max_pool2d(torch.from_numpy(x), window, **kw).numpy()
+    want_avg = torch.nn.functional.avg_pool2d(torch.from_numpy(x), window,
+                                              count_include_pad=count_include_pad, **kw).numpy()
+    xj = jnp.asarray(x)
+    got_max = jaxconv.max_pool(xj, window, layout="NCHW", **kw)
+    got_avg = jaxconv.avg_pool(xj, window, layout="NCHW", count_include_pad=count_include_pad,
+                               **kw)
+    np.testing.assert_array_equal(got_max, want_max)
+    np.testing.assert_allclose(got_avg, want_avg, rtol=0, atol=tol("float32", window * window))
+
+
+# --- behaviour ------------------------------------------------------------------------------
+def test_padding_never_wins_max_pool():
+    x = -1.0 - jnp.arange(16.0).reshape(1, 4, 4, 1)  # all negative
+    y = jaxconv.max_pool(x, 3, stride=1, padding="SAME")
+    assert float(y.max()) == -1.0  # a zero pad would have won
+    y_int = jaxconv.max_pool(x.astype(jnp.int32), 3, stride=1, padding="SAME")
+    assert y_int.dtype == jnp.int32
+    np.testing.assert_array_equal(y_int, y.astype(jnp.int32))
+
+
+def test_value_filling_modes_are_used_by_pooling():
+    x = jnp.arange(4.0).reshape(1, 4, 1)  # 0 1 2 3
+    # window 3, SAME pads (1, 1): REFLECT -> 1 0 1 2 3 2, REPLICATE -> 0 0 1 2 3 3,
+    # CIRCULAR -> 3 0 1 2 3 0; then the plain mean of each window of three
+    expected = {
+        "REFLECT": [2 / 3, 1.0, 2.0, 7 / 3],
+        "REPLICATE": [1 / 3, 1.0, 2.0, 8 / 3],
+        "CIRCULAR": [4 / 3, 1.0, 2.0, 5 / 3],
+    }
+    for mode, want in expected.items():
+        got = jaxconv.avg_pool(x, 3, stride=1, padding=mode)[0, :, 0]
+        np.testing.assert_allclose(got, want, rtol=0, atol=tol("float32", 3))
+    assert jaxconv.max_pool(x, 3, stride=1, padding="CIRCULAR")[0, :, 0].tolist() == [3, 2, 3, 3]
+
+
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_global_avg_pool(rng, layout, keepdims):
+    x = jnp.asarray(rng.standard_normal((2, 5, 3, 4, 6)), jnp.float32)
+    axes = (1, 2, 3) if layout == "NHWC" else (2, 3, 4)
+    y = jaxconv.global_avg_pool(x, layout=layout, keepdims=keepdims)
+    expected = np.asarray(x, np.float64).mean(axis=axes, keepdims=keepdims)
+    np.testing.assert_allclose(y, expected, rtol=0, atol=tol("float32", 60))
+    # it is the whole-map average pool
+    if layout == "NHWC" and keepdims:
+        full = jaxconv.avg_pool(x, x.shape[1:4])
+        np.testing.assert_allclose(y, full, rtol=0, atol=tol("float32", 60))
+
+
+def test_avg_pool_grads(rng):
+    with jax.enable_x64(True):
+        x = jnp.asarray(rng.standard_normal((1, 7, 6, 2)))
+        f = lambda x: jaxconv.avg_pool(  # noqa: E731
+            x, 3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)
+        check_grads(f, (x,), order=2, modes=("fwd", "rev"))
+
+
+def test_max_pool_grads(rng):
+    with jax.enable_x64(True):
+        # distinct values, far apart compared with the finite-difference step: no ties
+        x = jnp.asarray(rng.permutation(84).reshape(1, 7, 6, 2) * 0.1)
+        f = lambda x: jaxconv.max_pool(x, 3, stride=2, padding="SAME")  # noqa: E731
+        check_grads(f, (x,), order=1, modes=("fwd", "rev"))
+        # the gradient routes to the argmax only
+        g = jax.grad(lambda x: jaxconv.max_pool(x, 2).sum())(x)
+        assert float(g.sum()) == 3 * 3 * 2 and set(np.unique(np.asarray(g))) == {0.0, 1.0}
+
+
+def test_pooling_jit_and_vmap(rng):
+    xs = jnp.asarray(rng.standard_normal((3, 2, 9, 9, 4)), jnp.float32)
+    for fn in (jaxconv.max_pool, jaxconv.avg_pool):
+        f = lambda x: fn(x, 3, stride=2, ceil_mode=True)  # noqa: E731, B023
+        eager = f(xs[0])
+        np.testing.assert_allclose(jax.jit(f)(xs[0]), eager, rtol=0, atol=tol("float32", 9))
+        np.testing.assert_allclose(jax.vmap(f)(xs), jnp.stack([f(x) for x in xs]), rtol=0,
+                                   atol=tol("float32", 9))
