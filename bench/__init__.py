@@ -1,0 +1,46 @@
+"""jaxconv's benchmark harness: ``python -m bench [SUITE ...] [options]`` (``--help`` for all).
+
+bench/ stands outside the package and uses jaxconv exactly as a user would; jaxconv never
+imports it. With no arguments it runs the ``bottleneck`` suite (the seed's Inception 4a 5×5
+branch over batches 1, 8, 32) and writes ``bench/results/<device-kind>/bottleneck.{json,md,png}``.
+
+Layout:
+  ``__main__.py``   the command line (argparse; bad flags are one-line errors, exit 2).
+  ``_harness.py``   :class:`~bench._harness.Options`, :class:`~bench._harness.Context`, timing
+                    (lower / compile / run separately, warm-up, ``block_until_ready``, variants
+                    interleaved round-robin), the GEMM-peak and bandwidth probes, env record.
+  ``_fusion.py``    the fusion report read from ``compiled.as_text()``.
+  ``_report.py``    JSON, Markdown table, PNG plots, the terminal table.
+  ``_peers.py``     ``--peers torch`` (imported lazily; never a jaxconv dependency).
+  ``suites/``       one module per suite and the registry ``bench.suites.REGISTRY``.
+
+Adding a suite: write ``bench/suites/<name>.py`` with ``run(ctx) -> list[dict]`` and add
+``"<name>": <name>.run`` to ``REGISTRY`` in ``bench/suites/__init__.py``. Inside ``run``:
+
+  - ``ctx.options`` (batches, dtypes, quick, full, …); ``ctx.batches(default)`` gives the sweep;
+  - ``for case in ctx.track(grid, label)`` drives the progress bar;
+  - ``c = ctx.compile(fn, *args)`` lowers and compiles under jit (``c.lower_s``, ``c.compile_s``,
+    ``c.xla_flops``, ``c.xla_bytes``, ``c.peak_bytes``, ``c.fusion``) and ``c()`` runs it;
+  - ``ctx.time({"variant": runner, …})`` times zero-argument runners round-robin;
+  - ``ctx.record(suite, variant, default=…, batch=…, dtype=…, timing=…, macs=…, compiled=c,
+    **extra)`` builds a record; ``ctx.note(text)`` adds a line to the summary;
+  - ``ctx.peer`` is the torch peer under ``--peers torch`` (else None).
+
+Record format (one JSON file per suite: ``{"suite", "env", "options", "notes", "records"}``).
+Every record has:
+
+  ``suite``, ``variant``; ``default`` (True for what jaxconv's public API does with default
+  arguments under jit); ``batch``; ``dtype``; ``median_s``, ``min_s``, ``max_s`` (seconds per
+  call over ``repeats`` runs after warm-up); ``macs`` (analytic, every tap counted — the papers'
+  ops); ``xla_flops`` (``cost_analysis()``, skips padding taps; None for peers); ``gflops``
+  (``2·macs / median_s``, so ops per second in the papers' convention).
+
+Most also have ``peak_fraction`` (``gflops`` / the GEMM peak measured in the same run),
+``lower_s``, ``compile_s``, ``xla_bytes``, ``peak_bytes`` (``memory_analysis``), ``kernels``,
+``fusions`` and ``fusion`` (the report), ``layer`` (the shape's name, e.g. ``inception_4a``), and
+suite-specific keys: ``speedup_vs_<baseline>`` (the first such key is plotted),
+``analytic_ratio`` (drawn on the speedup plot), ``roofline_s`` / ``roofline_fraction``,
+``peer`` and ``ratio_vs_jaxconv`` (peer time / jaxconv time: > 1 means jaxconv is faster).
+The env block holds device kind, platform, CPU model and core count, jax/jaxlib versions,
+XLA_FLAGS, the date, the GEMM peak and the memory bandwidth.
+"""

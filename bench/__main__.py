@@ -1,0 +1,220 @@
+"""``python -m bench``: the command line (``--help``; the harness: bench/__init__.py)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench._harness import Options
+
+DTYPES = ("float32", "bfloat16", "float16")
+PROG = "python -m bench"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line: ``python -m bench: error: … (see --help)``."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{PROG}: error: {message} (see --help)\n")
+
+
+def _csv(name: str, parse: Callable[[str], Any], rule: str) -> Callable[[str], tuple]:
+    def convert(text: str) -> tuple:
+        items = [t.strip() for t in text.split(",")]
+        try:
+            values = tuple(parse(t) for t in items)
+        except ValueError:
+            values = ()
+        if not values or any(v is None for v in values):
+            raise argparse.ArgumentTypeError(f"`{name}` must be {rule}, got {text!r}")
+        return values
+
+    return convert
+
+
+def _positive(text: str) -> int | None:
+    value = int(text)
+    return value if value > 0 else None
+
+
+def _dtype(text: str) -> str | None:
+    return text if text in DTYPES else None
+
+
+def _peer(text: str) -> str | None:
+    return text if text == "torch" else None
+
+
+def _count(name: str, minimum: int) -> Callable[[str], int]:
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"`{name}` must be an int >= {minimum}, got {text!r}")
+        return value
+
+    return convert
+
+
+def build_parser(suites: Sequence[str]) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description=(
+            "Benchmarks jaxconv on the default device: lower, compile and run times (median, "
+            "min, max of --repeats runs after --warmup, block_until_ready), analytic MACs next "
+            "to XLA's cost_analysis, GFLOP/s and the fraction of a GEMM peak measured in the same "
+            "run, peak memory, and a fusion report from the optimized HLO. Writes JSON, a "
+            "Markdown table and a PNG per suite under bench/results/<device-kind>/."
+        ),
+        epilog=(
+            "suites: bottleneck (default: the seed's Inception 4a 5x5 branch, direct vs 1x1 "
+            "bottleneck), conv1x1 (einsum vs lax.conv vs jnp.dot over GoogLeNet's 1x1s), "
+            "inception (every Inception block, fwd and fwd+bwd), model (GoogLeNet and NiN "
+            "images/s). Example: python -m bench bottleneck conv1x1 --batch 1,8,32 --peers torch"
+        ),
+    )
+    parser.add_argument("suites", nargs="*", metavar="SUITE",
+                        help=f"suites to run, of: {', '.join(suites)} (default: bottleneck)")
+    parser.add_argument("--batch", type=_csv("--batch", _positive, "comma-separated ints > 0"),
+                        metavar="1,8,32", help="batch sizes to sweep (default: per suite; "
+                        "bottleneck 1,8,32)")
+    parser.add_argument("--dtype", type=_csv("--dtype", _dtype, f"comma-separated of "
+                                              f"{', '.join(DTYPES)}"),
+                        metavar="float32,bfloat16",
+                        help="dtypes (default: per suite, float32 except inception's float32,"
+                        "bfloat16; bf16 convs are upcast to f32 on XLA:CPU)")
+    parser.add_argument("--repeats", type=_count("--repeats", 1), metavar="N",
+                        help="timed runs per variant (default: 20; 3 with --quick)")
+    parser.add_argument("--warmup", type=_count("--warmup", 0), metavar="N",
+                        help="untimed runs first (default: 3; 1 with --quick)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--full", action="store_true",
+                      help="the whole sweep (all nine GoogLeNet 5x5 branches, more batches)")
+    size.add_argument("--quick", action="store_true",
+                      help="tiny shapes and few runs: a smoke test of the harness in seconds")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="write results here instead of bench/results/<device-kind>/")
+    parser.add_argument("--peers", type=_csv("--peers", _peer, "'torch'"), default=(),
+                        metavar="torch", help="also time PyTorch conv2d on the same shapes, "
+                        "alternating with jaxconv (torch is imported only then)")
+    parser.add_argument("--device", metavar="PLATFORM",
+                        help="cpu, gpu or tpu (default: jax's default device)")
+    parser.add_argument("--no-plots", dest="plots", action="store_false",
+                        help="skip the PNG plots")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Options:
+    """Parses the command line into :class:`bench._harness.Options` (exits 2 on bad flags)."""
+    from bench.suites import DEFAULT, REGISTRY
+
+    parser = build_parser(tuple(REGISTRY))
+    ns = parser.parse_args(argv)
+    unknown = [s for s in ns.suites if s not in REGISTRY]
+    if unknown:
+        parser.error(f"unknown suite {unknown[0]!r}; choose from {', '.join(REGISTRY)}")
+    if ns.out is not None and ns.out.exists() and not ns.out.is_dir():
+        parser.error(f"`--out` must be a directory, got the file {str(ns.out)!r}")
+    return Options(
+        suites=tuple(dict.fromkeys(ns.suites)) or DEFAULT,
+        batches=ns.batch,
+        dtypes=tuple(dict.fromkeys(ns.dtype)) if ns.dtype else None,
+        repeats=ns.repeats,
+        warmup=ns.warmup,
+        full=ns.full,
+        quick=ns.quick,
+        out=ns.out,
+        peers=tuple(ns.peers),
+        device=ns.device,
+        plots=ns.plots,
+    )
+
+
+def _setup(options: Options):
+    from bench import _harness, _peers
+
+    device = _harness.resolve_device(options.device)
+    peer = _peers.load(options.peers, device.platform)
+    env = _harness.environment(device)
+    if peer is not None:
+        env["torch"] = f"{peer.version} ({peer.threads} threads, {peer.device})"
+    return _harness.Context(options=options, device=device, env=env, peer=peer)
+
+
+def run(options: Options, ctx=None) -> dict[str, list[dict]]:
+    """Runs the suites, prints tables and writes the files. Returns records per suite."""
+    import jax
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from bench import _harness, _report
+    from bench.suites import REGISTRY
+
+    ctx = ctx or _setup(options)
+    out_dir = options.out or (Path(__file__).resolve().parent / "results"
+                              / _harness.device_dirname(ctx.device.device_kind))
+    console = Console(stderr=True)
+    results: dict[str, tuple[list[dict], list[str], float]] = {}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with jax.default_device(ctx.device), Progress(*columns, console=console) as progress:
+        dtypes = options.dtypes or ("float32",)
+        task = progress.add_task("peaks: GEMM, memory bandwidth", total=len(dtypes) + 1)
+        for dtype in dtypes:
+            ctx.gemm_peak(dtype)
+            progress.advance(task)
+        ctx.bandwidth()
+        progress.advance(task)
+        for name in options.suites:
+            task = progress.add_task(name, total=None)
+
+            def report(item: str | None = None, *, _task=task, _name=name, **fields) -> None:
+                if item is not None:
+                    fields["description"] = f"{_name}: {item}"
+                progress.update(_task, **fields)
+
+            ctx.notes, ctx.report = [], report
+            start = time.perf_counter()
+            records = REGISTRY[name](ctx)
+            results[name] = (records, ctx.notes, time.perf_counter() - start)
+            progress.update(task, description=name)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stdout = Console(width=None if sys.stdout.isatty() else 200)
+    opts = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(options).items()}
+    for name, (records, notes, seconds) in results.items():
+        stdout.print(_report.rich_table(name, records))
+        for line in notes:
+            stdout.print(line, markup=False, highlight=False)
+        plot = out_dir / f"{name}.png"
+        has_plot = options.plots and _report.write_plot(plot, name, records, ctx.env)
+        _report.write_json(out_dir / f"{name}.json", name, ctx.env, {**opts, "seconds": seconds},
+                           notes, records)
+        (out_dir / f"{name}.md").write_text(
+            _report.markdown(name, ctx.env, notes, records, plot.name if has_plot else None))
+        written = ", ".join(f"{name}.{ext}" for ext in ("json", "md", "png")
+                            if ext != "png" or has_plot)
+        stdout.print(f"{name}: {len(records)} records in {seconds:.1f} s → {out_dir}/ "
+                     f"({written})", highlight=False)
+    return {name: r[0] for name, r in results.items()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_args(argv)
+    try:
+        ctx = _setup(options)  # device and peer problems are user errors: one line, exit 2
+    except ValueError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    run(options, ctx)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

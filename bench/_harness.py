@@ -1,0 +1,354 @@
+"""Timing, environment record and the context every suite receives.
+
+Timing honesty (STYLE.md habit 9): lowering, compilation and execution are timed separately;
+every call ends in ``block_until_ready``; runs come after warm-up; we keep the median with the
+min and max; the variants of one case run round-robin (A B C, B C A, …) so a noisy neighbour
+slows all of them alike and their ratios stay meaningful on a shared machine.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bench._fusion import fusion_report
+
+#: Keys every record has (see ``bench/__init__.py``).
+REQUIRED_KEYS = (
+    "suite", "variant", "default", "batch", "dtype",
+    "median_s", "min_s", "max_s", "macs", "xla_flops", "gflops",
+)
+
+
+@dataclass(frozen=True)
+class Options:
+    """The parsed command line (see ``python -m bench --help``)."""
+
+    suites: tuple[str, ...] = ("bottleneck",)
+    batches: tuple[int, ...] | None = None  # None: each suite's default sweep
+    dtypes: tuple[str, ...] | None = None  # None: each suite's default (float32 mostly)
+    repeats: int | None = None  # None: 20 (3 with --quick)
+    warmup: int | None = None  # None: 3 (1 with --quick)
+    full: bool = False
+    quick: bool = False
+    out: Path | None = None
+    peers: tuple[str, ...] = ()
+    device: str | None = None
+    plots: bool = True
+
+    @property
+    def n_repeats(self) -> int:
+        return self.repeats if self.repeats is not None else (3 if self.quick else 20)
+
+    @property
+    def n_warmup(self) -> int:
+        return self.warmup if self.warmup is not None else (1 if self.quick else 3)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Wall-clock seconds of ``repeats`` runs after warm-up."""
+
+    times: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+    @property
+    def min(self) -> float:
+        return min(self.times)
+
+    @property
+    def max(self) -> float:
+        return max(self.times)
+
+
+@dataclass
+class Compiled:
+    """One ``jax.jit`` function lowered and compiled, with what XLA says about it."""
+
+    call: Callable[..., Any]
+    args: tuple
+    lower_s: float
+    compile_s: float
+    xla_flops: float | None
+    xla_bytes: float | None
+    peak_bytes: int | None
+    hlo: str
+    fusion: dict | None
+
+    def __call__(self) -> Any:
+        return self.call(*self.args)
+
+
+def device_dirname(kind: str) -> str:
+    """``"cpu"`` → ``cpu``, ``"NVIDIA H200"`` → ``nvidia-h200`` (for ``bench/results/<kind>``)."""
+    return re.sub(r"[^a-z0-9]+", "-", kind.lower()).strip("-") or "device"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def resolve_device(name: str | None) -> jax.Device:
+    """``None`` → jax's default device; else a platform (``cpu``, ``gpu``, ``cuda``, ``tpu``)."""
+    if name is None:
+        return jax.devices()[0]
+    try:
+        return jax.devices(name)[0]
+    except RuntimeError as err:
+        have = sorted({d.platform for d in jax.devices()} | {"cpu"})
+        raise ValueError(
+            f"`--device` (={name!r}) is not available here ({err}); available: {', '.join(have)}"
+        ) from None
+
+
+def sync(out: Any) -> Any:
+    """Blocks until ``out`` (any pytree of jax arrays, or anything else) is computed."""
+    return jax.block_until_ready(out)
+
+
+def round_robin(
+    runners: dict[str, Callable[[], Any]], repeats: int, warmup: int
+) -> dict[str, Timing]:
+    """Times each runner ``repeats`` times after ``warmup`` calls, interleaving them.
+
+    Round ``i`` starts at runner ``i mod n`` (A B C, B C A, C A B, …) so no variant always runs
+    right after the same neighbour. Each call is synced with ``block_until_ready``; a runner that
+    needs another sync (torch on CUDA) does it itself.
+    """
+    names = list(runners)
+    for _ in range(warmup):
+        for name in names:
+            sync(runners[name]())
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for i in range(repeats):
+        for name in names[i % len(names):] + names[: i % len(names)]:
+            start = time.perf_counter()
+            sync(runners[name]())
+            times[name].append(time.perf_counter() - start)
+    return {n: Timing(tuple(t)) for n, t in times.items()}
+
+
+def compile_timed(fn: Callable, *args: Any, compiler_options: dict | None = None,
+                  platform: str = "cpu") -> Compiled:
+    """Lowers and compiles ``jax.jit(fn)`` for ``args``, timing each step; reads XLA's costs."""
+    jitted = jax.jit(fn)
+    start = time.perf_counter()
+    lowered = jitted.lower(*args)
+    lower_s = time.perf_counter() - start
+    start = time.perf_counter()
+    compiled = lowered.compile(compiler_options) if compiler_options else lowered.compile()
+    compile_s = time.perf_counter() - start
+    cost = compiled.cost_analysis()
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else {}
+    cost = dict(cost or {})
+    peak = None
+    try:
+        memory = compiled.memory_analysis()
+        peak = getattr(memory, "peak_memory_in_bytes", None)
+        if not peak:  # backends that leave it 0: arguments + outputs + temporaries - aliased
+            peak = (memory.argument_size_in_bytes + memory.output_size_in_bytes
+                    + memory.temp_size_in_bytes - memory.alias_size_in_bytes)
+    except (AttributeError, NotImplementedError, RuntimeError, TypeError):
+        peak = None  # memory_analysis is optional per backend
+    hlo = compiled.as_text() or ""
+    fusion = fusion_report(hlo, platform).to_dict() if hlo else None
+    return Compiled(
+        call=compiled,
+        args=args,
+        lower_s=lower_s,
+        compile_s=compile_s,
+        xla_flops=float(cost["flops"]) if "flops" in cost else None,
+        xla_bytes=float(cost["bytes accessed"]) if "bytes accessed" in cost else None,
+        peak_bytes=int(peak) if peak is not None else None,
+        hlo=hlo,
+        fusion=fusion,
+    )
+
+
+def environment(device: jax.Device) -> dict[str, Any]:
+    """Device kind, CPU model and cores, versions, XLA_FLAGS and the date (UTC)."""
+    import jaxlib
+
+    import jaxconv
+
+    return {
+        "device_kind": device.device_kind,
+        "platform": device.platform,
+        "device": str(device),
+        "device_count": len(jax.devices(device.platform)),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "jaxconv": jaxconv.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "argv": " ".join(["python -m bench", *sys.argv[1:]]),
+    }
+
+
+@dataclass
+class Context:
+    """What a suite gets: options, the device, measured peaks, timers, and a note pad.
+
+    A suite is ``def run(ctx: Context) -> list[dict]``; build records with :meth:`record`.
+    """
+
+    options: Options
+    device: jax.Device
+    env: dict[str, Any]
+    peer: Any = None  # a bench._peers.TorchPeer under --peers torch, else None
+    notes: list[str] = field(default_factory=list)
+    #: Progress callback, called like ``rich.progress.Progress.update`` (total/completed/...).
+    report: Callable[..., None] = lambda **fields: None
+    _peaks: dict[str, float] = field(default_factory=dict)
+
+    # -- sweep helpers ------------------------------------------------------------------
+    @property
+    def platform(self) -> str:
+        return self.device.platform
+
+    def batches(self, default: Sequence[int], quick: Sequence[int] = (1, 2)) -> tuple[int, ...]:
+        """``--batch`` if given, else ``quick`` under ``--quick``, else the suite's ``default``."""
+        if self.options.batches:
+            return self.options.batches
+        return tuple(quick) if self.options.quick else tuple(default)
+
+    def dtypes(self, default: Sequence[str] = ("float32",)) -> tuple[str, ...]:
+        """``--dtype`` if given, else the suite's ``default``."""
+        return self.options.dtypes or tuple(default)
+
+    @staticmethod
+    def seed(*parts: Any) -> int:
+        """A stable seed from a case's description (Python's ``hash`` is salted per process)."""
+        return zlib.crc32("/".join(map(str, parts)).encode())
+
+    def track(self, items: Iterable[Any], label: Callable[[Any], str] = str) -> Iterator[Any]:
+        """Iterates ``items`` advancing the progress bar by one step per finished item."""
+        items = list(items)
+        self.report(total=len(items), completed=0)
+        for done, item in enumerate(items):
+            self.report(item=label(item))
+            yield item
+            self.report(completed=done + 1)
+
+    def rng_arrays(self, seed: int, shapes: Sequence[tuple[int, ...]], dtype: str,
+                   scales: Sequence[float] | None = None) -> list[jax.Array]:
+        """Seeded normal arrays on the device, ``scales[i]`` times unit scale.
+
+        Drawn with NumPy (``jax.random`` would compile a sampler for every new shape) and cast
+        on the host, so creating inputs compiles nothing.
+        """
+        rng = np.random.default_rng(seed)
+        out = []
+        for i, shape in enumerate(shapes):
+            a = rng.standard_normal(shape, dtype=np.float32)
+            if scales is not None:
+                a *= np.float32(scales[i])
+            out.append(jax.device_put(a.astype(jnp.dtype(dtype)), self.device))
+        return out
+
+    # -- measuring ----------------------------------------------------------------------
+    def compile(self, fn: Callable, *args: Any, compiler_options: dict | None = None) -> Compiled:
+        return compile_timed(fn, *args, compiler_options=compiler_options,
+                             platform=self.platform)
+
+    def time(self, runners: dict[str, Callable[[], Any]]) -> dict[str, Timing]:
+        return round_robin(runners, self.options.n_repeats, self.options.n_warmup)
+
+    def gemm_peak(self, dtype: str) -> float:
+        """GFLOP/s of a large square ``jnp.dot`` in ``dtype`` (best of the runs), measured once."""
+        if dtype not in self._peaks:
+            n = 512 if self.options.quick else (2048 if self.platform == "cpu" else 8192)
+            a, b = self.rng_arrays(1234, [(n, n), (n, n)], dtype)
+            compiled = self.compile(jnp.dot, a, b)
+            timing = round_robin({"dot": compiled}, 5 if self.options.quick else 10, 2)["dot"]
+            self._peaks[dtype] = 2 * n**3 / timing.min / 1e9
+            self.env.setdefault("gemm_peak_gflops", {})[dtype] = round(self._peaks[dtype], 2)
+            self.env.setdefault("gemm_peak_shape", [n, n, n])
+        return self._peaks[dtype]
+
+    def bandwidth(self) -> float:
+        """GB/s of ``x + 1`` on a large float32 array (read + write), best of the runs."""
+        if "_bw" not in self._peaks:
+            n = 1 << (20 if self.options.quick else (24 if self.platform == "cpu" else 28))
+            (x,) = self.rng_arrays(4321, [(n,)], "float32")
+            compiled = self.compile(lambda a: a + 1.0, x)
+            timing = round_robin({"copy": compiled}, 5 if self.options.quick else 10, 2)["copy"]
+            self._peaks["_bw"] = 2 * 4 * n / timing.min / 1e9
+            self.env["memory_bandwidth_gbs"] = round(self._peaks["_bw"], 2)
+        return self._peaks["_bw"]
+
+    def note(self, text: str) -> None:
+        """A line for the terminal summary and the Markdown file."""
+        self.notes.append(text)
+
+    def record(
+        self,
+        suite: str,
+        variant: str,
+        *,
+        default: bool,
+        batch: int,
+        dtype: str,
+        timing: Timing,
+        macs: int,
+        compiled: Compiled | None = None,
+        xla_flops: float | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """One JSON record (required keys first, then timings of compilation, XLA's numbers,
+        the fusion report and any suite-specific ``extra`` fields)."""
+        gflops = 2 * macs / timing.median / 1e9
+        peak = self.gemm_peak(dtype)
+        rec: dict[str, Any] = {
+            "suite": suite,
+            "variant": variant,
+            "default": bool(default),
+            "batch": int(batch),
+            "dtype": dtype,
+            "median_s": timing.median,
+            "min_s": timing.min,
+            "max_s": timing.max,
+            "macs": int(macs),
+            "xla_flops": compiled.xla_flops if compiled is not None else xla_flops,
+            "gflops": gflops,
+            "peak_fraction": gflops / peak,
+            "repeats": len(timing.times),
+            "lower_s": compiled.lower_s if compiled is not None else None,
+            "compile_s": compiled.compile_s if compiled is not None else None,
+            "xla_bytes": compiled.xla_bytes if compiled is not None else None,
+            "peak_bytes": compiled.peak_bytes if compiled is not None else None,
+        }
+        rec.update(extra)
+        if compiled is not None and compiled.fusion is not None:
+            rec["kernels"] = compiled.fusion["kernels"]
+            rec["fusions"] = compiled.fusion["fusions"]
+            rec["fusion"] = compiled.fusion
+        return rec

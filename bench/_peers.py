@@ -1,0 +1,100 @@
+"""Peers: other frameworks timed on the same shapes, in the same run, alternating with jaxconv.
+
+PyTorch is never a jaxconv dependency: it is imported here only when ``--peers torch`` asks.
+Its ``conv2d`` runs channels_last (oneDNN on CPU, cuDNN on GPU) with every CPU thread.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+PEERS = ("torch",)
+
+
+class TorchPeer:
+    """Converts jax arrays to torch tensors and wraps torch calls into timed runners."""
+
+    name = "torch"
+
+    def __init__(self, platform: str):
+        try:
+            import torch
+        except ImportError:
+            raise ValueError(
+                "`--peers torch` needs PyTorch, which is not installed here; install it "
+                "separately (`pip install torch==2.13.0`; it is never a jaxconv dependency)"
+            ) from None
+        self.torch = torch
+        torch.set_num_threads(os.cpu_count() or 1)
+        if platform in ("gpu", "cuda", "rocm"):
+            if not torch.cuda.is_available():
+                raise ValueError(
+                    f"`--peers torch` on a {platform} device needs a CUDA build of PyTorch; "
+                    f"this one ({torch.__version__}) sees no GPU"
+                )
+            self.device = torch.device("cuda")
+        else:
+            self.device = torch.device("cpu")
+        self.version = torch.__version__
+        self.threads = torch.get_num_threads()
+
+    def _dtype(self, dtype: str) -> Any:
+        return {"float32": self.torch.float32, "bfloat16": self.torch.bfloat16,
+                "float16": self.torch.float16}[dtype]
+
+    def activation(self, x_nhwc: Any, dtype: str) -> Any:
+        """``[N, H, W, C]`` jax array → ``[N, C, H, W]`` tensor in channels_last memory."""
+        t = self.torch.from_numpy(np.asarray(x_nhwc, dtype=np.float32)).permute(0, 3, 1, 2)
+        return t.to(self.device, self._dtype(dtype)).contiguous(
+            memory_format=self.torch.channels_last)
+
+    def kernel(self, w_hwio: Any, dtype: str) -> Any:
+        """``[kh, kw, C_in, C_out]`` (or ``[C_in, C_out]``) → OIHW, channels_last memory."""
+        w = np.asarray(w_hwio, dtype=np.float32)
+        if w.ndim == 2:
+            w = w.reshape(1, 1, *w.shape)
+        t = self.torch.from_numpy(w).permute(3, 2, 0, 1)
+        return t.to(self.device, self._dtype(dtype)).contiguous(
+            memory_format=self.torch.channels_last)
+
+    def vector(self, b: Any, dtype: str) -> Any:
+        return self.torch.from_numpy(np.asarray(b, dtype=np.float32)).to(self.device,
+                                                                         self._dtype(dtype))
+
+    def runner(self, fn: Callable[[], Any]) -> Callable[[], Any]:
+        """``fn`` under ``torch.inference_mode``, synchronized on CUDA."""
+        torch = self.torch
+        cuda = self.device.type == "cuda"
+
+        def run() -> Any:
+            with torch.inference_mode():
+                out = fn()
+            if cuda:
+                torch.cuda.synchronize()
+            return out
+
+        return run
+
+    def train_runner(self, fn: Callable[[], Any]) -> Callable[[], Any]:
+        """``fn`` with autograd on, synchronized on CUDA."""
+        torch = self.torch
+        cuda = self.device.type == "cuda"
+
+        def run() -> Any:
+            out = fn()
+            if cuda:
+                torch.cuda.synchronize()
+            return out
+
+        return run
+
+
+def load(names: tuple[str, ...], platform: str) -> TorchPeer | None:
+    """The peer for ``--peers`` (only ``torch`` exists), or None."""
+    if "torch" in names:
+        return TorchPeer(platform)
+    return None

@@ -1,0 +1,176 @@
+"""Suite ``bottleneck`` (the default): the seed's layer, direct 5×5 against the 1×1 bottleneck.
+
+The layer is Inception 4a's 5×5 branch: a 14×14×480 input, 48 5×5 filters, and a 16-channel 1×1
+reduce in front of them — 112.9M MACs direct against 1.5M + 3.8M with the bottleneck, an
+analytic 21.4× (:func:`jaxconv.bottleneck_cost`). ``--full`` adds the other eight GoogLeNet 5×5
+branches. Every variant has bias + ReLU after each conv, so fusion has something to fuse:
+
+- ``a: direct 5x5`` — ``relu(jaxconv.conv(x, w, b))`` under jit, jaxconv's default lowering;
+  the baseline every speedup is measured against.
+- ``b: op-by-op, no jit`` — ``jaxconv.bottleneck`` called eagerly: what compilation buys.
+- ``c: jit, 1x1 as lax.conv`` — the 1×1 lowered as a ``lax.conv`` (``reduce_implementation="xla"``).
+- ``d: jit, 1x1 as einsum`` — ``jaxconv.bottleneck`` as it ships (the default path).
+- on CPU, ``direct 5x5 via Eigen`` (information): the direct conv compiled with XLA:CPU's YNNPACK
+  routing turned off, to show how much of the baseline's time is the library it lands in.
+- with ``--peers torch``: ``torch direct 5x5`` and ``torch bottleneck`` (channels_last conv2d),
+  timed in the same round-robin.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+
+import jaxconv
+from bench._harness import Context
+from bench.suites._googlenet import BLOCKS, BY_NAME, SEED, Block
+
+NAME = "bottleneck"
+DIRECT = "a: direct 5x5"
+EAGER = "b: op-by-op, no jit"
+LAX = "c: jit, 1x1 as lax.conv"
+EINSUM = "d: jit, 1x1 as einsum"
+EIGEN = "direct 5x5 via Eigen (info)"
+TORCH_DIRECT = "torch direct 5x5"
+TORCH_BOTTLENECK = "torch bottleneck"
+#: XLA:CPU option that sends 2-D convs to Eigen instead of YNNPACK (per compile).
+EIGEN_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+#: ``--quick``: a tiny 5×5 branch with the same structure.
+TINY = Block("tiny_5x5", 7, 32, 0, 0, 0, 4, 8, 0)
+KERNEL = 5
+
+
+def direct(x, w, b):
+    return jax.nn.relu(jaxconv.conv(x, w, b))
+
+
+def bottleneck_einsum(x, w_reduce, b_reduce, w_spatial, b_spatial):
+    return jax.nn.relu(jaxconv.bottleneck(x, w_reduce, w_spatial, b_reduce, b_spatial))
+
+
+def bottleneck_lax(x, w_reduce, b_reduce, w_spatial, b_spatial):
+    return jax.nn.relu(jaxconv.bottleneck(x, w_reduce, w_spatial, b_reduce, b_spatial,
+                                          reduce_implementation="xla"))
+
+
+def _torch_runners(ctx: Context, arrays, dtype: str) -> dict:
+    peer = ctx.peer
+    F = peer.torch.nn.functional
+    x, w_d, b_d, w_r, b_r, w_s, b_s = arrays
+    xt = peer.activation(x, dtype)
+    wd, bd = peer.kernel(w_d, dtype), peer.vector(b_d, dtype)
+    wr, br = peer.kernel(w_r, dtype), peer.vector(b_r, dtype)
+    ws, bs = peer.kernel(w_s, dtype), peer.vector(b_s, dtype)
+    pad = KERNEL // 2
+    return {
+        TORCH_DIRECT: peer.runner(lambda: F.relu(F.conv2d(xt, wd, bd, padding=pad))),
+        TORCH_BOTTLENECK: peer.runner(
+            lambda: F.relu(F.conv2d(F.relu(F.conv2d(xt, wr, br)), ws, bs, padding=pad))),
+    }
+
+
+def _case(ctx: Context, block: Block, batch: int, dtype: str) -> list[dict]:
+    s, c_in, c_r, c_out = block.size, block.c_in, block.c5x5_reduce, block.c5x5
+    seed = ctx.seed(block.name, batch, dtype)
+    shapes = [(batch, s, s, c_in), (KERNEL, KERNEL, c_in, c_out), (c_out,), (c_in, c_r), (c_r,),
+              (KERNEL, KERNEL, c_r, c_out), (c_out,)]
+    scales = [1.0, 1 / math.sqrt(KERNEL**2 * c_in), 0.1, 1 / math.sqrt(c_in), 0.1,
+              1 / math.sqrt(KERNEL**2 * c_r), 0.1]
+    arrays = ctx.rng_arrays(seed, shapes, dtype, scales)
+    x, w_d, b_d, *bottleneck_args = arrays
+    compiled = {
+        DIRECT: ctx.compile(direct, x, w_d, b_d),
+        LAX: ctx.compile(bottleneck_lax, x, *bottleneck_args),
+        EINSUM: ctx.compile(bottleneck_einsum, x, *bottleneck_args),
+    }
+    runners = {
+        DIRECT: compiled[DIRECT],
+        EAGER: lambda: bottleneck_einsum(x, *bottleneck_args),
+        LAX: compiled[LAX],
+        EINSUM: compiled[EINSUM],
+    }
+    if ctx.platform == "cpu":
+        compiled[EIGEN] = ctx.compile(direct, x, w_d, b_d, compiler_options=EIGEN_OPTIONS)
+        runners[EIGEN] = compiled[EIGEN]
+    if ctx.peer is not None:
+        runners.update(_torch_runners(ctx, arrays, dtype))
+    timings = ctx.time(runners)
+
+    cost = jaxconv.bottleneck_cost((s, s, c_in), c_out, KERNEL, c_r, batch=batch, dtype=dtype)
+    direct_macs = {DIRECT, EIGEN, TORCH_DIRECT}
+    records = []
+    for variant, timing in timings.items():
+        is_direct = variant in direct_macs
+        if variant.startswith("torch"):
+            baseline, twin = timings[TORCH_DIRECT], (DIRECT if is_direct else EINSUM)
+            extra = {"peer": "torch", "ratio_vs_jaxconv": timing.median / timings[twin].median}
+        else:
+            baseline, extra = timings[DIRECT], {}
+        records.append(ctx.record(
+            NAME, variant,
+            default=variant in (DIRECT, EINSUM),
+            batch=batch, dtype=dtype, timing=timing,
+            macs=cost.macs_direct if is_direct else cost.macs_bottleneck,
+            compiled=compiled.get(variant),
+            # op-by-op runs the same computation as (d); XLA's count is the jitted one's
+            xla_flops=compiled[EINSUM].xla_flops if variant == EAGER else None,
+            layer=block.name,
+            speedup_vs_direct=baseline.median / timing.median,
+            analytic_ratio=1.0 if is_direct else cost.macs_ratio,
+            **extra,
+        ))
+    return records
+
+
+def _notes(ctx: Context, records: list[dict]) -> None:
+    layer = records[0]["layer"]
+    for dtype in ctx.dtypes():
+        rows = [r for r in records if r["layer"] == layer and r["dtype"] == dtype]
+        if not rows:
+            continue
+        batches = sorted({r["batch"] for r in rows})
+        batch = 32 if 32 in batches else batches[-1]
+        at = {r["variant"]: r for r in rows if r["batch"] == batch}
+        d, ratio = at[EINSUM], at[EINSUM]["analytic_ratio"]
+        target = 0.9 * ratio
+        verdict = "met" if d["speedup_vs_direct"] >= target else "NOT met"
+        ctx.note(
+            f"{layer} 5×5 branch, batch {batch}, {dtype}: the default path (d) is "
+            f"{d['speedup_vs_direct']:.1f}× faster than the direct 5×5 (analytic {ratio:.1f}×; "
+            f"target ≥ 0.9 × analytic = {target:.1f}×: {verdict})."
+        )
+        ctx.note(
+            f"  jit vs op-by-op: {at[EAGER]['median_s'] / d['median_s']:.1f}× (what compilation "
+            f"and fusion buy); einsum vs lax.conv 1×1: "
+            f"{at[LAX]['median_s'] / d['median_s']:.2f}×; direct at "
+            f"{at[DIRECT]['gflops']:.0f} GFLOP/s ({at[DIRECT]['peak_fraction']:.0%} of GEMM "
+            f"peak), bottleneck at {d['gflops']:.0f} GFLOP/s ({d['peak_fraction']:.0%})."
+        )
+        if EIGEN in at:
+            ctx.note(
+                f"  the direct 5×5 via Eigen instead of YNNPACK: "
+                f"{at[DIRECT]['median_s'] / at[EIGEN]['median_s']:.2f}× the default's speed."
+            )
+        if TORCH_BOTTLENECK in at:
+            ctx.note(
+                f"  torch: direct {at[TORCH_DIRECT]['ratio_vs_jaxconv']:.2f}× and bottleneck "
+                f"{at[TORCH_BOTTLENECK]['ratio_vs_jaxconv']:.2f}× jaxconv's time; torch's own "
+                f"bottleneck speedup {at[TORCH_BOTTLENECK]['speedup_vs_direct']:.1f}×."
+            )
+
+
+def run(ctx: Context) -> list[dict]:
+    """Times the variants for every (layer, dtype, batch); see the module docstring."""
+    if ctx.options.quick:
+        blocks: tuple[Block, ...] = (TINY,)
+    elif ctx.options.full:
+        blocks = (BY_NAME[SEED], *(b for b in BLOCKS if b.name != SEED))
+    else:
+        blocks = (BY_NAME[SEED],)
+    grid = [(b, n, d) for b in blocks for d in ctx.dtypes() for n in ctx.batches((1, 8, 32))]
+    records = []
+    for block, batch, dtype in ctx.track(grid, lambda c: f"{c[0].name} batch {c[1]} {c[2]}"):
+        records += _case(ctx, block, batch, dtype)
+    _notes(ctx, records)
+    return records

@@ -1,0 +1,119 @@
+"""Suite ``inception``: every GoogLeNet Inception block, forward and forward+backward.
+
+Each block of Szegedy et al. (2015), Table 1, built as :class:`jaxconv.nn.Inception` (conv
+biases, ReLU), runs with its three input-reading 1×1 convs unfused (three einsums) and fused
+(``fuse_1x1=True``: one einsum over the concatenated kernels) — the same parameters either way —
+in float32 and bfloat16 (``dtype=bfloat16`` compute, float32 parameters).
+
+- ``forward, unfused 1x1`` / ``forward, fused 1x1``: ``block(x)`` under jit.
+- ``fwd+bwd, unfused 1x1`` / ``fwd+bwd, fused 1x1``: the loss ``mean(block(x)²)`` and its
+  gradient with respect to every parameter.
+
+``macs`` is the block's analytic count (every tap of its six convs); fwd+bwd counts 3× that
+(the forward, the input gradient and the weight gradient each do one conv's MACs).
+``speedup_vs_unfused`` compares the two ways of running the same pass; ``default`` marks the
+``fuse_1x1`` value :class:`jaxconv.nn.Inception` ships with.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import jax
+import jax.numpy as jnp
+
+import jaxconv
+from bench._harness import Context
+from bench.suites._googlenet import BLOCKS, Block
+
+NAME = "inception"
+#: ``--quick``: a tiny block with every branch.
+TINY = Block("tiny_inception", 8, 16, 8, 4, 8, 2, 4, 4)
+PASSES = ("forward", "fwd+bwd")
+
+
+def block_macs(block: Block, batch: int) -> int:
+    """Analytic MACs of one forward pass through ``block`` (its six convs, every tap)."""
+    hw = (block.size, block.size)
+    convs = [
+        ((*hw, block.c_in), block.c1x1, 1),
+        ((*hw, block.c_in), block.c3x3_reduce, 1),
+        ((*hw, block.c3x3_reduce), block.c3x3, 3),
+        ((*hw, block.c_in), block.c5x5_reduce, 1),
+        ((*hw, block.c5x5_reduce), block.c5x5, 5),
+        ((*hw, block.c_in), block.pool_proj, 1),
+    ]
+    return sum(jaxconv.conv_cost(shape, c_out, k, batch=batch).macs for shape, c_out, k in convs)
+
+
+def _functions(block: Block, dtype: str, fuse: bool):
+    from flax import nnx
+
+    from jaxconv.nn import Inception
+
+    widths = (block.c1x1, block.c3x3_reduce, block.c3x3, block.c5x5_reduce, block.c5x5,
+              block.pool_proj)
+    model = Inception(block.c_in, widths, fuse_1x1=fuse, dtype=jnp.dtype(dtype),
+                      rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(model)
+
+    def forward(params, x):
+        return nnx.merge(graphdef, params)(x)
+
+    def loss(params, x):
+        y = forward(params, x).astype(jnp.float32)
+        return jnp.mean(y * y)
+
+    def forward_backward(params, x):
+        return jax.value_and_grad(loss)(params, x)
+
+    return params, {"forward": forward, "fwd+bwd": forward_backward}
+
+
+def _case(ctx: Context, block: Block, batch: int, dtype: str, default_fuse: bool) -> list[dict]:
+    (x,) = ctx.rng_arrays(ctx.seed(block.name, batch, dtype),
+                          [(batch, block.size, block.size, block.c_in)], dtype)
+    fns = {fuse: _functions(block, dtype, fuse) for fuse in (False, True)}
+    compiled = {}
+    for pass_name in PASSES:
+        for fuse, (params, passes) in fns.items():
+            params = jax.device_put(params, ctx.device)
+            compiled[(pass_name, fuse)] = ctx.compile(passes[pass_name], params, x)
+    names = {key: f"{key[0]}, {'fused' if key[1] else 'unfused'} 1x1" for key in compiled}
+    timings = ctx.time({names[key]: c for key, c in compiled.items()})
+    macs = block_macs(block, batch)
+    records = []
+    for (pass_name, fuse), c in compiled.items():
+        timing = timings[names[(pass_name, fuse)]]
+        unfused = timings[names[(pass_name, False)]]
+        records.append(ctx.record(
+            NAME, names[(pass_name, fuse)], default=fuse == default_fuse, batch=batch,
+            dtype=dtype, timing=timing, macs=macs * (1 if pass_name == "forward" else 3),
+            compiled=c, layer=block.name, fuse_1x1=fuse, **{"pass": pass_name},
+            speedup_vs_unfused=unfused.median / timing.median,
+        ))
+    return records
+
+
+def run(ctx: Context) -> list[dict]:
+    """Times the four variants for every (block, dtype, batch); see the module docstring."""
+    from jaxconv.nn import Inception
+
+    default_fuse = inspect.signature(Inception.__init__).parameters["fuse_1x1"].default
+    quick = ctx.options.quick
+    blocks = (TINY,) if quick else BLOCKS
+    dtypes = ctx.dtypes(("float32",) if quick else ("float32", "bfloat16"))
+    grid = [(b, n, d) for b in blocks for d in dtypes for n in ctx.batches((8,), quick=(2,))]
+    records = []
+    for block, batch, dtype in ctx.track(grid, lambda c: f"{c[0].name} batch {c[1]} {c[2]}"):
+        records += _case(ctx, block, batch, dtype, default_fuse)
+    for dtype in dtypes:
+        for pass_name in PASSES:
+            rows = [r for r in records if r["dtype"] == dtype and r["pass"] == pass_name
+                    and r["fuse_1x1"]]
+            wins = sum(r["speedup_vs_unfused"] > 1 for r in rows)
+            speedups = ", ".join(f"{r['speedup_vs_unfused']:.2f}×" for r in rows)
+            ctx.note(f"{dtype} {pass_name}: fusing the 1×1s is faster on {wins} of {len(rows)} "
+                     f"blocks (fused/unfused speed: {speedups}); jaxconv.nn.Inception ships "
+                     f"fuse_1x1={default_fuse}.")
+    return records

@@ -1,0 +1,319 @@
+"""The benchmark harness: ``python -m bench --quick`` end to end, its records, the fusion report
+parser on known HLO, and the command line's errors. No timings are asserted (never time things in
+unit tests); the smoke run only checks that the harness measures and writes what it promises."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import jaxconv
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # bench/ is a top-level folder beside the package, not installed
+    sys.path.insert(0, str(ROOT))
+
+from bench import __main__ as cli  # noqa: E402
+from bench._fusion import fusion_report, parse_hlo  # noqa: E402
+from bench._harness import REQUIRED_KEYS, Options, device_dirname, round_robin  # noqa: E402
+
+
+def _bench(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "COLUMNS": "200"})
+
+
+def _snapshot(folder: Path) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime for p in folder.rglob("*")} if folder.exists() else {}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """One ``--quick`` run of the default suite plus conv1x1, shared by the checks below."""
+    out = tmp_path_factory.mktemp("bench")
+    results_before = _snapshot(ROOT / "bench" / "results")
+    proc = _bench("bottleneck", "conv1x1", "--quick", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc, results_before
+
+
+def _load(out: Path, suite: str) -> dict:
+    return json.loads((out / f"{suite}.json").read_text())
+
+
+def test_quick_writes_json_markdown_png_into_out_only(quick_run):
+    out, proc, results_before = quick_run
+    for suite in ("bottleneck", "conv1x1"):
+        assert (out / f"{suite}.json").stat().st_size > 0
+        assert "| variant |" in (out / f"{suite}.md").read_text()
+        assert (out / f"{suite}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "bench: bottleneck" in proc.stdout and "speedup vs direct" in proc.stdout
+    assert _snapshot(ROOT / "bench" / "results") == results_before  # --out means only there
+
+
+def test_json_records_have_the_schema(quick_run):
+    out, _, _ = quick_run
+    for suite in ("bottleneck", "conv1x1"):
+        data = _load(out, suite)
+        assert data["suite"] == suite
+        for key in ("device_kind", "cpu_model", "cpu_count", "jax", "jaxlib", "xla_flags", "date",
+                    "gemm_peak_gflops"):
+            assert key in data["env"], key
+        assert data["records"]
+        for rec in data["records"]:
+            missing = [k for k in REQUIRED_KEYS if k not in rec]
+            assert not missing, (rec["variant"], missing)
+            assert rec["suite"] == suite and isinstance(rec["default"], bool)
+            assert rec["dtype"] == "float32" and rec["batch"] in (1, 2)
+            assert 0 < rec["min_s"] <= rec["median_s"] <= rec["max_s"]
+            assert math.isclose(rec["gflops"], 2 * rec["macs"] / rec["median_s"] / 1e9)
+
+
+def test_bottleneck_records_match_the_cost_model(quick_run):
+    out, _, _ = quick_run
+    records = _load(out, "bottleneck")["records"]
+    for batch in (1, 2):
+        rows = {r["variant"]: r for r in records if r["batch"] == batch}
+        assert {"a: direct 5x5", "b: op-by-op, no jit", "c: jit, 1x1 as lax.conv",
+                "d: jit, 1x1 as einsum"} <= set(rows)
+        assert {v for v, r in rows.items() if r["default"]} == {"a: direct 5x5",
+                                                               "d: jit, 1x1 as einsum"}
+        # the tiny --quick layer: 7×7×32 → 4-channel 1×1 reduce → 8 5×5 filters
+        cost = jaxconv.bottleneck_cost((7, 7, 32), 8, 5, 4, batch=batch)
+        direct, default = rows["a: direct 5x5"], rows["d: jit, 1x1 as einsum"]
+        assert direct["macs"] == cost.macs_direct and default["macs"] == cost.macs_bottleneck
+        assert default["analytic_ratio"] == pytest.approx(cost.macs_ratio)
+        assert direct["speedup_vs_direct"] == 1.0
+        assert default["speedup_vs_direct"] == pytest.approx(
+            direct["median_s"] / default["median_s"])
+        assert default["kernels"] >= 2 and default["fusion"]["anchors"]
+        assert rows["b: op-by-op, no jit"]["compile_s"] is None  # eager: nothing compiled
+
+
+def test_conv1x1_records_compare_against_lax_conv(quick_run):
+    out, _, _ = quick_run
+    records = _load(out, "conv1x1")["records"]
+    assert {r["variant"] for r in records} == {"einsum", "lax.conv", "jnp.dot"}
+    for rec in records:
+        cost = jaxconv.conv_cost((rec["spatial"],) * 2 + (rec["c_in"],), rec["c_out"], 1,
+                                 padding="VALID", batch=rec["batch"])
+        assert rec["macs"] == cost.macs
+        assert rec["default"] == (rec["variant"] == "einsum")
+        assert 0 < rec["roofline_s"] and rec["roofline_fraction"] > 0
+        # the three run the same GEMM: XLA counts the same flops for each
+        assert rec["xla_flops"] == pytest.approx(2 * cost.macs)
+
+
+# --- the fusion report on known HLO -----------------------------------------------------------
+
+YNN_BOTTLENECK_HLO = """\
+HloModule jit_bott, is_scheduled=true
+
+%fused_computation (param_0: f32[32,14,14,16], param_1: f32[5,5,16,48]) -> f32[32,14,14,48] {
+  %param_0 = f32[32,14,14,16]{3,2,1,0} parameter(0)
+  %param_1 = f32[5,5,16,48]{3,2,1,0} parameter(1)
+  ROOT %conv.0 = f32[32,14,14,48]{3,2,1,0} convolution(%param_0, %param_1), window={size=5x5 pad=2_2x2_2}, dim_labels=b01f_01io->b01f
+}
+
+%fused_computation.1 (param_0.1: f32[6272,480], param_1.1: f32[480,16]) -> f32[6272,16] {
+  %param_0.1 = f32[6272,480]{1,0} parameter(0)
+  %param_1.1 = f32[480,16]{1,0} parameter(1)
+  ROOT %dot.1 = f32[6272,16]{1,0} dot(%param_0.1, %param_1.1), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+}
+
+%fused_computation.2 (param_0.4: f32[32,14,14,48], param_1.5: f32[48]) -> f32[32,14,14,48] {
+  %param_0.4 = f32[32,14,14,48]{3,2,1,0} parameter(0)
+  %param_1.5 = f32[48]{0} parameter(1)
+  %add.1 = f32[32,14,14,48]{3,2,1,0} broadcast(%param_1.5), dimensions={3}
+  %add.0 = f32[32,14,14,48]{3,2,1,0} add(%param_0.4, %add.1)
+  %constant.4 = f32[] constant(0)
+  %max.9 = f32[32,14,14,48]{3,2,1,0} broadcast(%constant.4), dimensions={}
+  ROOT %max.8 = f32[32,14,14,48]{3,2,1,0} maximum(%add.0, %max.9)
+}
+
+%fused_computation.3 (param_0.7: f32[16], param_1.10: f32[6272,16]) -> f32[32,14,14,16] {
+  %param_1.10 = f32[6272,16]{1,0} parameter(1)
+  %bitcast.2 = f32[32,14,14,16]{3,2,1,0} bitcast(%param_1.10)
+  %param_0.7 = f32[16]{0} parameter(0)
+  %add.3 = f32[32,14,14,16]{3,2,1,0} broadcast(%param_0.7), dimensions={3}
+  %add.2 = f32[32,14,14,16]{3,2,1,0} add(%bitcast.2, %add.3)
+  %constant.5 = f32[] constant(0)
+  %max.11 = f32[32,14,14,16]{3,2,1,0} broadcast(%constant.5), dimensions={}
+  ROOT %max.10 = f32[32,14,14,16]{3,2,1,0} maximum(%add.2, %max.11)
+}
+
+ENTRY %main.3 (x.1: f32[32,14,14,480], wr.1: f32[480,16], br.1: f32[16], ws.1: f32[5,5,16,48], bd.1: f32[48]) -> f32[32,14,14,48] {
+  %x.1 = f32[32,14,14,480]{3,2,1,0} parameter(0), metadata={op_name="x"}
+  %wr.1 = f32[480,16]{1,0} parameter(1)
+  %br.1 = f32[16]{0} parameter(2)
+  %ws.1 = f32[5,5,16,48]{3,2,1,0} parameter(3)
+  %bd.1 = f32[48]{0} parameter(4)
+  %bitcast = f32[6272,480]{1,0} bitcast(%x.1)
+  %ynn_fusion.1 = f32[6272,16]{1,0} fusion(%bitcast, %wr.1), kind=kCustom, calls=%fused_computation.1, backend_config={"fusion_config":{"kind":"__ynn_fusion"},"outer_dimension_partitions":[]}
+  %bias_relu.1 = f32[32,14,14,16]{3,2,1,0} fusion(%br.1, %ynn_fusion.1), kind=kLoop, calls=%fused_computation.3, backend_config={"outer_dimension_partitions":["2"]}
+  %ynn_fusion = f32[32,14,14,48]{3,2,1,0} fusion(%bias_relu.1, %ws.1), kind=kCustom, calls=%fused_computation, backend_config={"fusion_config":{"kind":"__ynn_fusion"},"outer_dimension_partitions":[]}
+  ROOT %bias_relu = f32[32,14,14,48]{3,2,1,0} fusion(%ynn_fusion, %bd.1), kind=kLoop, calls=%fused_computation.2
+}
+"""  # noqa: E501 (HLO lines are long)
+
+CUDNN_HLO = """\
+HloModule jit_direct
+
+ENTRY %main (x: f32[8,480,14,14], w: f32[48,480,5,5], b: f32[48]) -> f32[8,48,14,14] {
+  %x = f32[8,480,14,14]{3,2,1,0} parameter(0)
+  %w = f32[48,480,5,5]{3,2,1,0} parameter(1)
+  %b = f32[48]{0} parameter(2)
+  %cudnn-conv-bias-activation = (f32[8,48,14,14]{3,2,1,0}, u8[0]{0}) custom-call(%x, %w, %b), window={size=5x5 pad=2_2x2_2}, dim_labels=bf01_oi01->bf01, custom_call_target="__cudnn$convBiasActivationForward", backend_config={"cudnn_conv_backend_config":{"activation_mode":"kRelu","conv_result_scale":1}}
+  ROOT %get-tuple-element = f32[8,48,14,14]{3,2,1,0} get-tuple-element(%cudnn-conv-bias-activation), index=0
+}
+"""  # noqa: E501 (HLO lines are long)
+
+EIGEN_BF16_HLO = """\
+HloModule jit_direct
+
+%convert_computation (p: bf16[2,8,8,4]) -> f32[2,8,8,4] {
+  %p = bf16[2,8,8,4]{3,2,1,0} parameter(0)
+  ROOT %c = f32[2,8,8,4]{3,2,1,0} convert(%p)
+}
+
+%epilogue (q: f32[2,8,8,8]) -> bf16[2,8,8,8] {
+  %q = f32[2,8,8,8]{3,2,1,0} parameter(0)
+  %zero = f32[] constant(0)
+  %zeros = f32[2,8,8,8]{3,2,1,0} broadcast(%zero), dimensions={}
+  %relu = f32[2,8,8,8]{3,2,1,0} maximum(%q, %zeros)
+  ROOT %out = bf16[2,8,8,8]{3,2,1,0} convert(%relu)
+}
+
+ENTRY %main (x: bf16[2,8,8,4], w: f32[3,3,4,8]) -> bf16[2,8,8,8] {
+  %x = bf16[2,8,8,4]{3,2,1,0} parameter(0)
+  %w = f32[3,3,4,8]{3,2,1,0} parameter(1)
+  %upcast = f32[2,8,8,4]{3,2,1,0} fusion(%x), kind=kLoop, calls=%convert_computation
+  %conv = f32[2,8,8,8]{3,2,1,0} convolution(%upcast, %w), window={size=3x3 pad=1_1x1_1}, dim_labels=b01f_01io->b01f
+  ROOT %down = bf16[2,8,8,8]{3,2,1,0} fusion(%conv), kind=kLoop, calls=%epilogue
+}
+"""  # noqa: E501 (HLO lines are long)
+
+
+def test_fusion_report_on_ynnpack_bottleneck_hlo():
+    computations, entry = parse_hlo(YNN_BOTTLENECK_HLO)
+    assert entry == "main.3" and len(computations) == 5
+    report = fusion_report(YNN_BOTTLENECK_HLO, "cpu")
+    assert (report.kernels, report.fusions) == (4, 4)
+    assert report.libraries == ("YNNPACK", "YNNPACK")
+    dot, conv = report.anchors
+    assert (dot.op, dot.kernel, dot.library, dot.fused) == ("dot", "ynn_fusion.1", "YNNPACK", ())
+    # bias add + ReLU are not in the library call: they run as the next loop fusion
+    assert dot.epilogue == {"bias_relu.1": ("add", "maximum")}
+    assert conv.prologue == {"bias_relu.1": ("add", "maximum")}
+    assert (conv.op, conv.epilogue) == ("convolution", {"bias_relu": ("add", "maximum")})
+    assert "convolution [YNNPACK] in ynn_fusion" in report.summary()
+
+
+def test_fusion_report_on_cudnn_custom_call():
+    report = fusion_report(CUDNN_HLO, "gpu")
+    assert (report.kernels, report.fusions) == (1, 0)
+    assert report.custom_calls == ("__cudnn$convBiasActivationForward",)
+    (anchor,) = report.anchors
+    assert (anchor.op, anchor.library, anchor.fused) == ("custom-call", "cuDNN", ("add", "relu"))
+
+
+def test_fusion_report_on_bare_convolution_with_converts():
+    report = fusion_report(EIGEN_BF16_HLO, "cpu")
+    (anchor,) = report.anchors
+    assert (anchor.op, anchor.library, anchor.fused) == ("convolution", "Eigen", ())
+    assert anchor.prologue == {"upcast": ("convert",)}
+    assert anchor.epilogue == {"down": ("convert", "maximum")}
+    assert fusion_report(EIGEN_BF16_HLO, "gpu").anchors[0].library == "XLA"
+
+
+def test_fusion_report_needs_an_entry_computation():
+    with pytest.raises(ValueError, match="no ENTRY computation"):
+        fusion_report("HloModule empty\n")
+
+
+# --- the harness ------------------------------------------------------------------------------
+
+
+def test_round_robin_interleaves_and_counts_runs():
+    calls = []
+    runners = {name: (lambda n=name: calls.append(n)) for name in "abc"}
+    timings = round_robin(runners, repeats=3, warmup=1)
+    assert {n: len(t.times) for n, t in timings.items()} == {"a": 3, "b": 3, "c": 3}
+    assert "".join(calls) == "abc" + "abc" + "bca" + "cab"
+
+
+def test_device_dirname():
+    assert device_dirname("cpu") == "cpu"
+    assert device_dirname("NVIDIA H200") == "nvidia-h200"
+    assert device_dirname("TPU v5 lite") == "tpu-v5-lite"
+
+
+def test_missing_torch_is_a_clear_error(monkeypatch):
+    from bench import _peers
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise ImportError
+    with pytest.raises(ValueError, match=r"`--peers torch` needs PyTorch.*pip install torch"):
+        _peers.load(("torch",), "cpu")
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+def test_parse_args_defaults_and_lists():
+    assert cli.parse_args([]) == Options(suites=("bottleneck",))
+    opts = cli.parse_args(["conv1x1", "bottleneck", "--batch", "1,8,32", "--dtype",
+                           "float32,bfloat16", "--repeats", "5", "--warmup", "0", "--full"])
+    assert opts.suites == ("conv1x1", "bottleneck") and opts.batches == (1, 8, 32)
+    assert opts.dtypes == ("float32", "bfloat16") and (opts.n_repeats, opts.n_warmup) == (5, 0)
+    assert opts.full and not opts.quick
+    assert (Options(quick=True).n_repeats, Options().n_repeats) == (3, 20)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--batch", "0"], r"`--batch` must be comma-separated ints > 0, got '0'"),
+    (["--batch", "8,x"], r"`--batch` must be comma-separated ints > 0, got '8,x'"),
+    (["--dtype", "float8"], r"`--dtype` must be comma-separated of float32, bfloat16, float16"),
+    (["--repeats", "0"], r"`--repeats` must be an int >= 1, got '0'"),
+    (["--warmup", "-1"], r"`--warmup` must be an int >= 0, got '-1'"),
+    (["nosuch"], r"unknown suite 'nosuch'; choose from bottleneck, conv1x1"),
+    (["--full", "--quick"], r"argument --quick: not allowed with argument --full"),
+    (["--peers", "tf"], r"`--peers` must be 'torch', got 'tf'"),
+    (["--bogus"], r"unrecognized arguments: --bogus"),
+])
+def test_bad_flags_are_one_line_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse_args(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("python -m bench: error: ")
+    assert re.search(message, err), err
+
+
+def test_out_must_be_a_directory(tmp_path, capsys):
+    target = tmp_path / "file.txt"
+    target.write_text("")
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--out", str(target)])
+    assert re.search(r"`--out` must be a directory, got the file .*file\.txt",
+                     capsys.readouterr().err)
+
+
+def test_unknown_device_exits_2_with_one_line():
+    proc = _bench("--quick", "--device", "nosuchplatform", timeout=60)
+    assert proc.returncode == 2
+    assert re.fullmatch(r"python -m bench: error: `--device` \(='nosuchplatform'\) is not "
+                        r"available here .*; available: .*cpu.*\n", proc.stderr), proc.stderr
+
+
+def test_help_explains_every_option():
+    text = cli.build_parser(("bottleneck", "conv1x1")).format_help()
+    for flag in ("--batch", "--dtype", "--repeats", "--warmup", "--full", "--quick", "--out",
+                 "--peers", "--device"):
+        assert flag in text
