@@ -1,0 +1,27 @@
+"""Flax NNX building blocks that call ``jaxconv`` ops (NHWC input, HWIO kernels).
+
+Importing ``jaxconv.nn`` imports Flax; ``import jaxconv`` alone does not.
+
+Modules are thin — canonicalize the arguments, create the parameters, call a ``jaxconv`` op,
+add the bias — and their submodule names are stable: parameter paths are the checkpoint format.
+"""
+
+from jaxconv.nn._conv import Conv as Conv
+from jaxconv.nn._conv import Conv1x1 as Conv1x1
+from jaxconv.nn._conv import ConvBN as ConvBN
+from jaxconv.nn._inception import Bottleneck as Bottleneck
+from jaxconv.nn._inception import Inception as Inception
+from jaxconv.nn._inception import PoolProjection as PoolProjection
+from jaxconv.nn._mlpconv import MLPConv as MLPConv
+from jaxconv.nn._norm import local_response_norm as local_response_norm
+
+__all__ = [
+    "Bottleneck",
+    "Conv",
+    "Conv1x1",
+    "ConvBN",
+    "Inception",
+    "MLPConv",
+    "PoolProjection",
+    "local_response_norm",
+]

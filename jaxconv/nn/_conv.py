@@ -1,0 +1,347 @@
+"""Convolution modules: ``Conv``, ``Conv1x1`` and ``ConvBN``.
+
+Each module is thin: canonicalize the arguments → create the parameters → call a ``jaxconv``
+op → add the bias. Kernels are HWIO (``[*kernel, C_in/groups, C_out]``), like Flax.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from flax.nnx.nn.dtypes import promote_dtype
+
+import jaxconv
+from jaxconv import kernels
+from jaxconv.nn._validate import check_channels, check_dtype, check_int
+
+__all__ = ["Conv", "Conv1x1", "ConvBN"]
+
+Array = jax.Array
+Initializer = Callable[..., Array]
+
+#: LeCun normal over the fan-in ``kh·kw·C_in/groups`` (Flax's default for Conv).
+default_kernel_init: Initializer = nnx.initializers.lecun_normal()
+default_bias_init: Initializer = nnx.initializers.zeros_init()
+
+
+def _kernel_size(kernel_size: Any) -> tuple[int, ...]:
+    """An int is a square 2-D kernel (never a 1-D conv); a sequence has 1–3 entries."""
+    if isinstance(kernel_size, (list, tuple)):
+        if not 1 <= len(kernel_size) <= 3:
+            raise ValueError(
+                f"`kernel_size` must be an int (square 2-D kernel) or 1-3 ints, got "
+                f"{tuple(kernel_size)!r}"
+            )
+        return tuple(check_int(k, "kernel_size") for k in kernel_size)
+    k = check_int(kernel_size, "kernel_size")
+    return (k, k)
+
+
+def _static_padding(padding: Any, kernel: tuple[int, ...], stride: tuple[int, ...],
+                    dilation: tuple[int, ...]) -> Any:
+    """Validates ``padding`` now (by resolving it on a large dummy input) and makes it hashable."""
+    jaxconv.resolve_padding(padding, (1 << 16,) * len(kernel), kernel, stride, dilation)
+    if isinstance(padding, (list, tuple)):
+        return tuple(tuple(p) if isinstance(p, (list, tuple)) else p for p in padding)
+    return padding
+
+
+def _check_activation(activation: Any) -> Any:
+    if activation is not None and not callable(activation):
+        raise TypeError(f"`activation` must be a callable or None, got {activation!r}")
+    return activation
+
+
+def _set_features(module: nnx.Module, in_features: Any, out_features: Any, use_bias: Any,
+                  dtype: Any, param_dtype: Any, precision: Any) -> None:
+    """Validates and stores the attributes every conv module has."""
+    module.in_features = check_int(in_features, "in_features")
+    module.out_features = check_int(out_features, "out_features")
+    module.use_bias = bool(use_bias)
+    module.dtype = check_dtype(dtype, "dtype")
+    module.param_dtype = check_dtype(param_dtype, "param_dtype")
+    module.precision = precision
+
+
+def _create_params(module: nnx.Module, shape: tuple[int, ...], kernel_init: Initializer,
+                   bias_init: Initializer, rngs: nnx.Rngs) -> None:
+    """``kernel`` of ``shape``, then ``bias`` ``[C_out]`` (or None): always in this draw order."""
+    module.kernel = nnx.Param(kernel_init(rngs.params(), shape, module.param_dtype))
+    if module.use_bias:
+        module.bias = nnx.Param(bias_init(rngs.params(), (shape[-1],), module.param_dtype))
+    else:
+        module.bias = nnx.data(None)
+
+
+class Conv(nnx.Module):
+    """A convolution layer calling :func:`jaxconv.conv` (NHWC input, HWIO kernel).
+
+    An int ``kernel_size`` is a square 2-D kernel — unlike ``nnx.Conv``, where an int means a
+    1-D convolution. A tuple of 1–3 ints gives a 1-D, 2-D or 3-D kernel.
+
+    Args:
+      in_features: input channels ``C_in``.
+      out_features: output channels ``C_out``.
+      kernel_size: int (square 2-D) or one int per spatial dim.
+      stride: int or one per spatial dim.
+      padding: any padding :func:`jaxconv.conv` accepts (``"SAME"``, ``"VALID"``, an int,
+        ``(lo, hi)`` pairs, ``"REFLECT"``…).
+      dilation: kernel dilation.
+      groups: feature groups; must divide ``in_features`` and ``out_features``.
+      use_bias: add a ``[C_out]`` bias.
+      dtype: computation dtype (None: promote the input and the parameters).
+      param_dtype: parameter dtype.
+      precision: passed to XLA.
+      kernel_init, bias_init: initializers for ``kernel`` ``[*kernel, C_in/groups, C_out]`` and
+        ``bias`` ``[C_out]``.
+      implementation: lowering name for :func:`jaxconv.conv` (None: dispatch).
+      rngs: ``nnx.Rngs`` with a ``params`` stream.
+
+    Call:
+      ``x`` ``[N, *spatial, C_in]`` → ``[N, *spatial_out, C_out]``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from jaxconv.nn import Conv
+      >>> conv = Conv(3, 16, 3, stride=2, rngs=nnx.Rngs(0))
+      >>> conv.kernel.shape
+      (3, 3, 3, 16)
+      >>> conv(jnp.ones((2, 32, 32, 3))).shape
+      (2, 16, 16, 16)
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        kernel_size: int | Sequence[int],
+        *,
+        stride: int | Sequence[int] = 1,
+        padding: Any = "SAME",
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+        use_bias: bool = True,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        precision: Any = None,
+        kernel_init: Initializer = default_kernel_init,
+        bias_init: Initializer = default_bias_init,
+        implementation: str | None = None,
+        rngs: nnx.Rngs,
+    ):
+        _set_features(self, in_features, out_features, use_bias, dtype, param_dtype, precision)
+        self.kernel_size = _kernel_size(kernel_size)
+        ndim = len(self.kernel_size)
+        self.stride = jaxconv.canonicalize_spatial(stride, ndim, "stride")
+        self.dilation = jaxconv.canonicalize_spatial(dilation, ndim, "dilation")
+        self.groups = check_int(groups, "groups")
+        if self.in_features % self.groups:
+            raise ValueError(
+                f"`groups` (={self.groups}) must divide `in_features` (={self.in_features})"
+            )
+        if self.out_features % self.groups:
+            raise ValueError(
+                f"`groups` (={self.groups}) must divide `out_features` (={self.out_features})"
+            )
+        self.padding = _static_padding(padding, self.kernel_size, self.stride, self.dilation)
+        if implementation is not None:
+            kernels.get(implementation)  # unknown names fail here, not at the first call
+        self.implementation = implementation
+        shape = (*self.kernel_size, self.in_features // self.groups, self.out_features)
+        _create_params(self, shape, kernel_init, bias_init, rngs)
+
+    def __call__(self, x: Array) -> Array:
+        check_channels(x, self.in_features, type(self).__name__)
+        bias = self.bias[...] if self.bias is not None else None
+        x, kernel, bias = promote_dtype((x, self.kernel[...], bias), dtype=self.dtype)
+        return jaxconv.conv(
+            x,
+            kernel,
+            bias,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=self.groups,
+            precision=self.precision,
+            implementation=self.implementation,
+        )
+
+    def cost(self, input_shape: Sequence[int]) -> jaxconv.ConvCost:
+        """The analytic cost (:func:`jaxconv.conv_cost`) for an input of ``input_shape``.
+
+        Args:
+          input_shape: ``(N, *spatial, C_in)``.
+
+        Returns:
+          A :class:`jaxconv.ConvCost` totalled over the ``N`` images.
+
+        Examples:
+          >>> from flax import nnx
+          >>> from jaxconv.nn import Conv
+          >>> Conv(480, 48, 5, use_bias=False, rngs=nnx.Rngs(0)).cost((1, 14, 14, 480)).macs
+          112896000
+        """
+        n, *image = tuple(input_shape)
+        return jaxconv.conv_cost(
+            image,
+            self.out_features,
+            self.kernel_size,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=self.groups,
+            bias=self.use_bias,
+            batch=n,
+            dtype=self.dtype or self.param_dtype,
+        )
+
+
+class Conv1x1(nnx.Module):
+    """A 1×1 convolution calling :func:`jaxconv.conv1x1` (one einsum over the channels).
+
+    The kernel is stored as a 1×1 HWIO kernel ``[1, 1, C_in, C_out]`` — the same parameter
+    tree as ``Conv(C_in, C_out, 1)``, so a checkpoint does not care which one a model used —
+    and viewed as the ``[C_in, C_out]`` matrix at call time (a free reshape).
+
+    Args:
+      in_features: input channels ``C_in``.
+      out_features: output channels ``C_out``.
+      use_bias: add a ``[C_out]`` bias.
+      dtype: computation dtype (None: promote the input and the parameters).
+      param_dtype: parameter dtype.
+      precision: passed to ``jnp.einsum``.
+      kernel_init, bias_init: initializers for ``kernel`` ``[1, 1, C_in, C_out]`` and ``bias``.
+      rngs: ``nnx.Rngs`` with a ``params`` stream.
+
+    Call:
+      ``x`` ``[..., C_in]`` (any leading dims) → ``[..., C_out]``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from jaxconv.nn import Conv1x1
+      >>> proj = Conv1x1(480, 16, rngs=nnx.Rngs(0))
+      >>> proj.kernel.shape, proj(jnp.ones((1, 14, 14, 480))).shape
+      ((1, 1, 480, 16), (1, 14, 14, 16))
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        use_bias: bool = True,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        precision: Any = None,
+        kernel_init: Initializer = default_kernel_init,
+        bias_init: Initializer = default_bias_init,
+        rngs: nnx.Rngs,
+    ):
+        _set_features(self, in_features, out_features, use_bias, dtype, param_dtype, precision)
+        _create_params(self, (1, 1, self.in_features, self.out_features), kernel_init, bias_init,
+                       rngs)
+
+    def matrix(self) -> Array:
+        """The kernel as the ``[C_in, C_out]`` matrix :func:`jaxconv.conv1x1` takes."""
+        return self.kernel[...].reshape(self.in_features, self.out_features)
+
+    def __call__(self, x: Array) -> Array:
+        check_channels(x, self.in_features, type(self).__name__)
+        bias = self.bias[...] if self.bias is not None else None
+        x, w, bias = promote_dtype((x, self.matrix(), bias), dtype=self.dtype)
+        return jaxconv.conv1x1(x, w, bias, precision=self.precision)
+
+    def cost(self, input_shape: Sequence[int]) -> jaxconv.ConvCost:
+        """The analytic cost for an input of ``input_shape`` ``(N, *spatial, C_in)``.
+
+        Examples:
+          >>> from flax import nnx
+          >>> from jaxconv.nn import Conv1x1
+          >>> Conv1x1(480, 16, rngs=nnx.Rngs(0)).cost((1, 14, 14, 480)).macs
+          1505280
+        """
+        n, *spatial, c = tuple(input_shape)
+        return jaxconv.conv_cost(
+            (*(spatial or [1]), c),
+            self.out_features,
+            1,
+            padding="VALID",
+            bias=self.use_bias,
+            batch=n,
+            dtype=self.dtype or self.param_dtype,
+        )
+
+
+class ConvBN(nnx.Module):
+    """Convolution without bias → ``nnx.BatchNorm`` → activation (the BN-Inception unit).
+
+    Submodules ``conv`` (a :class:`Conv` with ``use_bias=False``; BatchNorm's shift replaces
+    the bias) and ``bn``. Train/eval behaviour follows ``model.train()`` / ``model.eval()``.
+
+    Args:
+      in_features, out_features, kernel_size, stride, padding, dilation, groups: as for
+        :class:`Conv`.
+      activation: applied last; None for none.
+      momentum, epsilon: of the BatchNorm.
+      dtype, param_dtype, precision, kernel_init, implementation: as for :class:`Conv`.
+      rngs: ``nnx.Rngs`` with a ``params`` stream.
+
+    Call:
+      ``x`` ``[N, *spatial, C_in]`` → ``[N, *spatial_out, C_out]``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from jaxconv.nn import ConvBN
+      >>> unit = ConvBN(3, 8, 3, rngs=nnx.Rngs(0))
+      >>> unit(jnp.ones((2, 8, 8, 3))).shape
+      (2, 8, 8, 8)
+      >>> [path for path, _ in nnx.to_flat_state(nnx.state(unit, nnx.Param))]
+      [('bn', 'bias'), ('bn', 'scale'), ('conv', 'kernel')]
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        kernel_size: int | Sequence[int],
+        *,
+        stride: int | Sequence[int] = 1,
+        padding: Any = "SAME",
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+        activation: Callable[[Array], Array] | None = jax.nn.relu,
+        momentum: float = 0.99,
+        epsilon: float = 1e-5,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        precision: Any = None,
+        kernel_init: Initializer = default_kernel_init,
+        implementation: str | None = None,
+        rngs: nnx.Rngs,
+    ):
+        self.activation = _check_activation(activation)
+        self.conv = Conv(
+            in_features, out_features, kernel_size, stride=stride, padding=padding,
+            dilation=dilation, groups=groups, use_bias=False, dtype=dtype,
+            param_dtype=param_dtype, precision=precision, kernel_init=kernel_init,
+            implementation=implementation, rngs=rngs,
+        )
+        self.bn = nnx.BatchNorm(out_features, momentum=momentum, epsilon=epsilon, dtype=dtype,
+                                param_dtype=param_dtype, rngs=rngs)
+        self.in_features = self.conv.in_features
+        self.out_features = self.conv.out_features
+
+    def finish(self, y: Array) -> Array:
+        """BatchNorm and activation of an already computed conv output ``y``."""
+        y = self.bn(y)
+        return y if self.activation is None else self.activation(y)
+
+    def __call__(self, x: Array) -> Array:
+        return self.finish(self.conv(x))

@@ -1,0 +1,315 @@
+"""The Inception block (Szegedy et al. 2015, Fig. 2b) and its branches.
+
+Parameter paths are the checkpoint format and never change::
+
+    branch_1x1                  1×1 conv
+    branch_3x3.reduce           1×1 reduce (absent when its width is 0)
+    branch_3x3.conv             3×3 conv
+    branch_5x5.reduce, .conv    the same for the 5×5 branch
+    branch_pool.proj            1×1 projection after the 3×3 max pool
+
+With ``norm="batch"`` each of these is a :class:`~jaxconv.nn.ConvBN` (``.conv.kernel``,
+``.bn.scale``…); without, a :class:`~jaxconv.nn.Conv1x1` / :class:`~jaxconv.nn.Conv`
+(``.kernel``, ``.bias``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from flax.nnx.nn.dtypes import promote_dtype
+
+import jaxconv
+from jaxconv.nn._conv import Conv, Conv1x1, ConvBN, _check_activation
+from jaxconv.nn._validate import check_channels, check_int
+
+__all__ = ["Bottleneck", "Inception", "PoolProjection"]
+
+Array = jax.Array
+Unit = Conv | Conv1x1 | ConvBN
+
+#: The six numbers of a row of Table 1, in the paper's column order.
+WIDTH_NAMES = ("#1×1", "#3×3 reduce", "#3×3", "#5×5 reduce", "#5×5", "pool proj")
+_NORMS = (None, "batch")
+
+
+def _check_norm(norm: Any) -> str | None:
+    if norm not in _NORMS:
+        raise ValueError(f"`norm` must be None or 'batch', got {norm!r}")
+    return norm
+
+
+def make_unit(in_features: int, out_features: int, kernel_size: int, *, norm: str | None,
+              rngs: nnx.Rngs, implementation: str | None = None, **common: Any) -> Unit:
+    """One conv of a block, without its activation (the block applies it).
+
+    ``norm="batch"`` gives a :class:`ConvBN` (no conv bias); otherwise a :class:`Conv1x1` for a
+    1×1 and a :class:`Conv` (SAME padding) for a k×k.
+    """
+    if norm == "batch":
+        return ConvBN(in_features, out_features, kernel_size, activation=None,
+                      implementation=implementation, rngs=rngs, **common)
+    if kernel_size == 1:
+        return Conv1x1(in_features, out_features, rngs=rngs, **common)
+    return Conv(in_features, out_features, kernel_size, implementation=implementation,
+                rngs=rngs, **common)
+
+
+def _pointwise_parts(unit: Unit) -> tuple[Array, Array | None, Callable[[Array], Array]]:
+    """A 1×1 unit as (``[C_in, C_out]`` matrix, bias or None, what follows the matmul)."""
+    if isinstance(unit, ConvBN):
+        conv = unit.conv
+        return (conv.kernel[...].reshape(conv.in_features, conv.out_features), None, unit.bn)
+    bias = unit.bias[...] if unit.bias is not None else None
+    return unit.matrix(), bias, lambda y: y
+
+
+class Bottleneck(nnx.Module):
+    """One Inception branch: optional 1×1 ``reduce`` → activation → k×k ``conv`` → activation.
+
+    Args:
+      in_features: input channels.
+      reduce_features: channels after the 1×1 reduce; 0 for no reduce (the k×k reads the
+        input directly — the "direct 5×5" of the 1×1-convolution notes).
+      out_features: output channels of the k×k.
+      kernel_size: k.
+      norm: None, or ``"batch"`` for :class:`ConvBN` units without conv biases.
+      activation: the non-linearity after each conv.
+      dtype, param_dtype, precision: as for :class:`Conv`.
+      implementation: lowering of the k×k conv.
+      rngs: ``nnx.Rngs``.
+
+    Call:
+      ``[N, H, W, in_features]`` → ``[N, H, W, out_features]``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from jaxconv.nn import Bottleneck
+      >>> b = Bottleneck(480, 16, 48, 5, rngs=nnx.Rngs(0))
+      >>> b.reduce.kernel.shape, b.conv.kernel.shape
+      ((1, 1, 480, 16), (5, 5, 16, 48))
+      >>> b(jnp.ones((1, 14, 14, 480))).shape
+      (1, 14, 14, 48)
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        reduce_features: int,
+        out_features: int,
+        kernel_size: int,
+        *,
+        norm: str | None = None,
+        activation: Callable[[Array], Array] | None = jax.nn.relu,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        precision: Any = None,
+        implementation: str | None = None,
+        rngs: nnx.Rngs,
+    ):
+        common = dict(dtype=dtype, param_dtype=param_dtype, precision=precision)
+        norm = _check_norm(norm)
+        self.activation = _check_activation(activation)
+        self.in_features = check_int(in_features, "in_features")
+        reduce_features = check_int(reduce_features, "reduce_features", minimum=0)
+        self.reduce: Unit | None
+        if reduce_features:
+            self.reduce = make_unit(in_features, reduce_features, 1, norm=norm, rngs=rngs,
+                                    **common)
+        else:
+            self.reduce = nnx.data(None)
+        self.conv = make_unit(reduce_features or in_features, out_features, kernel_size,
+                              norm=norm, implementation=implementation, rngs=rngs, **common)
+        self.out_features = self.conv.out_features
+
+    def act(self, y: Array) -> Array:
+        return y if self.activation is None else self.activation(y)
+
+    def spatial(self, h: Array) -> Array:
+        """The k×k conv and activation on the (already reduced) input ``h``."""
+        return self.act(self.conv(h))
+
+    def __call__(self, x: Array) -> Array:
+        h = x if self.reduce is None else self.act(self.reduce(x))
+        return self.spatial(h)
+
+
+class PoolProjection(nnx.Module):
+    """Inception's pool branch: 3×3 max pool (stride 1, SAME) → 1×1 ``proj`` → activation.
+
+    Args:
+      in_features: input channels.
+      out_features: channels of the projection.
+      pool_size: the max-pool window (3 in the paper).
+      norm, activation, dtype, param_dtype, precision, rngs: as for :class:`Bottleneck`.
+
+    Call:
+      ``[N, H, W, in_features]`` → ``[N, H, W, out_features]``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from jaxconv.nn import PoolProjection
+      >>> PoolProjection(192, 32, rngs=nnx.Rngs(0))(jnp.ones((1, 28, 28, 192))).shape
+      (1, 28, 28, 32)
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        pool_size: int = 3,
+        norm: str | None = None,
+        activation: Callable[[Array], Array] | None = jax.nn.relu,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        precision: Any = None,
+        rngs: nnx.Rngs,
+    ):
+        self.pool_size = check_int(pool_size, "pool_size")
+        self.activation = _check_activation(activation)
+        self.proj = make_unit(in_features, out_features, 1, norm=_check_norm(norm), rngs=rngs,
+                              dtype=dtype, param_dtype=param_dtype, precision=precision)
+        self.in_features = self.proj.in_features
+        self.out_features = self.proj.out_features
+
+    def pool(self, x: Array) -> Array:
+        return jaxconv.max_pool(x, self.pool_size, stride=1, padding="SAME")
+
+    def __call__(self, x: Array) -> Array:
+        y = self.proj(self.pool(x))
+        return y if self.activation is None else self.activation(y)
+
+
+class Inception(nnx.Module):
+    """The Inception block with dimension reductions (Szegedy et al. 2015, Fig. 2b).
+
+    Four branches read the block input and are concatenated on the channels, in this order:
+    ``branch_1x1`` (1×1); ``branch_3x3`` (1×1 reduce → 3×3); ``branch_5x5`` (1×1 reduce → 5×5);
+    ``branch_pool`` (3×3 max pool, stride 1, SAME → 1×1 projection). Each conv is followed by
+    ``activation``.
+
+    ``fuse_1x1`` is an execution choice, not a parameterization: the 1×1 convs that read the
+    block input (``branch_1x1``, ``branch_3x3.reduce``, ``branch_5x5.reduce``) run as ONE
+    :func:`jaxconv.conv1x1` over their kernels concatenated at call time. The parameter tree is
+    the same either way, so the same ``rngs`` give the same parameters and the fused and
+    unfused outputs agree to float rounding.
+
+    Args:
+      in_features: input channels.
+      widths: the six numbers of a row of Table 1 — ``(#1×1, #3×3 reduce, #3×3, #5×5 reduce,
+        #5×5, pool proj)``, e.g. ``(64, 96, 128, 16, 32, 32)`` for inception (3a). A reduce width
+        of 0 drops that 1×1 reduce (the k×k reads the block input directly); every other width
+        must be positive.
+      norm: None (the paper: conv biases) or ``"batch"`` (every conv a :class:`ConvBN`).
+      activation: the non-linearity after every conv.
+      fuse_1x1: run the input-reading 1×1 convs as one einsum (see above). The default, False,
+        measured faster on XLA:CPU (see the commit that set it; the bench ``inception`` suite
+        re-measures it).
+      dtype, param_dtype, precision: as for :class:`Conv`.
+      implementation: lowering of the 3×3 and 5×5 convs.
+      rngs: ``nnx.Rngs`` with a ``params`` stream.
+
+    Attributes:
+      out_features: ``#1×1 + #3×3 + #5×5 + pool proj``.
+
+    Call:
+      ``[N, H, W, in_features]`` → ``[N, H, W, out_features]``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from jaxconv.nn import Inception
+      >>> block = Inception(192, (64, 96, 128, 16, 32, 32), rngs=nnx.Rngs(0))   # 3a
+      >>> block.out_features
+      256
+      >>> block(jnp.ones((1, 28, 28, 192))).shape
+      (1, 28, 28, 256)
+      >>> block.branch_5x5.reduce.kernel.shape
+      (1, 1, 192, 16)
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        widths: Sequence[int],
+        *,
+        norm: str | None = None,
+        activation: Callable[[Array], Array] | None = jax.nn.relu,
+        fuse_1x1: bool = False,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        precision: Any = None,
+        implementation: str | None = None,
+        rngs: nnx.Rngs,
+    ):
+        if not isinstance(widths, (list, tuple)) or len(widths) != 6:
+            got = f"{len(widths)}: {tuple(widths)!r}" if isinstance(widths, (list, tuple)) \
+                else repr(widths)
+            raise ValueError(
+                f"`widths` must be the paper's six numbers ({', '.join(WIDTH_NAMES)}), got {got}"
+            )
+        widths = tuple(
+            check_int(w, f"widths[{i}] ({name})", minimum=0 if "reduce" in name else 1)
+            for i, (w, name) in enumerate(zip(widths, WIDTH_NAMES))
+        )
+        if not isinstance(fuse_1x1, bool):
+            raise TypeError(f"`fuse_1x1` must be a bool, got {fuse_1x1!r}")
+        n1, r3, n3, r5, n5, pp = widths
+        self.in_features = check_int(in_features, "in_features")
+        self.widths = widths
+        self.norm = _check_norm(norm)
+        self.activation = _check_activation(activation)
+        self.fuse_1x1 = fuse_1x1
+        self.dtype = dtype
+        self.precision = precision
+        common = dict(norm=norm, dtype=dtype, param_dtype=param_dtype, precision=precision)
+        self.branch_1x1 = make_unit(in_features, n1, 1, rngs=rngs, **common)
+        self.branch_3x3 = Bottleneck(in_features, r3, n3, 3, activation=activation,
+                                     implementation=implementation, rngs=rngs, **common)
+        self.branch_5x5 = Bottleneck(in_features, r5, n5, 5, activation=activation,
+                                     implementation=implementation, rngs=rngs, **common)
+        self.branch_pool = PoolProjection(in_features, pp, activation=activation, rngs=rngs,
+                                          **common)
+        self.out_features = n1 + n3 + n5 + pp
+
+    def _act(self, y: Array) -> Array:
+        return y if self.activation is None else self.activation(y)
+
+    def _fused_pointwise(self, x: Array, units: list[Unit]) -> list[Array]:
+        """The input-reading 1×1 units as one einsum; returns each unit's activated output."""
+        parts = [_pointwise_parts(u) for u in units]
+        w = jnp.concatenate([m for m, _, _ in parts], axis=1)
+        b = None
+        if any(p[1] is not None for p in parts):
+            b = jnp.concatenate([
+                bias if bias is not None else jnp.zeros((m.shape[1],), m.dtype)
+                for m, bias, _ in parts
+            ])
+        x, w, b = promote_dtype((x, w, b), dtype=self.dtype)
+        y = jaxconv.conv1x1(x, w, b, precision=self.precision)
+        splits = [m.shape[1] for m, _, _ in parts]
+        cuts = [sum(splits[: i + 1]) for i in range(len(splits) - 1)]
+        return [self._act(after(part))
+                for (_, _, after), part in zip(parts, jnp.split(y, cuts, axis=-1))]
+
+    def __call__(self, x: Array) -> Array:
+        check_channels(x, self.in_features, type(self).__name__)
+        if not self.fuse_1x1:
+            ys = [self._act(self.branch_1x1(x)), self.branch_3x3(x), self.branch_5x5(x),
+                  self.branch_pool(x)]
+            return jnp.concatenate(ys, axis=-1)
+        b3, b5 = self.branch_3x3, self.branch_5x5
+        units = [self.branch_1x1] + [b.reduce for b in (b3, b5) if b.reduce is not None]
+        outs = iter(self._fused_pointwise(x, units))
+        y1 = next(outs)
+        h3 = next(outs) if b3.reduce is not None else x
+        h5 = next(outs) if b5.reduce is not None else x
+        ys = [y1, b3.spatial(h3), b5.spatial(h5), self.branch_pool(x)]
+        return jnp.concatenate(ys, axis=-1)

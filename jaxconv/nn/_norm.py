@@ -1,0 +1,44 @@
+"""Local response normalization, as GoogLeNet's Caffe reference used it."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxconv.nn._validate import check_int
+
+__all__ = ["local_response_norm"]
+
+
+def local_response_norm(x: jax.Array, size: int = 5, *, alpha: float = 1e-4,
+                        beta: float = 0.75, k: float = 1.0) -> jax.Array:
+    """Across-channel LRN (Krizhevsky et al. 2012; Caffe's ``LRN``, ``ACROSS_CHANNELS``).
+
+    ``y_c = x_c / (k + alpha/size · Σ_{c'} x_{c'}²)^beta`` where ``c'`` runs over the ``size``
+    channels centred on ``c`` (zero beyond the edges). Caffe divides ``alpha`` by ``size``;
+    GoogLeNet's reference used ``size=5, alpha=1e-4, beta=0.75``.
+
+    Args:
+      x: ``[..., C]``, channels last.
+      size: odd window of channels.
+      alpha, beta, k: the LRN constants.
+
+    Returns:
+      An array shaped like ``x``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxconv.nn import local_response_norm
+      >>> x = jnp.full((1, 1, 1, 3), 10.0)
+      >>> local_response_norm(x, 3, alpha=3.0, beta=1.0)[0, 0, 0]   # 10/(1+Σx²)
+      Array([0.04975124, 0.03322259, 0.04975124], dtype=float32)
+    """
+    size = check_int(size, "size")
+    if size % 2 == 0:
+        raise ValueError(f"`size` must be odd (a window centred on each channel), got {size}")
+    half = size // 2
+    sq = jnp.square(x)
+    padded = jnp.pad(sq, [(0, 0)] * (x.ndim - 1) + [(half, half)])
+    c = x.shape[-1]
+    window = sum(padded[..., i: i + c] for i in range(size))
+    return x / jnp.power(k + (alpha / size) * window, beta).astype(x.dtype)

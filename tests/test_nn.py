@@ -1,0 +1,340 @@
+"""jaxconv.nn: the NNX modules against independent computations, their trees and their errors."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import tol
+from flax import nnx
+
+import jaxconv
+from jaxconv.nn import (
+    Bottleneck,
+    Conv,
+    Conv1x1,
+    ConvBN,
+    Inception,
+    MLPConv,
+    PoolProjection,
+    local_response_norm,
+)
+
+#: Inception (3a) of Table 1, at a small channel count so the tests stay fast.
+SMALL_WIDTHS = (4, 3, 6, 2, 5, 3)
+
+
+def param_paths(module) -> list[str]:
+    return sorted(".".join(map(str, p)) for p, _ in nnx.to_flat_state(nnx.state(module, nnx.Param)))
+
+
+def randn(rng, *shape):
+    return jnp.asarray(rng.standard_normal(shape), jnp.float32)
+
+
+# --- Conv ------------------------------------------------------------------------------------
+
+
+def test_conv_int_kernel_is_square_2d_and_matches_flax(rng):
+    conv = Conv(3, 5, 3, stride=2, rngs=nnx.Rngs(0))
+    assert conv.kernel.shape == (3, 3, 3, 5)
+    flax_conv = nnx.Conv(3, 5, (3, 3), strides=2, padding="SAME", rngs=nnx.Rngs(1))
+    conv.bias[...] = randn(rng, 5)
+    flax_conv.kernel[...] = conv.kernel[...]
+    flax_conv.bias[...] = conv.bias[...]
+    x = randn(rng, 2, 9, 9, 3)
+    y = conv(x)
+    assert y.shape == (2, 5, 5, 5)
+    np.testing.assert_allclose(y, flax_conv(x), atol=tol("float32", 27), rtol=0)
+
+
+@pytest.mark.parametrize("kernel_size, x_shape, out_shape", [
+    ((3,), (2, 10, 4), (2, 10, 6)),
+    ((3, 1), (2, 6, 5, 4), (2, 6, 5, 6)),
+    ((1, 3, 3), (1, 4, 5, 5, 4), (1, 4, 5, 5, 6)),
+])
+def test_conv_tuple_kernel_gives_1d_2d_3d(kernel_size, x_shape, out_shape):
+    conv = Conv(4, 6, kernel_size, rngs=nnx.Rngs(0))
+    assert conv.kernel.shape == (*kernel_size, 4, 6)
+    assert conv(jnp.ones(x_shape)).shape == out_shape
+
+
+def test_conv_forwards_every_argument_to_jaxconv_conv(rng):
+    conv = Conv(4, 6, (3, 2), stride=(2, 1), padding=((1, 0), (0, 1)),
+                dilation=(1, 2), groups=2, rngs=nnx.Rngs(3))
+    assert conv.kernel.shape == (3, 2, 2, 6)
+    x = randn(rng, 2, 7, 6, 4)
+    want = jaxconv.conv(x, conv.kernel[...], conv.bias[...], stride=(2, 1),
+                        padding=((1, 0), (0, 1)), dilation=(1, 2), groups=2)
+    np.testing.assert_array_equal(conv(x), want)
+
+
+def test_conv_without_bias_and_dtype_promotion(rng):
+    conv = Conv(3, 4, 3, use_bias=False, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+    assert conv.bias is None
+    assert param_paths(conv) == ["kernel"]
+    assert conv.kernel.dtype == jnp.float32
+    y = conv(randn(rng, 1, 5, 5, 3))
+    assert y.dtype == jnp.bfloat16
+    half = Conv(3, 4, 3, param_dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+    assert half.kernel.dtype == jnp.bfloat16
+    assert half(jnp.ones((1, 5, 5, 3), jnp.bfloat16)).dtype == jnp.bfloat16
+
+
+def test_conv_cost_uses_the_cost_model():
+    conv = nnx.eval_shape(lambda: Conv(480, 48, 5, use_bias=False, rngs=nnx.Rngs(0)))
+    cost = conv.cost((2, 14, 14, 480))
+    assert cost == jaxconv.conv_cost((14, 14, 480), 48, 5, bias=False, batch=2)
+    assert cost.macs == 2 * 14 * 14 * 48 * 480 * 25
+
+
+@pytest.mark.parametrize("kwargs, err, match", [
+    (dict(in_features=6, out_features=4, kernel_size=3, groups=4), ValueError,
+     r"`groups` \(=4\) must divide `in_features` \(=6\)"),
+    (dict(in_features=4, out_features=6, kernel_size=3, groups=4), ValueError,
+     r"`groups` \(=4\) must divide `out_features` \(=6\)"),
+    (dict(in_features=0, out_features=4, kernel_size=3), ValueError,
+     r"`in_features` must be a positive int, got 0"),
+    (dict(in_features=4.0, out_features=4, kernel_size=3), TypeError,
+     r"`in_features` must be an int, got 4.0"),
+    (dict(in_features=4, out_features=4, kernel_size=(3, 3, 3, 3)), ValueError,
+     r"`kernel_size` must be an int \(square 2-D kernel\) or 1-3 ints"),
+    (dict(in_features=4, out_features=4, kernel_size=0), ValueError,
+     r"`kernel_size` must be a positive int, got 0"),
+    (dict(in_features=4, out_features=4, kernel_size=3, padding="FULL"), ValueError,
+     r"`padding` must be one of"),
+    (dict(in_features=4, out_features=4, kernel_size=3, stride=(1, 2, 3)), ValueError,
+     r"`stride` must have one entry per spatial dim \(2\)"),
+    (dict(in_features=4, out_features=4, kernel_size=3, implementation="cudnn"), ValueError,
+     r"`implementation` must be None or one of"),
+    (dict(in_features=4, out_features=4, kernel_size=3, dtype="float33"), TypeError,
+     r"`dtype` must be None or a dtype"),
+])
+def test_conv_constructor_errors(kwargs, err, match):
+    with pytest.raises(err, match=match):
+        Conv(**kwargs, rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: Conv(8, 4, 3, rngs=nnx.Rngs(0)),
+    lambda: Conv1x1(8, 4, rngs=nnx.Rngs(0)),
+    lambda: ConvBN(8, 4, 3, rngs=nnx.Rngs(0)),
+    lambda: Inception(8, SMALL_WIDTHS, rngs=nnx.Rngs(0)),
+    lambda: Inception(8, SMALL_WIDTHS, fuse_1x1=True, rngs=nnx.Rngs(0)),
+    lambda: MLPConv(8, (4, 4), 3, rngs=nnx.Rngs(0)),
+])
+def test_wrong_channel_count_names_expected_and_received(make):
+    module = nnx.eval_shape(make)  # abstract parameters: the check runs before any compute
+    with pytest.raises(ValueError, match=r"expects `x` with 8 input channels .* got 5 channels"):
+        module(jnp.ones((1, 6, 6, 5)))
+
+
+# --- Conv1x1 ---------------------------------------------------------------------------------
+
+
+def test_conv1x1_has_conv_tree_and_matches_conv(rng):
+    pointwise = Conv1x1(6, 4, rngs=nnx.Rngs(7))
+    conv = Conv(6, 4, 1, rngs=nnx.Rngs(7))
+    assert param_paths(pointwise) == param_paths(conv) == ["bias", "kernel"]
+    # Same tree, same draws: the same rngs give the same parameters.
+    np.testing.assert_array_equal(pointwise.kernel[...], conv.kernel[...])
+    pointwise.bias[...] = randn(rng, 4)
+    conv.bias[...] = pointwise.bias[...]
+    x = randn(rng, 2, 5, 5, 6)
+    np.testing.assert_allclose(pointwise(x), conv(x), atol=tol("float32", 6), rtol=0)
+    want = np.einsum("nhwc,co->nhwo", np.asarray(x, np.float64),
+                     np.asarray(pointwise.matrix(), np.float64)) + np.asarray(pointwise.bias[...])
+    np.testing.assert_allclose(pointwise(x), want, atol=tol("float32", 6), rtol=0)
+
+
+def test_conv1x1_any_leading_dims_and_cost():
+    pointwise = Conv1x1(6, 4, use_bias=False, rngs=nnx.Rngs(0))
+    assert pointwise(jnp.ones((3, 6))).shape == (3, 4)
+    assert pointwise(jnp.ones((2, 3, 5, 7, 6))).shape == (2, 3, 5, 7, 4)
+    assert pointwise.cost((2, 14, 14, 6)).macs == 2 * 14 * 14 * 6 * 4
+    assert pointwise.cost((2, 14, 14, 6)).params == 24
+
+
+# --- ConvBN ----------------------------------------------------------------------------------
+
+
+def test_convbn_train_normalizes_and_updates_stats_eval_uses_them(rng):
+    unit = ConvBN(3, 4, 3, activation=None, rngs=nnx.Rngs(0))
+    assert param_paths(unit) == ["bn.bias", "bn.scale", "conv.kernel"]
+    assert unit.conv.bias is None
+    x = 3.0 + randn(rng, 4, 6, 6, 3)
+    y = unit(x)  # training mode (NNX's default)
+    np.testing.assert_allclose(jnp.mean(y, axis=(0, 1, 2)), 0.0, atol=1e-4)
+    np.testing.assert_allclose(jnp.var(y, axis=(0, 1, 2)), 1.0, rtol=1e-2)
+    conv_out = unit.conv(x)
+    np.testing.assert_allclose(unit.bn.mean[...], 0.01 * jnp.mean(conv_out, axis=(0, 1, 2)),
+                               rtol=1e-4, atol=1e-6)
+    unit.eval()
+    y_eval = unit(x)
+    want = conv_out / jnp.sqrt(unit.bn.var[...].reshape(1, 1, 1, 4) + 1e-5) \
+        - unit.bn.mean[...].reshape(1, 1, 1, 4) / jnp.sqrt(unit.bn.var[...].reshape(1, 1, 1, 4)
+                                                           + 1e-5)
+    np.testing.assert_allclose(y_eval, want, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(y_eval, y, atol=1e-2)
+
+
+def test_convbn_activation_is_applied_last(rng):
+    unit = ConvBN(3, 4, 3, rngs=nnx.Rngs(0))
+    y = unit(randn(rng, 2, 5, 5, 3))
+    assert float(jnp.min(y)) == 0.0
+    with pytest.raises(TypeError, match=r"`activation` must be a callable or None, got 'relu'"):
+        ConvBN(3, 4, 3, activation="relu", rngs=nnx.Rngs(0))
+
+
+# --- Inception -------------------------------------------------------------------------------
+
+
+def test_inception_paths_match_the_checkpoint_format():
+    block = nnx.eval_shape(lambda: Inception(8, SMALL_WIDTHS, rngs=nnx.Rngs(0)))
+    assert param_paths(block) == [
+        "branch_1x1.bias", "branch_1x1.kernel",
+        "branch_3x3.conv.bias", "branch_3x3.conv.kernel",
+        "branch_3x3.reduce.bias", "branch_3x3.reduce.kernel",
+        "branch_5x5.conv.bias", "branch_5x5.conv.kernel",
+        "branch_5x5.reduce.bias", "branch_5x5.reduce.kernel",
+        "branch_pool.proj.bias", "branch_pool.proj.kernel",
+    ]
+    assert block.branch_3x3.conv.kernel.shape == (3, 3, 3, 6)
+    assert block.branch_5x5.conv.kernel.shape == (5, 5, 2, 5)
+    bn = nnx.eval_shape(lambda: Inception(8, SMALL_WIDTHS, norm="batch", rngs=nnx.Rngs(0)))
+    assert "branch_5x5.reduce.conv.kernel" in param_paths(bn)
+    assert "branch_pool.proj.bn.scale" in param_paths(bn)
+    assert not any(p.endswith("conv.bias") for p in param_paths(bn))
+
+
+def test_inception_output_is_the_branches_concatenated(rng):
+    block = Inception(8, SMALL_WIDTHS, rngs=nnx.Rngs(0))
+    assert block.out_features == 4 + 6 + 5 + 3
+    x = randn(rng, 2, 6, 6, 8)
+    y = block(x)
+    assert y.shape == (2, 6, 6, 18)
+    relu = jax.nn.relu
+    parts = [
+        relu(block.branch_1x1(x)),
+        relu(block.branch_3x3.conv(relu(block.branch_3x3.reduce(x)))),
+        relu(block.branch_5x5.conv(relu(block.branch_5x5.reduce(x)))),
+        relu(block.branch_pool.proj(jaxconv.max_pool(x, 3, stride=1, padding="SAME"))),
+    ]
+    np.testing.assert_allclose(y, jnp.concatenate(parts, axis=-1), atol=tol("float32", 50),
+                               rtol=0)
+
+
+@pytest.mark.parametrize("norm", [None, "batch"])
+@pytest.mark.parametrize("widths", [SMALL_WIDTHS, (4, 3, 6, 0, 5, 3), (4, 0, 6, 0, 5, 3)])
+def test_inception_fused_equals_unfused(rng, norm, widths):
+    unfused = Inception(8, widths, norm=norm, rngs=nnx.Rngs(5))
+    fused = Inception(8, widths, norm=norm, fuse_1x1=True, rngs=nnx.Rngs(5))
+    # An execution choice, not a parameterization: same tree, same values.
+    a, b = nnx.state(unfused, nnx.Param), nnx.state(fused, nnx.Param)
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+    x = randn(rng, 2, 5, 5, 8)
+    np.testing.assert_allclose(fused(x), unfused(x), atol=tol("float32", 200), rtol=0)
+    if norm == "batch":  # the batch statistics are updated identically too
+        jax.tree.map(lambda u, f: np.testing.assert_allclose(u, f, atol=1e-6),
+                     nnx.state(unfused, nnx.BatchStat), nnx.state(fused, nnx.BatchStat))
+
+
+def test_inception_reduce_width_zero_reads_the_block_input():
+    block = Inception(8, (4, 3, 6, 0, 5, 3), rngs=nnx.Rngs(0))
+    assert block.branch_5x5.reduce is None
+    assert block.branch_5x5.conv.kernel.shape == (5, 5, 8, 5)
+    assert not any(p.startswith("branch_5x5.reduce") for p in param_paths(block))
+    assert block(jnp.ones((1, 6, 6, 8))).shape == (1, 6, 6, 18)
+
+
+def test_inception_jit_and_grad(rng):
+    block = Inception(8, SMALL_WIDTHS, fuse_1x1=True, rngs=nnx.Rngs(0))
+    x = randn(rng, 1, 5, 5, 8)
+
+    @nnx.jit
+    def loss(block, x):
+        return jnp.sum(block(x) ** 2)
+
+    grads = nnx.grad(loss)(block, x)
+    np.testing.assert_allclose(loss(block, x), jnp.sum(block(x) ** 2), rtol=1e-5)
+    leaves = jax.tree.leaves(nnx.state(grads, nnx.Param))
+    assert len(leaves) == 12
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
+    assert float(jnp.abs(grads.branch_5x5.reduce.kernel[...]).sum()) > 0
+
+
+@pytest.mark.parametrize("widths, err, match", [
+    ((64, 96, 128, 16, 32), ValueError, r"`widths` must be the paper's six numbers .* got 5"),
+    ((4, 3, 0, 2, 5, 3), ValueError, r"`widths\[2\] \(#3×3\)` must be a positive int, got 0"),
+    ((4, -1, 6, 2, 5, 3), ValueError, r"`widths\[1\] \(#3×3 reduce\)` must be an int >= 0"),
+    ((4, 3, 6, 2, 5, 0), ValueError, r"`widths\[5\] \(pool proj\)` must be a positive int"),
+    ((4, 3, 6, 2, 5.5, 3), TypeError, r"`widths\[4\] \(#5×5\)` must be an int, got 5.5"),
+    (64, ValueError, r"`widths` must be the paper's six numbers .* got 64"),
+])
+def test_inception_width_errors(widths, err, match):
+    with pytest.raises(err, match=match):
+        Inception(8, widths, rngs=nnx.Rngs(0))
+
+
+def test_inception_norm_and_fuse_errors():
+    with pytest.raises(ValueError, match=r"`norm` must be None or 'batch', got 'layer'"):
+        Inception(8, SMALL_WIDTHS, norm="layer", rngs=nnx.Rngs(0))
+    with pytest.raises(TypeError, match=r"`fuse_1x1` must be a bool, got 1"):
+        Inception(8, SMALL_WIDTHS, fuse_1x1=1, rngs=nnx.Rngs(0))
+
+
+def test_branch_modules_standalone(rng):
+    x = randn(rng, 1, 6, 6, 8)
+    direct = Bottleneck(8, 0, 5, 5, rngs=nnx.Rngs(0))
+    assert param_paths(direct) == ["conv.bias", "conv.kernel"]
+    np.testing.assert_allclose(direct(x), jax.nn.relu(direct.conv(x)), atol=1e-6)
+    pool = PoolProjection(8, 3, activation=None, rngs=nnx.Rngs(0))
+    np.testing.assert_allclose(pool(x), pool.proj(jaxconv.max_pool(x, 3, stride=1,
+                                                                     padding="SAME")), atol=1e-6)
+
+
+# --- MLPConv ---------------------------------------------------------------------------------
+
+
+def test_mlpconv_is_kxk_then_pointwise_each_activated(rng):
+    block = MLPConv(3, (8, 6, 4), 5, rngs=nnx.Rngs(0))
+    assert param_paths(block) == [
+        "conv.bias", "conv.kernel", "pointwise_1.bias", "pointwise_1.kernel",
+        "pointwise_2.bias", "pointwise_2.kernel",
+    ]
+    x = randn(rng, 2, 7, 7, 3)
+    relu = jax.nn.relu
+    want = relu(block.pointwise_2(relu(block.pointwise_1(relu(block.conv(x))))))
+    np.testing.assert_allclose(block(x), want, atol=1e-6)
+    assert block(x).shape == (2, 7, 7, 4)
+    strided = MLPConv(3, (8,), 3, stride=2, padding="VALID", norm="batch", rngs=nnx.Rngs(0))
+    assert strided(x).shape == (2, 3, 3, 8)
+    assert param_paths(strided) == ["conv.bn.bias", "conv.bn.scale", "conv.conv.kernel"]
+
+
+@pytest.mark.parametrize("features, err, match", [
+    ((), ValueError, r"`features` must be a non-empty sequence"),
+    ((8, 0), ValueError, r"`features\[1\]` must be a positive int, got 0"),
+    (8, ValueError, r"`features` must be a non-empty sequence .* got 8"),
+])
+def test_mlpconv_errors(features, err, match):
+    with pytest.raises(err, match=match):
+        MLPConv(3, features, 3, rngs=nnx.Rngs(0))
+
+
+# --- LRN -------------------------------------------------------------------------------------
+
+
+def test_local_response_norm_matches_a_loop(rng):
+    x = np.asarray(rng.standard_normal((2, 3, 3, 7)), np.float64)
+    size, alpha, beta, k = 5, 1e-1, 0.75, 2.0
+    want = np.empty_like(x)
+    for c in range(7):
+        lo, hi = max(0, c - 2), min(7, c + 3)
+        want[..., c] = x[..., c] / (k + alpha / size * np.sum(x[..., lo:hi] ** 2, -1)) ** beta
+    got = local_response_norm(jnp.asarray(x, jnp.float32), size, alpha=alpha, beta=beta, k=k)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"`size` must be odd .* got 4"):
+        local_response_norm(jnp.ones((1, 4)), 4)
