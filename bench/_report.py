@@ -91,8 +91,8 @@ def markdown(suite: str, env: dict, notes: list[str], records: list[Record],
     lines += ["| environment | |", "|---|---|"]
     lines += [f"| {k} | `{env[k]}` |" for k in keys if k in env]
     lines.append("")
-    if notes:
-        lines += [f"- {n}" for n in notes] + [""]
+    if notes:  # a note starting with spaces continues the one before it
+        lines += [f"  - {n.strip()}" if n.startswith(" ") else f"- {n}" for n in notes] + [""]
     cols = columns(records)
     lines.append("| " + " | ".join(h for h, _ in cols) + " |")
     lines.append("|" + "---|" * len(cols))
@@ -113,12 +113,13 @@ def markdown(suite: str, env: dict, notes: list[str], records: list[Record],
 
 
 def _fusion_examples(records: list[Record]) -> list[tuple[str, str]]:
-    """One fusion summary per (layer, variant, dtype) at its largest batch."""
+    """One fusion summary per (variant, dtype) of the first layer, at its largest batch."""
     from bench._fusion import Anchor, FusionReport
 
+    first = records[0].get("layer") if records else None
     best: dict[tuple, Record] = {}
     for rec in records:
-        if "fusion" not in rec:
+        if "fusion" not in rec or rec.get("layer") != first:
             continue
         key = (rec.get("layer"), rec["variant"], rec["dtype"])
         if key not in best or rec["batch"] > best[key]["batch"]:
@@ -259,15 +260,26 @@ def _plot_layers(axes, records, layers, dtypes, key) -> None:
     import numpy as np
 
     labels = list(dict.fromkeys(_series_label(r, dtypes) for r in records))
-    width = 0.8 / max(len(labels), 1)
+    color = {label: f"C{i % 10}" for i, label in enumerate(labels)}
     x = np.arange(len(layers))
-    for i, label in enumerate(labels):
-        by_layer = {r.get("layer", ""): r for r in records if _series_label(r, dtypes) == label}
-        y = [by_layer[n]["median_s"] * 1e3 if n in by_layer else np.nan for n in layers]
-        axes[0].bar(x + (i - (len(labels) - 1) / 2) * width, y, width, label=label)
-        if key and len(axes) > 1:
-            s = [by_layer[n].get(key, np.nan) if n in by_layer else np.nan for n in layers]
-            axes[1].bar(x + (i - (len(labels) - 1) / 2) * width, s, width, label=label)
+    for panel, field in enumerate(("median_s", key)):
+        if field is None or panel >= len(axes):
+            continue
+        shown = []
+        for label in labels:
+            by_layer = {r.get("layer", ""): r for r in records
+                        if _series_label(r, dtypes) == label}
+            y = [by_layer[n].get(field) if n in by_layer else None for n in layers]
+            y = [np.nan if v is None else v * (1e3 if field == "median_s" else 1) for v in y]
+            if panel == 1 and all(np.isnan(v) or math.isclose(v, 1.0) for v in y):
+                continue  # the baseline itself
+            shown.append((label, y))
+        width = 0.8 / max(len(shown), 1)
+        for i, (label, y) in enumerate(shown):
+            axes[panel].bar(x + (i - (len(shown) - 1) / 2) * width, y, width, label=label,
+                            color=color[label])
+    c_out = {r.get("layer", ""): r.get("c_out") for r in records}
+    layers = [f"{n} →{c_out[n]}" if c_out.get(n) else n for n in layers]
     batch = records[0]["batch"]
     axes[0].set(yscale="log", ylabel="time per call (ms, median)",
                 title=f"time per layer, batch {batch}")
