@@ -239,14 +239,19 @@ def conv_output_size(
     return _out_size(n, k, s, d, lo, hi)
 
 
+def _check_fits(n: int, k: int, d: int, lo: int, hi: int, what: str) -> None:
+    if n + lo + hi >= dilated_size(k, d):
+        return
+    size = f"the {what} (={k})" if d == 1 else (
+        f"the dilated {what} (={dilated_size(k, d)} = {d}·({k}-1)+1)")
+    raise ValueError(
+        f"{size} must fit in the padded input (={n + lo + hi}: size {n} + `padding` {lo} + {hi})"
+    )
+
+
 def _out_size(n: int, k: int, s: int, d: int, lo: int, hi: int, what: str = "kernel") -> int:
-    span = n + lo + hi - dilated_size(k, d)
-    if span < 0:
-        raise ValueError(
-            f"the dilated {what} ({dilated_size(k, d)} = {d}·({k}-1)+1) must fit in the padded "
-            f"input ({n + lo + hi} = {n} + {lo} + {hi})"
-        )
-    return span // s + 1
+    _check_fits(n, k, d, lo, hi, what)
+    return (n + lo + hi - dilated_size(k, d)) // s + 1
 
 
 def conv_output_shape(
@@ -352,13 +357,8 @@ def pool_output_size(
 def _pool_out(n: int, k: int, s: int, lo: int, hi: int, ceil_mode: bool) -> int:
     if not ceil_mode:
         return _out_size(n, k, s, 1, lo, hi, what="window")
-    span = n + lo + hi - k
-    if span < 0:
-        raise ValueError(
-            f"the pooling window ({k}) must fit in the padded input "
-            f"({n + lo + hi} = {n} + {lo} + {hi})"
-        )
-    out = -(-span // s) + 1
+    _check_fits(n, k, 1, lo, hi, "window")
+    out = -(-(n + lo + hi - k) // s) + 1
     if (out - 1) * s >= n + lo:  # the last window would start in the high padding: drop it
         out -= 1
     return out

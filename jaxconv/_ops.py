@@ -65,6 +65,24 @@ def _canonical_dtype_name(dtype: Any, name: str) -> str | None:
         raise TypeError(f"`{name}` must be None or a dtype, got {dtype!r}") from None
 
 
+def _canonical_preferred(preferred: Any, in_dtype: Any) -> str | None:
+    """Checks ``preferred_element_type`` against the input dtype with lax's rule, up front."""
+    name = _canonical_dtype_name(preferred, "preferred_element_type")
+    if name is None:
+        return None
+    out, inp = jnp.dtype(name), jnp.dtype(in_dtype)
+    if jnp.issubdtype(inp, jnp.floating) and not jnp.issubdtype(out, jnp.floating):
+        raise TypeError(
+            f"`preferred_element_type` (={name}) must be a float dtype for {inp.name} inputs"
+        )
+    if out.itemsize < inp.itemsize:
+        raise TypeError(
+            f"`preferred_element_type` (={name}) must not be narrower than the input dtype "
+            f"(={inp.name})"
+        )
+    return name
+
+
 def make_spec(
     x_shape: tuple[int, ...],
     w_shape: tuple[int, ...],
@@ -162,8 +180,7 @@ def make_spec(
         groups=groups,
         dtype=jnp.dtype(dtype).name,
         precision=_canonical_precision(precision),
-        preferred_element_type=_canonical_dtype_name(preferred_element_type,
-                                                     "preferred_element_type"),
+        preferred_element_type=_canonical_preferred(preferred_element_type, dtype),
         out_spatial=out_spatial,
     )
     return spec, mode, mode_pads
@@ -175,13 +192,17 @@ def _add_bias(y: Array, b: Any, channels_last: bool, name: str = "b") -> Array:
     _check_array(b, name)
     c = y.shape[-1] if channels_last else y.shape[1]
     if tuple(b.shape) != (c,):
-        raise ValueError(f"`{name}` must have shape ({c},) (one per output channel), got {tuple(b.shape)}")
+        raise ValueError(
+            f"`{name}` must have shape ({c},) (one per output channel), got {tuple(b.shape)}"
+        )
     shape = (1,) * (y.ndim - 1) + (c,) if channels_last else (1, c) + (1,) * (y.ndim - 2)
     # Documented rule: the bias is cast to the output dtype.
     return y + jnp.reshape(b, shape).astype(y.dtype)
 
 
-def _pad_spatial(x: Array, pads: tuple[tuple[int, int], ...], mode: str, channels_last: bool) -> Array:
+def _pad_spatial(
+    x: Array, pads: tuple[tuple[int, int], ...], mode: str, channels_last: bool
+) -> Array:
     full = ((0, 0), *pads, (0, 0)) if channels_last else ((0, 0), (0, 0), *pads)
     return jnp.pad(x, full, mode=mode)
 
@@ -312,11 +333,15 @@ def conv1x1(
             )
         if channels_last:
             if x.ndim < 1:
-                raise ValueError(f"`x` must have rank >= 1 ([..., C_in]), got shape {tuple(x.shape)}")
+                raise ValueError(
+                    f"`x` must have rank >= 1 ([..., C_in]), got shape {tuple(x.shape)}"
+                )
             c_x, c_w = x.shape[-1], w.shape[0]
         else:
             if x.ndim < 2:
-                raise ValueError(f"`x` must have rank >= 2 ([N, C_in, ...]), got shape {tuple(x.shape)}")
+                raise ValueError(
+                    f"`x` must have rank >= 2 ([N, C_in, ...]), got shape {tuple(x.shape)}"
+                )
             c_x, c_w = x.shape[1], w.shape[1]
         if c_x != c_w:
             wdim = "first" if channels_last else "second"
@@ -329,7 +354,7 @@ def conv1x1(
             w,
             channels_last=channels_last,
             precision=_canonical_precision(precision),
-            preferred_element_type=preferred_element_type,
+            preferred_element_type=_canonical_preferred(preferred_element_type, x.dtype),
         )
         return _add_bias(y, b, channels_last)
 
@@ -397,11 +422,23 @@ def bottleneck(
             kernel = (w_reduce.shape[:-2] if geo._channels_last(layout) else w_reduce.shape[2:])
             if any(k != 1 for k in kernel):
                 raise ValueError(
-                    f"`w_reduce` must be a 1×1 kernel or a matrix, got shape {tuple(w_reduce.shape)}"
+                    f"`w_reduce` must be a 1×1 kernel or a matrix, got shape "
+                    f"{tuple(w_reduce.shape)}"
                 )
             h = conv(x, w_reduce, b_reduce, padding="VALID", layout=layout, precision=precision,
                      preferred_element_type=preferred_element_type,
                      implementation=reduce_implementation)
+        _check_array(w_spatial, "w_spatial")
+        channels_last = geo._channels_last(layout)
+        if w_spatial.ndim == h.ndim and type(groups) is int:  # other errors are conv's to report
+            c_r = h.shape[-1] if channels_last else h.shape[1]
+            w_in = w_spatial.shape[-2] if channels_last else w_spatial.shape[1]
+            if w_in * groups != c_r:
+                raise ValueError(
+                    f"`w_spatial` in-channel dim (={w_in}) times `groups` (={groups}) must equal "
+                    f"the reduced channels (={c_r}) that `w_reduce` {tuple(w_reduce.shape)} "
+                    f"produces"
+                )
         if activation is not None:
             h = activation(h)
         if preferred_element_type is not None:

@@ -40,6 +40,14 @@ def _pool_geometry(x: Any, window: Any, stride: Any, padding: geo.Padding, ceil_
                          f"spatial sizes (={spatial})")
     outs = tuple(geo._pool_out(n, k, s, lo, hi, ceil_mode)
                  for n, k, s, (lo, hi) in zip(spatial, win, strides, pads))
+    for n, k, s, (lo, _), o in zip(spatial, win, strides, pads, outs):
+        # A window lying wholly in the padding would give -inf (max) or 0/0 (avg) silently.
+        if lo >= k or (o - 1) * s >= n + lo:
+            raise ValueError(
+                f"every pooling window must overlap the input: `padding` (={pads}) puts a whole "
+                f"`window` (={win}) in the padding of an input of size {spatial}; keep each pad "
+                f"smaller than the window"
+            )
     extra = tuple(max((o - 1) * s + k - (n + lo + hi), 0)
                   for o, n, k, s, (lo, hi) in zip(outs, spatial, win, strides, pads))
     return channels_last, spatial, win, strides, pads, extra, mode, outs
@@ -67,7 +75,8 @@ def max_pool(
       x: ``[N, *spatial, C]`` (or ``[N, C, *spatial]`` with a channels-first ``layout``).
       window: window size; an int broadcasts to every spatial dim.
       stride: defaults to ``window``.
-      padding: as for :func:`jaxconv.conv` (SAME uses the window as the kernel).
+      padding: as for :func:`jaxconv.conv` (SAME uses the window as the kernel), but never
+        negative, and every window must overlap the input (explicit pads smaller than it).
       ceil_mode: Caffe/PyTorch rounding: keep a last partial window (it must start inside the
         input or its low padding). GoogLeNet and NiN were defined with it.
       layout: ``"NHWC"`` (default) or ``"NCHW"``.
@@ -85,7 +94,7 @@ def max_pool(
       (1, 56, 56, 64)
     """
     with jax.named_scope("jaxconv.max_pool"):
-        cl, spatial, win, strides, pads, extra, mode, _ = _pool_geometry(
+        cl, _, win, strides, pads, extra, mode, _ = _pool_geometry(
             x, window, stride, padding, ceil_mode, layout)
         if mode is not None:
             x = _pad_spatial(x, pads, mode, cl)
@@ -125,7 +134,7 @@ def avg_pool(
       x: ``[N, *spatial, C]`` (or ``[N, C, *spatial]`` with a channels-first ``layout``).
       window: window size; an int broadcasts to every spatial dim.
       stride: defaults to ``window``.
-      padding: as for :func:`jaxconv.conv`.
+      padding: as for :func:`max_pool`.
       ceil_mode: Caffe/PyTorch rounding (see :func:`max_pool`). The extra positions that
         ``ceil_mode`` adds are never counted in the divisor (Caffe's and PyTorch's rule).
       count_include_pad: count explicit zero padding in the divisor (PyTorch's default); when

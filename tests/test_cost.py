@@ -126,7 +126,7 @@ def test_conv_cost_errors():
         jaxconv.conv_cost((4, 4, 8), 6, 1, groups=3)
     with pytest.raises(ValueError, match=r"`input_shape` must be one image \(\*spatial, C_in\)"):
         jaxconv.conv_cost((8,), 3, 1)
-    with pytest.raises(ValueError, match=r"dilated kernel \(5 = 1·\(5-1\)\+1\) must fit"):
+    with pytest.raises(ValueError, match=r"the kernel \(=5\) must fit in the padded input \(=4"):
         jaxconv.conv_cost((4, 4, 2), 3, 5, padding="VALID")
 
 
