@@ -37,6 +37,11 @@ class ConvCost:
       bytes: input + parameters + output bytes for ``dtype`` (each read/written once).
       intensity: ``flops / bytes`` (FLOP per byte).
       dtype: the dtype the bytes are for.
+
+    Examples:
+      >>> c = conv_cost((28, 28, 192), 64, 1, dtype="bfloat16")
+      >>> c.output_shape, c.macs, c.params, c.dtype
+      ((28, 28, 64), 9633792, 12352, 'bfloat16')
     """
 
     input_shape: tuple[int, ...]
@@ -162,6 +167,11 @@ class BottleneckCost:
       weights_direct / weights_bottleneck: kernel elements (no bias).
       filter_ratio: parameters of one 1×1 filter over one k×k filter on the same input,
         ``1/(kh·kw)`` (1/25 for a 5×5).
+
+    Examples:
+      >>> b = bottleneck_cost((28, 28, 192), 128, 3, 96)   # GoogLeNet inception (3a), 3×3
+      >>> b.macs_direct, b.macs_bottleneck, b.filter_ratio
+      (173408256, 101154816, Fraction(1, 9))
     """
 
     direct: ConvCost
@@ -175,7 +185,16 @@ class BottleneckCost:
     filter_ratio: Fraction
 
     def table(self) -> str:
-        """A plain-text comparison."""
+        """A plain-text comparison of the three layers and the totals.
+
+        Examples:
+          >>> print(bottleneck_cost((14, 14, 480), 48, 5, 16).table())
+          layer                     output     weights            MACs
+          direct                  14x14x48     576,000     112,896,000
+          1x1 reduce              14x14x16       7,680       1,505,280
+          kxk on reduced          14x14x48      19,200       3,763,200
+          bottleneck total: 5,268,480 MACs, 26,880 weights; direct/bottleneck = 21.4x MACs
+        """
         rows = [
             ("direct", self.direct),
             ("1x1 reduce", self.reduce),
@@ -260,6 +279,17 @@ class XlaCost:
       bytes_accessed: XLA's bytes accessed estimate.
       transcendentals: transcendental ops.
       raw: the full dict XLA returned.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, jaxconv
+      >>> x = jax.ShapeDtypeStruct((1, 8, 8, 4), jnp.float32)
+      >>> w = jax.ShapeDtypeStruct((3, 3, 4, 4), jnp.float32)
+      >>> valid = xla_cost(lambda x, w: jaxconv.conv(x, w, padding="VALID"), x, w)
+      >>> valid.flops == conv_cost((8, 8, 4), 4, 3, padding="VALID").flops  # no padding: equal
+      True
+      >>> same = xla_cost(lambda x, w: jaxconv.conv(x, w, padding="SAME"), x, w)
+      >>> same.flops < conv_cost((8, 8, 4), 4, 3, padding="SAME").flops  # taps on padding skipped
+      True
     """
 
     flops: float

@@ -368,7 +368,13 @@ def _pool_out(n: int, k: int, s: int, lo: int, hi: int, ceil_mode: bool) -> int:
 class ReceptiveField:
     """Receptive field after a layer: ``size`` input pixels seen by one output pixel, ``jump``
     (distance in input pixels between neighbouring outputs) and ``start`` (input index of the
-    centre of the first output's field; negative when it lies in the padding)."""
+    centre of the first output's field; negative when it lies in the padding).
+
+    Examples:
+      >>> rf = receptive_field([(11, 4), (3, 2)])[-1]   # AlexNet conv1 + pool1
+      >>> rf.size, rf.jump, rf.start
+      (19, 8, 9.0)
+    """
 
     size: int
     jump: int

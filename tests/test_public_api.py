@@ -1,0 +1,109 @@
+"""The public surface: ``jaxconv.__all__`` is pinned, documented and light to import."""
+
+from __future__ import annotations
+
+import importlib.resources
+import inspect
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+import jaxconv
+
+PUBLIC = [
+    "BottleneckCost",
+    "ConvCost",
+    "ReceptiveField",
+    "XlaCost",
+    "avg_pool",
+    "bottleneck",
+    "bottleneck_cost",
+    "canonicalize_spatial",
+    "conv",
+    "conv1x1",
+    "conv_cost",
+    "conv_output_shape",
+    "conv_output_size",
+    "global_avg_pool",
+    "kernels",
+    "max_pool",
+    "pool_output_size",
+    "receptive_field",
+    "resolve_padding",
+    "xla_cost",
+]
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _pyproject() -> dict:
+    tomllib = pytest.importorskip("tomllib")  # the standard library from Python 3.11
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_all_is_pinned_and_importable():
+    # Adding or removing a public name is a decision: update PUBLIC here in the same commit.
+    assert sorted(jaxconv.__all__) == PUBLIC
+    assert len(set(jaxconv.__all__)) == len(jaxconv.__all__)
+    for name in PUBLIC:
+        assert getattr(jaxconv, name) is not None
+    namespace: dict = {}
+    exec("from jaxconv import *", namespace)
+    assert set(PUBLIC) <= set(namespace)
+
+
+def _callables():
+    for name in PUBLIC:
+        obj = getattr(jaxconv, name)
+        if callable(obj):
+            yield name, obj
+            if inspect.isclass(obj):
+                for attr, member in vars(obj).items():
+                    if not attr.startswith("_") and callable(member):
+                        yield f"{name}.{attr}", member
+
+
+def test_every_public_callable_is_documented_with_examples():
+    names = []
+    for name, obj in _callables():
+        doc = inspect.getdoc(obj) or ""
+        summary = doc.split("\n", 1)[0]
+        assert summary.strip(), f"{name} has no summary line"
+        assert "Examples:" in doc and ">>> " in doc, f"{name} has no runnable Examples section"
+        names.append(name)
+    assert {"conv", "conv1x1", "ConvCost", "BottleneckCost.table"} <= set(names)
+
+
+def test_functions_document_their_arguments():
+    for name, obj in _callables():
+        if inspect.isfunction(obj) and "." not in name:
+            params = [p for p in inspect.signature(obj).parameters if not p.startswith("_")]
+            if params:
+                assert "Args:" in inspect.getdoc(obj), f"{name} has no Args section"
+                assert "Returns:" in inspect.getdoc(obj), f"{name} has no Returns section"
+
+
+def test_import_does_not_load_flax_or_optax():
+    code = (
+        "import sys, jaxconv\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('flax', 'optax', 'orbax', 'torch', 'matplotlib', 'rich'))\n"
+        "assert not heavy, heavy\n"
+        "assert 'jaxconv.nn' not in sys.modules and 'jaxconv.train' not in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=ROOT, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_py_typed_ships():
+    assert importlib.resources.files("jaxconv").joinpath("py.typed").is_file()
+    pyproject = _pyproject()
+    # the wheel is the whole package directory, py.typed included
+    assert pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"] == ["jaxconv"]
+
+
+def test_version_matches_pyproject():
+    assert jaxconv.__version__ == _pyproject()["project"]["version"]
