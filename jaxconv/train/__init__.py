@@ -1,0 +1,86 @@
+"""Training: data, optax, data parallelism, orbax checkpoints, ``python -m jaxconv.train``.
+
+Importing ``jaxconv.train`` imports Flax, optax and orbax. The pieces compose bottom-up:
+
+- data: :func:`synthetic_dataset` (the embedded default), :func:`load_cifar10`,
+  :func:`load_npz`; batches are a pure function of ``(seed, step)`` (:func:`train_batch`).
+- optimizer: :func:`make_optimizer` (clipping, masked weight decay, SGD+momentum or AdamW,
+  warmup + cosine :func:`learning_rate_schedule`).
+- scale: :func:`make_mesh`, :func:`shard_batch` — batch split over a ``"data"`` axis,
+  parameters replicated; :func:`initialize_distributed` for multi-host.
+- checkpoints: :class:`Checkpoints` over orbax ``CheckpointManager``.
+- loop: :class:`Trainer` (compiled steps) and :func:`train` (the whole run, resumable).
+- models: :func:`register_model` maps ``--model`` names to ``jaxconv.models`` factories.
+"""
+
+from jaxconv.train._checkpoint import CheckpointMismatchError as CheckpointMismatchError
+from jaxconv.train._checkpoint import Checkpoints as Checkpoints
+from jaxconv.train._checkpoint import PartialCheckpointWarning as PartialCheckpointWarning
+from jaxconv.train._checkpoint import state_signature as state_signature
+from jaxconv.train._checkpoint import state_to_tree as state_to_tree
+from jaxconv.train._checkpoint import tree_to_state as tree_to_state
+from jaxconv.train._cli import main as main
+from jaxconv.train._config import TrainConfig as TrainConfig
+from jaxconv.train._data import CLASS_NAMES as CLASS_NAMES
+from jaxconv.train._data import Dataset as Dataset
+from jaxconv.train._data import augment as augment
+from jaxconv.train._data import batch_indices as batch_indices
+from jaxconv.train._data import eval_batches as eval_batches
+from jaxconv.train._data import load_cifar10 as load_cifar10
+from jaxconv.train._data import load_dataset as load_dataset
+from jaxconv.train._data import load_npz as load_npz
+from jaxconv.train._data import synthetic_dataset as synthetic_dataset
+from jaxconv.train._data import train_batch as train_batch
+from jaxconv.train._loop import RunSummary as RunSummary
+from jaxconv.train._loop import Trainer as Trainer
+from jaxconv.train._loop import classification_loss as classification_loss
+from jaxconv.train._loop import train as train
+from jaxconv.train._models import build_model as build_model
+from jaxconv.train._models import model_names as model_names
+from jaxconv.train._models import register_model as register_model
+from jaxconv.train._optim import decay_mask as decay_mask
+from jaxconv.train._optim import learning_rate_schedule as learning_rate_schedule
+from jaxconv.train._optim import make_optimizer as make_optimizer
+from jaxconv.train._sharding import check_batch_size as check_batch_size
+from jaxconv.train._sharding import data_sharding as data_sharding
+from jaxconv.train._sharding import initialize_distributed as initialize_distributed
+from jaxconv.train._sharding import make_mesh as make_mesh
+from jaxconv.train._sharding import replicated as replicated
+from jaxconv.train._sharding import shard_batch as shard_batch
+
+__all__ = [
+    "CLASS_NAMES",
+    "CheckpointMismatchError",
+    "Checkpoints",
+    "Dataset",
+    "PartialCheckpointWarning",
+    "RunSummary",
+    "TrainConfig",
+    "Trainer",
+    "augment",
+    "batch_indices",
+    "build_model",
+    "check_batch_size",
+    "classification_loss",
+    "data_sharding",
+    "decay_mask",
+    "eval_batches",
+    "initialize_distributed",
+    "learning_rate_schedule",
+    "load_cifar10",
+    "load_dataset",
+    "load_npz",
+    "main",
+    "make_mesh",
+    "make_optimizer",
+    "model_names",
+    "register_model",
+    "replicated",
+    "shard_batch",
+    "state_signature",
+    "state_to_tree",
+    "synthetic_dataset",
+    "train",
+    "train_batch",
+    "tree_to_state",
+]

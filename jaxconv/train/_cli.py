@@ -1,0 +1,220 @@
+"""``python -m jaxconv.train``: argument parsing, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import warnings
+from collections.abc import Sequence
+
+from jaxconv.train._config import DEFAULT_STEPS, DEFAULTS, TrainConfig
+from jaxconv.train._models import model_names
+
+__all__ = ["build_parser", "main"]
+
+_SGD, _ADAMW = DEFAULTS["sgd"], DEFAULTS["adamw"]
+_DESCRIPTION = """\
+Train a jaxconv model (optax, data-parallel over jax.sharding, orbax checkpoints).
+
+Without --data it trains on the embedded synthetic dataset: 10 classes of oriented patterns and
+shapes (stripes, disc, ring, square, plus, cross, triangles) with random colours, positions,
+tilt and noise — generated from --seed, nothing is downloaded."""
+
+_EPILOG = f"""\
+data:
+  --data DIR        CIFAR-10 python pickles (data_batch_1..5, test_batch), as extracted from
+                    cifar-10-python.tar.gz (the cifar-10-batches-py folder or its parent)
+  --data FILE.npz   keys images, labels (+ optional test_images, test_labels; else the last
+                    10% is the test split) or x_train, y_train, x_test, y_test; uint8 NHWC
+  Batches depend only on (--seed, step): each epoch is a permutation drawn from the seed, then
+  random crop (pad 4) + horizontal flip drawn from (seed, step). A resumed run sees exactly
+  the batches the uninterrupted run would have.
+
+optimizer:
+  sgd: Nesterov momentum, lr {_SGD['lr']}, weight decay {_SGD['weight_decay']};
+  adamw: lr {_ADAMW['lr']}, weight decay {_ADAMW['weight_decay']}.
+  Both: linear warmup then cosine decay to 0 at the last step, global-norm gradient clipping,
+  weight decay on kernels only (never on biases or norm scales). GoogLeNet's auxiliary
+  classifiers add --aux-weight (0.3) times their loss in training.
+
+devices:
+  The global --batch-size is split over --devices (default: all visible), parameters are
+  replicated; the batch size must be a multiple of the device count (an error otherwise, never
+  a silent change). On CPU, --devices N creates N host devices by itself (like
+  XLA_FLAGS=--xla_force_host_platform_device_count=N). Multi-host: start the same command on
+  every host with --distributed (auto-detects SLURM/MPI/TPU/k8s) or with --coordinator
+  HOST:PORT --num-processes P --process-id I; every process computes the same global batch
+  and feeds its own devices' rows; process 0 prints and writes metrics.
+
+checkpoints:
+  With --ckpt-dir, a checkpoint (parameters, optimizer state, BatchNorm statistics, RNG
+  state, step) is saved every --ckpt-every steps, at the end, and on SIGTERM/Ctrl-C; the last
+  --keep are kept. Saves are atomic: a save killed midway is ignored with a warning. Running
+  the same command again resumes from the newest checkpoint — bit for bit the same result as
+  an uninterrupted run; a larger --steps continues training (the cosine schedule is then
+  stretched to the new end). A checkpoint of another model or config is refused with an
+  error. The run's config is saved as DIR/config.json.
+
+experiment:
+  --compare trains inception-direct5x5 and inception-bottleneck (the same small Inception
+  net with / without the 1x1 reduce before each 5x5) with the same settings and prints
+  parameters, MACs, time per step and accuracies side by side, with a plot (--plot).
+
+exit status: 0 done, 1 bad input or data, 2 bad flags, 130/143 stopped by SIGINT/SIGTERM
+(checkpoint saved; run again to resume).
+default --steps: {DEFAULT_STEPS} when neither --steps nor --epochs is given."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        # One line, no usage dump: the flags are in --help.
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m jaxconv.train`` argument parser.
+
+    Examples:
+      >>> from jaxconv.train._cli import build_parser
+      >>> build_parser().parse_args(["--model", "nin", "--steps", "5"]).steps
+      5
+    """
+    p = _Parser(prog="python -m jaxconv.train", description=_DESCRIPTION, epilog=_EPILOG,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = TrainConfig()
+    g = p.add_argument_group("model and data")
+    g.add_argument("--model", default=d.model, metavar="NAME",
+                   help=f"one of {', '.join(model_names())} (default: {d.model})")
+    g.add_argument("--data", metavar="PATH",
+                   help="CIFAR-10 directory or .npz file (default: embedded synthetic data)")
+    g.add_argument("--train-size", type=int, default=d.train_size, metavar="N",
+                   help=f"synthetic training images (default: {d.train_size})")
+    g.add_argument("--test-size", type=int, default=d.test_size, metavar="N",
+                   help=f"synthetic test images (default: {d.test_size})")
+    g = p.add_argument_group("length")
+    length = g.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, metavar="N",
+                        help=f"training steps (default: {DEFAULT_STEPS})")
+    length.add_argument("--epochs", type=int, metavar="N",
+                        help="passes over the training set instead of --steps")
+    g.add_argument("--batch-size", type=int, default=d.batch_size, metavar="B",
+                   help=f"global batch size, split over the devices (default: {d.batch_size})")
+    g.add_argument("--eval-every", type=int, metavar="N",
+                   help="evaluate on the test split every N steps (default: 5 times per run; "
+                        "0: at the end only)")
+    g = p.add_argument_group("optimization")
+    g.add_argument("--optimizer", default=d.optimizer, choices=("sgd", "adamw"),
+                   help=f"(default: {d.optimizer})")
+    g.add_argument("--lr", type=float, help="peak learning rate (default: per optimizer)")
+    g.add_argument("--momentum", type=float, default=d.momentum,
+                   help=f"SGD momentum (default: {d.momentum})")
+    g.add_argument("--weight-decay", type=float, metavar="WD",
+                   help="decoupled weight decay on kernels (default: per optimizer)")
+    g.add_argument("--warmup-steps", type=int, default=d.warmup_steps, metavar="N",
+                   help=f"linear warmup steps (default: {d.warmup_steps})")
+    g.add_argument("--clip-norm", type=float, default=d.clip_norm, metavar="C",
+                   help=f"clip gradients to global norm C, 0 = off (default: {d.clip_norm})")
+    g.add_argument("--label-smoothing", type=float, default=d.label_smoothing, metavar="E",
+                   help=f"label smoothing (default: {d.label_smoothing})")
+    g.add_argument("--aux-weight", type=float, default=d.aux_weight, metavar="W",
+                   help=f"weight of auxiliary classifier losses (default: {d.aux_weight})")
+    g.add_argument("--no-augment", dest="augment", action="store_false",
+                   help="no random crop / flip")
+    g.add_argument("--seed", type=int, default=d.seed,
+                   help=f"seeds init, dropout, data order, augmentation (default: {d.seed})")
+    g = p.add_argument_group("devices")
+    g.add_argument("--devices", type=int, metavar="N", help="data-parallel devices (default: all)")
+    g.add_argument("--distributed", action="store_true",
+                   help="multi-host: call jax.distributed.initialize() (auto-detect)")
+    g.add_argument("--coordinator", metavar="HOST:PORT", help="multi-host coordinator address")
+    g.add_argument("--num-processes", type=int, metavar="P", help="multi-host process count")
+    g.add_argument("--process-id", type=int, metavar="I", help="this process's index")
+    g = p.add_argument_group("checkpoints and logs")
+    g.add_argument("--ckpt-dir", metavar="DIR", help="checkpoint directory; resumes from it")
+    g.add_argument("--ckpt-every", type=int, default=d.ckpt_every, metavar="N",
+                   help=f"checkpoint every N steps (default: {d.ckpt_every})")
+    g.add_argument("--keep", type=int, default=d.keep, metavar="N",
+                   help=f"checkpoints to keep (default: {d.keep})")
+    g.add_argument("--metrics", metavar="FILE.jsonl",
+                   help='JSON lines: {"step", "kind": "train", "loss", "accuracy", "grad_norm", '
+                        '"lr", "images_per_second"} per step and {"step", "kind": "eval", '
+                        '"test_loss", "test_accuracy"} per evaluation')
+    g.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar")
+    g = p.add_argument_group("experiment")
+    g.add_argument("--compare", action="store_true",
+                   help="train inception-direct5x5 and inception-bottleneck and compare them")
+    g.add_argument("--plot", default="inception-compare.png", metavar="FILE",
+                   help="--compare's plot (default: inception-compare.png; needs matplotlib)")
+    g.add_argument("--report", metavar="FILE.json", help="--compare's numbers as JSON")
+    return p
+
+
+def _config(args: argparse.Namespace) -> TrainConfig:
+    fields = TrainConfig.__dataclass_fields__
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+
+
+def _one_line_warnings(message, category, filename, lineno, file=None, line=None):
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _use_cpu_devices(n: int | None) -> None:
+    """On CPU, ``--devices N`` needs N host devices; ask JAX for them before it starts."""
+    if n is None or n < 2 or "xla_force_host_platform_device_count" in os.environ.get(
+            "XLA_FLAGS", ""):
+        return
+    import jax
+
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError:  # a backend is already running (e.g. main() called from Python)
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; returns the exit status (see ``--help``).
+
+    Args:
+      argv: the arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+      0 done; 1 bad input (one line on stderr); 130/143 stopped by SIGINT/SIGTERM after saving
+      a checkpoint. Bad flags exit 2 from argparse.
+
+    Examples:
+      >>> from jaxconv.train import main
+      >>> main(["--model", "nope"])  # prints "error: `--model` must be one of ..." to stderr
+      1
+    """
+    args = build_parser().parse_args(argv)
+    logging.getLogger("absl").setLevel(logging.ERROR)  # orbax's info chatter
+    from jaxconv.train._checkpoint import CheckpointMismatchError
+    from jaxconv.train._sharding import initialize_distributed
+
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warnings
+        try:
+            config = _config(args).validate()
+            if args.distributed or args.coordinator is not None:
+                initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+            else:
+                _use_cpu_devices(args.devices)
+            if args.compare:
+                from jaxconv.train._experiment import compare
+
+                compare(config, plot=args.plot, report=args.report)
+                return 0
+            from jaxconv.train._loop import train
+
+            summary = train(config)
+        except (ValueError, CheckpointMismatchError, OSError) as err:
+            print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+            return 1
+    if summary.interrupted:
+        return 128 + signal.Signals[summary.interrupted].value
+    return 0
+

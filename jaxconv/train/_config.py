@@ -1,0 +1,184 @@
+"""The run's configuration: one frozen dataclass, the same fields as the command-line flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from jaxconv.train._optim import OPTIMIZERS
+
+__all__ = ["DEFAULTS", "TrainConfig"]
+
+#: Per-optimizer defaults for ``lr`` and ``weight_decay``.
+DEFAULTS = {
+    "sgd": {"lr": 0.05, "weight_decay": 5e-4},
+    "adamw": {"lr": 2e-3, "weight_decay": 0.05},
+}
+#: Steps when neither ``steps`` nor ``epochs`` is given (a few minutes of NiN on 2 CPU cores).
+DEFAULT_STEPS = 300
+
+# Fields that may change between a run and its resumption; every other field is part of the
+# run's identity, and a checkpoint made with other values is refused. The data fields are
+# checked through the dataset's own fingerprint (the same data under another path is fine).
+_NOT_IDENTITY = frozenset({"steps", "epochs", "devices", "ckpt_dir", "ckpt_every", "keep",
+                           "metrics", "eval_every", "progress", "data", "train_size",
+                           "test_size"})
+
+
+def _positive_int(value: Any, flag: str, *, allow_none: bool = False, minimum: int = 1) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"`{flag}` must be an int >= {minimum}, got {value!r}")
+
+
+def _number(value: Any, flag: str, low: float, high: float = math.inf) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < high:
+        bound = f"in [{low}, {high})" if high < math.inf else f">= {low}"
+        raise ValueError(f"`{flag}` must be a number {bound}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; field ``x_y`` is the flag ``--x-y``.
+
+    Attributes:
+      model: a registered model name (``nin``, ``googlenet``, ``inception-bottleneck``,
+        ``inception-direct5x5``, or one added with :func:`register_model`).
+      data: ``None`` for the embedded synthetic dataset, a CIFAR-10 directory or an ``.npz``.
+      train_size: synthetic training images.
+      test_size: synthetic test images.
+      steps: training steps; ``None`` → from ``epochs``, else 300.
+      epochs: passes over the training set (``steps = epochs · ⌊N / batch_size⌋``).
+      batch_size: the global batch, split over the devices.
+      optimizer: ``"sgd"`` (Nesterov momentum) or ``"adamw"``.
+      lr: peak learning rate; ``None`` → 0.05 (sgd) / 0.002 (adamw).
+      momentum: SGD momentum.
+      weight_decay: decoupled weight decay on kernels only; ``None`` → 5e-4 / 0.05.
+      warmup_steps: linear warmup before the cosine decay.
+      clip_norm: global gradient-norm clip (0 = off).
+      label_smoothing: label-smoothing mass in ``[0, 1)``.
+      aux_weight: weight of auxiliary classifier losses (GoogLeNet: 0.3, §5 of the paper).
+      augment: random crop + horizontal flip.
+      seed: seeds the initialization, the dropout RNG, the data order and the augmentation.
+      devices: data-parallel devices; ``None`` → all visible.
+      ckpt_dir: checkpoint directory (``None`` → no checkpoints).
+      ckpt_every: checkpoint period in steps (also saved at the end and on SIGTERM/Ctrl-C).
+      keep: how many checkpoints to keep.
+      metrics: a JSON-lines file, one object per step plus evaluation lines.
+      eval_every: test-set evaluation period in steps; ``None`` → 5 times per run; 0 → at the
+        end only.
+      progress: show the rich progress bar.
+
+    Examples:
+      >>> from jaxconv.train import TrainConfig
+      >>> cfg = TrainConfig(model="nin", steps=10).resolved(num_train=1000)
+      >>> cfg.lr, cfg.weight_decay, cfg.steps
+      (0.05, 0.0005, 10)
+      >>> TrainConfig(steps=0).validate()
+      Traceback (most recent call last):
+      ...
+      ValueError: `--steps` must be an int >= 1, got 0
+    """
+
+    model: str = "nin"
+    data: str | None = None
+    train_size: int = 10_000
+    test_size: int = 2_000
+    steps: int | None = None
+    epochs: int | None = None
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float | None = None
+    momentum: float = 0.9
+    weight_decay: float | None = None
+    warmup_steps: int = 30
+    clip_norm: float = 2.0
+    label_smoothing: float = 0.0
+    aux_weight: float = 0.3
+    augment: bool = True
+    seed: int = 0
+    devices: int | None = None
+    ckpt_dir: str | None = None
+    ckpt_every: int = 100
+    keep: int = 3
+    metrics: str | None = None
+    eval_every: int | None = None
+    progress: bool = True
+
+    def validate(self) -> TrainConfig:
+        """Checks every field; returns ``self``.
+
+        Raises:
+          ValueError: a field is out of range, naming the flag and the value.
+        """
+        from jaxconv.train._models import MODELS
+
+        if self.model not in MODELS:
+            raise ValueError(f"`--model` must be one of {', '.join(MODELS)}, got {self.model!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"`--optimizer` must be one of {', '.join(OPTIMIZERS)}, "
+                             f"got {self.optimizer!r}")
+        if self.steps is not None and self.epochs is not None:
+            raise ValueError("give `--steps` or `--epochs`, not both")
+        _positive_int(self.steps, "--steps", allow_none=True)
+        _positive_int(self.epochs, "--epochs", allow_none=True)
+        _positive_int(self.batch_size, "--batch-size")
+        _positive_int(self.train_size, "--train-size")
+        _positive_int(self.test_size, "--test-size")
+        _positive_int(self.devices, "--devices", allow_none=True)
+        _positive_int(self.ckpt_every, "--ckpt-every")
+        _positive_int(self.keep, "--keep")
+        _positive_int(self.warmup_steps, "--warmup-steps", minimum=0)
+        _positive_int(self.eval_every, "--eval-every", allow_none=True, minimum=0)
+        _positive_int(self.seed, "--seed", minimum=0)
+        if self.lr is not None:
+            _number(self.lr, "--lr", 0.0)
+            if self.lr == 0:
+                raise ValueError("`--lr` must be > 0, got 0")
+        if self.weight_decay is not None:
+            _number(self.weight_decay, "--weight-decay", 0.0)
+        _number(self.momentum, "--momentum", 0.0, 1.0)
+        _number(self.clip_norm, "--clip-norm", 0.0)
+        _number(self.label_smoothing, "--label-smoothing", 0.0, 1.0)
+        _number(self.aux_weight, "--aux-weight", 0.0)
+        return self
+
+    def resolved(self, num_train: int) -> TrainConfig:
+        """Validates and fills the ``None`` defaults (``steps`` needs the training-set size).
+
+        Args:
+          num_train: training images (for ``epochs``).
+
+        Returns:
+          a config whose ``steps``, ``lr``, ``weight_decay`` and ``eval_every`` are set.
+        """
+        self.validate()
+        per_epoch = num_train // self.batch_size
+        if per_epoch < 1:
+            raise ValueError(f"`--batch-size` (={self.batch_size}) must not exceed the training "
+                             f"set (={num_train} images)")
+        steps = self.steps
+        if steps is None:
+            steps = self.epochs * per_epoch if self.epochs is not None else DEFAULT_STEPS
+        defaults = DEFAULTS[self.optimizer]
+        return dataclasses.replace(
+            self,
+            steps=steps,
+            lr=defaults["lr"] if self.lr is None else float(self.lr),
+            weight_decay=(defaults["weight_decay"] if self.weight_decay is None
+                          else float(self.weight_decay)),
+            eval_every=max(1, steps // 5) if self.eval_every is None else self.eval_every,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as a JSON-able dict."""
+        return dataclasses.asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        """The fields a resumed run must share with the checkpoint: all but ``steps``,
+        ``epochs``, ``devices``, ``ckpt_*``, ``keep``, ``metrics``, ``eval_every``, ``progress``
+        and the data fields (the dataset is compared by its fingerprint instead)."""
+        return {k: v for k, v in self.to_dict().items() if k not in _NOT_IDENTITY}

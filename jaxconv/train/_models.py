@@ -1,0 +1,109 @@
+"""Which model ``--model`` names: a small registry over ``jaxconv.models`` (no model code here)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flax import nnx
+
+__all__ = ["MODELS", "build_model", "model_names", "register_model"]
+
+ModelFactory = Callable[[int, nnx.Rngs], nnx.Module]
+
+
+def _nin(num_classes: int, rngs: nnx.Rngs) -> nnx.Module:
+    from jaxconv.models import NiN
+
+    return NiN(num_classes=num_classes, rngs=rngs)
+
+
+def _googlenet(num_classes: int, rngs: nnx.Rngs) -> nnx.Module:
+    from jaxconv.models import GoogLeNet
+
+    # The CIFAR port: a 3×3 stem and no early pools, so the inception stages run at 32/16/8.
+    return GoogLeNet(num_classes, aux_logits=True, batch_norm=True, stem="cifar", rngs=rngs)
+
+
+def _inception(bottleneck: bool) -> ModelFactory:
+    def factory(num_classes: int, rngs: nnx.Rngs) -> nnx.Module:
+        from jaxconv.models import MiniInception
+
+        return MiniInception(num_classes=num_classes, bottleneck=bottleneck, rngs=rngs)
+
+    return factory
+
+
+#: ``--model`` name → factory ``(num_classes, rngs) -> nnx.Module``.
+MODELS: dict[str, ModelFactory] = {
+    "nin": _nin,
+    "googlenet": _googlenet,
+    "inception-bottleneck": _inception(True),
+    "inception-direct5x5": _inception(False),
+}
+
+
+def register_model(name: str, factory: ModelFactory) -> None:
+    """Makes ``factory`` available as ``--model name`` (e.g. a variant with other widths).
+
+    Args:
+      name: the ``--model`` name.
+      factory: ``(num_classes, rngs) -> nnx.Module``; the module maps ``float32[N, H, W, C]``
+        to logits ``[N, num_classes]`` — or, in train mode, to a tuple ``(logits, *aux)`` whose
+        auxiliary logits are weighted by ``aux_weight`` in the loss.
+
+    Raises:
+      TypeError: ``factory`` is not callable.
+
+    Examples:
+      >>> from flax import nnx
+      >>> from jaxconv.train import model_names, register_model
+      >>> register_model("linear", lambda k, rngs: nnx.Linear(3, k, rngs=rngs))
+      >>> "linear" in model_names()
+      True
+    """
+    if not callable(factory):
+        raise TypeError(f"`factory` must be callable, got {type(factory).__name__}")
+    MODELS[name] = factory
+
+
+def model_names() -> tuple[str, ...]:
+    """The registered ``--model`` names.
+
+    Examples:
+      >>> from jaxconv.train import model_names
+      >>> model_names()[:2]
+      ('nin', 'googlenet')
+    """
+    return tuple(MODELS)
+
+
+def build_model(name: str, num_classes: int, rngs: nnx.Rngs, **kwargs: Any) -> nnx.Module:
+    """Instantiates the registered model ``name``.
+
+    Args:
+      name: a registered ``--model`` name.
+      num_classes: the classifier's width.
+      rngs: the initialization (and dropout) RNG streams.
+      **kwargs: passed on to the factory.
+
+    Returns:
+      the ``nnx.Module``, in training mode.
+
+    Raises:
+      ValueError: ``name`` is not registered.
+
+    Examples:
+      >>> from flax import nnx
+      >>> from jaxconv.train import build_model
+      >>> model = nnx.eval_shape(lambda: build_model("nin", 10, nnx.Rngs(0)))
+      >>> model.mlpconv1.conv.kernel.shape
+      (5, 5, 3, 192)
+      >>> build_model("vgg", 10, nnx.Rngs(0))
+      Traceback (most recent call last):
+      ...
+      ValueError: `--model` must be one of nin, googlenet, ..., got 'vgg'
+    """
+    if name not in MODELS:
+        raise ValueError(f"`--model` must be one of {', '.join(MODELS)}, got {name!r}")
+    return MODELS[name](num_classes, rngs, **kwargs)
