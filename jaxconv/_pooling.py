@@ -99,10 +99,12 @@ def max_pool(
         if mode is not None:
             x = _pad_spatial(x, pads, mode, cl)
             pads = tuple((0, 0) for _ in pads)
+        # NumPy (concrete) inits: under jit a jnp init is a tracer, lax then falls back to a
+        # generic reduce_window that has no reverse-mode derivative.
         if jnp.issubdtype(x.dtype, jnp.floating):
-            init = jnp.array(-jnp.inf, x.dtype)
+            init = np.array(-np.inf, x.dtype)
         elif jnp.issubdtype(x.dtype, jnp.integer):
-            init = jnp.array(jnp.iinfo(x.dtype).min, x.dtype)
+            init = np.array(jnp.iinfo(x.dtype).min, x.dtype)
         else:
             raise TypeError(f"`x` must be a float or int array, got dtype {x.dtype}")
         full_pads = _full(tuple((lo, hi + e) for (lo, hi), e in zip(pads, extra)), cl, (0, 0))
@@ -166,7 +168,7 @@ def avg_pool(
             spatial = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pads))
             pads = tuple((0, 0) for _ in pads)
         full_pads = _full(tuple((lo, hi + e) for (lo, hi), e in zip(pads, extra)), cl, (0, 0))
-        total = lax.reduce_window(x, jnp.array(0, x.dtype), lax.add, _full(win, cl, 1),
+        total = lax.reduce_window(x, np.array(0, x.dtype), lax.add, _full(win, cl, 1),
                                   _full(strides, cl, 1), full_pads)
         # The divisor is static: a separable product of per-dim window counts.
         counts = np.ones((), np.float64)
