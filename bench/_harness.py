@@ -9,6 +9,7 @@ slows all of them alike and their ratios stay meaningful on a shared machine.
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import platform
 import re
@@ -189,6 +190,46 @@ def compile_timed(fn: Callable, *args: Any, compiler_options: dict | None = None
     )
 
 
+def _jaxprs_in(value: Any) -> Iterator[Any]:
+    """Sub-jaxprs held in an equation parameter (jit, custom_jvp/vjp, cond branches, ...)."""
+    if hasattr(value, "eqns"):
+        yield value
+    elif hasattr(value, "jaxpr") and hasattr(value.jaxpr, "eqns"):
+        yield value.jaxpr
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _jaxprs_in(item)
+
+
+def _count_macs(jaxpr: Any) -> int:
+    total = 0
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        out = math.prod(eqn.outvars[0].aval.shape)
+        if name == "conv_general_dilated":
+            rhs = eqn.invars[1].aval.shape
+            spec = eqn.params["dimension_numbers"].rhs_spec  # (out feature, in feature, *spatial)
+            # each output element sums over the kernel's in-features and taps, padding included
+            total += out * rhs[spec[1]] * math.prod(rhs[d] for d in spec[2:])
+        elif name == "dot_general":
+            (lhs_contract, _), _ = eqn.params["dimension_numbers"]
+            lhs = eqn.invars[0].aval.shape
+            total += out * math.prod(lhs[d] for d in lhs_contract)
+        for value in eqn.params.values():
+            for sub in _jaxprs_in(value):
+                total += _count_macs(sub)
+    return total
+
+
+def traced_macs(fn: Callable, *args: Any) -> int:
+    """MACs of every conv and dot in ``fn``'s jaxpr, every tap counted (the cost convention).
+
+    For a forward pass this equals the cost model's count; for a training step it counts what
+    autodiff really traced (no input gradient for the first layer, say). Loops are counted once.
+    """
+    return _count_macs(jax.make_jaxpr(fn)(*args).jaxpr)
+
+
 def environment(device: jax.Device) -> dict[str, Any]:
     """Device kind, CPU model and cores, versions, XLA_FLAGS and the date (UTC)."""
     import jaxlib
@@ -279,8 +320,14 @@ class Context:
         return compile_timed(fn, *args, compiler_options=compiler_options,
                              platform=self.platform)
 
-    def time(self, runners: dict[str, Callable[[], Any]]) -> dict[str, Timing]:
-        return round_robin(runners, self.options.n_repeats, self.options.n_warmup)
+    def time(self, runners: dict[str, Callable[[], Any]],
+             default_repeats: int | None = None) -> dict[str, Timing]:
+        """Times ``runners`` round-robin; ``default_repeats`` lets a slow suite run fewer than
+        the usual 20 when ``--repeats`` is not given (``--quick`` keeps its 3)."""
+        repeats = self.options.n_repeats
+        if default_repeats and self.options.repeats is None and not self.options.quick:
+            repeats = default_repeats
+        return round_robin(runners, repeats, self.options.n_warmup)
 
     def gemm_peak(self, dtype: str) -> float:
         """GFLOP/s of a large square ``jnp.dot`` in ``dtype`` (best of the runs), measured once."""
@@ -300,7 +347,7 @@ class Context:
         (slow in VMs) do not count."""
         if "_bw" not in self._peaks:
             n = 1 << (20 if self.options.quick else (24 if self.platform == "cpu" else 28))
-            (x,) = self.rng_arrays(4321, [(n,)], "float32")
+            x = jax.device_put(np.ones(n, np.float32), self.device)  # values do not matter
             compiled = self.compile(jnp.sum, x)
             timing = round_robin({"sum": compiled}, 5 if self.options.quick else 10, 2)["sum"]
             self._peaks["_bw"] = 4 * n / timing.min / 1e9

@@ -52,6 +52,8 @@ def columns(records: Sequence[Record]) -> list[tuple[str, Callable[[Record], str
         ("XLA GFLOP", lambda r: _num(r["xla_flops"] and r["xla_flops"] / 1e9, ".3g")),
         ("GFLOP/s", lambda r: f"{r['gflops']:.3g}"),
     ]
+    if "images_per_s" in has:
+        cols.append(("images/s", lambda r: _num(r.get("images_per_s"), ".1f")))
     if "peak_fraction" in has:
         cols.append(("% GEMM peak", lambda r: _num(r.get("peak_fraction", 0) * 100, ".0f")))
     key = speedup_key(records)
@@ -98,8 +100,9 @@ def markdown(suite: str, env: dict, notes: list[str], records: list[Record],
     lines.append("|" + "---|" * len(cols))
     for rec in records:
         lines.append("| " + " | ".join(f(rec) for _, f in cols) + " |")
+    repeats = sorted({r["repeats"] for r in records})
     lines += ["", "`*` = jaxconv's default path. Times are medians of "
-              f"{records[0]['repeats'] if records else 0} runs after warm-up "
+              f"{'/'.join(map(str, repeats))} runs after warm-up "
               "(variants interleaved round-robin). MACs count every tap (the papers' ops); "
               "XLA GFLOP is `cost_analysis()` (skips padding taps).", ""]
     if plot_name:

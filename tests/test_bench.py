@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import jaxconv
@@ -22,7 +23,13 @@ if str(ROOT) not in sys.path:  # bench/ is a top-level folder beside the package
 
 from bench import __main__ as cli  # noqa: E402
 from bench._fusion import fusion_report, parse_hlo  # noqa: E402
-from bench._harness import REQUIRED_KEYS, Options, device_dirname, round_robin  # noqa: E402
+from bench._harness import (  # noqa: E402
+    REQUIRED_KEYS,
+    Options,
+    device_dirname,
+    round_robin,
+    traced_macs,
+)
 
 
 def _bench(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
@@ -247,6 +254,33 @@ def test_round_robin_interleaves_and_counts_runs():
     timings = round_robin(runners, repeats=3, warmup=1)
     assert {n: len(t.times) for n, t in timings.items()} == {"a": 3, "b": 3, "c": 3}
     assert "".join(calls) == "abc" + "abc" + "bca" + "cab"
+
+
+def test_traced_macs_match_the_cost_model():
+    import jax
+    import jax.numpy as jnp
+
+    x = jnp.ones((2, 14, 14, 480))
+    w_direct, w_reduce, w_spatial = jnp.ones((5, 5, 480, 48)), jnp.ones((480, 16)), jnp.ones(
+        (5, 5, 16, 48))
+    cost = jaxconv.bottleneck_cost((14, 14, 480), 48, 5, 16, batch=2)
+    assert traced_macs(lambda x: jaxconv.conv(x, w_direct), x) == cost.macs_direct
+    assert traced_macs(lambda x: jax.nn.relu(jaxconv.bottleneck(x, w_reduce, w_spatial)),
+                       x) == cost.macs_bottleneck
+    # the gradient wrt the 5×5 kernel: forward reduce + 5×5, plus one weight-gradient conv
+    grad = jax.grad(lambda w: jaxconv.bottleneck(x, w_reduce, w).sum())
+    assert traced_macs(grad, w_spatial) == cost.reduce.macs + 2 * cost.spatial.macs
+
+
+@pytest.mark.parametrize("fuse", [False, True])
+def test_inception_suite_macs_match_the_traced_block(fuse):
+    from bench.suites import inception
+    from bench.suites._googlenet import BY_NAME
+
+    block = BY_NAME["inception_4a"]
+    params, passes = inception._functions(block, "float32", fuse, abstract=True)
+    x = np.zeros((1, block.size, block.size, block.c_in), np.float32)
+    assert traced_macs(passes["forward"], params, x) == inception.block_macs(block, 1)
 
 
 def test_device_dirname():

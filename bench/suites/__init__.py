@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bench.suites import bottleneck, conv1x1, inception
+from bench.suites import bottleneck, conv1x1, inception, model
 
 #: Suites in the order ``python -m bench`` runs them when several are named.
 REGISTRY: dict[str, Callable] = {
     "bottleneck": bottleneck.run,
     "conv1x1": conv1x1.run,
     "inception": inception.run,
+    "model": model.run,
 }
 #: What ``python -m bench`` runs with no suite named.
 DEFAULT = ("bottleneck",)

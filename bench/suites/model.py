@@ -1,0 +1,129 @@
+"""Suite ``model``: GoogLeNet and NiN images/s, inference and one training step.
+
+- GoogLeNet (Szegedy et al. 2015) on 224×224×3 ImageNet-sized inputs, 1000 classes, with the
+  two auxiliary heads in training (loss = main + 0.3·each auxiliary, §5).
+- NiN (Lin et al. 2013), the CIFAR-10 model, on 32×32×3 inputs, 10 classes.
+
+Variants, both under jit and on jaxconv's default paths:
+
+- ``inference`` — ``model.eval()``; the logits.
+- ``train step`` — ``model.train()`` (dropout on); softmax cross-entropy, ``nnx.value_and_grad``
+  and an SGD-with-momentum update through ``nnx.Optimizer`` — one complete step.
+
+``images_per_s = batch / median_s``. ``macs`` is counted on the traced program (every conv and
+dot, every tap): the forward for inference, forward + backward for the training step.
+``--quick`` runs NiN only, on 16×16 inputs.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from bench._harness import Context, traced_macs
+
+NAME = "model"
+AUX_WEIGHT = 0.3  # GoogLeNet §5
+
+
+class ModelCase(NamedTuple):
+    name: str
+    size: int
+    classes: int
+
+
+CASES = (ModelCase("googlenet", 224, 1000), ModelCase("nin", 32, 10))
+TINY = (ModelCase("nin", 16, 10),)
+
+
+def _build(case: ModelCase, dtype: str):
+    from flax import nnx
+
+    from jaxconv.models import GoogLeNet, NiN
+
+    rngs = nnx.Rngs(params=0, dropout=1)
+    if case.name == "googlenet":
+        return GoogLeNet(case.classes, aux_logits=True, dtype=jnp.dtype(dtype), rngs=rngs)
+    return NiN(case.classes, dtype=jnp.dtype(dtype), rngs=rngs)
+
+
+def _cross_entropy(logits, labels):
+    import optax
+
+    return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32),
+                                                           labels).mean()
+
+
+def _functions(case: ModelCase, dtype: str):
+    """``(inference(state, x), train_step(state, x, labels), inference state, train state)``."""
+    import optax
+    from flax import nnx
+
+    model = _build(case, dtype)
+    model.eval()
+    eval_graph, eval_state = nnx.split(model)
+
+    def inference(state, x):
+        return nnx.merge(eval_graph, state)(x)
+
+    model = _build(case, dtype)
+    model.train()
+    optimizer = nnx.Optimizer(model, optax.sgd(0.01, momentum=0.9), wrt=nnx.Param)
+    train_graph, train_state = nnx.split((model, optimizer))
+
+    def train_step(state, x, labels):
+        model, optimizer = nnx.merge(train_graph, state)
+
+        def loss_fn(model):
+            out = model(x)
+            if isinstance(out, tuple):  # GoogLeNet's (logits, aux_4a, aux_4d)
+                main, *aux = out
+                return _cross_entropy(main, labels) + AUX_WEIGHT * sum(
+                    _cross_entropy(a, labels) for a in aux)
+            return _cross_entropy(out, labels)
+
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        optimizer.update(model, grads)
+        return loss, nnx.state((model, optimizer))
+
+    return inference, train_step, eval_state, train_state
+
+
+def _case(ctx: Context, case: ModelCase, batch: int, dtype: str) -> list[dict]:
+    x, labels = ctx.rng_arrays(ctx.seed(case.name, batch, dtype),
+                               [(batch, case.size, case.size, 3), (batch,)], dtype)
+    labels = jax.device_put(jnp.abs(labels * case.classes).astype(jnp.int32) % case.classes,
+                            ctx.device)
+    inference, train_step, eval_state, train_state = _functions(case, dtype)
+    eval_state, train_state = jax.device_put((eval_state, train_state), ctx.device)
+    compiled = {
+        "inference": ctx.compile(inference, eval_state, x),
+        "train step": ctx.compile(train_step, train_state, x, labels),
+    }
+    macs = {
+        "inference": traced_macs(inference, eval_state, x),
+        "train step": traced_macs(train_step, train_state, x, labels),
+    }
+    timings = ctx.time(dict(compiled), default_repeats=5)
+    return [
+        ctx.record(NAME, variant, default=True, batch=batch, dtype=dtype, timing=timing,
+                   macs=macs[variant], compiled=compiled[variant], layer=case.name,
+                   input=f"{case.size}x{case.size}x3", images_per_s=batch / timing.median)
+        for variant, timing in timings.items()
+    ]
+
+
+def run(ctx: Context) -> list[dict]:
+    """Times inference and a training step per (model, dtype, batch); see the docstring."""
+    cases = TINY if ctx.options.quick else CASES
+    grid = [(c, n, d) for c in cases for d in ctx.dtypes() for n in ctx.batches((8,), (2,))]
+    records = []
+    for case, batch, dtype in ctx.track(grid, lambda c: f"{c[0].name} batch {c[1]} {c[2]}"):
+        records += _case(ctx, case, batch, dtype)
+    for rec in records:
+        ctx.note(f"{rec['layer']} {rec['variant']}, batch {rec['batch']}, {rec['dtype']}: "
+                 f"{rec['images_per_s']:.1f} images/s ({rec['gflops']:.0f} GFLOP/s, "
+                 f"{rec['peak_fraction']:.0%} of GEMM peak; compile {rec['compile_s']:.1f} s).")
+    return records
