@@ -265,7 +265,9 @@ def _plot_layers(axes, records, layers, dtypes, key) -> None:
     labels = list(dict.fromkeys(_series_label(r, dtypes) for r in records))
     color = {label: f"C{i % 10}" for i, label in enumerate(labels)}
     x = np.arange(len(layers))
-    for panel, field in enumerate(("median_s", key)):
+    rate = all(r.get("images_per_s") for r in records)  # whole models: images/s reads better
+    first = "images_per_s" if rate else "median_s"
+    for panel, field in enumerate((first, key)):
         if field is None or panel >= len(axes):
             continue
         shown = []
@@ -284,10 +286,16 @@ def _plot_layers(axes, records, layers, dtypes, key) -> None:
     c_out = {r.get("layer", ""): r.get("c_out") for r in records}
     layers = [f"{n} →{c_out[n]}" if c_out.get(n) else n for n in layers]
     batch = records[0]["batch"]
-    axes[0].set(yscale="log", ylabel="time per call (ms, median)",
-                title=f"time per layer, batch {batch}")
+    if rate:
+        axes[0].set(yscale="log", ylabel="images/s (median time)",
+                    title=f"throughput, batch {batch}")
+    else:
+        axes[0].set(yscale="log", ylabel="time per call (ms, median)",
+                    title=f"time per layer, batch {batch}")
+    few = len(layers) <= 6
     for ax in axes[: 1 + bool(key)]:
-        ax.set_xticks(x, labels=layers, rotation=60, ha="right", fontsize=7)
+        ax.set_xticks(x, labels=layers, rotation=0 if few else 60, ha="center" if few else "right",
+                      fontsize=9 if few else 7)
         ax.grid(True, axis="y", alpha=0.3)
         ax.legend(fontsize=8)
     if key and len(axes) > 1:
