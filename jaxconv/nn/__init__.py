@@ -13,15 +13,23 @@ from jaxconv.nn._inception import Bottleneck as Bottleneck
 from jaxconv.nn._inception import Inception as Inception
 from jaxconv.nn._inception import PoolProjection as PoolProjection
 from jaxconv.nn._mlpconv import MLPConv as MLPConv
+from jaxconv.nn._norm import LocalResponseNorm as LocalResponseNorm
 from jaxconv.nn._norm import local_response_norm as local_response_norm
+from jaxconv.nn._pool import AvgPool as AvgPool
+from jaxconv.nn._pool import GlobalAvgPool as GlobalAvgPool
+from jaxconv.nn._pool import MaxPool as MaxPool
 
 __all__ = [
+    "AvgPool",
     "Bottleneck",
     "Conv",
     "Conv1x1",
     "ConvBN",
+    "GlobalAvgPool",
     "Inception",
+    "LocalResponseNorm",
     "MLPConv",
+    "MaxPool",
     "PoolProjection",
     "local_response_norm",
 ]

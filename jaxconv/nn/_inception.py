@@ -25,6 +25,7 @@ from flax.nnx.nn.dtypes import promote_dtype
 
 import jaxconv
 from jaxconv.nn._conv import Conv, Conv1x1, ConvBN, _check_activation
+from jaxconv.nn._pool import MaxPool
 from jaxconv.nn._validate import check_channels, check_int
 
 __all__ = ["Bottleneck", "Inception", "PoolProjection"]
@@ -140,7 +141,7 @@ class Bottleneck(nnx.Module):
 
 
 class PoolProjection(nnx.Module):
-    """Inception's pool branch: 3×3 max pool (stride 1, SAME) → 1×1 ``proj`` → activation.
+    """Inception's pool branch: 3×3 max ``pool`` (stride 1, SAME) → 1×1 ``proj`` → activation.
 
     Args:
       in_features: input channels.
@@ -172,15 +173,12 @@ class PoolProjection(nnx.Module):
         precision: Any = None,
         rngs: nnx.Rngs,
     ):
-        self.pool_size = check_int(pool_size, "pool_size")
         self.activation = _check_activation(activation)
+        self.pool = MaxPool(check_int(pool_size, "pool_size"), stride=1, padding="SAME")
         self.proj = make_unit(in_features, out_features, 1, norm=_check_norm(norm), rngs=rngs,
                               dtype=dtype, param_dtype=param_dtype, precision=precision)
         self.in_features = self.proj.in_features
         self.out_features = self.proj.out_features
-
-    def pool(self, x: Array) -> Array:
-        return jaxconv.max_pool(x, self.pool_size, stride=1, padding="SAME")
 
     def __call__(self, x: Array) -> Array:
         y = self.proj(self.pool(x))

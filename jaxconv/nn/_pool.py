@@ -1,0 +1,110 @@
+"""Parameter-free pooling modules, so a model's pools are rows of its summary like its convs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+from flax import nnx
+
+import jaxconv
+
+__all__ = ["AvgPool", "GlobalAvgPool", "MaxPool"]
+
+Array = jax.Array
+
+
+def _static(value: Any) -> Any:
+    """Lists become tuples so the module's static attributes are hashable."""
+    if isinstance(value, list):
+        return tuple(_static(v) for v in value)
+    return value
+
+
+class MaxPool(nnx.Module):
+    """:func:`jaxconv.max_pool` as a module (no parameters).
+
+    Args:
+      window, stride, padding, ceil_mode: as for :func:`jaxconv.max_pool`.
+
+    Call:
+      ``[N, *spatial, C]`` → ``[N, *spatial_out, C]``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxconv.nn import MaxPool
+      >>> MaxPool(3, stride=2, ceil_mode=True)(jnp.ones((1, 112, 112, 64))).shape   # GoogLeNet
+      (1, 56, 56, 64)
+    """
+
+    def __init__(self, window: Any, *, stride: Any = None, padding: Any = "VALID",
+                 ceil_mode: bool = False):
+        if not isinstance(ceil_mode, bool):
+            raise TypeError(f"`ceil_mode` must be a bool, got {ceil_mode!r}")
+        self.window = _static(window)
+        self.stride = _static(stride)
+        self.padding = _static(padding)
+        self.ceil_mode = ceil_mode
+
+    def __call__(self, x: Array) -> Array:
+        return jaxconv.max_pool(x, self.window, stride=self.stride, padding=self.padding,
+                                ceil_mode=self.ceil_mode)
+
+
+class AvgPool(nnx.Module):
+    """:func:`jaxconv.avg_pool` as a module (no parameters).
+
+    Args:
+      window, stride, padding, ceil_mode, count_include_pad: as for :func:`jaxconv.avg_pool`.
+
+    Call:
+      ``[N, *spatial, C]`` → ``[N, *spatial_out, C]``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxconv.nn import AvgPool
+      >>> AvgPool(5, stride=3)(jnp.ones((1, 14, 14, 512))).shape   # GoogLeNet's aux heads
+      (1, 4, 4, 512)
+    """
+
+    def __init__(self, window: Any, *, stride: Any = None, padding: Any = "VALID",
+                 ceil_mode: bool = False, count_include_pad: bool = True):
+        if not isinstance(ceil_mode, bool):
+            raise TypeError(f"`ceil_mode` must be a bool, got {ceil_mode!r}")
+        if not isinstance(count_include_pad, bool):
+            raise TypeError(f"`count_include_pad` must be a bool, got {count_include_pad!r}")
+        self.window = _static(window)
+        self.stride = _static(stride)
+        self.padding = _static(padding)
+        self.ceil_mode = ceil_mode
+        self.count_include_pad = count_include_pad
+
+    def __call__(self, x: Array) -> Array:
+        return jaxconv.avg_pool(x, self.window, stride=self.stride, padding=self.padding,
+                                ceil_mode=self.ceil_mode,
+                                count_include_pad=self.count_include_pad)
+
+
+class GlobalAvgPool(nnx.Module):
+    """:func:`jaxconv.global_avg_pool` as a module: the mean over every spatial dim.
+
+    Args:
+      keepdims: keep the spatial dims as size 1 (``[N, 1, 1, C]``, the paper's "1×1×1024").
+
+    Call:
+      ``[N, *spatial, C]`` → ``[N, C]`` (or ``[N, 1, …, 1, C]``).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxconv.nn import GlobalAvgPool
+      >>> GlobalAvgPool(keepdims=True)(jnp.ones((2, 7, 7, 1024))).shape
+      (2, 1, 1, 1024)
+    """
+
+    def __init__(self, *, keepdims: bool = False):
+        if not isinstance(keepdims, bool):
+            raise TypeError(f"`keepdims` must be a bool, got {keepdims!r}")
+        self.keepdims = keepdims
+
+    def __call__(self, x: Array) -> Array:
+        return jaxconv.global_avg_pool(x, keepdims=self.keepdims)

@@ -1,0 +1,280 @@
+"""jaxconv.models: shapes at 224 and 32, parameter counts, paths, jit/grad, train vs eval.
+
+Shapes come from ``jax.eval_shape``; the models that run get NumPy-drawn parameters
+(:func:`materialize`), because compiling Flax's threefry initializers for GoogLeNet's ~130
+parameter shapes takes a minute on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxconv.models import (
+    GOOGLENET_INCEPTION,
+    GoogLeNet,
+    GoogLeNetOutputs,
+    MiniInception,
+    NiN,
+    aux_pool_geometry,
+    minimum_input_size,
+)
+from jaxconv.nn import Conv, ConvBN
+
+
+def materialize(make, seed: int = 0):
+    """``make()``'s module with seeded NumPy parameters (LeCun-scaled kernels): no XLA compile."""
+    module = nnx.eval_shape(make)
+    rng = np.random.default_rng(seed)
+    for i, (path, var) in enumerate(nnx.to_flat_state(nnx.state(module))):
+        spec, name = var.get_value(), path[-1]
+        if isinstance(var, nnx.RngKey):
+            var.set_value(jax.random.key(seed + i))
+            continue
+        if isinstance(var, nnx.RngCount) or name == "mean":
+            value = np.zeros(spec.shape)
+        elif name == "kernel":
+            value = rng.standard_normal(spec.shape) / math.sqrt(math.prod(spec.shape[:-1]))
+        elif name in ("scale", "var"):
+            value = np.ones(spec.shape)
+        else:
+            value = 0.1 * rng.standard_normal(spec.shape)
+        var.set_value(jnp.asarray(value, spec.dtype))
+    return module
+
+
+def output_shape(make, size: int, *, train: bool, batch: int = 2):
+    """Output shapes of ``make()`` on a ``[batch, size, size, 3]`` input, without computing."""
+    def forward(x):
+        model = make()
+        if not train:
+            model.eval()
+        return model(x)
+
+    out = jax.eval_shape(forward, jax.ShapeDtypeStruct((batch, size, size, 3), jnp.float32))
+    return jax.tree.map(lambda s: s.shape, out)
+
+
+def n_params(module) -> int:
+    return sum(p.size for p in jax.tree.leaves(nnx.state(module, nnx.Param)))
+
+
+def param_paths(module) -> set[str]:
+    return {".".join(map(str, p)) for p, _ in nnx.to_flat_state(nnx.state(module, nnx.Param))}
+
+
+def abstract(make):
+    return nnx.eval_shape(make)
+
+
+# --- shapes ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, make, size, train, want", [
+    ("googlenet", lambda: GoogLeNet(rngs=nnx.Rngs(0)), 224, False, (2, 1000)),
+    ("googlenet", lambda: GoogLeNet(rngs=nnx.Rngs(0)), 224, True,
+     GoogLeNetOutputs((2, 1000), (2, 1000), (2, 1000))),
+    ("googlenet-bn", lambda: GoogLeNet(10, batch_norm=True, rngs=nnx.Rngs(0)), 224, True,
+     GoogLeNetOutputs((2, 10), (2, 10), (2, 10))),
+    ("googlenet-cifar", lambda: GoogLeNet(10, stem="cifar", rngs=nnx.Rngs(0)), 32, True,
+     GoogLeNetOutputs((2, 10), (2, 10), (2, 10))),
+    ("googlenet-cifar", lambda: GoogLeNet(10, stem="cifar", rngs=nnx.Rngs(0)), 32, False,
+     (2, 10)),
+    ("googlenet-noaux", lambda: GoogLeNet(aux_logits=False, rngs=nnx.Rngs(0)), 224, True,
+     (2, 1000)),
+    ("nin", lambda: NiN(rngs=nnx.Rngs(0)), 32, True, (2, 10)),
+    ("nin", lambda: NiN(rngs=nnx.Rngs(0)), 224, False, (2, 10)),
+    ("mini", lambda: MiniInception(rngs=nnx.Rngs(0)), 32, True, (2, 10)),
+    ("mini-direct", lambda: MiniInception(bottleneck=False, rngs=nnx.Rngs(0)), 224, False,
+     (2, 10)),
+])
+def test_output_shapes(name, make, size, train, want):
+    assert output_shape(make, size, train=train) == want
+
+
+def test_googlenet_imagenet_stem_sizes_and_errors():
+    assert minimum_input_size("imagenet") == 47
+    assert output_shape(lambda: GoogLeNet(aux_logits=False, rngs=nnx.Rngs(0)), 47,
+                        train=False) == (2, 1000)
+    with pytest.raises(ValueError, match=r"needs `x` \[N, H, W, C\] with H, W >= 47, got shape "
+                                         r"\(2, 32, 32, 3\) \(use stem='cifar'"):
+        output_shape(lambda: GoogLeNet(rngs=nnx.Rngs(0)), 32, train=False)
+    # 4a is 3×3 at 62 pixels: too small for the auxiliary heads' 4×4 grid (training only).
+    assert output_shape(lambda: GoogLeNet(rngs=nnx.Rngs(0)), 62, train=False) == (2, 1000)
+    with pytest.raises(ValueError, match=r"need feature maps of at least 4×4 at 4a/4d, got 3"):
+        output_shape(lambda: GoogLeNet(rngs=nnx.Rngs(0)), 62, train=True)
+
+
+def test_aux_pool_is_the_papers_5x5_stride_3_on_14x14():
+    assert aux_pool_geometry(14) == (5, 3)  # §5: "5×5 filter size and stride 3 … 4×4×512"
+    for size in range(4, 40):
+        window, stride = aux_pool_geometry(size)
+        assert (size - window) // stride + 1 == 4  # always a 4×4 grid, covering the map
+        assert (size - window) % stride == 0
+
+
+@pytest.mark.parametrize("kwargs, err, match", [
+    (dict(stem="tiny"), ValueError, r"`stem` must be 'imagenet' or 'cifar', got 'tiny'"),
+    (dict(aux_logits=1), TypeError, r"`aux_logits` must be a bool, got 1"),
+    (dict(num_classes=0), ValueError, r"`num_classes` must be a positive int, got 0"),
+])
+def test_googlenet_constructor_errors(kwargs, err, match):
+    with pytest.raises(err, match=match):
+        GoogLeNet(**kwargs, rngs=nnx.Rngs(0))
+
+
+def test_models_check_input_channels():
+    for make in (lambda: GoogLeNet(rngs=nnx.Rngs(0)), lambda: NiN(rngs=nnx.Rngs(0)),
+                 lambda: MiniInception(rngs=nnx.Rngs(0))):
+        model = abstract(make)
+        with pytest.raises(ValueError, match=r"expects `x` with 3 input channels .* got 1 "):
+            model(jnp.ones((1, 32, 32, 1)))
+
+
+# --- parameters ------------------------------------------------------------------------------
+
+
+def test_parameter_counts():
+    assert n_params(abstract(lambda: GoogLeNet(aux_logits=False, rngs=nnx.Rngs(0)))) == 6_998_552
+    assert n_params(abstract(lambda: NiN(rngs=nnx.Rngs(0)))) == 966_986
+    # Each auxiliary head (§5): 1×1 conv 128, FC 4·4·128 → 1024, FC 1024 → classes, biased.
+    with_aux = n_params(abstract(lambda: GoogLeNet(rngs=nnx.Rngs(0))))
+    head = (4 * 4 * 128 + 1) * 1024 + (1024 + 1) * 1000
+    assert with_aux - 6_998_552 == (512 + 1) * 128 + (528 + 1) * 128 + 2 * head
+
+
+def test_batch_norm_variant_has_no_conv_biases():
+    model = abstract(lambda: GoogLeNet(batch_norm=True, rngs=nnx.Rngs(0)))
+    convs = [m for _, m in nnx.iter_modules(model) if isinstance(m, Conv)]
+    assert len(convs) == 3 + 9 * 6 + 2  # stem, six per inception block, the aux heads' 1×1
+    assert all(c.bias is None for c in convs)
+    units = [m for _, m in nnx.iter_modules(model) if isinstance(m, ConvBN)]
+    assert len(units) == len(convs)
+    assert model.norm1 is None and model.norm2 is None  # lrn=None: off with BN
+    with_lrn = abstract(lambda: GoogLeNet(rngs=nnx.Rngs(0)))
+    assert with_lrn.norm1 is not None and with_lrn.norm2 is not None
+
+
+def test_googlenet_paths_and_table_1_depths():
+    model = abstract(lambda: GoogLeNet(rngs=nnx.Rngs(0)))
+    paths = param_paths(model)
+    for path in ("conv1.kernel", "conv1.bias", "conv2_reduce.kernel", "conv2.kernel",
+                 "inception_3a.branch_1x1.kernel", "inception_3b.branch_3x3.reduce.kernel",
+                 "inception_3b.branch_3x3.conv.kernel", "inception_4a.branch_5x5.reduce.kernel",
+                 "inception_4a.branch_5x5.conv.kernel", "inception_5b.branch_pool.proj.bias",
+                 "aux_4a.conv.kernel", "aux_4a.fc1.kernel", "aux_4d.fc2.bias", "fc.kernel"):
+        assert path in paths
+    top = {p.split(".")[0] for p in paths}
+    assert top == {"conv1", "conv2_reduce", "conv2", "aux_4a", "aux_4d", "fc",
+                   *(f"inception_{name}" for name in GOOGLENET_INCEPTION)}
+    assert model.conv1.kernel.shape == (7, 7, 3, 64)
+    assert model.inception_4a.branch_5x5.reduce.kernel.shape == (1, 1, 480, 16)
+    assert model.inception_4a.branch_5x5.conv.kernel.shape == (5, 5, 16, 48)
+    # Table 1's "output size" depth of each inception row.
+    depths = {name: getattr(model, f"inception_{name}").out_features
+              for name in GOOGLENET_INCEPTION}
+    assert depths == {"3a": 256, "3b": 480, "4a": 512, "4b": 512, "4c": 512, "4d": 528,
+                      "4e": 832, "5a": 832, "5b": 1024}
+
+
+def test_nin_and_mini_inception_paths():
+    nin = param_paths(abstract(lambda: NiN(rngs=nnx.Rngs(0))))
+    assert {"mlpconv1.conv.kernel", "mlpconv1.pointwise_2.kernel",
+            "mlpconv3.pointwise_2.bias"} <= nin
+    assert abstract(lambda: NiN(rngs=nnx.Rngs(0))).mlpconv3.pointwise_2.kernel.shape == \
+        (1, 1, 192, 10)
+    mini = abstract(lambda: MiniInception(rngs=nnx.Rngs(0)))
+    direct = abstract(lambda: MiniInception(bottleneck=False, rngs=nnx.Rngs(0)))
+    for name in ("inception_a", "inception_b", "inception_c", "inception_d"):
+        block, block_direct = getattr(mini, name), getattr(direct, name)
+        assert block.branch_5x5.reduce is not None
+        assert block_direct.branch_5x5.reduce is None
+        # The direct 5×5 reads the whole block input; everything else is unchanged.
+        assert block_direct.branch_5x5.conv.conv.kernel.shape[2] == block.in_features
+        assert block_direct.branch_3x3.reduce is not None
+        assert block_direct.out_features == block.out_features
+    assert "inception_a.branch_5x5.reduce.conv.kernel" in param_paths(mini)
+    assert not any(".branch_5x5.reduce." in p for p in param_paths(direct))
+
+
+# --- running: jit, grad, train vs eval -------------------------------------------------------
+
+
+def _loss(model, x):
+    out = model(x)
+    if isinstance(out, GoogLeNetOutputs):  # the paper weights the auxiliary losses by 0.3
+        return jnp.mean(out.logits ** 2) + 0.3 * (jnp.mean(out.aux_4a ** 2)
+                                                  + jnp.mean(out.aux_4d ** 2))
+    return jnp.mean(out ** 2)
+
+
+@nnx.jit
+def train_step(model, x):
+    return nnx.value_and_grad(_loss)(model, x)
+
+
+@nnx.jit
+def predict(model, x):
+    return model(x)
+
+
+@pytest.fixture(scope="module")
+def googlenet():
+    return materialize(lambda: GoogLeNet(10, rngs=nnx.Rngs(0)))
+
+
+def test_googlenet_jit_grad_and_train_vs_eval(googlenet):
+    model = googlenet
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 63, 63, 3)), jnp.float32)
+    model.train()
+    loss_1, grads = train_step(model, x)
+    loss_2, _ = train_step(model, x)
+    assert np.isfinite(loss_1) and loss_1 != loss_2  # dropout draws a new mask each step
+    flat = dict(nnx.to_flat_state(nnx.state(grads, nnx.Param)))
+    assert len(flat) == len(nnx.to_flat_state(nnx.state(model, nnx.Param)))
+    for path in (("aux_4a", "fc2", "kernel"), ("aux_4d", "conv", "kernel"),
+                 ("conv1", "kernel"), ("inception_4a", "branch_5x5", "reduce", "kernel")):
+        g = flat[path].get_value()
+        assert bool(jnp.all(jnp.isfinite(g))) and float(jnp.abs(g).sum()) > 0, path
+    model.eval()
+    logits = predict(model, x)
+    assert logits.shape == (2, 10)  # no auxiliary outputs in eval mode
+    np.testing.assert_array_equal(predict(model, x), logits)  # no dropout
+    assert float(jnp.abs(logits).max()) > 0
+    model.train()
+
+
+def test_nin_dropout_only_in_training():
+    model = materialize(lambda: NiN(rngs=nnx.Rngs(0)))
+    x = jnp.asarray(np.random.default_rng(1).standard_normal((2, 32, 32, 3)), jnp.float32)
+    loss_1, grads = train_step(model, x)
+    loss_2, _ = train_step(model, x)
+    assert loss_1 != loss_2
+    assert float(jnp.abs(grads.mlpconv1.conv.kernel[...]).sum()) > 0
+    model.eval()
+    y = predict(model, x)
+    np.testing.assert_array_equal(predict(model, x), y)
+    assert y.shape == (2, 10) and float(jnp.min(y)) >= 0.0  # the Caffe model's final ReLU
+
+
+def test_mini_inception_batch_stats_update_only_in_training():
+    model = materialize(lambda: MiniInception(bottleneck=False, rngs=nnx.Rngs(0)))
+    x = jnp.asarray(np.random.default_rng(2).standard_normal((2, 32, 32, 3)), jnp.float32)
+    stats = lambda: jax.tree.map(np.asarray, nnx.state(model, nnx.BatchStat))  # noqa: E731
+    before = stats()
+    loss, grads = train_step(model, x)
+    after_train = stats()
+    assert np.isfinite(loss)
+    assert not np.allclose(before.stem.bn.mean, after_train.stem.bn.mean)
+    assert float(jnp.abs(grads.inception_d.branch_5x5.conv.conv.kernel[...]).sum()) > 0
+    model.eval()
+    y = predict(model, x)
+    jax.tree.map(np.testing.assert_array_equal, stats(), after_train)
+    # Running averages instead of the batch statistics: another function of x.
+    assert not np.isclose(float(jnp.mean(y ** 2)), float(loss), rtol=1e-3)
+    model.train()
