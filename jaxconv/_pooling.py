@@ -57,6 +57,18 @@ def _full(spatial_items: tuple, channels_last: bool, fill: Any) -> tuple:
     return (fill, *spatial_items, fill) if channels_last else (fill, fill, *spatial_items)
 
 
+def _reduce_windows(x: Array, init: Any, op: Any, win: tuple, strides: tuple, pads: tuple,
+                    extra: tuple, outs: tuple, cl: bool) -> Array:
+    """``lax.reduce_window`` over the spatial dims, cut to exactly ``outs`` windows.
+
+    With ``ceil_mode`` and a high pad of a window or more, the padded length fits one window
+    more than ceil_mode keeps (that one would start in the padding), hence the cut.
+    """
+    full_pads = _full(tuple((lo, hi + e) for (lo, hi), e in zip(pads, extra)), cl, (0, 0))
+    y = lax.reduce_window(x, init, op, _full(win, cl, 1), _full(strides, cl, 1), full_pads)
+    return y[_full(tuple(slice(0, o) for o in outs), cl, slice(None))]
+
+
 def max_pool(
     x: Array,
     window: Any,
@@ -94,7 +106,7 @@ def max_pool(
       (1, 56, 56, 64)
     """
     with jax.named_scope("jaxconv.max_pool"):
-        cl, _, win, strides, pads, extra, mode, _ = _pool_geometry(
+        cl, _, win, strides, pads, extra, mode, outs = _pool_geometry(
             x, window, stride, padding, ceil_mode, layout)
         if mode is not None:
             x = _pad_spatial(x, pads, mode, cl)
@@ -107,9 +119,7 @@ def max_pool(
             init = np.array(jnp.iinfo(x.dtype).min, x.dtype)
         else:
             raise TypeError(f"`x` must be a float or int array, got dtype {x.dtype}")
-        full_pads = _full(tuple((lo, hi + e) for (lo, hi), e in zip(pads, extra)), cl, (0, 0))
-        return lax.reduce_window(x, init, lax.max, _full(win, cl, 1), _full(strides, cl, 1),
-                                 full_pads)
+        return _reduce_windows(x, init, lax.max, win, strides, pads, extra, outs, cl)
 
 
 def _window_counts(n: int, k: int, s: int, lo: int, hi: int, extra: int, out: int,
@@ -167,9 +177,8 @@ def avg_pool(
             x = _pad_spatial(x, pads, mode, cl)
             spatial = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pads))
             pads = tuple((0, 0) for _ in pads)
-        full_pads = _full(tuple((lo, hi + e) for (lo, hi), e in zip(pads, extra)), cl, (0, 0))
-        total = lax.reduce_window(x, np.array(0, x.dtype), lax.add, _full(win, cl, 1),
-                                  _full(strides, cl, 1), full_pads)
+        total = _reduce_windows(x, np.array(0, x.dtype), lax.add, win, strides, pads, extra,
+                                outs, cl)
         # The divisor is static: a separable product of per-dim window counts.
         counts = np.ones((), np.float64)
         for n, k, s, (lo, hi), e, o in zip(spatial, win, strides, pads, extra, outs):

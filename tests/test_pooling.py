@@ -43,16 +43,24 @@ def _sample_cases(count: int, seed: int) -> list[PoolCase]:
         window = tuple(int(v) for v in rng.integers(1, 4 if ndim == 3 else 5, ndim))
         stride = None if rng.random() < 0.2 else tuple(int(v) for v in rng.integers(1, 4, ndim))
         form = str(rng.choice(PADDING_FORMS))
+        ceil_mode = bool(rng.random() < 0.5)
+        spatial = tuple(k + int(rng.integers(0, 5)) for k in window)
         if form == "int":
             padding = int(rng.integers(0, min(window)))  # every pad smaller than the window
         elif form == "pairs":
-            padding = tuple((int(rng.integers(0, k)), int(rng.integers(0, k))) for k in window)
+            # With ceil_mode a high pad may reach a whole window (the last window is dropped if
+            # it would start in the padding) as long as no window lies wholly in the padding.
+            padding = []
+            for n, k, s in zip(spatial, window, stride or window):
+                lo, hi = int(rng.integers(0, k)), int(rng.integers(0, k + 2 * ceil_mode))
+                bounds = reference._pool_bounds(n, k, s, lo, hi, ceil_mode)
+                padding.append((lo, hi if all(start < n for start, _, _ in bounds) else k - 1))
+            padding = tuple(padding)
         else:
             padding = form
-        spatial = tuple(k + int(rng.integers(0, 5)) for k in window)
         cases.append(PoolCase(
             spatial=spatial, window=window, stride=stride, padding=padding,
-            ceil_mode=bool(rng.random() < 0.5), count_include_pad=bool(rng.random() < 0.5),
+            ceil_mode=ceil_mode, count_include_pad=bool(rng.random() < 0.5),
             layout=str(rng.choice(["NHWC", "NCHW"])),
             dtype="bfloat16" if rng.random() < 0.25 else "float32", seed=seed + i))
     return cases
@@ -114,6 +122,22 @@ def test_grid_covers_what_it_claims():
 
     # ceil_mode really adds outputs in some cases
     assert any(sizes(c, True) != sizes(c, False) for c in CASES if c.ceil_mode)
+    # and some high pads reach a whole window (where the padded length fits one window more)
+    assert any(hi >= k for c in CASES if isinstance(c.padding, tuple)
+               for (_, hi), k in zip(c.padding, c.window))
+
+
+@pytest.mark.parametrize("fn", [jaxconv.max_pool, jaxconv.avg_pool], ids=lambda f: f.__name__)
+def test_ceil_mode_with_a_high_pad_of_a_whole_window(fn):
+    # length 3, window 3, stride 2, pads (1, 3): the padded length 7 fits windows at 0, 2, 4,
+    # but the one at 4 starts in the high padding (4 >= 3 + 1): ceil_mode keeps 2 (was 3).
+    x = jnp.arange(1.0, 4.0).reshape(1, 3, 1)
+    y = fn(x, 3, stride=2, padding=((1, 3),), ceil_mode=True)
+    assert y.shape == (1, jaxconv.pool_output_size(3, 3, stride=2, padding=(1, 3),
+                                                   ceil_mode=True), 1) == (1, 2, 1)
+    # windows [pad, 1, 2] and [2, 3, pad]
+    expected = [2.0, 3.0] if fn is jaxconv.max_pool else [1.0, 5 / 3]
+    np.testing.assert_allclose(y[0, :, 0], expected, rtol=0, atol=tol("float32", 3))
 
 
 # --- PyTorch as an independent oracle for the Caffe/PyTorch rules ----------------------------
