@@ -147,12 +147,14 @@ class AuxClassifier(nnx.Module):
       ``[N, H, W, in_features]`` → ``[N, num_classes]``.
 
     Examples:
-      >>> import jax.numpy as jnp
+      >>> import jax, jax.numpy as jnp
       >>> from flax import nnx
       >>> from jaxconv.models import AuxClassifier
-      >>> head = AuxClassifier(512, 10, rngs=nnx.Rngs(0))
-      >>> head.eval()
-      >>> head(jnp.ones((2, 14, 14, 512))).shape
+      >>> head = nnx.eval_shape(lambda: AuxClassifier(512, 10, rngs=nnx.Rngs(0)))
+      >>> head.fc1.kernel.shape
+      (2048, 1024)
+      >>> x = jax.ShapeDtypeStruct((2, 14, 14, 512), jnp.float32)
+      >>> nnx.eval_shape(lambda head, x: head(x), head, x).shape
       (2, 10)
     """
 

@@ -54,14 +54,17 @@ class MiniInception(nnx.Module):
       ``[N, H, W, in_features]`` → ``[N, num_classes]``.
 
     Examples:
-      >>> import jax.numpy as jnp
+      Shapes only (``nnx.eval_shape`` builds the model without initializing it):
+
+      >>> import jax, jax.numpy as jnp
       >>> from flax import nnx
       >>> from jaxconv.models import MiniInception
-      >>> model = MiniInception(bottleneck=False, rngs=nnx.Rngs(0))
+      >>> model = nnx.eval_shape(lambda: MiniInception(bottleneck=False, rngs=nnx.Rngs(0)))
       >>> model.inception_b.branch_5x5.conv.conv.kernel.shape   # the direct 5×5: 64 → 24
       (5, 5, 64, 24)
       >>> model.eval()
-      >>> model(jnp.ones((2, 32, 32, 3))).shape
+      >>> x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
+      >>> nnx.eval_shape(lambda model, x: model(x), model, x).shape
       (2, 10)
     """
 

@@ -36,7 +36,6 @@ def local_response_norm(x: jax.Array, size: int = 5, *, alpha: float = 1e-4,
 
     Examples:
       >>> import jax.numpy as jnp
-from flax import nnx
       >>> from jaxconv.nn import local_response_norm
       >>> x = jnp.full((1, 1, 1, 3), 10.0)
       >>> local_response_norm(x, 3, alpha=3.0, beta=1.0)[0, 0, 0]   # 10/(1+Σx²)
@@ -62,7 +61,6 @@ class LocalResponseNorm(nnx.Module):
 
     Examples:
       >>> import jax.numpy as jnp
-from flax import nnx
       >>> from jaxconv.nn import LocalResponseNorm
       >>> LocalResponseNorm()(jnp.ones((1, 56, 56, 64))).shape
       (1, 56, 56, 64)
