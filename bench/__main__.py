@@ -95,7 +95,8 @@ def build_parser(suites: Sequence[str]) -> argparse.ArgumentParser:
                         help="untimed runs first (default: 3; 1 with --quick)")
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--full", action="store_true",
-                      help="the whole sweep (all nine GoogLeNet 5x5 branches, more batches)")
+                      help="the whole sweep: all nine GoogLeNet 5x5 branches in bottleneck, "
+                      "batches 1,8,32 in conv1x1")
     size.add_argument("--quick", action="store_true",
                       help="tiny shapes and few runs: a smoke test of the harness in seconds")
     parser.add_argument("--out", type=Path, metavar="DIR",

@@ -154,8 +154,12 @@ def round_robin(
 
 def compile_timed(fn: Callable, *args: Any, compiler_options: dict | None = None,
                   platform: str = "cpu") -> Compiled:
-    """Lowers and compiles ``jax.jit(fn)`` for ``args``, timing each step; reads XLA's costs."""
-    jitted = jax.jit(fn)
+    """Lowers and compiles ``jax.jit(fn)`` for ``args``, timing each step; reads XLA's costs.
+
+    ``fn`` is wrapped afresh so that jit's trace cache (keyed on the function) never turns a
+    second lowering of the same function and shapes into a free lookup.
+    """
+    jitted = jax.jit(lambda *a: fn(*a))
     start = time.perf_counter()
     lowered = jitted.lower(*args)
     lower_s = time.perf_counter() - start

@@ -293,11 +293,14 @@ def _plot_layers(axes, records, layers, dtypes, key) -> None:
         axes[0].set(yscale="log", ylabel="time per call (ms, median)",
                     title=f"time per layer, batch {batch}")
     few = len(layers) <= 6
+    if key and len(axes) > 1:
+        axes[1].axhline(1.0, color="black", linewidth=1)
+        axes[1].set(ylabel="speedup (×)", title=key.replace("_", " ") + f", batch {batch}")
     for ax in axes[: 1 + bool(key)]:
         ax.set_xticks(x, labels=layers, rotation=0 if few else 60, ha="center" if few else "right",
                       fontsize=9 if few else 7)
         ax.grid(True, axis="y", alpha=0.3)
-        ax.legend(fontsize=8)
-    if key and len(axes) > 1:
-        axes[1].axhline(1.0, color="black", linewidth=1)
-        axes[1].set(ylabel="speedup (×)", title=key.replace("_", " ") + f", batch {batch}")
+        if len(labels) > 3:  # leave headroom so the legend sits above the bars
+            low, high = ax.get_ylim()
+            ax.set_ylim(low, high * 4 if ax.get_yscale() == "log" else high * 1.4)
+        ax.legend(fontsize=7, ncol=2 if len(labels) > 3 else 1, loc="upper left")
