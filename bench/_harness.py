@@ -9,7 +9,6 @@ slows all of them alike and their ratios stay meaningful on a shared machine.
 from __future__ import annotations
 
 import datetime
-import math
 import os
 import platform
 import re
@@ -192,46 +191,6 @@ def compile_timed(fn: Callable, *args: Any, compiler_options: dict | None = None
         hlo=hlo,
         fusion=fusion,
     )
-
-
-def _jaxprs_in(value: Any) -> Iterator[Any]:
-    """Sub-jaxprs held in an equation parameter (jit, custom_jvp/vjp, cond branches, ...)."""
-    if hasattr(value, "eqns"):
-        yield value
-    elif hasattr(value, "jaxpr") and hasattr(value.jaxpr, "eqns"):
-        yield value.jaxpr
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _jaxprs_in(item)
-
-
-def _count_macs(jaxpr: Any) -> int:
-    total = 0
-    for eqn in jaxpr.eqns:
-        name = eqn.primitive.name
-        out = math.prod(eqn.outvars[0].aval.shape)
-        if name == "conv_general_dilated":
-            rhs = eqn.invars[1].aval.shape
-            spec = eqn.params["dimension_numbers"].rhs_spec  # (out feature, in feature, *spatial)
-            # each output element sums over the kernel's in-features and taps, padding included
-            total += out * rhs[spec[1]] * math.prod(rhs[d] for d in spec[2:])
-        elif name == "dot_general":
-            (lhs_contract, _), _ = eqn.params["dimension_numbers"]
-            lhs = eqn.invars[0].aval.shape
-            total += out * math.prod(lhs[d] for d in lhs_contract)
-        for value in eqn.params.values():
-            for sub in _jaxprs_in(value):
-                total += _count_macs(sub)
-    return total
-
-
-def traced_macs(fn: Callable, *args: Any) -> int:
-    """MACs of every conv and dot in ``fn``'s jaxpr, every tap counted (the cost convention).
-
-    For a forward pass this equals the cost model's count; for a training step it counts what
-    autodiff really traced (no input gradient for the first layer, say). Loops are counted once.
-    """
-    return _count_macs(jax.make_jaxpr(fn)(*args).jaxpr)
 
 
 def environment(device: jax.Device) -> dict[str, Any]:

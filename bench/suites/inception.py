@@ -46,9 +46,8 @@ def block_macs(block: Block, batch: int) -> int:
     return sum(jaxconv.conv_cost(shape, c_out, k, batch=batch).macs for shape, c_out, k in convs)
 
 
-def _functions(block: Block, dtype: str, fuse: bool, abstract: bool = False):
-    """``(params, {"forward": f(params, x), "fwd+bwd": g(params, x)})`` for ``block``;
-    ``abstract`` builds shapes only (``nnx.eval_shape``), enough to trace."""
+def _functions(block: Block, dtype: str, fuse: bool):
+    """``(params, {"forward": f(params, x), "fwd+bwd": g(params, x)})`` for ``block``."""
     from flax import nnx
 
     from jaxconv.nn import Inception
@@ -56,11 +55,9 @@ def _functions(block: Block, dtype: str, fuse: bool, abstract: bool = False):
     widths = (block.c1x1, block.c3x3_reduce, block.c3x3, block.c5x5_reduce, block.c5x5,
               block.pool_proj)
 
-    def build():
-        return Inception(block.c_in, widths, fuse_1x1=fuse, dtype=jnp.dtype(dtype),
-                         rngs=nnx.Rngs(0))
-
-    graphdef, params = nnx.split(nnx.eval_shape(build) if abstract else build())
+    model = Inception(block.c_in, widths, fuse_1x1=fuse, dtype=jnp.dtype(dtype),
+                      rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(model)
 
     def forward(params, x):
         return nnx.merge(graphdef, params)(x)
