@@ -104,7 +104,10 @@ def markdown(suite: str, env: dict, notes: list[str], records: list[Record],
     lines += ["", "`*` = jaxconv's default path. Times are medians of "
               f"{'/'.join(map(str, repeats))} runs after warm-up "
               "(variants interleaved round-robin). MACs count every tap (the papers' ops); "
-              "XLA GFLOP is `cost_analysis()` (skips padding taps).", ""]
+              "XLA GFLOP is `cost_analysis()` (skips padding taps). GFLOP/s = 2·MACs / median, "
+              "so a lowering that multiplies less than every tap (Winograd) can pass 100% of "
+              "the GEMM peak, which is the best of a few large `jnp.dot`s measured at the "
+              "start of the run.", ""]
     if plot_name:
         lines += [f"![{suite}]({plot_name})", ""]
     reports = _fusion_examples(records)
