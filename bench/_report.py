@@ -240,9 +240,10 @@ def _plot_sweep(axes, records, layer, dtypes, key) -> None:
            title=key.replace("_", " ") + (f" — {layer}" if layer else ""))
     ax.set_xticks(sorted({r["batch"] for r in rows}), labels=[str(b) for b in
                                                               sorted({r["batch"] for r in rows})])
-    ax.set_ylim(bottom=0)
+    # headroom above the highest line, where the legend goes
+    ax.set_ylim(0, 1.6 * max([*ratios, *(r[key] for r in rows if r.get(key) is not None)]))
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, ncol=2, loc="upper left")
 
 
 def _plot_layer_bars(ax, records, layers, batch, key) -> None:
