@@ -163,6 +163,9 @@ def test_conv_matches_float64_reference(case: Case):
                               dilation=case.dilation, input_dilation=case.input_dilation,
                               groups=case.groups)
     atol = tol(case.dtype, case.reduction)
+    # Plus the output's own rounding: a bfloat16 result is rounded once by the conv and once
+    # more by the bias add, each up to half an ulp, i.e. up to eps relative in all.
+    rtol = float(jnp.finfo(case.dtype).eps)
     ran = []
     for implementation in (None, *LOWERINGS):
         try:
@@ -172,14 +175,15 @@ def test_conv_matches_float64_reference(case: Case):
             continue
         ran.append(implementation)
         assert y.shape == expected.shape
-        np.testing.assert_allclose(y, expected, rtol=0, atol=atol, err_msg=str(implementation))
+        np.testing.assert_allclose(y, expected, rtol=rtol, atol=atol,
+                                   err_msg=str(implementation))
     assert "xla" in ran  # the fallback applies to everything
     if case.dtype == "bfloat16":
         # ... and against the upcast float32 computation at Precision.HIGHEST
         upcast = _run(Case(**{**case.__dict__, "dtype": "float32"}), x, w, b,
                       precision=lax.Precision.HIGHEST)
         np.testing.assert_allclose(upcast, expected, rtol=0, atol=tol("float32", case.reduction))
-        np.testing.assert_allclose(_run(case, x, w, b), upcast, rtol=0, atol=atol)
+        np.testing.assert_allclose(_run(case, x, w, b), upcast, rtol=rtol, atol=atol)
 
 
 def test_grid_covers_what_it_claims():
@@ -312,9 +316,12 @@ def test_seed_1x1_example_through_every_path():
     np.testing.assert_array_equal(jaxconv.conv1x1(x, jnp.full((1, 1), 2.0))[0, :, :, 0], expected)
     w = jnp.full((1, 1, 1, 1), 2.0)
     for implementation in (None, *LOWERINGS):
-        np.testing.assert_array_equal(
-            jaxconv.conv(x, w, padding="VALID", implementation=implementation)[0, :, :, 0],
-            expected)
+        try:
+            y = jaxconv.conv(x, w, padding="VALID", implementation=implementation)
+        except ValueError as e:  # a lowering that does not apply to a 1x1 says so
+            assert implementation is not None and "does not apply" in str(e), e
+            continue
+        np.testing.assert_array_equal(y[0, :, :, 0], expected)
 
 
 # --- output shapes equal geometry over an exhaustive small grid ------------------------------
