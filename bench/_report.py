@@ -225,13 +225,14 @@ def _plot_sweep(axes, records, layer, dtypes, key) -> None:
         return
     ax = axes[1]
     for label, recs in series.items():
-        recs = sorted((r for r in recs if r.get(key) is not None), key=lambda r: r["batch"])
+        recs = sorted((r for r in recs if r.get(key) is not None and not r.get("info")),
+                      key=lambda r: r["batch"])
         if not recs or all(math.isclose(r[key], 1.0) for r in recs):
             continue  # the baseline itself
         ax.plot([r["batch"] for r in recs], [r[key] for r in recs], marker="o", label=label,
                 color=color[label], linestyle="--" if recs[0].get("peer") else "-")
     ratios = sorted({round(r["analytic_ratio"], 3) for r in rows
-                     if r.get("analytic_ratio") not in (None, 1.0)})
+                     if r.get("analytic_ratio") not in (None, 1.0) and not r.get("info")})
     for ratio in ratios:
         ax.axhline(ratio, color="black", linewidth=1.2, label=f"analytic {ratio:.1f}×")
         ax.axhline(0.9 * ratio, color="gray", linewidth=1, linestyle=":",

@@ -95,6 +95,9 @@ def test_bottleneck_records_match_the_cost_model(quick_run):
             direct["median_s"] / default["median_s"])
         assert default["kernels"] >= 2 and default["fusion"]["anchors"]
         assert rows["b: op-by-op, no jit"]["compile_s"] is None  # eager: nothing compiled
+        parts = [r for v, r in rows.items() if v.startswith("(d) part")]
+        assert sorted(r["macs"] for r in parts) == sorted([cost.reduce.macs, cost.spatial.macs])
+        assert all(r["info"] and not r["default"] for r in parts)
 
 
 def test_conv1x1_records_compare_against_lax_conv(quick_run):

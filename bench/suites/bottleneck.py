@@ -10,8 +10,10 @@ branches. Every variant has bias + ReLU after each conv, so fusion has something
 - ``b: op-by-op, no jit`` — ``jaxconv.bottleneck`` called eagerly: what compilation buys.
 - ``c: jit, 1x1 as lax.conv`` — the 1×1 lowered as a ``lax.conv`` (``reduce_implementation="xla"``).
 - ``d: jit, 1x1 as einsum`` — ``jaxconv.bottleneck`` as it ships (the default path).
-- on CPU, ``direct 5x5 via Eigen`` (information): the direct conv compiled with XLA:CPU's YNNPACK
-  routing turned off, to show how much of the baseline's time is the library it lands in.
+- information (``info: true``, left out of the speedup plot): ``(d) part: 1x1 reduce`` and
+  ``(d) part: 5x5 on reduced``, the two halves of (d) timed alone (where its time goes); on
+  CPU, ``direct 5x5 via Eigen``: the direct conv compiled with XLA:CPU's YNNPACK routing turned
+  off, to show how much of the baseline's time is the library it lands in.
 - with ``--peers torch``: ``torch direct 5x5`` and ``torch bottleneck`` (channels_last conv2d),
   timed in the same round-robin.
 """
@@ -32,6 +34,8 @@ EAGER = "b: op-by-op, no jit"
 LAX = "c: jit, 1x1 as lax.conv"
 EINSUM = "d: jit, 1x1 as einsum"
 EIGEN = "direct 5x5 via Eigen (info)"
+PART_REDUCE = "(d) part: 1x1 reduce (info)"
+PART_SPATIAL = "(d) part: 5x5 on reduced (info)"
 TORCH_DIRECT = "torch direct 5x5"
 TORCH_BOTTLENECK = "torch bottleneck"
 #: XLA:CPU option that sends 2-D convs to Eigen instead of YNNPACK (per compile).
@@ -47,6 +51,10 @@ def direct(x, w, b):
 
 def bottleneck_einsum(x, w_reduce, b_reduce, w_spatial, b_spatial):
     return jax.nn.relu(jaxconv.bottleneck(x, w_reduce, w_spatial, b_reduce, b_spatial))
+
+
+def reduce_only(x, w_reduce, b_reduce):
+    return jax.nn.relu(jaxconv.conv1x1(x, w_reduce, b_reduce))
 
 
 def bottleneck_lax(x, w_reduce, b_reduce, w_spatial, b_spatial):
@@ -90,18 +98,23 @@ def _case(ctx: Context, block: Block, batch: int, dtype: str) -> list[dict]:
         LAX: compiled[LAX],
         EINSUM: compiled[EINSUM],
     }
+    w_r, b_r, w_s, b_s = bottleneck_args
+    h = jax.block_until_ready(reduce_only(x, w_r, b_r))
+    compiled[PART_REDUCE] = ctx.compile(reduce_only, x, w_r, b_r)
+    compiled[PART_SPATIAL] = ctx.compile(direct, h, w_s, b_s)
     if ctx.platform == "cpu":
         compiled[EIGEN] = ctx.compile(direct, x, w_d, b_d, compiler_options=EIGEN_OPTIONS)
-        runners[EIGEN] = compiled[EIGEN]
+    runners.update({k: compiled[k] for k in (PART_REDUCE, PART_SPATIAL, EIGEN) if k in compiled})
     if ctx.peer is not None:
         runners.update(_torch_runners(ctx, arrays, dtype))
     timings = ctx.time(runners)
 
     cost = jaxconv.bottleneck_cost((s, s, c_in), c_out, KERNEL, c_r, batch=batch, dtype=dtype)
-    direct_macs = {DIRECT, EIGEN, TORCH_DIRECT}
+    macs = {DIRECT: cost.macs_direct, EIGEN: cost.macs_direct, TORCH_DIRECT: cost.macs_direct,
+            PART_REDUCE: cost.reduce.macs, PART_SPATIAL: cost.spatial.macs}
     records = []
     for variant, timing in timings.items():
-        is_direct = variant in direct_macs
+        is_direct = macs.get(variant) == cost.macs_direct
         if variant.startswith("torch"):
             baseline, twin = timings[TORCH_DIRECT], (DIRECT if is_direct else EINSUM)
             extra = {"peer": "torch", "ratio_vs_jaxconv": timing.median / timings[twin].median}
@@ -111,13 +124,14 @@ def _case(ctx: Context, block: Block, batch: int, dtype: str) -> list[dict]:
             NAME, variant,
             default=variant in (DIRECT, EINSUM),
             batch=batch, dtype=dtype, timing=timing,
-            macs=cost.macs_direct if is_direct else cost.macs_bottleneck,
+            macs=macs.get(variant, cost.macs_bottleneck),
             compiled=compiled.get(variant),
             # op-by-op runs the same computation as (d); XLA's count is the jitted one's
             xla_flops=compiled[EINSUM].xla_flops if variant == EAGER else None,
             layer=block.name,
             speedup_vs_direct=baseline.median / timing.median,
-            analytic_ratio=1.0 if is_direct else cost.macs_ratio,
+            analytic_ratio=cost.macs_direct / macs.get(variant, cost.macs_bottleneck),
+            info=variant in (PART_REDUCE, PART_SPATIAL, EIGEN),
             **extra,
         ))
     return records
@@ -146,6 +160,16 @@ def _notes(ctx: Context, records: list[dict]) -> None:
             f"{at[LAX]['median_s'] / d['median_s']:.2f}×; direct at "
             f"{at[DIRECT]['gflops']:.0f} GFLOP/s ({at[DIRECT]['peak_fraction']:.0%} of GEMM "
             f"peak), bottleneck at {d['gflops']:.0f} GFLOP/s ({d['peak_fraction']:.0%})."
+        )
+        parts = at[PART_REDUCE]["median_s"] + at[PART_SPATIAL]["median_s"]
+        ctx.note(
+            f"  where (d)'s {d['median_s'] * 1e3:.2f} ms go: 1×1 reduce alone "
+            f"{at[PART_REDUCE]['median_s'] * 1e3:.2f} ms ({at[PART_REDUCE]['gflops']:.0f} "
+            f"GFLOP/s), 5×5 on the reduced maps alone {at[PART_SPATIAL]['median_s'] * 1e3:.2f} ms "
+            f"({at[PART_SPATIAL]['gflops']:.0f} GFLOP/s); sum {parts * 1e3:.2f} ms. The direct "
+            f"5×5 runs at {at[DIRECT]['gflops']:.0f} GFLOP/s: the measured speedup is the "
+            f"analytic {ratio:.1f}× times the bottleneck's efficiency relative to it "
+            f"({d['gflops'] / at[DIRECT]['gflops']:.2f})."
         )
         if EIGEN in at:
             ctx.note(
