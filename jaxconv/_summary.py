@@ -1,0 +1,338 @@
+"""Per-layer summary of a Flax NNX model: output shapes, parameters, MACs and XLA's flops.
+
+``jaxconv.summary`` loads this module (and Flax) on first use; ``import jaxconv`` does not.
+
+How it works: the model is split and merged into a copy inside ``jax.eval_shape`` (nothing is
+computed), and every module class in the copy has its ``__call__`` wrapped for the duration of
+that one trace, recording each module's input and output shapes. A conv's MACs come from the
+cost model (:func:`jaxconv.conv_cost`, every tap counted); a block's row adds up its
+descendants'. XLA's own flop count (taps in padding skipped) can be read beside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import jax
+from flax import nnx
+
+from jaxconv._cost import xla_cost
+from jaxconv.nn import Conv, Conv1x1
+
+__all__ = ["Summary", "SummaryRow", "summary"]
+
+_XLA_MODES = (None, "total", "rows")
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """One module of the model (or, for :attr:`Summary.total`, the whole model).
+
+    Attributes:
+      path: dotted attribute path, e.g. ``"inception_4a.branch_5x5.reduce"`` (``""`` for the
+        model itself).
+      kind: the module's class name.
+      input_shape: shape of the first positional argument of its first call (None if not
+        called).
+      output_shape: shape of its output (a tuple of ints, or that structure for tuple
+        outputs); None if the module did not run in this call (e.g. auxiliary heads in eval
+        mode).
+      params: parameters (``nnx.Param`` elements) of the module and its children.
+      macs: multiply-accumulates of the module and its children, cost-model convention (every
+        kernel tap counted; convolutions and ``nnx.Linear`` only), over the whole batch.
+      flops: ``2·macs``.
+      xla_flops: XLA's ``cost_analysis`` flops for this module alone (taps on padding skipped,
+        elementwise ops counted), or None when not requested.
+      calls: how many times the module ran.
+    """
+
+    path: str
+    kind: str
+    input_shape: Any
+    output_shape: Any
+    params: int
+    macs: int
+    flops: int
+    xla_flops: float | None = None
+    calls: int = 0
+
+    @property
+    def depth(self) -> int:
+        """Nesting depth: 0 for the model's own attributes."""
+        return self.path.count(".") if self.path else -1
+
+
+class Summary(list):
+    """The rows of :func:`summary` (a ``list`` of :class:`SummaryRow`) and their ``total``.
+
+    ``str(summary)`` (and so ``print``) renders a table — with ``rich`` when it is installed —
+    and rich consoles render it directly.
+
+    Attributes:
+      total: the whole model: all parameters, all MACs, XLA's flops for the whole call.
+    """
+
+    total: SummaryRow
+
+    def __init__(self, rows: list[SummaryRow], total: SummaryRow):
+        super().__init__(rows)
+        self.total = total
+
+    def row(self, path: str) -> SummaryRow:
+        """The row at ``path``; ``KeyError`` if there is none."""
+        for r in self:
+            if r.path == path:
+                return r
+        raise KeyError(f"no module at path {path!r}")
+
+    def _columns(self) -> tuple[list[str], list[list[str]]]:
+        xla = any(r.xla_flops is not None for r in (*self, self.total))
+        header = ["path", "kind", "output shape", "params", "MACs"] + (["XLA flops"] * xla)
+        body = []
+        for r in (*self, self.total):
+            name = "total" if r is self.total else "  " * r.depth + r.path.rsplit(".", 1)[-1]
+            cells = [name, r.kind, _format_shape(r.output_shape), f"{r.params:,}",
+                     _si(r.macs)]
+            if xla:
+                cells.append("" if r.xla_flops is None else _si(r.xla_flops))
+            body.append(cells)
+        return header, body
+
+    def __rich__(self) -> Any:
+        from rich.table import Table
+
+        header, body = self._columns()
+        table = Table(title=f"{self.total.kind} · input {_format_shape(self.total.input_shape)}")
+        for i, name in enumerate(header):
+            table.add_column(name, justify="right" if i >= 3 else "left",
+                             no_wrap=True, footer="")
+        for cells in body[:-1]:
+            table.add_row(*cells)
+        table.add_section()
+        table.add_row(*body[-1], style="bold")
+        return table
+
+    def __str__(self) -> str:
+        try:
+            from rich.console import Console
+        except ImportError:  # plain text without rich
+            header, body = self._columns()
+            widths = [max(len(c) for c in col) for col in zip(header, *body)]
+            return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip()
+                             for line in (header, *body))
+        buffer = io.StringIO()
+        Console(file=buffer, width=200, force_terminal=False, color_system=None).print(self)
+        return buffer.getvalue().rstrip()
+
+    __repr__ = __str__
+
+
+def _si(value: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.2f}{unit}"
+    return f"{value:.0f}"
+
+
+def _format_shape(shape: Any) -> str:
+    if shape is None:
+        return "—"
+    if isinstance(shape, tuple) and all(isinstance(d, int) for d in shape):
+        return "×".join(map(str, shape))
+    return ", ".join(_format_shape(s) for s in shape)
+
+
+def _shapes(tree: Any) -> Any:
+    """Array leaves → shape tuples, keeping tuples/NamedTuples; a single array → its shape."""
+    if hasattr(tree, "shape") and hasattr(tree, "dtype"):
+        return tuple(int(d) for d in tree.shape)
+    if isinstance(tree, (tuple, list)):
+        return tuple(_shapes(t) for t in tree)
+    return None
+
+
+def _own_macs(module: Any, x: Any) -> int:
+    """MACs of the module's own op (not its children's)."""
+    if not hasattr(x, "shape"):
+        return 0
+    if isinstance(module, (Conv, Conv1x1)):
+        return module.cost(tuple(x.shape)).macs
+    if isinstance(module, nnx.Linear):
+        return math.prod(x.shape[:-1]) * module.in_features * module.out_features
+    return 0
+
+
+class _Recorder:
+    """Collects, per module path, the first call's shapes, call counts and own MACs."""
+
+    def __init__(self, paths: dict[int, str]):
+        self.paths = paths
+        self.order: list[str] = []
+        self.records: dict[str, dict[str, Any]] = {}
+        self.stack: list[int] = []
+
+    def call(self, orig: Any, module: Any, args: tuple, kwargs: dict) -> Any:
+        path = self.paths.get(id(module))
+        if path is None or (self.stack and self.stack[-1] == id(module)):
+            return orig(module, *args, **kwargs)  # unknown module, or a super().__call__
+        x = args[0] if args else None
+        rec = self.records.get(path)
+        first = rec is None
+        if first:  # registered on entry, so a block comes before its children
+            self.order.append(path)
+            rec = self.records[path] = dict(input_shape=_shapes(x), output_shape=None,
+                                            args=_abstract(args), kwargs=_abstract(kwargs),
+                                            calls=0, macs=0)
+        self.stack.append(id(module))
+        try:
+            out = orig(module, *args, **kwargs)
+        finally:
+            self.stack.pop()
+        if first:
+            rec["output_shape"] = _shapes(out)
+        rec["calls"] += 1
+        rec["macs"] += _own_macs(module, x)
+        return out
+
+
+@contextlib.contextmanager
+def _intercept(recorder: _Recorder, modules: list[Any]) -> Iterator[None]:
+    """Wraps ``__call__`` of the classes defining it for ``modules``, for the ``with`` body."""
+    patched: dict[type, Any] = {}
+    for module in modules:
+        owner = next((c for c in type(module).__mro__ if "__call__" in c.__dict__), None)
+        if owner is None or owner in patched or owner is object:
+            continue
+        orig = owner.__dict__["__call__"]
+
+        def wrapper(self, *args, __orig=orig, **kwargs):
+            return recorder.call(__orig, self, args, kwargs)
+
+        patched[owner] = orig
+        owner.__call__ = functools.wraps(orig)(wrapper)
+    try:
+        yield
+    finally:
+        for owner, orig in patched.items():
+            owner.__call__ = orig
+
+
+def _abstract(tree: Any) -> Any:
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype)
+                        if hasattr(a, "shape") else a, tree)
+
+
+def _dotted(path: tuple) -> str:
+    return ".".join(map(str, path))
+
+
+def summary(model: nnx.Module, *args: Any, xla: str | None = "total", **kwargs: Any) -> Summary:
+    """One row per module of ``model``: output shape, parameters, MACs (and XLA's flops).
+
+    The model is traced once with ``jax.eval_shape`` on ``args`` (arrays or
+    ``jax.ShapeDtypeStruct``; nothing is computed) in its current train/eval mode. Rows come in
+    call order; modules that did not run (e.g. GoogLeNet's auxiliary heads in eval mode) follow
+    with ``output_shape=None``. ``fuse_1x1`` is switched off in the traced copy so that each
+    1×1 conv of an Inception block is its own row (the MACs are the same either way).
+
+    Args:
+      model: an ``nnx.Module`` (not modified).
+      *args, **kwargs: the call's arguments, e.g. an NHWC input.
+      xla: ``"total"`` (default) compiles the whole call once and reads XLA's flops into
+        ``summary.total``; ``"rows"`` also compiles every module that ran on its own (slow for
+        big models: GoogLeNet has ~150 modules); None skips XLA.
+
+    Returns:
+      A :class:`Summary`: a list of :class:`SummaryRow` with a ``total``; ``print`` it for a
+      table.
+
+    Examples:
+      Table 1 of the GoogLeNet paper, inception (4a): 14×14×512 and "73M" ops.
+
+      >>> import jax, jax.numpy as jnp, jaxconv
+      >>> from flax import nnx
+      >>> from jaxconv.models import GoogLeNet
+      >>> model = nnx.eval_shape(lambda: GoogLeNet(aux_logits=False, rngs=nnx.Rngs(0)))
+      >>> model.eval()
+      >>> s = jaxconv.summary(model, jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32),
+      ...                     xla=None)
+      >>> row = s.row("inception_4a")
+      >>> row.output_shape, row.macs
+      ((1, 14, 14, 512), 73608192)
+      >>> s.row("inception_4a.branch_5x5.reduce").macs
+      1505280
+      >>> s.total.params, round(s.total.macs / 1e9, 2)
+      (6998552, 1.58)
+    """
+    if xla not in _XLA_MODES:
+        raise ValueError(f"`xla` must be None, 'total' or 'rows', got {xla!r}")
+    if not isinstance(model, nnx.Module):
+        raise TypeError(f"`model` must be a flax.nnx.Module, got {type(model).__name__}")
+    graphdef, state = nnx.split(model)
+    recorders: list[_Recorder] = []
+
+    def traced(state: Any, args: tuple, kwargs: dict) -> Any:
+        copy = nnx.merge(graphdef, state)
+        modules = list(nnx.iter_modules(copy))
+        for _, module in modules:
+            if isinstance(getattr(module, "fuse_1x1", None), bool):
+                module.fuse_1x1 = False  # an execution choice: one row per 1×1 conv
+        recorder = _Recorder({id(m): _dotted(p) for p, m in modules})
+        recorders.append(recorder)
+        with _intercept(recorder, [m for _, m in modules]):
+            return copy(*args, **kwargs)
+
+    jax.eval_shape(traced, state, args, kwargs)
+    (recorder,) = recorders
+    records = recorder.records
+
+    originals = {_dotted(p): m for p, m in nnx.iter_modules(model)}
+    own_macs = {path: rec["macs"] for path, rec in records.items()}
+
+    def subtree_macs(path: str) -> int:
+        if not path:
+            return sum(own_macs.values())
+        return sum(v for p, v in own_macs.items() if p == path or p.startswith(path + "."))
+
+    def n_params(module: Any) -> int:
+        return sum(int(math.prod(p.shape)) for p in jax.tree.leaves(nnx.state(module, nnx.Param)))
+
+    def make_row(path: str) -> SummaryRow:
+        rec = records.get(path, {})
+        macs = subtree_macs(path)
+        return SummaryRow(path=path, kind=type(originals[path]).__name__,
+                          input_shape=rec.get("input_shape"),
+                          output_shape=rec.get("output_shape"),
+                          params=n_params(originals[path]), macs=macs, flops=2 * macs,
+                          calls=rec.get("calls", 0))
+
+    called = [p for p in recorder.order if p]
+    rows = [make_row(p) for p in called]
+    rows += [make_row(p) for p in originals if p and p not in records]
+    total = make_row("")
+
+    if xla is not None:
+        total = replace(total, xla_flops=_module_xla_flops(model, _abstract(args),
+                                                           _abstract(kwargs)))
+    if xla == "rows":
+        rows = [replace(r, xla_flops=_module_xla_flops(originals[r.path],
+                                                       records[r.path]["args"],
+                                                       records[r.path]["kwargs"]))
+                if r.path in records else r for r in rows]
+    return Summary(rows, total)
+
+
+def _module_xla_flops(module: nnx.Module, args: tuple, kwargs: dict) -> float:
+    """XLA's flops for calling ``module`` alone (compiled, never run)."""
+    graphdef, state = nnx.split(module)
+
+    def call(state: Any, args: tuple, kwargs: dict) -> Any:
+        return nnx.merge(graphdef, state)(*args, **kwargs)
+
+    return xla_cost(call, _abstract(state), args, kwargs).flops

@@ -1,0 +1,189 @@
+"""jaxconv.summary: Table 1 of the GoogLeNet paper, aggregation, XLA flops, printing, laziness."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import pytest
+from flax import nnx
+
+import jaxconv
+from jaxconv.models import GoogLeNet
+from jaxconv.nn import Inception
+
+#: Szegedy et al. 2015, Table 1: output size of each row, and the ops column (millions) of the
+#: inception rows. 5a's printed 54M disagrees with the table's own widths (see the test).
+TABLE_1_OUTPUT = {
+    "conv1": (112, 112, 64),
+    "pool1": (56, 56, 64),
+    "conv2": (56, 56, 192),
+    "pool2": (28, 28, 192),
+    "inception_3a": (28, 28, 256),
+    "inception_3b": (28, 28, 480),
+    "pool3": (14, 14, 480),
+    "inception_4a": (14, 14, 512),
+    "inception_4b": (14, 14, 512),
+    "inception_4c": (14, 14, 512),
+    "inception_4d": (14, 14, 528),
+    "inception_4e": (14, 14, 832),
+    "pool4": (7, 7, 832),
+    "inception_5a": (7, 7, 832),
+    "inception_5b": (7, 7, 1024),
+    "avg_pool": (1, 1, 1024),
+    "dropout": (1, 1, 1024),
+    "fc": (1, 1, 1000),
+}
+TABLE_1_OPS_M = {"inception_3a": 128, "inception_3b": 304, "inception_4a": 73,
+                 "inception_4b": 88, "inception_4c": 100, "inception_4d": 119,
+                 "inception_4e": 170, "inception_5b": 71}
+IMAGE = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
+
+
+@pytest.fixture(scope="module")
+def googlenet():
+    model = nnx.eval_shape(lambda: GoogLeNet(rngs=nnx.Rngs(0)))
+    model.eval()
+    return model
+
+
+@pytest.fixture(scope="module")
+def table(googlenet):
+    return jaxconv.summary(googlenet, IMAGE, xla=None)
+
+
+def test_table_1_output_sizes(table):
+    for path, size in TABLE_1_OUTPUT.items():
+        assert table.row(path).output_shape == (1, *size), path
+    assert table.total.output_shape == (1, 1000)
+
+
+def test_table_1_ops_column(table):
+    for path, ops in TABLE_1_OPS_M.items():
+        # The paper prints whole millions, sometimes truncated (4a: 73.6), sometimes rounded.
+        assert abs(table.row(path).macs / 1e6 - ops) < 1, path
+    # The "convolution 3×3/1 … 360M" row is the 1×1 reduce and the 3×3 together.
+    assert abs((table.row("conv2_reduce").macs + table.row("conv2").macs) / 1e6 - 360) < 1
+    # 5a has the same widths as 4e but a 7×7 map: 51.1M, not the printed 54M.
+    macs_5a = table.row("inception_5a").macs
+    assert macs_5a == 7 * 7 * (832 * 256 + 832 * 160 + 160 * 320 * 9 + 832 * 32
+                               + 32 * 128 * 25 + 832 * 128)
+    assert round(macs_5a / 1e6, 1) == 51.1
+
+
+def test_totals_paper_faithful_googlenet(table):
+    # Paper-faithful: conv biases, no BN, no auxiliary heads (built here, but not run in eval).
+    aux = table.row("aux_4a").params + table.row("aux_4d").params
+    assert table.total.params - aux == 6_998_552
+    assert round(table.total.macs / 1e9, 2) == 1.58
+    assert table.total.flops == 2 * table.total.macs
+    assert table.total.xla_flops is None
+
+
+def test_rows_cover_the_tree_and_blocks_aggregate_children(googlenet, table):
+    paths = [r.path for r in table]
+    assert sorted(paths) == sorted(".".join(map(str, p)) for p, _ in nnx.iter_modules(googlenet)
+                                   if p)
+    assert len(set(paths)) == len(paths)
+    by_path = {r.path: r for r in table}
+    for row in table:
+        children = [r for r in table if r.path.rsplit(".", 1)[0] == row.path
+                    and "." in r.path]
+        if children and row.kind != "GoogLeNet":
+            assert row.macs == sum(c.macs for c in children), row.path
+            assert row.params == sum(c.params for c in children), row.path
+    # Calls come in network order, a block before its children.
+    assert paths.index("inception_4a") < paths.index("inception_4a.branch_1x1") \
+        < paths.index("pool4") < paths.index("fc")
+    assert by_path["inception_4a.branch_5x5.reduce"].kind == "Conv1x1"
+    assert sum(r.macs for r in table if r.depth == 0) == table.total.macs
+
+
+def test_conv_rows_use_the_cost_model(table):
+    # The 1×1-convolution notes' example: inception (4a)'s 5×5 branch.
+    seed = jaxconv.bottleneck_cost((14, 14, 480), 48, 5, 16)
+    assert table.row("inception_4a.branch_5x5.reduce").macs == seed.reduce.macs == 1_505_280
+    assert table.row("inception_4a.branch_5x5.conv").macs == seed.spatial.macs
+    assert table.row("inception_4a.branch_5x5").macs == seed.macs_bottleneck
+    conv1 = jaxconv.conv_cost((224, 224, 3), 64, 7, stride=2, padding=3)
+    assert table.row("conv1").macs == conv1.macs
+    assert table.row("conv1").params == conv1.params
+    assert table.row("fc").macs == 1024 * 1000
+
+
+def test_modules_that_did_not_run_have_no_shape(googlenet, table):
+    aux = table.row("aux_4a")
+    assert aux.output_shape is None and aux.macs == 0 and aux.calls == 0 and aux.params > 0
+    assert [r.path for r in table][-1].startswith("aux_4d")  # not-run rows come last
+    googlenet.train()
+    try:
+        trained = jaxconv.summary(googlenet, IMAGE, xla=None)
+    finally:
+        googlenet.eval()
+    assert trained.row("aux_4a").output_shape == (1, 1000)
+    assert trained.row("aux_4a.fc1").input_shape == (1, 2048)
+    assert trained.total.output_shape == ((1, 1000), (1, 1000), (1, 1000))
+    assert trained.total.macs > table.total.macs
+
+
+def test_fused_inception_has_the_same_rows_and_is_left_unchanged():
+    x = jax.ShapeDtypeStruct((2, 8, 8, 16), jnp.float32)
+    widths = (8, 4, 8, 2, 4, 4)
+    fused = nnx.eval_shape(lambda: Inception(16, widths, fuse_1x1=True, rngs=nnx.Rngs(0)))
+    plain = nnx.eval_shape(lambda: Inception(16, widths, rngs=nnx.Rngs(0)))
+    a, b = jaxconv.summary(fused, x, xla=None), jaxconv.summary(plain, x, xla=None)
+    assert a == b and a.total == b.total
+    assert a.row("branch_1x1").macs == 2 * 8 * 8 * 16 * 8
+    assert fused.fuse_1x1 is True
+
+
+def test_xla_flops_beside_the_cost_model():
+    block = nnx.eval_shape(lambda: Inception(16, (8, 4, 8, 2, 4, 4), rngs=nnx.Rngs(0)))
+    x = jax.ShapeDtypeStruct((1, 8, 8, 16), jnp.float32)
+    rows = jaxconv.summary(block, x, xla="rows")
+    assert rows.total.xla_flops > 0
+    for row in rows:
+        assert row.xla_flops is not None, row.path
+    for path in ("branch_1x1", "branch_3x3.reduce", "branch_pool.proj"):  # 1×1: no padding
+        row = rows.row(path)
+        out = row.output_shape[1] * row.output_shape[2] * row.output_shape[3]
+        assert 2 * row.macs <= row.xla_flops <= 2 * row.macs + out, path  # + the bias adds
+    # XLA skips the taps that fall in the SAME padding; the cost model counts them.
+    assert rows.row("branch_5x5.conv").xla_flops < 2 * rows.row("branch_5x5.conv").macs
+    total_only = jaxconv.summary(block, x)
+    assert total_only.total.xla_flops == rows.total.xla_flops
+    assert all(r.xla_flops is None for r in total_only)
+
+
+def test_printing(table, monkeypatch):
+    text = str(table)
+    assert text == repr(table)
+    for token in ("path", "MACs", "inception_4a", "branch_5x5", "14×14×512",
+                  f"{table.total.params:,}", "total"):
+        assert token in text
+    assert "XLA flops" not in text  # not requested
+    monkeypatch.setitem(sys.modules, "rich.console", None)  # without rich: plain columns
+    plain = str(table)
+    assert plain.splitlines()[0].split() == ["path", "kind", "output", "shape", "params", "MACs"]
+    assert "inception_4a" in plain and "1×1×1000" in plain
+
+
+def test_summary_errors(table):
+    block = nnx.eval_shape(lambda: Inception(16, (8, 4, 8, 2, 4, 4), rngs=nnx.Rngs(0)))
+    with pytest.raises(ValueError, match=r"`xla` must be None, 'total' or 'rows', got 'all'"):
+        jaxconv.summary(block, jnp.ones((1, 4, 4, 16)), xla="all")
+    with pytest.raises(TypeError, match=r"`model` must be a flax.nnx.Module, got function"):
+        jaxconv.summary(lambda x: x, jnp.ones((1, 4, 4, 16)))
+    with pytest.raises(KeyError, match=r"no module at path 'inception_9z'"):
+        table.row("inception_9z")
+
+
+def test_import_jaxconv_does_not_import_flax_until_summary():
+    code = ("import sys, jaxconv; assert 'flax' not in sys.modules; "
+            "jaxconv.summary; assert 'flax' in sys.modules; "
+            "assert jaxconv.SummaryRow.__name__ == 'SummaryRow'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    with pytest.raises(AttributeError, match=r"has no attribute 'summery'"):
+        jaxconv.summery  # noqa: B018
