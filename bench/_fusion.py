@@ -178,11 +178,11 @@ class FusionReport:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def summary(self) -> str:
-        """A few lines of text, one per convolution/dot."""
+    def summary(self, limit: int | None = None) -> str:
+        """A few lines of text, one per convolution/dot (the first ``limit`` of them)."""
         libs = ", ".join(f"{n}×{self.libraries.count(n)}" for n in sorted(set(self.libraries)))
         lines = [f"{self.kernels} kernels, {self.fusions} fusions; libraries: {libs or 'none'}"]
-        for a in self.anchors:
+        for a in self.anchors[:limit]:
             def side(parts: dict[str, tuple[str, ...]]) -> str:
                 return "; ".join(f"{k}: {'+'.join(v)}" for k, v in parts.items()) or "none"
 
@@ -190,6 +190,8 @@ class FusionReport:
                 f"{a.op} [{a.library}] in {a.kernel}: fused {'+'.join(a.fused) or 'nothing'}"
                 f" | before: {side(a.prologue)} | after: {side(a.epilogue)}"
             )
+        if limit is not None and len(self.anchors) > limit:
+            lines.append(f"… and {len(self.anchors) - limit} more convolutions/dots (see the JSON)")
         return "\n".join(lines)
 
 

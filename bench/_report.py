@@ -139,7 +139,7 @@ def _fusion_examples(records: list[Record]) -> list[tuple[str, str]]:
             libraries=tuple(f["libraries"]), custom_calls=tuple(f["custom_calls"]),
         )
         where = f"{layer}, " if layer else ""
-        out.append((f"{where}{variant}, {dtype}, batch {rec['batch']}", report.summary()))
+        out.append((f"{where}{variant}, {dtype}, batch {rec['batch']}", report.summary(12)))
     return out
 
 
