@@ -284,11 +284,11 @@ class XlaCost:
       >>> import jax, jax.numpy as jnp, jaxconv
       >>> x = jax.ShapeDtypeStruct((1, 8, 8, 4), jnp.float32)
       >>> w = jax.ShapeDtypeStruct((3, 3, 4, 4), jnp.float32)
-      >>> valid = xla_cost(lambda x, w: jaxconv.conv(x, w, padding="VALID"), x, w)
-      >>> valid.flops == conv_cost((8, 8, 4), 4, 3, padding="VALID").flops  # no padding: equal
+      >>> def conv(padding):
+      ...     return lambda x, w: jaxconv.conv(x, w, padding=padding, implementation="xla")
+      >>> xla_cost(conv("VALID"), x, w).flops == conv_cost((8, 8, 4), 4, 3, padding="VALID").flops
       True
-      >>> same = xla_cost(lambda x, w: jaxconv.conv(x, w, padding="SAME"), x, w)
-      >>> same.flops < conv_cost((8, 8, 4), 4, 3, padding="SAME").flops  # taps on padding skipped
+      >>> xla_cost(conv("SAME"), x, w).flops < conv_cost((8, 8, 4), 4, 3).flops  # pads skipped
       True
     """
 
