@@ -193,8 +193,23 @@ def compile_timed(fn: Callable, *args: Any, compiler_options: dict | None = None
     )
 
 
+def git_revision() -> str:
+    """``<short hash>`` of the checkout bench/ sits in, ``+dirty`` with uncommitted changes."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return rev.strip() + ("+dirty" if dirty.strip() else "")
+
+
 def environment(device: jax.Device) -> dict[str, Any]:
-    """Device kind, CPU model and cores, versions, XLA_FLAGS and the date (UTC)."""
+    """Device kind, CPU model and cores, versions, XLA_FLAGS, the git revision and the date."""
     import jaxlib
 
     import jaxconv
@@ -212,6 +227,7 @@ def environment(device: jax.Device) -> dict[str, Any]:
         "numpy": np.__version__,
         "python": platform.python_version(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "git": git_revision(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "argv": " ".join(["python -m bench", *sys.argv[1:]]),
     }

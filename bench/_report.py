@@ -88,7 +88,8 @@ def markdown(suite: str, env: dict, notes: list[str], records: list[Record],
              plot_name: str | None) -> str:
     """The Markdown page: environment, notes, the table, and fusion reports."""
     lines = [f"# `python -m bench {suite}`", ""]
-    keys = ("device_kind", "cpu_model", "cpu_count", "jax", "jaxlib", "xla_flags", "date", "argv",
+    keys = ("device_kind", "cpu_model", "cpu_count", "jax", "jaxlib", "xla_flags", "git", "date",
+            "argv",
             "gemm_peak_gflops", "memory_bandwidth_gbs", "torch")
     lines += ["| environment | |", "|---|---|"]
     lines += [f"| {k} | `{env[k]}` |" for k in keys if k in env]

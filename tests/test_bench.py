@@ -63,8 +63,8 @@ def test_json_records_have_the_schema(quick_run):
     for suite in ("bottleneck", "conv1x1"):
         data = _load(out, suite)
         assert data["suite"] == suite
-        for key in ("device_kind", "cpu_model", "cpu_count", "jax", "jaxlib", "xla_flags", "date",
-                    "gemm_peak_gflops"):
+        for key in ("device_kind", "cpu_model", "cpu_count", "jax", "jaxlib", "xla_flags", "git",
+                    "date", "gemm_peak_gflops"):
             assert key in data["env"], key
         assert data["records"]
         for rec in data["records"]:
