@@ -243,7 +243,8 @@ def _plot_sweep(axes, records, layer, dtypes, key) -> None:
     ax.set_xticks(sorted({r["batch"] for r in rows}), labels=[str(b) for b in
                                                               sorted({r["batch"] for r in rows})])
     # headroom above the highest line, where the legend goes
-    ax.set_ylim(0, 1.6 * max([*ratios, *(r[key] for r in rows if r.get(key) is not None)]))
+    shown = [r[key] for r in rows if r.get(key) is not None and not r.get("info")]
+    ax.set_ylim(0, 1.6 * max([*ratios, *shown]))
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, ncol=2, loc="upper left")
 
