@@ -18,6 +18,7 @@ from jaxconv.train import (
     learning_rate_schedule,
     make_optimizer,
 )
+from jaxconv.train._config import DEFAULT_STEPS
 
 
 def _params(rng):
@@ -111,8 +112,10 @@ def test_loss_label_smoothing_and_aux_heads(rng):
 
 def test_config_resolves_defaults_and_epochs():
     c = TrainConfig(optimizer="adamw", epochs=3, batch_size=10).resolved(num_train=105)
-    assert (c.steps, c.lr, c.weight_decay, c.eval_every) == (30, 2e-3, 0.05, 6)
-    assert TrainConfig().resolved(1000).steps == 300
+    assert (c.steps, c.lr, c.weight_decay, c.eval_every) == (30, 2e-3, 0.05, 7)
+    c = TrainConfig(optimizer="sgd", steps=7).resolved(num_train=105)
+    assert (c.steps, c.lr, c.weight_decay, c.eval_every) == (7, 0.05, 5e-4, 1)
+    assert TrainConfig().resolved(1000).steps == DEFAULT_STEPS
     ident = TrainConfig(steps=5, ckpt_dir="a", devices=2).identity()
     assert "steps" not in ident and "devices" not in ident and ident["model"] == "nin"
 
@@ -130,6 +133,6 @@ def test_config_resolves_defaults_and_epochs():
 def test_config_rejects_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**kwargs).validate()
-    with pytest.raises(ValueError, match=r"`--batch-size` \(=64\) must not exceed the training "
+    with pytest.raises(ValueError, match=r"`--batch-size` \(=12\) must not exceed the training "
                                          r"set \(=10 images\)"):
-        TrainConfig().resolved(num_train=10)
+        TrainConfig(batch_size=12).resolved(num_train=10)

@@ -33,6 +33,14 @@ data:
   random crop (pad 4) + horizontal flip drawn from (seed, step). A resumed run sees exactly
   the batches the uninterrupted run would have.
 
+models:
+  nin                   NiN (Lin et al. 2013, CIFAR-10 model) with BatchNorm after every conv;
+                        nin-paper is the paper's NiN without BN (slow to start from scratch)
+  googlenet             GoogLeNet with BN and the CIFAR stem (3x3 conv, no early pools),
+                        auxiliary classifiers weighted --aux-weight in training
+  inception-bottleneck  MiniInception: a small Inception net for 32x32, 1x1 reduce before 5x5
+  inception-direct5x5   the same without the 1x1 reduce before each 5x5
+
 optimizer:
   sgd: Nesterov momentum, lr {_SGD['lr']}, weight decay {_SGD['weight_decay']};
   adamw: lr {_ADAMW['lr']}, weight decay {_ADAMW['weight_decay']}.
@@ -103,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, default=d.batch_size, metavar="B",
                    help=f"global batch size, split over the devices (default: {d.batch_size})")
     g.add_argument("--eval-every", type=int, metavar="N",
-                   help="evaluate on the test split every N steps (default: 5 times per run; "
+                   help="evaluate on the test split every N steps (default: 4 times per run; "
                         "0: at the end only)")
     g = p.add_argument_group("optimization")
     g.add_argument("--optimizer", default=d.optimizer, choices=("sgd", "adamw"),
@@ -146,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no progress bar")
     g = p.add_argument_group("experiment")
     g.add_argument("--compare", action="store_true",
-                   help="train inception-direct5x5 and inception-bottleneck and compare them")
+                   help="train inception-direct5x5 and inception-bottleneck and compare them "
+                        "(--model is ignored)")
     g.add_argument("--plot", default="inception-compare.png", metavar="FILE",
                    help="--compare's plot (default: inception-compare.png; needs matplotlib)")
     g.add_argument("--report", metavar="FILE.json", help="--compare's numbers as JSON")
@@ -208,12 +217,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 compare(config, plot=args.plot, report=args.report)
                 return 0
-            from jaxconv.train._loop import train
+            from jaxconv.train._loop import prepare
 
-            summary = train(config)
+            run = prepare(config)
         except (ValueError, CheckpointMismatchError, OSError) as err:
             print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
             return 1
+        summary = run.run()  # an error from here on is a bug: it keeps its traceback
     if summary.interrupted:
         return 128 + signal.Signals[summary.interrupted].value
     return 0

@@ -17,7 +17,7 @@ DEFAULTS = {
     "adamw": {"lr": 2e-3, "weight_decay": 0.05},
 }
 #: Steps when neither ``steps`` nor ``epochs`` is given (a few minutes of NiN on 2 CPU cores).
-DEFAULT_STEPS = 300
+DEFAULT_STEPS = 120
 
 # Fields that may change between a run and its resumption; every other field is part of the
 # run's identity, and a checkpoint made with other values is refused. The data fields are
@@ -50,7 +50,7 @@ class TrainConfig:
       data: ``None`` for the embedded synthetic dataset, a CIFAR-10 directory or an ``.npz``.
       train_size: synthetic training images.
       test_size: synthetic test images.
-      steps: training steps; ``None`` → from ``epochs``, else 300.
+      steps: training steps; ``None`` → from ``epochs``, else 120.
       epochs: passes over the training set (``steps = epochs · ⌊N / batch_size⌋``).
       batch_size: the global batch, split over the devices.
       optimizer: ``"sgd"`` (Nesterov momentum) or ``"adamw"``.
@@ -68,13 +68,13 @@ class TrainConfig:
       ckpt_every: checkpoint period in steps (also saved at the end and on SIGTERM/Ctrl-C).
       keep: how many checkpoints to keep.
       metrics: a JSON-lines file, one object per step plus evaluation lines.
-      eval_every: test-set evaluation period in steps; ``None`` → 5 times per run; 0 → at the
+      eval_every: test-set evaluation period in steps; ``None`` → 4 times per run; 0 → at the
         end only.
       progress: show the rich progress bar.
 
     Examples:
       >>> from jaxconv.train import TrainConfig
-      >>> cfg = TrainConfig(model="nin", steps=10).resolved(num_train=1000)
+      >>> cfg = TrainConfig(model="nin", optimizer="sgd", steps=10).resolved(num_train=1000)
       >>> cfg.lr, cfg.weight_decay, cfg.steps
       (0.05, 0.0005, 10)
       >>> TrainConfig(steps=0).validate()
@@ -86,15 +86,15 @@ class TrainConfig:
     model: str = "nin"
     data: str | None = None
     train_size: int = 10_000
-    test_size: int = 2_000
+    test_size: int = 1_000
     steps: int | None = None
     epochs: int | None = None
-    batch_size: int = 64
-    optimizer: str = "sgd"
+    batch_size: int = 32
+    optimizer: str = "adamw"
     lr: float | None = None
     momentum: float = 0.9
     weight_decay: float | None = None
-    warmup_steps: int = 30
+    warmup_steps: int = 10
     clip_norm: float = 2.0
     label_smoothing: float = 0.0
     aux_weight: float = 0.3
@@ -170,7 +170,7 @@ class TrainConfig:
             lr=defaults["lr"] if self.lr is None else float(self.lr),
             weight_decay=(defaults["weight_decay"] if self.weight_decay is None
                           else float(self.weight_decay)),
-            eval_every=max(1, steps // 5) if self.eval_every is None else self.eval_every,
+            eval_every=max(1, steps // 4) if self.eval_every is None else self.eval_every,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -176,7 +176,7 @@ def _render(labels: np.ndarray, rng: np.random.Generator, size: int, noise: floa
     return np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
 
 
-def synthetic_dataset(train_size: int = 10_000, test_size: int = 2_000, *, seed: int = 0,
+def synthetic_dataset(train_size: int = 10_000, test_size: int = 1_000, *, seed: int = 0,
                       image_size: int = 32, noise: float = 0.12) -> Dataset:
     """The embedded 10-class RGB dataset, generated procedurally (no download).
 
@@ -372,7 +372,7 @@ def load_npz(path: str, *, test_fraction: float = 0.1) -> Dataset:
 
 
 def load_dataset(data: str | None, *, seed: int = 0, train_size: int = 10_000,
-                 test_size: int = 2_000) -> Dataset:
+                 test_size: int = 1_000) -> Dataset:
     """Picks the loader for ``--data``: ``None`` → synthetic, ``*.npz`` → npz, dir → CIFAR-10.
 
     Args:
@@ -497,12 +497,15 @@ def train_batch(data: Dataset, batch_size: int, seed: int, step: int, *,
     return _normalize(images, data), data.train_labels[idx]
 
 
-def eval_batches(data: Dataset, batch_size: int):
-    """Yields the whole test split in order, padded to full batches with a validity mask.
+def eval_batches(data: Dataset, batch_size: int, *, split: str = "test",
+                 limit: int | None = None):
+    """Yields a split in order, un-augmented, padded to full batches with a validity mask.
 
     Args:
       data: the dataset.
       batch_size: the global batch size (the last batch is zero-padded up to it).
+      split: ``"test"``, or ``"train"`` (to measure the generalization gap).
+      limit: use only the first ``limit`` images of the split.
 
     Yields:
       ``(float32[B, H, W, C], int32[B], float32[B] mask)``.
@@ -511,11 +514,17 @@ def eval_batches(data: Dataset, batch_size: int):
       >>> from jaxconv.train import eval_batches, synthetic_dataset
       >>> [int(m.sum()) for _, _, m in eval_batches(synthetic_dataset(4, 5), 4)]
       [4, 1]
+      >>> [int(m.sum()) for _, _, m in eval_batches(synthetic_dataset(4, 5), 3, split="train")]
+      [3, 1]
     """
-    n = len(data.test_labels)
+    if split not in ("train", "test"):
+        raise ValueError(f"`split` must be 'train' or 'test', got {split!r}")
+    all_images = data.test_images if split == "test" else data.train_images
+    all_labels = data.test_labels if split == "test" else data.train_labels
+    n = len(all_labels) if limit is None else min(limit, len(all_labels))
     for start in range(0, n, batch_size):
-        images = data.test_images[start:start + batch_size]
-        labels = data.test_labels[start:start + batch_size]
+        images = all_images[start:min(start + batch_size, n)]
+        labels = all_labels[start:min(start + batch_size, n)]
         mask = np.ones(len(labels), np.float32)
         short = batch_size - len(labels)
         if short:

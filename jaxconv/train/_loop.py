@@ -9,6 +9,7 @@ number continues a run exactly where it stopped.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -29,7 +30,13 @@ from jaxconv.train._config import TrainConfig
 from jaxconv.train._data import Dataset, eval_batches, load_dataset, train_batch
 from jaxconv.train._models import build_model
 from jaxconv.train._optim import learning_rate_schedule, make_optimizer
-from jaxconv.train._sharding import check_batch_size, make_mesh, replicated, shard_batch
+from jaxconv.train._sharding import (
+    check_batch_size,
+    data_sharding,
+    make_mesh,
+    replicated,
+    shard_batch,
+)
 
 __all__ = ["RunSummary", "Trainer", "classification_loss", "train"]
 
@@ -72,6 +79,50 @@ def classification_loss(outputs: Any, labels: jax.Array, *, num_classes: int,
     return loss, logits
 
 
+def _train_step(graph: Any, loss_options: tuple, state: Any, images: jax.Array,
+                labels: jax.Array) -> tuple[Any, dict[str, jax.Array]]:
+    model, optimizer = nnx.merge(graph, state)
+    num_classes, label_smoothing, aux_weight = loss_options
+
+    def loss_fn(model):
+        return classification_loss(model(images), labels, num_classes=num_classes,
+                                   label_smoothing=label_smoothing, aux_weight=aux_weight)
+
+    (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+    optimizer.update(model, grads)
+    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
+               "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels)}
+    return nnx.state((model, optimizer)), metrics
+
+
+def _eval_step(graph: Any, state: Any, images: jax.Array, labels: jax.Array,
+               mask: jax.Array) -> dict[str, jax.Array]:
+    model, _ = nnx.merge(graph, state)
+    logits = model(images)
+    logits = logits[0] if isinstance(logits, (tuple, list)) else logits
+    per_example = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32),
+                                                                  labels)
+    correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+    return {"loss": jnp.sum(per_example * mask), "correct": jnp.sum(correct * mask),
+            "count": jnp.sum(mask)}
+
+
+@functools.cache
+def _compiled_steps(mesh: Any) -> tuple[Any, Any]:
+    """The jitted steps for ``mesh``. The graph (which holds the optimizer) is a static
+    argument, so trainers of the same model and config share one compilation."""
+    batch, rep = data_sharding(mesh), replicated(mesh)
+    train = jax.jit(_train_step, static_argnums=(0, 1), in_shardings=(rep, batch, batch),
+                    out_shardings=rep)
+    evaluate = jax.jit(_eval_step, static_argnums=0, in_shardings=(rep, batch, batch, batch),
+                       out_shardings=rep)
+    return train, evaluate
+
+
+# Equal arguments give the same transformation object, hence equal (static) graphs.
+_optimizer = functools.lru_cache(maxsize=64)(make_optimizer)
+
+
 class Trainer:
     """A model, its optimizer and the compiled train/eval steps on a data-parallel mesh.
 
@@ -109,47 +160,36 @@ class Trainer:
         self.num_params = sum(int(np.prod(p.shape)) for p in
                               jax.tree.leaves(nnx.state(model, nnx.Param)))
         self.schedule = learning_rate_schedule(config.lr, config.steps, config.warmup_steps)
-        tx = make_optimizer(config.optimizer, lr=config.lr, steps=config.steps,
-                            warmup_steps=config.warmup_steps, weight_decay=config.weight_decay,
-                            momentum=config.momentum, clip_norm=config.clip_norm)
+        tx = _optimizer(config.optimizer, lr=config.lr, steps=config.steps,
+                        warmup_steps=config.warmup_steps, weight_decay=config.weight_decay,
+                        momentum=config.momentum, clip_norm=config.clip_norm)
         optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
         model.train()
-        train_graph, state = nnx.split((model, optimizer))
+        self._train_graph, state = nnx.split((model, optimizer))
         model.eval()
-        eval_graph, _ = nnx.split((model, optimizer))
+        self._eval_graph, _ = nnx.split((model, optimizer))
         self.replicated = replicated(self.mesh)
         self.state = jax.device_put(state, self.replicated)
         self.signature = state_signature(self.state)
         self.step = 0
-        loss_options = {"num_classes": data.num_classes, "label_smoothing": config.label_smoothing,
-                        "aux_weight": config.aux_weight}
+        self._loss_options = (data.num_classes, config.label_smoothing, config.aux_weight)
+        self._train_step, self._eval_step = _compiled_steps(self.mesh)
+        self._check_input()
 
-        def train_step(state, images, labels):
-            model, optimizer = nnx.merge(train_graph, state)
-
-            def loss_fn(model):
-                return classification_loss(model(images), labels, **loss_options)
-
-            (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
-            optimizer.update(model, grads)
-            metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
-                       "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels)}
-            return nnx.state((model, optimizer)), metrics
-
-        def eval_step(state, images, labels, mask):
-            model, _ = nnx.merge(eval_graph, state)
-            logits = model(images)
-            logits = (logits[0] if isinstance(logits, (tuple, list)) else logits)
-            per_example = optax.softmax_cross_entropy_with_integer_labels(
-                logits.astype(jnp.float32), labels)
-            correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
-            return {"loss": jnp.sum(per_example * mask), "correct": jnp.sum(correct * mask)}
-
-        batch = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec("data"))
-        self._train_step = jax.jit(train_step, in_shardings=(self.replicated, batch, batch),
-                                   out_shardings=self.replicated)
-        self._eval_step = jax.jit(eval_step, in_shardings=(self.replicated, batch, batch, batch),
-                                  out_shardings=self.replicated)
+    def _check_input(self) -> None:
+        """Traces a train step now, so that a model/data mismatch is a clear setup error."""
+        b, shape = self.config.batch_size, self.data.image_shape
+        batch = data_sharding(self.mesh)
+        images = jax.ShapeDtypeStruct((b, *shape), jnp.float32, sharding=batch)
+        labels = jax.ShapeDtypeStruct((b,), jnp.int32, sharding=batch)
+        try:
+            self._train_step.trace(self._train_graph, self._loss_options, self.state, images,
+                                   labels)
+        except (ValueError, TypeError) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(f"`--model` {self.config.model} cannot train on the "
+                             f"{'×'.join(map(str, shape))} images of {self.data.source}: "
+                             f"{reason}") from None
 
     def batch(self, step: int) -> tuple[jax.Array, jax.Array]:
         """The training batch of ``step``, placed on the mesh."""
@@ -161,19 +201,30 @@ class Trainer:
     def train_step(self) -> dict[str, jax.Array]:
         """Runs one step on the batch of :attr:`step`; returns its metrics (device scalars)."""
         images, labels = self.batch(self.step)
-        self.state, metrics = self._train_step(self.state, images, labels)
+        self.state, metrics = self._train_step(self._train_graph, self._loss_options,
+                                               self.state, images, labels)
         self.step += 1
         return metrics
 
-    def evaluate(self) -> dict[str, float]:
-        """Loss and accuracy on the whole test split (eval mode: running BN stats, no dropout)."""
+    def evaluate(self, split: str = "test", limit: int | None = None) -> dict[str, float]:
+        """Loss and accuracy on a split in eval mode (running BN statistics, no dropout).
+
+        Args:
+          split: ``"test"``, or ``"train"`` (un-augmented training images).
+          limit: only the first ``limit`` images of the split.
+
+        Returns:
+          ``{"<split>_loss": …, "<split>_accuracy": …}``.
+        """
         totals = None
-        for images, labels, mask in eval_batches(self.data, self.config.batch_size):
-            out = self._eval_step(self.state, *shard_batch(self.mesh, [images, labels, mask]))
+        for images, labels, mask in eval_batches(self.data, self.config.batch_size, split=split,
+                                                 limit=limit):
+            out = self._eval_step(self._eval_graph, self.state,
+                                  *shard_batch(self.mesh, [images, labels, mask]))
             totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
-        n = len(self.data.test_labels)
-        return {"test_loss": float(totals["loss"]) / n,
-                "test_accuracy": float(totals["correct"]) / n}
+        n = float(totals["count"])
+        return {f"{split}_loss": float(totals["loss"]) / n,
+                f"{split}_accuracy": float(totals["correct"]) / n}
 
 
 @dataclass
@@ -356,6 +407,16 @@ def train(config: TrainConfig, *, data: Dataset | None = None, stop_at: int | No
       >>> resumed.start_step, resumed.step
       (2, 4)
     """
+    return prepare(config, data=data, console=console).run(stop_at)
+
+
+def prepare(config: TrainConfig, *, data: Dataset | None = None, console: Any = None) -> _Run:
+    """Everything before the first step: what can be wrong with the input is raised here.
+
+    Loads the data, builds and shape-checks the model, opens the checkpoint directory and
+    restores from it, opens the metrics file. The CLI reports errors from here in one line;
+    an error during :meth:`_Run.run` is a bug and keeps its traceback.
+    """
     from rich.console import Console
 
     console = Console() if console is None else console
@@ -365,99 +426,127 @@ def train(config: TrainConfig, *, data: Dataset | None = None, stop_at: int | No
                             test_size=config.test_size)
     trainer = Trainer(config, data)
     cfg = trainer.config
-    if stop_at is not None and (isinstance(stop_at, bool) or not isinstance(stop_at, int)
-                                or stop_at < 1):
-        raise ValueError(f"`stop_at` must be a positive int, got {stop_at!r}")
     ckpt = None
     if cfg.ckpt_dir is not None:
         identity = {**cfg.identity(), "data": data.fingerprint(), "state": trainer.signature}
         ckpt = Checkpoints(cfg.ckpt_dir, identity, keep=cfg.keep)
-        restored = ckpt.restore_latest(trainer.state, trainer.replicated)
+        try:
+            restored = ckpt.restore_latest(trainer.state, trainer.replicated)
+        except BaseException:
+            ckpt.close()
+            raise
         if restored is not None:
             trainer.step, trainer.state, _ = restored
         ckpt.write_config(cfg.to_dict())
-    start = trainer.step
-    saved_at = start if ckpt is not None and start > 0 else None
-    summary = RunSummary(config=cfg.to_dict(), start_step=start, step=start,
-                         num_params=trainer.num_params)
-    if jax.process_index() == 0:
-        console.print(_config_table(cfg, trainer, start, ckpt))
-    metrics_file = _MetricsFile(cfg.metrics, start)
-    last = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
-    recent: list[tuple[float, float]] = []
-    step_times: list[float] = []
-
-    def save(force: bool = False) -> None:
-        nonlocal saved_at
-        if ckpt is not None and saved_at != trainer.step:
-            ckpt.save(trainer.step, trainer.state, config=cfg.to_dict(), force=force)
-            saved_at = trainer.step
-            summary.checkpoint = os.path.join(ckpt.directory, str(trainer.step))
-
-    def evaluate() -> None:
-        record = {"step": trainer.step, "kind": "eval", **trainer.evaluate()}
-        summary.test_loss, summary.test_accuracy = record["test_loss"], record["test_accuracy"]
-        summary.history.append(record)
-        metrics_file.write(record)
-        progress.console.print(f"step {trainer.step:>6}  test loss {record['test_loss']:.4f}  "
-                               f"test acc {record['test_accuracy']:.1%}")
-
-    def record(step: int, metrics: dict, seconds: float) -> None:
-        values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        recent.append((values["loss"], values["accuracy"]))
-        del recent[:-20]
-        ips = cfg.batch_size / seconds if seconds > 0 else math.nan
-        metrics_file.write({"step": step, "kind": "train", **values,
-                            "lr": float(trainer.schedule(step - 1)), "images_per_second": ips})
-        progress.update(task, completed=step - start, loss=float(np.mean([r[0] for r in recent])),
-                        acc=float(np.mean([r[1] for r in recent])), ips=ips)
-
-    began = time.perf_counter()
-    progress = _progress(console, cfg.progress)
     try:
-        with _Signals() as signals, progress:
-            task = progress.add_task("train", total=last - start, loss=math.nan, acc=math.nan,
-                                     ips=math.nan)
-            pending = None  # the previous step's metrics: read after the next is dispatched
-            tick = time.perf_counter()
-            while trainer.step < last and signals.received is None:
-                metrics = trainer.train_step()
-                if pending is not None:
-                    record(*pending)
-                checkpoint_now = trainer.step % cfg.ckpt_every == 0
-                evaluate_now = bool(cfg.eval_every) and trainer.step % cfg.eval_every == 0
-                if checkpoint_now or evaluate_now:
-                    jax.block_until_ready(metrics)
-                now = time.perf_counter()
-                if trainer.step > start + 1:  # the first step includes compilation
-                    step_times.append(now - tick)
-                pending = (trainer.step, metrics, now - tick)
-                if checkpoint_now:
-                    save()
-                if evaluate_now:
-                    record(*pending)
-                    pending = None
-                    evaluate()
-                tick = time.perf_counter()
-            if pending is not None:
-                record(*pending)
-            summary.interrupted = signals.received
-            save(force=True)
-            if summary.interrupted is None and trainer.step == cfg.steps and (
-                    not summary.history or summary.history[-1]["step"] != trainer.step):
-                evaluate()
-    finally:
+        metrics_file = _MetricsFile(cfg.metrics, trainer.step)
+    except OSError as err:
         if ckpt is not None:
             ckpt.close()
-        metrics_file.close()
-    summary.step = trainer.step
-    summary.seconds = time.perf_counter() - began
-    if recent:
-        summary.train_loss = float(np.mean([r[0] for r in recent]))
-        summary.train_accuracy = float(np.mean([r[1] for r in recent]))
-    if step_times:
-        summary.step_seconds = float(np.median(step_times))
-        summary.images_per_second = cfg.batch_size / summary.step_seconds
-    if jax.process_index() == 0:
-        console.print(_summary_table(summary))
-    return summary
+        raise ValueError(f"`--metrics` file {cfg.metrics} cannot be written: "
+                         f"{err.strerror}") from None
+    return _Run(trainer, ckpt, metrics_file, console)
+
+
+class _Run:
+    """A prepared run (see :func:`prepare`); :meth:`run` trains and closes everything."""
+
+    def __init__(self, trainer: Trainer, ckpt: Checkpoints | None, metrics_file: _MetricsFile,
+                 console: Any):
+        self.trainer, self.ckpt, self.metrics_file, self.console = (trainer, ckpt, metrics_file,
+                                                                    console)
+        self.start = trainer.step
+        self.saved_at = self.start if ckpt is not None and self.start > 0 else None
+        self.summary = RunSummary(config=trainer.config.to_dict(), start_step=self.start,
+                                  step=self.start, num_params=trainer.num_params)
+        self.recent: list[tuple[float, float]] = []
+        self.progress: Any = None
+        self.task: Any = None
+
+    def save(self, force: bool = False) -> None:
+        trainer, ckpt = self.trainer, self.ckpt
+        if ckpt is not None and self.saved_at != trainer.step:
+            ckpt.save(trainer.step, trainer.state, config=trainer.config.to_dict(), force=force)
+            self.saved_at = trainer.step
+            self.summary.checkpoint = os.path.join(ckpt.directory, str(trainer.step))
+
+    def evaluate(self) -> None:
+        step = self.trainer.step
+        record = {"step": step, "kind": "eval", **self.trainer.evaluate()}
+        self.summary.test_loss = record["test_loss"]
+        self.summary.test_accuracy = record["test_accuracy"]
+        self.summary.history.append(record)
+        self.metrics_file.write(record)
+        self.progress.console.print(f"step {step:>6}  test loss {record['test_loss']:.4f}  "
+                                    f"test acc {record['test_accuracy']:.1%}")
+
+    def record(self, step: int, metrics: dict, seconds: float) -> None:
+        values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        self.recent.append((values["loss"], values["accuracy"]))
+        del self.recent[:-20]
+        ips = self.trainer.config.batch_size / seconds if seconds > 0 else math.nan
+        self.metrics_file.write({"step": step, "kind": "train", **values,
+                                 "lr": float(self.trainer.schedule(step - 1)),
+                                 "images_per_second": ips})
+        loss, acc = np.mean(self.recent, axis=0)
+        self.progress.update(self.task, completed=step - self.start, loss=float(loss),
+                             acc=float(acc), ips=ips)
+
+    def run(self, stop_at: int | None = None) -> RunSummary:
+        """Trains to ``config.steps`` (or ``stop_at``); returns the :class:`RunSummary`."""
+        trainer, cfg, summary = self.trainer, self.trainer.config, self.summary
+        if stop_at is not None and (isinstance(stop_at, bool) or not isinstance(stop_at, int)
+                                    or stop_at < 1):
+            raise ValueError(f"`stop_at` must be a positive int, got {stop_at!r}")
+        if jax.process_index() == 0:
+            self.console.print(_config_table(cfg, trainer, self.start, self.ckpt))
+        last = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
+        step_times: list[float] = []
+        began = time.perf_counter()
+        self.progress = _progress(self.console, cfg.progress)
+        try:
+            with _Signals() as signals, self.progress:
+                self.task = self.progress.add_task("train", total=max(last - self.start, 0),
+                                                   loss=math.nan, acc=math.nan, ips=math.nan)
+                pending = None  # the previous step's metrics: read after the next is dispatched
+                tick = time.perf_counter()
+                while trainer.step < last and signals.received is None:
+                    metrics = trainer.train_step()
+                    if pending is not None:
+                        self.record(*pending)
+                    checkpoint_now = trainer.step % cfg.ckpt_every == 0
+                    evaluate_now = bool(cfg.eval_every) and trainer.step % cfg.eval_every == 0
+                    if checkpoint_now or evaluate_now:
+                        jax.block_until_ready(metrics)
+                    now = time.perf_counter()
+                    if trainer.step > self.start + 1:  # the first step includes compilation
+                        step_times.append(now - tick)
+                    pending = (trainer.step, metrics, now - tick)
+                    if checkpoint_now:
+                        self.save()
+                    if evaluate_now:
+                        self.record(*pending)
+                        pending = None
+                        self.evaluate()
+                    tick = time.perf_counter()
+                if pending is not None:
+                    self.record(*pending)
+                summary.interrupted = signals.received
+                self.save(force=True)
+                if summary.interrupted is None and trainer.step == cfg.steps and (
+                        not summary.history or summary.history[-1]["step"] != trainer.step):
+                    self.evaluate()
+        finally:
+            if self.ckpt is not None:
+                self.ckpt.close()
+            self.metrics_file.close()
+        summary.step = trainer.step
+        summary.seconds = time.perf_counter() - began
+        if self.recent:
+            summary.train_loss, summary.train_accuracy = map(float, np.mean(self.recent, axis=0))
+        if step_times:
+            summary.step_seconds = float(np.median(step_times))
+            summary.images_per_second = cfg.batch_size / summary.step_seconds
+        if jax.process_index() == 0:
+            self.console.print(_summary_table(summary))
+        return summary

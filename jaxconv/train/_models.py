@@ -12,10 +12,13 @@ __all__ = ["MODELS", "build_model", "model_names", "register_model"]
 ModelFactory = Callable[[int, nnx.Rngs], nnx.Module]
 
 
-def _nin(num_classes: int, rngs: nnx.Rngs) -> nnx.Module:
-    from jaxconv.models import NiN
+def _nin(batch_norm: bool) -> ModelFactory:
+    def factory(num_classes: int, rngs: nnx.Rngs) -> nnx.Module:
+        from jaxconv.models import NiN
 
-    return NiN(num_classes=num_classes, rngs=rngs)
+        return NiN(num_classes=num_classes, batch_norm=batch_norm, rngs=rngs)
+
+    return factory
 
 
 def _googlenet(num_classes: int, rngs: nnx.Rngs) -> nnx.Module:
@@ -35,11 +38,14 @@ def _inception(bottleneck: bool) -> ModelFactory:
 
 
 #: ``--model`` name → factory ``(num_classes, rngs) -> nnx.Module``.
+#: ``nin`` is NiN with BatchNorm after every conv: the paper's NiN (``nin-paper``: no BN, a
+#: ReLU on the logits) sits at chance for its first hundreds of steps from scratch.
 MODELS: dict[str, ModelFactory] = {
-    "nin": _nin,
+    "nin": _nin(batch_norm=True),
     "googlenet": _googlenet,
     "inception-bottleneck": _inception(True),
     "inception-direct5x5": _inception(False),
+    "nin-paper": _nin(batch_norm=False),
 }
 
 
@@ -97,7 +103,7 @@ def build_model(name: str, num_classes: int, rngs: nnx.Rngs, **kwargs: Any) -> n
       >>> from flax import nnx
       >>> from jaxconv.train import build_model
       >>> model = nnx.eval_shape(lambda: build_model("nin", 10, nnx.Rngs(0)))
-      >>> model.mlpconv1.conv.kernel.shape
+      >>> model.mlpconv1.conv.conv.kernel.shape  # NiN with BatchNorm: ConvBN.conv
       (5, 5, 3, 192)
       >>> build_model("vgg", 10, nnx.Rngs(0))
       Traceback (most recent call last):

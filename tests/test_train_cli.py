@@ -1,0 +1,119 @@
+"""``python -m jaxconv.train``: help, one-line errors, SIGTERM saves a resumable checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+from rich.console import Console
+from test_train_support import REPO_DIR, cli_command, cli_env, register, run_cli
+
+from jaxconv.train import TrainConfig, train
+from jaxconv.train._cli import build_parser
+
+SMALL = ("--train-size", "96", "--test-size", "24", "--batch-size", "16")
+
+
+def _bad_inputs(tmp) -> dict[str, tuple[tuple[str, ...], str, int]]:
+    (tmp / "text.npz").write_text("not an npz")
+    return {
+        "unknown-model": (("--model", "resnet"), r"`--model` must be one of nin, googlenet", 1),
+        "steps": (("--steps", "0"), r"`--steps` must be an int >= 1, got 0", 1),
+        "batch": (("--batch-size", "-2"), r"`--batch-size` must be an int >= 1, got -2", 1),
+        "not-a-number": (("--lr", "fast"), r"argument --lr: invalid float value: 'fast'", 2),
+        "both-lengths": (("--steps", "3", "--epochs", "1"),
+                         r"argument --epochs: not allowed with argument --steps", 2),
+        "missing-data": (("--data", str(tmp / "nowhere")),
+                         rf"`--data` path {tmp}/nowhere does not exist", 1),
+        "wrong-format": (("--data", str(tmp / "text.npz")), r"text.npz is not a readable .npz", 1),
+        "indivisible": (("--model", "tiny", "--devices", "3", *SMALL),
+                        r"`--batch-size` \(=16\) must be a multiple of the number of devices "
+                        r"\(=3\)", 1),
+        "metrics-dir": (("--model", "tiny", "--steps", "1", *SMALL, "--metrics",
+                         str(tmp / "no" / "m.jsonl")),
+                        r"`--metrics` file .*m.jsonl cannot be written", 1),
+        "mismatch": (("--model", "tiny", "--optimizer", "adamw", "--lr", "0.5", "--ckpt-dir",
+                      str(tmp / "ckpt"), *SMALL),
+                     r"belongs to a different run \(lr: 0.05 there, 0.5 here\)", 1),
+    }
+
+
+@pytest.fixture(scope="module")
+def bad_runs(tmp_path_factory):
+    """Every bad input at once (concurrent subprocesses), after one good tiny checkpoint."""
+    tmp = tmp_path_factory.mktemp("cli")
+    register()
+    train(TrainConfig(model="tiny", optimizer="adamw", lr=0.05, steps=1, train_size=96,
+                      test_size=24, batch_size=16, ckpt_dir=str(tmp / "ckpt"), progress=False),
+          console=Console(quiet=True))
+    cases = _bad_inputs(tmp)
+    snapshot = {p: os.path.getmtime(p) for p in (tmp / "ckpt").rglob("*")}
+    procs = {name: subprocess.Popen(cli_command(*args), stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, env=cli_env(),
+                                    cwd=REPO_DIR)
+             for name, (args, _, _) in cases.items()}
+    results = {name: (p.wait(timeout=180), *p.communicate()) for name, p in procs.items()}
+    untouched = {p: os.path.getmtime(p) for p in (tmp / "ckpt").rglob("*")} == snapshot
+    return cases, results, untouched
+
+
+def test_bad_input_gives_one_line_and_a_nonzero_exit(bad_runs):
+    cases, results, untouched = bad_runs
+    for name, (_, pattern, code) in cases.items():
+        rc, out, err = results[name]
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert rc == code, (name, rc, err)
+        assert "Traceback" not in out + err, (name, err)
+        assert len(lines) == 1 and lines[0].startswith("error: "), (name, err)
+        assert re.search(pattern, lines[0]), (name, lines[0])
+    assert untouched  # the refused run wrote nothing into the other run's checkpoints
+
+
+def test_help_documents_every_flag():
+    proc = run_cli("--help", tiny=False, timeout=60)
+    assert proc.returncode == 0
+    flags = [s for a in build_parser()._actions for s in a.option_strings if s.startswith("--")]
+    assert len(flags) > 25
+    for flag in flags:
+        assert flag in proc.stdout, flag
+    for topic in ("CIFAR-10", ".npz", "SIGTERM", "resume", "--distributed", "exit status"):
+        assert topic in proc.stdout, topic
+
+
+def _train_lines(path) -> list[int]:
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line)["step"] for line in f
+                if line.endswith("\n") and '"kind": "train"' in line]
+
+
+def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path):
+    ckpt, metrics = tmp_path / "ckpt", tmp_path / "m.jsonl"
+    common = ("--model", "tiny", *SMALL, "--ckpt-dir", str(ckpt), "--ckpt-every", "100000",
+              "--metrics", str(metrics), "--eval-every", "0", "--no-progress")
+    proc = subprocess.Popen(cli_command("--steps", "100000", *common), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=cli_env(), cwd=REPO_DIR)
+    deadline = time.monotonic() + 180
+    while not _train_lines(metrics) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert _train_lines(metrics), proc.communicate()[1]
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in out + err
+    assert "interrupted" in out and "by SIGTERM" in out
+    steps = sorted(int(p.name) for p in ckpt.iterdir() if p.name.isdigit())
+    assert len(steps) == 1 and steps[0] >= 1
+    stopped = steps[0]
+    assert _train_lines(metrics) == list(range(1, stopped + 1))
+    # the same command with a larger --steps picks up where it stopped
+    again = run_cli("--steps", str(stopped + 3), *common, timeout=180)
+    assert again.returncode == 0, again.stderr
+    assert f"resumed at step {stopped}" in again.stdout
+    assert _train_lines(metrics) == list(range(1, stopped + 4))

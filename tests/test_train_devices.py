@@ -1,0 +1,88 @@
+"""Data parallelism: 4 CPU devices (in a subprocess) match 1 device within float tolerance."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from test_train_support import REPO_DIR, TESTS_DIR, cli_env
+
+_SCRIPT = """
+import json, sys
+sys.path.insert(0, {tests!r})
+import jax
+import numpy as np
+import test_train_support as s
+from jaxconv.train import TrainConfig, Trainer, make_mesh, state_to_tree
+
+s.register()
+assert jax.device_count() == 4, jax.devices()
+data = s.tiny_data()
+out = {{}}
+# SGD: Adam's update normalization would amplify the reduction-order noise of near-zero
+# gradients into parameter differences far above float tolerance.
+for n in (1, 4):
+    t = Trainer(TrainConfig(model="tiny", optimizer="sgd", steps=5, batch_size=16, devices=n,
+                            warmup_steps=1),
+                data)
+    images, labels = t.batch(0)
+    leaves = jax.tree.leaves(t.state)
+    out[n] = {{
+        "losses": [float(t.train_step()["loss"]) for _ in range(5)],
+        "eval": t.evaluate(),
+        "params": {{k: np.asarray(v).tolist() for k, v in
+                    jax.tree_util.tree_flatten_with_path(state_to_tree(t.state))[0]
+                    for k in [jax.tree_util.keystr(k)]}},
+        "replicated": all(x.sharding.is_fully_replicated and len(x.sharding.device_set) == n
+                          for x in leaves),
+        "batch_shards": sorted({{sh.data.shape[0] for sh in images.addressable_shards}}),
+        "batch_devices": len(images.sharding.device_set),
+    }}
+errors = []
+for make in (lambda: Trainer(TrainConfig(model="tiny", batch_size=10, devices=4), data),
+             lambda: make_mesh(8)):
+    try:
+        make()
+    except ValueError as err:
+        errors.append(str(err))
+out["errors"] = errors
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def four_devices():
+    proc = subprocess.run(
+        [sys.executable, "-c", _SCRIPT.format(tests=TESTS_DIR)], capture_output=True, text=True,
+        timeout=240, cwd=REPO_DIR,
+        env=cli_env(XLA_FLAGS="--xla_force_host_platform_device_count=4"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_batch_is_split_and_parameters_replicated(four_devices):
+    one, four = four_devices["1"], four_devices["4"]
+    assert one["replicated"] and four["replicated"]
+    assert (one["batch_devices"], one["batch_shards"]) == (1, [16])
+    assert (four["batch_devices"], four["batch_shards"]) == (4, [4])
+
+
+def test_four_devices_match_one_within_float_tolerance(four_devices):
+    one, four = four_devices["1"], four_devices["4"]
+    np.testing.assert_allclose(four["losses"], one["losses"], rtol=1e-5, atol=1e-6)
+    assert one["losses"][0] != one["losses"][-1]  # the steps did change the model
+    for key, value in one["params"].items():
+        np.testing.assert_allclose(np.asarray(four["params"][key]), np.asarray(value),
+                                   rtol=1e-4, atol=1e-5, err_msg=key)
+    assert four["eval"]["test_loss"] == pytest.approx(one["eval"]["test_loss"], rel=1e-5)
+
+
+def test_device_errors_are_clear(four_devices):
+    batch, too_many = four_devices["errors"]
+    assert batch.startswith("`--batch-size` (=10) must be a multiple of the number of devices "
+                            "(=4)")
+    assert too_many.startswith("`--devices` (=8) exceeds the 4 visible device(s) (on CPU, "
+                               "XLA_FLAGS=--xla_force_host_platform_device_count=N")
