@@ -163,9 +163,12 @@ def _run(case: Case, x, w, b, **kwargs):
     to = lambda a: None if a is None else jnp.asarray(a, case.dtype)  # noqa: E731
     if case.layout == "NCHW":
         x, w = _to_channels_first(x), _hwio_to_oihw(w)
-    y = jaxconv.conv(to(x), to(w), to(b), stride=case.stride, padding=case.padding,
-                     dilation=case.dilation, input_dilation=case.input_dilation,
-                     groups=case.groups, layout=case.layout, **kwargs)
+    # jitted: one compile per lowering instead of one per op (Winograd's transforms are many
+    # ops); eager execution has its own test (test_jit_equals_eager)
+    conv = jax.jit(functools.partial(
+        jaxconv.conv, stride=case.stride, padding=case.padding, dilation=case.dilation,
+        input_dilation=case.input_dilation, groups=case.groups, layout=case.layout, **kwargs))
+    y = conv(to(x), to(w), to(b))
     assert y.dtype == jnp.dtype(case.dtype)
     y = np.asarray(y.astype(jnp.float32), np.float64)
     return _from_channels_first(y) if case.layout == "NCHW" else y
