@@ -193,6 +193,10 @@ def test_npz_keys_and_holdout(tmp_path, rng):
     b = load_npz(str(tmp_path / "b.npz"))
     assert np.array_equal(b.test_images, images[15:])  # floats in [0, 1] come back as uint8
     assert b.train_labels.shape == (15,)
+    np.savez(tmp_path / "gray.npz", images=images[..., :1], labels=labels)
+    gray = load_npz(str(tmp_path / "gray.npz"))
+    assert gray.train_images.shape == (18, 8, 8, 3)
+    assert np.array_equal(gray.train_images[..., 2], images[:18, ..., 0])
     assert load_dataset(str(tmp_path / "b.npz")).name == "npz"
 
 

@@ -245,6 +245,8 @@ def _check_images(images: Any, labels: Any, where: str) -> tuple[np.ndarray, np.
                          f"got {labels.dtype.name} shape {labels.shape}")
     if len(labels) == 0 or labels.min() < 0:
         raise ValueError(f"{where}: labels must be non-empty and >= 0")
+    if images.shape[-1] == 1:  # grayscale: repeated to RGB, the models' input
+        images = np.repeat(images, 3, axis=-1)
     return images, labels.astype(np.int32)
 
 
@@ -321,7 +323,7 @@ def load_npz(path: str, *, test_fraction: float = 0.1) -> Dataset:
 
     Args:
       path: the ``.npz`` file. Images are ``uint8[N, H, W, C]`` (or float in ``[0, 1]``) with
-        ``C`` in (1, 3); labels are integers ``[N]``.
+        ``C`` in (1, 3) (grayscale is repeated to RGB); labels are integers ``[N]``.
       test_fraction: the held-out share when the file has no test split.
 
     Returns:
