@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from conftest import tol
 from flax import nnx
+from test_models import materialize
 
 import jaxconv
 from jaxconv.nn import (
@@ -33,6 +34,11 @@ def randn(rng, *shape):
     return jnp.asarray(rng.standard_normal(shape), jnp.float32)
 
 
+def abstract_call(module, shape, dtype=jnp.float32):
+    """``module(x)``'s shape and dtype for an ``x`` of ``shape``, without computing."""
+    return nnx.eval_shape(lambda m, x: m(x), module, jax.ShapeDtypeStruct(shape, dtype))
+
+
 # --- Conv ------------------------------------------------------------------------------------
 
 
@@ -55,14 +61,14 @@ def test_conv_int_kernel_is_square_2d_and_matches_flax(rng):
     ((1, 3, 3), (1, 4, 5, 5, 4), (1, 4, 5, 5, 6)),
 ])
 def test_conv_tuple_kernel_gives_1d_2d_3d(kernel_size, x_shape, out_shape):
-    conv = Conv(4, 6, kernel_size, rngs=nnx.Rngs(0))
+    conv = nnx.eval_shape(lambda: Conv(4, 6, kernel_size, rngs=nnx.Rngs(0)))
     assert conv.kernel.shape == (*kernel_size, 4, 6)
-    assert conv(jnp.ones(x_shape)).shape == out_shape
+    assert abstract_call(conv, x_shape).shape == out_shape
 
 
 def test_conv_forwards_every_argument_to_jaxconv_conv(rng):
-    conv = Conv(4, 6, (3, 2), stride=(2, 1), padding=((1, 0), (0, 1)),
-                dilation=(1, 2), groups=2, rngs=nnx.Rngs(3))
+    conv = materialize(lambda: Conv(4, 6, (3, 2), stride=(2, 1), padding=((1, 0), (0, 1)),
+                                    dilation=(1, 2), groups=2, rngs=nnx.Rngs(3)))
     assert conv.kernel.shape == (3, 2, 2, 6)
     x = randn(rng, 2, 7, 6, 4)
     want = jaxconv.conv(x, conv.kernel[...], conv.bias[...], stride=(2, 1),
@@ -70,16 +76,17 @@ def test_conv_forwards_every_argument_to_jaxconv_conv(rng):
     np.testing.assert_array_equal(conv(x), want)
 
 
-def test_conv_without_bias_and_dtype_promotion(rng):
-    conv = Conv(3, 4, 3, use_bias=False, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+def test_conv_without_bias_and_dtype_promotion():
+    conv = nnx.eval_shape(lambda: Conv(3, 4, 3, use_bias=False, dtype=jnp.bfloat16,
+                                       rngs=nnx.Rngs(0)))
     assert conv.bias is None
     assert param_paths(conv) == ["kernel"]
     assert conv.kernel.dtype == jnp.float32
-    y = conv(randn(rng, 1, 5, 5, 3))
-    assert y.dtype == jnp.bfloat16
-    half = Conv(3, 4, 3, param_dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+    assert abstract_call(conv, (1, 5, 5, 3)).dtype == jnp.bfloat16
+    half = nnx.eval_shape(lambda: Conv(3, 4, 3, param_dtype=jnp.bfloat16, rngs=nnx.Rngs(0)))
     assert half.kernel.dtype == jnp.bfloat16
-    assert half(jnp.ones((1, 5, 5, 3), jnp.bfloat16)).dtype == jnp.bfloat16
+    assert abstract_call(half, (1, 5, 5, 3), jnp.bfloat16).dtype == jnp.bfloat16
+    assert abstract_call(half, (1, 5, 5, 3)).dtype == jnp.float32  # promoted, not truncated
 
 
 def test_conv_cost_uses_the_cost_model():
@@ -170,6 +177,7 @@ def test_convbn_train_normalizes_and_updates_stats_eval_uses_them(rng):
     conv_out = unit.conv(x)
     np.testing.assert_allclose(unit.bn.mean[...], 0.01 * jnp.mean(conv_out, axis=(0, 1, 2)),
                                rtol=1e-4, atol=1e-6)
+    trained_mean = np.asarray(unit.bn.mean[...])
     unit.eval()
     y_eval = unit(x)
     want = conv_out / jnp.sqrt(unit.bn.var[...].reshape(1, 1, 1, 4) + 1e-5) \
@@ -177,6 +185,7 @@ def test_convbn_train_normalizes_and_updates_stats_eval_uses_them(rng):
                                                            + 1e-5)
     np.testing.assert_allclose(y_eval, want, rtol=1e-4, atol=1e-4)
     assert not np.allclose(y_eval, y, atol=1e-2)
+    np.testing.assert_array_equal(unit.bn.mean[...], trained_mean)  # eval leaves the stats
 
 
 def test_convbn_activation_is_applied_last(rng):
@@ -209,7 +218,7 @@ def test_inception_paths_match_the_checkpoint_format():
 
 
 def test_inception_output_is_the_branches_concatenated(rng):
-    block = Inception(8, SMALL_WIDTHS, rngs=nnx.Rngs(0))
+    block = materialize(lambda: Inception(8, SMALL_WIDTHS, rngs=nnx.Rngs(0)))
     assert block.out_features == 4 + 6 + 5 + 3
     x = randn(rng, 2, 6, 6, 8)
     y = block(x)
@@ -225,8 +234,11 @@ def test_inception_output_is_the_branches_concatenated(rng):
                                rtol=0)
 
 
-@pytest.mark.parametrize("norm", [None, "batch"])
-@pytest.mark.parametrize("widths", [SMALL_WIDTHS, (4, 3, 6, 0, 5, 3), (4, 0, 6, 0, 5, 3)])
+@pytest.mark.parametrize("norm, widths", [
+    (None, SMALL_WIDTHS),
+    (None, (4, 0, 6, 0, 5, 3)),  # no reduce at all: only branch_1x1 is pointwise
+    ("batch", (4, 3, 6, 0, 5, 3)),
+])
 def test_inception_fused_equals_unfused(rng, norm, widths):
     unfused = Inception(8, widths, norm=norm, rngs=nnx.Rngs(5))
     fused = Inception(8, widths, norm=norm, fuse_1x1=True, rngs=nnx.Rngs(5))
@@ -242,11 +254,11 @@ def test_inception_fused_equals_unfused(rng, norm, widths):
 
 
 def test_inception_reduce_width_zero_reads_the_block_input():
-    block = Inception(8, (4, 3, 6, 0, 5, 3), rngs=nnx.Rngs(0))
+    block = nnx.eval_shape(lambda: Inception(8, (4, 3, 6, 0, 5, 3), rngs=nnx.Rngs(0)))
     assert block.branch_5x5.reduce is None
     assert block.branch_5x5.conv.kernel.shape == (5, 5, 8, 5)
     assert not any(p.startswith("branch_5x5.reduce") for p in param_paths(block))
-    assert block(jnp.ones((1, 6, 6, 8))).shape == (1, 6, 6, 18)
+    assert abstract_call(block, (1, 6, 6, 8)).shape == (1, 6, 6, 18)
 
 
 def test_inception_jit_and_grad(rng):
@@ -299,7 +311,7 @@ def test_branch_modules_standalone(rng):
 
 
 def test_mlpconv_is_kxk_then_pointwise_each_activated(rng):
-    block = MLPConv(3, (8, 6, 4), 5, rngs=nnx.Rngs(0))
+    block = materialize(lambda: MLPConv(3, (8, 6, 4), 5, rngs=nnx.Rngs(0)))
     assert param_paths(block) == [
         "conv.bias", "conv.kernel", "pointwise_1.bias", "pointwise_1.kernel",
         "pointwise_2.bias", "pointwise_2.kernel",
@@ -309,8 +321,9 @@ def test_mlpconv_is_kxk_then_pointwise_each_activated(rng):
     want = relu(block.pointwise_2(relu(block.pointwise_1(relu(block.conv(x))))))
     np.testing.assert_allclose(block(x), want, atol=1e-6)
     assert block(x).shape == (2, 7, 7, 4)
-    strided = MLPConv(3, (8,), 3, stride=2, padding="VALID", norm="batch", rngs=nnx.Rngs(0))
-    assert strided(x).shape == (2, 3, 3, 8)
+    strided = nnx.eval_shape(lambda: MLPConv(3, (8,), 3, stride=2, padding="VALID",
+                                             norm="batch", rngs=nnx.Rngs(0)))
+    assert abstract_call(strided, (2, 7, 7, 3)).shape == (2, 3, 3, 8)
     assert param_paths(strided) == ["conv.bn.bias", "conv.bn.scale", "conv.conv.kernel"]
 
 
