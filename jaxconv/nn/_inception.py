@@ -227,8 +227,8 @@ class Inception(nnx.Module):
       >>> block = Inception(192, (64, 96, 128, 16, 32, 32), rngs=nnx.Rngs(0))   # 3a
       >>> block.out_features
       256
-      >>> block(jnp.ones((1, 28, 28, 192))).shape
-      (1, 28, 28, 256)
+      >>> block(jnp.ones((1, 8, 8, 192))).shape
+      (1, 8, 8, 256)
       >>> block.branch_5x5.reduce.kernel.shape
       (1, 1, 192, 16)
     """
