@@ -223,7 +223,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (ValueError, CheckpointMismatchError, OSError) as err:
             print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
             return 1
-        summary = run.run()  # an error from here on is a bug: it keeps its traceback
+        try:
+            summary = run.run()  # an error from here on is a bug: it keeps its traceback
+        except KeyboardInterrupt:  # a second Ctrl-C / SIGTERM while the first was handled
+            print("error: interrupted again; stopped without a final checkpoint",
+                  file=sys.stderr)
+            return 130
     if summary.interrupted:
         return 128 + signal.Signals[summary.interrupted].value
     return 0

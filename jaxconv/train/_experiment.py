@@ -117,7 +117,8 @@ def _plot(rows: list[dict], path: str) -> None:
     fit.set_xticks(range(2), ["train images", "test images"])
     fit.set(ylabel="accuracy (eval mode)", title="fit: train vs test accuracy")
     for ax in (cost, fit):
-        ax.legend(fontsize=8)
+        ax.set_ylim(top=1.35 * ax.get_ylim()[1])  # room for the legend above the bars
+        ax.legend(fontsize=8, loc="upper right")
         ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -171,7 +172,9 @@ def compare(config: TrainConfig, *, models: tuple[str, ...] = COMPARED,
             "gap": train_eval["train_accuracy"] - summary.test_accuracy,
             "steps": summary.step, "history": summary.history,
         })
-    console.print(_table(rows), width=max(console.width, 110))
+    if not console.is_terminal:  # a log file: do not squeeze the table into 80 columns
+        console.width = max(console.width, 110)
+    console.print(_table(rows))
     console.print("MACs: jaxconv.summary (cost model, every tap counted); gap: accuracy on "
                   f"{len(data.test_labels)} training images minus test accuracy, eval mode.")
     if plot is not None:

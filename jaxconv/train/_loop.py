@@ -79,6 +79,11 @@ def classification_loss(outputs: Any, labels: jax.Array, *, num_classes: int,
     return loss, logits
 
 
+def _scalar(x: jax.Array) -> float:
+    """A replicated scalar's value; this process's copy also when others hold the rest."""
+    return float(np.asarray(x.addressable_data(0)))
+
+
 def _train_step(graph: Any, loss_options: tuple, state: Any, images: jax.Array,
                 labels: jax.Array) -> tuple[Any, dict[str, jax.Array]]:
     model, optimizer = nnx.merge(graph, state)
@@ -223,9 +228,9 @@ class Trainer:
             out = self._eval_step(self._eval_graph, self.state,
                                   *shard_batch(self.mesh, [images, labels, mask]))
             totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
-        n = float(totals["count"])
-        return {f"{split}_loss": float(totals["loss"]) / n,
-                f"{split}_accuracy": float(totals["correct"]) / n}
+        n = _scalar(totals["count"])
+        return {f"{split}_loss": _scalar(totals["loss"]) / n,
+                f"{split}_accuracy": _scalar(totals["correct"]) / n}
 
 
 @dataclass
@@ -482,7 +487,7 @@ class _Run:
                                     f"test acc {record['test_accuracy']:.1%}")
 
     def record(self, step: int, metrics: dict, seconds: float) -> None:
-        values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        values = {k: _scalar(v) for k, v in metrics.items()}
         self.recent.append((values["loss"], values["accuracy"]))
         del self.recent[:-20]
         ips = self.trainer.config.batch_size / seconds if seconds > 0 else math.nan
