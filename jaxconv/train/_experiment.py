@@ -159,11 +159,12 @@ def compare(config: TrainConfig, *, models: tuple[str, ...] = COMPARED,
             ckpt_dir=None if config.ckpt_dir is None else os.path.join(config.ckpt_dir, name))
         runs.append((name, prepare(cfg, data=data, console=console)))
     rows = []
+    measured = min(len(data.test_labels), len(data.train_labels))
     for name, run in runs:
         console.rule(name)
         params, macs = model_cost(name, data.num_classes, data.image_shape)
         summary = run.run()
-        train_eval = run.trainer.evaluate("train", limit=len(data.test_labels))
+        train_eval = run.trainer.evaluate("train", limit=measured)
         rows.append({
             "model": name, "params": params, "macs": macs,
             "step_seconds": summary.step_seconds, "images_per_second": summary.images_per_second,
@@ -176,7 +177,7 @@ def compare(config: TrainConfig, *, models: tuple[str, ...] = COMPARED,
         console.width = max(console.width, 110)
     console.print(_table(rows))
     console.print("MACs: jaxconv.summary (cost model, every tap counted); gap: accuracy on "
-                  f"{len(data.test_labels)} training images minus test accuracy, eval mode.")
+                  f"{measured} training images minus test accuracy, eval mode.")
     if plot is not None:
         _plot(rows, plot)
         console.print(f"plot: {plot}")
