@@ -57,7 +57,12 @@ def bad_runs(tmp_path_factory):
                                     stderr=subprocess.PIPE, text=True, env=cli_env(),
                                     cwd=REPO_DIR)
              for name, (args, _, _) in cases.items()}
-    results = {name: (p.wait(timeout=180), *p.communicate()) for name, p in procs.items()}
+    try:
+        results = {name: (p.wait(timeout=180), *p.communicate()) for name, p in procs.items()}
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
     untouched = {p: os.path.getmtime(p) for p in (tmp / "ckpt").rglob("*")} == snapshot
     return cases, results, untouched
 
@@ -99,12 +104,16 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path):
               "--metrics", str(metrics), "--eval-every", "0", "--no-progress")
     proc = subprocess.Popen(cli_command("--steps", "100000", *common), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=cli_env(), cwd=REPO_DIR)
-    deadline = time.monotonic() + 180
-    while not _train_lines(metrics) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert _train_lines(metrics), proc.communicate()[1]
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
+    try:
+        deadline = time.monotonic() + 180
+        while not _train_lines(metrics) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert _train_lines(metrics), proc.communicate()[1]
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "Traceback" not in out + err
     assert "interrupted" in out and "by SIGTERM" in out

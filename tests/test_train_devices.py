@@ -1,14 +1,18 @@
-"""Data parallelism: 4 CPU devices (in a subprocess) match 1 device within float tolerance."""
+"""Data parallelism: 4 CPU devices (in a subprocess), and 2 processes joined by
+``jax.distributed``, match 1 device within float tolerance."""
 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from test_train_support import REPO_DIR, TESTS_DIR, cli_env
+from test_train_support import REPO_DIR, TESTS_DIR, cli_command, cli_env, register, tiny_data
+
+from jaxconv.train import TrainConfig, Trainer
 
 _SCRIPT = """
 import json, sys
@@ -86,3 +90,34 @@ def test_device_errors_are_clear(four_devices):
                             "(=4)")
     assert too_many.startswith("`--devices` (=8) exceeds the 4 visible device(s) (on CPU, "
                                "XLA_FLAGS=--xla_force_host_platform_device_count=N")
+
+
+def test_two_processes_match_one_device(tmp_path):
+    """The multi-host path (``--coordinator``): 2 processes × 1 CPU device, over localhost."""
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    args = ("--model", "tiny", "--optimizer", "sgd", "--steps", "4", "--batch-size", "16",
+            "--train-size", "96", "--test-size", "24", "--eval-every", "0", "--no-progress",
+            "--warmup-steps", "1", "--ckpt-dir", str(tmp_path / "ckpt"),
+            "--metrics", str(tmp_path / "m.jsonl"), "--coordinator", f"localhost:{port}",
+            "--num-processes", "2")
+    procs = [subprocess.Popen(cli_command(*args, "--process-id", str(i)), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=cli_env(), cwd=REPO_DIR)
+             for i in range(2)]
+    try:
+        outputs = [p.communicate(timeout=240) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:  # a hung peer waits on the coordinator forever
+                p.kill()
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outputs]
+    assert "summary" in outputs[0][0] and "summary" not in outputs[1][0]  # process 0 reports
+    with open(tmp_path / "m.jsonl") as f:
+        losses = [json.loads(line)["loss"] for line in f if '"train"' in line]
+    register()
+    t = Trainer(TrainConfig(model="tiny", optimizer="sgd", steps=4, batch_size=16,
+                            warmup_steps=1, devices=1), tiny_data())
+    expected = [float(t.train_step()["loss"]) for _ in range(4)]
+    np.testing.assert_allclose(losses, expected, rtol=1e-5, atol=1e-6)
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["4", "config.json"]

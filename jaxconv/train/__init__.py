@@ -45,6 +45,7 @@ from jaxconv.train._sharding import check_batch_size as check_batch_size
 from jaxconv.train._sharding import data_sharding as data_sharding
 from jaxconv.train._sharding import initialize_distributed as initialize_distributed
 from jaxconv.train._sharding import make_mesh as make_mesh
+from jaxconv.train._sharding import put_replicated as put_replicated
 from jaxconv.train._sharding import replicated as replicated
 from jaxconv.train._sharding import shard_batch as shard_batch
 
@@ -74,6 +75,7 @@ __all__ = [
     "make_mesh",
     "make_optimizer",
     "model_names",
+    "put_replicated",
     "register_model",
     "replicated",
     "shard_batch",

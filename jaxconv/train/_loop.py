@@ -34,6 +34,7 @@ from jaxconv.train._sharding import (
     check_batch_size,
     data_sharding,
     make_mesh,
+    put_replicated,
     replicated,
     shard_batch,
 )
@@ -174,7 +175,7 @@ class Trainer:
         model.eval()
         self._eval_graph, _ = nnx.split((model, optimizer))
         self.replicated = replicated(self.mesh)
-        self.state = jax.device_put(state, self.replicated)
+        self.state = put_replicated(state, self.mesh)
         self.signature = state_signature(self.state)
         self.step = 0
         self._loss_options = (data.num_classes, config.label_smoothing, config.aux_weight)
@@ -483,8 +484,9 @@ class _Run:
         self.summary.test_accuracy = record["test_accuracy"]
         self.summary.history.append(record)
         self.metrics_file.write(record)
-        self.progress.console.print(f"step {step:>6}  test loss {record['test_loss']:.4f}  "
-                                    f"test acc {record['test_accuracy']:.1%}")
+        if jax.process_index() == 0:
+            self.progress.console.print(f"step {step:>6}  test loss {record['test_loss']:.4f}  "
+                                        f"test acc {record['test_accuracy']:.1%}")
 
     def record(self, step: int, metrics: dict, seconds: float) -> None:
         values = {k: _scalar(v) for k, v in metrics.items()}

@@ -20,6 +20,7 @@ __all__ = [
     "data_sharding",
     "initialize_distributed",
     "make_mesh",
+    "put_replicated",
     "replicated",
     "shard_batch",
 ]
@@ -84,6 +85,40 @@ def replicated(mesh: Mesh) -> NamedSharding:
       True
     """
     return NamedSharding(mesh, PartitionSpec())
+
+
+def put_replicated(tree, mesh: Mesh):
+    """Places a pytree of host-local arrays on every device of ``mesh`` (a full copy each).
+
+    Every process must pass the same values (they come from the same seed). With several
+    processes each global array is assembled from this process's copy, since
+    ``jax.device_put`` cannot target another process's devices.
+
+    Args:
+      tree: a pytree of arrays (PRNG key arrays included).
+      mesh: the data-parallel mesh.
+
+    Returns:
+      the pytree with replicated global arrays.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxconv.train import make_mesh, put_replicated
+      >>> put_replicated({"w": jnp.ones(3)}, make_mesh(1))["w"].sharding.is_fully_replicated
+      True
+    """
+    sharding = replicated(mesh)
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    def put(x):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(put(jax.random.key_data(x)),
+                                            impl=jax.random.key_impl(x))
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(put, tree)
 
 
 def check_batch_size(batch_size: int, mesh: Mesh) -> None:
