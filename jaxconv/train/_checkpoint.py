@@ -34,11 +34,24 @@ _TMP_MARK = ".orbax-checkpoint-tmp"
 
 
 class CheckpointMismatchError(ValueError):
-    """The checkpoint directory holds a run of a different model or config."""
+    """The checkpoint directory holds a run of a different model or config.
+
+    Examples:
+      >>> from jaxconv.train import CheckpointMismatchError
+      >>> issubclass(CheckpointMismatchError, ValueError)  # the CLI reports it in one line
+      True
+    """
 
 
 class PartialCheckpointWarning(UserWarning):
-    """An unfinished or unreadable checkpoint was skipped."""
+    """An unfinished or unreadable checkpoint was skipped.
+
+    Examples:
+      >>> import warnings
+      >>> from jaxconv.train import PartialCheckpointWarning
+      >>> with warnings.catch_warnings():  # to silence it
+      ...     warnings.simplefilter("ignore", PartialCheckpointWarning)
+    """
 
 
 def _path_names(path: tuple) -> tuple[str, ...]:

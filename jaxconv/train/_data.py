@@ -61,6 +61,12 @@ class Dataset:
       mean: ``float32[C]`` per-channel mean of the training images, in ``[0, 1]`` units.
       std: ``float32[C]`` per-channel standard deviation, in ``[0, 1]`` units.
       source: a description of the source (path, or the generator's seed and sizes).
+
+    Examples:
+      >>> from jaxconv.train import synthetic_dataset
+      >>> data = synthetic_dataset(10, 5)
+      >>> data.image_shape, data.num_classes, sorted(data.fingerprint())
+      ((32, 32, 3), 10, ['digest', 'image_shape', 'name', 'num_classes', 'test', 'train'])
     """
 
     name: str

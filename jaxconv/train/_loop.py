@@ -253,6 +253,11 @@ class RunSummary:
       checkpoint: the last checkpoint's directory, if any.
       interrupted: ``"SIGTERM"``/``"SIGINT"`` when a signal stopped the run, else ``None``.
       history: the evaluation records.
+
+    Examples:
+      >>> from jaxconv.train import RunSummary
+      >>> RunSummary(config={}, start_step=0, step=10, num_params=5).interrupted is None
+      True
     """
 
     config: dict
@@ -352,7 +357,8 @@ def _config_table(cfg: TrainConfig, trainer: Trainer, start: int, ckpt: Checkpoi
                   f"  (batch {cfg.batch_size} split over axis 'data')")
     for name in ("steps", "batch_size", "optimizer", "lr", "momentum", "weight_decay",
                  "warmup_steps", "clip_norm", "label_smoothing", "augment", "seed"):
-        table.add_row(name, str(getattr(cfg, name)))
+        if name != "momentum" or cfg.optimizer == "sgd":
+            table.add_row(name, str(getattr(cfg, name)))
     if ckpt is not None:
         table.add_row("checkpoints", f"{ckpt.directory} (every {cfg.ckpt_every} steps, keep "
                       f"{cfg.keep})" + (f" — resumed at step {start}" if start else ""))

@@ -189,6 +189,13 @@ def initialize_distributed(coordinator: str | None = None, num_processes: int | 
 
     Raises:
       ValueError: only some of the three arguments are given.
+
+    Examples:
+      >>> from jaxconv.train import initialize_distributed
+      >>> initialize_distributed("localhost:1234")
+      Traceback (most recent call last):
+      ...
+      ValueError: `--coordinator`, `--num-processes` and `--process-id` go together: ...
     """
     given = [v is not None for v in (coordinator, num_processes, process_id)]
     if any(given) and not all(given):
