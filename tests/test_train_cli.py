@@ -1,7 +1,9 @@
-"""``python -m jaxconv.train``: help, one-line errors, SIGTERM saves a resumable checkpoint."""
+"""``python -m jaxconv.train``: help, one-line errors, SIGTERM saves a checkpoint that resumes
+in a new process to the same bits."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -11,7 +13,15 @@ import time
 
 import pytest
 from rich.console import Console
-from test_train_support import REPO_DIR, cli_command, cli_env, register, run_cli
+from test_train_support import (
+    REPO_DIR,
+    cli_command,
+    cli_env,
+    differing,
+    final_tree,
+    register,
+    run_cli,
+)
 
 from jaxconv.train import TrainConfig, train
 from jaxconv.train._cli import build_parser
@@ -126,3 +136,12 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path):
     assert again.returncode == 0, again.stderr
     assert f"resumed at step {stopped}" in again.stdout
     assert _train_lines(metrics) == list(range(1, stopped + 4))
+    # Bit for bit what one process computes without the signal: the same two schedules
+    # (100000 steps up to the stop, then stopped + 3), no restart between processes.
+    register()
+    reference = TrainConfig(model="tiny", steps=100000, train_size=96, test_size=24,
+                            batch_size=16, ckpt_dir=str(tmp_path / "reference"),
+                            ckpt_every=100000, eval_every=0, progress=False)
+    train(reference, stop_at=stopped, console=Console(quiet=True))
+    train(dataclasses.replace(reference, steps=stopped + 3), console=Console(quiet=True))
+    assert differing(final_tree(ckpt)[1], final_tree(tmp_path / "reference")[1]) == []
