@@ -1,27 +1,55 @@
-"""Lowerings behind ``implementation=`` and the dispatch that picks one.
+"""Lowerings behind ``implementation=`` and the dispatch that picks one per shape and backend.
 
-Each lowering is a small module with ``name``, ``supports(spec) -> None | reason``, ``conv(x, w,
-spec)`` and the ``reference`` it is tested against. :func:`select` walks :data:`LOWERINGS` in
-priority order and takes the first that applies; ``"xla"`` applies to everything, so
-``implementation=None`` always works. An explicitly requested lowering that does not apply
-raises with its reason.
+Each lowering has ``name``, ``supports(spec) -> None | reason``, ``conv(x, w, spec)``, the
+``reference`` it is tested against, ``backends`` (the platforms where selection considers it;
+None for all) and ``error_factor`` (its max error in units of the dtype tolerance).
+
+:func:`select` with ``implementation=None`` picks a :class:`Plan` — one lowering for the forward,
+one for the input gradient, one for the weight gradient — from, in order: the tables
+:func:`jaxconv.autotune` writes (user cache, then the defaults shipped for this device kind), and
+the cost model :func:`default_plan`. A plan whose three names differ runs as a ``custom_jvp``:
+the forward by ``fwd``, the tangent (and so, transposed, each gradient) by ``dx`` and ``dw``.
+An explicitly requested lowering that does not apply raises with its reason.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
+import contextlib
+import functools
+from collections.abc import Iterator
+from typing import Any
 
-from jaxconv.kernels import _einsum, _xla
+import jax
+import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
+
+from jaxconv.kernels import _eigen, _einsum, _tables, _xla
 from jaxconv.kernels._spec import ConvSpec
+from jaxconv.kernels._tables import Plan, device_kind, spec_key
 
-__all__ = ["LOWERINGS", "ConvSpec", "available", "get", "select"]
+__all__ = [
+    "LOWERINGS",
+    "ConvSpec",
+    "Plan",
+    "available",
+    "candidates",
+    "default_plan",
+    "device_kind",
+    "get",
+    "plan",
+    "recording",
+    "select",
+    "spec_key",
+]
 
-#: Lowerings in priority order for ``implementation=None``.
-LOWERINGS: dict[str, ModuleType] = {m.name: m for m in (_einsum, _xla)}
+#: Every lowering by name (the fallback ``"xla"`` last).
+LOWERINGS: dict[str, Any] = {
+    m.name: m for m in (_einsum, _eigen, _xla)
+}
 
 
-def get(name: str) -> ModuleType:
-    """The lowering module called ``name``; raises ``ValueError`` for an unknown name."""
+def get(name: str) -> Any:
+    """The lowering called ``name``; raises ``ValueError`` for an unknown name."""
     if not isinstance(name, str):
         raise TypeError(f"`implementation` must be a string or None, got {name!r}")
     try:
@@ -36,15 +64,154 @@ def available(spec: ConvSpec) -> dict[str, str | None]:
     return {name: m.supports(spec) for name, m in LOWERINGS.items()}
 
 
-def select(spec: ConvSpec, implementation: str | None = None) -> ModuleType:
-    """The lowering to run ``spec`` with.
+def candidates(spec: ConvSpec, platform: str | None = None) -> tuple[str, ...]:
+    """The lowerings selection may choose for ``spec`` on ``platform`` (default: jax's default
+    backend): those that apply and whose ``backends`` include the platform."""
+    platform = platform or jax.default_backend()
+    return tuple(
+        name for name, m in LOWERINGS.items()
+        if m.supports(spec) is None and (m.backends is None or platform in m.backends)
+    )
+
+
+def _winograd_variant(spec: ConvSpec, ok: tuple[str, ...]) -> str | None:
+    """The measured rule (``python -m bench lowering``, bench/results/cpu/lowering.md): Winograd
+    forwards win on a CPU when both channel counts are >= 32 and the map is >= 14 wide;
+    F(4×4) for 5×5 kernels and for 3×3 on maps >= 28, F(2×2) for 3×3 on 14..27."""
+    if min(spec.in_channels, spec.out_channels) < 32 or min(spec.out_spatial) < 14:
+        return None
+    big = spec.kernel[0] == 5 or min(spec.out_spatial) >= 28
+    name = "winograd_f4" if big else "winograd_f2"
+    return name if name in ok else None
+
+
+def default_plan(spec: ConvSpec, platform: str | None = None) -> Plan:
+    """The cost model: the plan used when no table has an entry for ``spec``.
+
+    Off the CPU: ``einsum`` for a pointwise conv, else ``xla`` (cuDNN/TPU convs). On the CPU,
+    from the measurements in bench/results/cpu/lowering.md:
+
+    - pointwise → ``einsum`` (a 2-core dot);
+    - strided 2-D → ``space_to_depth`` (its gradients 2.5-9× faster than XLA's);
+    - other 2-D → ``xla_eigen`` for all three roles (both cores; YNNPACK's weight gradient is
+      up to 13× slower), with a Winograd forward where :func:`_winograd_variant` says so, and
+      for C_in <= 4 YNNPACK's forward and ``im2col``'s input gradient;
+    - else ``xla``.
+
+    Examples:
+      >>> from jaxconv._ops import make_spec
+      >>> spec, _, _ = make_spec((8, 28, 28, 64), (1, 1, 64, 32), "float32", padding="VALID")
+      >>> default_plan(spec, "gpu")
+      Plan(fwd='einsum', dx='einsum', dw='einsum')
+    """
+    platform = platform or jax.default_backend()
+    ok = candidates(spec, platform)
+    if "einsum" in ok:
+        return Plan("einsum", "einsum", "einsum")
+    if "space_to_depth" in ok:
+        return Plan("space_to_depth", "space_to_depth", "space_to_depth")
+    if "xla_eigen" not in ok:
+        return Plan("xla", "xla", "xla")
+    fwd, dx = "xla_eigen", "xla_eigen"
+    if spec.in_channels <= 4 and "im2col" in ok:
+        fwd, dx = "xla", "im2col"
+    return Plan(_winograd_variant(spec, ok) or fwd, dx, "xla_eigen")
+
+
+_RECORDING: list[list[ConvSpec]] = []
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[list[ConvSpec]]:
+    """Collects the spec of every conv traced inside (with ``implementation=None``)."""
+    seen: list[ConvSpec] = []
+    _RECORDING.append(seen)
+    try:
+        yield seen
+    finally:
+        _RECORDING.remove(seen)
+
+
+@functools.cache
+def _kind(platform: str) -> str:
+    return device_kind(platform)
+
+
+def plan(spec: ConvSpec, platform: str | None = None) -> Plan:
+    """The plan for ``spec``: a tuned table entry for this device kind, else :func:`default_plan`.
+    Table entries naming a lowering that no longer exists or applies are ignored."""
+    platform = platform or jax.default_backend()
+    tuned = _tables.lookup(spec, _kind(platform))
+    if tuned is not None and all(
+        name in LOWERINGS and LOWERINGS[name].supports(spec) is None for name in tuned
+    ):
+        return tuned
+    return default_plan(spec, platform)
+
+
+class Split:
+    """A plan whose roles use different lowerings, behaving like one lowering."""
+
+    backends = None
+    error_factor = 1.0
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.name = "+".join(dict.fromkeys(plan))
+        self.error_factor = max(LOWERINGS[n].error_factor for n in plan)
+
+    def __repr__(self) -> str:
+        return f"<plan fwd={self.plan.fwd!r} dx={self.plan.dx!r} dw={self.plan.dw!r}>"
+
+    def supports(self, spec: ConvSpec) -> str | None:
+        reasons = [LOWERINGS[n].supports(spec) for n in self.plan]
+        return next((r for r in reasons if r is not None), None)
+
+    def conv(self, x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
+        return _split(x, w, spec, self.plan)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _split(x: jax.Array, w: jax.Array, spec: ConvSpec, plan: Plan) -> jax.Array:
+    return LOWERINGS[plan.fwd].conv(x, w, spec)
+
+
+def _split_jvp(spec, plan, primals, tangents):
+    x, w = primals
+    tx, tw = tangents
+    y = LOWERINGS[plan.fwd].conv(x, w, spec)
+    # A conv is bilinear: d(x ⋆ w) = dx ⋆ w + x ⋆ dw. Each term is the jvp of its role's
+    # lowering in one argument, so a lowering's own derivative rule (Winograd's) is honoured;
+    # the primal each jvp also computes is dead code under jit.
+    terms = []
+    if not isinstance(tx, SymbolicZero):
+        dx_conv = LOWERINGS[plan.dx].conv
+        terms.append(jax.jvp(lambda a: dx_conv(a, w, spec), (x,), (tx,))[1])
+    if not isinstance(tw, SymbolicZero):
+        dw_conv = LOWERINGS[plan.dw].conv
+        terms.append(jax.jvp(lambda b: dw_conv(x, b, spec), (w,), (tw,))[1])
+    return y, functools.reduce(jnp.add, terms) if terms else jnp.zeros_like(y)
+
+
+_split.defjvp(_split_jvp, symbolic_zeros=True)
+
+
+def select(spec: ConvSpec, implementation: str | None = None) -> Any:
+    """The lowering to run ``spec`` with (an object with ``.conv(x, w, spec)``).
 
     Args:
       spec: the canonical conv description.
-      implementation: None for the best applicable lowering, or a name from :data:`LOWERINGS`.
+      implementation: None for the :func:`plan` of this spec on the default backend, or a name
+        from :data:`LOWERINGS` (used for the forward and, by autodiff, both gradients).
 
     Raises:
       ValueError: for an unknown name, or a named lowering that does not apply (with why).
+
+    Examples:
+      >>> from jaxconv._ops import make_spec
+      >>> spec, _, _ = make_spec((2, 8, 8, 4), (3, 3, 4, 4), "float32")
+      >>> select(spec, "xla").name
+      'xla'
     """
     if implementation is not None:
         lowering = get(implementation)
@@ -52,7 +219,9 @@ def select(spec: ConvSpec, implementation: str | None = None) -> ModuleType:
         if reason is not None:
             raise ValueError(f"`implementation` (={implementation!r}) does not apply: {reason}")
         return lowering
-    for lowering in LOWERINGS.values():
-        if lowering.supports(spec) is None:
-            return lowering
-    return _xla  # unreachable: xla supports everything
+    for seen in _RECORDING:
+        seen.append(spec)
+    chosen = plan(spec)
+    if chosen.fwd == chosen.dx == chosen.dw:
+        return LOWERINGS[chosen.fwd]
+    return Split(chosen)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,3 +81,30 @@ class ConvSpec:
     @property
     def out_dtype(self) -> Any:
         return jnp.dtype(self.preferred_element_type or self.dtype)
+
+
+#: Rules a lowering may require, with the reason it gives when a spec breaks one.
+RULES: dict[str, tuple[Callable[[ConvSpec], bool], str]] = {
+    "2d": (lambda s: s.ndim == 2, "needs a 2-D conv, got {s.ndim}-D"),
+    "nhwc": (lambda s: s.channels_last, "needs a channels-last layout (NHWC)"),
+    "stride 1": (lambda s: all(v == 1 for v in s.stride), "needs stride 1, got {s.stride}"),
+    "strided": (lambda s: any(v != 1 for v in s.stride),
+                "is for strided convs, got stride {s.stride}"),
+    "no input dilation": (lambda s: all(v == 1 for v in s.input_dilation),
+                          "needs input_dilation 1, got {s.input_dilation}"),
+    "no dilation": (lambda s: all(v == 1 for v in s.dilation + s.input_dilation),
+                    "needs no dilation, got dilation {s.dilation} and input_dilation "
+                    "{s.input_dilation}"),
+    "groups 1": (lambda s: s.groups == 1, "needs groups=1, got {s.groups}"),
+    "padding >= 0": (lambda s: all(p >= 0 for pair in s.padding for p in pair),
+                     "needs non-negative padding, got {s.padding}"),
+}
+
+
+def unmet(spec: ConvSpec, name: str, *rules: str) -> str | None:
+    """The reason (``"<name> needs …, got …"``) for the first of :data:`RULES` ``spec`` breaks."""
+    for rule in rules:
+        holds, reason = RULES[rule]
+        if not holds(spec):
+            return f"{name} {reason.format(s=spec)}"
+    return None

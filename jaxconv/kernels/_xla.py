@@ -8,6 +8,8 @@ from jax import lax
 from jaxconv.kernels._spec import ConvSpec
 
 name = "xla"
+backends = None  # every platform
+error_factor = 1.0
 
 
 def supports(spec: ConvSpec) -> str | None:

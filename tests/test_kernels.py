@@ -1,0 +1,236 @@
+"""Every lowering against the NumPy float64 reference on a seeded grid of the shapes it supports;
+``supports`` reasons; explicit-but-inapplicable requests; plans (fwd/dx/dw split) and their
+derivatives; the cost model; XLA:CPU routing of ``xla_eigen``; no recompiles."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import reference
+from conftest import tol
+from jax import lax
+
+import jaxconv
+from jaxconv import kernels
+from jaxconv._ops import make_spec
+
+LOWERINGS = tuple(kernels.LOWERINGS)
+
+
+def _sample(name: str, count: int, seed: int) -> list[dict]:
+    """Up to ``count`` small conv configurations that lowering ``name`` supports."""
+    rng = np.random.default_rng(seed)
+    lowering = kernels.get(name)
+    found: list[dict] = []
+    for _ in range(4000):
+        if len(found) == count:
+            break
+        k = int(rng.choice([1, 1, 3, 3, 5, 2]))
+        kernel = (k, k) if rng.random() < 0.8 else (k, int(rng.integers(1, 4)))
+        pointwise_like = kernel == (1, 1) and rng.random() < 0.7
+        cfg = dict(
+            x=(int(rng.integers(1, 3)), int(rng.integers(max(kernel[0], 4), 11)),
+               int(rng.integers(max(kernel[1], 4), 11))),
+            kernel=kernel,
+            c_in=int(rng.integers(1, 9)),
+            c_out=int(rng.integers(1, 9)),
+            stride=1 if pointwise_like else int(rng.choice([1, 1, 2])),
+            dilation=1 if pointwise_like else int(rng.choice([1, 1, 1, 2])),
+            padding="VALID" if pointwise_like else
+            rng.choice(["SAME", "VALID", "pairs"]).item(),
+            groups=1 if rng.random() < 0.8 else 2,
+            layout="NHWC" if rng.random() < 0.75 else "NCHW",
+            seed=int(rng.integers(1 << 30)),
+        )
+        if cfg["padding"] == "pairs":
+            cfg["padding"] = tuple(tuple(int(v) for v in rng.integers(0, 3, 2)) for _ in range(2))
+        if cfg["groups"] == 2:
+            cfg["c_in"], cfg["c_out"] = 2 * max(cfg["c_in"] // 2, 1), 2 * max(cfg["c_out"] // 2, 1)
+        spec = _spec(cfg)
+        if spec is not None and lowering.supports(spec) is None:
+            found.append(cfg)
+    return found
+
+
+def _spec(cfg: dict):
+    n, h, w = cfg["x"]
+    x_shape = (n, h, w, cfg["c_in"]) if cfg["layout"] == "NHWC" else (n, cfg["c_in"], h, w)
+    w_shape = ((*cfg["kernel"], cfg["c_in"] // cfg["groups"], cfg["c_out"])
+               if cfg["layout"] == "NHWC" else
+               (cfg["c_out"], cfg["c_in"] // cfg["groups"], *cfg["kernel"]))
+    try:
+        spec, _, _ = make_spec(x_shape, w_shape, "float32", stride=cfg["stride"],
+                               padding=cfg["padding"], dilation=cfg["dilation"],
+                               groups=cfg["groups"], layout=cfg["layout"])
+    except ValueError:  # a kernel larger than the padded input
+        return None
+    return spec
+
+
+def _data(cfg: dict):
+    rng = np.random.default_rng(cfg["seed"])
+    n, h, w = cfg["x"]
+    x = rng.standard_normal((n, h, w, cfg["c_in"])).astype(np.float32).astype(np.float64)
+    k = rng.standard_normal((*cfg["kernel"], cfg["c_in"] // cfg["groups"], cfg["c_out"]))
+    return x, k.astype(np.float32).astype(np.float64)
+
+
+def _call(cfg: dict, x, w, implementation):
+    if cfg["layout"] == "NCHW":
+        x, w = np.moveaxis(x, -1, 1), np.transpose(w, (3, 2, 0, 1))
+    y = jaxconv.conv(jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32),
+                     stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"],
+                     groups=cfg["groups"], layout=cfg["layout"], implementation=implementation)
+    y = np.asarray(y, np.float64)
+    return np.moveaxis(y, 1, -1) if cfg["layout"] == "NCHW" else y
+
+
+GRID = [(name, cfg) for i, name in enumerate(LOWERINGS) for cfg in _sample(name, 6, 100 + i)]
+
+
+def test_grid_reaches_every_lowering():
+    assert {name for name, _ in GRID} == set(LOWERINGS)
+
+
+@pytest.mark.parametrize(("name", "cfg"), GRID,
+                         ids=[f"{n}-{i}" for i, (n, _) in enumerate(GRID)])
+def test_lowering_matches_float64_reference(name, cfg):
+    x, w = _data(cfg)
+    expected = reference.conv(x, w, stride=cfg["stride"], padding=cfg["padding"],
+                              dilation=cfg["dilation"], groups=cfg["groups"])
+    reduction = math.prod(cfg["kernel"]) * cfg["c_in"] // cfg["groups"]
+    atol = tol("float32", reduction) * kernels.get(name).error_factor
+    np.testing.assert_allclose(_call(cfg, x, w, name), expected, rtol=0, atol=atol)
+
+
+def _grads(fn, x, w, dy):
+    return jax.jit(lambda x, w, dy: jax.vjp(fn, x, w)[1](dy))(x, w, dy)
+
+
+@pytest.mark.parametrize("name", [n for n in LOWERINGS if n != "xla"])
+def test_lowering_gradients_match_xla(name, rng):
+    """dx and dw of each lowering (autodiff or its own rule) against xla at HIGHEST."""
+    cfg = _sample(name, 1, 7)[0]
+    spec = _spec(cfg)
+    xs = (cfg["x"][0], *spec.in_spatial, cfg["c_in"])
+    if not spec.channels_last:
+        xs = (xs[0], xs[3], xs[1], xs[2])
+    ws = ((*spec.kernel, cfg["c_in"] // cfg["groups"], cfg["c_out"]) if spec.channels_last
+          else (cfg["c_out"], cfg["c_in"] // cfg["groups"], *spec.kernel))
+    x, w = (jnp.asarray(rng.standard_normal(s), jnp.float32) for s in (xs, ws))
+    dy = jnp.asarray(rng.standard_normal(spec.out_shape), jnp.float32)
+    hi = spec.__class__(**{**spec.__dict__, "precision": lax.Precision.HIGHEST})
+    got = _grads(lambda x, w: kernels.get(name).conv(x, w, spec), x, w, dy)
+    want = _grads(lambda x, w: kernels.get("xla").conv(x, w, hi), x, w, dy)
+    k_dx = math.prod(spec.kernel) * spec.out_channels // spec.groups
+    k_dw = math.prod(spec.out_shape[:-1] if spec.channels_last else
+                     (spec.batch, *spec.out_spatial))
+    factor = kernels.get(name).error_factor
+    np.testing.assert_allclose(got[0], want[0], rtol=0, atol=tol("float32", k_dx) * factor)
+    np.testing.assert_allclose(got[1], want[1], rtol=0, atol=tol("float32", k_dw) * factor)
+
+
+# --- supports(): reasons, and explicit requests that do not apply ----------------------------
+def _spec_of(x_shape, w_shape, dtype="float32", **kwargs):
+    return make_spec(x_shape, w_shape, dtype, **kwargs)[0]
+
+
+_REJECTIONS = [
+    ("einsum", ((1, 8, 8, 4), (3, 3, 4, 4)), {}, r"einsum needs a 1×1 kernel, got \(3, 3\)"),
+    ("xla_eigen", ((1, 16, 4), (3, 4, 4)), {}, r"needs a 2-D conv, got 1-D"),
+    ("xla_eigen", ((1, 8, 8, 4), (3, 3, 4, 4)), dict(stride=2), r"needs stride 1.*\(2, 2\)"),
+    ("xla_eigen", ((1, 8, 8, 4), (3, 3, 4, 4)), dict(input_dilation=2),
+     r"needs input_dilation 1.*\(2, 2\)"),
+    ("winograd_f2", ((1, 8, 8, 4), (7, 7, 4, 4)), {}, r"needs a 3×3 or 5×5 kernel, got \(7, 7\)"),
+    ("winograd_f6", ((1, 8, 8, 4), (5, 5, 4, 4)), {}, r"needs a 3×3 kernel, got \(5, 5\)"),
+    ("winograd_f4", ((1, 8, 8, 4), (3, 3, 4, 4)), dict(stride=2), r"needs stride 1"),
+    ("winograd_f4", ((1, 8, 8, 4), (3, 3, 2, 4)), dict(groups=2), r"needs groups=1, got 2"),
+    ("winograd_f4", ((1, 4, 8, 8), (4, 4, 3, 3)), dict(layout="NCHW"), r"channels-last"),
+    ("winograd_f4", ((1, 8, 8, 4), (3, 3, 4, 4)), dict(dilation=2), r"needs no dilation"),
+    ("winograd_f4", ((1, 8, 8, 4), (3, 3, 4, 4), "bfloat16"), {}, r"float32/float64 only"),
+    ("winograd_f2", ((1, 8, 8, 4), (3, 3, 4, 4)), dict(padding=((-1, 0), (0, 0))),
+     r"non-negative padding"),
+    ("space_to_depth", ((1, 8, 8, 4), (3, 3, 4, 4)), {}, r"is for strided convs"),
+    ("space_to_depth", ((1, 8, 8, 4), (3, 3, 2, 4)), dict(stride=2, groups=2), r"groups=1"),
+    ("im2col", ((1, 8, 8, 4), (1, 1, 4, 4)), dict(padding="VALID"), r"is for k×k kernels"),
+    ("im2col", ((1, 4, 8, 8), (4, 4, 3, 3)), dict(layout="NCHW"), r"channels-last"),
+]
+#: The rejections of the lowerings registered here.
+REJECTIONS = [r for r in _REJECTIONS if r[0] in kernels.LOWERINGS]
+FIRST_REJECTIONS = [r for i, r in enumerate(REJECTIONS)
+                    if r[0] not in {q[0] for q in REJECTIONS[:i]}]
+
+
+@pytest.mark.parametrize(("name", "shapes", "kwargs", "reason"), REJECTIONS,
+                         ids=[f"{r[0]}-{i}" for i, r in enumerate(REJECTIONS)])
+def test_supports_gives_the_reason(name, shapes, kwargs, reason):
+    spec = _spec_of(*shapes, **kwargs)
+    assert re.search(reason, kernels.get(name).supports(spec))
+    assert re.search(reason, kernels.available(spec)[name])
+    assert name not in kernels.candidates(spec, "cpu")
+
+
+@pytest.mark.parametrize(("name", "shapes", "kwargs", "reason"), FIRST_REJECTIONS,
+                         ids=[r[0] for r in FIRST_REJECTIONS])
+def test_explicit_inapplicable_lowering_raises_with_reason(name, shapes, kwargs, reason):
+    x_shape, w_shape = shapes[:2]
+    dtype = shapes[2] if len(shapes) > 2 else "float32"
+    x, w = jnp.zeros(x_shape, dtype), jnp.zeros(w_shape, dtype)
+    with pytest.raises(ValueError, match=rf"`implementation` \(='{name}'\) does not apply: "
+                                         rf".*{reason}"):
+        jaxconv.conv(x, w, implementation=name,
+                     layout=kwargs.get("layout", "NHWC"), **{k: v for k, v in kwargs.items()
+                                                            if k != "layout"})
+
+
+def test_xla_applies_everywhere_and_is_the_fallback():
+    spec = _spec_of((1, 5, 5, 5, 2), (2, 2, 2, 2, 3), groups=1, input_dilation=2)
+    assert kernels.available(spec)["xla"] is None
+    assert kernels.default_plan(spec, "cpu") == kernels.Plan("xla", "xla", "xla")
+
+
+# --- jit: the selection is static, so the second call does not retrace ------------------------
+def test_jit_does_not_retrace_with_selection():
+    traces = []
+
+    @jax.jit
+    def f(x, w):
+        traces.append(1)
+        return jaxconv.conv(x, w)
+
+    x, w = jnp.ones((2, 10, 10, 32)), jnp.ones((3, 3, 32, 32))
+    f(x, w).block_until_ready()
+    f(x + 1, w).block_until_ready()
+    assert len(traces) == 1
+
+
+# --- XLA:CPU routing: xla_eigen keeps fwd, dx and dw off YNNPACK ------------------------------
+def _ynn_convs(text: str) -> int:
+    """Convolutions inside YNNPACK fusions in optimized HLO (0 when all run on Eigen)."""
+    comps = re.split(r"\n(?=\S)", text)
+    ynn_called = set(re.findall(r'calls=(%[\w.]+).*"__ynn_fusion"', text))
+    return sum("convolution(" in c for c in comps if c.split(" ", 1)[0] in ynn_called)
+
+
+def _routed(name: str, spec) -> list[int]:
+    """YNNPACK convs in the compiled forward, input gradient and weight gradient."""
+    conv = kernels.get(name).conv
+    x_shape = (spec.batch, *spec.in_spatial, spec.in_channels)
+    w_shape = (*spec.kernel, spec.in_channels, spec.out_channels)
+    x, w, dy = jnp.ones(x_shape), jnp.ones(w_shape), jnp.ones(spec.out_shape)
+    fns = (lambda x, w, dy: conv(x, w, spec),
+           lambda x, w, dy: jax.vjp(lambda a: conv(a, w, spec), x)[1](dy),
+           lambda x, w, dy: jax.vjp(lambda b: conv(x, b, spec), w)[1](dy))
+    return [_ynn_convs(jax.jit(f).lower(x, w, dy).compile().as_text()) for f in fns]
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="YNNPACK routing is XLA:CPU's")
+def test_xla_eigen_routes_all_three_convs_to_eigen():
+    spec = _spec_of((2, 14, 14, 32), (3, 3, 32, 48))
+    assert _routed("xla", spec) == [1, 1, 1]  # the gate's default: YNNPACK for all three
+    assert _routed("xla_eigen", spec) == [0, 0, 0]
