@@ -234,3 +234,10 @@ def test_xla_eigen_routes_all_three_convs_to_eigen():
     spec = _spec_of((2, 14, 14, 32), (3, 3, 32, 48))
     assert _routed("xla", spec) == [1, 1, 1]  # the gate's default: YNNPACK for all three
     assert _routed("xla_eigen", spec) == [0, 0, 0]
+
+
+# --- space_to_depth: a strided conv whose gradients stay on Eigen --------------------------
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="YNNPACK routing is XLA:CPU's")
+def test_space_to_depth_routes_all_three_convs_to_eigen():
+    spec = _spec_of((2, 16, 16, 3), (7, 7, 3, 32), stride=2, padding=3)
+    assert _routed("space_to_depth", spec) == [0, 0, 0]
