@@ -18,6 +18,7 @@ from jax import lax
 import jaxconv
 from jaxconv import kernels
 from jaxconv._ops import make_spec
+from jaxconv.kernels import _winograd
 
 LOWERINGS = tuple(kernels.LOWERINGS)
 
@@ -241,3 +242,91 @@ def test_xla_eigen_routes_all_three_convs_to_eigen():
 def test_space_to_depth_routes_all_three_convs_to_eigen():
     spec = _spec_of((2, 16, 16, 3), (7, 7, 3, 32), stride=2, padding=3)
     assert _routed("space_to_depth", spec) == [0, 0, 0]
+
+
+# --- Winograd transforms -----------------------------------------------------------------------
+def test_winograd_f2_3_matrices_are_lavins():
+    at, g, bt = _winograd.transform_matrices(2, 3)
+    np.testing.assert_array_equal(at, [[1, 1, 1, 0], [0, 1, -1, 1]])
+    np.testing.assert_array_equal(g, [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+    np.testing.assert_array_equal(bt, [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, -1, 0, 1]])
+
+
+@pytest.mark.parametrize(("m", "r"), [(2, 3), (4, 3), (6, 3), (2, 5), (4, 5)])
+def test_winograd_1d_identity_is_correlation(m, r, rng):
+    at, g, bt = _winograd.transform_matrices(m, r)
+    d, k = rng.standard_normal(m + r - 1), rng.standard_normal(r)
+    direct = np.array([d[i:i + r] @ k for i in range(m)])
+    np.testing.assert_allclose(at @ ((g @ k) * (bt @ d)), direct, rtol=1e-12, atol=1e-12)
+
+
+def test_winograd_chunks_match_one_pass(monkeypatch, rng):
+    """Room for 5 images per chunk and a batch of 6: lax.map over 2 chunks of 3 (a divisor)."""
+    spec = _spec_of((6, 6, 6, 3), (3, 3, 3, 2))
+    per_image = 16 * 9 * (3 + 2) * 4  # n² transforms · 9 tiles · (C_in + C_out) · 4 bytes
+    monkeypatch.setattr(_winograd, "CHUNK_BYTES", 5 * per_image)
+    assert _winograd._chunk_size(spec, 2) == 3
+    x = jnp.asarray(rng.standard_normal((6, 6, 6, 3)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, 3, 2)), jnp.float32)
+    np.testing.assert_allclose(_winograd._chunked(x, w, spec, 2),
+                               _winograd._tiles(x, _winograd._weights(w, spec, 2), spec, 2),
+                               rtol=0, atol=1e-5)
+
+
+# --- the cost model ----------------------------------------------------------------------------
+def test_default_plan_rules():
+    pointwise = _spec_of((8, 28, 28, 192), (1, 1, 192, 64), padding="VALID")
+    inception_3x3 = _spec_of((32, 28, 28, 96), (3, 3, 96, 128))
+    inception_4b = _spec_of((32, 14, 14, 112), (3, 3, 112, 224))
+    inception_5b = _spec_of((32, 7, 7, 192), (3, 3, 192, 384))
+    narrow_5x5 = _spec_of((32, 14, 14, 16), (5, 5, 16, 48))
+    stem = _spec_of((8, 224, 224, 3), (7, 7, 3, 64), stride=2, padding=3)
+    plan = kernels.Plan
+    assert kernels.default_plan(pointwise, "cpu") == plan("einsum", "einsum", "einsum")
+    assert kernels.default_plan(pointwise, "gpu") == plan("einsum", "einsum", "einsum")
+    assert kernels.default_plan(inception_3x3, "gpu") == plan("xla", "xla", "xla")
+    eigen = ("xla_eigen", "xla_eigen")
+    assert kernels.default_plan(inception_3x3, "cpu") == plan("winograd_f4", *eigen)
+    assert kernels.default_plan(inception_4b, "cpu") == plan("winograd_f2", *eigen)
+    assert kernels.default_plan(inception_5b, "cpu") == plan("xla_eigen", *eigen)
+    assert kernels.default_plan(narrow_5x5, "cpu") == plan("xla_eigen", *eigen)
+    assert kernels.default_plan(stem, "cpu") == plan(*["space_to_depth"] * 3)
+    volume = _spec_of((2, 6, 6, 6, 4), (3, 3, 3, 4, 4))
+    assert kernels.default_plan(volume, "cpu") == plan("xla", "xla", "xla")
+
+
+# --- plans that split fwd / dx / dw ------------------------------------------------------------
+SPLIT = kernels.Plan("winograd_f2", "xla_eigen", "xla")
+
+
+def test_split_plan_values_and_all_derivatives(rng):
+    spec = _spec_of((2, 7, 6, 3), (3, 3, 3, 4))
+    x = jnp.asarray(rng.standard_normal((2, 7, 6, 3)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, 3, 4)), jnp.float32)
+    split = kernels.Split(SPLIT)
+    assert split.supports(spec) is None and split.name == "winograd_f2+xla_eigen+xla"
+    ref = lambda x, w: kernels.get("xla").conv(x, w, spec)  # noqa: E731
+    f = lambda x, w: split.conv(x, w, spec)  # noqa: E731
+    atol = tol("float32", 27) * 8
+    np.testing.assert_allclose(f(x, w), ref(x, w), rtol=0, atol=atol)
+    tx, tw = jnp.ones_like(x), -jnp.ones_like(w)
+    np.testing.assert_allclose(jax.jvp(f, (x, w), (tx, tw))[1], jax.jvp(ref, (x, w), (tx, tw))[1],
+                               rtol=0, atol=atol)
+    dy = jnp.asarray(rng.standard_normal(spec.out_shape), jnp.float32)
+    for got, want in zip(_grads(f, x, w, dy), _grads(ref, x, w, dy)):
+        np.testing.assert_allclose(got, want, rtol=0, atol=tol("float32", 84) * 8)
+    hess = lambda g: jax.grad(lambda x: jnp.sum(jax.grad(  # noqa: E731
+        lambda x: jnp.sum(g(x, w) ** 2))(x) ** 2))(x)
+    np.testing.assert_allclose(hess(f), hess(ref), rtol=1e-4, atol=1e-2)
+
+
+def test_split_plan_roles_use_their_lowerings():
+    """The compiled forward is Winograd's batched GEMM; the input gradient is a conv."""
+    spec = _spec_of((2, 8, 8, 4), (3, 3, 4, 4))
+    x, w = jnp.ones((2, 8, 8, 4)), jnp.ones((3, 3, 4, 4))
+    split = kernels.Split(SPLIT)
+    compiled = lambda f: jax.jit(f).lower(x, w).compile().as_text()  # noqa: E731
+    fwd = compiled(lambda x, w: split.conv(x, w, spec))
+    dx = compiled(jax.grad(lambda x, w: split.conv(x, w, spec).sum()))
+    assert " dot(" in fwd and "convolution(" not in fwd
+    assert " dot(" not in dx and "convolution(" in dx
