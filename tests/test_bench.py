@@ -16,13 +16,13 @@ import pytest
 
 import jaxconv
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # bench/ is a top-level folder beside the package, not installed
-    sys.path.insert(0, str(ROOT))
+# bench/ is a top-level folder beside the package, not installed: pyproject's pytest
+# `pythonpath` puts the repo root on sys.path.
+from bench import __main__ as cli
+from bench._fusion import fusion_report, parse_hlo
+from bench._harness import REQUIRED_KEYS, Options, device_dirname, round_robin
 
-from bench import __main__ as cli  # noqa: E402
-from bench._fusion import fusion_report, parse_hlo  # noqa: E402
-from bench._harness import REQUIRED_KEYS, Options, device_dirname, round_robin  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _bench(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
