@@ -330,3 +330,9 @@ def test_split_plan_roles_use_their_lowerings():
     dx = compiled(jax.grad(lambda x, w: split.conv(x, w, spec).sum()))
     assert " dot(" in fwd and "convolution(" not in fwd
     assert " dot(" not in dx and "convolution(" in dx
+
+
+# --- im2col ------------------------------------------------------------------------------------
+def test_default_plan_for_few_input_channels_uses_im2col_for_dx():
+    rgb_5x5 = _spec_of((32, 32, 32, 3), (5, 5, 3, 192))
+    assert kernels.default_plan(rgb_5x5, "cpu") == kernels.Plan("xla", "im2col", "xla_eigen")
