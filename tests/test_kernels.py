@@ -148,7 +148,6 @@ _REJECTIONS = [
     ("xla_eigen", ((1, 8, 8, 4), (3, 3, 4, 4)), dict(input_dilation=2),
      r"needs input_dilation 1.*\(2, 2\)"),
     ("winograd_f2", ((1, 8, 8, 4), (7, 7, 4, 4)), {}, r"needs a 3×3 or 5×5 kernel, got \(7, 7\)"),
-    ("winograd_f6", ((1, 8, 8, 4), (5, 5, 4, 4)), {}, r"needs a 3×3 kernel, got \(5, 5\)"),
     ("winograd_f4", ((1, 8, 8, 4), (3, 3, 4, 4)), dict(stride=2), r"needs stride 1"),
     ("winograd_f4", ((1, 8, 8, 4), (3, 3, 2, 4)), dict(groups=2), r"needs groups=1, got 2"),
     ("winograd_f4", ((1, 4, 8, 8), (4, 4, 3, 3)), dict(layout="NCHW"), r"channels-last"),
@@ -264,11 +263,16 @@ def test_winograd_chunks_match_one_pass(monkeypatch, rng):
     """Room for 5 images per chunk and a batch of 6: lax.map over 2 chunks of 3 (a divisor)."""
     spec = _spec_of((6, 6, 6, 3), (3, 3, 3, 2))
     per_image = 16 * 9 * (3 + 2) * 4  # n² transforms · 9 tiles · (C_in + C_out) · 4 bytes
+    assert _winograd._bytes_per_image(spec, 2) == per_image
     monkeypatch.setattr(_winograd, "CHUNK_BYTES", 5 * per_image)
-    assert _winograd._chunk_size(spec, 2) == 3
+    steps = []
+    monkeypatch.setattr(_winograd, "_tiles", lambda xc, *a, f=_winograd._tiles: (
+        steps.append(xc.shape[0]), f(xc, *a))[1])
     x = jnp.asarray(rng.standard_normal((6, 6, 6, 3)), jnp.float32)
     w = jnp.asarray(rng.standard_normal((3, 3, 3, 2)), jnp.float32)
-    np.testing.assert_allclose(_winograd._chunked(x, w, spec, 2),
+    chunked = _winograd._chunked(x, w, spec, 2)
+    assert steps == [3]  # traced once, as the body of lax.map over 2 steps of 3 images
+    np.testing.assert_allclose(chunked,
                                _winograd._tiles(x, _winograd._weights(w, spec, 2), spec, 2),
                                rtol=0, atol=1e-5)
 

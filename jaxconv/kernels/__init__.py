@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
-from jaxconv.kernels import _eigen, _einsum, _gemm, _space_to_depth, _tables, _winograd, _xla
+from jaxconv.kernels import _eigen, _einsum, _im2col, _space_to_depth, _tables, _winograd, _xla
 from jaxconv.kernels._spec import ConvSpec
 from jaxconv.kernels._tables import Plan, device_kind, spec_key
 
@@ -45,7 +45,7 @@ __all__ = [
 #: Every lowering by name (the fallback ``"xla"`` last).
 LOWERINGS: dict[str, Any] = {
     m.name: m
-    for m in (_einsum, _eigen, _space_to_depth, *_winograd.VARIANTS, *_gemm.LOWERINGS, _xla)
+    for m in (_einsum, _eigen, _space_to_depth, *_winograd.VARIANTS, _im2col, _xla)
 }
 
 

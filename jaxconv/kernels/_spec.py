@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax.numpy as jnp
+from jax import lax
 
 
 @dataclass(frozen=True)
@@ -108,3 +109,16 @@ def unmet(spec: ConvSpec, name: str, *rules: str) -> str | None:
         if not holds(spec):
             return f"{name} {reason.format(s=spec)}"
     return None
+
+
+def map_chunks(fn: Callable[[Any], Any], x: Any, bytes_per_image: int, budget: int) -> Any:
+    """``fn(x)`` over chunks of ``x``'s batch under ``lax.map``, each about ``budget`` bytes of
+    ``fn``'s temporaries: the largest divisor of the batch that fits (a divisor, so one compiled
+    body serves every step). One call when the whole batch fits."""
+    batch = x.shape[0]
+    fit = max(1, budget // max(bytes_per_image, 1))
+    size = max(d for d in range(1, min(fit, batch) + 1) if batch % d == 0)
+    if size == batch:
+        return fn(x)
+    y = lax.map(fn, x.reshape(-1, size, *x.shape[1:]))
+    return y.reshape(batch, *y.shape[2:])

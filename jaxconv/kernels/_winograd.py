@@ -3,7 +3,7 @@
 Each ``m×m`` output tile is ``A^T [(G g G^T) ⊙ (B^T d B)] A`` of an ``(m+r-1)²`` input tile ``d``:
 the ``r²·m²`` multiplies per tile and channel pair of a direct conv become ``(m+r-1)²``, done as
 ``(m+r-1)²`` independent GEMMs ``[tiles, C_in] @ [C_in, C_out]`` (one batched ``einsum``).
-F(2×2,3×3) saves 2.25×, F(4×4,3×3) 4×, F(6×6,3×3) 5.06×, F(2×2,5×5) 2.78×, F(4×4,5×5) 6.25×.
+F(2×2,3×3) saves 2.25×, F(4×4,3×3) 4×, F(2×2,5×5) 2.78×, F(4×4,5×5) 6.25×.
 
 The transforms are linear maps with small exact coefficients (Toom-Cook points 0, ±1, ±2, ±1/2
 and ∞, integer ``B``), written as sums of strided slices so XLA fuses each pass into one loop.
@@ -30,7 +30,7 @@ from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
 from jaxconv.kernels import _eigen, _xla
-from jaxconv.kernels._spec import ConvSpec, unmet
+from jaxconv.kernels._spec import ConvSpec, map_chunks, unmet
 
 __all__ = ["VARIANTS", "Winograd", "transform_matrices"]
 
@@ -190,22 +190,16 @@ def _tiles(x: jax.Array, u: jax.Array, spec: ConvSpec, m: int) -> jax.Array:
     return y[:, :ho, :wo]
 
 
-def _chunk_size(spec: ConvSpec, m: int) -> int:
-    """Images per ``lax.map`` step: the largest divisor of the batch whose transformed input and
-    GEMM output fit :data:`CHUNK_BYTES` (a divisor, so one compiled body serves every step)."""
+def _bytes_per_image(spec: ConvSpec, m: int) -> int:
+    """Transformed input plus GEMM output of one image, in bytes."""
     _, n, (th, tw) = _plan(spec, m)
-    per_image = n * n * th * tw * (spec.in_channels + spec.out_channels) * 4
-    fit = max(1, CHUNK_BYTES // per_image)
-    return max(d for d in range(1, min(fit, spec.batch) + 1) if spec.batch % d == 0)
+    return n * n * th * tw * (spec.in_channels + spec.out_channels) * 4
 
 
 def _chunked(x: jax.Array, w: jax.Array, spec: ConvSpec, m: int) -> jax.Array:
     u = _weights(w, spec, m)
-    size = _chunk_size(spec, m)
-    if size == x.shape[0]:
-        return _tiles(x, u, spec, m)
-    y = lax.map(lambda xc: _tiles(xc, u, spec, m), x.reshape(-1, size, *x.shape[1:]))
-    return y.reshape(x.shape[0], *y.shape[2:])
+    return map_chunks(lambda xc: _tiles(xc, u, spec, m), x, _bytes_per_image(spec, m),
+                      CHUNK_BYTES)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
@@ -236,5 +230,4 @@ _winograd.defjvp(_winograd_jvp, symbolic_zeros=True)
 VARIANTS = (
     Winograd(2, (3, 5), error_factor=8.0),
     Winograd(4, (3, 5), error_factor=64.0),
-    Winograd(6, (3,), error_factor=128.0),
 )
