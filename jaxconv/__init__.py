@@ -6,6 +6,7 @@ training path (``jaxconv.train``) import Flax/optax only when they are imported 
 """
 
 from jaxconv import kernels as kernels
+from jaxconv._autotune import autotune as autotune
 from jaxconv._cost import BottleneckCost as BottleneckCost
 from jaxconv._cost import ConvCost as ConvCost
 from jaxconv._cost import XlaCost as XlaCost
@@ -33,6 +34,7 @@ __all__ = [
     "ConvCost",
     "ReceptiveField",
     "XlaCost",
+    "autotune",
     "avg_pool",
     "bottleneck",
     "bottleneck_cost",

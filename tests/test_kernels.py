@@ -94,6 +94,14 @@ def _call(cfg: dict, x, w, implementation):
 GRID = [(name, cfg) for i, name in enumerate(LOWERINGS) for cfg in _sample(name, 6, 100 + i)]
 
 
+def test_every_lowering_declares_the_protocol():
+    for name, lowering in kernels.LOWERINGS.items():
+        assert lowering.name == name and callable(lowering.supports) and callable(lowering.conv)
+        assert callable(lowering.reference) and lowering.error_factor >= 1
+        assert lowering.backends is None or set(lowering.backends) <= {"cpu", "gpu", "tpu"}
+        assert set(lowering.roles) <= {"fwd", "dx", "dw"} and "fwd" in lowering.roles
+
+
 def test_grid_reaches_every_lowering():
     assert {name for name, _ in GRID} == set(LOWERINGS)
 
@@ -277,6 +285,13 @@ def test_winograd_chunks_match_one_pass(monkeypatch, rng):
                                rtol=0, atol=1e-5)
 
 
+def test_winograd_is_a_forward_only_candidate():
+    spec = _spec_of((2, 16, 16, 32), (3, 3, 32, 32))
+    assert {"winograd_f2", "winograd_f4"} <= set(kernels.candidates(spec, "cpu", role="fwd"))
+    for role in ("dx", "dw"):
+        assert not any(n.startswith("winograd") for n in kernels.candidates(spec, "cpu", role))
+
+
 # --- the cost model ----------------------------------------------------------------------------
 def test_default_plan_rules():
     pointwise = _spec_of((8, 28, 28, 192), (1, 1, 192, 64), padding="VALID")
@@ -284,6 +299,7 @@ def test_default_plan_rules():
     inception_4b = _spec_of((32, 14, 14, 112), (3, 3, 112, 224))
     inception_5b = _spec_of((32, 7, 7, 192), (3, 3, 192, 384))
     narrow_5x5 = _spec_of((32, 14, 14, 16), (5, 5, 16, 48))
+    seed_5x5 = _spec_of((32, 14, 14, 480), (5, 5, 480, 48))
     stem = _spec_of((8, 224, 224, 3), (7, 7, 3, 64), stride=2, padding=3)
     plan = kernels.Plan
     assert kernels.default_plan(pointwise, "cpu") == plan("einsum", "einsum", "einsum")
@@ -291,7 +307,8 @@ def test_default_plan_rules():
     assert kernels.default_plan(inception_3x3, "gpu") == plan("xla", "xla", "xla")
     eigen = ("xla_eigen", "xla_eigen")
     assert kernels.default_plan(inception_3x3, "cpu") == plan("winograd_f4", *eigen)
-    assert kernels.default_plan(inception_4b, "cpu") == plan("winograd_f2", *eigen)
+    assert kernels.default_plan(inception_4b, "cpu") == plan("xla_eigen", *eigen)
+    assert kernels.default_plan(seed_5x5, "cpu") == plan("winograd_f4", *eigen)
     assert kernels.default_plan(inception_5b, "cpu") == plan("xla_eigen", *eigen)
     assert kernels.default_plan(narrow_5x5, "cpu") == plan("xla_eigen", *eigen)
     assert kernels.default_plan(stem, "cpu") == plan(*["space_to_depth"] * 3)

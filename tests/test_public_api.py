@@ -17,6 +17,7 @@ PUBLIC = [
     "ConvCost",
     "ReceptiveField",
     "XlaCost",
+    "autotune",
     "avg_pool",
     "bottleneck",
     "bottleneck_cost",

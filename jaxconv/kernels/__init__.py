@@ -2,7 +2,9 @@
 
 Each lowering has ``name``, ``supports(spec) -> None | reason``, ``conv(x, w, spec)``, the
 ``reference`` it is tested against, ``backends`` (the platforms where selection considers it;
-None for all) and ``error_factor`` (its max error in units of the dtype tolerance).
+None for all), ``roles`` (which of forward / input gradient / weight gradient it computes
+itself rather than through another lowering) and ``error_factor`` (its max error in units of
+the dtype tolerance).
 
 :func:`select` with ``implementation=None`` picks a :class:`Plan` — one lowering for the forward,
 one for the input gradient, one for the weight gradient — from, in order: the tables
@@ -65,25 +67,28 @@ def available(spec: ConvSpec) -> dict[str, str | None]:
     return {name: m.supports(spec) for name, m in LOWERINGS.items()}
 
 
-def candidates(spec: ConvSpec, platform: str | None = None) -> tuple[str, ...]:
+def candidates(spec: ConvSpec, platform: str | None = None,
+               role: str | None = None) -> tuple[str, ...]:
     """The lowerings selection may choose for ``spec`` on ``platform`` (default: jax's default
-    backend): those that apply and whose ``backends`` include the platform."""
+    backend): those that apply, whose ``backends`` include the platform and, given a ``role``
+    (``"fwd"``, ``"dx"``, ``"dw"``), that compute it themselves (``roles``)."""
     platform = platform or jax.default_backend()
     return tuple(
         name for name, m in LOWERINGS.items()
         if m.supports(spec) is None and (m.backends is None or platform in m.backends)
+        and (role is None or role in m.roles)
     )
 
 
 def _winograd_variant(spec: ConvSpec, ok: tuple[str, ...]) -> str | None:
-    """The measured rule (``python -m bench lowering``, bench/results/cpu/lowering.md): Winograd
-    forwards win on a CPU when both channel counts are >= 32 and the map is >= 14 wide;
-    F(4×4) for 5×5 kernels and for 3×3 on maps >= 28, F(2×2) for 3×3 on 14..27."""
-    if min(spec.in_channels, spec.out_channels) < 32 or min(spec.out_spatial) < 14:
+    """The measured rule (``python -m bench lowering``, bench/results/cpu/lowering.md): a
+    Winograd F(4×4) forward wins on a CPU when both channel counts are >= 32 and the map is
+    >= 28 wide for a 3×3 (>= 14 for a 5×5); on 14×14 3×3s Eigen is as fast."""
+    if min(spec.in_channels, spec.out_channels) < 32:
         return None
-    big = spec.kernel[0] == 5 or min(spec.out_spatial) >= 28
-    name = "winograd_f4" if big else "winograd_f2"
-    return name if name in ok else None
+    if min(spec.out_spatial) < (14 if spec.kernel[0] == 5 else 28):
+        return None
+    return "winograd_f4" if "winograd_f4" in ok else None
 
 
 def default_plan(spec: ConvSpec, platform: str | None = None) -> Plan:
@@ -154,7 +159,7 @@ class Split:
     """A plan whose roles use different lowerings, behaving like one lowering."""
 
     backends = None
-    error_factor = 1.0
+    roles = ("fwd", "dx", "dw")
 
     def __init__(self, plan: Plan):
         self.plan = plan

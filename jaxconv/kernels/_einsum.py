@@ -15,6 +15,7 @@ from jaxconv.kernels._spec import ConvSpec
 name = "einsum"
 backends = None  # every platform
 error_factor = 1.0
+roles = ("fwd", "dx", "dw")  # it computes its own gradients
 
 
 def supports(spec: ConvSpec) -> str | None:

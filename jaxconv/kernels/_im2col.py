@@ -19,6 +19,7 @@ from jaxconv.kernels._spec import ConvSpec, map_chunks, unmet
 name = "im2col"
 backends = None  # every platform
 error_factor = 1.0
+roles = ("fwd", "dx", "dw")  # it computes its own gradients
 reference = _xla.conv
 
 #: Target bytes of the patch matrix per ``lax.map`` step.

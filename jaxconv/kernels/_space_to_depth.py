@@ -23,6 +23,7 @@ from jaxconv.kernels._spec import ConvSpec, unmet
 name = "space_to_depth"
 backends = ("cpu",)
 error_factor = 1.0
+roles = ("fwd", "dx", "dw")  # it computes its own gradients
 reference = _xla.conv
 
 

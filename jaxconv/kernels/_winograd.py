@@ -114,6 +114,7 @@ class Winograd:
     """One F(m×m, r×r) variant as a lowering (``name``, ``supports``, ``conv``, ``reference``)."""
 
     backends = None  # any platform can run it; selection measures where it pays
+    roles = ("fwd",)  # its gradients are the plain conv's (see _winograd_jvp)
     reference = staticmethod(_xla.conv)
 
     def __init__(self, m: int, kernels: tuple[int, ...], error_factor: float):

@@ -10,6 +10,7 @@ from jaxconv.kernels._spec import ConvSpec
 name = "xla"
 backends = None  # every platform
 error_factor = 1.0
+roles = ("fwd", "dx", "dw")  # it computes its own gradients
 
 
 def supports(spec: ConvSpec) -> str | None:
