@@ -59,11 +59,11 @@ def _measure(spec: ConvSpec, names: Sequence[str], roles: Sequence[str], repeats
                 continue
             try:
                 compiled = jax.jit(_role_functions(name, spec)[role]).lower(*args).compile()
-            except Exception:
+            except Exception:  # e.g. out of memory: a lowering that cannot compile loses
                 continue
             runners[name] = compiled
         samples: dict[str, list[float]] = {n: [] for n in runners}
-        for i in range(warmup + repeats):
+        for i in range(warmup + repeats if runners else 0):
             order = list(runners)
             order = order[i % len(order):] + order[: i % len(order)]
             for name in order:

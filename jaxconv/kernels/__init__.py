@@ -101,7 +101,7 @@ def default_plan(spec: ConvSpec, platform: str | None = None) -> Plan:
     - strided 2-D → ``space_to_depth`` (its gradients 2.5-9× faster than XLA's);
     - other 2-D → ``xla_eigen`` for all three roles (both cores; YNNPACK's weight gradient is
       up to 13× slower), with a Winograd forward where :func:`_winograd_variant` says so, and
-      for C_in <= 4 YNNPACK's forward and ``im2col``'s input gradient;
+      for C_in <= 4 ``im2col``'s input gradient;
     - else ``xla``.
 
     Examples:
@@ -118,10 +118,8 @@ def default_plan(spec: ConvSpec, platform: str | None = None) -> Plan:
         return Plan("space_to_depth", "space_to_depth", "space_to_depth")
     if "xla_eigen" not in ok:
         return Plan("xla", "xla", "xla")
-    fwd, dx = "xla_eigen", "xla_eigen"
-    if spec.in_channels <= 4 and "im2col" in ok:
-        fwd, dx = "xla", "im2col"
-    return Plan(_winograd_variant(spec, ok) or fwd, dx, "xla_eigen")
+    dx = "im2col" if spec.in_channels <= 4 and "im2col" in ok else "xla_eigen"
+    return Plan(_winograd_variant(spec, ok) or "xla_eigen", dx, "xla_eigen")
 
 
 _RECORDING: list[list[ConvSpec]] = []
