@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bench.suites import bottleneck, conv1x1, inception, model
+from bench.suites import bottleneck, conv1x1, inception, lowering, model
 
 #: Suites in the order ``python -m bench`` runs them when several are named.
 REGISTRY: dict[str, Callable] = {
     "bottleneck": bottleneck.run,
     "conv1x1": conv1x1.run,
     "inception": inception.run,
+    "lowering": lowering.run,
     "model": model.run,
 }
 #: What ``python -m bench`` runs with no suite named.
