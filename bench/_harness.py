@@ -134,9 +134,12 @@ def round_robin(
 ) -> dict[str, Timing]:
     """Times each runner ``repeats`` times after ``warmup`` calls, interleaving them.
 
-    Round ``i`` starts at runner ``i mod n`` (A B C, B C A, C A B, …) so no variant always runs
-    right after the same neighbour. Each call is synced with ``block_until_ready``; a runner that
-    needs another sync (torch on CUDA) does it itself.
+    Round ``i`` starts at runner ``i mod n`` (A B C, B C A, C A B, …) so a slow spell of the
+    machine hits every variant alike. Each timed call comes right after an untimed call of the
+    same runner ("primed"): otherwise a call inherits its neighbour's caches and freed buffers —
+    a conv timed after a small kernel ran up to 1.4× faster than the same executable timed after
+    a Winograd with large temporaries (GoogLeNet 4a 3×3: 14.3 vs 20.0 ms). Each call is synced
+    with ``block_until_ready``; a runner that needs another sync (torch on CUDA) does it itself.
     """
     names = list(runners)
     for _ in range(warmup):
@@ -145,6 +148,7 @@ def round_robin(
     times: dict[str, list[float]] = {n: [] for n in names}
     for i in range(repeats):
         for name in names[i % len(names):] + names[: i % len(names)]:
+            sync(runners[name]())  # the primer: this runner's own state, not its neighbour's
             start = time.perf_counter()
             sync(runners[name]())
             times[name].append(time.perf_counter() - start)

@@ -44,8 +44,9 @@ def _role_functions(name: str, spec: ConvSpec) -> dict[str, Callable]:
 
 def _measure(spec: ConvSpec, names: Sequence[str], roles: Sequence[str], repeats: int,
              warmup: int, seed: int) -> dict[str, dict[str, float]]:
-    """Median seconds per (role, lowering), the lowerings of one role run round-robin; a role is
-    timed only for the lowerings that compute it themselves."""
+    """Median seconds per (role, lowering), the lowerings of one role run round-robin, each timed
+    call right after an untimed one of the same lowering (see ``bench._harness.round_robin``); a
+    role is timed only for the lowerings that compute it themselves."""
     rng = np.random.default_rng(seed)
     x_shape, w_shape = _shapes(spec)
     x, w, dy = (jax.numpy.asarray(rng.standard_normal(s), spec.dtype)
@@ -67,6 +68,8 @@ def _measure(spec: ConvSpec, names: Sequence[str], roles: Sequence[str], repeats
             order = list(runners)
             order = order[i % len(order):] + order[: i % len(order)]
             for name in order:
+                if i >= warmup:  # primed: timed right after itself, not after a neighbour
+                    jax.block_until_ready(runners[name](*args))
                 start = time.perf_counter()
                 jax.block_until_ready(runners[name](*args))
                 if i >= warmup:

@@ -244,12 +244,13 @@ def test_fusion_report_needs_an_entry_computation():
 # --- the harness ------------------------------------------------------------------------------
 
 
-def test_round_robin_interleaves_and_counts_runs():
+def test_round_robin_interleaves_primes_and_counts_runs():
     calls = []
     runners = {name: (lambda n=name: calls.append(n)) for name in "abc"}
     timings = round_robin(runners, repeats=3, warmup=1)
     assert {n: len(t.times) for n, t in timings.items()} == {"a": 3, "b": 3, "c": 3}
-    assert "".join(calls) == "abc" + "abc" + "bca" + "cab"
+    # warm-up, then rotating rounds where every timed call follows an untimed one of itself
+    assert "".join(calls) == "abc" + "aabbcc" + "bbccaa" + "ccaabb"
 
 
 #: Szegedy et al. 2015, Table 1, "ops" column (millions of MACs per image). 5a's printed 54M
