@@ -6,6 +6,8 @@ to a conv library that may run on one core (2–3.5× slower on a 2-core Zen 4 f
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -41,9 +43,19 @@ def matmul(
     preferred_element_type=None,
 ) -> jax.Array:
     """The channel contraction: ``x[..., C_in] @ w[C_in, C_out]`` (channels last) or
-    ``x[N, C_in, ...] , w[C_out, C_in] -> [N, C_out, ...]`` (channels first)."""
-    eq = "...i,io->...o" if channels_last else "ni...,oi->no..."
-    return jnp.einsum(eq, x, w, precision=precision, preferred_element_type=preferred_element_type)
+    ``x[N, C_in, ...] , w[C_out, C_in] -> [N, C_out, ...]`` (channels first).
+
+    Channels last, the leading dims are flattened first (a free reshape) so the einsum is a 2-D
+    ``[M, C_in] @ [C_in, C_out]``: its weight gradient is then a plain ``x^T @ dy``, where the
+    N-d form's gradient contracts N, H and W and XLA:CPU copies both operands into a transposed
+    layout first (NiN cccp 32×55×55×96→96 forward+backward 65 → 50 ms)."""
+    if not channels_last:
+        return jnp.einsum("ni...,oi->no...", x, w, precision=precision,
+                          preferred_element_type=preferred_element_type)
+    lead = x.shape[:-1]
+    y = jnp.einsum("mi,io->mo", x.reshape(math.prod(lead), x.shape[-1]), w, precision=precision,
+                   preferred_element_type=preferred_element_type)
+    return y.reshape(*lead, w.shape[-1])
 
 
 def conv(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
