@@ -306,7 +306,11 @@ def test_default_plan_rules():
     assert kernels.default_plan(pointwise, "gpu") == plan("einsum", "einsum", "einsum")
     assert kernels.default_plan(inception_3x3, "gpu") == plan("xla", "xla", "xla")
     eigen = ("xla_eigen", "xla_eigen")
-    assert kernels.default_plan(inception_3x3, "cpu") == plan("winograd_f4", *eigen)
+    assert kernels.default_plan(inception_3x3, "cpu") == plan("xla_eigen", *eigen)
+    nin_5x5 = _spec_of((32, 16, 16, 96), (5, 5, 96, 192))
+    assert kernels.default_plan(nin_5x5, "cpu") == plan("winograd_f4", *eigen)
+    small_5x5 = _spec_of((32, 14, 14, 32), (5, 5, 32, 128))  # Eigen 9.5 ms vs F4 10.3 ms
+    assert kernels.default_plan(small_5x5, "cpu") == plan("xla_eigen", *eigen)
     assert kernels.default_plan(inception_4b, "cpu") == plan("xla_eigen", *eigen)
     assert kernels.default_plan(seed_5x5, "cpu") == plan("winograd_f4", *eigen)
     assert kernels.default_plan(inception_5b, "cpu") == plan("xla_eigen", *eigen)

@@ -81,12 +81,14 @@ def candidates(spec: ConvSpec, platform: str | None = None,
 
 
 def _winograd_variant(spec: ConvSpec, ok: tuple[str, ...]) -> str | None:
-    """The measured rule (``python -m bench lowering``, bench/results/cpu/lowering.md): a
-    Winograd F(4×4) forward wins on a CPU when both channel counts are >= 32 and the map is
-    >= 28 wide for a 3×3 (>= 14 for a 5×5); on 14×14 3×3s Eigen is as fast."""
-    if min(spec.in_channels, spec.out_channels) < 32:
+    """The measured rule (``jaxconv.autotune`` over ``python -m bench lowering``'s convs, primed
+    timings, jaxconv/kernels/defaults/): a Winograd F(4×4) forward wins on a CPU for a 5×5 with
+    C_in >= 32 on a map >= 16 wide, or C_in >= 64 on >= 14 (seed 14×14×480→48: 35 vs 55 ms for
+    Eigen). On 3×3s Eigen is as fast or faster (28×28×96→128: 39.5 vs 41.9 ms): the transformed
+    GEMMs are small batched dots that XLA:CPU runs on one core."""
+    if spec.kernel[0] != 5 or spec.in_channels < 32 or spec.out_channels < 32:
         return None
-    if min(spec.out_spatial) < (14 if spec.kernel[0] == 5 else 28):
+    if min(spec.out_spatial) < (14 if spec.in_channels >= 64 else 16):
         return None
     return "winograd_f4" if "winograd_f4" in ok else None
 
@@ -100,7 +102,8 @@ def default_plan(spec: ConvSpec, platform: str | None = None) -> Plan:
     - pointwise → ``einsum`` (a 2-core dot);
     - strided 2-D → ``space_to_depth`` (its gradients 2.5-9× faster than XLA's);
     - other 2-D → ``xla_eigen`` for all three roles (both cores; YNNPACK's weight gradient is
-      up to 13× slower), with a Winograd forward where :func:`_winograd_variant` says so, and
+      up to 13× slower), with a Winograd forward where :func:`_winograd_variant` says so (wide
+      5×5s), and
       for C_in <= 4 ``im2col``'s input gradient;
     - else ``xla``.
 
