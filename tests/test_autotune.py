@@ -65,9 +65,14 @@ def test_autotune_round_trip(cache):
     table = json.loads((cache / f"{kernels.device_kind()}.json").read_text())
     entry = table["entries"][key]
     assert kernels.Plan(entry["fwd"], entry["dx"], entry["dw"]) == plans[key]
-    assert set(entry["ms"]) == {"fwd", "dx", "dw"}
-    for role, times in entry["ms"].items():  # Winograd's gradients are another lowering's
-        assert set(times) == set(kernels.candidates(_spec(), role=role))
+    assert set(entry["ms"]) == {"fwd", "dx", "dw", "fwd+bwd"}
+    for role in _tables.ROLES:  # Winograd's gradients are another lowering's
+        assert set(entry["ms"][role]) == set(kernels.candidates(_spec(), role=role))
+    # The whole step: the per-role winners together and each lowering that does every role.
+    whole = entry["ms"]["fwd+bwd"]
+    uniform = {f"{n}/{n}/{n}" for n in kernels.candidates(_spec(), role="dw")}
+    assert uniform <= set(whole) and len(set(whole) - uniform) <= 1
+    assert "/".join(plans[key]) == min(whole, key=whole.get)
     assert "winograd_f2" in entry["ms"]["fwd"] and "winograd_f2" not in entry["ms"]["dw"]
     assert table["jaxlib"] and table["device_kind"] == kernels.device_kind()
     # A new process reads it back from disk and conv uses it.
@@ -134,3 +139,25 @@ def test_shipped_defaults_name_existing_lowerings():
         for key, entry in table["entries"].items():
             for role in _tables.ROLES:
                 assert entry[role] in kernels.LOWERINGS, (path.name, key, entry[role])
+
+
+def test_autotune_keeps_a_uniform_plan_when_the_per_role_winners_lose_together(cache, monkeypatch):
+    from jaxconv import _autotune
+
+    mixed = kernels.Plan("winograd_f2", "xla", "xla_eigen")
+
+    winners = iter(mixed)  # roles are timed in order fwd, dx, dw
+
+    def rigged(runners, args, repeats, warmup):  # per role: the mixed plan's parts win ...
+        names = list(runners)
+        if all("/" not in n for n in names):
+            best = next(winners)
+            return {n: 1.0 if n == best else 2.0 for n in names}
+        # ... but together they are slower than Eigen throughout
+        assert "/".join(mixed) in names and "xla_eigen/xla_eigen/xla_eigen" in names
+        return {n: 0.5 if n == "xla_eigen/xla_eigen/xla_eigen" else 3.0 for n in names}
+
+    monkeypatch.setattr(_autotune, "_round_robin", rigged)
+    plans = jaxconv.autotune(specs=[_spec()], repeats=1, warmup=0, save=False,
+                             lowerings=("winograd_f2", "xla", "xla_eigen"))
+    assert plans[kernels.spec_key(_spec())] == kernels.Plan(*["xla_eigen"] * 3)
