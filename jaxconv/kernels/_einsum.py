@@ -1,7 +1,8 @@
 """The einsum lowering: a pointwise (1×1) conv as ONE ``jnp.einsum`` over the channel dim.
 
 XLA:CPU turns this into a dot that uses every core, where ``lax.conv`` with a 1×1 kernel goes
-to a conv library that may run on one core (2–3.5× slower on a 2-core Zen 4 for C_out <= 64).
+to a conv library that may run on one core (2–3.5× slower on this project's 2-core AMD EPYC
+VM for C_out <= 64).
 """
 
 from __future__ import annotations
