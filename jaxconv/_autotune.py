@@ -152,7 +152,9 @@ def autotune(
       fn: the function to tune for (e.g. a model's loss); None to tune ``specs`` only.
       *args, **kwargs: its arguments (arrays or ``jax.ShapeDtypeStruct``).
       specs: extra :class:`jaxconv.kernels.ConvSpec` to tune.
-      grad: also time the two gradients (else their choice stays the cost model's).
+      grad: tune for training: also time the two gradients, and the forward + backward as a
+        whole (the kept plan is the fastest whole step, which may give up a slightly faster
+        forward). False tunes the forward alone; the gradients stay the cost model's.
       lowerings: restrict the candidates to these names.
       repeats, warmup: timed and untimed runs per candidate.
       path: the JSON file to merge into (default: ``$JAXCONV_CACHE_DIR/<device-kind>.json``,
