@@ -8,7 +8,10 @@ F(2×2,3×3) saves 2.25×, F(4×4,3×3) 4×, F(2×2,5×5) 2.78×, F(4×4,5×5) 6
 The transforms are linear maps with small exact coefficients (Toom-Cook points 0, ±1, ±2, ±1/2
 and ∞, integer ``B``), written as sums of strided slices so XLA fuses each pass into one loop.
 What makes it pay on a CPU is keeping the transformed tiles in cache: the forward runs the batch
-in chunks under ``lax.map`` (about 8 MB of transformed input and output per chunk). Its
+in chunks under ``lax.map`` (about 8 MB of transformed input and output per chunk). The
+``winograd_f2_dots`` variant instead runs the whole batch with one 2-D dot per tile position,
+because XLA:CPU's batched dot with few rows per batch uses one core (see :func:`_tiles_dots`);
+which form wins depends on the shape, so both are autotune candidates. Every variant's
 derivative (``custom_jvp``) is a plain conv (``xla_eigen`` on the CPU): Winograd's own transpose
 measured 2× slower, and ``lax.map``'s transpose 10× slower.
 
@@ -16,7 +19,8 @@ Error: Winograd trades multiplies for larger intermediate magnitudes. Against a 
 reference on unit-normal data the max abs error, in units of the float32 tolerance
 ``2e-6·√K``, measured 0.5 for F(2×2,3×3), 7.4 for F(2×2,5×5), 7.1 for F(4×4,3×3) (24 on
 GoogLeNet 3a's 28×28×96→128 at batch 32) and 10.9 for F(4×4,5×5); each variant's
-``error_factor`` (8 and 64) bounds it for the tests.
+``error_factor`` (8 and 64) bounds it for the tests; ``winograd_f2_dots`` adds the same products
+in another order and shares F(2×2)'s bound.
 """
 
 from __future__ import annotations
