@@ -311,7 +311,11 @@ def test_default_plan_rules():
     assert kernels.default_plan(nin_5x5, "cpu") == plan("winograd_f4", *eigen)
     small_5x5 = _spec_of((32, 14, 14, 32), (5, 5, 32, 128))  # Eigen 9.5 ms vs F4 10.3 ms
     assert kernels.default_plan(small_5x5, "cpu") == plan("xla_eigen", *eigen)
-    assert kernels.default_plan(inception_4b, "cpu") == plan("xla_eigen", *eigen)
+    assert kernels.default_plan(inception_4b, "cpu") == plan("winograd_f2_dots", *eigen)
+    nin_3x3 = _spec_of((32, 8, 8, 192), (3, 3, 192, 192))
+    assert kernels.default_plan(nin_3x3, "cpu") == plan("winograd_f2_dots", *eigen)
+    narrow_3x3 = _spec_of((32, 14, 14, 48), (3, 3, 48, 64))
+    assert kernels.default_plan(narrow_3x3, "cpu") == plan("xla_eigen", *eigen)
     assert kernels.default_plan(seed_5x5, "cpu") == plan("winograd_f4", *eigen)
     assert kernels.default_plan(inception_5b, "cpu") == plan("xla_eigen", *eigen)
     assert kernels.default_plan(narrow_5x5, "cpu") == plan("xla_eigen", *eigen)

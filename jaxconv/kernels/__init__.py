@@ -85,10 +85,15 @@ def _winograd_variant(spec: ConvSpec, ok: tuple[str, ...]) -> str | None:
     timings, jaxconv/kernels/defaults/): a Winograd F(4×4) forward wins on a CPU for a 5×5 with
     C_in >= 32 on a map >= 16 wide, or C_in >= 64 on >= 14 (seed 14×14×480→48: 35 vs 55 ms for
     Eigen). On 3×3s Eigen is as fast or faster (28×28×96→128: 39.5 vs 41.9 ms): the transformed
-    GEMMs are small batched dots that XLA:CPU runs on one core."""
-    if spec.kernel[0] != 5 or spec.in_channels < 32 or spec.out_channels < 32:
+    GEMMs are small batched dots that XLA:CPU runs on one core. F(2×2,3×3) with one 2-D dot per
+    tile position (``winograd_f2_dots``) wins on 3×3s with >= 96 channels on 8–16 wide maps
+    (GoogLeNet 4a–4e, NiN mlpconv3: 4d 26.8 vs 54.2 ms, 4a 12.6 vs 15.8), not on 7×7 or 28×28."""
+    k, size = spec.kernel[0], min(spec.out_spatial)
+    if k == 3 and 8 <= size <= 16 and min(spec.in_channels, spec.out_channels) >= 96:
+        return "winograd_f2_dots" if "winograd_f2_dots" in ok else None
+    if k != 5 or spec.in_channels < 32 or spec.out_channels < 32:
         return None
-    if min(spec.out_spatial) < (14 if spec.in_channels >= 64 else 16):
+    if size < (14 if spec.in_channels >= 64 else 16):
         return None
     return "winograd_f4" if "winograd_f4" in ok else None
 
@@ -103,7 +108,7 @@ def default_plan(spec: ConvSpec, platform: str | None = None) -> Plan:
     - strided 2-D → ``space_to_depth`` (its gradients 2.5-9× faster than XLA's);
     - other 2-D → ``xla_eigen`` for all three roles (both cores; YNNPACK's weight gradient is
       up to 13× slower), with a Winograd forward where :func:`_winograd_variant` says so (wide
-      5×5s), and
+      5×5s, 3×3s on mid-size maps), and
       for C_in <= 4 ``im2col``'s input gradient;
     - else ``xla``.
 
