@@ -101,7 +101,7 @@ def _whole_step(spec: ConvSpec, chosen: kernels.Plan, names: Sequence[str], repe
         return chosen, {}
 
     def step(plan: kernels.Plan) -> Callable:
-        conv = kernels.get(plan.fwd).conv if len(set(plan)) == 1 else kernels.Split(plan).conv
+        conv = kernels.for_plan(plan).conv
 
         def fwd_bwd(x, w, dy):
             y, vjp = jax.vjp(lambda a, b: conv(a, b, spec), x, w)

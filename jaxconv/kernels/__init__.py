@@ -233,7 +233,12 @@ def select(spec: ConvSpec, implementation: str | None = None) -> Any:
         return lowering
     for seen in _RECORDING:
         seen.append(spec)
-    chosen = plan(spec)
+    return for_plan(plan(spec))
+
+
+def for_plan(chosen: Plan) -> Any:
+    """The lowering that runs ``chosen``: the named one when all roles agree, else a
+    :class:`Split`."""
     if chosen.fwd == chosen.dx == chosen.dw:
         return LOWERINGS[chosen.fwd]
     return Split(chosen)

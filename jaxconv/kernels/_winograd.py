@@ -179,15 +179,22 @@ def _weights(w: jax.Array, spec: ConvSpec, m: int) -> jax.Array:
     return u.reshape(n * n, *w.shape[2:])
 
 
+def _pad_to_tiles(x: jax.Array, spec: ConvSpec, m: int) -> jax.Array:
+    """``x`` with the conv's padding plus the rows/cols that make the ``m×m`` tiles cover the
+    output exactly (the extra outputs are cropped at the end)."""
+    _, _, (th, tw) = _plan(spec, m)
+    (hlo, hhi), (wlo, whi) = spec.padding
+    ho, wo = spec.out_spatial
+    return jnp.pad(x, ((0, 0), (hlo, hhi + th * m - ho), (wlo, whi + tw * m - wo), (0, 0)))
+
+
 def _tiles(x: jax.Array, u: jax.Array, spec: ConvSpec, m: int) -> jax.Array:
     """Input transform, GEMMs, output transform for a batch ``x`` (no chunking)."""
     r, n, (th, tw) = _plan(spec, m)
     at, _, bt = transform_matrices(m, r)
-    (hlo, hhi), (wlo, whi) = spec.padding
     ho, wo = spec.out_spatial
     batch = x.shape[0]
-    # Pad so the tiles cover the output exactly (the extra rows/cols are cropped at the end).
-    xp = jnp.pad(x, ((0, 0), (hlo, hhi + th * m - ho), (wlo, whi + tw * m - wo), (0, 0)))
+    xp = _pad_to_tiles(x, spec, m)
     rows = jnp.stack(_transform(xp, bt, 1, m, th))  # [n, N, th, Wp, C]
     v = jnp.stack(_transform(rows, bt, 3, m, tw), axis=1)  # [n, n, N, th, tw, C]
     v = v.reshape(n * n, batch * th * tw, x.shape[-1])
@@ -210,10 +217,9 @@ def _tiles_dots(x: jax.Array, u: jax.Array, spec: ConvSpec, m: int) -> jax.Array
     lists of arrays, so no ``[n², …]`` stack is materialized."""
     r, n, (th, tw) = _plan(spec, m)
     at, _, bt = transform_matrices(m, r)
-    (hlo, hhi), (wlo, whi) = spec.padding
     ho, wo = spec.out_spatial
     batch, c, o = x.shape[0], x.shape[-1], u.shape[-1]
-    xp = jnp.pad(x, ((0, 0), (hlo, hhi + th * m - ho), (wlo, whi + tw * m - wo), (0, 0)))
+    xp = _pad_to_tiles(x, spec, m)
     rows = _transform(xp, bt, 1, m, th)  # n × [N, th, Wp, C]
     v = [_transform(row, bt, 2, m, tw) for row in rows]  # n × n × [N, th, tw, C]
     prod = [[jnp.dot(v[a][b].reshape(-1, c), u[a * n + b], precision=spec.precision)
