@@ -24,10 +24,11 @@ __all__ = ["bottleneck", "conv", "conv1x1", "make_spec"]
 Array = jax.Array
 
 
-def _check_array(value: Any, name: str) -> Any:
+def _check_array(value: Any, name: str, empty_batch: bool = False) -> Any:
     if not hasattr(value, "shape") or not hasattr(value, "dtype"):
         raise TypeError(f"`{name}` must be an array, got {type(value).__name__}")
-    if any(d == 0 for d in value.shape):
+    dims = value.shape[1:] if empty_batch else value.shape
+    if any(d == 0 for d in dims):
         raise ValueError(f"`{name}` must not have zero-size dims, got shape {tuple(value.shape)}")
     return value
 
@@ -186,15 +187,21 @@ def make_spec(
     return spec, mode, mode_pads
 
 
-def _add_bias(y: Array, b: Any, channels_last: bool, name: str = "b") -> Array:
+def _check_bias(b: Any, c: int, name: str = "b") -> None:
     if b is None:
-        return y
+        return
     _check_array(b, name)
-    c = y.shape[-1] if channels_last else y.shape[1]
     if tuple(b.shape) != (c,):
         raise ValueError(
             f"`{name}` must have shape ({c},) (one per output channel), got {tuple(b.shape)}"
         )
+
+
+def _add_bias(y: Array, b: Any, channels_last: bool, name: str = "b") -> Array:
+    c = y.shape[-1] if channels_last else y.shape[1]
+    _check_bias(b, c, name)
+    if b is None:
+        return y
     shape = (1,) * (y.ndim - 1) + (c,) if channels_last else (1, c) + (1,) * (y.ndim - 2)
     # Documented rule: the bias is cast to the output dtype.
     return y + jnp.reshape(b, shape).astype(y.dtype)
@@ -227,7 +234,7 @@ def conv(
     Args:
       x: input, ``[N, *spatial, C_in]`` (channels-last ``layout``, the default ``"NHWC"``) or
         ``[N, C_in, *spatial]`` (``"NCHW"``). Only the channel position matters, so ``"NHWC"``
-        also serves 1-D and 3-D inputs.
+        also serves 1-D and 3-D inputs. ``N == 0`` gives an empty output, as ``lax`` does.
       w: kernel, ``[*kernel, C_in/groups, C_out]`` (HWIO) or ``[C_out, C_in/groups, *kernel]``
         (OIHW) for channels-first layouts. Must have ``x``'s dtype.
       b: optional bias ``[C_out]``, cast to the output dtype.
@@ -242,9 +249,11 @@ def conv(
       layout: ``"NHWC"`` (default) or ``"NCHW"`` (also ``NWC``/``NDHWC``/``NCW``/``NCDHW``).
       precision: ``lax.Precision`` or its name, passed to XLA.
       preferred_element_type: accumulation/output dtype, passed to XLA.
-      implementation: None picks the best applicable lowering (a pointwise 1×1 with stride 1,
-        no padding and one group goes to ``"einsum"``, all else to ``"xla"``); a name from
+      implementation: None picks the plan of :func:`jaxconv.kernels.plan` (a tuned table entry
+        for this device kind, else ``"onednn"`` on a CPU where the extension is loaded, else
+        ``"einsum"`` for a pointwise 1×1 and ``"xla"`` for the rest); a name from
         ``jaxconv.kernels.LOWERINGS`` forces one and raises ``ValueError`` if it does not apply.
+        With ``onednn`` the bias is added inside oneDNN's conv (a post-op).
 
     Returns:
       ``[N, *spatial_out, C_out]`` (or channels-first), spatial sizes from
@@ -262,7 +271,7 @@ def conv(
       32.0
     """
     with jax.named_scope("jaxconv.conv"):
-        _check_array(x, "x")
+        _check_array(x, "x", empty_batch=True)
         _check_array(w, "w")
         _check_float_match(x, w)
         spec, mode, mode_pads = make_spec(
@@ -278,9 +287,14 @@ def conv(
             precision=precision,
             preferred_element_type=preferred_element_type,
         )
+        _check_bias(b, spec.out_channels)
+        if spec.batch == 0:  # nothing to compute, whatever the lowering
+            return jnp.zeros(spec.out_shape, spec.out_dtype)
         lowering = kernels.select(spec, implementation)
         if mode is not None:
             x = _pad_spatial(x, mode_pads, mode, spec.channels_last)
+        if b is not None and hasattr(lowering, "conv_bias"):
+            return lowering.conv_bias(x, w, b, spec)
         y = lowering.conv(x, w, spec)
         return _add_bias(y, b, spec.channels_last)
 

@@ -130,17 +130,6 @@ def test_corrupt_table_is_ignored(cache):
     assert kernels.plan(_spec()) == kernels.default_plan(_spec())
 
 
-def test_shipped_defaults_name_existing_lowerings():
-    files = sorted(_tables.DEFAULTS_DIR.glob("*.json"))
-    assert files, "no shipped defaults"
-    for path in files:
-        table = json.loads(path.read_text())
-        assert table["device_kind"] == path.stem and table["entries"]
-        for key, entry in table["entries"].items():
-            for role in _tables.ROLES:
-                assert entry[role] in kernels.LOWERINGS, (path.name, key, entry[role])
-
-
 def test_autotune_keeps_a_uniform_plan_when_the_per_role_winners_lose_together(cache, monkeypatch):
     from jaxconv import _autotune
 

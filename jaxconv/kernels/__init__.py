@@ -25,7 +25,16 @@ import jax
 import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
-from jaxconv.kernels import _eigen, _einsum, _im2col, _space_to_depth, _tables, _winograd, _xla
+from jaxconv.kernels import (
+    _eigen,
+    _einsum,
+    _im2col,
+    _onednn,
+    _space_to_depth,
+    _tables,
+    _winograd,
+    _xla,
+)
 from jaxconv.kernels._spec import ConvSpec
 from jaxconv.kernels._tables import Plan, device_kind, spec_key
 
@@ -47,7 +56,7 @@ __all__ = [
 #: Every lowering by name (the fallback ``"xla"`` last).
 LOWERINGS: dict[str, Any] = {
     m.name: m
-    for m in (_einsum, _eigen, _space_to_depth, *_winograd.VARIANTS, _im2col, _xla)
+    for m in (_onednn, _einsum, _eigen, _space_to_depth, *_winograd.VARIANTS, _im2col, _xla)
 }
 
 
@@ -80,37 +89,20 @@ def candidates(spec: ConvSpec, platform: str | None = None,
     )
 
 
-def _winograd_variant(spec: ConvSpec, ok: tuple[str, ...]) -> str | None:
-    """The measured rule (``jaxconv.autotune`` over ``python -m bench lowering``'s convs, primed
-    timings, jaxconv/kernels/defaults/): a Winograd F(4×4) forward wins on a CPU for a 5×5 with
-    C_in >= 32 on a map >= 16 wide, or C_in >= 64 on >= 14 (seed 14×14×480→48: 35 vs 55 ms for
-    Eigen). On 3×3s Eigen is as fast or faster (28×28×96→128: 39.5 vs 41.9 ms): the transformed
-    GEMMs are small batched dots that XLA:CPU runs on one core. F(2×2,3×3) with one 2-D dot per
-    tile position (``winograd_f2_dots``) wins on 3×3s with >= 96 channels on 8–16 wide maps
-    (GoogLeNet 4a–4e, NiN mlpconv3: 4d 26.8 vs 54.2 ms, 4a 12.6 vs 15.8), not on 7×7 or 28×28."""
-    k, size = spec.kernel[0], min(spec.out_spatial)
-    if k == 3 and 8 <= size <= 16 and min(spec.in_channels, spec.out_channels) >= 96:
-        return "winograd_f2_dots" if "winograd_f2_dots" in ok else None
-    if k != 5 or spec.in_channels < 32 or spec.out_channels < 32:
-        return None
-    if size < (14 if spec.in_channels >= 64 else 16):
-        return None
-    return "winograd_f4" if "winograd_f4" in ok else None
-
-
 def default_plan(spec: ConvSpec, platform: str | None = None) -> Plan:
     """The cost model: the plan used when no table has an entry for ``spec``.
 
-    Off the CPU: ``einsum`` for a pointwise conv, else ``xla`` (cuDNN/TPU convs). On the CPU,
-    from the measurements in bench/results/cpu/lowering.md:
+    - ``onednn`` for all three roles wherever it applies (CPU, extension loaded, float32 or
+      native bfloat16): oneDNN's primitives, PyTorch's own CPU kernels (bench/results/);
+    - else ``einsum`` for a pointwise conv (a dot XLA runs on every core, where its conv may run
+      on one);
+    - else ``xla``: plain ``lax.conv_general_dilated``.
 
-    - pointwise → ``einsum`` (a 2-core dot);
-    - strided 2-D → ``space_to_depth`` (its gradients 2.5-9× faster than XLA's);
-    - other 2-D → ``xla_eigen`` for all three roles (both cores; YNNPACK's weight gradient is
-      up to 13× slower), with a Winograd forward where :func:`_winograd_variant` says so (wide
-      5×5s, 3×3s on mid-size maps), and
-      for C_in <= 4 ``im2col``'s input gradient;
-    - else ``xla``.
+    Nothing here depends on a CPU model, so the default is safe where nobody tuned: the
+    XLA-only lowerings (Winograd, im2col, space_to_depth, xla_eigen) won by up to 2× on the
+    CPU they were tuned on and lost by up to 6× on another (issue 10: seed 5×5 at batch 1 on
+    an AVX-512 Xeon, 18.9 vs 3.0 ms), so only a table — :func:`jaxconv.autotune`'s
+    measurement on this device kind — selects them.
 
     Examples:
       >>> from jaxconv._ops import make_spec
@@ -120,14 +112,10 @@ def default_plan(spec: ConvSpec, platform: str | None = None) -> Plan:
     """
     platform = platform or jax.default_backend()
     ok = candidates(spec, platform)
-    if "einsum" in ok:
-        return Plan("einsum", "einsum", "einsum")
-    if "space_to_depth" in ok:
-        return Plan("space_to_depth", "space_to_depth", "space_to_depth")
-    if "xla_eigen" not in ok:
-        return Plan("xla", "xla", "xla")
-    dx = "im2col" if spec.in_channels <= 4 and "im2col" in ok else "xla_eigen"
-    return Plan(_winograd_variant(spec, ok) or "xla_eigen", dx, "xla_eigen")
+    for name in ("onednn", "einsum"):
+        if name in ok:
+            return Plan(name, name, name)
+    return Plan("xla", "xla", "xla")
 
 
 _RECORDING: list[list[ConvSpec]] = []

@@ -1,0 +1,426 @@
+// jaxconv's oneDNN extension: XLA FFI handlers for a convolution's forward, input gradient
+// (backward data) and weight gradient (backward weights) on oneDNN's CPU primitives.
+//
+// One handler per role, each for 1-, 2- and 3-D convs in either layout (NHWC/HWIO or
+// NCHW/OIHW), any stride, explicit (lo, hi) padding, kernel dilation and feature groups
+// (depthwise included), float32 or bfloat16 inputs with a float32 or bfloat16 result. The
+// forward optionally takes a bias and applies ReLU as oneDNN post-ops.
+//
+// XLA's buffers are used in place: every activation is described to oneDNN with its own
+// strides, so nothing but the (small) weights is ever reordered. Primitives are built once per
+// configuration and cached; Python has validated every argument before a call reaches here,
+// so an error below is an internal one and comes back as an FFI error, never an abort.
+//
+// Threads: oneDNN (OpenMP build) uses every core for one primitive. Calls are serialized by
+// one mutex so that two XLA threads never start two OpenMP teams on the same cores.
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "dnnl.hpp"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+using dnnl::memory;
+using dims = dnnl::memory::dims;
+using dt = dnnl::memory::data_type;
+
+namespace {
+
+enum Role : int64_t { kForward = 0, kBackwardData = 1, kBackwardWeights = 2 };
+
+dnnl::engine& Engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+std::mutex& Mutex() {
+  static std::mutex mu;
+  return mu;
+}
+
+bool ToDnnl(ffi::DataType t, dt* out) {
+  switch (t) {
+    case ffi::DataType::F32:
+      *out = dt::f32;
+      return true;
+    case ffi::DataType::BF16:
+      *out = dt::bf16;
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::string Shape(ffi::Span<const int64_t> d) {
+  std::ostringstream s;
+  s << "(";
+  for (size_t i = 0; i < d.size(); ++i) s << (i ? ", " : "") << d[i];
+  s << (d.size() == 1 ? ",)" : ")");
+  return s.str();
+}
+
+// Row-major strides of `shape`.
+dims Contiguous(const dims& shape) {
+  dims st(shape.size(), 1);
+  for (int i = static_cast<int>(shape.size()) - 2; i >= 0; --i) st[i] = st[i + 1] * shape[i + 1];
+  return st;
+}
+
+// Everything oneDNN needs about one conv, in its logical order (N, C, spatial...) with the
+// strides of XLA's buffers.
+struct Geometry {
+  dims src, wei, dst;                      // logical dims
+  dims src_strides, wei_strides, dst_strides;
+  dims stride, dilation, pad_lo, pad_hi;   // dilation in oneDNN's convention (lax's - 1)
+  dt src_dt, wei_dt, dst_dt, bias_dt;
+  int64_t out_channels;
+  bool bias, relu;
+
+  std::vector<int64_t> Key(Role role) const {
+    std::vector<int64_t> k{role, static_cast<int64_t>(src_dt), static_cast<int64_t>(wei_dt),
+                           static_cast<int64_t>(dst_dt), static_cast<int64_t>(bias_dt), bias,
+                           relu};
+    for (const dims* v : {&src, &wei, &dst, &src_strides, &wei_strides, &dst_strides, &stride,
+                          &dilation, &pad_lo, &pad_hi}) {
+      k.push_back(static_cast<int64_t>(v->size()));
+      k.insert(k.end(), v->begin(), v->end());
+    }
+    return k;
+  }
+
+  memory::desc SrcDesc() const { return memory::desc(src, src_dt, src_strides); }
+  memory::desc DstDesc() const { return memory::desc(dst, dst_dt, dst_strides); }
+  memory::desc WeiDesc() const { return memory::desc(wei, wei_dt, wei_strides); }
+  memory::desc AnyWei() const { return memory::desc(wei, wei_dt, memory::format_tag::any); }
+  memory::desc BiasDesc() const { return memory::desc({out_channels}, bias_dt, dims{1}); }
+};
+
+// The activation (x or dx) strides for logical (N, C, spatial...) in XLA's layout.
+dims ActivationStrides(ffi::Span<const int64_t> shape, bool channels_last) {
+  dims phys(shape.begin(), shape.end());
+  dims st = Contiguous(phys);
+  const size_t r = shape.size();
+  if (!channels_last) return st;                  // (N, C, sp...) is already logical order
+  dims logical{st[0], st[r - 1]};                 // N, C
+  for (size_t i = 1; i + 1 < r; ++i) logical.push_back(st[i]);
+  return logical;
+}
+
+dims ActivationDims(ffi::Span<const int64_t> shape, bool channels_last) {
+  const size_t r = shape.size();
+  if (!channels_last) return dims(shape.begin(), shape.end());
+  dims d{shape[0], shape[r - 1]};
+  for (size_t i = 1; i + 1 < r; ++i) d.push_back(shape[i]);
+  return d;
+}
+
+// Kernel HWIO ([k..., I/G, O]) or OIHW ([O, I/G, k...]) as oneDNN's (G, O/G, I/G, k...), or
+// (O, I, k...) when G == 1, with the strides of XLA's buffer.
+void KernelDesc(ffi::Span<const int64_t> shape, bool channels_last, int64_t groups, dims* d,
+                dims* strides) {
+  const size_t r = shape.size();
+  const size_t nsp = r - 2;
+  dims phys(shape.begin(), shape.end());
+  dims st = Contiguous(phys);
+  int64_t out = channels_last ? shape[r - 1] : shape[0];
+  int64_t in = channels_last ? shape[r - 2] : shape[1];
+  int64_t so = channels_last ? st[r - 1] : st[0];
+  int64_t si = channels_last ? st[r - 2] : st[1];
+  size_t sp0 = channels_last ? 0 : 2;
+  d->clear();
+  strides->clear();
+  if (groups > 1) {
+    d->insert(d->end(), {groups, out / groups, in});
+    strides->insert(strides->end(), {so * (out / groups), so, si});
+  } else {
+    d->insert(d->end(), {out, in});
+    strides->insert(strides->end(), {so, si});
+  }
+  for (size_t i = 0; i < nsp; ++i) {
+    d->push_back(shape[sp0 + i]);
+    strides->push_back(st[sp0 + i]);
+  }
+}
+
+struct Attrs {
+  ffi::Span<const int64_t> stride, pad_lo, pad_hi, dilation;
+  int64_t groups;
+  bool channels_last;
+};
+
+ffi::Error Describe(const Attrs& a, ffi::AnyBuffer::Dimensions x, ffi::DataType xt,
+                    ffi::AnyBuffer::Dimensions w, ffi::DataType wt,
+                    ffi::AnyBuffer::Dimensions y, ffi::DataType yt, Geometry* g) {
+  const size_t nsp = a.stride.size();
+  if (nsp < 1 || nsp > 3 || x.size() != nsp + 2 || w.size() != nsp + 2 || y.size() != nsp + 2 ||
+      a.pad_lo.size() != nsp || a.pad_hi.size() != nsp || a.dilation.size() != nsp ||
+      a.groups < 1) {
+    return ffi::Error::InvalidArgument("jaxconv onednn: inconsistent ranks: x " + Shape(x) +
+                                       ", w " + Shape(w) + ", y " + Shape(y));
+  }
+  if (!ToDnnl(xt, &g->src_dt) || !ToDnnl(wt, &g->wei_dt) || !ToDnnl(yt, &g->dst_dt)) {
+    return ffi::Error::InvalidArgument("jaxconv onednn: only float32 and bfloat16 buffers");
+  }
+  g->src = ActivationDims(x, a.channels_last);
+  g->src_strides = ActivationStrides(x, a.channels_last);
+  g->dst = ActivationDims(y, a.channels_last);
+  g->dst_strides = ActivationStrides(y, a.channels_last);
+  KernelDesc(w, a.channels_last, a.groups, &g->wei, &g->wei_strides);
+  g->out_channels = g->dst[1];
+  g->stride.assign(a.stride.begin(), a.stride.end());
+  g->pad_lo.assign(a.pad_lo.begin(), a.pad_lo.end());
+  g->pad_hi.assign(a.pad_hi.begin(), a.pad_hi.end());
+  g->dilation.clear();
+  for (int64_t d : a.dilation) g->dilation.push_back(d - 1);
+  g->bias_dt = g->dst_dt;
+  g->bias = g->relu = false;
+  return ffi::Error::Success();
+}
+
+std::string Describe(const char* role, ffi::AnyBuffer::Dimensions a, ffi::AnyBuffer::Dimensions b,
+                     ffi::AnyBuffer::Dimensions c, const Attrs& at) {
+  std::ostringstream s;
+  s << "jaxconv onednn " << role << " failed for shapes " << Shape(a) << ", " << Shape(b)
+    << " -> " << Shape(c) << " (stride " << Shape(at.stride) << ", padding lo " << Shape(at.pad_lo)
+    << " hi " << Shape(at.pad_hi) << ", dilation " << Shape(at.dilation) << ", groups "
+    << at.groups << ")";
+  return s.str();
+}
+
+dnnl::convolution_forward::primitive_desc ForwardDesc(const Geometry& g,
+                                                      const memory::desc& weights) {
+  dnnl::primitive_attr attr;
+  if (g.relu) {
+    dnnl::post_ops ops;
+    ops.append_eltwise(dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+    attr.set_post_ops(ops);
+  }
+  if (g.bias) {
+    return dnnl::convolution_forward::primitive_desc(
+        Engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+        g.SrcDesc(), weights, g.BiasDesc(), g.DstDesc(), g.stride, g.dilation, g.pad_lo,
+        g.pad_hi, attr);
+  }
+  return dnnl::convolution_forward::primitive_desc(
+      Engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+      g.SrcDesc(), weights, g.DstDesc(), g.stride, g.dilation, g.pad_lo, g.pad_hi, attr);
+}
+
+// One cached primitive with the weights layout it wants.
+struct Entry {
+  dnnl::primitive prim;
+  memory::desc weights;  // the primitive's (diff_)weights layout
+};
+
+std::map<std::vector<int64_t>, Entry>& Cache() {
+  static std::map<std::vector<int64_t>, Entry> cache;
+  return cache;
+}
+
+const Entry& Lookup(Role role, const Geometry& g) {
+  auto key = g.Key(role);
+  auto& cache = Cache();
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  Entry e;
+  if (role == kForward) {
+    auto pd = ForwardDesc(g, g.AnyWei());
+    e = Entry{dnnl::convolution_forward(pd), pd.weights_desc()};
+  } else {
+    // The hint: the forward these gradients belong to (without bias or post-ops).
+    Geometry plain = g;
+    plain.bias = plain.relu = false;
+    auto hint = ForwardDesc(plain, g.AnyWei());
+    if (role == kBackwardData) {
+      dnnl::convolution_backward_data::primitive_desc pd(
+          Engine(), dnnl::algorithm::convolution_direct, g.SrcDesc(), g.AnyWei(), g.DstDesc(),
+          g.stride, g.dilation, g.pad_lo, g.pad_hi, hint);
+      e = Entry{dnnl::convolution_backward_data(pd), pd.weights_desc()};
+    } else {
+      dnnl::convolution_backward_weights::primitive_desc pd(
+          Engine(), dnnl::algorithm::convolution_direct, g.SrcDesc(), g.AnyWei(), g.DstDesc(),
+          g.stride, g.dilation, g.pad_lo, g.pad_hi, hint);
+      e = Entry{dnnl::convolution_backward_weights(pd), pd.diff_weights_desc()};
+    }
+  }
+  return cache.emplace(std::move(key), std::move(e)).first->second;
+}
+
+Attrs MakeAttrs(ffi::Span<const int64_t> stride, ffi::Span<const int64_t> pad_lo,
+                ffi::Span<const int64_t> pad_hi, ffi::Span<const int64_t> dilation,
+                int64_t groups, int64_t channels_last) {
+  return Attrs{stride, pad_lo, pad_hi, dilation, groups, channels_last != 0};
+}
+
+ffi::Error ForwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::RemainingArgs rest,
+                       ffi::Result<ffi::AnyBuffer> y, ffi::Span<const int64_t> stride,
+                       ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi,
+                       ffi::Span<const int64_t> dilation, int64_t groups, int64_t channels_last,
+                       int64_t relu) {
+  Attrs a = MakeAttrs(stride, pad_lo, pad_hi, dilation, groups, channels_last);
+  Geometry g;
+  if (auto err = Describe(a, x.dimensions(), x.element_type(), w.dimensions(), w.element_type(),
+                          y->dimensions(), y->element_type(), &g);
+      !err.success()) {
+    return err;
+  }
+  g.relu = relu != 0;
+  void* bias_data = nullptr;
+  if (rest.size() > 0) {
+    auto b = rest.get<ffi::AnyBuffer>(0);
+    if (!b.has_value()) return b.error();
+    if (b->dimensions().size() != 1 || b->dimensions()[0] != g.out_channels ||
+        !ToDnnl(b->element_type(), &g.bias_dt)) {
+      return ffi::Error::InvalidArgument("jaxconv onednn: bias must be [C_out] f32/bf16, got " +
+                                         Shape(b->dimensions()));
+    }
+    g.bias = true;
+    bias_data = b->untyped_data();
+  }
+  try {
+    std::lock_guard<std::mutex> lock(Mutex());
+    const Entry& e = Lookup(kForward, g);
+    dnnl::stream s(Engine());
+    memory src(g.SrcDesc(), Engine(), x.untyped_data());
+    memory dst(g.DstDesc(), Engine(), y->untyped_data());
+    memory user_w(g.WeiDesc(), Engine(), w.untyped_data());
+    memory wei = user_w;
+    if (e.weights != user_w.get_desc()) {
+      wei = memory(e.weights, Engine());
+      dnnl::reorder(user_w, wei).execute(s, user_w, wei);
+    }
+    std::unordered_map<int, memory> args{
+        {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}};
+    if (g.bias) args.emplace(DNNL_ARG_BIAS, memory(g.BiasDesc(), Engine(), bias_data));
+    e.prim.execute(s, args);
+    s.wait();
+  } catch (const std::exception& ex) {
+    return ffi::Error::Internal(Describe("forward", x.dimensions(), w.dimensions(),
+                                         y->dimensions(), a) + ": " + ex.what());
+  }
+  return ffi::Error::Success();
+}
+
+ffi::Error BackwardDataImpl(ffi::AnyBuffer dy, ffi::AnyBuffer w, ffi::Result<ffi::AnyBuffer> dx,
+                            ffi::Span<const int64_t> stride, ffi::Span<const int64_t> pad_lo,
+                            ffi::Span<const int64_t> pad_hi, ffi::Span<const int64_t> dilation,
+                            int64_t groups, int64_t channels_last) {
+  Attrs a = MakeAttrs(stride, pad_lo, pad_hi, dilation, groups, channels_last);
+  Geometry g;
+  if (auto err = Describe(a, dx->dimensions(), dx->element_type(), w.dimensions(),
+                          w.element_type(), dy.dimensions(), dy.element_type(), &g);
+      !err.success()) {
+    return err;
+  }
+  try {
+    std::lock_guard<std::mutex> lock(Mutex());
+    const Entry& e = Lookup(kBackwardData, g);
+    dnnl::stream s(Engine());
+    memory diff_dst(g.DstDesc(), Engine(), dy.untyped_data());
+    memory diff_src(g.SrcDesc(), Engine(), dx->untyped_data());
+    memory user_w(g.WeiDesc(), Engine(), w.untyped_data());
+    memory wei = user_w;
+    if (e.weights != user_w.get_desc()) {
+      wei = memory(e.weights, Engine());
+      dnnl::reorder(user_w, wei).execute(s, user_w, wei);
+    }
+    e.prim.execute(s, {{DNNL_ARG_DIFF_DST, diff_dst},
+                       {DNNL_ARG_WEIGHTS, wei},
+                       {DNNL_ARG_DIFF_SRC, diff_src}});
+    s.wait();
+  } catch (const std::exception& ex) {
+    return ffi::Error::Internal(Describe("input gradient", dy.dimensions(), w.dimensions(),
+                                         dx->dimensions(), a) + ": " + ex.what());
+  }
+  return ffi::Error::Success();
+}
+
+ffi::Error BackwardWeightsImpl(ffi::AnyBuffer x, ffi::AnyBuffer dy,
+                               ffi::Result<ffi::AnyBuffer> dw, ffi::Span<const int64_t> stride,
+                               ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi,
+                               ffi::Span<const int64_t> dilation, int64_t groups,
+                               int64_t channels_last) {
+  Attrs a = MakeAttrs(stride, pad_lo, pad_hi, dilation, groups, channels_last);
+  Geometry g;
+  if (auto err = Describe(a, x.dimensions(), x.element_type(), dw->dimensions(),
+                          dw->element_type(), dy.dimensions(), dy.element_type(), &g);
+      !err.success()) {
+    return err;
+  }
+  try {
+    std::lock_guard<std::mutex> lock(Mutex());
+    const Entry& e = Lookup(kBackwardWeights, g);
+    dnnl::stream s(Engine());
+    memory src(g.SrcDesc(), Engine(), x.untyped_data());
+    memory diff_dst(g.DstDesc(), Engine(), dy.untyped_data());
+    memory user_dw(g.WeiDesc(), Engine(), dw->untyped_data());
+    memory diff_w = user_dw;
+    const bool reorder = e.weights != user_dw.get_desc();
+    if (reorder) diff_w = memory(e.weights, Engine());
+    e.prim.execute(s, {{DNNL_ARG_SRC, src},
+                       {DNNL_ARG_DIFF_DST, diff_dst},
+                       {DNNL_ARG_DIFF_WEIGHTS, diff_w}});
+    if (reorder) dnnl::reorder(diff_w, user_dw).execute(s, diff_w, user_dw);
+    s.wait();
+  } catch (const std::exception& ex) {
+    return ffi::Error::Internal(Describe("weight gradient", x.dimensions(), dy.dimensions(),
+                                         dw->dimensions(), a) + ": " + ex.what());
+  }
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+// The library is built with hidden visibility; these four are its whole interface.
+#define JAXCONV_EXPORT extern "C" __attribute__((visibility("default")))
+JAXCONV_EXPORT XLA_FFI_Error* JaxconvOnednnForward(XLA_FFI_CallFrame* call_frame);
+JAXCONV_EXPORT XLA_FFI_Error* JaxconvOnednnBackwardData(XLA_FFI_CallFrame* call_frame);
+JAXCONV_EXPORT XLA_FFI_Error* JaxconvOnednnBackwardWeights(XLA_FFI_CallFrame* call_frame);
+JAXCONV_EXPORT int jaxconv_onednn_native_bf16();
+JAXCONV_EXPORT int64_t jaxconv_onednn_cache_size();
+
+#define JAXCONV_CONV_ATTRS                          \
+  .Attr<ffi::Span<const int64_t>>("stride")         \
+      .Attr<ffi::Span<const int64_t>>("pad_lo")     \
+      .Attr<ffi::Span<const int64_t>>("pad_hi")     \
+      .Attr<ffi::Span<const int64_t>>("dilation")   \
+      .Attr<int64_t>("groups")                      \
+      .Attr<int64_t>("channels_last")
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxconvOnednnForward, ForwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .RemainingArgs()
+                                  .Ret<ffi::AnyBuffer>() JAXCONV_CONV_ATTRS.Attr<int64_t>("relu"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxconvOnednnBackwardData, BackwardDataImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>() JAXCONV_CONV_ATTRS);
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxconvOnednnBackwardWeights, BackwardWeightsImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>() JAXCONV_CONV_ATTRS);
+
+// 1 when oneDNN dispatches native bfloat16 kernels on this CPU (AVX512_BF16 or AMX); without
+// them its bf16 convs fall back to slow reference code, so Python keeps the f32 upcast there.
+int jaxconv_onednn_native_bf16() {
+  const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  const auto need = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_bf16);
+  return (isa & need) == need ? 1 : 0;
+}
+
+// How many primitives are cached (tests check that equal shapes build nothing new).
+int64_t jaxconv_onednn_cache_size() {
+  std::lock_guard<std::mutex> lock(Mutex());
+  return static_cast<int64_t>(Cache().size());
+}

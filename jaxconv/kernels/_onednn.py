@@ -1,0 +1,381 @@
+"""The ``onednn`` lowering: a conv's forward, input gradient and weight gradient on Intel's
+oneDNN, called through XLA's FFI (C++ in ``csrc/onednn_conv.cc``, built at install).
+
+XLA:CPU's own conv kernels (YNNPACK, Eigen) reach half of PyTorch's speed on dense convs and a
+few percent on depthwise ones; PyTorch runs oneDNN. Here the same primitives run inside a
+jitted JAX program: three JAX primitives (``onednn_conv_fwd``, ``onednn_conv_bwd_data``,
+``onednn_conv_bwd_weights``), each one FFI call, closed under differentiation — the transpose of
+each is one of the other two — so ``grad`` of any order, ``jvp`` and ``vmap`` (a mapped input
+is folded into the batch; mapped weights run one call per element) stay on oneDNN.
+
+The shared library is loaded on first use, never on ``import jaxconv``. Where it cannot be
+(not built, another OS or CPU, ``JAXCONV_DISABLE_ONEDNN=1``), :func:`supports` gives the reason
+for every spec and the dispatch uses the XLA lowerings.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import importlib.metadata
+import math
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.extend.core import Primitive
+from jax.interpreters import ad, batching, mlir
+
+from jaxconv.kernels import _xla
+from jaxconv.kernels._spec import ConvSpec, unmet
+
+name = "onednn"
+backends = ("cpu",)
+error_factor = 1.0
+roles = ("fwd", "dx", "dw")
+reference = _xla.conv
+
+LIBRARY = "libjaxconv_onednn.so"
+DISABLE_ENV = "JAXCONV_DISABLE_ONEDNN"
+_TARGETS = {
+    "jaxconv_onednn_fwd": "JaxconvOnednnForward",
+    "jaxconv_onednn_bwd_data": "JaxconvOnednnBackwardData",
+    "jaxconv_onednn_bwd_weights": "JaxconvOnednnBackwardWeights",
+}
+
+
+# --- loading -------------------------------------------------------------------------------
+
+def _installed_file(dist: str, filename: str) -> Path | None:
+    """Where the installed distribution ``dist`` put ``filename`` (a venv, an editable
+    install), from its RECORD."""
+    try:
+        files = importlib.metadata.distribution(dist).files or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for f in files:
+        if f.name == filename:
+            path = Path(str(f.locate())).resolve()
+            if path.exists():
+                return path
+    return None
+
+
+def _extension_path() -> Path | None:
+    """The built extension: beside this module (a wheel, or a build copied into the tree), else
+    where the installed ``jaxconv`` distribution recorded it (an editable install, with the
+    source tree first on ``sys.path`` as pytest and ``python -m bench`` run it)."""
+    here = Path(__file__).with_name(LIBRARY)
+    if here.exists():
+        return here
+    return _installed_file("jaxconv", LIBRARY)
+
+
+def _dnnl_path() -> str | None:
+    """``libdnnl.so.3`` from the ``onednn-cpu-gomp`` wheel, else the system's."""
+    found = _installed_file("onednn-cpu-gomp", "libdnnl.so.3")
+    return str(found) if found else ctypes.util.find_library("dnnl")
+
+
+@functools.cache
+def _load() -> tuple[ctypes.CDLL | None, str | None]:
+    """``(library, None)``, or ``(None, why it is unavailable)``; runs once per process."""
+    if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
+        return None, f"onednn is disabled by {DISABLE_ENV}={os.environ[DISABLE_ENV]}"
+    if sys.platform != "linux" or platform.machine().lower() not in ("x86_64", "amd64"):
+        return None, (f"onednn is built for Linux x86-64 only, this is {sys.platform} "
+                      f"{platform.machine()}")
+    path = _extension_path()
+    if path is None:
+        return None, (f"onednn extension {LIBRARY} was not built (no C++ compiler, CMake or "
+                      f"oneDNN at install time?); reinstall jaxconv to build it")
+    dnnl = _dnnl_path()
+    try:
+        if dnnl is not None:  # its soname then resolves for the extension, wherever it lives
+            ctypes.CDLL(dnnl, mode=ctypes.RTLD_GLOBAL)
+        lib = ctypes.CDLL(str(path))
+    except OSError as e:
+        return None, f"onednn extension {path} could not be loaded: {e}"
+    for target, symbol in _TARGETS.items():
+        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)),
+                                    platform="cpu")
+    return lib, None
+
+
+def unavailable() -> str | None:
+    """None when the extension is loaded (loading it if needed), else why it is not."""
+    return _load()[1]
+
+
+@functools.cache
+def native_bf16() -> bool:
+    """Whether oneDNN runs bfloat16 convs natively here (AVX512_BF16 or AMX)."""
+    lib, _ = _load()
+    return lib is not None and bool(lib.jaxconv_onednn_native_bf16())
+
+
+def cache_size() -> int:
+    """How many oneDNN primitives the extension has built in this process (0 if not loaded)."""
+    lib, _ = _load()
+    if lib is None:
+        return 0
+    lib.jaxconv_onednn_cache_size.restype = ctypes.c_int64
+    return int(lib.jaxconv_onednn_cache_size())
+
+
+def supports(spec: ConvSpec) -> str | None:
+    why = unavailable()
+    if why is not None:
+        return why
+    if spec.dtype not in ("float32", "bfloat16"):
+        return f"onednn needs float32 or bfloat16 inputs, got {spec.dtype}"
+    if spec.dtype == "bfloat16" and not native_bf16():
+        return ("onednn's bfloat16 convs need AVX512_BF16 or AMX, which this CPU lacks (oneDNN "
+                "would run slow reference kernels; XLA's f32 upcast is faster)")
+    if spec.preferred_element_type not in (None, "float32", spec.dtype):
+        return (f"onednn computes in float32 or bfloat16, got preferred_element_type "
+                f"{spec.preferred_element_type}")
+    return unmet(spec, name, "no input dilation", "padding >= 0")
+
+
+# --- the three primitives ------------------------------------------------------------------
+
+class Geometry(NamedTuple):
+    """The static part of a conv the FFI handlers need (hashable: a primitive parameter)."""
+
+    stride: tuple[int, ...]
+    pad_lo: tuple[int, ...]
+    pad_hi: tuple[int, ...]
+    dilation: tuple[int, ...]
+    groups: int
+    channels_last: bool
+
+    @classmethod
+    def of(cls, spec: ConvSpec) -> Geometry:
+        return cls(spec.stride, tuple(lo for lo, _ in spec.padding),
+                   tuple(hi for _, hi in spec.padding), spec.dilation, spec.groups,
+                   spec.channels_last)
+
+    def attributes(self) -> dict[str, Any]:
+        as_array = functools.partial(np.asarray, dtype=np.int64)
+        return dict(stride=as_array(self.stride), pad_lo=as_array(self.pad_lo),
+                    pad_hi=as_array(self.pad_hi), dilation=as_array(self.dilation),
+                    groups=np.int64(self.groups), channels_last=np.int64(self.channels_last))
+
+    def out_shape(self, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -> tuple[int, ...]:
+        nsp = len(self.stride)
+        if self.channels_last:
+            spatial, kernel, c_out = x_shape[1:-1], w_shape[:nsp], w_shape[-1]
+        else:
+            spatial, kernel, c_out = x_shape[2:], w_shape[2:], w_shape[0]
+        out = tuple(
+            (n + lo + hi - (k - 1) * d - 1) // s + 1
+            for n, k, s, d, lo, hi in zip(spatial, kernel, self.stride, self.dilation,
+                                          self.pad_lo, self.pad_hi)
+        )
+        return (x_shape[0], *out, c_out) if self.channels_last else (x_shape[0], c_out, *out)
+
+
+fwd_p = Primitive("onednn_conv_fwd")              # (x, w) -> y
+fused_p = Primitive("onednn_conv_fwd_bias")       # (x, w, b) -> act(y + b)
+bwd_data_p = Primitive("onednn_conv_bwd_data")    # (dy, w) -> dx
+bwd_weights_p = Primitive("onednn_conv_bwd_weights")  # (x, dy) -> dw
+
+
+def _fwd_abstract(x, w, *b, geometry, out_dtype, relu=False):
+    del b, relu
+    return jax.core.ShapedArray(geometry.out_shape(x.shape, w.shape), out_dtype)
+
+
+def _bwd_data_abstract(dy, w, *, geometry, x_shape, x_dtype):
+    del dy, w, geometry
+    return jax.core.ShapedArray(x_shape, x_dtype)
+
+
+def _bwd_weights_abstract(x, dy, *, geometry, w_shape, w_dtype):
+    del x, dy, geometry
+    return jax.core.ShapedArray(w_shape, w_dtype)
+
+
+@functools.cache
+def _jitted(prim: Primitive, params: tuple) -> Any:
+    return jax.jit(lambda *args: prim.bind(*args, **dict(params)))
+
+
+def _impl(prim: Primitive, *args, **params):
+    """Eager calls: one cached jit per primitive and parameters."""
+    return _jitted(prim, tuple(sorted(params.items())))(*args)
+
+
+for _p, _abstract in ((fwd_p, _fwd_abstract), (fused_p, _fwd_abstract),
+                      (bwd_data_p, _bwd_data_abstract),
+                      (bwd_weights_p, _bwd_weights_abstract)):
+    _p.def_abstract_eval(_abstract)
+    _p.def_impl(functools.partial(_impl, _p))
+
+
+def _fwd_lowering(ctx, *args, geometry, out_dtype, relu=False):
+    del out_dtype
+    return jax.ffi.ffi_lowering("jaxconv_onednn_fwd")(
+        ctx, *args, **geometry.attributes(), relu=np.int64(relu))
+
+
+def _grad_lowering(target: str):
+    def lower(ctx, a, b, *, geometry, **_):
+        return jax.ffi.ffi_lowering(target)(ctx, a, b, **geometry.attributes())
+    return lower
+
+
+mlir.register_lowering(fwd_p, _fwd_lowering, platform="cpu")
+mlir.register_lowering(fused_p, _fwd_lowering, platform="cpu")
+mlir.register_lowering(bwd_data_p, _grad_lowering("jaxconv_onednn_bwd_data"), platform="cpu")
+mlir.register_lowering(bwd_weights_p, _grad_lowering("jaxconv_onednn_bwd_weights"),
+                       platform="cpu")
+
+
+def _as(a: jax.Array, dtype: Any) -> jax.Array:
+    return a if a.dtype == dtype else a.astype(dtype)
+
+
+def forward(x, w, geometry: Geometry, out_dtype: Any) -> jax.Array:
+    return fwd_p.bind(x, w, geometry=geometry, out_dtype=jnp.dtype(out_dtype))
+
+
+def backward_data(dy, w, geometry: Geometry, x_shape, x_dtype) -> jax.Array:
+    """The input gradient ``dx`` of ``y = conv(x, w)`` for the output gradient ``dy``."""
+    return bwd_data_p.bind(_as(dy, w.dtype), w, geometry=geometry, x_shape=tuple(x_shape),
+                           x_dtype=jnp.dtype(x_dtype))
+
+
+def backward_weights(x, dy, geometry: Geometry, w_shape, w_dtype) -> jax.Array:
+    """The weight gradient ``dw`` of ``y = conv(x, w)`` for the output gradient ``dy``."""
+    return bwd_weights_p.bind(x, _as(dy, x.dtype), geometry=geometry, w_shape=tuple(w_shape),
+                              w_dtype=jnp.dtype(w_dtype))
+
+
+# Each primitive is bilinear; its transposes are the other two (so every order of reverse
+# mode, and forward mode, runs on oneDNN).
+def _fwd_t_x(ct, x, w, *, geometry, out_dtype):
+    del out_dtype
+    return backward_data(ct, w, geometry, x.aval.shape, x.aval.dtype)
+
+
+def _fwd_t_w(ct, x, w, *, geometry, out_dtype):
+    del out_dtype
+    return backward_weights(x, ct, geometry, w.aval.shape, w.aval.dtype)
+
+
+def _bwd_data_t_dy(ct, dy, w, *, geometry, x_shape, x_dtype):
+    del x_shape, x_dtype
+    return _as(forward(_as(ct, w.dtype), w, geometry, dy.aval.dtype), dy.aval.dtype)
+
+
+def _bwd_data_t_w(ct, dy, w, *, geometry, x_shape, x_dtype):
+    del x_shape, x_dtype
+    return backward_weights(_as(ct, w.dtype), dy, geometry, w.aval.shape, w.aval.dtype)
+
+
+def _bwd_weights_t_x(ct, x, dy, *, geometry, w_shape, w_dtype):
+    del w_shape, w_dtype
+    return backward_data(dy, _as(ct, x.aval.dtype), geometry, x.aval.shape, x.aval.dtype)
+
+
+def _bwd_weights_t_dy(ct, x, dy, *, geometry, w_shape, w_dtype):
+    del w_shape, w_dtype
+    return _as(forward(x, _as(ct, x.dtype), geometry, dy.aval.dtype), dy.aval.dtype)
+
+
+ad.defbilinear(fwd_p, _fwd_t_x, _fwd_t_w)
+ad.defbilinear(bwd_data_p, _bwd_data_t_dy, _bwd_data_t_w)
+ad.defbilinear(bwd_weights_p, _bwd_weights_t_x, _bwd_weights_t_dy)
+
+
+def _fold(a: jax.Array, axis: int) -> tuple[jax.Array, int]:
+    """``a`` with mapped axis ``axis`` merged into its leading (batch) dim."""
+    a = jnp.moveaxis(a, axis, 0)
+    return a.reshape(a.shape[0] * a.shape[1], *a.shape[2:]), a.shape[0]
+
+
+def _sequential(prim: Primitive, args, dims, params) -> tuple[jax.Array, int]:
+    """One primitive call per element of the mapped axis (``lax.map``)."""
+    mapped = [i for i, d in enumerate(args) if dims[i] is not None]
+
+    def one(xs):
+        operands = list(args)
+        for i, v in zip(mapped, xs):
+            operands[i] = v
+        return prim.bind(*operands, **params)
+
+    return lax.map(one, tuple(jnp.moveaxis(args[i], dims[i], 0) for i in mapped)), 0
+
+
+def _batch_rule(prim: Primitive, batch_operand: int):
+    """A vmap rule: when only the activation operand (``batch_operand``) is mapped, fold the
+    mapped axis into the conv's batch — one oneDNN call; else one call per element."""
+
+    def rule(args, dims, **params):
+        only_activation = all(d is None for i, d in enumerate(dims) if i != batch_operand)
+        if not only_activation or prim is bwd_weights_p:
+            return _sequential(prim, args, dims, params)
+        folded, size = _fold(args[batch_operand], dims[batch_operand])
+        operands = list(args)
+        operands[batch_operand] = folded
+        if prim is bwd_data_p:
+            n = params["x_shape"][0]
+            params = dict(params, x_shape=(size * n, *params["x_shape"][1:]))
+        y = prim.bind(*operands, **params)
+        return y.reshape(size, y.shape[0] // size, *y.shape[1:]), 0
+
+    return rule
+
+
+batching.primitive_batchers[fwd_p] = _batch_rule(fwd_p, 0)
+batching.primitive_batchers[fused_p] = _batch_rule(fused_p, 0)
+batching.primitive_batchers[bwd_data_p] = _batch_rule(bwd_data_p, 0)
+batching.primitive_batchers[bwd_weights_p] = _batch_rule(bwd_weights_p, 0)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5))
+def _fused(x, w, b, geometry: Geometry, out_dtype: Any, relu: bool) -> jax.Array:
+    return fused_p.bind(x, w, b, geometry=geometry, out_dtype=out_dtype, relu=relu)
+
+
+@_fused.defjvp
+def _fused_jvp(geometry, out_dtype, relu, primals, tangents):
+    x, w, b = primals
+    tx, tw, tb = tangents
+    y = _fused(x, w, b, geometry, out_dtype, relu)
+    shape = ((1,) * (y.ndim - 1) + (-1,) if geometry.channels_last
+             else (1, -1) + (1,) * (y.ndim - 2))
+    t = (forward(tx, w, geometry, out_dtype) + forward(x, tw, geometry, out_dtype)
+         + tb.reshape(shape).astype(y.dtype))
+    return y, jnp.where(y > 0, t, 0) if relu else t
+
+
+# --- the lowering interface ----------------------------------------------------------------
+
+def _empty(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
+    return jnp.zeros(Geometry.of(spec).out_shape(x.shape, w.shape), spec.out_dtype)
+
+
+def conv(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
+    """The spec's conv as one oneDNN forward primitive (its gradients on oneDNN too)."""
+    if math.prod(x.shape) == 0:
+        return _empty(x, w, spec)
+    return forward(x, w, Geometry.of(spec), spec.out_dtype)
+
+
+def conv_bias(x: jax.Array, w: jax.Array, b: jax.Array, spec: ConvSpec,
+              relu: bool = False) -> jax.Array:
+    """``conv(x, w) + b`` (then ReLU when ``relu``) as one oneDNN primitive with the bias and
+    the activation as post-ops; ``b`` is ``[C_out]``, cast to the output dtype."""
+    if math.prod(x.shape) == 0:
+        return _empty(x, w, spec)
+    return _fused(x, w, _as(b, spec.out_dtype), Geometry.of(spec), spec.out_dtype, relu)

@@ -1,0 +1,393 @@
+"""The ``onednn`` lowering (C++ FFI handlers in csrc/): every role against the NumPy float64
+reference over 1-, 2- and 3-D convs, both layouts, strides, asymmetric padding, dilation and
+groups (depthwise, channel multipliers); bfloat16; IEEE specials; bias fusion; the
+transformations (jit, grad of any order, jvp, vmap, AOT, shard_map); errors; fuzzing.
+
+On Linux x86-64 the extension must have been built and must load: the first test fails, not
+skips, when it did not (a suite that silently skips every onednn test is no test)."""
+
+from __future__ import annotations
+
+import functools
+import math
+import platform
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import reference
+from conftest import tol
+
+import jaxconv
+from jaxconv import kernels
+from jaxconv._ops import make_spec
+from jaxconv.kernels import _onednn
+
+LINUX_X86 = sys.platform == "linux" and platform.machine().lower() in ("x86_64", "amd64")
+
+
+def test_extension_builds_and_loads_on_linux_x86_64():
+    spec, _, _ = make_spec((1, 8, 8, 4), (3, 3, 4, 4), "float32")
+    reason = kernels.available(spec)["onednn"]
+    if not LINUX_X86:
+        assert reason is not None
+        pytest.skip(f"no oneDNN extension on {sys.platform} {platform.machine()}: {reason}")
+    assert reason is None, reason
+
+
+needs_onednn = pytest.mark.skipif(_onednn.unavailable() is not None,
+                                  reason=str(_onednn.unavailable()))
+pytestmark = needs_onednn if not LINUX_X86 else []
+
+
+def _case(rng, ndim: int, layout: str) -> dict:
+    """One random conv configuration of ``ndim`` spatial dims that the lowering supports."""
+    while True:
+        groups = int(rng.choice([1, 1, 2, 3]))
+        depthwise = rng.random() < 0.25
+        c_in = groups * int(rng.integers(1, 4))
+        c_out = groups * int(rng.integers(1, 4))
+        if depthwise:
+            groups, c_in = c_in, c_in
+            c_out = c_in * int(rng.integers(1, 3))  # channel multiplier 1 or 2
+        kernel = tuple(int(k) for k in rng.integers(1, 4, ndim))
+        cfg = dict(
+            x=(int(rng.integers(1, 3)), *(int(s) for s in rng.integers(3, 9, ndim)), c_in),
+            w=(*kernel, c_in // groups, c_out),
+            stride=tuple(int(s) for s in rng.integers(1, 4, ndim)),
+            dilation=tuple(int(s) for s in rng.choice([1, 1, 2], ndim)),
+            padding=tuple((int(lo), int(hi)) for lo, hi in rng.integers(0, 3, (ndim, 2))),
+            groups=groups, layout=layout)
+        try:
+            make_spec(cfg["x"], cfg["w"], "float32", stride=cfg["stride"],
+                      padding=cfg["padding"], dilation=cfg["dilation"], groups=groups)
+        except ValueError:  # kernel larger than the padded input: draw again
+            continue
+        return cfg
+
+
+def _layout_args(cfg: dict, x, w):
+    """``x``, ``w`` (NHWC/HWIO) in the case's layout."""
+    if cfg["layout"] == "NHWC":
+        return x, w
+    nd = x.ndim
+    return np.moveaxis(x, -1, 1), np.transpose(w, (nd - 1, nd - 2, *range(nd - 2)))
+
+
+def _from_layout(cfg: dict, y):
+    return y if cfg["layout"] == "NHWC" else np.moveaxis(y, 1, -1)
+
+
+def _kw(cfg: dict) -> dict:
+    return dict(stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"],
+                groups=cfg["groups"], layout=cfg["layout"])
+
+
+CASES = [(nd, layout, seed) for nd in (1, 2, 3) for layout in ("NHWC", "NCHW")
+         for seed in range(4)]
+
+
+@pytest.mark.parametrize(("ndim", "layout", "seed"), CASES)
+def test_every_role_matches_float64_reference(ndim, layout, seed):
+    """y, dx and dw (the vjp for a random dy) against float64 NumPy: the forward directly,
+    the gradients through the reference's own vjp (autodiff of the float64 conv in jax)."""
+    rng = np.random.default_rng(1000 * ndim + seed + (layout == "NCHW"))
+    cfg = _case(rng, ndim, layout)
+    x = rng.standard_normal(cfg["x"]).astype(np.float32)
+    w = rng.standard_normal(cfg["w"]).astype(np.float32)
+    want = reference.conv(x, w, stride=cfg["stride"], padding=cfg["padding"],
+                          dilation=cfg["dilation"], groups=cfg["groups"])
+    dy = rng.standard_normal(want.shape).astype(np.float32)
+    xl, wl = _layout_args(cfg, x, w)
+    dyl = _layout_args(cfg, dy, w)[0]
+
+    def f(a, b):
+        return jaxconv.conv(a, b, implementation="onednn", **_kw(cfg))
+
+    y, vjp = jax.vjp(f, jnp.asarray(xl), jnp.asarray(wl))
+    dx, dw = vjp(jnp.asarray(dyl))
+    k = math.prod(cfg["w"][:-2]) * cfg["w"][-2]
+    np.testing.assert_allclose(_from_layout(cfg, np.asarray(y)), want, rtol=0,
+                               atol=tol("float32", k))
+    # float64 gradients: the reference conv is linear in each argument, so its vjp is exact.
+    with jax.enable_x64(True):
+        def ref64(a, b):
+            return jaxconv.conv(a, b, implementation="xla", **_kw(cfg))
+        _, vjp64 = jax.vjp(ref64, jnp.asarray(xl, jnp.float64), jnp.asarray(wl, jnp.float64))
+        dx64, dw64 = (np.asarray(g) for g in vjp64(jnp.asarray(dyl, jnp.float64)))
+    k_dx = math.prod(cfg["w"][:-2]) * cfg["w"][-1] // cfg["groups"]
+    k_dw = math.prod(want.shape[:-1])
+    np.testing.assert_allclose(np.asarray(dx), dx64, rtol=0, atol=tol("float32", k_dx))
+    np.testing.assert_allclose(np.asarray(dw), dw64, rtol=0, atol=tol("float32", k_dw))
+
+
+def test_float64_gradient_reference_is_numpy():
+    """The float64 xla conv the gradient test trusts equals the NumPy reference."""
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((2, 7, 6, 4)), rng.standard_normal((3, 2, 2, 6))
+    with jax.enable_x64(True):
+        got = jaxconv.conv(jnp.asarray(x), jnp.asarray(w), stride=2, padding=((1, 0), (2, 1)),
+                           groups=2, implementation="xla")
+    want = reference.conv(x, w, stride=2, padding=((1, 0), (2, 1)), groups=2)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.skipif(not _onednn.native_bf16(), reason="no AVX512_BF16/AMX on this CPU")
+@pytest.mark.parametrize("preferred", [None, "float32"])
+def test_bfloat16_with_float32_accumulation(preferred, rng):
+    x = rng.standard_normal((2, 9, 9, 16)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 8, 12)).astype(np.float32)
+    xb, wb = jnp.asarray(x, jnp.bfloat16), jnp.asarray(w, jnp.bfloat16)
+    want = reference.conv(np.asarray(xb, np.float64), np.asarray(wb, np.float64), padding=1,
+                          groups=2)
+
+    def f(a, b):
+        return jaxconv.conv(a, b, padding=1, groups=2, preferred_element_type=preferred,
+                            implementation="onednn")
+
+    y = f(xb, wb)
+    assert y.dtype == jnp.dtype(preferred or "bfloat16")
+    k = 9 * 8
+    # f32 accumulation: a bfloat16 result is one rounding of the exact sum, an f32 one none.
+    atol = tol("float32", k) if preferred else 2 ** -8 * np.abs(want).max() + tol("float32", k)
+    np.testing.assert_allclose(np.asarray(y, np.float64), want, rtol=0, atol=atol)
+    dx, dw = jax.grad(lambda a, b: jnp.sum(f(a, b).astype(jnp.float32) ** 2),
+                      argnums=(0, 1))(xb, wb)
+    rx, rw = jax.grad(lambda a, b: jnp.sum(jaxconv.conv(a, b, padding=1, groups=2,
+                                                        implementation="xla") ** 2),
+                      argnums=(0, 1))(jnp.asarray(xb, jnp.float32), jnp.asarray(wb, jnp.float32))
+    assert dx.dtype == dw.dtype == jnp.bfloat16
+    for got, ref in ((dx, rx), (dw, rw)):
+        np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(ref), rtol=0,
+                                   atol=tol("bfloat16", 1) * float(jnp.abs(ref).max()))
+
+
+def test_ieee_specials_propagate_as_in_the_direct_conv(rng):
+    x = rng.standard_normal((2, 8, 8, 3)).astype(np.float32)
+    x[0, 2, 3, 1] = np.nan
+    x[1, 5, 5, 0] = np.inf
+    x[1, 0, 7, 2] = -np.inf
+    w = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
+    got = np.asarray(jaxconv.conv(jnp.asarray(x), jnp.asarray(w), implementation="onednn"))
+    want = np.asarray(jaxconv.conv(jnp.asarray(x), jnp.asarray(w), implementation="xla"))
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isposinf(got), np.isposinf(want))
+    np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want))
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=0, atol=tol("float32", 27))
+
+
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+def test_bias_is_fused_and_differentiable(layout, rng):
+    x = jnp.asarray(rng.standard_normal((2, 6, 6, 4) if layout == "NHWC" else (2, 4, 6, 6)),
+                    jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, 4, 5) if layout == "NHWC" else (5, 4, 3, 3)),
+                    jnp.float32)
+    b = jnp.asarray(rng.standard_normal(5), jnp.float32)
+
+    def loss(impl):
+        return lambda a, c, d: jnp.sum(jnp.sin(jaxconv.conv(a, c, d, layout=layout,
+                                                            implementation=impl)))
+
+    text = jax.jit(lambda a, c, d: jaxconv.conv(a, c, d, layout=layout,
+                                                implementation="onednn")).lower(x, w, b).as_text()
+    assert text.count("jaxconv_onednn_fwd") == 1 and "add" not in text.split("jaxconv_onednn")[-1]
+    for got, want in zip(jax.grad(loss("onednn"), argnums=(0, 1, 2))(x, w, b),
+                         jax.grad(loss("xla"), argnums=(0, 1, 2))(x, w, b)):
+        np.testing.assert_allclose(got, want, rtol=0, atol=tol("float32", 36 * 5))
+
+
+def test_fused_relu_post_op_and_its_gradient(rng):
+    x = jnp.asarray(rng.standard_normal((2, 6, 6, 4)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, 4, 5)), jnp.float32)
+    b = jnp.asarray(rng.standard_normal(5), jnp.float32)
+    spec, _, _ = make_spec(x.shape, w.shape, "float32")
+
+    def fused(a, c, d):
+        return _onednn.conv_bias(a, c, d, spec, relu=True)
+
+    def plain(a, c, d):
+        return jax.nn.relu(jaxconv.conv(a, c, d, implementation="xla"))
+
+    np.testing.assert_allclose(fused(x, w, b), plain(x, w, b), rtol=0, atol=tol("float32", 36))
+    for got, want in zip(jax.grad(lambda *a: jnp.sum(fused(*a) ** 2), argnums=(0, 1, 2))(x, w, b),
+                         jax.grad(lambda *a: jnp.sum(plain(*a) ** 2), argnums=(0, 1, 2))(x, w, b)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+# --- transformations ---------------------------------------------------------------------
+
+X = np.random.default_rng(0).standard_normal((2, 7, 7, 4)).astype(np.float32)
+W = np.random.default_rng(1).standard_normal((3, 3, 4, 6)).astype(np.float32)
+
+
+def _both(fn):
+    return fn("onednn"), fn("xla")
+
+
+def test_second_order_gradients_stay_on_onednn():
+    def hessian_vector(impl):
+        def inner(a, b):
+            return jnp.sum(jaxconv.conv(a, b, stride=2, implementation=impl) ** 2)
+        return jax.grad(lambda a: jnp.sum(jax.grad(inner, argnums=1)(a, W) ** 2))(X)
+
+    got, want = _both(hessian_vector)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3 * float(jnp.abs(want).max()))
+    jaxpr = str(jax.make_jaxpr(lambda a: jax.grad(
+        lambda b: jnp.sum(jaxconv.conv(a, b, implementation="onednn") ** 2))(W))(X))
+    assert "conv_general_dilated" not in jaxpr and "onednn_conv_bwd_weights" in jaxpr
+
+
+def test_forward_mode_jvp():
+    tx, tw = np.ones_like(X), np.full_like(W, 0.5)
+    got, want = _both(lambda impl: jax.jvp(
+        lambda a, b: jaxconv.conv(a, b, implementation=impl), (X, W), (tx, tw))[1])
+    np.testing.assert_allclose(got, want, rtol=0, atol=tol("float32", 36) * 4)
+
+
+def test_vmap_folds_a_mapped_input_into_the_batch():
+    xs = np.stack([X, 2 * X, -X])
+    f = jax.vmap(lambda a: jaxconv.conv(a, W, implementation="onednn"))
+    got = f(xs)
+    want = jaxconv.conv(xs.reshape(6, 7, 7, 4), W, implementation="xla").reshape(got.shape)
+    np.testing.assert_allclose(got, want, rtol=0, atol=tol("float32", 36))
+    text = jax.jit(f).lower(xs).as_text()
+    assert text.count("jaxconv_onednn_fwd") == 1 and "while" not in text
+
+
+def test_vmap_of_per_example_gradients_and_mapped_weights():
+    xs, ws = np.stack([X, 2 * X]), np.stack([W, -W])
+
+    def per_example(impl):
+        return jax.vmap(jax.grad(lambda a, b: jnp.sum(
+            jaxconv.conv(a[None], b, implementation=impl) ** 2), argnums=(0, 1)),
+            in_axes=(0, None))(X, W)
+
+    for got, want in zip(*_both(per_example)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)
+    got, want = _both(lambda impl: jax.vmap(
+        lambda a, b: jaxconv.conv(a, b, implementation=impl))(xs, ws))
+    np.testing.assert_allclose(got, want, rtol=0, atol=tol("float32", 36))
+
+
+def test_jit_aot_and_no_rebuild_on_a_second_call():
+    f = jax.jit(lambda a, b: jaxconv.conv(a, b, padding=((0, 2), (1, 0)),
+                                          implementation="onednn"))
+    compiled = f.lower(X, W).compile()
+    y = compiled(X, W)
+    built = _onednn.cache_size()
+    for _ in range(2):
+        np.testing.assert_array_equal(f(X, W), y)
+        np.testing.assert_array_equal(compiled(X + 0, W), y)
+    assert _onednn.cache_size() == built
+    assert f._cache_size() == 1  # one trace for every call with equal shapes
+
+
+def test_eager_calls_match_jit():
+    x, w = jnp.asarray(X), jnp.asarray(W)
+    eager = jaxconv.conv(x, w, implementation="onednn")
+    np.testing.assert_array_equal(eager, jax.jit(
+        lambda a, b: jaxconv.conv(a, b, implementation="onednn"))(x, w))
+
+
+def test_plan_mixing_onednn_and_xla_roles(rng):
+    spec, _, _ = make_spec(X.shape, W.shape, "float32")
+    mixed = kernels.for_plan(kernels.Plan("onednn", "xla", "onednn"))
+    dy = rng.standard_normal(spec.out_shape).astype(np.float32)
+    got = jax.vjp(lambda a, b: mixed.conv(a, b, spec), X, W)[1](dy)
+    want = jax.vjp(lambda a, b: kernels.get("xla").conv(a, b, spec), X, W)[1](dy)
+    for g, r in zip(got, want):
+        np.testing.assert_allclose(g, r, rtol=0, atol=tol("float32", 2 * 49 * 6))
+
+
+def test_batch_sharded_conv_runs_per_shard_without_gathering():
+    """Under shard_map each of two CPU devices runs oneDNN on its half of the batch."""
+    script = textwrap.dedent("""
+        import jax, jax.numpy as jnp, numpy as np, jaxconv
+        from jax.sharding import Mesh, PartitionSpec as P
+        mesh = Mesh(np.array(jax.devices()), ("data",))
+        x = np.random.default_rng(0).standard_normal((4, 9, 9, 3)).astype(np.float32)
+        w = np.random.default_rng(1).standard_normal((3, 3, 3, 5)).astype(np.float32)
+        def loss(a, b):
+            return jnp.sum(jaxconv.conv(a, b, implementation="onednn") ** 2)
+        f = jax.jit(jax.shard_map(lambda a, b: jax.lax.psum(jax.grad(loss, 1)(a, b), "data"),
+                                  mesh=mesh, in_specs=(P("data"), P()), out_specs=P()))
+        text = f.lower(x, w).compile().as_text()
+        assert "all-gather" not in text and "jaxconv_onednn_bwd_weights" in text, text
+        want = jax.grad(lambda b: jnp.sum(jaxconv.conv(x, b, implementation="xla") ** 2))(w)
+        np.testing.assert_allclose(f(x, w), want, rtol=1e-5, atol=1e-3)
+        print("ok", jax.device_count())
+    """)
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu",
+           "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["ok", "2"]
+
+
+# --- empty batches, errors, fuzzing ------------------------------------------------------
+
+def test_zero_size_batch_gives_an_empty_result():
+    x = np.zeros((0, 7, 7, 4), np.float32)
+    y = jaxconv.conv(x, W, implementation="onednn")
+    assert y.shape == (0, 7, 7, 6)
+    g = jax.grad(lambda b: jnp.sum(jaxconv.conv(x, b) ** 2))(W)
+    assert g.shape == W.shape and not np.any(g)
+
+
+@pytest.mark.parametrize(("args", "kwargs", "match"), [
+    ((np.zeros((1, 8, 8, 4)), np.zeros((3, 3, 4, 4))), {}, r"float32 or bfloat16.*float64"),
+    ((np.zeros((1, 8, 8, 4), np.float16), np.zeros((3, 3, 4, 4), np.float16)), {},
+     r"float32 or bfloat16.*float16"),
+    ((X, W), dict(input_dilation=2), r"`implementation` \(='onednn'\) does not apply: onednn "
+     r"needs input_dilation 1, got \(2, 2\)"),
+    ((X, W), dict(padding=((-1, 0), (0, 0))), r"needs non-negative padding"),
+])
+def test_inapplicable_requests_raise_before_any_ffi_call(args, kwargs, match):
+    with jax.enable_x64(True):
+        x, w = (jnp.asarray(a) for a in args)
+        with pytest.raises(ValueError, match=match):
+            jaxconv.conv(x, w, implementation="onednn", **kwargs)
+
+
+def test_internal_onednn_failure_is_a_runtime_error_with_the_shapes():
+    geometry = _onednn.Geometry((1, 1), (0, 0), (0, 0), (1, 1), 1, True)
+    dy = jnp.ones((1, 5, 5, 6), jnp.float32)
+    with pytest.raises(RuntimeError, match=r"onednn input gradient failed for shapes "
+                                           r"\(1, 5, 5, 6\), \(3, 3, 4, 6\) -> \(1, 9, 9, 4\)"):
+        # An input shape that this conv cannot have produced dy from: oneDNN refuses.
+        jax.block_until_ready(_onednn.backward_data(dy, jnp.asarray(W), geometry,
+                                                    (1, 9, 9, 4), jnp.float32))
+
+
+def test_fuzz_strides_kernels_and_paddings_against_xla():
+    """Huge strides, kernels larger than the unpadded input, odd and lopsided paddings."""
+    rng = np.random.default_rng(11)
+    for _ in range(25):
+        ndim = int(rng.integers(1, 4))
+        n = tuple(int(v) for v in rng.integers(1, 6, ndim))
+        k = tuple(int(v) for v in rng.integers(1, 8, ndim))
+        pads = tuple((int(a), int(b)) for a, b in rng.integers(0, 7, (ndim, 2)))
+        stride = tuple(int(v) for v in rng.choice([1, 2, 5, 100], ndim))
+        dil = tuple(int(v) for v in rng.choice([1, 2, 3], ndim))
+        x = rng.standard_normal((2, *n, 3)).astype(np.float32)
+        w = rng.standard_normal((*k, 3, 2)).astype(np.float32)
+        kw = dict(stride=stride, padding=pads, dilation=dil)
+        try:
+            want = jaxconv.conv(x, w, implementation="xla", **kw)
+        except ValueError:
+            with pytest.raises(ValueError):  # the same clear error, whatever the lowering
+                jaxconv.conv(x, w, implementation="onednn", **kw)
+            continue
+        got = jaxconv.conv(x, w, implementation="onednn", **kw)
+        np.testing.assert_allclose(got, want, rtol=0, atol=tol("float32", math.prod(k) * 3))
+        def loss(a, w=w, kw=kw, impl="onednn"):
+            return jnp.sum(jaxconv.conv(a, w, implementation=impl, **kw))
+
+        gx, rx = jax.grad(loss)(x), jax.grad(functools.partial(loss, impl="xla"))(x)
+        np.testing.assert_allclose(gx, rx, rtol=0, atol=tol("float32", math.prod(k) * 2))
