@@ -2,7 +2,10 @@
 
 bench/ stands outside the package and uses jaxconv exactly as a user would; jaxconv never
 imports it. With no arguments it runs the ``bottleneck`` suite (the seed's Inception 4a 5×5
-branch over batches 1, 8, 32) and writes ``bench/results/<device-kind>/bottleneck.{json,md,png}``.
+branch over batches 1, 8, 32) and writes ``bench/results/<device-kind>/bottleneck.{json,md,png}``,
+``<device-kind>`` being :func:`jaxconv.kernels.device_kind` (``cpu-x86_64-avx2-2c``: architecture,
+widest vector ISA and core count; ``gpu-nvidia-h200``), so machines of different kinds keep
+their own results.
 
 Layout:
   ``__main__.py``   the command line (argparse; bad flags are one-line errors, exit 2).
@@ -40,7 +43,9 @@ Most also have ``peak_fraction`` (``gflops`` / the GEMM peak measured in the sam
 ``fusions`` and ``fusion`` (the report), ``layer`` (the shape's name, e.g. ``inception_4a``), and
 suite-specific keys: ``speedup_vs_<baseline>`` (the first such key is plotted),
 ``analytic_ratio`` (drawn on the speedup plot), ``roofline_s`` / ``roofline_fraction``,
-``peer`` and ``ratio_vs_jaxconv`` (peer time / jaxconv time: > 1 means jaxconv is faster).
-The env block holds device kind, platform, CPU model and core count, jax/jaxlib versions,
-XLA_FLAGS, the date, the GEMM peak and the memory bandwidth.
+``peer`` and ``ratio_vs_jaxconv`` (peer time / jaxconv time: > 1 means jaxconv is faster) on
+a peer's rows, ``speed_vs_torch`` (torch time / this variant's time) on jaxconv's.
+The env block holds jax's device kind and jaxconv's (``jaxconv_device_kind``, the results
+folder), platform, CPU model and core count, jax/jaxlib versions, XLA_FLAGS, the date, the GEMM
+peak and the memory bandwidth.
 """

@@ -76,7 +76,9 @@ def build_parser(suites: Sequence[str]) -> argparse.ArgumentParser:
             "suites: bottleneck (default: the seed's Inception 4a 5x5 branch, direct vs 1x1 "
             "bottleneck), conv1x1 (einsum vs lax.conv vs jnp.dot over GoogLeNet's 1x1s), "
             "inception (every Inception block, fwd and fwd+bwd), model (GoogLeNet and NiN "
-            "images/s). Example: python -m bench bottleneck conv1x1 --batch 1,8,32 --peers torch"
+            "images/s), lowering (every lowering per conv, fwd and fwd+bwd), groups (depthwise, "
+            "grouped and transposed convs vs torch, fwd and fwd+bwd). Example: python -m bench "
+            "bottleneck conv1x1 --batch 1,8,32 --peers torch"
         ),
     )
     parser.add_argument("suites", nargs="*", metavar="SUITE",
@@ -87,8 +89,8 @@ def build_parser(suites: Sequence[str]) -> argparse.ArgumentParser:
     parser.add_argument("--dtype", type=_csv("--dtype", _dtype, f"comma-separated of "
                                               f"{', '.join(DTYPES)}"),
                         metavar="float32,bfloat16",
-                        help="dtypes (default: per suite, float32 except inception's float32,"
-                        "bfloat16; bf16 convs are upcast to f32 on XLA:CPU)")
+                        help="dtypes (default: per suite, float32 except inception's and "
+                        "groups' float32,bfloat16; bf16 convs are upcast to f32 on XLA:CPU)")
     parser.add_argument("--repeats", type=_count("--repeats", 1), metavar="N",
                         help="timed runs per variant (default: 20; 3 with --quick)")
     parser.add_argument("--warmup", type=_count("--warmup", 0), metavar="N",
@@ -159,7 +161,7 @@ def run(options: Options, ctx=None) -> dict[str, list[dict]]:
 
     ctx = ctx or _setup(options)
     out_dir = options.out or (Path(__file__).resolve().parent / "results"
-                              / _harness.device_dirname(ctx.device.device_kind))
+                              / _harness.device_dirname(ctx.device))
     console = Console(stderr=True)
     results: dict[str, tuple[list[dict], list[str], float]] = {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import os
 import platform
-import re
 import statistics
 import sys
 import time
@@ -96,9 +95,14 @@ class Compiled:
         return self.call(*self.args)
 
 
-def device_dirname(kind: str) -> str:
-    """``"cpu"`` → ``cpu``, ``"NVIDIA H200"`` → ``nvidia-h200`` (for ``bench/results/<kind>``)."""
-    return re.sub(r"[^a-z0-9]+", "-", kind.lower()).strip("-") or "device"
+def device_dirname(device: jax.Device) -> str:
+    """The folder under ``bench/results/`` for ``device``: :func:`jaxconv.kernels.device_kind`,
+    the class of machine results transfer between — on a CPU the architecture, widest vector ISA
+    and core count (``cpu-x86_64-avx2-2c``), else platform and model (``gpu-nvidia-h200``). A bare
+    ``cpu`` would let every CPU overwrite every other's results."""
+    import jaxconv.kernels
+
+    return jaxconv.kernels.device_kind(device.platform, device.device_kind)
 
 
 def cpu_model() -> str:
@@ -213,13 +217,15 @@ def git_revision() -> str:
 
 
 def environment(device: jax.Device) -> dict[str, Any]:
-    """Device kind, CPU model and cores, versions, XLA_FLAGS, the git revision and the date."""
+    """Device kind (jax's, and jaxconv's that names the results folder), CPU model and cores,
+    versions, XLA_FLAGS, the git revision and the date."""
     import jaxlib
 
     import jaxconv
 
     return {
         "device_kind": device.device_kind,
+        "jaxconv_device_kind": device_dirname(device),  # the results folder
         "platform": device.platform,
         "device": str(device),
         "device_count": len(jax.devices(device.platform)),

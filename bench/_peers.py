@@ -1,7 +1,8 @@
 """Peers: other frameworks timed on the same shapes, in the same run, alternating with jaxconv.
 
 PyTorch is never a jaxconv dependency: it is imported here only when ``--peers torch`` asks.
-Its ``conv2d`` runs channels_last (oneDNN on CPU, cuDNN on GPU) with every CPU thread.
+Its ``conv2d`` (and ``conv_transpose2d``) runs channels_last (oneDNN on CPU, cuDNN on GPU) with
+every CPU thread.
 """
 
 from __future__ import annotations
@@ -52,21 +53,28 @@ class TorchPeer:
 
     def activation(self, x_nhwc: Any, dtype: str) -> Any:
         """``[N, H, W, C]`` jax array → ``[N, C, H, W]`` tensor in channels_last memory."""
-        t = self.torch.from_numpy(np.asarray(x_nhwc, dtype=np.float32)).permute(0, 3, 1, 2)
+        t = self.torch.from_numpy(np.array(x_nhwc, dtype=np.float32)).permute(0, 3, 1, 2)
         return t.to(self.device, self._dtype(dtype)).contiguous(
             memory_format=self.torch.channels_last)
 
-    def kernel(self, w_hwio: Any, dtype: str) -> Any:
-        """``[kh, kw, C_in, C_out]`` (or ``[C_in, C_out]``) → OIHW, channels_last memory."""
-        w = np.asarray(w_hwio, dtype=np.float32)
+    def kernel(self, w_hwio: Any, dtype: str, transposed: bool = False) -> Any:
+        """``[kh, kw, C_in/groups, C_out]`` (or ``[C_in, C_out]``) → OIHW
+        ``[C_out, C_in/groups, kh, kw]``, what ``conv2d`` takes for any ``groups``; channels_last
+        memory.
+
+        ``transposed``: the kernel of a transposed conv, ``[kh, kw, C_in, C_out]`` *unflipped*,
+        → ``[C_in, C_out, kh, kw]``, what ``conv_transpose2d`` takes (jaxconv runs it as an
+        input-dilated conv with the kernel flipped spatially, ``w[::-1, ::-1]``).
+        """
+        w = np.array(w_hwio, dtype=np.float32)
         if w.ndim == 2:
             w = w.reshape(1, 1, *w.shape)
-        t = self.torch.from_numpy(w).permute(3, 2, 0, 1)
+        t = self.torch.from_numpy(w).permute(*((2, 3, 0, 1) if transposed else (3, 2, 0, 1)))
         return t.to(self.device, self._dtype(dtype)).contiguous(
             memory_format=self.torch.channels_last)
 
     def vector(self, b: Any, dtype: str) -> Any:
-        return self.torch.from_numpy(np.asarray(b, dtype=np.float32)).to(self.device,
+        return self.torch.from_numpy(np.array(b, dtype=np.float32)).to(self.device,
                                                                          self._dtype(dtype))
 
     def runner(self, fn: Callable[[], Any]) -> Callable[[], Any]:

@@ -60,6 +60,9 @@ def columns(records: Sequence[Record]) -> list[tuple[str, Callable[[Record], str
     if key:
         label = "speedup vs " + key.removeprefix("speedup_vs_").replace("_", " ")
         cols.append((label, lambda r: _num(r.get(key), ".2f") + "×"))
+    if "speed_vs_torch" in has:
+        cols.append(("speed vs torch", lambda r: _num(r.get("speed_vs_torch"), ".2f") + "×"
+                     if r.get("speed_vs_torch") is not None else "—"))
     if "analytic_ratio" in has:
         cols.append(("analytic", lambda r: _num(r.get("analytic_ratio"), ".1f") + "×"))
     if "roofline_fraction" in has:
@@ -88,8 +91,8 @@ def markdown(suite: str, env: dict, notes: list[str], records: list[Record],
              plot_name: str | None) -> str:
     """The Markdown page: environment, notes, the table, and fusion reports."""
     lines = [f"# `python -m bench {suite}`", ""]
-    keys = ("device_kind", "cpu_model", "cpu_count", "jax", "jaxlib", "xla_flags", "git", "date",
-            "argv",
+    keys = ("device_kind", "jaxconv_device_kind", "cpu_model", "cpu_count", "jax", "jaxlib",
+            "xla_flags", "git", "date", "argv",
             "gemm_peak_gflops", "memory_bandwidth_gbs", "torch")
     lines += ["| environment | |", "|---|---|"]
     lines += [f"| {k} | `{env[k]}` |" for k in keys if k in env]

@@ -114,6 +114,72 @@ def test_conv1x1_records_compare_against_lax_conv(quick_run):
         assert rec["xla_flops"] == pytest.approx(2 * cost.macs)
 
 
+@pytest.fixture(scope="module")
+def groups_run(tmp_path_factory):
+    """One ``--quick`` run of the ``groups`` suite (both default dtypes, no peer)."""
+    out = tmp_path_factory.mktemp("bench_groups")
+    proc = _bench("groups", "--quick", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+def test_groups_records_time_every_applicable_lowering(groups_run):
+    from bench.suites import groups
+    from jaxconv._ops import make_spec
+
+    out, proc = groups_run
+    assert "bench: groups" in proc.stdout and "speedup vs lax" in proc.stdout
+    for ext in ("json", "md"):
+        assert (out / f"groups.{ext}").stat().st_size > 0
+    records = _load(out, "groups")["records"]
+    assert {r["dtype"] for r in records} == {"float32", "bfloat16"}
+    assert {r["layer"] for r in records} == {s.name for s in groups.TINY}
+    for s in groups.TINY:
+        for dtype in ("float32", "bfloat16"):
+            spec = make_spec((s.batch, s.size, s.size, s.c_in), s.kernel_shape, dtype,
+                             **s.conv_args())[0]
+            onednn = jaxconv.kernels.available(spec)["onednn"]
+            rows = {r["variant"]: r for r in records if r["layer"] == s.name
+                    and r["dtype"] == dtype}
+            expected = {"default", "xla"} | ({"onednn"} if onednn is None else set())
+            assert set(rows) == {f"{v} {p}" for v in expected for p in groups.PASSES}
+            fwd = rows["default fwd"]
+            assert fwd["default"] and fwd["plan"] and fwd["batch"] == 1
+            assert (fwd["skipped"] or {}).get("onednn") == onednn  # the reason, when skipped
+            # every tap that meets the input; a transposed conv's zero taps are not counted
+            cost = jaxconv.conv_cost((s.size, s.size, s.c_in), s.c_out, s.k, bias=False,
+                                     **s.conv_args())
+            assert fwd["macs"] == cost.macs // (s.stride ** 2 if s.transposed else 1)
+            assert rows["default fwd+bwd"]["macs"] == 3 * fwd["macs"]
+            assert rows["xla fwd"]["speedup_vs_lax"] == 1.0
+            for rec in rows.values():
+                assert rec["default"] == rec["variant"].startswith("default")
+                assert 0 < rec["min_s"] <= rec["median_s"] <= rec["max_s"]
+    if any(r.get("skipped") for r in records):
+        assert any("skipped on" in n for n in _load(out, "groups")["notes"])
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_torch_peer_runs_the_same_grouped_and_transposed_conv(transposed):
+    pytest.importorskip("torch")
+    import jax
+
+    from bench._harness import Context
+    from bench._peers import TorchPeer
+    from bench.suites import groups
+
+    s = groups.TINY[-1] if transposed else groups.TINY[3]  # ConvTranspose2d / 4 groups
+    ctx = Context(options=Options(quick=True), device=jax.devices("cpu")[0], env={},
+                  peer=TorchPeer("cpu"))
+    x, w, dy = ctx.rng_arrays(0, [(s.batch, s.size, s.size, s.c_in), s.kernel_shape,
+                                  groups._spec(s, "float32").out_shape], "float32")
+    y = groups._functions(None, s)[0](x, w[::-1, ::-1] if transposed else w)
+    *_, y_torch = groups._torch(ctx, s, x, w, dy, "float32")
+    assert groups._check_peer(s, "float32", y, y_torch) < 1e-5
+    with pytest.raises(RuntimeError, match="not the same conv"):
+        groups._check_peer(s, "float32", y + 1, y_torch)
+
+
 # --- the fusion report on known HLO -----------------------------------------------------------
 
 YNN_BOTTLENECK_HLO = """\
@@ -281,10 +347,13 @@ def test_model_suite_macs_come_from_the_summary():
     assert model.forward_macs(nin, 2, train=True) == 2 * expected
 
 
-def test_device_dirname():
-    assert device_dirname("cpu") == "cpu"
-    assert device_dirname("NVIDIA H200") == "nvidia-h200"
-    assert device_dirname("TPU v5 lite") == "tpu-v5-lite"
+def test_results_go_to_a_folder_per_device_kind():
+    import jax
+
+    # bench/results/<jaxconv.kernels.device_kind()>/: "cpu-x86_64-avx2-2c", not a bare "cpu"
+    cpu = jax.devices("cpu")[0]
+    assert device_dirname(cpu) == jaxconv.kernels.device_kind("cpu")
+    assert re.fullmatch(r"cpu-[a-z0-9_]+-[a-z0-9_]+-\d+c", device_dirname(cpu))
 
 
 def test_missing_torch_is_a_clear_error(monkeypatch):
@@ -346,6 +415,7 @@ def test_unknown_device_exits_2_with_one_line():
 
 def test_help_explains_every_option():
     text = cli.build_parser(("bottleneck", "conv1x1")).format_help()
+    assert "groups (depthwise, grouped and transposed convs" in " ".join(text.split())
     for flag in ("--batch", "--dtype", "--repeats", "--warmup", "--full", "--quick", "--out",
                  "--peers", "--device"):
         assert flag in text

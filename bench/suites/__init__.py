@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bench.suites import bottleneck, conv1x1, inception, lowering, model
+from bench.suites import bottleneck, conv1x1, groups, inception, lowering, model
 
 #: Suites in the order ``python -m bench`` runs them when several are named.
 REGISTRY: dict[str, Callable] = {
     "bottleneck": bottleneck.run,
     "conv1x1": conv1x1.run,
+    "groups": groups.run,
     "inception": inception.run,
     "lowering": lowering.run,
     "model": model.run,
