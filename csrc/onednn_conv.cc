@@ -4,7 +4,9 @@
 // One handler per role, each for 1-, 2- and 3-D convs in either layout (NHWC/HWIO or
 // NCHW/OIHW), any stride, explicit (lo, hi) padding, kernel dilation and feature groups
 // (depthwise included), float32 or bfloat16 inputs with a float32 or bfloat16 result. The
-// forward optionally takes a bias and applies ReLU as oneDNN post-ops.
+// forward optionally takes a bias and applies ReLU as oneDNN post-ops. With `transposed` the
+// three are oneDNN's deconvolution (what lax calls an input-dilated conv; Python passes the
+// stride, padding and flipped kernel of that form).
 //
 // XLA's buffers are used in place: every activation is described to oneDNN with its own
 // strides, so nothing but the (small) weights is ever reordered. Primitives are built once per
@@ -80,11 +82,12 @@ struct Geometry {
   dt src_dt, wei_dt, dst_dt, bias_dt;
   int64_t out_channels;
   bool bias, relu;
+  bool transposed;  // a deconvolution (lax: an input-dilated conv), see Python's Geometry
 
   std::vector<int64_t> Key(Role role) const {
     std::vector<int64_t> k{role, static_cast<int64_t>(src_dt), static_cast<int64_t>(wei_dt),
                            static_cast<int64_t>(dst_dt), static_cast<int64_t>(bias_dt), bias,
-                           relu};
+                           relu, transposed};
     for (const dims* v : {&src, &wei, &dst, &src_strides, &wei_strides, &dst_strides, &stride,
                           &dilation, &pad_lo, &pad_hi}) {
       k.push_back(static_cast<int64_t>(v->size()));
@@ -150,7 +153,7 @@ void KernelDesc(ffi::Span<const int64_t> shape, bool channels_last, int64_t grou
 struct Attrs {
   ffi::Span<const int64_t> stride, pad_lo, pad_hi, dilation;
   int64_t groups;
-  bool channels_last;
+  bool channels_last, transposed;
 };
 
 ffi::Error Describe(const Attrs& a, ffi::AnyBuffer::Dimensions x, ffi::DataType xt,
@@ -179,6 +182,7 @@ ffi::Error Describe(const Attrs& a, ffi::AnyBuffer::Dimensions x, ffi::DataType 
   for (int64_t d : a.dilation) g->dilation.push_back(d - 1);
   g->bias_dt = g->dst_dt;
   g->bias = g->relu = false;
+  g->transposed = a.transposed;
   return ffi::Error::Success();
 }
 
@@ -188,27 +192,33 @@ std::string Describe(const char* role, ffi::AnyBuffer::Dimensions a, ffi::AnyBuf
   s << "jaxconv onednn " << role << " failed for shapes " << Shape(a) << ", " << Shape(b)
     << " -> " << Shape(c) << " (stride " << Shape(at.stride) << ", padding lo " << Shape(at.pad_lo)
     << " hi " << Shape(at.pad_hi) << ", dilation " << Shape(at.dilation) << ", groups "
-    << at.groups << ")";
+    << at.groups << (at.transposed ? ", transposed" : "") << ")";
   return s.str();
 }
 
-dnnl::convolution_forward::primitive_desc ForwardDesc(const Geometry& g,
-                                                      const memory::desc& weights) {
+dnnl::primitive_attr PostOps(const Geometry& g) {
   dnnl::primitive_attr attr;
   if (g.relu) {
     dnnl::post_ops ops;
     ops.append_eltwise(dnnl::algorithm::eltwise_relu, 0.f, 0.f);
     attr.set_post_ops(ops);
   }
+  return attr;
+}
+
+// The forward primitive descriptor of a convolution (Fwd = convolution_forward) or a
+// deconvolution (Fwd = deconvolution_forward); also the hint for the backward ones.
+// (forward_inference was tried for the forward: oneDNN 3.2 picks the same kernels.)
+template <typename Fwd>
+typename Fwd::primitive_desc ForwardDesc(const Geometry& g, dnnl::algorithm alg) {
+  const auto prop = dnnl::prop_kind::forward_training;
   if (g.bias) {
-    return dnnl::convolution_forward::primitive_desc(
-        Engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-        g.SrcDesc(), weights, g.BiasDesc(), g.DstDesc(), g.stride, g.dilation, g.pad_lo,
-        g.pad_hi, attr);
+    return typename Fwd::primitive_desc(Engine(), prop, alg, g.SrcDesc(), g.AnyWei(),
+                                        g.BiasDesc(), g.DstDesc(), g.stride, g.dilation,
+                                        g.pad_lo, g.pad_hi, PostOps(g));
   }
-  return dnnl::convolution_forward::primitive_desc(
-      Engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-      g.SrcDesc(), weights, g.DstDesc(), g.stride, g.dilation, g.pad_lo, g.pad_hi, attr);
+  return typename Fwd::primitive_desc(Engine(), prop, alg, g.SrcDesc(), g.AnyWei(), g.DstDesc(),
+                                      g.stride, g.dilation, g.pad_lo, g.pad_hi, PostOps(g));
 }
 
 // One cached primitive with the weights layout it wants.
@@ -216,6 +226,26 @@ struct Entry {
   dnnl::primitive prim;
   memory::desc weights;  // the primitive's (diff_)weights layout
 };
+
+template <typename Fwd, typename BwdData, typename BwdWeights>
+Entry Build(Role role, const Geometry& g, dnnl::algorithm alg) {
+  if (role == kForward) {
+    auto pd = ForwardDesc<Fwd>(g, alg);
+    return Entry{Fwd(pd), pd.weights_desc()};
+  }
+  // The hint: the forward these gradients belong to (without bias or post-ops).
+  Geometry plain = g;
+  plain.bias = plain.relu = false;
+  auto hint = ForwardDesc<Fwd>(plain, alg);
+  if (role == kBackwardData) {
+    typename BwdData::primitive_desc pd(Engine(), alg, g.SrcDesc(), g.AnyWei(), g.DstDesc(),
+                                        g.stride, g.dilation, g.pad_lo, g.pad_hi, hint);
+    return Entry{BwdData(pd), pd.weights_desc()};
+  }
+  typename BwdWeights::primitive_desc pd(Engine(), alg, g.SrcDesc(), g.AnyWei(), g.DstDesc(),
+                                         g.stride, g.dilation, g.pad_lo, g.pad_hi, hint);
+  return Entry{BwdWeights(pd), pd.diff_weights_desc()};
+}
 
 std::map<std::vector<int64_t>, Entry>& Cache() {
   static std::map<std::vector<int64_t>, Entry> cache;
@@ -227,42 +257,28 @@ const Entry& Lookup(Role role, const Geometry& g) {
   auto& cache = Cache();
   auto it = cache.find(key);
   if (it != cache.end()) return it->second;
-  Entry e;
-  if (role == kForward) {
-    auto pd = ForwardDesc(g, g.AnyWei());
-    e = Entry{dnnl::convolution_forward(pd), pd.weights_desc()};
-  } else {
-    // The hint: the forward these gradients belong to (without bias or post-ops).
-    Geometry plain = g;
-    plain.bias = plain.relu = false;
-    auto hint = ForwardDesc(plain, g.AnyWei());
-    if (role == kBackwardData) {
-      dnnl::convolution_backward_data::primitive_desc pd(
-          Engine(), dnnl::algorithm::convolution_direct, g.SrcDesc(), g.AnyWei(), g.DstDesc(),
-          g.stride, g.dilation, g.pad_lo, g.pad_hi, hint);
-      e = Entry{dnnl::convolution_backward_data(pd), pd.weights_desc()};
-    } else {
-      dnnl::convolution_backward_weights::primitive_desc pd(
-          Engine(), dnnl::algorithm::convolution_direct, g.SrcDesc(), g.AnyWei(), g.DstDesc(),
-          g.stride, g.dilation, g.pad_lo, g.pad_hi, hint);
-      e = Entry{dnnl::convolution_backward_weights(pd), pd.diff_weights_desc()};
-    }
-  }
+  Entry e = g.transposed
+                ? Build<dnnl::deconvolution_forward, dnnl::deconvolution_backward_data,
+                        dnnl::deconvolution_backward_weights>(
+                      role, g, dnnl::algorithm::deconvolution_direct)
+                : Build<dnnl::convolution_forward, dnnl::convolution_backward_data,
+                        dnnl::convolution_backward_weights>(
+                      role, g, dnnl::algorithm::convolution_direct);
   return cache.emplace(std::move(key), std::move(e)).first->second;
 }
 
 Attrs MakeAttrs(ffi::Span<const int64_t> stride, ffi::Span<const int64_t> pad_lo,
                 ffi::Span<const int64_t> pad_hi, ffi::Span<const int64_t> dilation,
-                int64_t groups, int64_t channels_last) {
-  return Attrs{stride, pad_lo, pad_hi, dilation, groups, channels_last != 0};
+                int64_t groups, int64_t channels_last, int64_t transposed) {
+  return Attrs{stride, pad_lo, pad_hi, dilation, groups, channels_last != 0, transposed != 0};
 }
 
 ffi::Error ForwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::RemainingArgs rest,
                        ffi::Result<ffi::AnyBuffer> y, ffi::Span<const int64_t> stride,
                        ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi,
                        ffi::Span<const int64_t> dilation, int64_t groups, int64_t channels_last,
-                       int64_t relu) {
-  Attrs a = MakeAttrs(stride, pad_lo, pad_hi, dilation, groups, channels_last);
+                       int64_t transposed, int64_t relu) {
+  Attrs a = MakeAttrs(stride, pad_lo, pad_hi, dilation, groups, channels_last, transposed);
   Geometry g;
   if (auto err = Describe(a, x.dimensions(), x.element_type(), w.dimensions(), w.element_type(),
                           y->dimensions(), y->element_type(), &g);
@@ -309,8 +325,8 @@ ffi::Error ForwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::RemainingArgs re
 ffi::Error BackwardDataImpl(ffi::AnyBuffer dy, ffi::AnyBuffer w, ffi::Result<ffi::AnyBuffer> dx,
                             ffi::Span<const int64_t> stride, ffi::Span<const int64_t> pad_lo,
                             ffi::Span<const int64_t> pad_hi, ffi::Span<const int64_t> dilation,
-                            int64_t groups, int64_t channels_last) {
-  Attrs a = MakeAttrs(stride, pad_lo, pad_hi, dilation, groups, channels_last);
+                            int64_t groups, int64_t channels_last, int64_t transposed) {
+  Attrs a = MakeAttrs(stride, pad_lo, pad_hi, dilation, groups, channels_last, transposed);
   Geometry g;
   if (auto err = Describe(a, dx->dimensions(), dx->element_type(), w.dimensions(),
                           w.element_type(), dy.dimensions(), dy.element_type(), &g);
@@ -344,8 +360,8 @@ ffi::Error BackwardWeightsImpl(ffi::AnyBuffer x, ffi::AnyBuffer dy,
                                ffi::Result<ffi::AnyBuffer> dw, ffi::Span<const int64_t> stride,
                                ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi,
                                ffi::Span<const int64_t> dilation, int64_t groups,
-                               int64_t channels_last) {
-  Attrs a = MakeAttrs(stride, pad_lo, pad_hi, dilation, groups, channels_last);
+                               int64_t channels_last, int64_t transposed) {
+  Attrs a = MakeAttrs(stride, pad_lo, pad_hi, dilation, groups, channels_last, transposed);
   Geometry g;
   if (auto err = Describe(a, x.dimensions(), x.element_type(), dw->dimensions(),
                           dw->element_type(), dy.dimensions(), dy.element_type(), &g);
@@ -390,7 +406,8 @@ JAXCONV_EXPORT int64_t jaxconv_onednn_cache_size();
       .Attr<ffi::Span<const int64_t>>("pad_hi")     \
       .Attr<ffi::Span<const int64_t>>("dilation")   \
       .Attr<int64_t>("groups")                      \
-      .Attr<int64_t>("channels_last")
+      .Attr<int64_t>("channels_last")               \
+      .Attr<int64_t>("transposed")
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxconvOnednnForward, ForwardImpl,
                               ffi::Ffi::Bind()

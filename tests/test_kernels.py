@@ -197,7 +197,8 @@ def test_explicit_inapplicable_lowering_raises_with_reason(name, shapes, kwargs,
 
 
 def test_xla_applies_everywhere_and_is_the_fallback():
-    spec = _spec_of((1, 5, 5, 5, 2), (2, 2, 2, 2, 3), groups=1, input_dilation=2)
+    # input dilation with stride 2: no lowering but xla expresses it
+    spec = _spec_of((1, 5, 5, 5, 2), (2, 2, 2, 2, 3), groups=1, input_dilation=2, stride=2)
     assert kernels.available(spec)["xla"] is None
     assert kernels.default_plan(spec, "cpu") == kernels.Plan("xla", "xla", "xla")
 
@@ -303,17 +304,18 @@ def test_default_plan_rules(monkeypatch):
     stem = _spec_of((8, 224, 224, 3), (7, 7, 3, 64), stride=2, padding=3)
     depthwise = _spec_of((32, 112, 112, 32), (3, 3, 1, 32), groups=32)
     transposed = _spec_of((2, 8, 8, 4), (4, 4, 4, 4), input_dilation=2, padding=2)
+    strided_transposed = _spec_of((2, 8, 8, 4), (4, 4, 4, 4), input_dilation=2, stride=2)
     plan = kernels.Plan
     for spec in (pointwise, seed_5x5, stem, depthwise):
         assert kernels.default_plan(spec, "gpu") == plan(
             *["einsum" if spec is pointwise else "xla"] * 3)
-    assert kernels.default_plan(transposed, "cpu") == plan("xla", "xla", "xla")
+    assert kernels.default_plan(strided_transposed, "cpu") == plan("xla", "xla", "xla")
     if _onednn.unavailable() is None:
-        for spec in (pointwise, seed_5x5, stem, depthwise):
+        for spec in (pointwise, seed_5x5, stem, depthwise, transposed):
             assert kernels.default_plan(spec, "cpu") == plan("onednn", "onednn", "onednn")
     monkeypatch.setattr(_onednn, "unavailable", lambda: "switched off for this test")
     assert kernels.default_plan(pointwise, "cpu") == plan("einsum", "einsum", "einsum")
-    for spec in (seed_5x5, stem, depthwise):
+    for spec in (seed_5x5, stem, depthwise, transposed):
         assert kernels.default_plan(spec, "cpu") == plan("xla", "xla", "xla")
 
 

@@ -103,7 +103,7 @@ def test_py_typed_ships():
     assert importlib.resources.files("jaxconv").joinpath("py.typed").is_file()
     pyproject = _pyproject()
     # the wheel is the whole package directory, py.typed included
-    assert pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"] == ["jaxconv"]
+    assert pyproject["tool"]["scikit-build"]["wheel"]["packages"] == ["jaxconv"]
 
 
 def test_version_matches_pyproject():

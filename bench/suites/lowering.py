@@ -1,8 +1,9 @@
 """Suite ``lowering``: every lowering on every conv of GoogLeNet, NiN and the seed's layer.
 
 For each conv shape, forward and forward+backward (the output, and the input and weight
-gradients of ``sum(conv(x, w) · dy)``: what ``y.backward(dy)`` computes in PyTorch), every
-lowering that selection may choose on this platform (``jaxconv.kernels.candidates``) runs
+gradients of ``sum(conv(x, w) · dy)``: what ``y.backward(dy)`` computes in PyTorch), the
+default plan's lowerings, ``einsum`` and ``xla`` (with ``--full``: every lowering that
+selection may choose on this platform, ``jaxconv.kernels.candidates``) run
 under ``jax.jit``; ``xla`` is plain ``lax.conv_general_dilated``. ``*`` marks what
 ``jaxconv.conv`` does with ``implementation=None`` (its :class:`jaxconv.kernels.Plan`; a plan
 whose gradients use other lowerings than its forward is timed as its own ``default`` variant
@@ -122,6 +123,11 @@ def _case(ctx: Context, s: Shape, dtype: str) -> list[dict]:
     spec = _spec(s, dtype)
     plan = jaxconv.kernels.plan(spec, ctx.platform)
     names = list(jaxconv.kernels.candidates(spec, ctx.platform))
+    if not ctx.options.full and not ctx.options.quick:
+        # The default's lowerings, plain lax and einsum; the XLA-only lowerings that only a
+        # tuned table picks (Winograd, im2col, space_to_depth, xla_eigen) with --full.
+        keep = {*plan, "xla", "einsum"}
+        names = [n for n in names if n in keep]
     x, w, dy = ctx.rng_arrays(ctx.seed(s, dtype), [(s.batch, s.size, s.size, s.c_in),
                                                    (s.k, s.k, s.c_in, s.c_out), spec.out_shape],
                               dtype, [1.0, (s.k * s.k * s.c_in) ** -0.5, 1.0])

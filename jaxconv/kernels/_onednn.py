@@ -6,7 +6,9 @@ few percent on depthwise ones; PyTorch runs oneDNN. Here the same primitives run
 jitted JAX program: three JAX primitives (``onednn_conv_fwd``, ``onednn_conv_bwd_data``,
 ``onednn_conv_bwd_weights``), each one FFI call, closed under differentiation — the transpose of
 each is one of the other two — so ``grad`` of any order, ``jvp`` and ``vmap`` (a mapped input
-is folded into the batch; mapped weights run one call per element) stay on oneDNN.
+is folded into the batch; mapped weights run one call per element) stay on oneDNN. An
+input-dilated (transposed) conv runs as oneDNN's deconvolution. Under ``jit`` with a
+batch-sharded input each device runs its shard (``custom_partitioning``); ``shard_map`` too.
 
 The shared library is loaded on first use, never on ``import jaxconv``. Where it cannot be
 (not built, another OS or CPU, ``JAXCONV_DISABLE_ONEDNN=1``), :func:`supports` gives the reason
@@ -30,11 +32,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.experimental.custom_partitioning import custom_partitioning
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jaxconv.kernels import _xla
 from jaxconv.kernels._spec import ConvSpec, unmet
+
+try:  # jit lowers a primitive listed here with its devices (custom_partitioning is listed)
+    from jax._src.dispatch import prim_requires_devices_during_lowering as _NEEDS_DEVICES
+except ImportError:  # a later jax: then a batch-sharded conv is gathered first (still correct)
+    _NEEDS_DEVICES = None
 
 name = "onednn"
 backends = ("cpu",)
@@ -142,7 +152,17 @@ def supports(spec: ConvSpec) -> str | None:
     if spec.preferred_element_type not in (None, "float32", spec.dtype):
         return (f"onednn computes in float32 or bfloat16, got preferred_element_type "
                 f"{spec.preferred_element_type}")
-    return unmet(spec, name, "no input dilation", "padding >= 0")
+    reason = unmet(spec, name, "padding >= 0")
+    if reason is None and any(v != 1 for v in spec.input_dilation):
+        # A deconvolution in oneDNN: its padding k_eff - 1 - p must not be negative.
+        span = tuple((k - 1) * d for k, d in zip(spec.kernel, spec.dilation))
+        if any(v != 1 for v in spec.stride):
+            return (f"onednn needs stride 1 with input_dilation {spec.input_dilation}, got "
+                    f"stride {spec.stride}")
+        if any(max(p) > e for p, e in zip(spec.padding, span)):
+            return (f"onednn needs padding <= (kernel - 1)·dilation {span} with input "
+                    f"dilation, got {spec.padding}")
+    return reason
 
 
 # --- the three primitives ------------------------------------------------------------------
@@ -156,18 +176,28 @@ class Geometry(NamedTuple):
     dilation: tuple[int, ...]
     groups: int
     channels_last: bool
+    transposed: bool = False
 
     @classmethod
     def of(cls, spec: ConvSpec) -> Geometry:
-        return cls(spec.stride, tuple(lo for lo, _ in spec.padding),
-                   tuple(hi for _, hi in spec.padding), spec.dilation, spec.groups,
-                   spec.channels_last)
+        """The spec as oneDNN sees it. An input-dilated conv (stride 1) is a deconvolution:
+        stride = input dilation, padding ``k_eff - 1 - p`` per side, kernel flipped (done by
+        :func:`conv`), so that input pixel ``i`` meets output ``i·s + lo - t·d`` at tap ``t``
+        in both."""
+        lo, hi = (tuple(p[j] for p in spec.padding) for j in (0, 1))
+        if all(v == 1 for v in spec.input_dilation):
+            return cls(spec.stride, lo, hi, spec.dilation, spec.groups, spec.channels_last)
+        span = tuple((k - 1) * d for k, d in zip(spec.kernel, spec.dilation))
+        return cls(spec.input_dilation, tuple(e - p for e, p in zip(span, lo)),
+                   tuple(e - p for e, p in zip(span, hi)), spec.dilation, spec.groups,
+                   spec.channels_last, True)
 
     def attributes(self) -> dict[str, Any]:
         as_array = functools.partial(np.asarray, dtype=np.int64)
         return dict(stride=as_array(self.stride), pad_lo=as_array(self.pad_lo),
                     pad_hi=as_array(self.pad_hi), dilation=as_array(self.dilation),
-                    groups=np.int64(self.groups), channels_last=np.int64(self.channels_last))
+                    groups=np.int64(self.groups), channels_last=np.int64(self.channels_last),
+                    transposed=np.int64(self.transposed))
 
     def out_shape(self, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -> tuple[int, ...]:
         nsp = len(self.stride)
@@ -175,11 +205,11 @@ class Geometry(NamedTuple):
             spatial, kernel, c_out = x_shape[1:-1], w_shape[:nsp], w_shape[-1]
         else:
             spatial, kernel, c_out = x_shape[2:], w_shape[2:], w_shape[0]
-        out = tuple(
-            (n + lo + hi - (k - 1) * d - 1) // s + 1
-            for n, k, s, d, lo, hi in zip(spatial, kernel, self.stride, self.dilation,
-                                          self.pad_lo, self.pad_hi)
-        )
+        args = zip(spatial, kernel, self.stride, self.dilation, self.pad_lo, self.pad_hi)
+        if self.transposed:
+            out = tuple((n - 1) * s + (k - 1) * d + 1 - lo - hi for n, k, s, d, lo, hi in args)
+        else:
+            out = tuple((n + lo + hi - (k - 1) * d - 1) // s + 1 for n, k, s, d, lo, hi in args)
         return (x_shape[0], *out, c_out) if self.channels_last else (x_shape[0], c_out, *out)
 
 
@@ -221,23 +251,116 @@ for _p, _abstract in ((fwd_p, _fwd_abstract), (fused_p, _fwd_abstract),
     _p.def_impl(functools.partial(_impl, _p))
 
 
-def _fwd_lowering(ctx, *args, geometry, out_dtype, relu=False):
-    del out_dtype
-    return jax.ffi.ffi_lowering("jaxconv_onednn_fwd")(
-        ctx, *args, **geometry.attributes(), relu=np.int64(relu))
+# --- lowering, with a sharding rule ---------------------------------------------------------
+#
+# An FFI call is opaque to XLA's SPMD partitioner, which would gather a batch-sharded input and
+# run the whole batch on every device. So each primitive lowers through ``custom_partitioning``:
+# the activations keep their batch sharding, weights are replicated, each device runs oneDNN on
+# its shard, and the weight gradient is summed over the batch axes (``psum``). Unsharded (one
+# device, or inside ``shard_map``) it is the bare FFI call.
+
+_TARGET = {"fwd": "jaxconv_onednn_fwd", "bwd_data": "jaxconv_onednn_bwd_data",
+           "bwd_weights": "jaxconv_onednn_bwd_weights"}
 
 
-def _grad_lowering(target: str):
-    def lower(ctx, a, b, *, geometry, **_):
-        return jax.ffi.ffi_lowering(target)(ctx, a, b, **geometry.attributes())
-    return lower
+def _factors(geometry: Geometry, nargs: int, role: str) -> str:
+    """The Shardy rule, e.g. ``"n s0 s1 c, k0 k1 i o -> n t0 t1 o"`` for an NHWC forward."""
+    nsp = len(geometry.stride)
+    sp, osp, k = ([f"{p}{i}" for i in range(nsp)] for p in "stk")
+
+    def act(spatial, c):
+        return ["n", *spatial, c] if geometry.channels_last else ["n", c, *spatial]
+
+    x, y = " ".join(act(sp, "c")), " ".join(act(osp, "o"))
+    w = " ".join([*k, "i", "o"] if geometry.channels_last else ["o", "i", *k])
+    if role == "fwd":
+        return f"{x}, {w}{', o' if nargs == 3 else ''} -> {y}"
+    if role == "bwd_data":
+        return f"{y}, {w} -> {x}"
+    return f"{x}, {y} -> {w}"
 
 
-mlir.register_lowering(fwd_p, _fwd_lowering, platform="cpu")
-mlir.register_lowering(fused_p, _fwd_lowering, platform="cpu")
-mlir.register_lowering(bwd_data_p, _grad_lowering("jaxconv_onednn_bwd_data"), platform="cpu")
-mlir.register_lowering(bwd_weights_p, _grad_lowering("jaxconv_onednn_bwd_weights"),
-                       platform="cpu")
+def _ffi(role: str, geometry: Geometry, out_shape, out_dtype, relu: bool | None, *args):
+    attrs = geometry.attributes()
+    if relu is not None:
+        attrs["relu"] = np.int64(relu)
+    return jax.ffi.ffi_call(_TARGET[role], jax.ShapeDtypeStruct(out_shape, out_dtype))(
+        *args, **attrs)
+
+
+def _local_shape(role: str, geometry: Geometry, out_shape, args) -> tuple[int, ...]:
+    """The per-shard result shape: the activation's shard batch (the weights' shape for dw)."""
+    if role == "fwd":
+        return geometry.out_shape(args[0].shape, args[1].shape)
+    if role == "bwd_data":
+        return (args[0].shape[0], *out_shape[1:])
+    return tuple(out_shape)
+
+
+def _partitioned(role: str) -> Any:
+    """The FFI call under ``custom_partitioning``: activations keep their batch sharding, the
+    rest is replicated, the weight gradient is summed over the batch axes."""
+
+    def call(geometry, out_shape, out_dtype, relu, *args):
+        return _ffi(role, geometry, out_shape, out_dtype, relu, *args)
+
+    fn = custom_partitioning(call, static_argnums=(0, 1, 2, 3))
+    activations = (0, 1) if role == "bwd_weights" else (0,)
+
+    def shardings(mesh, arg_shapes):
+        spec = getattr(arg_shapes[0].sharding, "spec", ())
+        batch = spec[0] if len(spec) else None
+        args = tuple(NamedSharding(mesh, P(batch) if i in activations else P())
+                     for i in range(len(arg_shapes)))
+        return batch, args, NamedSharding(mesh, P() if role == "bwd_weights" else P(batch))
+
+    def infer(geometry, out_shape, out_dtype, relu, mesh, arg_shapes, result_shape):
+        return shardings(mesh, arg_shapes)[2]
+
+    def partition(geometry, out_shape, out_dtype, relu, mesh, arg_shapes, result_shape):
+        batch, args, out = shardings(mesh, arg_shapes)
+
+        def lower(*local):
+            y = _ffi(role, geometry, _local_shape(role, geometry, out_shape, local), out_dtype,
+                     relu, *local)
+            return lax.psum(y, batch) if role == "bwd_weights" and batch is not None else y
+
+        return mesh, lower, out, args
+
+    def rule(geometry, out_shape, out_dtype, relu, mesh, operand_types, result_types):
+        rule = _factors(geometry, len(operand_types), role)
+        in_order = dict.fromkeys(rule.replace(",", " ").replace("->", " ").split())
+        return rule, dict(reduction_factors=("n",) if role == "bwd_weights" else (),
+                          need_replication_factors=tuple(f for f in in_order if f != "n"))
+
+    fn.def_partition(partition, infer_sharding_from_operands=infer, sharding_rule=rule)
+    return fn
+
+
+def _register(prim: Primitive, role: str) -> None:
+    sharded_call = _partitioned(role)
+
+    def lower(ctx, *args, geometry, relu=False, **params):
+        del params
+        (aval,) = ctx.avals_out
+        flag = bool(relu) if role == "fwd" else None  # only the forward handler takes it
+        context = ctx.module_context.axis_context
+        sharded = (getattr(context, "num_devices", 1) > 1
+                   and getattr(context, "device_assignment", None) is not None)
+        call = sharded_call if sharded else functools.partial(_ffi, role)
+        return mlir.lower_fun(
+            lambda *a: call(geometry, aval.shape, aval.dtype, flag, *a), multiple_results=False
+        )(ctx, *args)
+
+    # Not cacheable, and lowered with the device assignment: custom_partitioning needs both.
+    mlir.register_lowering(prim, lower, platform="cpu", cacheable=False)
+    if _NEEDS_DEVICES is not None:
+        _NEEDS_DEVICES.add(prim)
+
+
+for _prim, _role in ((fwd_p, "fwd"), (fused_p, "fwd"), (bwd_data_p, "bwd_data"),
+                     (bwd_weights_p, "bwd_weights")):
+    _register(_prim, _role)
 
 
 def _as(a: jax.Array, dtype: Any) -> jax.Array:
@@ -365,11 +488,21 @@ def _empty(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
     return jnp.zeros(Geometry.of(spec).out_shape(x.shape, w.shape), spec.out_dtype)
 
 
+def _oriented(w: jax.Array, geometry: Geometry) -> jax.Array:
+    """The kernel as oneDNN's primitive wants it: flipped spatially for a deconvolution."""
+    if not geometry.transposed:
+        return w
+    nsp = len(geometry.stride)
+    return jnp.flip(w, tuple(range(nsp)) if geometry.channels_last else tuple(range(2, nsp + 2)))
+
+
 def conv(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
-    """The spec's conv as one oneDNN forward primitive (its gradients on oneDNN too)."""
+    """The spec's conv as one oneDNN forward primitive (its gradients on oneDNN too); an
+    input-dilated (transposed) conv as a oneDNN deconvolution."""
     if math.prod(x.shape) == 0:
         return _empty(x, w, spec)
-    return forward(x, w, Geometry.of(spec), spec.out_dtype)
+    geometry = Geometry.of(spec)
+    return forward(x, _oriented(w, geometry), geometry, spec.out_dtype)
 
 
 def conv_bias(x: jax.Array, w: jax.Array, b: jax.Array, spec: ConvSpec,
@@ -378,4 +511,6 @@ def conv_bias(x: jax.Array, w: jax.Array, b: jax.Array, spec: ConvSpec,
     the activation as post-ops; ``b`` is ``[C_out]``, cast to the output dtype."""
     if math.prod(x.shape) == 0:
         return _empty(x, w, spec)
-    return _fused(x, w, _as(b, spec.out_dtype), Geometry.of(spec), spec.out_dtype, relu)
+    geometry = Geometry.of(spec)
+    return _fused(x, _oriented(w, geometry), _as(b, spec.out_dtype), geometry, spec.out_dtype,
+                  relu)
