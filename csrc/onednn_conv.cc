@@ -16,7 +16,9 @@
 // Threads: oneDNN (OpenMP build) uses every core for one primitive. Calls are serialized by
 // one mutex so that two XLA threads never start two OpenMP teams on the same cores.
 #include <cstdint>
+#include <cstdlib>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <sstream>
 #include <string>
@@ -196,8 +198,12 @@ std::string Describe(const char* role, ffi::AnyBuffer::Dimensions a, ffi::AnyBuf
   return s.str();
 }
 
-dnnl::primitive_attr PostOps(const Geometry& g) {
+// Every primitive uses a scratchpad jaxconv provides (Scratchpad below): oneDNN's own global
+// one is thread-local to the thread that created the primitive, and XLA runs a primitive from
+// whichever of its threads executes the call.
+dnnl::primitive_attr Attributes(const Geometry& g) {
   dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   if (g.relu) {
     dnnl::post_ops ops;
     ops.append_eltwise(dnnl::algorithm::eltwise_relu, 0.f, 0.f);
@@ -215,23 +221,39 @@ typename Fwd::primitive_desc ForwardDesc(const Geometry& g, dnnl::algorithm alg)
   if (g.bias) {
     return typename Fwd::primitive_desc(Engine(), prop, alg, g.SrcDesc(), g.AnyWei(),
                                         g.BiasDesc(), g.DstDesc(), g.stride, g.dilation,
-                                        g.pad_lo, g.pad_hi, PostOps(g));
+                                        g.pad_lo, g.pad_hi, Attributes(g));
   }
   return typename Fwd::primitive_desc(Engine(), prop, alg, g.SrcDesc(), g.AnyWei(), g.DstDesc(),
-                                      g.stride, g.dilation, g.pad_lo, g.pad_hi, PostOps(g));
+                                      g.stride, g.dilation, g.pad_lo, g.pad_hi, Attributes(g));
 }
 
 // One cached primitive with the weights layout it wants.
 struct Entry {
   dnnl::primitive prim;
-  memory::desc weights;  // the primitive's (diff_)weights layout
+  memory::desc weights;     // the primitive's (diff_)weights layout
+  memory::desc scratchpad;  // the temporary memory it needs
 };
+
+// One scratchpad for every primitive, grown to the largest asked for: calls are serialized by
+// Mutex(), so one buffer suffices. Call with the mutex held.
+memory Scratchpad(const memory::desc& desc) {
+  static std::unique_ptr<char, decltype(&std::free)> buffer(nullptr, &std::free);
+  static size_t capacity = 0;
+  const size_t need = desc.get_size();
+  if (need > capacity) {
+    const size_t bytes = (need + 63) / 64 * 64;
+    buffer.reset(static_cast<char*>(std::aligned_alloc(64, bytes)));
+    if (!buffer) throw std::bad_alloc();
+    capacity = bytes;
+  }
+  return memory(desc, Engine(), buffer.get());
+}
 
 template <typename Fwd, typename BwdData, typename BwdWeights>
 Entry Build(Role role, const Geometry& g, dnnl::algorithm alg) {
   if (role == kForward) {
     auto pd = ForwardDesc<Fwd>(g, alg);
-    return Entry{Fwd(pd), pd.weights_desc()};
+    return Entry{Fwd(pd), pd.weights_desc(), pd.scratchpad_desc()};
   }
   // The hint: the forward these gradients belong to (without bias or post-ops).
   Geometry plain = g;
@@ -239,12 +261,14 @@ Entry Build(Role role, const Geometry& g, dnnl::algorithm alg) {
   auto hint = ForwardDesc<Fwd>(plain, alg);
   if (role == kBackwardData) {
     typename BwdData::primitive_desc pd(Engine(), alg, g.SrcDesc(), g.AnyWei(), g.DstDesc(),
-                                        g.stride, g.dilation, g.pad_lo, g.pad_hi, hint);
-    return Entry{BwdData(pd), pd.weights_desc()};
+                                        g.stride, g.dilation, g.pad_lo, g.pad_hi, hint,
+                                        Attributes(plain));
+    return Entry{BwdData(pd), pd.weights_desc(), pd.scratchpad_desc()};
   }
   typename BwdWeights::primitive_desc pd(Engine(), alg, g.SrcDesc(), g.AnyWei(), g.DstDesc(),
-                                         g.stride, g.dilation, g.pad_lo, g.pad_hi, hint);
-  return Entry{BwdWeights(pd), pd.diff_weights_desc()};
+                                         g.stride, g.dilation, g.pad_lo, g.pad_hi, hint,
+                                         Attributes(plain));
+  return Entry{BwdWeights(pd), pd.diff_weights_desc(), pd.scratchpad_desc()};
 }
 
 std::map<std::vector<int64_t>, Entry>& Cache() {
@@ -310,8 +334,10 @@ ffi::Error ForwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::RemainingArgs re
       wei = memory(e.weights, Engine());
       dnnl::reorder(user_w, wei).execute(s, user_w, wei);
     }
-    std::unordered_map<int, memory> args{
-        {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}};
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src},
+                                         {DNNL_ARG_WEIGHTS, wei},
+                                         {DNNL_ARG_DST, dst},
+                                         {DNNL_ARG_SCRATCHPAD, Scratchpad(e.scratchpad)}};
     if (g.bias) args.emplace(DNNL_ARG_BIAS, memory(g.BiasDesc(), Engine(), bias_data));
     e.prim.execute(s, args);
     s.wait();
@@ -347,7 +373,8 @@ ffi::Error BackwardDataImpl(ffi::AnyBuffer dy, ffi::AnyBuffer w, ffi::Result<ffi
     }
     e.prim.execute(s, {{DNNL_ARG_DIFF_DST, diff_dst},
                        {DNNL_ARG_WEIGHTS, wei},
-                       {DNNL_ARG_DIFF_SRC, diff_src}});
+                       {DNNL_ARG_DIFF_SRC, diff_src},
+                       {DNNL_ARG_SCRATCHPAD, Scratchpad(e.scratchpad)}});
     s.wait();
   } catch (const std::exception& ex) {
     return ffi::Error::Internal(Describe("input gradient", dy.dimensions(), w.dimensions(),
@@ -380,7 +407,8 @@ ffi::Error BackwardWeightsImpl(ffi::AnyBuffer x, ffi::AnyBuffer dy,
     if (reorder) diff_w = memory(e.weights, Engine());
     e.prim.execute(s, {{DNNL_ARG_SRC, src},
                        {DNNL_ARG_DIFF_DST, diff_dst},
-                       {DNNL_ARG_DIFF_WEIGHTS, diff_w}});
+                       {DNNL_ARG_DIFF_WEIGHTS, diff_w},
+                       {DNNL_ARG_SCRATCHPAD, Scratchpad(e.scratchpad)}});
     if (reorder) dnnl::reorder(diff_w, user_dw).execute(s, diff_w, user_dw);
     s.wait();
   } catch (const std::exception& ex) {

@@ -351,6 +351,35 @@ def test_batch_sharded_conv_runs_per_shard_without_gathering():
     assert out.stdout.split() == ["ok", "2"]
 
 
+def test_primitives_run_from_many_threads():
+    """jit and eager calls from threads that come and go: a primitive built on one thread runs
+    on others (a crash, not a wrong value, is what this caught: oneDNN's own scratchpad is
+    thread-local to the creating thread; the extension now brings its own)."""
+    script = textwrap.dedent("""
+        import threading, jax, jax.numpy as jnp, numpy as np, jaxconv
+        x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 12, 7, 7)), jnp.float32)
+        w = jnp.asarray(np.random.default_rng(1).standard_normal((6, 4, 3, 3)), jnp.float32)
+        b = jnp.ones(6)
+        def conv(a, s, impl=None):
+            return jaxconv.conv(a, w, b, stride=s, layout="NCHW", groups=3, implementation=impl)
+        def run(i):
+            for j in range(12):
+                s = (i + j) % 3 + 1
+                g = jax.grad(lambda a: jnp.sum(conv(a, s) ** 2))(x)
+                jax.block_until_ready((conv(x, s), g))
+        for _ in range(6):
+            threads = [threading.Thread(target=run, args=(k,)) for k in range(4)]
+            [t.start() for t in threads]
+            [t.join() for t in threads]
+        np.testing.assert_allclose(conv(x, 2), conv(x, 2, "xla"), rtol=0, atol=1e-4)
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"}, timeout=300)
+    assert out.returncode == 0 and out.stdout.split() == ["ok"], (out.returncode,
+                                                                out.stderr[-3000:])
+
+
 # --- empty batches, errors, fuzzing ------------------------------------------------------
 
 def test_zero_size_batch_gives_an_empty_result():
