@@ -55,6 +55,7 @@ _CUSTOM_CALL_LIBRARIES = (
     ("__cudnn", "cuDNN"),
     ("__cublas", "cuBLAS"),
     ("__onednn", "oneDNN"),
+    ("jaxconv_onednn", "oneDNN"),  # jaxconv's own FFI calls (the onednn lowering)
     ("__xnn", "XNNPACK"),
     ("__ynn", "YNNPACK"),
 )

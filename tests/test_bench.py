@@ -82,12 +82,12 @@ def test_bottleneck_records_match_the_cost_model(quick_run):
     for batch in (1, 2):
         rows = {r["variant"]: r for r in records if r["batch"] == batch}
         assert {"a: direct 5x5", "b: op-by-op, no jit", "c: jit, 1x1 as lax.conv",
-                "d: jit, 1x1 as einsum"} <= set(rows)
+                "d: jit, jaxconv default"} <= set(rows)
         assert {v for v, r in rows.items() if r["default"]} == {"a: direct 5x5",
-                                                               "d: jit, 1x1 as einsum"}
+                                                               "d: jit, jaxconv default"}
         # the tiny --quick layer: 7×7×32 → 4-channel 1×1 reduce → 8 5×5 filters
         cost = jaxconv.bottleneck_cost((7, 7, 32), 8, 5, 4, batch=batch)
-        direct, default = rows["a: direct 5x5"], rows["d: jit, 1x1 as einsum"]
+        direct, default = rows["a: direct 5x5"], rows["d: jit, jaxconv default"]
         assert direct["macs"] == cost.macs_direct and default["macs"] == cost.macs_bottleneck
         assert default["analytic_ratio"] == pytest.approx(cost.macs_ratio)
         assert direct["speedup_vs_direct"] == 1.0

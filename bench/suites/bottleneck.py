@@ -9,7 +9,8 @@ branches. Every variant has bias + ReLU after each conv, so fusion has something
   the baseline every speedup is measured against.
 - ``b: op-by-op, no jit`` — ``jaxconv.bottleneck`` called eagerly: what compilation buys.
 - ``c: jit, 1x1 as lax.conv`` — the 1×1 lowered as a ``lax.conv`` (``reduce_implementation="xla"``).
-- ``d: jit, 1x1 as einsum`` — ``jaxconv.bottleneck`` as it ships (the default path).
+- ``d: jit, jaxconv default`` — ``jaxconv.bottleneck`` as it ships (the 1×1 reduce as one
+  oneDNN conv with bias and ReLU fused where the extension loads, else an einsum).
 - information (``info: true``, left out of the speedup plot): ``(d) part: 1x1 reduce`` and
   ``(d) part: 5x5 on reduced``, the two halves of (d) timed alone (where its time goes); on
   CPU, ``direct 5x5 via Eigen``: the direct conv compiled with XLA:CPU's YNNPACK routing turned
@@ -32,7 +33,7 @@ NAME = "bottleneck"
 DIRECT = "a: direct 5x5"
 EAGER = "b: op-by-op, no jit"
 LAX = "c: jit, 1x1 as lax.conv"
-EINSUM = "d: jit, 1x1 as einsum"
+EINSUM = "d: jit, jaxconv default"
 EIGEN = "direct 5x5 via Eigen (info)"
 PART_REDUCE = "(d) part: 1x1 reduce (info)"
 PART_SPATIAL = "(d) part: 5x5 on reduced (info)"
