@@ -226,6 +226,17 @@ def test_fused_relu_post_op_and_its_gradient(rng):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
+def test_bottleneck_reduce_is_one_onednn_conv_with_relu(rng):
+    x = jnp.asarray(rng.standard_normal((2, 7, 7, 12)), jnp.float32)
+    w_r, b_r = (jnp.asarray(rng.standard_normal(s), jnp.float32) for s in ((12, 4), (4,)))
+    w_s = jnp.asarray(rng.standard_normal((3, 3, 4, 6)), jnp.float32)
+    jaxpr = str(jax.make_jaxpr(lambda a: jaxconv.bottleneck(a, w_r, w_s, b_r))(x))
+    assert "relu=True" in jaxpr and "max" not in jaxpr and "dot_general" not in jaxpr
+    want = jaxconv.conv(jax.nn.relu(jaxconv.conv1x1(x, w_r, b_r)), w_s, implementation="xla")
+    np.testing.assert_allclose(jaxconv.bottleneck(x, w_r, w_s, b_r), want, rtol=0,
+                               atol=tol("float32", 9 * 4 * 12))
+
+
 # --- transformations ---------------------------------------------------------------------
 
 X = np.random.default_rng(0).standard_normal((2, 7, 7, 4)).astype(np.float32)
