@@ -271,6 +271,15 @@ Entry Build(Role role, const Geometry& g, dnnl::algorithm alg) {
   return Entry{BwdWeights(pd), pd.diff_weights_desc(), pd.scratchpad_desc()};
 }
 
+// XLA's weights (data) in the layout the primitive wants: reordered when it differs.
+memory Weights(const Entry& e, const Geometry& g, void* data, dnnl::stream& s) {
+  memory user(g.WeiDesc(), Engine(), data);
+  if (e.weights == user.get_desc()) return user;
+  memory wei(e.weights, Engine());
+  dnnl::reorder(user, wei).execute(s, user, wei);
+  return wei;
+}
+
 std::map<std::vector<int64_t>, Entry>& Cache() {
   static std::map<std::vector<int64_t>, Entry> cache;
   return cache;
@@ -328,12 +337,7 @@ ffi::Error ForwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::RemainingArgs re
     dnnl::stream s(Engine());
     memory src(g.SrcDesc(), Engine(), x.untyped_data());
     memory dst(g.DstDesc(), Engine(), y->untyped_data());
-    memory user_w(g.WeiDesc(), Engine(), w.untyped_data());
-    memory wei = user_w;
-    if (e.weights != user_w.get_desc()) {
-      wei = memory(e.weights, Engine());
-      dnnl::reorder(user_w, wei).execute(s, user_w, wei);
-    }
+    memory wei = Weights(e, g, w.untyped_data(), s);
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src},
                                          {DNNL_ARG_WEIGHTS, wei},
                                          {DNNL_ARG_DST, dst},
@@ -365,12 +369,7 @@ ffi::Error BackwardDataImpl(ffi::AnyBuffer dy, ffi::AnyBuffer w, ffi::Result<ffi
     dnnl::stream s(Engine());
     memory diff_dst(g.DstDesc(), Engine(), dy.untyped_data());
     memory diff_src(g.SrcDesc(), Engine(), dx->untyped_data());
-    memory user_w(g.WeiDesc(), Engine(), w.untyped_data());
-    memory wei = user_w;
-    if (e.weights != user_w.get_desc()) {
-      wei = memory(e.weights, Engine());
-      dnnl::reorder(user_w, wei).execute(s, user_w, wei);
-    }
+    memory wei = Weights(e, g, w.untyped_data(), s);
     e.prim.execute(s, {{DNNL_ARG_DIFF_DST, diff_dst},
                        {DNNL_ARG_WEIGHTS, wei},
                        {DNNL_ARG_DIFF_SRC, diff_src},

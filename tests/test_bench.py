@@ -173,7 +173,7 @@ def test_torch_peer_runs_the_same_grouped_and_transposed_conv(transposed):
                   peer=TorchPeer("cpu"))
     x, w, dy = ctx.rng_arrays(0, [(s.batch, s.size, s.size, s.c_in), s.kernel_shape,
                                   groups._spec(s, "float32").out_shape], "float32")
-    y = groups._functions(None, s)[0](x, w[::-1, ::-1] if transposed else w)
+    y = groups.conv_functions(None, **s.conv_args())[0](x, w[::-1, ::-1] if transposed else w)
     *_, y_torch = groups._torch(ctx, s, x, w, dy, "float32")
     assert groups._check_peer(s, "float32", y, y_torch) < 1e-5
     with pytest.raises(RuntimeError, match="not the same conv"):

@@ -38,11 +38,11 @@ from __future__ import annotations
 import statistics
 from typing import NamedTuple
 
-import jax
 import numpy as np
 
 import jaxconv
 from bench._harness import Context
+from bench.suites.lowering import conv_functions
 
 NAME = "groups"
 PASSES = ("fwd", "fwd+bwd")
@@ -113,20 +113,6 @@ def _spec(s: Shape, dtype: str):
                      **s.conv_args())[0]
 
 
-def _functions(implementation: str | None, s: Shape):
-    """(forward(x, w), fwd+bwd(x, w, dy)) through ``jaxconv.conv`` with ``implementation``."""
-    args = s.conv_args()
-
-    def forward(x, w):
-        return jaxconv.conv(x, w, implementation=implementation, **args)
-
-    def forward_backward(x, w, dy):  # the output too, as training uses it (and torch makes it)
-        y, vjp = jax.vjp(forward, x, w)
-        return y, vjp(dy)
-
-    return forward, forward_backward
-
-
 def _torch(ctx: Context, s: Shape, x, w, dy, dtype: str):
     """(forward runner, fwd+bwd runner, forward output) of torch on the same arrays; ``w`` is
     the kernel as PyTorch means it (unflipped for the transposed conv)."""
@@ -182,7 +168,7 @@ def _case(ctx: Context, s: Shape, dtype: str) -> list[dict]:
     w_jaxconv = w[::-1, ::-1] if s.transposed else w  # lax's transposed conv: flipped kernel
     compiled = {p: {} for p in PASSES}
     for variant, name in variants.items():
-        fwd, fb = _functions(name, s)
+        fwd, fb = conv_functions(name, **s.conv_args())
         compiled["fwd"][variant] = ctx.compile(fwd, x, w_jaxconv)
         compiled["fwd+bwd"][variant] = ctx.compile(fb, x, w_jaxconv, dy)
     peer, peer_err = None, None

@@ -90,17 +90,22 @@ def _spec(s: Shape, dtype: str):
                      stride=s.stride, padding=s.k // 2)[0]
 
 
-def _functions(name: str | None, s: Shape):
-    """(forward(x, w), fwd+bwd(x, w, dy)) through ``jaxconv.conv`` with ``implementation``."""
+def conv_functions(implementation: str | None, **conv_args):
+    """(forward(x, w), fwd+bwd(x, w, dy)) through ``jaxconv.conv`` with ``implementation`` and
+    ``conv_args`` (stride, padding, …); also the groups suite's."""
 
     def forward(x, w):
-        return jaxconv.conv(x, w, stride=s.stride, padding=s.k // 2, implementation=name)
+        return jaxconv.conv(x, w, implementation=implementation, **conv_args)
 
     def forward_backward(x, w, dy):  # the output too, as training uses it (and torch makes it)
         y, vjp = jax.vjp(forward, x, w)
         return y, vjp(dy)
 
     return forward, forward_backward
+
+
+def _functions(name: str | None, s: Shape):
+    return conv_functions(name, stride=s.stride, padding=s.k // 2)
 
 
 def _torch(ctx: Context, s: Shape, x, w, dy, dtype: str):

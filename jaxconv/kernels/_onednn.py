@@ -428,7 +428,7 @@ def _fold(a: jax.Array, axis: int) -> tuple[jax.Array, int]:
 
 def _sequential(prim: Primitive, args, dims, params) -> tuple[jax.Array, int]:
     """One primitive call per element of the mapped axis (``lax.map``)."""
-    mapped = [i for i, d in enumerate(args) if dims[i] is not None]
+    mapped = [i for i, d in enumerate(dims) if d is not None]
 
     def one(xs):
         operands = list(args)
@@ -439,30 +439,27 @@ def _sequential(prim: Primitive, args, dims, params) -> tuple[jax.Array, int]:
     return lax.map(one, tuple(jnp.moveaxis(args[i], dims[i], 0) for i in mapped)), 0
 
 
-def _batch_rule(prim: Primitive, batch_operand: int):
-    """A vmap rule: when only the activation operand (``batch_operand``) is mapped, fold the
-    mapped axis into the conv's batch — one oneDNN call; else one call per element."""
+def _batch_rule(prim: Primitive):
+    """A vmap rule: when only the activation (operand 0: x, or dy for ``bwd_data``) is mapped,
+    fold the mapped axis into the conv's batch — one oneDNN call; else one call per element
+    (always for ``bwd_weights``, whose result is per element)."""
 
     def rule(args, dims, **params):
-        only_activation = all(d is None for i, d in enumerate(dims) if i != batch_operand)
-        if not only_activation or prim is bwd_weights_p:
+        if prim is bwd_weights_p or any(d is not None for d in dims[1:]):
             return _sequential(prim, args, dims, params)
-        folded, size = _fold(args[batch_operand], dims[batch_operand])
-        operands = list(args)
-        operands[batch_operand] = folded
+        folded, size = _fold(args[0], dims[0])
         if prim is bwd_data_p:
             n = params["x_shape"][0]
             params = dict(params, x_shape=(size * n, *params["x_shape"][1:]))
-        y = prim.bind(*operands, **params)
+        y = prim.bind(folded, *args[1:], **params)
         return y.reshape(size, y.shape[0] // size, *y.shape[1:]), 0
 
     return rule
 
 
-batching.primitive_batchers[fwd_p] = _batch_rule(fwd_p, 0)
-batching.primitive_batchers[fused_p] = _batch_rule(fused_p, 0)
-batching.primitive_batchers[bwd_data_p] = _batch_rule(bwd_data_p, 0)
-batching.primitive_batchers[bwd_weights_p] = _batch_rule(bwd_weights_p, 0)
+for _prim in (fwd_p, fused_p, bwd_data_p, bwd_weights_p):
+    batching.primitive_batchers[_prim] = _batch_rule(_prim)
+
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5))
