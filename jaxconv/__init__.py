@@ -14,6 +14,7 @@ from jaxconv._cost import bottleneck_cost as bottleneck_cost
 from jaxconv._cost import conv_cost as conv_cost
 from jaxconv._cost import xla_cost as xla_cost
 from jaxconv._geometry import ReceptiveField as ReceptiveField
+from jaxconv._geometry import canonicalize_padding as canonicalize_padding
 from jaxconv._geometry import canonicalize_spatial as canonicalize_spatial
 from jaxconv._geometry import conv_output_shape as conv_output_shape
 from jaxconv._geometry import conv_output_size as conv_output_size
@@ -38,6 +39,7 @@ __all__ = [
     "avg_pool",
     "bottleneck",
     "bottleneck_cost",
+    "canonicalize_padding",
     "canonicalize_spatial",
     "conv",
     "conv1x1",

@@ -11,16 +11,18 @@ size, ``d`` the kernel dilation and ``s`` the stride.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from jaxconv._check import check_int
 
 __all__ = [
     "PADDING_MODES",
     "PADDING_STRINGS",
     "Padding",
     "ReceptiveField",
+    "canonicalize_padding",
     "canonicalize_spatial",
     "conv_output_shape",
     "conv_output_size",
@@ -37,18 +39,6 @@ PADDING_STRINGS = ("VALID", "SAME", "SAME_LOWER")
 PADDING_MODES = {"CIRCULAR": "wrap", "REFLECT": "reflect", "REPLICATE": "edge"}
 
 Padding = str | int | Sequence[int | Sequence[int]]
-
-
-def _as_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int,)):
-        try:
-            index = operator.index(value)  # numpy integers
-        except TypeError:
-            raise TypeError(f"`{name}` must be an int, got {value!r}") from None
-        if isinstance(value, bool):
-            raise TypeError(f"`{name}` must be an int, got {value!r}")
-        return int(index)
-    return int(value)
 
 
 def canonicalize_spatial(value: Any, ndim: int, name: str, *, minimum: int = 1) -> tuple[int, ...]:
@@ -77,9 +67,9 @@ def canonicalize_spatial(value: Any, ndim: int, name: str, *, minimum: int = 1) 
             raise ValueError(
                 f"`{name}` must have one entry per spatial dim ({ndim}), got {tuple(value)!r}"
             )
-        out = tuple(_as_int(v, name) for v in value)
+        out = tuple(check_int(v, name, minimum=None) for v in value)
     else:
-        out = (_as_int(value, name),) * ndim
+        out = (check_int(value, name, minimum=None),) * ndim
     for v in out:
         if v < minimum:
             raise ValueError(f"`{name}` entries must be >= {minimum}, got {value!r}")
@@ -155,30 +145,48 @@ def resolve_padding(
       ((1, 2), (3, 3))
     """
     ndim = len(input_size)
+    form = canonicalize_padding(padding, ndim)
+    if form == "VALID":
+        return ((0, 0),) * ndim
+    if isinstance(form, str):  # SAME, SAME_LOWER or a mode: the SAME amounts
+        lower = form == "SAME_LOWER"
+        return tuple(
+            _same_pads(n, dilated_size(k, d), s, lower)
+            for n, k, s, d in zip(input_size, kernel, stride, dilation)
+        )
+    return form
+
+
+def canonicalize_padding(padding: Padding, ndim: int) -> str | tuple[tuple[int, int], ...]:
+    """Validates the *form* of a padding spec, without sizes, and makes it hashable.
+
+    A string comes back upper-cased (one of :data:`PADDING_STRINGS` or :data:`PADDING_MODES`);
+    an int or per-dim entries come back as explicit ``(lo, hi)`` pairs. Modules call this once
+    at construction; :func:`resolve_padding` turns the result into amounts for given sizes.
+
+    Examples:
+      >>> canonicalize_padding("same", 2)
+      'SAME'
+      >>> canonicalize_padding((1, (0, 2)), 2)
+      ((1, 1), (0, 2))
+    """
     if isinstance(padding, str):
         key = padding.upper()
-        if key == "VALID":
-            return ((0, 0),) * ndim
-        if key in ("SAME", "SAME_LOWER") or key in PADDING_MODES:
-            lower = key == "SAME_LOWER"
-            return tuple(
-                _same_pads(n, dilated_size(k, d), s, lower)
-                for n, k, s, d in zip(input_size, kernel, stride, dilation)
-            )
+        if key in PADDING_STRINGS or key in PADDING_MODES:
+            return key
         valid = ", ".join(repr(p) for p in (*PADDING_STRINGS, *PADDING_MODES))
         raise ValueError(
             f"`padding` must be one of {valid}, an int or (lo, hi) pairs; got {padding!r}"
         )
+    form_error = f"`padding` must be a string, an int or (lo, hi) pairs, got {padding!r}"
     if isinstance(padding, bool):
-        raise TypeError(f"`padding` must be a string, an int or (lo, hi) pairs, got {padding!r}")
+        raise TypeError(form_error)
     if not isinstance(padding, (list, tuple)):
         try:
-            p = operator.index(padding)  # an int, or a NumPy integer
+            p = check_int(padding, "padding", minimum=None)  # an int, or a NumPy integer
         except TypeError:
-            raise TypeError(
-                f"`padding` must be a string, an int or (lo, hi) pairs, got {padding!r}"
-            ) from None
-        return ((int(p), int(p)),) * ndim
+            raise TypeError(form_error) from None
+        return ((p, p),) * ndim
     if len(padding) != ndim:
         raise ValueError(
             f"`padding` must have one entry per spatial dim ({ndim}), got {padding!r}"
@@ -190,9 +198,10 @@ def resolve_padding(
                 raise ValueError(
                     f"`padding` entries must be an int or a (lo, hi) pair, got {entry!r}"
                 )
-            pairs.append((_as_int(entry[0], "padding"), _as_int(entry[1], "padding")))
+            lo, hi = (check_int(v, "padding", minimum=None) for v in entry)
+            pairs.append((lo, hi))
         else:
-            p = _as_int(entry, "padding")
+            p = check_int(entry, "padding", minimum=None)
             pairs.append((p, p))
     return tuple(pairs)
 
@@ -407,16 +416,16 @@ def receptive_field(
             raise ValueError(
                 f"`layers[{i}]` must be (kernel, stride[, padding[, dilation]]), got {layer!r}"
             )
-        k = _as_int(layer[0], f"layers[{i}] kernel")
-        s = _as_int(layer[1], f"layers[{i}] stride")
+        k = check_int(layer[0], f"layers[{i}] kernel", minimum=None)
+        s = check_int(layer[1], f"layers[{i}] stride", minimum=None)
         pad = layer[2] if len(layer) > 2 else 0
-        d = _as_int(layer[3], f"layers[{i}] dilation") if len(layer) > 3 else 1
+        d = check_int(layer[3], f"layers[{i}] dilation", minimum=None) if len(layer) > 3 else 1
         if k < 1 or s < 1 or d < 1:
             raise ValueError(
                 f"`layers[{i}]` kernel, stride and dilation must be >= 1, got {layer!r}"
             )
         lo = pad[0] if isinstance(pad, (list, tuple)) else pad
-        lo = _as_int(lo, f"layers[{i}] padding")
+        lo = check_int(lo, f"layers[{i}] padding", minimum=None)
         k_eff = dilated_size(k, d)
         start = start + ((k_eff - 1) / 2 - lo) * jump
         size = size + (k_eff - 1) * jump

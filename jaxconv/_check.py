@@ -1,0 +1,86 @@
+"""Argument checks every layer shares; each message names the argument, the rule and the value.
+
+Plain Python at the bottom of the package (geometry, kernels, ops, nn, train and bench use it),
+so a rule such as "an int, not a bool, at least 1" is written once.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any
+
+__all__ = ["check_bool", "check_dtype", "check_int", "check_number"]
+
+
+def check_int(value: Any, name: str, *, minimum: int | None = 1, allow_none: bool = False) -> Any:
+    """``value`` as a Python int ``>= minimum`` (no lower bound when ``minimum`` is None).
+
+    NumPy integers are accepted (``operator.index``); a bool is not an int here.
+
+    Raises:
+      TypeError: ``value`` is not an int (or None where ``allow_none``).
+      ValueError: ``value`` is below ``minimum``.
+
+    Examples:
+      >>> check_int(3, "groups")
+      3
+      >>> check_int(0, "groups")
+      Traceback (most recent call last):
+      ...
+      ValueError: `groups` must be a positive int, got 0
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool):
+        raise TypeError(f"`{name}` must be an int, got {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"`{name}` must be an int, got {value!r}") from None
+    if minimum is not None and value < minimum:
+        rule = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"`{name}` must be {rule}, got {value}")
+    return int(value)
+
+
+def check_number(value: Any, name: str, low: float = -math.inf, high: float = math.inf) -> float:
+    """``value`` as a float in ``[low, high)``; a bool is not a number here.
+
+    Examples:
+      >>> check_number(0.5, "momentum", 0.0, 1.0)
+      0.5
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"`{name}` must be a number, got {value!r}")
+    if not low <= value < high:
+        if high < math.inf:
+            bound = f"in [{low}, {high})"
+        else:
+            bound = f">= {low}"
+        raise ValueError(f"`{name}` must be a number {bound}, got {value!r}")
+    return float(value)
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """``value`` if it is a bool; TypeError otherwise (no truthiness of strings or arrays)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be a bool, got {value!r}")
+    return value
+
+
+def check_dtype(dtype: Any, name: str) -> Any:
+    """``None`` or a NumPy/JAX dtype; TypeError otherwise.
+
+    Examples:
+      >>> check_dtype("bfloat16", "dtype").name
+      'bfloat16'
+    """
+    if dtype is None:
+        return None
+    import jax.numpy as jnp  # keeps this module importable without initializing jax
+
+    try:
+        return jnp.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"`{name}` must be None or a dtype, got {dtype!r}") from None
