@@ -24,7 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import jaxconv
 from bench._fusion import fusion_report
+from jaxconv import _timing
+from jaxconv._cost import compiled_cost
 
 #: Keys every record has (see ``bench/__init__.py``).
 REQUIRED_KEYS = (
@@ -100,19 +103,7 @@ def device_dirname(device: jax.Device) -> str:
     the class of machine results transfer between — on a CPU the architecture, widest vector ISA
     and core count (``cpu-x86_64-avx2-2c``), else platform and model (``gpu-nvidia-h200``). A bare
     ``cpu`` would let every CPU overwrite every other's results."""
-    import jaxconv.kernels
-
     return jaxconv.kernels.device_kind(device.platform, device.device_kind)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def resolve_device(name: str | None) -> jax.Device:
@@ -136,27 +127,10 @@ def sync(out: Any) -> Any:
 def round_robin(
     runners: dict[str, Callable[[], Any]], repeats: int, warmup: int
 ) -> dict[str, Timing]:
-    """Times each runner ``repeats`` times after ``warmup`` calls, interleaving them.
-
-    Round ``i`` starts at runner ``i mod n`` (A B C, B C A, C A B, …) so a slow spell of the
-    machine hits every variant alike. Each timed call comes right after an untimed call of the
-    same runner ("primed"): otherwise a call inherits its neighbour's caches and freed buffers —
-    a conv timed after a small kernel ran up to 1.4× faster than the same executable timed after
-    a Winograd with large temporaries (GoogLeNet 4a 3×3: 14.3 vs 20.0 ms). Each call is synced
-    with ``block_until_ready``; a runner that needs another sync (torch on CUDA) does it itself.
-    """
-    names = list(runners)
-    for _ in range(warmup):
-        for name in names:
-            sync(runners[name]())
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for i in range(repeats):
-        for name in names[i % len(names):] + names[: i % len(names)]:
-            sync(runners[name]())  # the primer: this runner's own state, not its neighbour's
-            start = time.perf_counter()
-            sync(runners[name]())
-            times[name].append(time.perf_counter() - start)
-    return {n: Timing(tuple(t)) for n, t in times.items()}
+    """Each runner timed ``repeats`` times after ``warmup`` rounds, primed and interleaved
+    round-robin — jaxconv's own timing (``jaxconv._timing.round_robin``, which autotune uses),
+    as :class:`Timing`."""
+    return {n: Timing(t) for n, t in _timing.round_robin(runners, repeats, warmup).items()}
 
 
 def compile_timed(fn: Callable, *args: Any, compiler_options: dict | None = None,
@@ -173,10 +147,7 @@ def compile_timed(fn: Callable, *args: Any, compiler_options: dict | None = None
     start = time.perf_counter()
     compiled = lowered.compile(compiler_options) if compiler_options else lowered.compile()
     compile_s = time.perf_counter() - start
-    cost = compiled.cost_analysis()
-    if isinstance(cost, (list, tuple)):
-        cost = cost[0] if cost else {}
-    cost = dict(cost or {})
+    cost = compiled_cost(compiled).raw
     peak = None
     try:
         memory = compiled.memory_analysis()
@@ -221,7 +192,6 @@ def environment(device: jax.Device) -> dict[str, Any]:
     versions, XLA_FLAGS, the git revision and the date."""
     import jaxlib
 
-    import jaxconv
 
     return {
         "device_kind": device.device_kind,
@@ -229,7 +199,7 @@ def environment(device: jax.Device) -> dict[str, Any]:
         "platform": device.platform,
         "device": str(device),
         "device_count": len(jax.devices(device.platform)),
-        "cpu_model": cpu_model(),
+        "cpu_model": jaxconv.kernels.cpu_model(),
         "cpu_count": os.cpu_count(),
         "jax": jax.__version__,
         "jaxlib": jaxlib.__version__,

@@ -109,7 +109,7 @@ def markdown(suite: str, env: dict, notes: list[str], records: list[Record],
               f"{'/'.join(map(str, repeats))} runs after warm-up "
               "(variants interleaved round-robin). MACs count every tap (the papers' ops); "
               "XLA GFLOP is `cost_analysis()` (skips padding taps). GFLOP/s = 2·MACs / median, "
-              "so a lowering that multiplies less than every tap (Winograd) can pass 100% of "
+              "so a kernel faster than XLA's own dot (oneDNN's) can pass 100% of "
               "the GEMM peak, which is the best of a few large `jnp.dot`s measured at the "
               "start of the run.", ""]
     if plot_name:

@@ -6,7 +6,7 @@ training path (``jaxconv.train``) import Flax/optax only when they are imported 
 """
 
 from jaxconv import kernels as kernels
-from jaxconv._autotune import autotune as autotune
+from jaxconv import ops as ops
 from jaxconv._cost import BottleneckCost as BottleneckCost
 from jaxconv._cost import ConvCost as ConvCost
 from jaxconv._cost import XlaCost as XlaCost
@@ -21,12 +21,14 @@ from jaxconv._geometry import conv_output_size as conv_output_size
 from jaxconv._geometry import pool_output_size as pool_output_size
 from jaxconv._geometry import receptive_field as receptive_field
 from jaxconv._geometry import resolve_padding as resolve_padding
-from jaxconv._ops import bottleneck as bottleneck
-from jaxconv._ops import conv as conv
-from jaxconv._ops import conv1x1 as conv1x1
-from jaxconv._pooling import avg_pool as avg_pool
-from jaxconv._pooling import global_avg_pool as global_avg_pool
-from jaxconv._pooling import max_pool as max_pool
+from jaxconv.kernels.autotune import autotune as autotune
+from jaxconv.ops import avg_pool as avg_pool
+from jaxconv.ops import bottleneck as bottleneck
+from jaxconv.ops import conv as conv
+from jaxconv.ops import conv1x1 as conv1x1
+from jaxconv.ops import explain as explain
+from jaxconv.ops import global_avg_pool as global_avg_pool
+from jaxconv.ops import max_pool as max_pool
 
 __version__ = "0.1.0"
 
@@ -46,9 +48,11 @@ __all__ = [
     "conv_cost",
     "conv_output_shape",
     "conv_output_size",
+    "explain",
     "global_avg_pool",
     "kernels",
     "max_pool",
+    "ops",
     "pool_output_size",
     "receptive_field",
     "resolve_padding",

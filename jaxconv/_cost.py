@@ -320,7 +320,19 @@ def xla_cost(fn: Callable, *args: Any, **kwargs: Any) -> XlaCost:
     import jax
 
     jitted = fn if hasattr(fn, "lower") else jax.jit(fn)
-    compiled = jitted.lower(*args, **kwargs).compile()
+    return compiled_cost(jitted.lower(*args, **kwargs).compile())
+
+
+def compiled_cost(compiled: Any) -> XlaCost:
+    """XLA's ``cost_analysis()`` of an already compiled function, as an :class:`XlaCost`
+    (bench reads it of the executables it times, so nothing is compiled twice).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> compiled = jax.jit(jnp.dot).lower(jnp.ones((4, 8)), jnp.ones((8, 2))).compile()
+      >>> compiled_cost(compiled).flops
+      128.0
+    """
     analysis = compiled.cost_analysis()
     if isinstance(analysis, (list, tuple)):  # older jaxlibs return one dict per computation
         analysis = analysis[0] if analysis else {}

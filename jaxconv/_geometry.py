@@ -164,6 +164,13 @@ def canonicalize_padding(padding: Padding, ndim: int) -> str | tuple[tuple[int, 
     an int or per-dim entries come back as explicit ``(lo, hi)`` pairs. Modules call this once
     at construction; :func:`resolve_padding` turns the result into amounts for given sizes.
 
+    Args:
+      padding: any padding :func:`resolve_padding` accepts.
+      ndim: number of spatial dims.
+
+    Returns:
+      The upper-cased string, or a tuple of ``ndim`` ``(lo, hi)`` int pairs.
+
     Examples:
       >>> canonicalize_padding("same", 2)
       'SAME'
@@ -206,6 +213,16 @@ def canonicalize_padding(padding: Padding, ndim: int) -> str | tuple[tuple[int, 
     return tuple(pairs)
 
 
+def _one_dim(padding: Padding) -> Padding:
+    """A bare ``(lo, hi)`` pair given for a single dim, as the per-dim form ``((lo, hi),)``."""
+    if isinstance(padding, (list, tuple)) and len(padding) == 2 and all(
+        not isinstance(p, (list, tuple)) for p in padding
+    ):
+        pair: tuple[Any, Any] = (padding[0], padding[1])
+        return (pair,)
+    return padding
+
+
 def conv_output_size(
     n: int, kernel: int, *, stride: int = 1, padding: Padding = "VALID", dilation: int = 1
 ) -> int:
@@ -240,11 +257,7 @@ def conv_output_size(
     (k,) = canonicalize_spatial(kernel, 1, "kernel")
     (s,) = canonicalize_spatial(stride, 1, "stride")
     (d,) = canonicalize_spatial(dilation, 1, "dilation")
-    if isinstance(padding, (list, tuple)) and len(padding) == 2 and all(
-        not isinstance(p, (list, tuple)) for p in padding
-    ):
-        padding = (tuple(padding),)  # a bare (lo, hi) pair for this one dim
-    ((lo, hi),) = resolve_padding(padding, (n,), (k,), (s,), (d,))
+    ((lo, hi),) = resolve_padding(_one_dim(padding), (n,), (k,), (s,), (d,))
     return _out_size(n, k, s, d, lo, hi)
 
 
@@ -353,10 +366,7 @@ def pool_output_size(
       16
     """
     stride = window if stride is None else stride
-    if isinstance(padding, (list, tuple)) and len(padding) == 2 and all(
-        not isinstance(p, (list, tuple)) for p in padding
-    ):
-        padding = (tuple(padding),)
+    padding = _one_dim(padding)
     (s,) = canonicalize_spatial(stride, 1, "stride")
     (k,) = canonicalize_spatial(window, 1, "window")
     ((lo, hi),) = resolve_padding(padding, (n,), (k,), (s,), (1,))

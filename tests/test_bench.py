@@ -125,7 +125,6 @@ def groups_run(tmp_path_factory):
 
 def test_groups_records_time_every_applicable_lowering(groups_run):
     from bench.suites import groups
-    from jaxconv._ops import make_spec
 
     out, proc = groups_run
     assert "bench: groups" in proc.stdout and "speedup vs lax" in proc.stdout
@@ -136,8 +135,7 @@ def test_groups_records_time_every_applicable_lowering(groups_run):
     assert {r["layer"] for r in records} == {s.name for s in groups.TINY}
     for s in groups.TINY:
         for dtype in ("float32", "bfloat16"):
-            spec = make_spec((s.batch, s.size, s.size, s.c_in), s.kernel_shape, dtype,
-                             **s.conv_args())[0]
+            spec = groups._spec(s, dtype)
             onednn = jaxconv.kernels.available(spec)["onednn"]
             rows = {r["variant"]: r for r in records if r["layer"] == s.name
                     and r["dtype"] == dtype}

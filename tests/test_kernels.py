@@ -1,9 +1,10 @@
 """Every lowering against the NumPy float64 reference on a seeded grid of the shapes it supports;
-``supports`` reasons; explicit-but-inapplicable requests; plans (fwd/dx/dw split) and their
-derivatives; the cost model; XLA:CPU routing of ``xla_eigen``; no recompiles."""
+``supports`` reasons; explicit-but-inapplicable requests; plans (fwd/dx/dw split) run by the one
+derivative rule; the cost model and ``choose``; no recompiles."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 
@@ -17,10 +18,14 @@ from jax import lax
 
 import jaxconv
 from jaxconv import kernels
-from jaxconv._ops import make_spec
-from jaxconv.kernels import _winograd
+from jaxconv.kernels.lowerings import onednn
 
 LOWERINGS = tuple(kernels.LOWERINGS)
+
+
+def _spec_of(x_shape, w_shape, dtype="float32", **kwargs):
+    return kernels.conv_spec(jax.ShapeDtypeStruct(x_shape, dtype),
+                             jax.ShapeDtypeStruct(w_shape, dtype), **kwargs)
 
 
 def _sample(name: str, count: int, seed: int) -> list[dict]:
@@ -65,9 +70,8 @@ def _spec(cfg: dict):
                if cfg["layout"] == "NHWC" else
                (cfg["c_out"], cfg["c_in"] // cfg["groups"], *cfg["kernel"]))
     try:
-        spec, _, _ = make_spec(x_shape, w_shape, "float32", stride=cfg["stride"],
-                               padding=cfg["padding"], dilation=cfg["dilation"],
-                               groups=cfg["groups"], layout=cfg["layout"])
+        spec = _spec_of(x_shape, w_shape, stride=cfg["stride"], padding=cfg["padding"],
+                        dilation=cfg["dilation"], groups=cfg["groups"], layout=cfg["layout"])
     except ValueError:  # a kernel larger than the padded input
         return None
     return spec
@@ -94,12 +98,16 @@ def _call(cfg: dict, x, w, implementation):
 GRID = [(name, cfg) for i, name in enumerate(LOWERINGS) for cfg in _sample(name, 6, 100 + i)]
 
 
-def test_every_lowering_declares_the_protocol():
+def test_every_lowering_is_one_frozen_record():
+    assert list(kernels.LOWERINGS)[-1] == "xla"  # the fallback last
     for name, lowering in kernels.LOWERINGS.items():
-        assert lowering.name == name and callable(lowering.supports) and callable(lowering.conv)
-        assert callable(lowering.reference) and lowering.error_factor >= 1
+        assert isinstance(lowering, kernels.Lowering) and lowering.name == name
+        assert callable(lowering.supports) and callable(lowering.fwd)
+        assert lowering.error_factor >= 1 and lowering.summary
         assert lowering.backends is None or set(lowering.backends) <= {"cpu", "gpu", "tpu"}
-        assert set(lowering.roles) <= {"fwd", "dx", "dw"} and "fwd" in lowering.roles
+        assert set(lowering.roles) <= set(kernels.ROLES) and "fwd" in lowering.roles
+    with pytest.raises(TypeError):
+        kernels.LOWERINGS["mine"] = kernels.LOWERINGS["xla"]  # immutable
 
 
 def test_grid_reaches_every_lowering():
@@ -133,9 +141,10 @@ def test_lowering_gradients_match_xla(name, rng):
           else (cfg["c_out"], cfg["c_in"] // cfg["groups"], *spec.kernel))
     x, w = (jnp.asarray(rng.standard_normal(s), jnp.float32) for s in (xs, ws))
     dy = jnp.asarray(rng.standard_normal(spec.out_shape), jnp.float32)
-    hi = spec.__class__(**{**spec.__dict__, "precision": lax.Precision.HIGHEST})
-    got = _grads(lambda x, w: kernels.get(name).conv(x, w, spec), x, w, dy)
-    want = _grads(lambda x, w: kernels.get("xla").conv(x, w, hi), x, w, dy)
+    hi = dataclasses.replace(spec, precision=lax.Precision.HIGHEST)
+    plan = kernels.Plan(name, name, name)
+    got = _grads(lambda x, w: kernels.run(plan, x, w, spec), x, w, dy)
+    want = _grads(lambda x, w: kernels.get("xla").fwd(x, w, hi), x, w, dy)
     k_dx = math.prod(spec.kernel) * spec.out_channels // spec.groups
     k_dw = math.prod(spec.out_shape[:-1] if spec.channels_last else
                      (spec.batch, *spec.out_spatial))
@@ -145,28 +154,17 @@ def test_lowering_gradients_match_xla(name, rng):
 
 
 # --- supports(): reasons, and explicit requests that do not apply ----------------------------
-def _spec_of(x_shape, w_shape, dtype="float32", **kwargs):
-    return make_spec(x_shape, w_shape, dtype, **kwargs)[0]
 
 
 _REJECTIONS = [
     ("einsum", ((1, 8, 8, 4), (3, 3, 4, 4)), {}, r"einsum needs a 1×1 kernel, got \(3, 3\)"),
-    ("xla_eigen", ((1, 16, 4), (3, 4, 4)), {}, r"needs a 2-D conv, got 1-D"),
-    ("xla_eigen", ((1, 8, 8, 4), (3, 3, 4, 4)), dict(stride=2), r"needs stride 1.*\(2, 2\)"),
-    ("xla_eigen", ((1, 8, 8, 4), (3, 3, 4, 4)), dict(input_dilation=2),
-     r"needs input_dilation 1.*\(2, 2\)"),
-    ("winograd_f2", ((1, 8, 8, 4), (7, 7, 4, 4)), {}, r"needs a 3×3 or 5×5 kernel, got \(7, 7\)"),
-    ("winograd_f4", ((1, 8, 8, 4), (3, 3, 4, 4)), dict(stride=2), r"needs stride 1"),
-    ("winograd_f4", ((1, 8, 8, 4), (3, 3, 2, 4)), dict(groups=2), r"needs groups=1, got 2"),
-    ("winograd_f4", ((1, 4, 8, 8), (4, 4, 3, 3)), dict(layout="NCHW"), r"channels-last"),
-    ("winograd_f4", ((1, 8, 8, 4), (3, 3, 4, 4)), dict(dilation=2), r"needs no dilation"),
-    ("winograd_f4", ((1, 8, 8, 4), (3, 3, 4, 4), "bfloat16"), {}, r"float32/float64 only"),
-    ("winograd_f2", ((1, 8, 8, 4), (3, 3, 4, 4)), dict(padding=((-1, 0), (0, 0))),
-     r"non-negative padding"),
-    ("space_to_depth", ((1, 8, 8, 4), (3, 3, 4, 4)), {}, r"is for strided convs"),
-    ("space_to_depth", ((1, 8, 8, 4), (3, 3, 2, 4)), dict(stride=2, groups=2), r"groups=1"),
-    ("im2col", ((1, 8, 8, 4), (1, 1, 4, 4)), dict(padding="VALID"), r"is for k×k kernels"),
-    ("im2col", ((1, 4, 8, 8), (4, 4, 3, 3)), dict(layout="NCHW"), r"channels-last"),
+    ("einsum", ((1, 8, 8, 4), (1, 1, 4, 4)), dict(stride=2), r"einsum needs stride 1"),
+    ("einsum", ((1, 8, 8, 4), (1, 1, 2, 4)), dict(groups=2), r"einsum needs groups=1, got 2"),
+    ("onednn", ((1, 8, 8, 4), (3, 3, 4, 4), "float16"), {}, r"float32 or bfloat16|onednn"),
+    ("onednn", ((1, 8, 8, 4), (3, 3, 4, 4)), dict(padding=((-1, 0), (0, 0))),
+     r"non-negative padding|onednn"),
+    ("onednn", ((1, 8, 8, 4), (4, 4, 4, 4)), dict(input_dilation=2, stride=2),
+     r"needs stride 1 with input_dilation|onednn"),
 ]
 #: The rejections of the lowerings registered here.
 REJECTIONS = [r for r in _REJECTIONS if r[0] in kernels.LOWERINGS]
@@ -218,87 +216,10 @@ def test_jit_does_not_retrace_with_selection():
     assert len(traces) == 1
 
 
-# --- XLA:CPU routing: xla_eigen keeps fwd, dx and dw off YNNPACK ------------------------------
-def _ynn_convs(text: str) -> int:
-    """Convolutions inside YNNPACK fusions in optimized HLO (0 when all run on Eigen)."""
-    comps = re.split(r"\n(?=\S)", text)
-    ynn_called = set(re.findall(r'calls=(%[\w.]+).*"__ynn_fusion"', text))
-    return sum("convolution(" in c for c in comps if c.split(" ", 1)[0] in ynn_called)
-
-
-def _routed(name: str, spec) -> list[int]:
-    """YNNPACK convs in the compiled forward, input gradient and weight gradient."""
-    conv = kernels.get(name).conv
-    x_shape = (spec.batch, *spec.in_spatial, spec.in_channels)
-    w_shape = (*spec.kernel, spec.in_channels, spec.out_channels)
-    x, w, dy = jnp.ones(x_shape), jnp.ones(w_shape), jnp.ones(spec.out_shape)
-    fns = (lambda x, w, dy: conv(x, w, spec),
-           lambda x, w, dy: jax.vjp(lambda a: conv(a, w, spec), x)[1](dy),
-           lambda x, w, dy: jax.vjp(lambda b: conv(x, b, spec), w)[1](dy))
-    return [_ynn_convs(jax.jit(f).lower(x, w, dy).compile().as_text()) for f in fns]
-
-
-@pytest.mark.skipif(jax.default_backend() != "cpu", reason="YNNPACK routing is XLA:CPU's")
-def test_xla_eigen_routes_all_three_convs_to_eigen():
-    spec = _spec_of((2, 14, 14, 32), (3, 3, 32, 48))
-    assert _routed("xla", spec) == [1, 1, 1]  # the gate's default: YNNPACK for all three
-    assert _routed("xla_eigen", spec) == [0, 0, 0]
-
-
-# --- space_to_depth: a strided conv whose gradients stay on Eigen --------------------------
-@pytest.mark.skipif(jax.default_backend() != "cpu", reason="YNNPACK routing is XLA:CPU's")
-def test_space_to_depth_routes_all_three_convs_to_eigen():
-    spec = _spec_of((2, 16, 16, 3), (7, 7, 3, 32), stride=2, padding=3)
-    assert _routed("space_to_depth", spec) == [0, 0, 0]
-
-
-# --- Winograd transforms -----------------------------------------------------------------------
-def test_winograd_f2_3_matrices_are_lavins():
-    at, g, bt = _winograd.transform_matrices(2, 3)
-    np.testing.assert_array_equal(at, [[1, 1, 1, 0], [0, 1, -1, 1]])
-    np.testing.assert_array_equal(g, [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
-    np.testing.assert_array_equal(bt, [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, -1, 0, 1]])
-
-
-@pytest.mark.parametrize(("m", "r"), [(2, 3), (4, 3), (6, 3), (2, 5), (4, 5)])
-def test_winograd_1d_identity_is_correlation(m, r, rng):
-    at, g, bt = _winograd.transform_matrices(m, r)
-    d, k = rng.standard_normal(m + r - 1), rng.standard_normal(r)
-    direct = np.array([d[i:i + r] @ k for i in range(m)])
-    np.testing.assert_allclose(at @ ((g @ k) * (bt @ d)), direct, rtol=1e-12, atol=1e-12)
-
-
-def test_winograd_chunks_match_one_pass(monkeypatch, rng):
-    """Room for 5 images per chunk and a batch of 6: lax.map over 2 chunks of 3 (a divisor)."""
-    spec = _spec_of((6, 6, 6, 3), (3, 3, 3, 2))
-    per_image = 16 * 9 * (3 + 2) * 4  # n² transforms · 9 tiles · (C_in + C_out) · 4 bytes
-    assert _winograd._bytes_per_image(spec, 2) == per_image
-    monkeypatch.setattr(_winograd, "CHUNK_BYTES", 5 * per_image)
-    steps = []
-    monkeypatch.setattr(_winograd, "_tiles", lambda xc, *a, f=_winograd._tiles: (
-        steps.append(xc.shape[0]), f(xc, *a))[1])
-    x = jnp.asarray(rng.standard_normal((6, 6, 6, 3)), jnp.float32)
-    w = jnp.asarray(rng.standard_normal((3, 3, 3, 2)), jnp.float32)
-    chunked = _winograd._chunked(x, w, spec, 2)
-    assert steps == [3]  # traced once, as the body of lax.map over 2 steps of 3 images
-    np.testing.assert_allclose(chunked,
-                               _winograd._tiles(x, _winograd._weights(w, spec, 2), spec, 2),
-                               rtol=0, atol=1e-5)
-
-
-def test_winograd_is_a_forward_only_candidate():
-    spec = _spec_of((2, 16, 16, 32), (3, 3, 32, 32))
-    assert {"winograd_f2", "winograd_f4"} <= set(kernels.candidates(spec, "cpu", role="fwd"))
-    for role in ("dx", "dw"):
-        assert not any(n.startswith("winograd") for n in kernels.candidates(spec, "cpu", role))
-
-
 # --- the cost model ----------------------------------------------------------------------------
 def test_default_plan_rules(monkeypatch):
     """onednn for every role wherever it applies; else einsum for a pointwise conv, else xla —
     never an XLA-only lowering tuned on another CPU (only a measured table picks those)."""
-    from jaxconv.kernels import _onednn
-
     pointwise = _spec_of((8, 28, 28, 192), (1, 1, 192, 64), padding="VALID")
     seed_5x5 = _spec_of((32, 14, 14, 480), (5, 5, 480, 48))
     stem = _spec_of((8, 224, 224, 3), (7, 7, 3, 64), stride=2, padding=3)
@@ -310,47 +231,91 @@ def test_default_plan_rules(monkeypatch):
         assert kernels.default_plan(spec, "gpu") == plan(
             *["einsum" if spec is pointwise else "xla"] * 3)
     assert kernels.default_plan(strided_transposed, "cpu") == plan("xla", "xla", "xla")
-    if _onednn.unavailable() is None:
+    if onednn.unavailable() is None:
         for spec in (pointwise, seed_5x5, stem, depthwise, transposed):
             assert kernels.default_plan(spec, "cpu") == plan("onednn", "onednn", "onednn")
-    monkeypatch.setattr(_onednn, "unavailable", lambda: "switched off for this test")
+    monkeypatch.setattr(onednn, "unavailable", lambda: "switched off for this test")
     assert kernels.default_plan(pointwise, "cpu") == plan("einsum", "einsum", "einsum")
     for spec in (seed_5x5, stem, depthwise, transposed):
         assert kernels.default_plan(spec, "cpu") == plan("xla", "xla", "xla")
 
 
+# --- choose(): implementation, table, cost model ----------------------------------------------
+def test_choose_explicit_name_plan_and_errors():
+    spec = _spec_of((2, 8, 8, 4), (1, 1, 4, 4), padding="VALID")
+    assert kernels.choose(spec, "einsum").plan == kernels.Plan("einsum", "einsum", "einsum")
+    mixed = kernels.Plan("einsum", "xla", "einsum")
+    choice = kernels.choose(spec, mixed)
+    assert choice.plan == mixed and choice.source == "implementation"
+    with pytest.raises(ValueError, match=r"`implementation` \(='nope'\) .*|one of"):
+        kernels.choose(spec, kernels.Plan("einsum", "nope", "xla"))
+    with pytest.raises(ValueError, match=r"einsum needs a 1×1 kernel"):
+        kernels.choose(_spec_of((2, 8, 8, 4), (3, 3, 4, 4)), kernels.Plan("xla", "einsum", "xla"))
+
+
+def test_choose_reads_the_table_it_is_given_and_says_so():
+    spec = _spec_of((8, 8, 8, 4), (3, 3, 4, 4))
+    key = kernels.tables.spec_key(spec)
+    table = kernels.tables.Table(None, {key: {8: kernels.Plan("xla", "xla", "xla")}})
+    choice = kernels.choose(spec, table=table, platform="cpu")
+    assert choice.plan == kernels.Plan("xla", "xla", "xla") and choice.source == "table"
+    stale = kernels.tables.Table(None, {key: {8: kernels.Plan("winograd_f2", "xla", "xla")}})
+    choice = kernels.choose(spec, table=stale, platform="cpu")
+    assert choice.source == "cost model" and "no longer exists" in choice.reason
+    assert choice.plan == kernels.default_plan(spec, "cpu")
+    assert kernels.choose(spec, table=kernels.tables.Table(None), platform="cpu").source == (
+        "cost model")
+
+
+def test_explain_is_what_dispatch_runs():
+    x, w = jnp.ones((2, 8, 8, 4)), jnp.ones((3, 3, 4, 4))
+    choice = jaxconv.explain(x, w, stride=2)
+    assert choice.spec == kernels.conv_spec(x, w, stride=2)
+    assert choice.plan == kernels.choose(choice.spec).plan
+    assert "plan: fwd=" in str(choice) and "xla: applies" in str(choice)
+    with kernels.recording() as seen:
+        jax.eval_shape(lambda x, w: jaxconv.conv(x, w, stride=2), x, w)
+    assert seen == [choice.spec]
+
+
 # --- plans that split fwd / dx / dw ------------------------------------------------------------
-SPLIT = kernels.Plan("winograd_f2", "xla_eigen", "xla")
+SPLIT = kernels.Plan("einsum", "xla", "einsum")
 
 
 def test_split_plan_values_and_all_derivatives(rng):
-    spec = _spec_of((2, 7, 6, 3), (3, 3, 3, 4))
+    spec = _spec_of((2, 7, 6, 3), (1, 1, 3, 4), padding="VALID")
     x = jnp.asarray(rng.standard_normal((2, 7, 6, 3)), jnp.float32)
-    w = jnp.asarray(rng.standard_normal((3, 3, 3, 4)), jnp.float32)
-    split = kernels.Split(SPLIT)
-    assert split.supports(spec) is None and split.name == "winograd_f2+xla_eigen+xla"
-    ref = lambda x, w: kernels.get("xla").conv(x, w, spec)  # noqa: E731
-    f = lambda x, w: split.conv(x, w, spec)  # noqa: E731
-    atol = tol("float32", 27) * 8
+    w = jnp.asarray(rng.standard_normal((1, 1, 3, 4)), jnp.float32)
+    b = jnp.asarray(rng.standard_normal((4,)), jnp.float32)
+    ref = lambda x, w: kernels.get("xla").fwd(x, w, spec) + b[None, None, None]  # noqa: E731
+    f = lambda x, w: kernels.run(SPLIT, x, w, spec, b)  # noqa: E731
+    atol = tol("float32", 3)
     np.testing.assert_allclose(f(x, w), ref(x, w), rtol=0, atol=atol)
     tx, tw = jnp.ones_like(x), -jnp.ones_like(w)
     np.testing.assert_allclose(jax.jvp(f, (x, w), (tx, tw))[1], jax.jvp(ref, (x, w), (tx, tw))[1],
                                rtol=0, atol=atol)
     dy = jnp.asarray(rng.standard_normal(spec.out_shape), jnp.float32)
     for got, want in zip(_grads(f, x, w, dy), _grads(ref, x, w, dy)):
-        np.testing.assert_allclose(got, want, rtol=0, atol=tol("float32", 84) * 8)
+        np.testing.assert_allclose(got, want, rtol=0, atol=tol("float32", 84))
     hess = lambda g: jax.grad(lambda x: jnp.sum(jax.grad(  # noqa: E731
         lambda x: jnp.sum(g(x, w) ** 2))(x) ** 2))(x)
     np.testing.assert_allclose(hess(f), hess(ref), rtol=1e-4, atol=1e-2)
+    db = jax.grad(lambda b: kernels.run(SPLIT, x, w, spec, b, relu=True).sum())(b)
+    plain = kernels.get("xla").fwd(x, w, spec)
+    want = jax.grad(lambda b: jax.nn.relu(plain + b[None, None, None]).sum())(b)
+    np.testing.assert_allclose(db, want, rtol=1e-6, atol=1e-5)
 
 
 def test_split_plan_roles_use_their_lowerings():
-    """The compiled forward is Winograd's batched GEMM; the input gradient is a conv."""
-    spec = _spec_of((2, 8, 8, 4), (3, 3, 4, 4))
-    x, w = jnp.ones((2, 8, 8, 4)), jnp.ones((3, 3, 4, 4))
-    split = kernels.Split(SPLIT)
+    """The forward and weight gradient are einsum's dots; the input gradient is lax's conv
+    (which XLA may rewrite into a dot for a 1×1: the op names say where each came from)."""
+    spec = _spec_of((2, 8, 8, 4), (1, 1, 4, 4), padding="VALID")
+    x, w = jnp.ones((2, 8, 8, 4)), jnp.ones((1, 1, 4, 4))
     compiled = lambda f: jax.jit(f).lower(x, w).compile().as_text()  # noqa: E731
-    fwd = compiled(lambda x, w: split.conv(x, w, spec))
-    dx = compiled(jax.grad(lambda x, w: split.conv(x, w, spec).sum()))
-    assert " dot(" in fwd and "convolution(" not in fwd
-    assert " dot(" not in dx and "convolution(" in dx
+    fwd = compiled(lambda x, w: kernels.run(SPLIT, x, w, spec))
+    dx = compiled(jax.grad(lambda x, w: kernels.run(SPLIT, x, w, spec).sum()))
+    dw = compiled(jax.grad(lambda x, w: kernels.run(SPLIT, x, w, spec).sum(), argnums=1))
+    einsum = "mi,io->mo"  # the einsum lowering's contraction
+    assert einsum in fwd and "conv_general_dilated" not in fwd
+    assert "conv_general_dilated" in dx and einsum not in dx
+    assert einsum in dw and "conv_general_dilated" not in dw

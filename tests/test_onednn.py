@@ -25,14 +25,18 @@ from conftest import tol
 
 import jaxconv
 from jaxconv import kernels
-from jaxconv._ops import make_spec
-from jaxconv.kernels import _onednn
+from jaxconv.kernels.lowerings import onednn as _onednn
 
 LINUX_X86 = sys.platform == "linux" and platform.machine().lower() in ("x86_64", "amd64")
 
 
+def make_spec(x_shape, w_shape, dtype, **kwargs):
+    return kernels.conv_spec(jax.ShapeDtypeStruct(x_shape, dtype),
+                             jax.ShapeDtypeStruct(w_shape, dtype), **kwargs)
+
+
 def test_extension_builds_and_loads_on_linux_x86_64():
-    spec, _, _ = make_spec((1, 8, 8, 4), (3, 3, 4, 4), "float32")
+    spec = make_spec((1, 8, 8, 4), (3, 3, 4, 4), "float32")
     reason = kernels.available(spec)["onednn"]
     if not LINUX_X86:
         assert reason is not None
@@ -67,7 +71,7 @@ def _case(rng, ndim: int, layout: str) -> dict:
             padding=tuple((int(lo), int(hi)) for lo, hi in rng.integers(0, 3, (ndim, 2))),
             groups=groups, layout=layout)
         try:
-            spec, _, _ = make_spec(cfg["x"], cfg["w"], "float32", **{
+            spec = make_spec(cfg["x"], cfg["w"], "float32", **{
                 k: cfg[k] for k in ("stride", "padding", "dilation", "input_dilation",
                                     "groups")})
         except ValueError:  # kernel larger than the padded input: draw again
@@ -212,10 +216,10 @@ def test_fused_relu_post_op_and_its_gradient(rng):
     x = jnp.asarray(rng.standard_normal((2, 6, 6, 4)), jnp.float32)
     w = jnp.asarray(rng.standard_normal((3, 3, 4, 5)), jnp.float32)
     b = jnp.asarray(rng.standard_normal(5), jnp.float32)
-    spec, _, _ = make_spec(x.shape, w.shape, "float32")
+    spec = make_spec(x.shape, w.shape, "float32")
 
     def fused(a, c, d):
-        return _onednn.conv_bias(a, c, d, spec, relu=True)
+        return kernels.run(kernels.Plan("onednn", "onednn", "onednn"), a, c, spec, d, relu=True)
 
     def plain(a, c, d):
         return jax.nn.relu(jaxconv.conv(a, c, d, implementation="xla"))
@@ -313,11 +317,11 @@ def test_eager_calls_match_jit():
 
 
 def test_plan_mixing_onednn_and_xla_roles(rng):
-    spec, _, _ = make_spec(X.shape, W.shape, "float32")
-    mixed = kernels.for_plan(kernels.Plan("onednn", "xla", "onednn"))
+    spec = make_spec(X.shape, W.shape, "float32")
+    mixed = kernels.Plan("onednn", "xla", "onednn")
     dy = rng.standard_normal(spec.out_shape).astype(np.float32)
-    got = jax.vjp(lambda a, b: mixed.conv(a, b, spec), X, W)[1](dy)
-    want = jax.vjp(lambda a, b: kernels.get("xla").conv(a, b, spec), X, W)[1](dy)
+    got = jax.vjp(lambda a, b: kernels.run(mixed, a, b, spec), X, W)[1](dy)
+    want = jax.vjp(lambda a, b: kernels.get("xla").fwd(a, b, spec), X, W)[1](dy)
     for g, r in zip(got, want):
         np.testing.assert_allclose(g, r, rtol=0, atol=tol("float32", 2 * 49 * 6))
 
@@ -444,7 +448,7 @@ def test_fuzz_strides_kernels_and_paddings_against_xla():
         w = rng.standard_normal((*k, 3, 2)).astype(np.float32)
         kw = dict(stride=stride, padding=pads, dilation=dil, input_dilation=in_dil)
         try:
-            spec, _, _ = make_spec(x.shape, w.shape, "float32", **kw)
+            spec = make_spec(x.shape, w.shape, "float32", **kw)
         except ValueError:
             continue  # jaxconv.conv raises this before any lowering (tested in test_errors)
         if kernels.available(spec)["onednn"] is not None:

@@ -21,15 +21,18 @@ PUBLIC = [
     "avg_pool",
     "bottleneck",
     "bottleneck_cost",
+    "canonicalize_padding",
     "canonicalize_spatial",
     "conv",
     "conv1x1",
     "conv_cost",
     "conv_output_shape",
     "conv_output_size",
+    "explain",
     "global_avg_pool",
     "kernels",
     "max_pool",
+    "ops",
     "pool_output_size",
     "receptive_field",
     "resolve_padding",
@@ -74,7 +77,17 @@ def test_every_public_callable_is_documented_with_examples():
         assert summary.strip(), f"{name} has no summary line"
         assert "Examples:" in doc and ">>> " in doc, f"{name} has no runnable Examples section"
         names.append(name)
-    assert {"conv", "conv1x1", "ConvCost", "BottleneckCost.table"} <= set(names)
+    assert {"conv", "conv1x1", "explain", "ConvCost", "BottleneckCost.table"} <= set(names)
+
+
+def test_subpackages_pin_their_surface_and_document_it():
+    for module in (jaxconv.kernels, jaxconv.ops):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if inspect.isfunction(obj) or inspect.isclass(obj):
+                doc = inspect.getdoc(obj) or ""
+                assert doc.split("\n", 1)[0].strip(), f"{module.__name__}.{name}: no summary"
+
 
 
 def test_functions_document_their_arguments():

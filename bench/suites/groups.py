@@ -38,6 +38,7 @@ from __future__ import annotations
 import statistics
 from typing import NamedTuple
 
+import jax
 import numpy as np
 
 import jaxconv
@@ -107,10 +108,9 @@ TINY = (
 
 
 def _spec(s: Shape, dtype: str):
-    from jaxconv._ops import make_spec
-
-    return make_spec((s.batch, s.size, s.size, s.c_in), s.kernel_shape, dtype,
-                     **s.conv_args())[0]
+    return jaxconv.kernels.conv_spec(
+        jax.ShapeDtypeStruct((s.batch, s.size, s.size, s.c_in), dtype),
+        jax.ShapeDtypeStruct(s.kernel_shape, dtype), **s.conv_args())
 
 
 def _torch(ctx: Context, s: Shape, x, w, dy, dtype: str):
@@ -152,7 +152,7 @@ def _check_peer(s: Shape, dtype: str, y, y_torch) -> float:
 
 def _case(ctx: Context, s: Shape, dtype: str) -> list[dict]:
     spec = _spec(s, dtype)
-    plan = jaxconv.kernels.plan(spec, ctx.platform)
+    plan = jaxconv.kernels.choose(spec, platform=ctx.platform).plan
     reasons = jaxconv.kernels.available(spec)
     skipped = {}
     for variant, name in VARIANTS.items():

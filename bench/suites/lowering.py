@@ -13,7 +13,7 @@ in fwd+bwd).
 - ``speed_vs_torch`` (``--peers torch``): torch time / this variant's time, torch's ``conv2d``
   channels_last on every core, timed in the same round-robin (>= 0.9 is the goal for ``*``).
 - ``% GEMM peak``: ``2·MACs / time`` over the large-``jnp.dot`` peak measured in the same run;
-  MACs count every tap, so Winograd (fewer multiplies) can exceed 100%.
+  MACs count every tap; the peak is XLA's own dot, which a library kernel (oneDNN) can beat.
 
 Shapes: GoogLeNet (Szegedy et al. 2015, Table 1) conv1 7×7/2 and conv2 (batch 8, as at 224×224
 they dominate), each Inception block's 3×3, 5×5 and 1×1s (batch 32); NiN's CIFAR-10 model as
@@ -79,15 +79,15 @@ def shapes() -> tuple[Shape, ...]:
     return tuple(unique)
 
 
-#: ``--quick``: a 3×3 with room for Winograd and a 1×1.
+#: ``--quick``: a 3×3 and a 1×1.
 TINY = (Shape("tiny.3x3", 2, 8, 32, 32, 3), Shape("tiny.1x1", 2, 8, 16, 8, 1))
 
 
 def _spec(s: Shape, dtype: str):
-    from jaxconv._ops import make_spec
-
-    return make_spec((s.batch, s.size, s.size, s.c_in), (s.k, s.k, s.c_in, s.c_out), dtype,
-                     stride=s.stride, padding=s.k // 2)[0]
+    return jaxconv.kernels.conv_spec(
+        jax.ShapeDtypeStruct((s.batch, s.size, s.size, s.c_in), dtype),
+        jax.ShapeDtypeStruct((s.k, s.k, s.c_in, s.c_out), dtype),
+        stride=s.stride, padding=s.k // 2)
 
 
 def conv_functions(implementation: str | None, **conv_args):
@@ -126,11 +126,10 @@ def _torch(ctx: Context, s: Shape, x, w, dy, dtype: str):
 
 def _case(ctx: Context, s: Shape, dtype: str) -> list[dict]:
     spec = _spec(s, dtype)
-    plan = jaxconv.kernels.plan(spec, ctx.platform)
+    plan = jaxconv.kernels.choose(spec, platform=ctx.platform).plan
     names = list(jaxconv.kernels.candidates(spec, ctx.platform))
     if not ctx.options.full and not ctx.options.quick:
-        # The default's lowerings, plain lax and einsum; the XLA-only lowerings that only a
-        # tuned table picks (Winograd, im2col, space_to_depth, xla_eigen) with --full.
+        # The default's lowerings, plain lax and einsum (with --full: every candidate).
         keep = {*plan, "xla", "einsum"}
         names = [n for n in names if n in keep]
     x, w, dy = ctx.rng_arrays(ctx.seed(s, dtype), [(s.batch, s.size, s.size, s.c_in),

@@ -1,21 +1,15 @@
-"""The XLA lowering: one ``lax.conv_general_dilated``. Applies to every spec; the fallback."""
+"""The ``xla`` lowering: one ``lax.conv_general_dilated``. It applies to every spec on every
+platform: the reference the other lowerings are tested against, and the fallback."""
 
 from __future__ import annotations
 
 import jax
 from jax import lax
 
-from jaxconv.kernels._spec import ConvSpec
+from jaxconv.kernels.lowering import Lowering
+from jaxconv.kernels.spec import ConvSpec
 
-name = "xla"
-backends = None  # every platform
-error_factor = 1.0
-roles = ("fwd", "dx", "dw")  # it computes its own gradients
-
-
-def supports(spec: ConvSpec) -> str | None:
-    del spec
-    return None
+__all__ = ["LOWERING", "conv"]
 
 
 def conv(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
@@ -34,5 +28,14 @@ def conv(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
     )
 
 
-# The reference for every other lowering is this one (and, in tests, NumPy float64).
-reference = conv
+def _supports(spec: ConvSpec) -> str | None:
+    del spec
+    return None
+
+
+LOWERING = Lowering(
+    name="xla",
+    supports=_supports,
+    fwd=conv,
+    summary="lax.conv_general_dilated: every spec, every platform; the reference and fallback",
+)

@@ -2,7 +2,7 @@
 
 XLA:CPU turns this into a dot that uses every core, where ``lax.conv`` with a 1×1 kernel goes
 to a conv library that may run on one core (2–3.5× slower on this project's 2-core AMD EPYC
-VM for C_out <= 64).
+VM for C_out <= 64). Its transposes are dots too, so it owns all three roles.
 """
 
 from __future__ import annotations
@@ -12,16 +12,13 @@ import math
 import jax
 import jax.numpy as jnp
 
-from jaxconv.kernels import _xla
-from jaxconv.kernels._spec import ConvSpec
+from jaxconv.kernels.lowering import Lowering
+from jaxconv.kernels.spec import ConvSpec
 
-name = "einsum"
-backends = None  # every platform
-error_factor = 1.0
-roles = ("fwd", "dx", "dw")  # it computes its own gradients
+__all__ = ["LOWERING", "conv", "matmul"]
 
 
-def supports(spec: ConvSpec) -> str | None:
+def _supports(spec: ConvSpec) -> str | None:
     if not all(k == 1 for k in spec.kernel):
         return f"einsum needs a 1×1 kernel, got {spec.kernel}"
     if not all(s == 1 for s in spec.stride):
@@ -74,4 +71,10 @@ def conv(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
     )
 
 
-reference = _xla.conv
+
+LOWERING = Lowering(
+    name="einsum",
+    supports=_supports,
+    fwd=conv,
+    summary="a pointwise conv as one dot over the channels (XLA runs dots on every core)",
+)

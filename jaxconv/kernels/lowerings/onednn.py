@@ -38,20 +38,16 @@ from jax.interpreters import ad, batching, mlir
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxconv.kernels import _xla
-from jaxconv.kernels._spec import ConvSpec, unmet
+from jaxconv.kernels.lowering import ROLES, Lowering
+from jaxconv.kernels.spec import ConvSpec
 
+_NEEDS_DEVICES: set[Primitive] | None
 try:  # jit lowers a primitive listed here with its devices (custom_partitioning is listed)
     from jax._src.dispatch import prim_requires_devices_during_lowering as _NEEDS_DEVICES
 except ImportError:  # a later jax: then a batch-sharded conv is gathered first (still correct)
     _NEEDS_DEVICES = None
 
-name = "onednn"
-backends = ("cpu",)
-error_factor = 1.0
-roles = ("fwd", "dx", "dw")
-reference = _xla.conv
-
+NAME = "onednn"
 LIBRARY = "libjaxconv_onednn.so"
 DISABLE_ENV = "JAXCONV_DISABLE_ONEDNN"
 _TARGETS = {
@@ -141,6 +137,7 @@ def cache_size() -> int:
 
 
 def supports(spec: ConvSpec) -> str | None:
+    """None where the extension runs ``spec``, else why not."""
     why = unavailable()
     if why is not None:
         return why
@@ -152,8 +149,9 @@ def supports(spec: ConvSpec) -> str | None:
     if spec.preferred_element_type not in (None, "float32", spec.dtype):
         return (f"onednn computes in float32 or bfloat16, got preferred_element_type "
                 f"{spec.preferred_element_type}")
-    reason = unmet(spec, name, "padding >= 0")
-    if reason is None and any(v != 1 for v in spec.input_dilation):
+    if any(p < 0 for pair in spec.padding for p in pair):
+        return f"onednn needs non-negative padding, got {spec.padding}"
+    if any(v != 1 for v in spec.input_dilation):
         # A deconvolution in oneDNN: its padding k_eff - 1 - p must not be negative.
         span = tuple((k - 1) * d for k, d in zip(spec.kernel, spec.dilation))
         if any(v != 1 for v in spec.stride):
@@ -162,7 +160,7 @@ def supports(spec: ConvSpec) -> str | None:
         if any(max(p) > e for p, e in zip(spec.padding, span)):
             return (f"onednn needs padding <= (kernel - 1)·dilation {span} with input "
                     f"dilation, got {spec.padding}")
-    return reason
+    return None
 
 
 # --- the three primitives ------------------------------------------------------------------
@@ -462,23 +460,6 @@ for _prim in (fwd_p, fused_p, bwd_data_p, bwd_weights_p):
 
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5))
-def _fused(x, w, b, geometry: Geometry, out_dtype: Any, relu: bool) -> jax.Array:
-    return fused_p.bind(x, w, b, geometry=geometry, out_dtype=out_dtype, relu=relu)
-
-
-@_fused.defjvp
-def _fused_jvp(geometry, out_dtype, relu, primals, tangents):
-    x, w, b = primals
-    tx, tw, tb = tangents
-    y = _fused(x, w, b, geometry, out_dtype, relu)
-    shape = ((1,) * (y.ndim - 1) + (-1,) if geometry.channels_last
-             else (1, -1) + (1,) * (y.ndim - 2))
-    t = (forward(tx, w, geometry, out_dtype) + forward(x, tw, geometry, out_dtype)
-         + tb.reshape(shape).astype(y.dtype))
-    return y, jnp.where(y > 0, t, 0) if relu else t
-
-
 # --- the lowering interface ----------------------------------------------------------------
 
 def _empty(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
@@ -494,8 +475,8 @@ def _oriented(w: jax.Array, geometry: Geometry) -> jax.Array:
 
 
 def conv(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
-    """The spec's conv as one oneDNN forward primitive (its gradients on oneDNN too); an
-    input-dilated (transposed) conv as a oneDNN deconvolution."""
+    """The spec's conv as one oneDNN forward primitive (an input-dilated, transposed conv as a
+    oneDNN deconvolution); its transposes are oneDNN's backward primitives."""
     if math.prod(x.shape) == 0:
         return _empty(x, w, spec)
     geometry = Geometry.of(spec)
@@ -505,9 +486,21 @@ def conv(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
 def conv_bias(x: jax.Array, w: jax.Array, b: jax.Array, spec: ConvSpec,
               relu: bool = False) -> jax.Array:
     """``conv(x, w) + b`` (then ReLU when ``relu``) as one oneDNN primitive with the bias and
-    the activation as post-ops; ``b`` is ``[C_out]``, cast to the output dtype."""
+    the activation as post-ops; ``b`` is ``[C_out]``, cast to the output dtype. No derivative
+    rule of its own: :func:`jaxconv.kernels.run` differentiates it through :func:`conv`."""
     if math.prod(x.shape) == 0:
         return _empty(x, w, spec)
     geometry = Geometry.of(spec)
-    return _fused(x, _oriented(w, geometry), _as(b, spec.out_dtype), geometry, spec.out_dtype,
-                  relu)
+    return fused_p.bind(x, _oriented(w, geometry), _as(b, spec.out_dtype), geometry=geometry,
+                        out_dtype=spec.out_dtype, relu=relu)
+
+
+LOWERING = Lowering(
+    name=NAME,
+    supports=supports,
+    fwd=conv,
+    roles=ROLES,
+    backends=("cpu",),
+    fused=conv_bias,
+    summary="oneDNN's conv primitives through XLA's FFI (PyTorch's CPU kernels)",
+)

@@ -1,7 +1,12 @@
-"""Pooling with conv's padding vocabulary plus Caffe/PyTorch ``ceil_mode``."""
+"""Pooling with conv's padding vocabulary plus Caffe/PyTorch ``ceil_mode``.
+
+Like the convs: :func:`pool_spec` validates a call once into a frozen :class:`PoolSpec`, and
+each pool runs ``lax.reduce_window`` from it.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -10,23 +15,74 @@ import numpy as np
 from jax import lax
 
 from jaxconv import _geometry as geo
-from jaxconv._ops import _check_array, _pad_spatial
+from jaxconv._check import check_bool
+from jaxconv.kernels.spec import check_array
 
-__all__ = ["avg_pool", "global_avg_pool", "max_pool"]
+__all__ = ["PoolSpec", "avg_pool", "global_avg_pool", "max_pool", "pool_spec"]
 
 Array = jax.Array
 
 
-def _pool_geometry(x: Any, window: Any, stride: Any, padding: geo.Padding, ceil_mode: bool,
-                   layout: str):
-    """Validates and returns (channels_last, window, stride, explicit pads, ceil extra, mode)."""
-    _check_array(x, "x")
+@dataclass(frozen=True)
+class PoolSpec:
+    """A pooling call, validated and canonicalized once (see :func:`pool_spec`).
+
+    Attributes:
+      channels_last: NHWC when True, NCHW when False.
+      in_spatial: spatial input sizes (before any pre-pad).
+      window, stride: per spatial dim.
+      padding: ``(lo, hi)`` per spatial dim (zero/-inf padding; all zeros after a pre-pad).
+      extra: high-side cells ``ceil_mode`` adds beyond the padding, per spatial dim.
+      out_spatial: spatial output sizes.
+      padding_mode: ``"wrap"``, ``"reflect"``, ``"edge"`` or None.
+      pre_pad: ``(lo, hi)`` per spatial dim filled with ``padding_mode`` first (``()`` if none).
+    """
+
+    channels_last: bool
+    in_spatial: tuple[int, ...]
+    window: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[tuple[int, int], ...]
+    extra: tuple[int, ...]
+    out_spatial: tuple[int, ...]
+    padding_mode: str | None = None
+    pre_pad: tuple[tuple[int, int], ...] = ()
+
+    def full(self, spatial_items: tuple, fill: Any) -> tuple:
+        """``spatial_items`` with ``fill`` at the batch and channel positions."""
+        if self.channels_last:
+            return (fill, *spatial_items, fill)
+        return (fill, fill, *spatial_items)
+
+    @property
+    def padded_spatial(self) -> tuple[int, ...]:
+        """The spatial sizes the windows slide over, after any pre-pad."""
+        return tuple(n + lo + hi for n, (lo, hi) in zip(self.in_spatial, self.pre_pad or
+                                                        ((0, 0),) * len(self.in_spatial)))
+
+    def prepare(self, x: Array) -> Array:
+        """``x`` with the padding mode applied (unchanged without one)."""
+        if self.padding_mode is None:
+            return x
+        return jnp.pad(x, self.full(self.pre_pad, (0, 0)), mode=self.padding_mode)
+
+
+def pool_spec(x: Any, window: Any, *, stride: Any = None, padding: geo.Padding = "VALID",
+              ceil_mode: bool = False, layout: str = "NHWC") -> PoolSpec:
+    """Validates a pooling call (the arguments of :func:`max_pool`) into a :class:`PoolSpec`.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> x = jax.ShapeDtypeStruct((1, 112, 112, 64), jnp.float32)
+      >>> pool_spec(x, 3, stride=2, ceil_mode=True).out_spatial
+      (56, 56)
+    """
+    check_array(x, "x")
     channels_last = geo._channels_last(layout)
     if x.ndim < 3:
         form = "(N, *spatial, C)" if channels_last else "(N, C, *spatial)"
         raise ValueError(f"`x` must have rank >= 3 {form}, got shape {tuple(x.shape)}")
-    if not isinstance(ceil_mode, bool):
-        raise TypeError(f"`ceil_mode` must be a bool, got {ceil_mode!r}")
+    check_bool(ceil_mode, "ceil_mode")
     ndim = x.ndim - 2
     spatial = tuple(x.shape[1:-1]) if channels_last else tuple(x.shape[2:])
     win = geo.canonicalize_spatial(window, ndim, "window")
@@ -50,23 +106,24 @@ def _pool_geometry(x: Any, window: Any, stride: Any, padding: geo.Padding, ceil_
             )
     extra = tuple(max((o - 1) * s + k - (n + lo + hi), 0)
                   for o, n, k, s, (lo, hi) in zip(outs, spatial, win, strides, pads))
-    return channels_last, spatial, win, strides, pads, extra, mode, outs
+    if mode is not None:
+        return PoolSpec(channels_last, spatial, win, strides, ((0, 0),) * ndim, extra, outs,
+                        mode, pads)
+    return PoolSpec(channels_last, spatial, win, strides, pads, extra, outs)
 
 
-def _full(spatial_items: tuple, channels_last: bool, fill: Any) -> tuple:
-    return (fill, *spatial_items, fill) if channels_last else (fill, fill, *spatial_items)
-
-
-def _reduce_windows(x: Array, init: Any, op: Any, win: tuple, strides: tuple, pads: tuple,
-                    extra: tuple, outs: tuple, cl: bool) -> Array:
-    """``lax.reduce_window`` over the spatial dims, cut to exactly ``outs`` windows.
+def _reduce_windows(x: Array, init: Any, op: Any, spec: PoolSpec) -> Array:
+    """``lax.reduce_window`` over the spatial dims of the prepared ``x``, cut to exactly
+    ``spec.out_spatial`` windows.
 
     With ``ceil_mode`` and a high pad of a window or more, the padded length fits one window
     more than ceil_mode keeps (that one would start in the padding), hence the cut.
     """
-    full_pads = _full(tuple((lo, hi + e) for (lo, hi), e in zip(pads, extra)), cl, (0, 0))
-    y = lax.reduce_window(x, init, op, _full(win, cl, 1), _full(strides, cl, 1), full_pads)
-    return y[_full(tuple(slice(0, o) for o in outs), cl, slice(None))]
+    pads = spec.full(tuple((lo, hi + e) for (lo, hi), e in zip(spec.padding, spec.extra)),
+                     (0, 0))
+    y = lax.reduce_window(x, init, op, spec.full(spec.window, 1), spec.full(spec.stride, 1),
+                          pads)
+    return y[spec.full(tuple(slice(0, o) for o in spec.out_spatial), slice(None))]
 
 
 def max_pool(
@@ -106,11 +163,9 @@ def max_pool(
       (1, 56, 56, 64)
     """
     with jax.named_scope("jaxconv.max_pool"):
-        cl, _, win, strides, pads, extra, mode, outs = _pool_geometry(
-            x, window, stride, padding, ceil_mode, layout)
-        if mode is not None:
-            x = _pad_spatial(x, pads, mode, cl)
-            pads = tuple((0, 0) for _ in pads)
+        spec = pool_spec(x, window, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                         layout=layout)
+        x = spec.prepare(x)
         # NumPy (concrete) inits: under jit a jnp init is a tracer, lax then falls back to a
         # generic reduce_window that has no reverse-mode derivative.
         if jnp.issubdtype(x.dtype, jnp.floating):
@@ -119,7 +174,7 @@ def max_pool(
             init = np.array(jnp.iinfo(x.dtype).min, x.dtype)
         else:
             raise TypeError(f"`x` must be a float or int array, got dtype {x.dtype}")
-        return _reduce_windows(x, init, lax.max, win, strides, pads, extra, outs, cl)
+        return _reduce_windows(x, init, lax.max, spec)
 
 
 def _window_counts(n: int, k: int, s: int, lo: int, hi: int, extra: int, out: int,
@@ -167,24 +222,19 @@ def avg_pool(
       Array([1., 1., 1.], dtype=float32)
     """
     with jax.named_scope("jaxconv.avg_pool"):
-        if not isinstance(count_include_pad, bool):
-            raise TypeError(f"`count_include_pad` must be a bool, got {count_include_pad!r}")
-        cl, spatial, win, strides, pads, extra, mode, outs = _pool_geometry(
-            x, window, stride, padding, ceil_mode, layout)
+        check_bool(count_include_pad, "count_include_pad")
+        spec = pool_spec(x, window, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                         layout=layout)
         if not jnp.issubdtype(x.dtype, jnp.floating):
             raise TypeError(f"`x` must be a float array for avg_pool, got dtype {x.dtype}")
-        if mode is not None:
-            x = _pad_spatial(x, pads, mode, cl)
-            spatial = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pads))
-            pads = tuple((0, 0) for _ in pads)
-        total = _reduce_windows(x, np.array(0, x.dtype), lax.add, win, strides, pads, extra,
-                                outs, cl)
+        total = _reduce_windows(spec.prepare(x), np.array(0, x.dtype), lax.add, spec)
         # The divisor is static: a separable product of per-dim window counts.
         counts = np.ones((), np.float64)
-        for n, k, s, (lo, hi), e, o in zip(spatial, win, strides, pads, extra, outs):
+        for n, k, s, (lo, hi), e, o in zip(spec.padded_spatial, spec.window, spec.stride,
+                                           spec.padding, spec.extra, spec.out_spatial):
             c = _window_counts(n, k, s, lo, hi, e, o, count_include_pad)
             counts = np.multiply.outer(counts, c)
-        counts = counts.reshape(_full(outs, cl, 1))
+        counts = counts.reshape(spec.full(spec.out_spatial, 1))
         return total / jnp.asarray(counts, dtype=x.dtype)
 
 
@@ -205,7 +255,8 @@ def global_avg_pool(x: Array, *, layout: str = "NHWC", keepdims: bool = False) -
       (2, 1024)
     """
     with jax.named_scope("jaxconv.global_avg_pool"):
-        _check_array(x, "x")
+        check_array(x, "x")
+        check_bool(keepdims, "keepdims")
         cl = geo._channels_last(layout)
         if x.ndim < 3:
             raise ValueError(f"`x` must have rank >= 3, got shape {tuple(x.shape)}")

@@ -1,0 +1,207 @@
+"""Choosing a :class:`~jaxconv.kernels.Plan` for a conv: :func:`choose`, the one selection rule.
+
+Dispatch (:func:`jaxconv.conv`), :func:`jaxconv.explain`, autotune and bench all call
+:func:`choose`; nothing else decides which lowering runs. In order:
+
+1. ``implementation=``: a :class:`Plan`, or a lowering name (that lowering for the forward and
+   for each gradient role it owns; the cost model's choice for the others). One that does not
+   apply raises ``ValueError`` with its reason.
+2. the tuning table for this device kind (:mod:`jaxconv.kernels.tables`), when it has an entry
+   for the conv whose lowerings all still exist, apply and own their roles;
+3. the cost model, :func:`default_plan`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from jaxconv._device import device_kind
+from jaxconv.kernels import tables
+from jaxconv.kernels.lowering import ROLES, Plan
+from jaxconv.kernels.registry import LOWERINGS, available, candidates, get
+from jaxconv.kernels.spec import ConvSpec
+
+__all__ = ["Choice", "choose", "default_plan", "recording"]
+
+
+def default_plan(spec: ConvSpec, platform: str) -> Plan:
+    """The cost model: the plan for a conv no table has measured.
+
+    - ``onednn`` for all three roles wherever it applies (a CPU with the extension loaded,
+      float32, or bfloat16 where the CPU has native bf16): PyTorch's own CPU kernels, 0.94–1.23×
+      PyTorch's speed on GoogLeNet's convs (bench/results/);
+    - else ``einsum`` for a pointwise conv (a dot XLA runs on every core, where its conv may run
+      on one);
+    - else ``xla``: plain ``lax.conv_general_dilated``.
+
+    Nothing here depends on a CPU model, so the default is safe where nobody tuned.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxconv.kernels import conv_spec
+      >>> spec = conv_spec(jax.ShapeDtypeStruct((8, 28, 28, 64), jnp.float32),
+      ...                  jax.ShapeDtypeStruct((1, 1, 64, 32), jnp.float32), padding="VALID")
+      >>> default_plan(spec, "gpu")
+      Plan(fwd='einsum', dx='einsum', dw='einsum')
+    """
+    ok = candidates(spec, platform)
+    for name in ("onednn", "einsum"):
+        if name in ok:
+            return Plan(name, name, name)
+    return Plan("xla", "xla", "xla")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The plan a conv gets and why (what :func:`choose` and :func:`jaxconv.explain` return).
+
+    Attributes:
+      spec: the conv.
+      plan: the lowering per role.
+      source: ``"implementation"``, ``"table"`` or ``"cost model"``.
+      reason: one sentence on why.
+      device_kind: the device kind whose table was consulted (None when none was).
+      table: the table file consulted (None when none was).
+      available: every lowering's answer for ``spec`` (None where it applies, else why not).
+    """
+
+    spec: ConvSpec
+    plan: Plan
+    source: str
+    reason: str
+    device_kind: str | None
+    table: Path | None
+    available: dict[str, str | None]
+
+    def __str__(self) -> str:
+        lines = [f"plan: fwd={self.plan.fwd} dx={self.plan.dx} dw={self.plan.dw}",
+                 f"from: {self.source} — {self.reason}"]
+        for name, why in self.available.items():
+            lines.append(f"  {name}: {'applies' if why is None else why}")
+        return "\n".join(lines)
+
+
+def _check_explicit(spec: ConvSpec, plan: Plan) -> None:
+    for role, name in zip(ROLES, plan):
+        lowering = get(name)
+        why = lowering.supports(spec)
+        if why is not None:
+            raise ValueError(f"`implementation` (={name!r}) does not apply: {why}")
+        if role not in lowering.roles:
+            raise ValueError(
+                f"`implementation` {plan} gives {name!r} the {role!r} role, which it does not "
+                f"compute (its roles: {', '.join(lowering.roles)})"
+            )
+
+
+def _table_problem(spec: ConvSpec, plan: Plan) -> str | None:
+    for role, name in zip(ROLES, plan):
+        lowering = LOWERINGS.get(name)
+        if lowering is None:
+            return f"names {name!r}, which no longer exists"
+        why = lowering.supports(spec)
+        if why is not None:
+            return f"names {name!r}, which does not apply now: {why}"
+        if role not in lowering.roles:
+            return f"gives {name!r} the {role!r} role, which it does not compute"
+    return None
+
+
+#: The lists :func:`recording` collects into (a context variable: per thread and task).
+_RECORDERS: contextvars.ContextVar[tuple[list[ConvSpec], ...]] = contextvars.ContextVar(
+    "jaxconv_recorders", default=())
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[list[ConvSpec]]:
+    """Collects the spec (:meth:`ConvSpec.lowered`) of every conv :func:`choose` selects for
+    with ``implementation=None`` inside the block — what :func:`jaxconv.autotune` tunes.
+    Only an observer: it never changes which plan a conv gets.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, jaxconv
+      >>> with recording() as seen:
+      ...     _ = jax.eval_shape(jaxconv.conv, jnp.ones((1, 8, 8, 4)), jnp.ones((3, 3, 4, 4)))
+      >>> [spec.kernel for spec in seen]
+      [(3, 3)]
+    """
+    seen: list[ConvSpec] = []
+    token = _RECORDERS.set((*_RECORDERS.get(), seen))
+    try:
+        yield seen
+    finally:
+        _RECORDERS.reset(token)
+
+
+@functools.cache
+def _kind(platform: str) -> str:
+    return device_kind(platform)
+
+
+def choose(spec: ConvSpec, implementation: Any = None, *, platform: str | None = None,
+           table: tables.Table | None = None) -> Choice:
+    """The plan for ``spec``, and why: see the module doc for the order.
+
+    Args:
+      spec: from :func:`jaxconv.kernels.conv_spec`.
+      implementation: None, a lowering name, or a :class:`Plan`.
+      platform: the platform to choose for (default: jax's default backend).
+      table: the tuning table to consult (default: :func:`jaxconv.kernels.tables.load` for the
+        platform's device kind, read again whenever its file changes — the one place a table
+        enters dispatch).
+
+    Raises:
+      TypeError, ValueError: an unknown or inapplicable ``implementation``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxconv.kernels import conv_spec
+      >>> spec = conv_spec(jax.ShapeDtypeStruct((2, 8, 8, 4), jnp.float32),
+      ...                  jax.ShapeDtypeStruct((3, 3, 4, 4), jnp.float32))
+      >>> choose(spec, "xla").plan
+      Plan(fwd='xla', dx='xla', dw='xla')
+    """
+    platform = platform or jax.default_backend()
+    if isinstance(implementation, Plan):
+        _check_explicit(spec, implementation)
+        return Choice(spec, implementation, "implementation", "the Plan asked for", None, None,
+                      available(spec))
+    if implementation is not None:
+        lowering = get(implementation)
+        why = lowering.supports(spec)
+        if why is not None:
+            raise ValueError(f"`implementation` (={implementation!r}) does not apply: {why}")
+        fallback = default_plan(spec, platform)
+        plan = Plan(*(lowering.name if role in lowering.roles else getattr(fallback, role)
+                      for role in ROLES))
+        reason = f"implementation={implementation!r}"
+        if plan != Plan(lowering.name, lowering.name, lowering.name):
+            reason += "; the roles it does not compute come from the cost model"
+        return Choice(spec, plan, "implementation", reason, None, None, available(spec))
+    for seen in _RECORDERS.get():
+        seen.append(spec.lowered())
+    kind = _kind(platform)
+    if table is None:
+        table = tables.load(kind)
+    tuned = table.lookup(spec)
+    if tuned is not None:
+        problem = _table_problem(spec, tuned)
+        if problem is None:
+            return Choice(spec, tuned, "table", f"measured by autotune ({table.path})", kind,
+                          table.path, available(spec))
+        why = f"the table entry {tuple(tuned)} {problem}; "
+    elif table.problem is not None:
+        why = f"the table {table.path} is {table.problem}; "
+    else:
+        why = "no tuning table entry for this conv; "
+    plan = default_plan(spec, platform)
+    return Choice(spec, plan, "cost model", why + f"{plan.fwd} applies and is preferred", kind,
+                  table.path, available(spec))

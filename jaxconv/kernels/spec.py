@@ -1,0 +1,298 @@
+"""The frozen, hashable description of one convolution: :class:`ConvSpec` and :func:`conv_spec`.
+
+:func:`conv_spec` validates a conv call once (at trace time: shapes are static under ``jit``)
+and canonicalizes it. Every later step — choosing a plan, running it, tuning it, costing it —
+takes the spec and nothing else, so a conv's arguments travel one way only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import jax.numpy as jnp
+from jax import lax
+
+from jaxconv import _geometry as geo
+from jaxconv._check import check_int
+
+__all__ = ["ConvSpec", "check_array", "conv_spec"]
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """Everything static about a convolution call, canonicalized once by :func:`conv_spec`.
+
+    Spatial tuples have one entry per spatial dim. ``padding`` holds explicit zero-padding
+    ``(lo, hi)`` pairs. A padding *mode* (CIRCULAR, REFLECT, REPLICATE) is carried as
+    ``padding_mode`` (the ``jnp.pad`` mode) and ``pre_pad`` (the pairs the input is padded with
+    first); then ``padding`` is all zeros and ``in_spatial`` the pre-padded sizes, which is what
+    a lowering sees.
+
+    Attributes:
+      ndim: number of spatial dims (1, 2 or 3).
+      channels_last: NHWC/HWIO when True, NCHW/OIHW when False.
+      batch: N.
+      in_spatial: spatial input sizes a lowering sees (undilated; after any pre-pad).
+      in_channels: C_in.
+      out_channels: C_out.
+      kernel: spatial kernel sizes.
+      stride, dilation, input_dilation: per spatial dim.
+      padding: ``(lo, hi)`` zero padding per spatial dim.
+      groups: feature groups.
+      dtype: input dtype name.
+      precision: ``lax.Precision`` (or a pair, or None), hashable.
+      preferred_element_type: dtype name or None.
+      out_spatial: spatial output sizes.
+      padding_mode: ``"wrap"``, ``"reflect"``, ``"edge"`` or None.
+      pre_pad: ``(lo, hi)`` per spatial dim applied with ``padding_mode`` (``()`` without one).
+    """
+
+    ndim: int
+    channels_last: bool
+    batch: int
+    in_spatial: tuple[int, ...]
+    in_channels: int
+    out_channels: int
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    input_dilation: tuple[int, ...]
+    padding: tuple[tuple[int, int], ...]
+    groups: int
+    dtype: str
+    precision: Any
+    preferred_element_type: str | None
+    out_spatial: tuple[int, ...]
+    padding_mode: str | None = None
+    pre_pad: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def is_pointwise(self) -> bool:
+        """A 1×1 conv with stride 1, no dilation, no padding and one group: a matmul."""
+        return (
+            all(k == 1 for k in self.kernel)
+            and all(s == 1 for s in self.stride)
+            and all(d == 1 for d in self.input_dilation)
+            and all(p == (0, 0) for p in self.padding)
+            and self.groups == 1
+        )
+
+    @property
+    def lhs_spec(self) -> str:
+        """The input's (and output's) dimension string for ``lax``: ``"NHWC"``, ``"NCW"``…"""
+        sp = "DHW"[3 - self.ndim :]
+        return f"N{sp}C" if self.channels_last else f"NC{sp}"
+
+    @property
+    def rhs_spec(self) -> str:
+        """The kernel's dimension string for ``lax``: ``"HWIO"`` or ``"OIHW"``…"""
+        sp = "DHW"[3 - self.ndim :]
+        return f"{sp}IO" if self.channels_last else f"OI{sp}"
+
+    @property
+    def x_shape(self) -> tuple[int, ...]:
+        """The input shape a lowering receives (after any pre-pad)."""
+        if self.channels_last:
+            return (self.batch, *self.in_spatial, self.in_channels)
+        return (self.batch, self.in_channels, *self.in_spatial)
+
+    @property
+    def w_shape(self) -> tuple[int, ...]:
+        """The kernel shape: ``(*kernel, C_in/groups, C_out)`` or its OIHW order."""
+        w_in = self.in_channels // self.groups
+        if self.channels_last:
+            return (*self.kernel, w_in, self.out_channels)
+        return (self.out_channels, w_in, *self.kernel)
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        """The output shape."""
+        if self.channels_last:
+            return (self.batch, *self.out_spatial, self.out_channels)
+        return (self.batch, self.out_channels, *self.out_spatial)
+
+    @property
+    def out_dtype(self) -> Any:
+        """The output dtype: ``preferred_element_type``, else the input dtype."""
+        return jnp.dtype(self.preferred_element_type or self.dtype)
+
+    def lowered(self) -> ConvSpec:
+        """This spec as its lowering sees it: the pre-pad done (a padding mode no longer
+        matters to which lowering is fastest, so tuning tables key on this)."""
+        return replace(self, padding_mode=None, pre_pad=())
+
+
+def check_array(value: Any, name: str, empty_batch: bool = False) -> Any:
+    """``value`` if it has a ``shape`` and ``dtype`` and no zero-size dim (but the first, when
+    ``empty_batch``); TypeError / ValueError naming ``name`` otherwise."""
+    if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+        raise TypeError(f"`{name}` must be an array, got {type(value).__name__}")
+    dims = value.shape[1:] if empty_batch else value.shape
+    if any(d == 0 for d in dims):
+        raise ValueError(f"`{name}` must not have zero-size dims, got shape {tuple(value.shape)}")
+    return value
+
+
+def check_same_dtype(x: Any, w: Any, w_name: str = "w") -> None:
+    """TypeError unless ``w`` has ``x``'s dtype (jaxconv does not promote silently)."""
+    if jnp.dtype(x.dtype) != jnp.dtype(w.dtype):
+        raise TypeError(
+            f"`{w_name}` dtype (={jnp.dtype(w.dtype).name}) must equal `x` dtype "
+            f"(={jnp.dtype(x.dtype).name}); cast one of them (jaxconv does not promote silently)"
+        )
+
+
+def canonical_precision(precision: Any) -> Any:
+    """``precision`` as a hashable ``lax.Precision`` (or a pair of them, or None)."""
+    if precision is None or isinstance(precision, lax.Precision):
+        return precision
+    if isinstance(precision, str):
+        try:
+            return lax.Precision(precision)
+        except ValueError:
+            raise ValueError(
+                f"`precision` must be None, a lax.Precision or one of 'default', 'high', "
+                f"'highest', got {precision!r}"
+            ) from None
+    if isinstance(precision, (tuple, list)) and len(precision) == 2:
+        return tuple(canonical_precision(p) for p in precision)
+    raise TypeError(f"`precision` must be None, a lax.Precision or a string, got {precision!r}")
+
+
+def canonical_preferred(preferred: Any, in_dtype: Any) -> str | None:
+    """``preferred_element_type`` as a dtype name, checked against the input dtype with lax's
+    rule (a float for float inputs, never narrower) up front."""
+    if preferred is None:
+        return None
+    try:
+        out = jnp.dtype(preferred)
+    except TypeError:
+        raise TypeError(
+            f"`preferred_element_type` must be None or a dtype, got {preferred!r}"
+        ) from None
+    inp = jnp.dtype(in_dtype)
+    if jnp.issubdtype(inp, jnp.floating) and not jnp.issubdtype(out, jnp.floating):
+        raise TypeError(
+            f"`preferred_element_type` (={out.name}) must be a float dtype for {inp.name} inputs"
+        )
+    if out.itemsize < inp.itemsize:
+        raise TypeError(
+            f"`preferred_element_type` (={out.name}) must not be narrower than the input dtype "
+            f"(={inp.name})"
+        )
+    return out.name
+
+
+def conv_spec(
+    x: Any,
+    w: Any,
+    *,
+    stride: Any = 1,
+    padding: geo.Padding = "SAME",
+    dilation: Any = 1,
+    input_dilation: Any = 1,
+    groups: int = 1,
+    layout: str = "NHWC",
+    precision: Any = None,
+    preferred_element_type: Any = None,
+) -> ConvSpec:
+    """Validates a conv call and canonicalizes it into a :class:`ConvSpec`.
+
+    Takes the arguments of :func:`jaxconv.conv` (without the bias and ``implementation``);
+    ``x`` and ``w`` may be arrays or anything with ``shape`` and ``dtype``
+    (``jax.ShapeDtypeStruct``). Raises ``TypeError``/``ValueError`` naming the argument, the
+    rule and the value.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> x = jax.ShapeDtypeStruct((8, 14, 14, 480), jnp.float32)
+      >>> w = jax.ShapeDtypeStruct((5, 5, 480, 48), jnp.float32)
+      >>> spec = conv_spec(x, w)
+      >>> spec.padding, spec.out_shape
+      (((2, 2), (2, 2)), (8, 14, 14, 48))
+      >>> conv_spec(x, w, padding="REFLECT").pre_pad
+      ((2, 2), (2, 2))
+    """
+    check_array(x, "x", empty_batch=True)
+    check_array(w, "w")
+    check_same_dtype(x, w)
+    x_shape, w_shape = tuple(x.shape), tuple(w.shape)
+    channels_last = geo._channels_last(layout)
+    if len(w_shape) not in (3, 4, 5):
+        hint = " (for a [C_in, C_out] matrix use `conv1x1`)" if len(w_shape) == 2 else ""
+        raise ValueError(
+            f"`w` must have rank 3, 4 or 5 (1-3 spatial dims + 2 channel dims), got rank "
+            f"{len(w_shape)} with shape {w_shape}{hint}"
+        )
+    ndim = len(w_shape) - 2
+    if len(x_shape) != ndim + 2:
+        form = "(N, *spatial, C)" if channels_last else "(N, C, *spatial)"
+        raise ValueError(
+            f"`x` must have rank {ndim + 2} {form} to match the {ndim}-D kernel `w` {w_shape}, "
+            f"got rank {len(x_shape)} with shape {x_shape}"
+        )
+    if channels_last:
+        n, *spatial, c_in = x_shape
+        *kernel, w_in, c_out = w_shape
+    else:
+        n, c_in, *spatial = x_shape
+        c_out, w_in, *kernel = w_shape
+    groups = check_int(groups, "groups")
+    if c_in % groups:
+        raise ValueError(f"`groups` (={groups}) must divide the input channels (={c_in})")
+    if c_out % groups:
+        raise ValueError(f"`groups` (={groups}) must divide the output channels (={c_out})")
+    if w_in * groups != c_in:
+        raise ValueError(
+            f"`w` in-channel dim (={w_in}) times `groups` (={groups}) must equal the input "
+            f"channels of `x` (={c_in}); w has shape {w_shape}, x has shape {x_shape}"
+        )
+    strides = geo.canonicalize_spatial(stride, ndim, "stride")
+    dilations = geo.canonicalize_spatial(dilation, ndim, "dilation")
+    in_dilations = geo.canonicalize_spatial(input_dilation, ndim, "input_dilation")
+    kernel_t = tuple(kernel)
+    spatial_t = tuple(spatial)
+    dilated_in = tuple(geo.dilated_size(s, d) for s, d in zip(spatial_t, in_dilations))
+    pads = geo.resolve_padding(padding, dilated_in, kernel_t, strides, dilations)
+    mode = geo.padding_mode(padding)
+    pre_pad: tuple[tuple[int, int], ...] = ()
+    if mode is not None:
+        if any(d != 1 for d in in_dilations):
+            raise ValueError(
+                f"`padding` mode {padding!r} cannot be combined with `input_dilation` "
+                f"(={in_dilations})"
+            )
+        if mode == "reflect" and any(max(p) >= s for p, s in zip(pads, spatial_t)):
+            raise ValueError(
+                f"`padding` {padding!r} needs pads (={pads}) smaller than the input "
+                f"spatial sizes (={spatial_t})"
+            )
+        pre_pad = pads
+        spatial_t = tuple(s + lo + hi for s, (lo, hi) in zip(spatial_t, pads))
+        dilated_in = spatial_t
+        pads = ((0, 0),) * ndim
+    out_spatial = tuple(
+        geo._out_size(s, k, st, d, lo, hi)
+        for s, k, st, d, (lo, hi) in zip(dilated_in, kernel_t, strides, dilations, pads)
+    )
+    return ConvSpec(
+        ndim=ndim,
+        channels_last=channels_last,
+        batch=n,
+        in_spatial=spatial_t,
+        in_channels=c_in,
+        out_channels=c_out,
+        kernel=kernel_t,
+        stride=strides,
+        dilation=dilations,
+        input_dilation=in_dilations,
+        padding=pads,
+        groups=groups,
+        dtype=jnp.dtype(x.dtype).name,
+        precision=canonical_precision(precision),
+        preferred_element_type=canonical_preferred(preferred_element_type, x.dtype),
+        out_spatial=out_spatial,
+        padding_mode=mode,
+        pre_pad=pre_pad,
+    )

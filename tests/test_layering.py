@@ -1,0 +1,95 @@
+"""The import layering of DESIGN.md, pinned: every arrow points down.
+
+Each module of the package is given its layer; a module may import only from its own layer or
+below (imports inside functions count too). Inside ``kernels`` the order of its parts is pinned
+as well, so the dispatch contract reads one way: spec → lowering → lowerings → registry →
+tables → plan → run → autotune.
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1] / "jaxconv"
+
+#: Lowest first. A module is placed by the longest prefix that names it.
+LAYERS = [
+    ("jaxconv._check",),
+    ("jaxconv._geometry", "jaxconv._device", "jaxconv._timing"),
+    ("jaxconv._cost",),
+    ("jaxconv.kernels.spec",),
+    ("jaxconv.kernels.lowering",),
+    ("jaxconv.kernels.lowerings",),
+    ("jaxconv.kernels.registry",),
+    ("jaxconv.kernels.tables",),
+    ("jaxconv.kernels.plan",),
+    ("jaxconv.kernels.run",),
+    ("jaxconv.kernels.autotune", "jaxconv.kernels"),
+    ("jaxconv.ops",),
+    ("jaxconv",),  # the package's own __init__: the functional core only
+    ("jaxconv.nn", "jaxconv._summary"),
+    ("jaxconv.models",),
+    ("jaxconv.train",),
+]
+
+
+def _name(path: pathlib.Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _rank(module: str) -> int:
+    best, rank = -1, None
+    for i, prefixes in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
+                best, rank = len(prefix), i
+    assert rank is not None, f"{module} has no layer: add it to LAYERS"
+    return rank
+
+
+def _is_module(name: str) -> bool:
+    path = ROOT.parent.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "jaxconv"}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] == "jaxconv":
+                # `from jaxconv.kernels import tables` imports the module jaxconv.kernels.tables
+                found |= {f"{node.module}.{a.name}" if _is_module(f"{node.module}.{a.name}")
+                          else node.module for a in node.names}
+    return found
+
+
+MODULES = sorted(ROOT.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=[_name(p) for p in MODULES])
+def test_imports_point_down(path):
+    source = _name(path)
+    for target in _imports(path):
+        if target.startswith(source + ".") and source != "jaxconv":
+            continue  # a package's __init__ gathers its own modules
+        assert _rank(target) <= _rank(source), (
+            f"{source} (layer {_rank(source)}) imports {target} (layer {_rank(target)}): "
+            f"arrows must point down (DESIGN.md)")
+
+
+def test_every_module_has_a_layer():
+    for path in MODULES:
+        _rank(_name(path))
+
+
+def test_no_relative_imports():
+    for path in MODULES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert node.level == 0, f"{_name(path)}: relative import"
