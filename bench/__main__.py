@@ -81,35 +81,67 @@ def build_parser(suites: Sequence[str]) -> argparse.ArgumentParser:
             "bottleneck conv1x1 --batch 1,8,32 --peers torch"
         ),
     )
-    parser.add_argument("suites", nargs="*", metavar="SUITE",
-                        help=f"suites to run, of: {', '.join(suites)} (default: bottleneck)")
-    parser.add_argument("--batch", type=_csv("--batch", _positive, "comma-separated ints > 0"),
-                        metavar="1,8,32", help="batch sizes to sweep (default: per suite; "
-                        "bottleneck 1,8,32)")
-    parser.add_argument("--dtype", type=_csv("--dtype", _dtype, f"comma-separated of "
-                                              f"{', '.join(DTYPES)}"),
-                        metavar="float32,bfloat16",
-                        help="dtypes (default: per suite, float32 except inception's and "
-                        "groups' float32,bfloat16; bf16 convs are upcast to f32 on XLA:CPU)")
-    parser.add_argument("--repeats", type=_count("--repeats", 1), metavar="N",
-                        help="timed runs per variant (default: 20; 3 with --quick)")
-    parser.add_argument("--warmup", type=_count("--warmup", 0), metavar="N",
-                        help="untimed runs first (default: 3; 1 with --quick)")
+    parser.add_argument(
+        "suites",
+        nargs="*",
+        metavar="SUITE",
+        help=f"suites to run, of: {', '.join(suites)} (default: bottleneck)",
+    )
+    parser.add_argument(
+        "--batch",
+        type=_csv("--batch", _positive, "comma-separated ints > 0"),
+        metavar="1,8,32",
+        help="batch sizes to sweep (default: per suite; bottleneck 1,8,32)",
+    )
+    parser.add_argument(
+        "--dtype",
+        type=_csv("--dtype", _dtype, f"comma-separated of {', '.join(DTYPES)}"),
+        metavar="float32,bfloat16",
+        help="dtypes (default: per suite, float32 except inception's and "
+        "groups' float32,bfloat16; bf16 convs are upcast to f32 on XLA:CPU)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=_count("--repeats", 1),
+        metavar="N",
+        help="timed runs per variant (default: 20; 3 with --quick)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=_count("--warmup", 0),
+        metavar="N",
+        help="untimed runs first (default: 3; 1 with --quick)",
+    )
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--full", action="store_true",
-                      help="the whole sweep: all nine GoogLeNet 5x5 branches in bottleneck, "
-                      "batches 1,8,32 in conv1x1")
-    size.add_argument("--quick", action="store_true",
-                      help="tiny shapes and few runs: a smoke test of the harness in seconds")
-    parser.add_argument("--out", type=Path, metavar="DIR",
-                        help="write results here instead of bench/results/<device-kind>/")
-    parser.add_argument("--peers", type=_csv("--peers", _peer, "'torch'"), default=(),
-                        metavar="torch", help="also time PyTorch conv2d on the same shapes, "
-                        "alternating with jaxconv (torch is imported only then)")
-    parser.add_argument("--device", metavar="PLATFORM",
-                        help="cpu, gpu or tpu (default: jax's default device)")
-    parser.add_argument("--no-plots", dest="plots", action="store_false",
-                        help="skip the PNG plots")
+    size.add_argument(
+        "--full",
+        action="store_true",
+        help="the whole sweep: all nine GoogLeNet 5x5 branches in bottleneck, "
+        "batches 1,8,32 in conv1x1",
+    )
+    size.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny shapes and few runs: a smoke test of the harness in seconds",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="write results here instead of bench/results/<device-kind>/",
+    )
+    parser.add_argument(
+        "--peers",
+        type=_csv("--peers", _peer, "'torch'"),
+        default=(),
+        metavar="torch",
+        help="also time PyTorch conv2d on the same shapes, "
+        "alternating with jaxconv (torch is imported only then)",
+    )
+    parser.add_argument(
+        "--device", metavar="PLATFORM", help="cpu, gpu or tpu (default: jax's default device)"
+    )
+    parser.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG plots")
     return parser
 
 
@@ -160,12 +192,17 @@ def run(options: Options, ctx=None) -> dict[str, list[dict]]:
     from bench.suites import REGISTRY
 
     ctx = ctx or _setup(options)
-    out_dir = options.out or (Path(__file__).resolve().parent / "results"
-                              / _harness.device_dirname(ctx.device))
+    out_dir = options.out or (
+        Path(__file__).resolve().parent / "results" / _harness.device_dirname(ctx.device)
+    )
     console = Console(stderr=True)
     results: dict[str, tuple[list[dict], list[str], float]] = {}
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with jax.default_device(ctx.device), Progress(*columns, console=console) as progress:
         dtypes = options.dtypes or ("float32",)
         task = progress.add_task("peaks: GEMM, memory bandwidth", total=len(dtypes) + 1)
@@ -197,14 +234,19 @@ def run(options: Options, ctx=None) -> dict[str, list[dict]]:
             stdout.print(line, markup=False, highlight=False)
         plot = out_dir / f"{name}.png"
         has_plot = options.plots and _report.write_plot(plot, name, records, ctx.env)
-        _report.write_json(out_dir / f"{name}.json", name, ctx.env, {**opts, "seconds": seconds},
-                           notes, records)
+        _report.write_json(
+            out_dir / f"{name}.json", name, ctx.env, {**opts, "seconds": seconds}, notes, records
+        )
         (out_dir / f"{name}.md").write_text(
-            _report.markdown(name, ctx.env, notes, records, plot.name if has_plot else None))
-        written = ", ".join(f"{name}.{ext}" for ext in ("json", "md", "png")
-                            if ext != "png" or has_plot)
-        stdout.print(f"{name}: {len(records)} records in {seconds:.1f} s → {out_dir}/ "
-                     f"({written})", highlight=False)
+            _report.markdown(name, ctx.env, notes, records, plot.name if has_plot else None)
+        )
+        written = ", ".join(
+            f"{name}.{ext}" for ext in ("json", "md", "png") if ext != "png" or has_plot
+        )
+        stdout.print(
+            f"{name}: {len(records)} records in {seconds:.1f} s → {out_dir}/ ({written})",
+            highlight=False,
+        )
     return {name: r[0] for name, r in results.items()}
 
 

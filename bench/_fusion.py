@@ -24,22 +24,62 @@ from dataclasses import asdict, dataclass, field
 __all__ = ["Anchor", "FusionReport", "fusion_report", "parse_hlo"]
 
 #: Instructions that launch nothing: they only name, view or bundle buffers.
-NO_WORK = frozenset({
-    "parameter", "constant", "bitcast", "get-tuple-element", "tuple", "after-all",
-    "partition-id", "replica-id", "opt-barrier", "add-dependency",
-})
+NO_WORK = frozenset(
+    {
+        "parameter",
+        "constant",
+        "bitcast",
+        "get-tuple-element",
+        "tuple",
+        "after-all",
+        "partition-id",
+        "replica-id",
+        "opt-barrier",
+        "add-dependency",
+    }
+)
 #: Instructions that move no data of their own inside a fusion (ignored in op lists).
 PLUMBING = NO_WORK | frozenset({"broadcast", "reshape", "iota"})
 #: Ops that look through to the buffer they wrap when following producers and consumers.
 VIEWS = frozenset({"bitcast", "get-tuple-element", "reshape"})
 ANCHOR_OPS = ("convolution", "dot")
 #: Elementwise and data-layout ops worth reporting next to a conv/dot.
-ELEMENTWISE = frozenset({
-    "abs", "add", "and", "clamp", "compare", "convert", "copy", "divide", "exponential",
-    "exponential-minus-one", "log", "log-plus-one", "logistic", "maximum", "minimum", "multiply",
-    "negate", "or", "power", "reduce-precision", "rsqrt", "select", "sign", "sqrt", "subtract",
-    "tanh", "transpose", "reverse", "pad", "slice", "concatenate", "dynamic-slice",
-})
+ELEMENTWISE = frozenset(
+    {
+        "abs",
+        "add",
+        "and",
+        "clamp",
+        "compare",
+        "convert",
+        "copy",
+        "divide",
+        "exponential",
+        "exponential-minus-one",
+        "log",
+        "log-plus-one",
+        "logistic",
+        "maximum",
+        "minimum",
+        "multiply",
+        "negate",
+        "or",
+        "power",
+        "reduce-precision",
+        "rsqrt",
+        "select",
+        "sign",
+        "sqrt",
+        "subtract",
+        "tanh",
+        "transpose",
+        "reverse",
+        "pad",
+        "slice",
+        "concatenate",
+        "dynamic-slice",
+    }
+)
 
 _LIBRARY_FUSION_KINDS = {
     "__ynn_fusion": "YNNPACK",
@@ -125,13 +165,15 @@ def parse_hlo(text: str) -> tuple[dict[str, list[Instruction]], str | None]:
         match = _INSTRUCTION.match(line)
         if match:
             operands, attributes = _split_operands(match.group(5))
-            current.append(Instruction(
-                name=match.group(2),
-                opcode=match.group(4),
-                operands=_operand_names(operands),
-                attributes=attributes,
-                root=bool(match.group(1)),
-            ))
+            current.append(
+                Instruction(
+                    name=match.group(2),
+                    opcode=match.group(4),
+                    operands=_operand_names(operands),
+                    attributes=attributes,
+                    root=bool(match.group(1)),
+                )
+            )
     return computations, entry
 
 
@@ -184,6 +226,7 @@ class FusionReport:
         libs = ", ".join(f"{n}×{self.libraries.count(n)}" for n in sorted(set(self.libraries)))
         lines = [f"{self.kernels} kernels, {self.fusions} fusions; libraries: {libs or 'none'}"]
         for a in self.anchors[:limit]:
+
             def side(parts: dict[str, tuple[str, ...]]) -> str:
                 return "; ".join(f"{k}: {'+'.join(v)}" for k, v in parts.items()) or "none"
 
@@ -249,9 +292,7 @@ def fusion_report(hlo_text: str, platform: str = "cpu") -> FusionReport:
     entry_insts = computations[entry]
     by_name = {inst.name: inst for inst in entry_insts}
     kernels = [i for i in entry_insts if i.opcode not in NO_WORK]
-    contents = {
-        i.name: ([i.opcode] + [op for c in i.calls for op in body_ops(c)]) for i in kernels
-    }
+    contents = {i.name: ([i.opcode] + [op for c in i.calls for op in body_ops(c)]) for i in kernels}
 
     def elementwise(name: str) -> tuple[str, ...]:
         return tuple(sorted({op for op in contents.get(name, ()) if op in ELEMENTWISE}))
@@ -280,14 +321,16 @@ def fusion_report(hlo_text: str, platform: str = "cpu") -> FusionReport:
 
     anchors = []
     libraries = []
-    custom_calls = sorted({
-        target
-        for insts in computations.values()
-        for inst in insts
-        if inst.opcode == "custom-call"
-        for target in [inst.attribute(r'custom_call_target="([^"]+)"')]
-        if target
-    })
+    custom_calls = sorted(
+        {
+            target
+            for insts in computations.values()
+            for inst in insts
+            if inst.opcode == "custom-call"
+            for target in [inst.attribute(r'custom_call_target="([^"]+)"')]
+            if target
+        }
+    )
     for inst in kernels:
         ops = contents[inst.name]
         library = _library_of(inst, set(ops), platform)
@@ -313,11 +356,17 @@ def fusion_report(hlo_text: str, platform: str = "cpu") -> FusionReport:
             for p in producers_through_views(o)
             if elementwise(p)
         }
-        epilogue = {
-            c: elementwise(c) for c in consumers_through_views(inst.name) if elementwise(c)
-        }
-        anchors.append(Anchor(op=op, kernel=inst.name, library=library or "XLA", fused=fused_t,
-                              prologue=prologue, epilogue=epilogue))
+        epilogue = {c: elementwise(c) for c in consumers_through_views(inst.name) if elementwise(c)}
+        anchors.append(
+            Anchor(
+                op=op,
+                kernel=inst.name,
+                library=library or "XLA",
+                fused=fused_t,
+                prologue=prologue,
+                epilogue=epilogue,
+            )
+        )
     return FusionReport(
         kernels=len(kernels),
         fusions=sum(1 for i in kernels if i.opcode == "fusion"),

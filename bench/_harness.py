@@ -31,8 +31,17 @@ from jaxconv._cost import compiled_cost
 
 #: Keys every record has (see ``bench/__init__.py``).
 REQUIRED_KEYS = (
-    "suite", "variant", "default", "batch", "dtype",
-    "median_s", "min_s", "max_s", "macs", "xla_flops", "gflops",
+    "suite",
+    "variant",
+    "default",
+    "batch",
+    "dtype",
+    "median_s",
+    "min_s",
+    "max_s",
+    "macs",
+    "xla_flops",
+    "gflops",
 )
 
 
@@ -133,8 +142,9 @@ def round_robin(
     return {n: Timing(t) for n, t in _timing.round_robin(runners, repeats, warmup).items()}
 
 
-def compile_timed(fn: Callable, *args: Any, compiler_options: dict | None = None,
-                  platform: str = "cpu") -> Compiled:
+def compile_timed(
+    fn: Callable, *args: Any, compiler_options: dict | None = None, platform: str = "cpu"
+) -> Compiled:
     """Lowers and compiles ``jax.jit(fn)`` for ``args``, timing each step; reads XLA's costs.
 
     ``fn`` is wrapped afresh so that jit's trace cache (keyed on the function) never turns a
@@ -153,8 +163,12 @@ def compile_timed(fn: Callable, *args: Any, compiler_options: dict | None = None
         memory = compiled.memory_analysis()
         peak = getattr(memory, "peak_memory_in_bytes", None)
         if not peak:  # backends that leave it 0: arguments + outputs + temporaries - aliased
-            peak = (memory.argument_size_in_bytes + memory.output_size_in_bytes
-                    + memory.temp_size_in_bytes - memory.alias_size_in_bytes)
+            peak = (
+                memory.argument_size_in_bytes
+                + memory.output_size_in_bytes
+                + memory.temp_size_in_bytes
+                - memory.alias_size_in_bytes
+            )
     except (AttributeError, NotImplementedError, RuntimeError, TypeError):
         peak = None  # memory_analysis is optional per backend
     hlo = compiled.as_text() or ""
@@ -178,10 +192,21 @@ def git_revision() -> str:
 
     root = Path(__file__).resolve().parent.parent
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
-                             capture_output=True, text=True, timeout=10, check=True).stdout
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True, timeout=10).stdout
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return rev.strip() + ("+dirty" if dirty.strip() else "")
@@ -191,7 +216,6 @@ def environment(device: jax.Device) -> dict[str, Any]:
     """Device kind (jax's, and jaxconv's that names the results folder), CPU model and cores,
     versions, XLA_FLAGS, the git revision and the date."""
     import jaxlib
-
 
     return {
         "device_kind": device.device_kind,
@@ -258,8 +282,13 @@ class Context:
             yield item
             self.report(completed=done + 1)
 
-    def rng_arrays(self, seed: int, shapes: Sequence[tuple[int, ...]], dtype: str,
-                   scales: Sequence[float] | None = None) -> list[jax.Array]:
+    def rng_arrays(
+        self,
+        seed: int,
+        shapes: Sequence[tuple[int, ...]],
+        dtype: str,
+        scales: Sequence[float] | None = None,
+    ) -> list[jax.Array]:
         """Seeded normal arrays on the device, ``scales[i]`` times unit scale.
 
         Drawn with NumPy (``jax.random`` would compile a sampler for every new shape) and cast
@@ -276,11 +305,11 @@ class Context:
 
     # -- measuring ----------------------------------------------------------------------
     def compile(self, fn: Callable, *args: Any, compiler_options: dict | None = None) -> Compiled:
-        return compile_timed(fn, *args, compiler_options=compiler_options,
-                             platform=self.platform)
+        return compile_timed(fn, *args, compiler_options=compiler_options, platform=self.platform)
 
-    def time(self, runners: dict[str, Callable[[], Any]],
-             default_repeats: int | None = None) -> dict[str, Timing]:
+    def time(
+        self, runners: dict[str, Callable[[], Any]], default_repeats: int | None = None
+    ) -> dict[str, Timing]:
         """Times ``runners`` round-robin; ``default_repeats`` lets a slow suite run fewer than
         the usual 20 when ``--repeats`` is not given (``--quick`` keeps its 3)."""
         repeats = self.options.n_repeats

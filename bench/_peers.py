@@ -48,14 +48,18 @@ class TorchPeer:
         self.threads = torch.get_num_threads()
 
     def _dtype(self, dtype: str) -> Any:
-        return {"float32": self.torch.float32, "bfloat16": self.torch.bfloat16,
-                "float16": self.torch.float16}[dtype]
+        return {
+            "float32": self.torch.float32,
+            "bfloat16": self.torch.bfloat16,
+            "float16": self.torch.float16,
+        }[dtype]
 
     def activation(self, x_nhwc: Any, dtype: str) -> Any:
         """``[N, H, W, C]`` jax array → ``[N, C, H, W]`` tensor in channels_last memory."""
         t = self.torch.from_numpy(np.array(x_nhwc, dtype=np.float32)).permute(0, 3, 1, 2)
         return t.to(self.device, self._dtype(dtype)).contiguous(
-            memory_format=self.torch.channels_last)
+            memory_format=self.torch.channels_last
+        )
 
     def kernel(self, w_hwio: Any, dtype: str, transposed: bool = False) -> Any:
         """``[kh, kw, C_in/groups, C_out]`` (or ``[C_in, C_out]``) → OIHW
@@ -71,11 +75,13 @@ class TorchPeer:
             w = w.reshape(1, 1, *w.shape)
         t = self.torch.from_numpy(w).permute(*((2, 3, 0, 1) if transposed else (3, 2, 0, 1)))
         return t.to(self.device, self._dtype(dtype)).contiguous(
-            memory_format=self.torch.channels_last)
+            memory_format=self.torch.channels_last
+        )
 
     def vector(self, b: Any, dtype: str) -> Any:
-        return self.torch.from_numpy(np.array(b, dtype=np.float32)).to(self.device,
-                                                                         self._dtype(dtype))
+        return self.torch.from_numpy(np.array(b, dtype=np.float32)).to(
+            self.device, self._dtype(dtype)
+        )
 
     def runner(self, fn: Callable[[], Any]) -> Callable[[], Any]:
         """``fn`` under ``torch.inference_mode``, synchronized on CUDA."""

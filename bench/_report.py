@@ -44,9 +44,16 @@ def columns(records: Sequence[Record]) -> list[tuple[str, Callable[[Record], str
         ("min–max ms", lambda r: f"{_ms(r['min_s'])}–{_ms(r['max_s'])}"),
     ]
     if "compile_s" in has:
-        cols.append(("lower+compile ms",
-                     lambda r: "—" if r.get("compile_s") is None
-                     else f"{_ms(r['lower_s'])}+{_ms(r['compile_s'])}"))
+        cols.append(
+            (
+                "lower+compile ms",
+                lambda r: (
+                    "—"
+                    if r.get("compile_s") is None
+                    else f"{_ms(r['lower_s'])}+{_ms(r['compile_s'])}"
+                ),
+            )
+        )
     cols += [
         ("MMACs", lambda r: f"{r['macs'] / 1e6:,.1f}"),
         ("XLA GFLOP", lambda r: _num(r["xla_flops"] and r["xla_flops"] / 1e9, ".3g")),
@@ -61,39 +68,72 @@ def columns(records: Sequence[Record]) -> list[tuple[str, Callable[[Record], str
         label = "speedup vs " + key.removeprefix("speedup_vs_").replace("_", " ")
         cols.append((label, lambda r: _num(r.get(key), ".2f") + "×"))
     if "speed_vs_torch" in has:
-        cols.append(("speed vs torch", lambda r: _num(r.get("speed_vs_torch"), ".2f") + "×"
-                     if r.get("speed_vs_torch") is not None else "—"))
+        cols.append(
+            (
+                "speed vs torch",
+                lambda r: (
+                    _num(r.get("speed_vs_torch"), ".2f") + "×"
+                    if r.get("speed_vs_torch") is not None
+                    else "—"
+                ),
+            )
+        )
     if "analytic_ratio" in has:
         cols.append(("analytic", lambda r: _num(r.get("analytic_ratio"), ".1f") + "×"))
     if "roofline_fraction" in has:
         cols.append(("% roofline", lambda r: _num(r.get("roofline_fraction", 0) * 100, ".0f")))
     if "ratio_vs_jaxconv" in has:
-        cols.append(("peer/jaxconv time",
-                     lambda r: _num(r.get("ratio_vs_jaxconv"), ".2f") + "×"
-                     if r.get("ratio_vs_jaxconv") is not None else "—"))
+        cols.append(
+            (
+                "peer/jaxconv time",
+                lambda r: (
+                    _num(r.get("ratio_vs_jaxconv"), ".2f") + "×"
+                    if r.get("ratio_vs_jaxconv") is not None
+                    else "—"
+                ),
+            )
+        )
     if "kernels" in has:
-        cols.append(("kernels/fusions",
-                     lambda r: f"{r['kernels']}/{r['fusions']}" if "kernels" in r else "—"))
+        cols.append(
+            (
+                "kernels/fusions",
+                lambda r: f"{r['kernels']}/{r['fusions']}" if "kernels" in r else "—",
+            )
+        )
     if "peak_bytes" in has:
-        cols.append(("peak MB", lambda r: _num(r.get("peak_bytes") and r["peak_bytes"] / 2**20,
-                                               ".1f")))
+        cols.append(
+            ("peak MB", lambda r: _num(r.get("peak_bytes") and r["peak_bytes"] / 2**20, ".1f"))
+        )
     return cols
 
 
-def write_json(path: Path, suite: str, env: dict, options: dict, notes: list[str],
-               records: list[Record]) -> None:
-    payload = {"suite": suite, "env": env, "options": options, "notes": notes,
-               "records": records}
+def write_json(
+    path: Path, suite: str, env: dict, options: dict, notes: list[str], records: list[Record]
+) -> None:
+    payload = {"suite": suite, "env": env, "options": options, "notes": notes, "records": records}
     path.write_text(json.dumps(payload, indent=1, default=str) + "\n")
 
 
-def markdown(suite: str, env: dict, notes: list[str], records: list[Record],
-             plot_name: str | None) -> str:
+def markdown(
+    suite: str, env: dict, notes: list[str], records: list[Record], plot_name: str | None
+) -> str:
     """The Markdown page: environment, notes, the table, and fusion reports."""
     lines = [f"# `python -m bench {suite}`", ""]
-    keys = ("device_kind", "jaxconv_device_kind", "cpu_model", "cpu_count", "jax", "jaxlib",
-            "xla_flags", "git", "date", "argv",
-            "gemm_peak_gflops", "memory_bandwidth_gbs", "torch")
+    keys = (
+        "device_kind",
+        "jaxconv_device_kind",
+        "cpu_model",
+        "cpu_count",
+        "jax",
+        "jaxlib",
+        "xla_flags",
+        "git",
+        "date",
+        "argv",
+        "gemm_peak_gflops",
+        "memory_bandwidth_gbs",
+        "torch",
+    )
     lines += ["| environment | |", "|---|---|"]
     lines += [f"| {k} | `{env[k]}` |" for k in keys if k in env]
     lines.append("")
@@ -105,13 +145,17 @@ def markdown(suite: str, env: dict, notes: list[str], records: list[Record],
     for rec in records:
         lines.append("| " + " | ".join(f(rec) for _, f in cols) + " |")
     repeats = sorted({r["repeats"] for r in records})
-    lines += ["", "`*` = jaxconv's default path. Times are medians of "
-              f"{'/'.join(map(str, repeats))} runs after warm-up "
-              "(variants interleaved round-robin). MACs count every tap (the papers' ops); "
-              "XLA GFLOP is `cost_analysis()` (skips padding taps). GFLOP/s = 2·MACs / median, "
-              "so a kernel faster than XLA's own dot (oneDNN's) can pass 100% of "
-              "the GEMM peak, which is the best of a few large `jnp.dot`s measured at the "
-              "start of the run.", ""]
+    lines += [
+        "",
+        "`*` = jaxconv's default path. Times are medians of "
+        f"{'/'.join(map(str, repeats))} runs after warm-up "
+        "(variants interleaved round-robin). MACs count every tap (the papers' ops); "
+        "XLA GFLOP is `cost_analysis()` (skips padding taps). GFLOP/s = 2·MACs / median, "
+        "so a kernel faster than XLA's own dot (oneDNN's) can pass 100% of "
+        "the GEMM peak, which is the best of a few large `jnp.dot`s measured at the "
+        "start of the run.",
+        "",
+    ]
     if plot_name:
         lines += [f"![{suite}]({plot_name})", ""]
     reports = _fusion_examples(records)
@@ -138,9 +182,11 @@ def _fusion_examples(records: list[Record]) -> list[tuple[str, str]]:
     for (layer, variant, dtype), rec in best.items():
         f = rec["fusion"]
         report = FusionReport(
-            kernels=f["kernels"], fusions=f["fusions"],
+            kernels=f["kernels"],
+            fusions=f["fusions"],
             anchors=tuple(Anchor(**a) for a in f["anchors"]),
-            libraries=tuple(f["libraries"]), custom_calls=tuple(f["custom_calls"]),
+            libraries=tuple(f["libraries"]),
+            custom_calls=tuple(f["custom_calls"]),
         )
         where = f"{layer}, " if layer else ""
         out.append((f"{where}{variant}, {dtype}, batch {rec['batch']}", report.summary(12)))
@@ -157,8 +203,9 @@ def rich_table(suite: str, records: list[Record]):
     table = Table(title=f"bench: {suite}", show_lines=False)
     cols = [c for c in columns(records) if c[0] not in _WIDE_ONLY]
     for header, _ in cols:
-        table.add_column(header, justify="left" if header in ("layer", "variant", "dtype")
-                         else "right")
+        table.add_column(
+            header, justify="left" if header in ("layer", "variant", "dtype") else "right"
+        )
     for rec in records:
         table.add_row(*(f(rec) for _, f in cols))
     return table
@@ -214,37 +261,78 @@ def _plot_sweep(axes, records, layer, dtypes, key) -> None:
     for label, recs in series.items():
         recs = sorted(recs, key=lambda r: r["batch"])
         x = [r["batch"] for r in recs]
-        ax.plot(x, [r["median_s"] * 1e3 for r in recs], marker="o", label=label,
-                color=color[label], linestyle="--" if recs[0].get("peer") else "-")
-        ax.fill_between(x, [r["min_s"] * 1e3 for r in recs], [r["max_s"] * 1e3 for r in recs],
-                        color=color[label], alpha=0.1)
-    ax.set(xscale="log", yscale="log", xlabel="batch",
-           ylabel="time per call (ms; median, band = min–max)",
-           title=f"time vs batch{' — ' + layer if layer else ''}")
-    ax.set_xticks(sorted({r["batch"] for r in rows}), labels=[str(b) for b in
-                                                              sorted({r["batch"] for r in rows})])
+        ax.plot(
+            x,
+            [r["median_s"] * 1e3 for r in recs],
+            marker="o",
+            label=label,
+            color=color[label],
+            linestyle="--" if recs[0].get("peer") else "-",
+        )
+        ax.fill_between(
+            x,
+            [r["min_s"] * 1e3 for r in recs],
+            [r["max_s"] * 1e3 for r in recs],
+            color=color[label],
+            alpha=0.1,
+        )
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="batch",
+        ylabel="time per call (ms; median, band = min–max)",
+        title=f"time vs batch{' — ' + layer if layer else ''}",
+    )
+    ax.set_xticks(
+        sorted({r["batch"] for r in rows}),
+        labels=[str(b) for b in sorted({r["batch"] for r in rows})],
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     if not key:
         return
     ax = axes[1]
     for label, recs in series.items():
-        recs = sorted((r for r in recs if r.get(key) is not None and not r.get("info")),
-                      key=lambda r: r["batch"])
+        recs = sorted(
+            (r for r in recs if r.get(key) is not None and not r.get("info")),
+            key=lambda r: r["batch"],
+        )
         if not recs or all(math.isclose(r[key], 1.0) for r in recs):
             continue  # the baseline itself
-        ax.plot([r["batch"] for r in recs], [r[key] for r in recs], marker="o", label=label,
-                color=color[label], linestyle="--" if recs[0].get("peer") else "-")
-    ratios = sorted({round(r["analytic_ratio"], 3) for r in rows
-                     if r.get("analytic_ratio") not in (None, 1.0) and not r.get("info")})
+        ax.plot(
+            [r["batch"] for r in recs],
+            [r[key] for r in recs],
+            marker="o",
+            label=label,
+            color=color[label],
+            linestyle="--" if recs[0].get("peer") else "-",
+        )
+    ratios = sorted(
+        {
+            round(r["analytic_ratio"], 3)
+            for r in rows
+            if r.get("analytic_ratio") not in (None, 1.0) and not r.get("info")
+        }
+    )
     for ratio in ratios:
         ax.axhline(ratio, color="black", linewidth=1.2, label=f"analytic {ratio:.1f}×")
-        ax.axhline(0.9 * ratio, color="gray", linewidth=1, linestyle=":",
-                   label=f"0.9 × analytic = {0.9 * ratio:.1f}×")
-    ax.set(xscale="log", xlabel="batch", ylabel="speedup (×)",
-           title=key.replace("_", " ") + (f" — {layer}" if layer else ""))
-    ax.set_xticks(sorted({r["batch"] for r in rows}), labels=[str(b) for b in
-                                                              sorted({r["batch"] for r in rows})])
+        ax.axhline(
+            0.9 * ratio,
+            color="gray",
+            linewidth=1,
+            linestyle=":",
+            label=f"0.9 × analytic = {0.9 * ratio:.1f}×",
+        )
+    ax.set(
+        xscale="log",
+        xlabel="batch",
+        ylabel="speedup (×)",
+        title=key.replace("_", " ") + (f" — {layer}" if layer else ""),
+    )
+    ax.set_xticks(
+        sorted({r["batch"] for r in rows}),
+        labels=[str(b) for b in sorted({r["batch"] for r in rows})],
+    )
     # headroom above the highest line, where the legend goes
     shown = [r[key] for r in rows if r.get(key) is not None and not r.get("info")]
     ax.set_ylim(0, 1.6 * max([*ratios, *shown]))
@@ -255,8 +343,11 @@ def _plot_sweep(axes, records, layer, dtypes, key) -> None:
 def _plot_layer_bars(ax, records, layers, batch, key) -> None:
     import numpy as np
 
-    rows = [r for r in records if r["batch"] == batch and r["default"] and r.get(key)
-            and not math.isclose(r[key], 1.0)]
+    rows = [
+        r
+        for r in records
+        if r["batch"] == batch and r["default"] and r.get(key) and not math.isclose(r[key], 1.0)
+    ]
     measured = {r.get("layer", ""): r[key] for r in rows}
     analytic = {r.get("layer", ""): r.get("analytic_ratio") for r in rows}
     names = [n for n in layers if n in measured]
@@ -282,8 +373,7 @@ def _plot_layers(axes, records, layers, dtypes, key) -> None:
             continue
         shown = []
         for label in labels:
-            by_layer = {r.get("layer", ""): r for r in records
-                        if _series_label(r, dtypes) == label}
+            by_layer = {r.get("layer", ""): r for r in records if _series_label(r, dtypes) == label}
             y = [by_layer[n].get(field) if n in by_layer else None for n in layers]
             y = [np.nan if v is None else v * (1e3 if field == "median_s" else 1) for v in y]
             if panel == 1 and all(np.isnan(v) or math.isclose(v, 1.0) for v in y):
@@ -291,24 +381,34 @@ def _plot_layers(axes, records, layers, dtypes, key) -> None:
             shown.append((label, y))
         width = 0.8 / max(len(shown), 1)
         for i, (label, y) in enumerate(shown):
-            axes[panel].bar(x + (i - (len(shown) - 1) / 2) * width, y, width, label=label,
-                            color=color[label])
+            axes[panel].bar(
+                x + (i - (len(shown) - 1) / 2) * width, y, width, label=label, color=color[label]
+            )
     c_out = {r.get("layer", ""): r.get("c_out") for r in records}
     layers = [f"{n} →{c_out[n]}" if c_out.get(n) else n for n in layers]
     batch = records[0]["batch"]
     if rate:
-        axes[0].set(yscale="log", ylabel="images/s (median time)",
-                    title=f"throughput, batch {batch}")
+        axes[0].set(
+            yscale="log", ylabel="images/s (median time)", title=f"throughput, batch {batch}"
+        )
     else:
-        axes[0].set(yscale="log", ylabel="time per call (ms, median)",
-                    title=f"time per layer, batch {batch}")
+        axes[0].set(
+            yscale="log",
+            ylabel="time per call (ms, median)",
+            title=f"time per layer, batch {batch}",
+        )
     few = len(layers) <= 6
     if key and len(axes) > 1:
         axes[1].axhline(1.0, color="black", linewidth=1)
         axes[1].set(ylabel="speedup (×)", title=key.replace("_", " ") + f", batch {batch}")
     for ax in axes[: 1 + bool(key)]:
-        ax.set_xticks(x, labels=layers, rotation=0 if few else 60, ha="center" if few else "right",
-                      fontsize=9 if few else 7)
+        ax.set_xticks(
+            x,
+            labels=layers,
+            rotation=0 if few else 60,
+            ha="center" if few else "right",
+            fontsize=9 if few else 7,
+        )
         ax.grid(True, axis="y", alpha=0.3)
         if len(labels) > 3:  # leave headroom so the legend sits above the bars
             low, high = ax.get_ylim()

@@ -110,9 +110,7 @@ def conv_cost(
     """
     input_shape = tuple(int(v) for v in input_shape)
     if len(input_shape) < 2:
-        raise ValueError(
-            f"`input_shape` must be one image (*spatial, C_in), got {input_shape!r}"
-        )
+        raise ValueError(f"`input_shape` must be one image (*spatial, C_in), got {input_shape!r}")
     ndim = len(input_shape) - 1
     c_in = input_shape[-1]
     ks = canonicalize_spatial(kernel, ndim, "kernel")
@@ -202,8 +200,9 @@ class BottleneckCost:
         ]
         lines = [f"{'layer':<16}{'output':>16}{'weights':>12}{'MACs':>16}"]
         for name, c in rows:
-            lines.append(f"{name:<16}{'x'.join(map(str, c.output_shape)):>16}"
-                         f"{c.weights:>12,}{c.macs:>16,}")
+            lines.append(
+                f"{name:<16}{'x'.join(map(str, c.output_shape)):>16}{c.weights:>12,}{c.macs:>16,}"
+            )
         lines.append(
             f"bottleneck total: {self.macs_bottleneck:,} MACs, "
             f"{self.weights_bottleneck:,} weights; direct/bottleneck = {self.macs_ratio:.1f}x MACs"
@@ -247,11 +246,19 @@ def bottleneck_cost(
       (21.4, 576000, 26880, Fraction(1, 25))
     """
     kw = dict(bias=bias, batch=batch, dtype=dtype)
-    direct = conv_cost(input_shape, out_channels, kernel, stride=stride, padding=padding,
-                       dilation=dilation, **kw)
+    direct = conv_cost(
+        input_shape, out_channels, kernel, stride=stride, padding=padding, dilation=dilation, **kw
+    )
     reduce = conv_cost(input_shape, reduce_channels, 1, padding="VALID", **kw)
-    spatial = conv_cost((*reduce.output_shape[:-1], reduce_channels), out_channels, kernel,
-                        stride=stride, padding=padding, dilation=dilation, **kw)
+    spatial = conv_cost(
+        (*reduce.output_shape[:-1], reduce_channels),
+        out_channels,
+        kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        **kw,
+    )
     macs_b = reduce.macs + spatial.macs
     ks = canonicalize_spatial(kernel, len(direct.input_shape) - 1, "kernel")
     return BottleneckCost(

@@ -195,9 +195,7 @@ def canonicalize_padding(padding: Padding, ndim: int) -> str | tuple[tuple[int, 
             raise TypeError(form_error) from None
         return ((p, p),) * ndim
     if len(padding) != ndim:
-        raise ValueError(
-            f"`padding` must have one entry per spatial dim ({ndim}), got {padding!r}"
-        )
+        raise ValueError(f"`padding` must have one entry per spatial dim ({ndim}), got {padding!r}")
     pairs = []
     for entry in padding:
         if isinstance(entry, (list, tuple)):
@@ -215,8 +213,10 @@ def canonicalize_padding(padding: Padding, ndim: int) -> str | tuple[tuple[int, 
 
 def _one_dim(padding: Padding) -> Padding:
     """A bare ``(lo, hi)`` pair given for a single dim, as the per-dim form ``((lo, hi),)``."""
-    if isinstance(padding, (list, tuple)) and len(padding) == 2 and all(
-        not isinstance(p, (list, tuple)) for p in padding
+    if (
+        isinstance(padding, (list, tuple))
+        and len(padding) == 2
+        and all(not isinstance(p, (list, tuple)) for p in padding)
     ):
         pair: tuple[Any, Any] = (padding[0], padding[1])
         return (pair,)
@@ -264,8 +264,11 @@ def conv_output_size(
 def _check_fits(n: int, k: int, d: int, lo: int, hi: int, what: str) -> None:
     if n + lo + hi >= dilated_size(k, d):
         return
-    size = f"the {what} (={k})" if d == 1 else (
-        f"the dilated {what} (={dilated_size(k, d)} = {d}·({k}-1)+1)")
+    size = (
+        f"the {what} (={k})"
+        if d == 1
+        else (f"the dilated {what} (={dilated_size(k, d)} = {d}·({k}-1)+1)")
+    )
     raise ValueError(
         f"{size} must fit in the padded input (={n + lo + hi}: size {n} + `padding` {lo} + {hi})"
     )

@@ -42,7 +42,7 @@ def round_robin(
             jax.block_until_ready(runners[name]())
     times: dict[str, list[float]] = {n: [] for n in names}
     for i in range(repeats):
-        for name in names[i % len(names):] + names[: i % len(names)]:
+        for name in names[i % len(names) :] + names[: i % len(names)]:
             jax.block_until_ready(runners[name]())  # the primer: this runner's own state
             start = time.perf_counter()
             jax.block_until_ready(runners[name]())

@@ -115,8 +115,7 @@ def conv(
     pairs, mode = pad_pairs(padding, dilated, kernel, stride, dilation)
     xp = _pad_or_crop(xd, pairs, mode)
     outs = tuple(
-        out_size(n, k, s, d, 0, 0)
-        for n, k, s, d in zip(xp.shape[1:-1], kernel, stride, dilation)
+        out_size(n, k, s, d, 0, 0) for n, k, s, d in zip(xp.shape[1:-1], kernel, stride, dilation)
     )
     assert all(o >= 1 for o in outs), outs
 
@@ -129,8 +128,8 @@ def conv(
         )
         patch = xp[(slice(None), *window, slice(None))]  # [N, *outs, C_in]
         for g in range(groups):
-            y[..., g * cog:(g + 1) * cog] += (
-                patch[..., g * cig:(g + 1) * cig] @ w[tap][:, g * cog:(g + 1) * cog]
+            y[..., g * cog : (g + 1) * cog] += (
+                patch[..., g * cig : (g + 1) * cig] @ w[tap][:, g * cog : (g + 1) * cog]
             )
     if b is not None:
         y = y + np.asarray(b, np.float64)
@@ -180,6 +179,7 @@ def _pool(x, window, stride, padding, ceil_mode, reduce):
 
 def max_pool(x, window, *, stride=None, padding="VALID", ceil_mode=False) -> np.ndarray:
     """Max over each window's real pixels (padding never wins). ``[N, *spatial, C]``."""
+
     def reduce(patch, bounds):
         return patch.max(axis=tuple(range(1, patch.ndim - 1)))
 
@@ -191,6 +191,7 @@ def avg_pool(
 ) -> np.ndarray:
     """Average with PyTorch's divisor: explicit padding counts when ``count_include_pad``; the
     ceil-mode overhang never does. ``[N, *spatial, C]``."""
+
     def reduce(patch, bounds):
         if count_include_pad:
             divisor = math.prod(pad_end - start for start, _, pad_end in bounds)

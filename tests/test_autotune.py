@@ -26,8 +26,11 @@ def cache(tmp_path, monkeypatch):
 
 
 def _spec(batch=2, size=8, c_in=4, c_out=4, k=3, **kwargs):
-    return kernels.conv_spec(jax.ShapeDtypeStruct((batch, size, size, c_in), jnp.float32),
-                             jax.ShapeDtypeStruct((k, k, c_in, c_out), jnp.float32), **kwargs)
+    return kernels.conv_spec(
+        jax.ShapeDtypeStruct((batch, size, size, c_in), jnp.float32),
+        jax.ShapeDtypeStruct((k, k, c_in, c_out), jnp.float32),
+        **kwargs,
+    )
 
 
 def _layer(x, w):
@@ -62,7 +65,8 @@ def test_spec_key_is_readable_and_distinguishes_specs():
     assert tables.spec_key(_spec()) == tables.spec_key(_spec(batch=9))
     # a padding mode is the same conv for the lowering: the pre-padded input, VALID
     assert tables.spec_key(_spec(padding="REFLECT")) == tables.spec_key(
-        _spec(size=10, padding="VALID"))
+        _spec(size=10, padding="VALID")
+    )
 
 
 def test_autotune_round_trip(cache):
@@ -87,8 +91,9 @@ def test_autotune_round_trip(cache):
     choice = kernels.choose(spec)
     assert choice.plan == plans[spec] and choice.source == "table"
     assert choice.table == _table_file(cache)
-    np.testing.assert_allclose(_layer(x, w), jax.nn.relu(jaxconv.conv(x, w, implementation="xla")),
-                               rtol=0, atol=1e-4)
+    np.testing.assert_allclose(
+        _layer(x, w), jax.nn.relu(jaxconv.conv(x, w, implementation="xla")), rtol=0, atol=1e-4
+    )
 
 
 def test_a_table_change_takes_effect_at_the_next_trace(cache):
@@ -122,8 +127,7 @@ def test_autotune_sees_convs_inside_jitted_functions_and_merges(cache):
 
 
 def test_autotune_without_save_writes_nothing(cache):
-    plans = jaxconv.autotune(specs=[_spec()], repeats=1, warmup=0, save=False,
-                             lowerings=("xla",))
+    plans = jaxconv.autotune(specs=[_spec()], repeats=1, warmup=0, save=False, lowerings=("xla",))
     assert plans == {_spec(): kernels.Plan("xla", "xla", "xla")}
     assert not list(cache.iterdir())
 
@@ -138,10 +142,13 @@ def test_user_table_nearest_batch(cache):
 
 
 def test_stale_entries_fall_back_to_the_cost_model(cache):
-    tables.save(kernels.device_kind(), {
-        _spec(): {"fwd": "no_such_lowering", "dx": "xla", "dw": "xla"},
-        _spec(c_out=8): {"fwd": "einsum", "dx": "xla", "dw": "xla"},  # einsum: 1×1 only
-    })
+    tables.save(
+        kernels.device_kind(),
+        {
+            _spec(): {"fwd": "no_such_lowering", "dx": "xla", "dw": "xla"},
+            _spec(c_out=8): {"fwd": "einsum", "dx": "xla", "dw": "xla"},  # einsum: 1×1 only
+        },
+    )
     for spec in (_spec(), _spec(c_out=8)):
         choice = kernels.choose(spec)
         assert choice.plan == kernels.default_plan(spec, "cpu")
@@ -156,8 +163,7 @@ def test_corrupt_or_old_table_is_ignored_and_explained(cache, text):
     assert "unreadable" in choice.reason or "format" in choice.reason
 
 
-def test_autotune_keeps_a_uniform_plan_when_the_per_role_winners_lose_together(
-        cache, monkeypatch):
+def test_autotune_keeps_a_uniform_plan_when_the_per_role_winners_lose_together(cache, monkeypatch):
     spec = _spec(k=1, padding="VALID")
     mixed = kernels.Plan("einsum", "xla", "einsum")
     winners = iter(mixed)  # roles are timed in order fwd, dx, dw
@@ -172,6 +178,7 @@ def test_autotune_keeps_a_uniform_plan_when_the_per_role_winners_lose_together(
         return {n: 0.5 if n == "xla/xla/xla" else 3.0 for n in names}
 
     monkeypatch.setattr(autotune_module, "_medians", rigged)
-    plans = jaxconv.autotune(specs=[spec], repeats=1, warmup=0, save=False,
-                             lowerings=("einsum", "xla"))
+    plans = jaxconv.autotune(
+        specs=[spec], repeats=1, warmup=0, save=False, lowerings=("einsum", "xla")
+    )
     assert plans[spec] == kernels.Plan("xla", "xla", "xla")

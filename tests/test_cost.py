@@ -143,13 +143,14 @@ def _in_bounds_taps(spatial, kernel, padding, stride=1):
 def test_xla_flops_equal_ours_for_valid(groups):
     x = jax.ShapeDtypeStruct((2, 14, 14, 16), jnp.float32)
     w = jax.ShapeDtypeStruct((5, 5, 16 // groups, 8), jnp.float32)
-    ours = jaxconv.conv_cost((14, 14, 16), 8, 5, padding="VALID", groups=groups, batch=2,
-                             bias=False)
+    ours = jaxconv.conv_cost(
+        (14, 14, 16), 8, 5, padding="VALID", groups=groups, batch=2, bias=False
+    )
     # implementation="xla": one lax.conv_general_dilated, the op XLA's cost model describes
     # (another lowering, e.g. Winograd, does different arithmetic)
     xla = jaxconv.xla_cost(
-        lambda x, w: jaxconv.conv(x, w, padding="VALID", groups=groups, implementation="xla"),
-        x, w)
+        lambda x, w: jaxconv.conv(x, w, padding="VALID", groups=groups, implementation="xla"), x, w
+    )
     assert xla.flops == ours.flops
     assert xla.bytes_accessed == ours.bytes  # each operand read/written once, no bias
     assert xla.transcendentals == 0.0
@@ -164,8 +165,11 @@ def test_xla_flops_skip_padding_taps(padding, stride):
     w = jax.ShapeDtypeStruct((5, 5, 16, 8), jnp.float32)
     ours = jaxconv.conv_cost((14, 14, 16), 8, 5, padding=padding, stride=stride, batch=2)
     xla = jaxconv.xla_cost(
-        jax.jit(lambda x, w: jaxconv.conv(x, w, padding=padding, stride=stride,
-                                          implementation="xla")), x, w
+        jax.jit(
+            lambda x, w: jaxconv.conv(x, w, padding=padding, stride=stride, implementation="xla")
+        ),
+        x,
+        w,
     )
     assert xla.flops < ours.flops
     real_taps = _in_bounds_taps((14, 14), (5, 5), padding, stride)

@@ -35,7 +35,10 @@ def test_odd_size_where_the_seed_shortcut_is_wrong():
     assert shortcut == 13.5
     assert jaxconv.conv_output_size(29, 3, stride=2, padding="VALID") == 14
     assert jaxconv.conv_output_shape((1, 29, 29, 8), 3, 8, stride=2, padding="VALID") == (
-        1, 14, 14, 8,
+        1,
+        14,
+        14,
+        8,
     )
 
 
@@ -61,11 +64,17 @@ def test_conv_output_size_hand_values(n, kernel, kwargs, expected):
 
 
 def test_conv_output_size_rejects_a_kernel_larger_than_the_padded_input():
-    with pytest.raises(ValueError, match=r"the dilated kernel \(=5 = 2·\(3-1\)\+1\) must fit in "
-                       r"the padded input \(=4: size 4 \+ `padding` 0 \+ 0\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"the dilated kernel \(=5 = 2·\(3-1\)\+1\) must fit in "
+        r"the padded input \(=4: size 4 \+ `padding` 0 \+ 0\)",
+    ):
         jaxconv.conv_output_size(4, 3, dilation=2)
-    with pytest.raises(ValueError, match=r"the kernel \(=3\) must fit in the padded input "
-                       r"\(=2: size 4 \+ `padding` -1 \+ -1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"the kernel \(=3\) must fit in the padded input "
+        r"\(=2: size 4 \+ `padding` -1 \+ -1\)",
+    ):
         jaxconv.conv_output_size(4, 3, padding=-1)
     with pytest.raises(ValueError, match=r"the window \(=5\) must fit in the padded input \(=4"):
         jaxconv.pool_output_size(4, 5, ceil_mode=True)

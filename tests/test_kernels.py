@@ -24,8 +24,9 @@ LOWERINGS = tuple(kernels.LOWERINGS)
 
 
 def _spec_of(x_shape, w_shape, dtype="float32", **kwargs):
-    return kernels.conv_spec(jax.ShapeDtypeStruct(x_shape, dtype),
-                             jax.ShapeDtypeStruct(w_shape, dtype), **kwargs)
+    return kernels.conv_spec(
+        jax.ShapeDtypeStruct(x_shape, dtype), jax.ShapeDtypeStruct(w_shape, dtype), **kwargs
+    )
 
 
 def _sample(name: str, count: int, seed: int) -> list[dict]:
@@ -40,15 +41,17 @@ def _sample(name: str, count: int, seed: int) -> list[dict]:
         kernel = (k, k) if rng.random() < 0.8 else (k, int(rng.integers(1, 4)))
         pointwise_like = kernel == (1, 1) and rng.random() < 0.7
         cfg = dict(
-            x=(int(rng.integers(1, 3)), int(rng.integers(max(kernel[0], 4), 11)),
-               int(rng.integers(max(kernel[1], 4), 11))),
+            x=(
+                int(rng.integers(1, 3)),
+                int(rng.integers(max(kernel[0], 4), 11)),
+                int(rng.integers(max(kernel[1], 4), 11)),
+            ),
             kernel=kernel,
             c_in=int(rng.integers(1, 9)),
             c_out=int(rng.integers(1, 9)),
             stride=1 if pointwise_like else int(rng.choice([1, 1, 2])),
             dilation=1 if pointwise_like else int(rng.choice([1, 1, 1, 2])),
-            padding="VALID" if pointwise_like else
-            rng.choice(["SAME", "VALID", "pairs"]).item(),
+            padding="VALID" if pointwise_like else rng.choice(["SAME", "VALID", "pairs"]).item(),
             groups=1 if rng.random() < 0.8 else 2,
             layout="NHWC" if rng.random() < 0.75 else "NCHW",
             seed=int(rng.integers(1 << 30)),
@@ -66,12 +69,21 @@ def _sample(name: str, count: int, seed: int) -> list[dict]:
 def _spec(cfg: dict):
     n, h, w = cfg["x"]
     x_shape = (n, h, w, cfg["c_in"]) if cfg["layout"] == "NHWC" else (n, cfg["c_in"], h, w)
-    w_shape = ((*cfg["kernel"], cfg["c_in"] // cfg["groups"], cfg["c_out"])
-               if cfg["layout"] == "NHWC" else
-               (cfg["c_out"], cfg["c_in"] // cfg["groups"], *cfg["kernel"]))
+    w_shape = (
+        (*cfg["kernel"], cfg["c_in"] // cfg["groups"], cfg["c_out"])
+        if cfg["layout"] == "NHWC"
+        else (cfg["c_out"], cfg["c_in"] // cfg["groups"], *cfg["kernel"])
+    )
     try:
-        spec = _spec_of(x_shape, w_shape, stride=cfg["stride"], padding=cfg["padding"],
-                        dilation=cfg["dilation"], groups=cfg["groups"], layout=cfg["layout"])
+        spec = _spec_of(
+            x_shape,
+            w_shape,
+            stride=cfg["stride"],
+            padding=cfg["padding"],
+            dilation=cfg["dilation"],
+            groups=cfg["groups"],
+            layout=cfg["layout"],
+        )
     except ValueError:  # a kernel larger than the padded input
         return None
     return spec
@@ -88,9 +100,16 @@ def _data(cfg: dict):
 def _call(cfg: dict, x, w, implementation):
     if cfg["layout"] == "NCHW":
         x, w = np.moveaxis(x, -1, 1), np.transpose(w, (3, 2, 0, 1))
-    y = jaxconv.conv(jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32),
-                     stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"],
-                     groups=cfg["groups"], layout=cfg["layout"], implementation=implementation)
+    y = jaxconv.conv(
+        jnp.asarray(x, jnp.float32),
+        jnp.asarray(w, jnp.float32),
+        stride=cfg["stride"],
+        padding=cfg["padding"],
+        dilation=cfg["dilation"],
+        groups=cfg["groups"],
+        layout=cfg["layout"],
+        implementation=implementation,
+    )
     y = np.asarray(y, np.float64)
     return np.moveaxis(y, 1, -1) if cfg["layout"] == "NCHW" else y
 
@@ -114,12 +133,17 @@ def test_grid_reaches_every_lowering():
     assert {name for name, _ in GRID} == set(LOWERINGS)
 
 
-@pytest.mark.parametrize(("name", "cfg"), GRID,
-                         ids=[f"{n}-{i}" for i, (n, _) in enumerate(GRID)])
+@pytest.mark.parametrize(("name", "cfg"), GRID, ids=[f"{n}-{i}" for i, (n, _) in enumerate(GRID)])
 def test_lowering_matches_float64_reference(name, cfg):
     x, w = _data(cfg)
-    expected = reference.conv(x, w, stride=cfg["stride"], padding=cfg["padding"],
-                              dilation=cfg["dilation"], groups=cfg["groups"])
+    expected = reference.conv(
+        x,
+        w,
+        stride=cfg["stride"],
+        padding=cfg["padding"],
+        dilation=cfg["dilation"],
+        groups=cfg["groups"],
+    )
     reduction = math.prod(cfg["kernel"]) * cfg["c_in"] // cfg["groups"]
     atol = tol("float32", reduction) * kernels.get(name).error_factor
     np.testing.assert_allclose(_call(cfg, x, w, name), expected, rtol=0, atol=atol)
@@ -137,8 +161,11 @@ def test_lowering_gradients_match_xla(name, rng):
     xs = (cfg["x"][0], *spec.in_spatial, cfg["c_in"])
     if not spec.channels_last:
         xs = (xs[0], xs[3], xs[1], xs[2])
-    ws = ((*spec.kernel, cfg["c_in"] // cfg["groups"], cfg["c_out"]) if spec.channels_last
-          else (cfg["c_out"], cfg["c_in"] // cfg["groups"], *spec.kernel))
+    ws = (
+        (*spec.kernel, cfg["c_in"] // cfg["groups"], cfg["c_out"])
+        if spec.channels_last
+        else (cfg["c_out"], cfg["c_in"] // cfg["groups"], *spec.kernel)
+    )
     x, w = (jnp.asarray(rng.standard_normal(s), jnp.float32) for s in (xs, ws))
     dy = jnp.asarray(rng.standard_normal(spec.out_shape), jnp.float32)
     hi = dataclasses.replace(spec, precision=lax.Precision.HIGHEST)
@@ -146,8 +173,7 @@ def test_lowering_gradients_match_xla(name, rng):
     got = _grads(lambda x, w: kernels.run(plan, x, w, spec), x, w, dy)
     want = _grads(lambda x, w: kernels.get("xla").fwd(x, w, hi), x, w, dy)
     k_dx = math.prod(spec.kernel) * spec.out_channels // spec.groups
-    k_dw = math.prod(spec.out_shape[:-1] if spec.channels_last else
-                     (spec.batch, *spec.out_spatial))
+    k_dw = math.prod(spec.out_shape[:-1] if spec.channels_last else (spec.batch, *spec.out_spatial))
     factor = kernels.get(name).error_factor
     np.testing.assert_allclose(got[0], want[0], rtol=0, atol=tol("float32", k_dx) * factor)
     np.testing.assert_allclose(got[1], want[1], rtol=0, atol=tol("float32", k_dw) * factor)
@@ -161,19 +187,31 @@ _REJECTIONS = [
     ("einsum", ((1, 8, 8, 4), (1, 1, 4, 4)), dict(stride=2), r"einsum needs stride 1"),
     ("einsum", ((1, 8, 8, 4), (1, 1, 2, 4)), dict(groups=2), r"einsum needs groups=1, got 2"),
     ("onednn", ((1, 8, 8, 4), (3, 3, 4, 4), "float16"), {}, r"float32 or bfloat16|onednn"),
-    ("onednn", ((1, 8, 8, 4), (3, 3, 4, 4)), dict(padding=((-1, 0), (0, 0))),
-     r"non-negative padding|onednn"),
-    ("onednn", ((1, 8, 8, 4), (4, 4, 4, 4)), dict(input_dilation=2, stride=2),
-     r"needs stride 1 with input_dilation|onednn"),
+    (
+        "onednn",
+        ((1, 8, 8, 4), (3, 3, 4, 4)),
+        dict(padding=((-1, 0), (0, 0))),
+        r"non-negative padding|onednn",
+    ),
+    (
+        "onednn",
+        ((1, 8, 8, 4), (4, 4, 4, 4)),
+        dict(input_dilation=2, stride=2),
+        r"needs stride 1 with input_dilation|onednn",
+    ),
 ]
 #: The rejections of the lowerings registered here.
 REJECTIONS = [r for r in _REJECTIONS if r[0] in kernels.LOWERINGS]
-FIRST_REJECTIONS = [r for i, r in enumerate(REJECTIONS)
-                    if r[0] not in {q[0] for q in REJECTIONS[:i]}]
+FIRST_REJECTIONS = [
+    r for i, r in enumerate(REJECTIONS) if r[0] not in {q[0] for q in REJECTIONS[:i]}
+]
 
 
-@pytest.mark.parametrize(("name", "shapes", "kwargs", "reason"), REJECTIONS,
-                         ids=[f"{r[0]}-{i}" for i, r in enumerate(REJECTIONS)])
+@pytest.mark.parametrize(
+    ("name", "shapes", "kwargs", "reason"),
+    REJECTIONS,
+    ids=[f"{r[0]}-{i}" for i, r in enumerate(REJECTIONS)],
+)
 def test_supports_gives_the_reason(name, shapes, kwargs, reason):
     spec = _spec_of(*shapes, **kwargs)
     assert re.search(reason, kernels.get(name).supports(spec))
@@ -181,17 +219,25 @@ def test_supports_gives_the_reason(name, shapes, kwargs, reason):
     assert name not in kernels.candidates(spec, "cpu")
 
 
-@pytest.mark.parametrize(("name", "shapes", "kwargs", "reason"), FIRST_REJECTIONS,
-                         ids=[r[0] for r in FIRST_REJECTIONS])
+@pytest.mark.parametrize(
+    ("name", "shapes", "kwargs", "reason"), FIRST_REJECTIONS, ids=[r[0] for r in FIRST_REJECTIONS]
+)
 def test_explicit_inapplicable_lowering_raises_with_reason(name, shapes, kwargs, reason):
     x_shape, w_shape = shapes[:2]
     dtype = shapes[2] if len(shapes) > 2 else "float32"
     x, w = jnp.zeros(x_shape, dtype), jnp.zeros(w_shape, dtype)
-    with pytest.raises(ValueError, match=rf"`implementation` \(='{name}'\) does not apply: "
-                                         rf".*{reason}"):
-        jaxconv.conv(x, w, implementation=name,
-                     layout=kwargs.get("layout", "NHWC"), **{k: v for k, v in kwargs.items()
-                                                            if k != "layout"})
+    with pytest.raises(
+        ValueError,
+        match=rf"`implementation` \(='{name}'\) does not apply: "
+        rf".*{reason}",
+    ):
+        jaxconv.conv(
+            x,
+            w,
+            implementation=name,
+            layout=kwargs.get("layout", "NHWC"),
+            **{k: v for k, v in kwargs.items() if k != "layout"},
+        )
 
 
 def test_xla_applies_everywhere_and_is_the_fallback():
@@ -229,7 +275,8 @@ def test_default_plan_rules(monkeypatch):
     plan = kernels.Plan
     for spec in (pointwise, seed_5x5, stem, depthwise):
         assert kernels.default_plan(spec, "gpu") == plan(
-            *["einsum" if spec is pointwise else "xla"] * 3)
+            *["einsum" if spec is pointwise else "xla"] * 3
+        )
     assert kernels.default_plan(strided_transposed, "cpu") == plan("xla", "xla", "xla")
     if onednn.unavailable() is None:
         for spec in (pointwise, seed_5x5, stem, depthwise, transposed):
@@ -264,7 +311,8 @@ def test_choose_reads_the_table_it_is_given_and_says_so():
     assert choice.source == "cost model" and "no longer exists" in choice.reason
     assert choice.plan == kernels.default_plan(spec, "cpu")
     assert kernels.choose(spec, table=kernels.tables.Table(None), platform="cpu").source == (
-        "cost model")
+        "cost model"
+    )
 
 
 def test_explain_is_what_dispatch_runs():
@@ -292,13 +340,16 @@ def test_split_plan_values_and_all_derivatives(rng):
     atol = tol("float32", 3)
     np.testing.assert_allclose(f(x, w), ref(x, w), rtol=0, atol=atol)
     tx, tw = jnp.ones_like(x), -jnp.ones_like(w)
-    np.testing.assert_allclose(jax.jvp(f, (x, w), (tx, tw))[1], jax.jvp(ref, (x, w), (tx, tw))[1],
-                               rtol=0, atol=atol)
+    np.testing.assert_allclose(
+        jax.jvp(f, (x, w), (tx, tw))[1], jax.jvp(ref, (x, w), (tx, tw))[1], rtol=0, atol=atol
+    )
     dy = jnp.asarray(rng.standard_normal(spec.out_shape), jnp.float32)
     for got, want in zip(_grads(f, x, w, dy), _grads(ref, x, w, dy)):
         np.testing.assert_allclose(got, want, rtol=0, atol=tol("float32", 84))
-    hess = lambda g: jax.grad(lambda x: jnp.sum(jax.grad(  # noqa: E731
-        lambda x: jnp.sum(g(x, w) ** 2))(x) ** 2))(x)
+
+    def hess(g):
+        return jax.grad(lambda x: jnp.sum(jax.grad(lambda x: jnp.sum(g(x, w) ** 2))(x) ** 2))(x)
+
     np.testing.assert_allclose(hess(f), hess(ref), rtol=1e-4, atol=1e-2)
     db = jax.grad(lambda b: kernels.run(SPLIT, x, w, spec, b, relu=True).sum())(b)
     plain = kernels.get("xla").fwd(x, w, spec)

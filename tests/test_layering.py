@@ -64,8 +64,12 @@ def _imports(path: pathlib.Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             if node.module.split(".")[0] == "jaxconv":
                 # `from jaxconv.kernels import tables` imports the module jaxconv.kernels.tables
-                found |= {f"{node.module}.{a.name}" if _is_module(f"{node.module}.{a.name}")
-                          else node.module for a in node.names}
+                found |= {
+                    f"{node.module}.{a.name}"
+                    if _is_module(f"{node.module}.{a.name}")
+                    else node.module
+                    for a in node.names
+                }
     return found
 
 
@@ -80,7 +84,8 @@ def test_imports_point_down(path):
             continue  # a package's __init__ gathers its own modules
         assert _rank(target) <= _rank(source), (
             f"{source} (layer {_rank(source)}) imports {target} (layer {_rank(target)}): "
-            f"arrows must point down (DESIGN.md)")
+            f"arrows must point down (DESIGN.md)"
+        )
 
 
 def test_every_module_has_a_layer():

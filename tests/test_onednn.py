@@ -31,8 +31,9 @@ LINUX_X86 = sys.platform == "linux" and platform.machine().lower() in ("x86_64",
 
 
 def make_spec(x_shape, w_shape, dtype, **kwargs):
-    return kernels.conv_spec(jax.ShapeDtypeStruct(x_shape, dtype),
-                             jax.ShapeDtypeStruct(w_shape, dtype), **kwargs)
+    return kernels.conv_spec(
+        jax.ShapeDtypeStruct(x_shape, dtype), jax.ShapeDtypeStruct(w_shape, dtype), **kwargs
+    )
 
 
 def test_extension_builds_and_loads_on_linux_x86_64():
@@ -44,8 +45,9 @@ def test_extension_builds_and_loads_on_linux_x86_64():
     assert reason is None, reason
 
 
-needs_onednn = pytest.mark.skipif(_onednn.unavailable() is not None,
-                                  reason=str(_onednn.unavailable()))
+needs_onednn = pytest.mark.skipif(
+    _onednn.unavailable() is not None, reason=str(_onednn.unavailable())
+)
 pytestmark = needs_onednn if not LINUX_X86 else []
 
 
@@ -66,14 +68,22 @@ def _case(rng, ndim: int, layout: str) -> dict:
             w=(*kernel, c_in // groups, c_out),
             stride=(1,) * ndim if transposed else tuple(int(s) for s in rng.integers(1, 4, ndim)),
             dilation=tuple(int(s) for s in rng.choice([1, 1, 2], ndim)),
-            input_dilation=tuple(int(s) for s in rng.integers(2 if transposed else 1,
-                                                              4 if transposed else 2, ndim)),
+            input_dilation=tuple(
+                int(s) for s in rng.integers(2 if transposed else 1, 4 if transposed else 2, ndim)
+            ),
             padding=tuple((int(lo), int(hi)) for lo, hi in rng.integers(0, 3, (ndim, 2))),
-            groups=groups, layout=layout)
+            groups=groups,
+            layout=layout,
+        )
         try:
-            spec = make_spec(cfg["x"], cfg["w"], "float32", **{
-                k: cfg[k] for k in ("stride", "padding", "dilation", "input_dilation",
-                                    "groups")})
+            spec = make_spec(
+                cfg["x"],
+                cfg["w"],
+                "float32",
+                **{
+                    k: cfg[k] for k in ("stride", "padding", "dilation", "input_dilation", "groups")
+                },
+            )
         except ValueError:  # kernel larger than the padded input: draw again
             continue
         if kernels.available(spec)["onednn"] is None:
@@ -93,12 +103,17 @@ def _from_layout(cfg: dict, y):
 
 
 def _kw(cfg: dict) -> dict:
-    return dict(stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"],
-                input_dilation=cfg["input_dilation"], groups=cfg["groups"], layout=cfg["layout"])
+    return dict(
+        stride=cfg["stride"],
+        padding=cfg["padding"],
+        dilation=cfg["dilation"],
+        input_dilation=cfg["input_dilation"],
+        groups=cfg["groups"],
+        layout=cfg["layout"],
+    )
 
 
-CASES = [(nd, layout, seed) for nd in (1, 2, 3) for layout in ("NHWC", "NCHW")
-         for seed in range(6)]
+CASES = [(nd, layout, seed) for nd in (1, 2, 3) for layout in ("NHWC", "NCHW") for seed in range(6)]
 
 
 @pytest.mark.parametrize(("ndim", "layout", "seed"), CASES)
@@ -109,9 +124,15 @@ def test_every_role_matches_float64_reference(ndim, layout, seed):
     cfg = _case(rng, ndim, layout)
     x = rng.standard_normal(cfg["x"]).astype(np.float32)
     w = rng.standard_normal(cfg["w"]).astype(np.float32)
-    want = reference.conv(x, w, stride=cfg["stride"], padding=cfg["padding"],
-                          dilation=cfg["dilation"], input_dilation=cfg["input_dilation"],
-                          groups=cfg["groups"])
+    want = reference.conv(
+        x,
+        w,
+        stride=cfg["stride"],
+        padding=cfg["padding"],
+        dilation=cfg["dilation"],
+        input_dilation=cfg["input_dilation"],
+        groups=cfg["groups"],
+    )
     dy = rng.standard_normal(want.shape).astype(np.float32)
     xl, wl = _layout_args(cfg, x, w)
     dyl = _layout_args(cfg, dy, w)[0]
@@ -122,12 +143,15 @@ def test_every_role_matches_float64_reference(ndim, layout, seed):
     y, vjp = jax.vjp(f, jnp.asarray(xl), jnp.asarray(wl))
     dx, dw = vjp(jnp.asarray(dyl))
     k = math.prod(cfg["w"][:-2]) * cfg["w"][-2]
-    np.testing.assert_allclose(_from_layout(cfg, np.asarray(y)), want, rtol=0,
-                               atol=tol("float32", k))
+    np.testing.assert_allclose(
+        _from_layout(cfg, np.asarray(y)), want, rtol=0, atol=tol("float32", k)
+    )
     # float64 gradients: the reference conv is linear in each argument, so its vjp is exact.
     with jax.enable_x64(True):
+
         def ref64(a, b):
             return jaxconv.conv(a, b, implementation="xla", **_kw(cfg))
+
         _, vjp64 = jax.vjp(ref64, jnp.asarray(xl, jnp.float64), jnp.asarray(wl, jnp.float64))
         dx64, dw64 = (np.asarray(g) for g in vjp64(jnp.asarray(dyl, jnp.float64)))
     k_dx = math.prod(cfg["w"][:-2]) * cfg["w"][-1] // cfg["groups"]
@@ -141,8 +165,14 @@ def test_float64_gradient_reference_is_numpy():
     rng = np.random.default_rng(3)
     x, w = rng.standard_normal((2, 7, 6, 4)), rng.standard_normal((3, 2, 2, 6))
     with jax.enable_x64(True):
-        got = jaxconv.conv(jnp.asarray(x), jnp.asarray(w), stride=2, padding=((1, 0), (2, 1)),
-                           groups=2, implementation="xla")
+        got = jaxconv.conv(
+            jnp.asarray(x),
+            jnp.asarray(w),
+            stride=2,
+            padding=((1, 0), (2, 1)),
+            groups=2,
+            implementation="xla",
+        )
     want = reference.conv(x, w, stride=2, padding=((1, 0), (2, 1)), groups=2)
     np.testing.assert_allclose(np.asarray(got), want, rtol=0, atol=1e-12)
 
@@ -153,28 +183,36 @@ def test_bfloat16_with_float32_accumulation(preferred, rng):
     x = rng.standard_normal((2, 9, 9, 16)).astype(np.float32)
     w = rng.standard_normal((3, 3, 8, 12)).astype(np.float32)
     xb, wb = jnp.asarray(x, jnp.bfloat16), jnp.asarray(w, jnp.bfloat16)
-    want = reference.conv(np.asarray(xb, np.float64), np.asarray(wb, np.float64), padding=1,
-                          groups=2)
+    want = reference.conv(
+        np.asarray(xb, np.float64), np.asarray(wb, np.float64), padding=1, groups=2
+    )
 
     def f(a, b):
-        return jaxconv.conv(a, b, padding=1, groups=2, preferred_element_type=preferred,
-                            implementation="onednn")
+        return jaxconv.conv(
+            a, b, padding=1, groups=2, preferred_element_type=preferred, implementation="onednn"
+        )
 
     y = f(xb, wb)
     assert y.dtype == jnp.dtype(preferred or "bfloat16")
     k = 9 * 8
     # f32 accumulation: a bfloat16 result is one rounding of the exact sum, an f32 one none.
-    atol = tol("float32", k) if preferred else 2 ** -8 * np.abs(want).max() + tol("float32", k)
+    atol = tol("float32", k) if preferred else 2**-8 * np.abs(want).max() + tol("float32", k)
     np.testing.assert_allclose(np.asarray(y, np.float64), want, rtol=0, atol=atol)
-    dx, dw = jax.grad(lambda a, b: jnp.sum(f(a, b).astype(jnp.float32) ** 2),
-                      argnums=(0, 1))(xb, wb)
-    rx, rw = jax.grad(lambda a, b: jnp.sum(jaxconv.conv(a, b, padding=1, groups=2,
-                                                        implementation="xla") ** 2),
-                      argnums=(0, 1))(jnp.asarray(xb, jnp.float32), jnp.asarray(wb, jnp.float32))
+    dx, dw = jax.grad(lambda a, b: jnp.sum(f(a, b).astype(jnp.float32) ** 2), argnums=(0, 1))(
+        xb, wb
+    )
+    rx, rw = jax.grad(
+        lambda a, b: jnp.sum(jaxconv.conv(a, b, padding=1, groups=2, implementation="xla") ** 2),
+        argnums=(0, 1),
+    )(jnp.asarray(xb, jnp.float32), jnp.asarray(wb, jnp.float32))
     assert dx.dtype == dw.dtype == jnp.bfloat16
     for got, ref in ((dx, rx), (dw, rw)):
-        np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(ref), rtol=0,
-                                   atol=tol("bfloat16", 1) * float(jnp.abs(ref).max()))
+        np.testing.assert_allclose(
+            np.asarray(got, np.float32),
+            np.asarray(ref),
+            rtol=0,
+            atol=tol("bfloat16", 1) * float(jnp.abs(ref).max()),
+        )
 
 
 def test_ieee_specials_propagate_as_in_the_direct_conv(rng):
@@ -194,21 +232,29 @@ def test_ieee_specials_propagate_as_in_the_direct_conv(rng):
 
 @pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
 def test_bias_is_fused_and_differentiable(layout, rng):
-    x = jnp.asarray(rng.standard_normal((2, 6, 6, 4) if layout == "NHWC" else (2, 4, 6, 6)),
-                    jnp.float32)
-    w = jnp.asarray(rng.standard_normal((3, 3, 4, 5) if layout == "NHWC" else (5, 4, 3, 3)),
-                    jnp.float32)
+    x = jnp.asarray(
+        rng.standard_normal((2, 6, 6, 4) if layout == "NHWC" else (2, 4, 6, 6)), jnp.float32
+    )
+    w = jnp.asarray(
+        rng.standard_normal((3, 3, 4, 5) if layout == "NHWC" else (5, 4, 3, 3)), jnp.float32
+    )
     b = jnp.asarray(rng.standard_normal(5), jnp.float32)
 
     def loss(impl):
-        return lambda a, c, d: jnp.sum(jnp.sin(jaxconv.conv(a, c, d, layout=layout,
-                                                            implementation=impl)))
+        return lambda a, c, d: jnp.sum(
+            jnp.sin(jaxconv.conv(a, c, d, layout=layout, implementation=impl))
+        )
 
-    text = jax.jit(lambda a, c, d: jaxconv.conv(a, c, d, layout=layout,
-                                                implementation="onednn")).lower(x, w, b).as_text()
+    text = (
+        jax.jit(lambda a, c, d: jaxconv.conv(a, c, d, layout=layout, implementation="onednn"))
+        .lower(x, w, b)
+        .as_text()
+    )
     assert text.count("jaxconv_onednn_fwd") == 1 and "add" not in text.split("jaxconv_onednn")[-1]
-    for got, want in zip(jax.grad(loss("onednn"), argnums=(0, 1, 2))(x, w, b),
-                         jax.grad(loss("xla"), argnums=(0, 1, 2))(x, w, b)):
+    for got, want in zip(
+        jax.grad(loss("onednn"), argnums=(0, 1, 2))(x, w, b),
+        jax.grad(loss("xla"), argnums=(0, 1, 2))(x, w, b),
+    ):
         np.testing.assert_allclose(got, want, rtol=0, atol=tol("float32", 36 * 5))
 
 
@@ -225,8 +271,10 @@ def test_fused_relu_post_op_and_its_gradient(rng):
         return jax.nn.relu(jaxconv.conv(a, c, d, implementation="xla"))
 
     np.testing.assert_allclose(fused(x, w, b), plain(x, w, b), rtol=0, atol=tol("float32", 36))
-    for got, want in zip(jax.grad(lambda *a: jnp.sum(fused(*a) ** 2), argnums=(0, 1, 2))(x, w, b),
-                         jax.grad(lambda *a: jnp.sum(plain(*a) ** 2), argnums=(0, 1, 2))(x, w, b)):
+    for got, want in zip(
+        jax.grad(lambda *a: jnp.sum(fused(*a) ** 2), argnums=(0, 1, 2))(x, w, b),
+        jax.grad(lambda *a: jnp.sum(plain(*a) ** 2), argnums=(0, 1, 2))(x, w, b),
+    ):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
@@ -237,8 +285,9 @@ def test_bottleneck_reduce_is_one_onednn_conv_with_relu(rng):
     jaxpr = str(jax.make_jaxpr(lambda a: jaxconv.bottleneck(a, w_r, w_s, b_r))(x))
     assert "relu=True" in jaxpr and "max" not in jaxpr and "dot_general" not in jaxpr
     want = jaxconv.conv(jax.nn.relu(jaxconv.conv1x1(x, w_r, b_r)), w_s, implementation="xla")
-    np.testing.assert_allclose(jaxconv.bottleneck(x, w_r, w_s, b_r), want, rtol=0,
-                               atol=tol("float32", 9 * 4 * 12))
+    np.testing.assert_allclose(
+        jaxconv.bottleneck(x, w_r, w_s, b_r), want, rtol=0, atol=tol("float32", 9 * 4 * 12)
+    )
 
 
 # --- transformations ---------------------------------------------------------------------
@@ -255,19 +304,28 @@ def test_second_order_gradients_stay_on_onednn():
     def hessian_vector(impl):
         def inner(a, b):
             return jnp.sum(jaxconv.conv(a, b, stride=2, implementation=impl) ** 2)
+
         return jax.grad(lambda a: jnp.sum(jax.grad(inner, argnums=1)(a, W) ** 2))(X)
 
     got, want = _both(hessian_vector)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3 * float(jnp.abs(want).max()))
-    jaxpr = str(jax.make_jaxpr(lambda a: jax.grad(
-        lambda b: jnp.sum(jaxconv.conv(a, b, implementation="onednn") ** 2))(W))(X))
+    jaxpr = str(
+        jax.make_jaxpr(
+            lambda a: jax.grad(lambda b: jnp.sum(jaxconv.conv(a, b, implementation="onednn") ** 2))(
+                W
+            )
+        )(X)
+    )
     assert "conv_general_dilated" not in jaxpr and "onednn_conv_bwd_weights" in jaxpr
 
 
 def test_forward_mode_jvp():
     tx, tw = np.ones_like(X), np.full_like(W, 0.5)
-    got, want = _both(lambda impl: jax.jvp(
-        lambda a, b: jaxconv.conv(a, b, implementation=impl), (X, W), (tx, tw))[1])
+    got, want = _both(
+        lambda impl: jax.jvp(
+            lambda a, b: jaxconv.conv(a, b, implementation=impl), (X, W), (tx, tw)
+        )[1]
+    )
     np.testing.assert_allclose(got, want, rtol=0, atol=tol("float32", 36) * 4)
 
 
@@ -285,20 +343,24 @@ def test_vmap_of_per_example_gradients_and_mapped_weights():
     xs, ws = np.stack([X, 2 * X]), np.stack([W, -W])
 
     def per_example(impl):
-        return jax.vmap(jax.grad(lambda a, b: jnp.sum(
-            jaxconv.conv(a[None], b, implementation=impl) ** 2), argnums=(0, 1)),
-            in_axes=(0, None))(X, W)
+        return jax.vmap(
+            jax.grad(
+                lambda a, b: jnp.sum(jaxconv.conv(a[None], b, implementation=impl) ** 2),
+                argnums=(0, 1),
+            ),
+            in_axes=(0, None),
+        )(X, W)
 
     for got, want in zip(*_both(per_example)):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)
-    got, want = _both(lambda impl: jax.vmap(
-        lambda a, b: jaxconv.conv(a, b, implementation=impl))(xs, ws))
+    got, want = _both(
+        lambda impl: jax.vmap(lambda a, b: jaxconv.conv(a, b, implementation=impl))(xs, ws)
+    )
     np.testing.assert_allclose(got, want, rtol=0, atol=tol("float32", 36))
 
 
 def test_jit_aot_and_no_rebuild_on_a_second_call():
-    f = jax.jit(lambda a, b: jaxconv.conv(a, b, padding=((0, 2), (1, 0)),
-                                          implementation="onednn"))
+    f = jax.jit(lambda a, b: jaxconv.conv(a, b, padding=((0, 2), (1, 0)), implementation="onednn"))
     compiled = f.lower(X, W).compile()
     y = compiled(X, W)
     built = _onednn.cache_size()
@@ -312,8 +374,9 @@ def test_jit_aot_and_no_rebuild_on_a_second_call():
 def test_eager_calls_match_jit():
     x, w = jnp.asarray(X), jnp.asarray(W)
     eager = jaxconv.conv(x, w, implementation="onednn")
-    np.testing.assert_array_equal(eager, jax.jit(
-        lambda a, b: jaxconv.conv(a, b, implementation="onednn"))(x, w))
+    np.testing.assert_array_equal(
+        eager, jax.jit(lambda a, b: jaxconv.conv(a, b, implementation="onednn"))(x, w)
+    )
 
 
 def test_plan_mixing_onednn_and_xla_roles(rng):
@@ -358,10 +421,14 @@ def test_batch_sharded_conv_runs_per_shard_without_gathering():
             np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-3)
         print("ok", jax.device_count())
     """)
-    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu",
-           "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         env=env, timeout=300)
+    env = {
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "JAX_PLATFORMS": "cpu",
+        "PATH": "/usr/bin:/bin",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split() == ["ok", "2"]
 
@@ -389,13 +456,21 @@ def test_primitives_run_from_many_threads():
         np.testing.assert_allclose(conv(x, 2), conv(x, 2, "xla"), rtol=0, atol=1e-4)
         print("ok")
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"}, timeout=300)
-    assert out.returncode == 0 and out.stdout.split() == ["ok"], (out.returncode,
-                                                                out.stderr[-3000:])
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"},
+        timeout=300,
+    )
+    assert out.returncode == 0 and out.stdout.split() == ["ok"], (
+        out.returncode,
+        out.stderr[-3000:],
+    )
 
 
 # --- empty batches, errors, fuzzing ------------------------------------------------------
+
 
 def test_zero_size_batch_gives_an_empty_result():
     x = np.zeros((0, 7, 7, 4), np.float32)
@@ -405,16 +480,30 @@ def test_zero_size_batch_gives_an_empty_result():
     assert g.shape == W.shape and not np.any(g)
 
 
-@pytest.mark.parametrize(("args", "kwargs", "match"), [
-    ((np.zeros((1, 8, 8, 4)), np.zeros((3, 3, 4, 4))), {}, r"float32 or bfloat16.*float64"),
-    ((np.zeros((1, 8, 8, 4), np.float16), np.zeros((3, 3, 4, 4), np.float16)), {},
-     r"float32 or bfloat16.*float16"),
-    ((X, W), dict(input_dilation=2, stride=2), r"`implementation` \(='onednn'\) does not "
-     r"apply: onednn needs stride 1 with input_dilation \(2, 2\), got stride \(2, 2\)"),
-    ((X, W), dict(input_dilation=2, padding=3), r"needs padding <= \(kernel - 1\)·dilation "
-     r"\(2, 2\) with input dilation, got \(\(3, 3\), \(3, 3\)\)"),
-    ((X, W), dict(padding=((-1, 0), (0, 0))), r"needs non-negative padding"),
-])
+@pytest.mark.parametrize(
+    ("args", "kwargs", "match"),
+    [
+        ((np.zeros((1, 8, 8, 4)), np.zeros((3, 3, 4, 4))), {}, r"float32 or bfloat16.*float64"),
+        (
+            (np.zeros((1, 8, 8, 4), np.float16), np.zeros((3, 3, 4, 4), np.float16)),
+            {},
+            r"float32 or bfloat16.*float16",
+        ),
+        (
+            (X, W),
+            dict(input_dilation=2, stride=2),
+            r"`implementation` \(='onednn'\) does not "
+            r"apply: onednn needs stride 1 with input_dilation \(2, 2\), got stride \(2, 2\)",
+        ),
+        (
+            (X, W),
+            dict(input_dilation=2, padding=3),
+            r"needs padding <= \(kernel - 1\)·dilation "
+            r"\(2, 2\) with input dilation, got \(\(3, 3\), \(3, 3\)\)",
+        ),
+        ((X, W), dict(padding=((-1, 0), (0, 0))), r"needs non-negative padding"),
+    ],
+)
 def test_inapplicable_requests_raise_before_any_ffi_call(args, kwargs, match):
     with jax.enable_x64(True):
         x, w = (jnp.asarray(a) for a in args)
@@ -425,11 +514,15 @@ def test_inapplicable_requests_raise_before_any_ffi_call(args, kwargs, match):
 def test_internal_onednn_failure_is_a_runtime_error_with_the_shapes():
     geometry = _onednn.Geometry((1, 1), (0, 0), (0, 0), (1, 1), 1, True)
     dy = jnp.ones((1, 5, 5, 6), jnp.float32)
-    with pytest.raises(RuntimeError, match=r"onednn input gradient failed for shapes "
-                                           r"\(1, 5, 5, 6\), \(3, 3, 4, 6\) -> \(1, 9, 9, 4\)"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"onednn input gradient failed for shapes "
+        r"\(1, 5, 5, 6\), \(3, 3, 4, 6\) -> \(1, 9, 9, 4\)",
+    ):
         # An input shape that this conv cannot have produced dy from: oneDNN refuses.
-        jax.block_until_ready(_onednn.backward_data(dy, jnp.asarray(W), geometry,
-                                                    (1, 9, 9, 4), jnp.float32))
+        jax.block_until_ready(
+            _onednn.backward_data(dy, jnp.asarray(W), geometry, (1, 9, 9, 4), jnp.float32)
+        )
 
 
 def test_fuzz_strides_kernels_and_paddings_against_xla():

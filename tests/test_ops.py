@@ -25,7 +25,15 @@ import jaxconv
 
 LOWERINGS = tuple(jaxconv.kernels.LOWERINGS)
 PADDING_FORMS = (
-    "VALID", "SAME", "SAME_LOWER", "int", "pairs", "negative", "CIRCULAR", "REFLECT", "REPLICATE",
+    "VALID",
+    "SAME",
+    "SAME_LOWER",
+    "int",
+    "pairs",
+    "negative",
+    "CIRCULAR",
+    "REFLECT",
+    "REPLICATE",
 )
 
 
@@ -66,13 +74,18 @@ class Case:
         return math.prod(self.kernel) * (self.c_in // self.groups) + int(self.bias)
 
     def __str__(self) -> str:
-        pad = self.padding if isinstance(self.padding, (str, int)) else "x".join(
-            f"{lo}:{hi}" for lo, hi in self.padding)
+        pad = (
+            self.padding
+            if isinstance(self.padding, (str, int))
+            else "x".join(f"{lo}:{hi}" for lo, hi in self.padding)
+        )
         dims = lambda t, sep="": sep.join(map(str, t))  # noqa: E731
-        return (f"{self.ndim}d-n{dims(self.spatial, 'x')}-k{dims(self.kernel, 'x')}"
-                f"-s{dims(self.stride)}-d{dims(self.dilation)}-i{dims(self.input_dilation)}"
-                f"-g{self.groups}-{self.c_in}to{self.c_out}-{pad}-{self.layout}"
-                f"-{'b' if self.bias else 'nob'}-{self.dtype}")
+        return (
+            f"{self.ndim}d-n{dims(self.spatial, 'x')}-k{dims(self.kernel, 'x')}"
+            f"-s{dims(self.stride)}-d{dims(self.dilation)}-i{dims(self.input_dilation)}"
+            f"-g{self.groups}-{self.c_in}to{self.c_out}-{pad}-{self.layout}"
+            f"-{'b' if self.bias else 'nob'}-{self.dtype}"
+        )
 
 
 def _sample_cases(count: int, seed: int) -> list[Case]:
@@ -82,22 +95,31 @@ def _sample_cases(count: int, seed: int) -> list[Case]:
         ndim = int(rng.choice([1, 2, 2, 3]))
         small = ndim == 3  # keep 3-D cheap
         pointwise = i % 9 == 0  # the einsum lowering's territory
-        kernel = (1,) * ndim if pointwise else tuple(
-            int(v) for v in rng.integers(1, 4 if small else 8, ndim))
+        kernel = (
+            (1,) * ndim
+            if pointwise
+            else tuple(int(v) for v in rng.integers(1, 4 if small else 8, ndim))
+        )
         stride = (1,) * ndim if pointwise else tuple(int(v) for v in rng.integers(1, 4, ndim))
         dilation = tuple(int(v) for v in rng.integers(1, 3 if small else 4, ndim))
         form = "VALID" if pointwise else str(rng.choice(PADDING_FORMS))
         use_in_dil = not pointwise and form not in ("CIRCULAR", "REFLECT", "REPLICATE")
         input_dilation = tuple(
-            int(v) for v in (rng.integers(1, 3, ndim) if use_in_dil and rng.random() < 0.3
-                             else np.ones(ndim, int)))
+            int(v)
+            for v in (
+                rng.integers(1, 3, ndim)
+                if use_in_dil and rng.random() < 0.3
+                else np.ones(ndim, int)
+            )
+        )
         spans = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
         # Input sizes such that the dilated input covers the dilated kernel (negative padding
         # may crop up to 2 per side, so leave room for it).
         margin = 4 if form == "negative" else 0
         spatial = tuple(
             max(-(-(span + margin - 1) // i_d) + 1, 1) + int(rng.integers(0, 3 if small else 5))
-            for span, i_d in zip(spans, input_dilation))
+            for span, i_d in zip(spans, input_dilation)
+        )
         if form == "int":
             padding = int(rng.integers(0, 4))
         elif form in ("pairs", "negative"):
@@ -105,8 +127,11 @@ def _sample_cases(count: int, seed: int) -> list[Case]:
             padding = tuple(tuple(int(v) for v in rng.integers(low, 4, 2)) for _ in range(ndim))
         else:
             padding = form
-        kind = "depthwise" if pointwise and i % 2 else str(rng.choice(["dense", "grouped",
-                                                                       "depthwise"]))
+        kind = (
+            "depthwise"
+            if pointwise and i % 2
+            else str(rng.choice(["dense", "grouped", "depthwise"]))
+        )
         if pointwise:
             kind = "dense"
         if kind == "dense":
@@ -118,28 +143,53 @@ def _sample_cases(count: int, seed: int) -> list[Case]:
         else:
             groups = c_in = int(rng.integers(2, 5))
             c_out = c_in * int(rng.integers(1, 3))  # channel multiplier 1 or 2
-        cases.append(Case(
-            ndim=ndim, batch=1 if small else 2, spatial=spatial, kernel=kernel, stride=stride,
-            dilation=dilation, input_dilation=input_dilation, groups=groups, c_in=c_in,
-            c_out=c_out, padding=padding, layout=str(rng.choice(["NHWC", "NCHW"])),
-            bias=bool(rng.random() < 0.5),
-            dtype="bfloat16" if rng.random() < 0.25 else "float32", seed=seed + i))
+        cases.append(
+            Case(
+                ndim=ndim,
+                batch=1 if small else 2,
+                spatial=spatial,
+                kernel=kernel,
+                stride=stride,
+                dilation=dilation,
+                input_dilation=input_dilation,
+                groups=groups,
+                c_in=c_in,
+                c_out=c_out,
+                padding=padding,
+                layout=str(rng.choice(["NHWC", "NCHW"])),
+                bias=bool(rng.random() < 0.5),
+                dtype="bfloat16" if rng.random() < 0.25 else "float32",
+                seed=seed + i,
+            )
+        )
     return cases
 
 
 def _square_cases() -> list[Case]:
     """Dense 2-D NHWC float32 k×k stride-1 convs, which the sampler rarely draws: the specs that
     fast paths such as Winograd are written for (so every lowering meets the reference)."""
-    common = dict(ndim=2, batch=2, stride=(1, 1), dilation=(1, 1), input_dilation=(1, 1),
-                  groups=1, layout="NHWC", dtype="float32")
+    common = dict(
+        ndim=2,
+        batch=2,
+        stride=(1, 1),
+        dilation=(1, 1),
+        input_dilation=(1, 1),
+        groups=1,
+        layout="NHWC",
+        dtype="float32",
+    )
     shapes = [  # spatial, kernel, c_in, c_out, padding, bias
         ((10, 9), 3, 5, 7, "SAME", True),
         ((12, 11), 5, 3, 4, "VALID", False),
         ((9, 9), 3, 4, 4, ((1, 0), (2, 1)), True),
         ((8, 13), 5, 2, 6, "REFLECT", True),
     ]
-    return [Case(spatial=n, kernel=(k, k), c_in=ci, c_out=co, padding=p, bias=b, seed=9000 + i,
-                 **common) for i, (n, k, ci, co, p, b) in enumerate(shapes)]
+    return [
+        Case(
+            spatial=n, kernel=(k, k), c_in=ci, c_out=co, padding=p, bias=b, seed=9000 + i, **common
+        )
+        for i, (n, k, ci, co, p, b) in enumerate(shapes)
+    ]
 
 
 CASES = _sample_cases(96, seed=1234) + _square_cases()
@@ -152,8 +202,14 @@ def _data(case: Case):
     x = rng.standard_normal((case.batch, *case.spatial, case.c_in))
     w = rng.standard_normal((*case.kernel, case.c_in // case.groups, case.c_out))
     b = rng.standard_normal(case.c_out) if case.bias else None
-    cast = lambda a: None if a is None else np.asarray(  # noqa: E731
-        jnp.asarray(a, case.dtype).astype(jnp.float32), np.float64)
+
+    def cast(a):
+        return (
+            None
+            if a is None
+            else np.asarray(jnp.asarray(a, case.dtype).astype(jnp.float32), np.float64)
+        )
+
     return cast(x), cast(w), cast(b)
 
 
@@ -165,9 +221,18 @@ def _run(case: Case, x, w, b, **kwargs):
         x, w = _to_channels_first(x), _hwio_to_oihw(w)
     # jitted: one compile per lowering instead of one per op (Winograd's transforms are many
     # ops); eager execution has its own test (test_jit_equals_eager)
-    conv = jax.jit(functools.partial(
-        jaxconv.conv, stride=case.stride, padding=case.padding, dilation=case.dilation,
-        input_dilation=case.input_dilation, groups=case.groups, layout=case.layout, **kwargs))
+    conv = jax.jit(
+        functools.partial(
+            jaxconv.conv,
+            stride=case.stride,
+            padding=case.padding,
+            dilation=case.dilation,
+            input_dilation=case.input_dilation,
+            groups=case.groups,
+            layout=case.layout,
+            **kwargs,
+        )
+    )
     y = conv(to(x), to(w), to(b))
     assert y.dtype == jnp.dtype(case.dtype)
     y = np.asarray(y.astype(jnp.float32), np.float64)
@@ -177,9 +242,16 @@ def _run(case: Case, x, w, b, **kwargs):
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_conv_matches_float64_reference(case: Case):
     x, w, b = _data(case)
-    expected = reference.conv(x, w, b, stride=case.stride, padding=case.padding,
-                              dilation=case.dilation, input_dilation=case.input_dilation,
-                              groups=case.groups)
+    expected = reference.conv(
+        x,
+        w,
+        b,
+        stride=case.stride,
+        padding=case.padding,
+        dilation=case.dilation,
+        input_dilation=case.input_dilation,
+        groups=case.groups,
+    )
     # Plus the output's own rounding: a bfloat16 result is rounded once by the conv and once
     # more by the bias add, each up to half an ulp, i.e. up to eps relative in all.
     rtol = float(jnp.finfo(case.dtype).eps)
@@ -192,9 +264,13 @@ def test_conv_matches_float64_reference(case: Case):
             continue
         factors[name] = getattr(jaxconv.kernels.get(name), "error_factor", 1.0)
         assert y.shape == expected.shape
-        np.testing.assert_allclose(y, expected, rtol=rtol,
-                                   atol=tol(case.dtype, case.reduction) * factors[name],
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            y,
+            expected,
+            rtol=rtol,
+            atol=tol(case.dtype, case.reduction) * factors[name],
+            err_msg=name,
+        )
     assert "xla" in factors  # the fallback applies to everything
     # implementation=None may pick any lowering that applies
     atol = tol(case.dtype, case.reduction) * max(factors.values())
@@ -202,10 +278,12 @@ def test_conv_matches_float64_reference(case: Case):
     np.testing.assert_allclose(y, expected, rtol=rtol, atol=atol, err_msg="None")
     if case.dtype == "bfloat16":
         # ... and against the upcast float32 computation at Precision.HIGHEST
-        upcast = _run(Case(**{**case.__dict__, "dtype": "float32"}), x, w, b,
-                      precision=lax.Precision.HIGHEST)
-        np.testing.assert_allclose(upcast, expected, rtol=0,
-                                   atol=tol("float32", case.reduction) * max(factors.values()))
+        upcast = _run(
+            Case(**{**case.__dict__, "dtype": "float32"}), x, w, b, precision=lax.Precision.HIGHEST
+        )
+        np.testing.assert_allclose(
+            upcast, expected, rtol=0, atol=tol("float32", case.reduction) * max(factors.values())
+        )
         np.testing.assert_allclose(y, upcast, rtol=rtol, atol=atol)
 
 
@@ -216,14 +294,21 @@ def test_grid_covers_what_it_claims():
     assert seen(lambda c: c.dtype) == {"float32", "bfloat16"}
     assert seen(lambda c: c.bias) == {True, False}
     assert {1, 2, 3} <= seen(lambda c: max(c.stride)) and {1, 2, 3} <= seen(
-        lambda c: max(c.dilation))
+        lambda c: max(c.dilation)
+    )
     assert 7 in seen(lambda c: max(c.kernel)) and any(len(set(c.kernel)) > 1 for c in CASES)
     assert 2 in seen(lambda c: max(c.input_dilation))
     assert any(c.groups == c.c_in > 1 for c in CASES)  # depthwise
     assert any(1 < c.groups < c.c_in for c in CASES)  # grouped
-    forms = seen(lambda c: "int" if isinstance(c.padding, int) else
-                 ("negative" if any(p < 0 for pair in c.padding for p in pair) else "pairs")
-                 if isinstance(c.padding, tuple) else c.padding)
+    forms = seen(
+        lambda c: (
+            "int"
+            if isinstance(c.padding, int)
+            else ("negative" if any(p < 0 for pair in c.padding for p in pair) else "pairs")
+            if isinstance(c.padding, tuple)
+            else c.padding
+        )
+    )
     assert forms == set(PADDING_FORMS)
     # every lowering meets the reference on at least one case (checked by tracing only)
     for name in LOWERINGS:
@@ -236,12 +321,20 @@ def _applies(case: Case, implementation: str) -> bool:
     if case.layout == "NCHW":
         x_shape = (x_shape[0], x_shape[-1], *x_shape[1:-1])
         w_shape = (w_shape[-1], w_shape[-2], *w_shape[:-2])
-    kw = dict(stride=case.stride, padding=case.padding, dilation=case.dilation,
-              input_dilation=case.input_dilation, groups=case.groups, layout=case.layout)
+    kw = dict(
+        stride=case.stride,
+        padding=case.padding,
+        dilation=case.dilation,
+        input_dilation=case.input_dilation,
+        groups=case.groups,
+        layout=case.layout,
+    )
     try:
-        jax.eval_shape(functools.partial(jaxconv.conv, implementation=implementation, **kw),
-                       jax.ShapeDtypeStruct(x_shape, case.dtype),
-                       jax.ShapeDtypeStruct(w_shape, case.dtype))
+        jax.eval_shape(
+            functools.partial(jaxconv.conv, implementation=implementation, **kw),
+            jax.ShapeDtypeStruct(x_shape, case.dtype),
+            jax.ShapeDtypeStruct(w_shape, case.dtype),
+        )
     except ValueError as e:
         assert "does not apply" in str(e), e
         return False
@@ -258,10 +351,15 @@ def test_grouped_conv_is_per_group_convs_concatenated(rng):
     x = _randn(rng, 2, 9, 8, groups * cig)
     w = _randn(rng, 3, 2, cig, groups * cog)
     y = jaxconv.conv(x, w, groups=groups, stride=(2, 1))
-    parts = [jaxconv.conv(x[..., g * cig:(g + 1) * cig], w[..., g * cog:(g + 1) * cog],
-                          stride=(2, 1)) for g in range(groups)]
-    np.testing.assert_allclose(y, jnp.concatenate(parts, axis=-1), rtol=0,
-                               atol=tol("float32", 3 * 2 * cig))
+    parts = [
+        jaxconv.conv(
+            x[..., g * cig : (g + 1) * cig], w[..., g * cog : (g + 1) * cog], stride=(2, 1)
+        )
+        for g in range(groups)
+    ]
+    np.testing.assert_allclose(
+        y, jnp.concatenate(parts, axis=-1), rtol=0, atol=tol("float32", 3 * 2 * cig)
+    )
 
 
 @pytest.mark.parametrize("kernel, stride, dilation", [(3, 1, 1), (4, 2, 1), (3, 3, 2), (2, 1, 3)])
@@ -275,8 +373,7 @@ def test_same_is_explicit_padding(rng, kernel, stride, dilation, same):
     atol = tol("float32", kernel * kernel * 3)
     np.testing.assert_allclose(y, jaxconv.conv(x, w, padding=pads, **kw), rtol=0, atol=atol)
     padded = jnp.pad(x, ((0, 0), *pads, (0, 0)))
-    np.testing.assert_allclose(y, jaxconv.conv(padded, w, padding="VALID", **kw), rtol=0,
-                               atol=atol)
+    np.testing.assert_allclose(y, jaxconv.conv(padded, w, padding="VALID", **kw), rtol=0, atol=atol)
     assert y.shape[1:3] == (-(-11 // stride), -(-10 // stride))
 
 
@@ -291,18 +388,24 @@ def test_conv1x1_is_conv_with_a_1x1_kernel(rng, layout):
     else:
         xc = jnp.moveaxis(x, -1, 1)
         y = jnp.moveaxis(jaxconv.conv1x1(xc, w.T, b, layout="NCHW"), 1, -1)
-        y_conv = jnp.moveaxis(jaxconv.conv(xc, w.T.reshape(9, 7, 1, 1), b, layout="NCHW",
-                                           implementation="xla"), 1, -1)
+        y_conv = jnp.moveaxis(
+            jaxconv.conv(xc, w.T.reshape(9, 7, 1, 1), b, layout="NCHW", implementation="xla"), 1, -1
+        )
     np.testing.assert_allclose(y, y_conv, rtol=0, atol=tol("float32", 8))
-    np.testing.assert_allclose(y, np.asarray(x, np.float64) @ np.asarray(w, np.float64)
-                               + np.asarray(b, np.float64), rtol=0, atol=tol("float32", 8))
+    np.testing.assert_allclose(
+        y,
+        np.asarray(x, np.float64) @ np.asarray(w, np.float64) + np.asarray(b, np.float64),
+        rtol=0,
+        atol=tol("float32", 8),
+    )
 
 
 def test_conv1x1_any_leading_dims(rng):
     x = _randn(rng, 3, 2, 4, 5)
     w = _randn(rng, 5, 2)
-    np.testing.assert_allclose(jaxconv.conv1x1(x[0, 0], w), jaxconv.conv1x1(x, w)[0, 0],
-                               rtol=0, atol=tol("float32", 5))
+    np.testing.assert_allclose(
+        jaxconv.conv1x1(x[0, 0], w), jaxconv.conv1x1(x, w)[0, 0], rtol=0, atol=tol("float32", 5)
+    )
 
 
 @pytest.mark.parametrize("ndim", [1, 2, 3])
@@ -311,10 +414,12 @@ def test_nhwc_and_nchw_agree(rng, ndim):
     w = _randn(rng, *(3,) * ndim, 2, 6)
     kw = dict(stride=2, padding="SAME_LOWER", groups=2, dilation=1)
     y = jaxconv.conv(x, w, **kw)
-    y_cf = jaxconv.conv(jnp.moveaxis(x, -1, 1), jnp.asarray(_hwio_to_oihw(np.asarray(w))),
-                        layout="NCHW", **kw)
-    np.testing.assert_allclose(y, jnp.moveaxis(y_cf, 1, -1), rtol=0,
-                               atol=tol("float32", 3**ndim * 2))
+    y_cf = jaxconv.conv(
+        jnp.moveaxis(x, -1, 1), jnp.asarray(_hwio_to_oihw(np.asarray(w))), layout="NCHW", **kw
+    )
+    np.testing.assert_allclose(
+        y, jnp.moveaxis(y_cf, 1, -1), rtol=0, atol=tol("float32", 3**ndim * 2)
+    )
 
 
 @pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
@@ -330,10 +435,11 @@ def test_bottleneck_is_conv1x1_relu_conv(rng, layout):
     atol = tol("float32", 9 * 4 * 12)
     np.testing.assert_allclose(y, expected, rtol=0, atol=atol)
     # the 1x1 through another lowering, given as a matrix or as a 1x1 kernel, agrees
-    w_r_kernel = (w_r.reshape(1, 1, 12, 4) if layout == "NHWC" else w_r.reshape(4, 12, 1, 1))
+    w_r_kernel = w_r.reshape(1, 1, 12, 4) if layout == "NHWC" else w_r.reshape(4, 12, 1, 1)
     for w_reduce in (w_r, w_r_kernel):
-        y2 = jaxconv.bottleneck(x, w_reduce, w_s, b_r, b_s, stride=2, layout=layout,
-                                reduce_implementation="xla")
+        y2 = jaxconv.bottleneck(
+            x, w_reduce, w_s, b_r, b_s, stride=2, layout=layout, reduce_implementation="xla"
+        )
         np.testing.assert_allclose(y2, expected, rtol=0, atol=atol)
 
 
@@ -375,6 +481,7 @@ def _shape_or_error(fn, *args, **kwargs):
 
 def _conv_shape(x_shape, w_shape, **kwargs):
     """conv's output shape by tracing only (``jax.eval_shape``), or its ValueError."""
+
     def shape():
         return jax.eval_shape(
             functools.partial(jaxconv.conv, **kwargs),
@@ -394,13 +501,15 @@ def test_conv_shapes_equal_geometry_exhaustive_1d():
                 for d in (1, 2):
                     for i_d in (1, 2):
                         for padding in paddings:
-                            if i_d > 1 and isinstance(padding, str) and padding in (
-                                    "CIRCULAR", "REPLICATE"):
+                            if (
+                                i_d > 1
+                                and isinstance(padding, str)
+                                and padding in ("CIRCULAR", "REPLICATE")
+                            ):
                                 continue  # rejected by design (see test_errors)
                             kw = dict(stride=s, padding=padding, dilation=d, input_dilation=i_d)
                             got = _conv_shape((2, n, 3), (k, 3, 5), **kw)
-                            want = _shape_or_error(jaxconv.conv_output_shape, (2, n, 3), k, 5,
-                                                   **kw)
+                            want = _shape_or_error(jaxconv.conv_output_shape, (2, n, 3), k, 5, **kw)
                             assert got == want, (n, k, kw)
                             checked += 1
                             errors += isinstance(want[0], str)
@@ -413,9 +522,10 @@ def test_conv_shapes_equal_geometry_2d_mixed(rng):
         s = tuple(int(v) for v in rng.integers(1, 4, 2))
         d = tuple(int(v) for v in rng.integers(1, 3, 2))
         n = tuple(int(v) for v in rng.integers(1, 12, 2))
-        padding = [("SAME", "VALID", "SAME_LOWER", "REPLICATE")[int(rng.integers(4))],
-                   tuple((int(a), int(b)) for a, b in rng.integers(-1, 3, (2, 2)))][
-            int(rng.integers(2))]
+        padding = [
+            ("SAME", "VALID", "SAME_LOWER", "REPLICATE")[int(rng.integers(4))],
+            tuple((int(a), int(b)) for a, b in rng.integers(-1, 3, (2, 2))),
+        ][int(rng.integers(2))]
         layout = ("NHWC", "NCHW")[int(rng.integers(2))]
         x_shape = (1, *n, 2) if layout == "NHWC" else (1, 2, *n)
         w_shape = (*k, 2, 3) if layout == "NHWC" else (3, 2, *k)
@@ -451,8 +561,11 @@ JIT_CONFIGS = [
 @pytest.mark.parametrize("config", JIT_CONFIGS, ids=str)
 def test_jit_equals_eager(rng, config):
     x = _randn(rng, 2, 4, 9, 8) if config.get("layout") == "NCHW" else _randn(rng, 2, 9, 8, 4)
-    w = (_randn(rng, 6, 4 // config.get("groups", 1), 3, 3) if config.get("layout") == "NCHW"
-         else _randn(rng, 3, 3, 4 // config.get("groups", 1), 6))
+    w = (
+        _randn(rng, 6, 4 // config.get("groups", 1), 3, 3)
+        if config.get("layout") == "NCHW"
+        else _randn(rng, 3, 3, 4 // config.get("groups", 1), 6)
+    )
     b = _randn(rng, 6)
     eager = jaxconv.conv(x, w, b, **config)
     jitted = jax.jit(lambda x, w, b: jaxconv.conv(x, w, b, **config))(x, w, b)
@@ -520,14 +633,19 @@ def test_vmap_over_an_extra_leading_axis_equals_a_loop(rng):
     conv = lambda x, w: jaxconv.conv(x, w, stride=2, padding="SAME_LOWER")  # noqa: E731
     atol = tol("float32", 9 * 4)
     loop_x = jnp.stack([conv(x, ws[0]) for x in xs])
-    np.testing.assert_allclose(jax.vmap(conv, in_axes=(0, None))(xs, ws[0]), loop_x, rtol=0,
-                               atol=atol)
+    np.testing.assert_allclose(
+        jax.vmap(conv, in_axes=(0, None))(xs, ws[0]), loop_x, rtol=0, atol=atol
+    )
     loop_w = jnp.stack([conv(xs[0], w) for w in ws])
-    np.testing.assert_allclose(jax.vmap(conv, in_axes=(None, 0))(xs[0], ws), loop_w, rtol=0,
-                               atol=atol)
+    np.testing.assert_allclose(
+        jax.vmap(conv, in_axes=(None, 0))(xs[0], ws), loop_w, rtol=0, atol=atol
+    )
     loop_xw = jnp.stack([conv(x, w) for x, w in zip(xs, ws)])
     np.testing.assert_allclose(jax.vmap(conv)(xs, ws), loop_xw, rtol=0, atol=atol)
     w1 = _randn(rng, 4, 5)
-    np.testing.assert_allclose(jax.vmap(lambda x: jaxconv.conv1x1(x, w1))(xs),
-                               jnp.stack([jaxconv.conv1x1(x, w1) for x in xs]), rtol=0,
-                               atol=tol("float32", 4))
+    np.testing.assert_allclose(
+        jax.vmap(lambda x: jaxconv.conv1x1(x, w1))(xs),
+        jnp.stack([jaxconv.conv1x1(x, w1) for x in xs]),
+        rtol=0,
+        atol=tol("float32", 4),
+    )

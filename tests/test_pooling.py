@@ -58,11 +58,19 @@ def _sample_cases(count: int, seed: int) -> list[PoolCase]:
             padding = tuple(padding)
         else:
             padding = form
-        cases.append(PoolCase(
-            spatial=spatial, window=window, stride=stride, padding=padding,
-            ceil_mode=ceil_mode, count_include_pad=bool(rng.random() < 0.5),
-            layout=str(rng.choice(["NHWC", "NCHW"])),
-            dtype="bfloat16" if rng.random() < 0.25 else "float32", seed=seed + i))
+        cases.append(
+            PoolCase(
+                spatial=spatial,
+                window=window,
+                stride=stride,
+                padding=padding,
+                ceil_mode=ceil_mode,
+                count_include_pad=bool(rng.random() < 0.5),
+                layout=str(rng.choice(["NHWC", "NCHW"])),
+                dtype="bfloat16" if rng.random() < 0.25 else "float32",
+                seed=seed + i,
+            )
+        )
     return cases
 
 
@@ -74,8 +82,15 @@ def _pool(fn, case: PoolCase, x, **kwargs):
     xj = jnp.asarray(x, case.dtype)
     if case.layout == "NCHW":
         xj = jnp.moveaxis(xj, -1, 1)
-    y = fn(xj, case.window, stride=case.stride, padding=case.padding, ceil_mode=case.ceil_mode,
-           layout=case.layout, **kwargs)
+    y = fn(
+        xj,
+        case.window,
+        stride=case.stride,
+        padding=case.padding,
+        ceil_mode=case.ceil_mode,
+        layout=case.layout,
+        **kwargs,
+    )
     assert y.dtype == jnp.dtype(case.dtype)
     if case.layout == "NCHW":
         y = jnp.moveaxis(y, 1, -1)
@@ -90,19 +105,22 @@ def test_pooling_matches_reference(case: PoolCase):
     kw = dict(stride=case.stride, padding=case.padding, ceil_mode=case.ceil_mode)
     expected_max = reference.max_pool(x, case.window, **kw)
     np.testing.assert_array_equal(_pool(jaxconv.max_pool, case, x), expected_max)
-    expected_avg = reference.avg_pool(x, case.window, count_include_pad=case.count_include_pad,
-                                      **kw)
+    expected_avg = reference.avg_pool(
+        x, case.window, count_include_pad=case.count_include_pad, **kw
+    )
     got = _pool(jaxconv.avg_pool, case, x, count_include_pad=case.count_include_pad)
-    np.testing.assert_allclose(got, expected_avg, rtol=0,
-                               atol=tol(case.dtype, math.prod(case.window)))
+    np.testing.assert_allclose(
+        got, expected_avg, rtol=0, atol=tol(case.dtype, math.prod(case.window))
+    )
     # and the sizes are the geometry's
     stride = case.stride or case.window
     for n, k, s, axis in zip(case.spatial, case.window, stride, range(1, 4)):
         pad = case.padding if not isinstance(case.padding, tuple) else case.padding[axis - 1]
         if isinstance(pad, str) and pad != "VALID":
             pad = jaxconv.resolve_padding(pad, (n,), (k,), (s,), (1,))[0]
-        assert got.shape[axis] == jaxconv.pool_output_size(n, k, stride=s, padding=pad,
-                                                           ceil_mode=case.ceil_mode)
+        assert got.shape[axis] == jaxconv.pool_output_size(
+            n, k, stride=s, padding=pad, ceil_mode=case.ceil_mode
+        )
 
 
 def test_grid_covers_what_it_claims():
@@ -110,21 +128,33 @@ def test_grid_covers_what_it_claims():
     assert {c.ceil_mode for c in CASES} == {c.count_include_pad for c in CASES} == {True, False}
     assert {c.layout for c in CASES} == {"NHWC", "NCHW"}
     assert {c.dtype for c in CASES} == {"float32", "bfloat16"}
-    forms = {"int" if isinstance(c.padding, int) else "pairs" if isinstance(c.padding, tuple)
-             else c.padding for c in CASES}
+    forms = {
+        "int"
+        if isinstance(c.padding, int)
+        else "pairs"
+        if isinstance(c.padding, tuple)
+        else c.padding
+        for c in CASES
+    }
     assert forms == set(PADDING_FORMS)
 
     def sizes(c: PoolCase, ceil_mode: bool) -> list[int]:
         stride = c.stride or c.window
         pairs, _ = reference.pad_pairs(c.padding, c.spatial, c.window, stride, (1,) * len(stride))
-        return [len(reference._pool_bounds(n, k, s, lo, hi, ceil_mode))
-                for n, k, s, (lo, hi) in zip(c.spatial, c.window, stride, pairs)]
+        return [
+            len(reference._pool_bounds(n, k, s, lo, hi, ceil_mode))
+            for n, k, s, (lo, hi) in zip(c.spatial, c.window, stride, pairs)
+        ]
 
     # ceil_mode really adds outputs in some cases
     assert any(sizes(c, True) != sizes(c, False) for c in CASES if c.ceil_mode)
     # and some high pads reach a whole window (where the padded length fits one window more)
-    assert any(hi >= k for c in CASES if isinstance(c.padding, tuple)
-               for (_, hi), k in zip(c.padding, c.window))
+    assert any(
+        hi >= k
+        for c in CASES
+        if isinstance(c.padding, tuple)
+        for (_, hi), k in zip(c.padding, c.window)
+    )
 
 
 @pytest.mark.parametrize("fn", [jaxconv.max_pool, jaxconv.avg_pool], ids=lambda f: f.__name__)
@@ -133,8 +163,11 @@ def test_ceil_mode_with_a_high_pad_of_a_whole_window(fn):
     # but the one at 4 starts in the high padding (4 >= 3 + 1): ceil_mode keeps 2 (was 3).
     x = jnp.arange(1.0, 4.0).reshape(1, 3, 1)
     y = fn(x, 3, stride=2, padding=((1, 3),), ceil_mode=True)
-    assert y.shape == (1, jaxconv.pool_output_size(3, 3, stride=2, padding=(1, 3),
-                                                   ceil_mode=True), 1) == (1, 2, 1)
+    assert (
+        y.shape
+        == (1, jaxconv.pool_output_size(3, 3, stride=2, padding=(1, 3), ceil_mode=True), 1)
+        == (1, 2, 1)
+    )
     # windows [pad, 1, 2] and [2, 3, pad]
     expected = [2.0, 3.0] if fn is jaxconv.max_pool else [1.0, 5 / 3]
     np.testing.assert_allclose(y[0, :, 0], expected, rtol=0, atol=tol("float32", 3))
@@ -159,12 +192,12 @@ def test_against_pytorch(n, window, stride, padding, ceil_mode, count_include_pa
     x = rng.standard_normal((1, 2, n, n)).astype(np.float32)
     kw = dict(stride=stride, padding=padding, ceil_mode=ceil_mode)
     want_max = torch.nn.functional.max_pool2d(torch.from_numpy(x), window, **kw).numpy()
-    want_avg = torch.nn.functional.avg_pool2d(torch.from_numpy(x), window,
-                                              count_include_pad=count_include_pad, **kw).numpy()
+    want_avg = torch.nn.functional.avg_pool2d(
+        torch.from_numpy(x), window, count_include_pad=count_include_pad, **kw
+    ).numpy()
     xj = jnp.asarray(x)
     got_max = jaxconv.max_pool(xj, window, layout="NCHW", **kw)
-    got_avg = jaxconv.avg_pool(xj, window, layout="NCHW", count_include_pad=count_include_pad,
-                               **kw)
+    got_avg = jaxconv.avg_pool(xj, window, layout="NCHW", count_include_pad=count_include_pad, **kw)
     np.testing.assert_array_equal(got_max, want_max)
     np.testing.assert_allclose(got_avg, want_avg, rtol=0, atol=tol("float32", window * window))
 
@@ -212,7 +245,8 @@ def test_avg_pool_grads(rng):
     with jax.enable_x64(True):
         x = jnp.asarray(rng.standard_normal((1, 7, 6, 2)))
         f = lambda x: jaxconv.avg_pool(  # noqa: E731
-            x, 3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)
+            x, 3, stride=2, padding=1, ceil_mode=True, count_include_pad=False
+        )
         check_grads(f, (x,), order=2, modes=("fwd", "rev"))
 
 
@@ -233,5 +267,6 @@ def test_pooling_jit_and_vmap(rng):
         f = lambda x: fn(x, 3, stride=2, ceil_mode=True)  # noqa: E731, B023
         eager = f(xs[0])
         np.testing.assert_allclose(jax.jit(f)(xs[0]), eager, rtol=0, atol=tol("float32", 9))
-        np.testing.assert_allclose(jax.vmap(f)(xs), jnp.stack([f(x) for x in xs]), rtol=0,
-                                   atol=tol("float32", 9))
+        np.testing.assert_allclose(
+            jax.vmap(f)(xs), jnp.stack([f(x) for x in xs]), rtol=0, atol=tol("float32", 9)
+        )

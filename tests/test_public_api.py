@@ -89,7 +89,6 @@ def test_subpackages_pin_their_surface_and_document_it():
                 assert doc.split("\n", 1)[0].strip(), f"{module.__name__}.{name}: no summary"
 
 
-
 def test_functions_document_their_arguments():
     for name, obj in _callables():
         if inspect.isfunction(obj) and "." not in name:
@@ -107,8 +106,14 @@ def test_import_does_not_load_flax_or_optax():
         "assert not heavy, heavy\n"
         "assert 'jaxconv.nn' not in sys.modules and 'jaxconv.train' not in sys.modules\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=ROOT, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
 
 

@@ -59,8 +59,9 @@ def reduce_only(x, w_reduce, b_reduce):
 
 
 def bottleneck_lax(x, w_reduce, b_reduce, w_spatial, b_spatial):
-    return jax.nn.relu(jaxconv.bottleneck(x, w_reduce, w_spatial, b_reduce, b_spatial,
-                                          reduce_implementation="xla"))
+    return jax.nn.relu(
+        jaxconv.bottleneck(x, w_reduce, w_spatial, b_reduce, b_spatial, reduce_implementation="xla")
+    )
 
 
 def _torch_runners(ctx: Context, arrays, dtype: str) -> dict:
@@ -75,17 +76,32 @@ def _torch_runners(ctx: Context, arrays, dtype: str) -> dict:
     return {
         TORCH_DIRECT: peer.runner(lambda: F.relu(F.conv2d(xt, wd, bd, padding=pad))),
         TORCH_BOTTLENECK: peer.runner(
-            lambda: F.relu(F.conv2d(F.relu(F.conv2d(xt, wr, br)), ws, bs, padding=pad))),
+            lambda: F.relu(F.conv2d(F.relu(F.conv2d(xt, wr, br)), ws, bs, padding=pad))
+        ),
     }
 
 
 def _case(ctx: Context, block: Block, batch: int, dtype: str) -> list[dict]:
     s, c_in, c_r, c_out = block.size, block.c_in, block.c5x5_reduce, block.c5x5
     seed = ctx.seed(block.name, batch, dtype)
-    shapes = [(batch, s, s, c_in), (KERNEL, KERNEL, c_in, c_out), (c_out,), (c_in, c_r), (c_r,),
-              (KERNEL, KERNEL, c_r, c_out), (c_out,)]
-    scales = [1.0, 1 / math.sqrt(KERNEL**2 * c_in), 0.1, 1 / math.sqrt(c_in), 0.1,
-              1 / math.sqrt(KERNEL**2 * c_r), 0.1]
+    shapes = [
+        (batch, s, s, c_in),
+        (KERNEL, KERNEL, c_in, c_out),
+        (c_out,),
+        (c_in, c_r),
+        (c_r,),
+        (KERNEL, KERNEL, c_r, c_out),
+        (c_out,),
+    ]
+    scales = [
+        1.0,
+        1 / math.sqrt(KERNEL**2 * c_in),
+        0.1,
+        1 / math.sqrt(c_in),
+        0.1,
+        1 / math.sqrt(KERNEL**2 * c_r),
+        0.1,
+    ]
     arrays = ctx.rng_arrays(seed, shapes, dtype, scales)
     x, w_d, b_d, *bottleneck_args = arrays
     compiled = {
@@ -111,8 +127,13 @@ def _case(ctx: Context, block: Block, batch: int, dtype: str) -> list[dict]:
     timings = ctx.time(runners)
 
     cost = jaxconv.bottleneck_cost((s, s, c_in), c_out, KERNEL, c_r, batch=batch, dtype=dtype)
-    macs = {DIRECT: cost.macs_direct, EIGEN: cost.macs_direct, TORCH_DIRECT: cost.macs_direct,
-            PART_REDUCE: cost.reduce.macs, PART_SPATIAL: cost.spatial.macs}
+    macs = {
+        DIRECT: cost.macs_direct,
+        EIGEN: cost.macs_direct,
+        TORCH_DIRECT: cost.macs_direct,
+        PART_REDUCE: cost.reduce.macs,
+        PART_SPATIAL: cost.spatial.macs,
+    }
     records = []
     for variant, timing in timings.items():
         is_direct = macs.get(variant) == cost.macs_direct
@@ -121,20 +142,25 @@ def _case(ctx: Context, block: Block, batch: int, dtype: str) -> list[dict]:
             extra = {"peer": "torch", "ratio_vs_jaxconv": timing.median / timings[twin].median}
         else:
             baseline, extra = timings[DIRECT], {}
-        records.append(ctx.record(
-            NAME, variant,
-            default=variant in (DIRECT, EINSUM),
-            batch=batch, dtype=dtype, timing=timing,
-            macs=macs.get(variant, cost.macs_bottleneck),
-            compiled=compiled.get(variant),
-            # op-by-op runs the same computation as (d); XLA's count is the jitted one's
-            xla_flops=compiled[EINSUM].xla_flops if variant == EAGER else None,
-            layer=block.name,
-            speedup_vs_direct=baseline.median / timing.median,
-            analytic_ratio=cost.macs_direct / macs.get(variant, cost.macs_bottleneck),
-            info=variant in (PART_REDUCE, PART_SPATIAL, EIGEN),
-            **extra,
-        ))
+        records.append(
+            ctx.record(
+                NAME,
+                variant,
+                default=variant in (DIRECT, EINSUM),
+                batch=batch,
+                dtype=dtype,
+                timing=timing,
+                macs=macs.get(variant, cost.macs_bottleneck),
+                compiled=compiled.get(variant),
+                # op-by-op runs the same computation as (d); XLA's count is the jitted one's
+                xla_flops=compiled[EINSUM].xla_flops if variant == EAGER else None,
+                layer=block.name,
+                speedup_vs_direct=baseline.median / timing.median,
+                analytic_ratio=cost.macs_direct / macs.get(variant, cost.macs_bottleneck),
+                info=variant in (PART_REDUCE, PART_SPATIAL, EIGEN),
+                **extra,
+            )
+        )
     return records
 
 

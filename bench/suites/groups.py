@@ -110,7 +110,9 @@ TINY = (
 def _spec(s: Shape, dtype: str):
     return jaxconv.kernels.conv_spec(
         jax.ShapeDtypeStruct((s.batch, s.size, s.size, s.c_in), dtype),
-        jax.ShapeDtypeStruct(s.kernel_shape, dtype), **s.conv_args())
+        jax.ShapeDtypeStruct(s.kernel_shape, dtype),
+        **s.conv_args(),
+    )
 
 
 def _torch(ctx: Context, s: Shape, x, w, dy, dtype: str):
@@ -121,9 +123,11 @@ def _torch(ctx: Context, s: Shape, x, w, dy, dtype: str):
     wt = ctx.peer.kernel(w, dtype, transposed=s.transposed)
     xg, wg = xt.clone().requires_grad_(), wt.clone().requires_grad_()
     if s.transposed:
+
         def conv(a, b):
             return F.conv_transpose2d(a, b, stride=s.stride, padding=s.pad)
     else:
+
         def conv(a, b):
             return F.conv2d(a, b, stride=s.stride, padding=s.pad, groups=s.groups)
 
@@ -145,8 +149,10 @@ def _check_peer(s: Shape, dtype: str, y, y_torch) -> float:
         raise RuntimeError(f"{s.name}: torch's output is {got.shape}, jaxconv's {ref.shape}")
     err = float(np.max(np.abs(got - ref)) / max(float(np.max(np.abs(ref))), 1e-30))
     if err > PEER_TOLERANCE.get(dtype, 3e-2):
-        raise RuntimeError(f"{s.name} {dtype}: torch and jaxconv disagree (max error "
-                           f"{err:.2g} of the output's max): not the same conv")
+        raise RuntimeError(
+            f"{s.name} {dtype}: torch and jaxconv disagree (max error "
+            f"{err:.2g} of the output's max): not the same conv"
+        )
     return err
 
 
@@ -162,9 +168,12 @@ def _case(ctx: Context, s: Shape, dtype: str) -> list[dict]:
         if why is not None:
             skipped[variant] = why
     variants = {v: n for v, n in VARIANTS.items() if v not in skipped}
-    x, w, dy = ctx.rng_arrays(ctx.seed(s, dtype), [(s.batch, s.size, s.size, s.c_in),
-                                                   s.kernel_shape, spec.out_shape],
-                              dtype, [1.0, (s.k * s.k * s.c_in // s.groups) ** -0.5, 1.0])
+    x, w, dy = ctx.rng_arrays(
+        ctx.seed(s, dtype),
+        [(s.batch, s.size, s.size, s.c_in), s.kernel_shape, spec.out_shape],
+        dtype,
+        [1.0, (s.k * s.k * s.c_in // s.groups) ** -0.5, 1.0],
+    )
     w_jaxconv = w[::-1, ::-1] if s.transposed else w  # lax's transposed conv: flipped kernel
     compiled = {p: {} for p in PASSES}
     for variant, name in variants.items():
@@ -186,19 +195,41 @@ def _case(ctx: Context, s: Shape, dtype: str) -> list[dict]:
         torch_s = timings["torch"].median if peer is not None else None
         for variant, timing in timings.items():
             is_default = variant == "default"
-            extra = dict(layer=s.name, spatial=s.size, c_in=s.c_in, c_out=s.c_out, k=s.k,
-                         stride=s.stride, groups=s.groups, transposed=s.transposed,
-                         **{"pass": pass_name}, plan="/".join(plan) if is_default else None,
-                         speedup_vs_lax=lax_s / timing.median, skipped=skipped or None)
+            extra = dict(
+                layer=s.name,
+                spatial=s.size,
+                c_in=s.c_in,
+                c_out=s.c_out,
+                k=s.k,
+                stride=s.stride,
+                groups=s.groups,
+                transposed=s.transposed,
+                **{"pass": pass_name},
+                plan="/".join(plan) if is_default else None,
+                speedup_vs_lax=lax_s / timing.median,
+                skipped=skipped or None,
+            )
             if variant == "torch":
-                extra.update(peer="torch", ratio_vs_jaxconv=timing.median
-                             / timings["default"].median, peer_max_rel_err=peer_err)
+                extra.update(
+                    peer="torch",
+                    ratio_vs_jaxconv=timing.median / timings["default"].median,
+                    peer_max_rel_err=peer_err,
+                )
             elif torch_s is not None:
                 extra["speed_vs_torch"] = torch_s / timing.median
-            records.append(ctx.record(
-                NAME, f"{variant} {pass_name}", default=is_default, batch=s.batch, dtype=dtype,
-                timing=timing, macs=macs * (1 if pass_name == "fwd" else 3),
-                compiled=compiled[pass_name].get(variant), **extra))
+            records.append(
+                ctx.record(
+                    NAME,
+                    f"{variant} {pass_name}",
+                    default=is_default,
+                    batch=s.batch,
+                    dtype=dtype,
+                    timing=timing,
+                    macs=macs * (1 if pass_name == "fwd" else 3),
+                    compiled=compiled[pass_name].get(variant),
+                    **extra,
+                )
+            )
     return records
 
 
@@ -212,28 +243,45 @@ def _notes(ctx: Context, records: list[dict]) -> None:
         ctx.note(f"{variant} skipped on {', '.join(cases)}: {why}.")
     for pass_name in PASSES:
         for dtype in dict.fromkeys(r["dtype"] for r in records):
-            rows = [r for r in records if r["pass"] == pass_name and r["dtype"] == dtype
-                    and not r.get("peer")]
+            rows = [
+                r
+                for r in records
+                if r["pass"] == pass_name and r["dtype"] == dtype and not r.get("peer")
+            ]
             if not rows:
                 continue
-            for key, label in (("speed_vs_torch", "torch's speed"),
-                               ("speedup_vs_lax", "plain lax's speed")):
+            for key, label in (
+                ("speed_vs_torch", "torch's speed"),
+                ("speedup_vs_lax", "plain lax's speed"),
+            ):
                 parts = []
                 for variant in VARIANTS:
-                    sel = [r for r in rows if r["variant"] == f"{variant} {pass_name}"
-                           and r.get(key) is not None]
+                    sel = [
+                        r
+                        for r in rows
+                        if r["variant"] == f"{variant} {pass_name}" and r.get(key) is not None
+                    ]
                     if sel and not (key == "speedup_vs_lax" and variant == "xla"):
                         q = [r[key] for r in sel]
-                        parts.append(f"{variant} median {statistics.median(q):.2f}× (min "
-                                     f"{min(q):.2f}×, {len(sel)} convs)")
+                        parts.append(
+                            f"{variant} median {statistics.median(q):.2f}× (min "
+                            f"{min(q):.2f}×, {len(sel)} convs)"
+                        )
                 if parts:
                     ctx.note(f"{pass_name} {dtype}: vs {label}: " + "; ".join(parts) + ".")
-            slow = [f"{r['layer']} {r['speed_vs_torch']:.2f}×" for r in rows
-                    if r["default"] and r.get("speed_vs_torch") is not None
-                    and r["speed_vs_torch"] < 0.9]
+            slow = [
+                f"{r['layer']} {r['speed_vs_torch']:.2f}×"
+                for r in rows
+                if r["default"]
+                and r.get("speed_vs_torch") is not None
+                and r["speed_vs_torch"] < 0.9
+            ]
             if slow:
-                ctx.note(f"{pass_name} {dtype}: the default is below 0.9× torch's speed on "
-                         + ", ".join(slow) + ".")
+                ctx.note(
+                    f"{pass_name} {dtype}: the default is below 0.9× torch's speed on "
+                    + ", ".join(slow)
+                    + "."
+                )
 
 
 def run(ctx: Context) -> list[dict]:
@@ -241,8 +289,12 @@ def run(ctx: Context) -> list[dict]:
     replaces each shape's own batch size."""
     base = TINY if ctx.options.quick else SHAPES
     batches = ctx.options.batches or (None,)
-    grid = [(s._replace(batch=n or s.batch), d) for s in base for n in batches
-            for d in ctx.dtypes(DTYPES)]
+    grid = [
+        (s._replace(batch=n or s.batch), d)
+        for s in base
+        for n in batches
+        for d in ctx.dtypes(DTYPES)
+    ]
     records = []
     for s, dtype in ctx.track(grid, lambda c: f"{c[0].name} {c[1]}"):
         records += _case(ctx, s, dtype)

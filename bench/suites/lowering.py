@@ -50,26 +50,32 @@ class Shape(NamedTuple):
 
 def shapes() -> tuple[Shape, ...]:
     """Every distinct conv of the three networks, in network order."""
-    out = [Shape("googlenet.conv1", 8, 224, 3, 64, 7, 2),
-           Shape("googlenet.conv2_reduce", 8, 56, 64, 64, 1),
-           Shape("googlenet.conv2", 8, 56, 64, 192, 3)]
+    out = [
+        Shape("googlenet.conv1", 8, 224, 3, 64, 7, 2),
+        Shape("googlenet.conv2_reduce", 8, 56, 64, 64, 1),
+        Shape("googlenet.conv2", 8, 56, 64, 192, 3),
+    ]
     for b in BLOCKS:
         tag = "googlenet." + b.name.removeprefix("inception_")
-        out += [Shape(f"{tag}.1x1", 32, b.size, b.c_in, b.c1x1, 1),
-                Shape(f"{tag}.3x3_reduce", 32, b.size, b.c_in, b.c3x3_reduce, 1),
-                Shape(f"{tag}.3x3", 32, b.size, b.c3x3_reduce, b.c3x3, 3),
-                Shape(f"{tag}.5x5_reduce", 32, b.size, b.c_in, b.c5x5_reduce, 1),
-                Shape(f"{tag}.5x5", 32, b.size, b.c5x5_reduce, b.c5x5, 5),
-                Shape(f"{tag}.pool_proj", 32, b.size, b.c_in, b.pool_proj, 1)]
-    out += [Shape("nin.mlpconv1.conv", 32, 32, 3, 192, 5),
-            Shape("nin.mlpconv1.cccp1", 32, 32, 192, 160, 1),
-            Shape("nin.mlpconv1.cccp2", 32, 32, 160, 96, 1),
-            Shape("nin.mlpconv2.conv", 32, 16, 96, 192, 5),
-            Shape("nin.mlpconv2.cccp", 32, 16, 192, 192, 1),
-            Shape("nin.mlpconv3.conv", 32, 8, 192, 192, 3),
-            Shape("nin.mlpconv3.cccp", 32, 8, 192, 192, 1),
-            Shape("nin.mlpconv3.cccp_out", 32, 8, 192, 10, 1),
-            Shape("seed.direct_5x5", 32, 14, 480, 48, 5)]
+        out += [
+            Shape(f"{tag}.1x1", 32, b.size, b.c_in, b.c1x1, 1),
+            Shape(f"{tag}.3x3_reduce", 32, b.size, b.c_in, b.c3x3_reduce, 1),
+            Shape(f"{tag}.3x3", 32, b.size, b.c3x3_reduce, b.c3x3, 3),
+            Shape(f"{tag}.5x5_reduce", 32, b.size, b.c_in, b.c5x5_reduce, 1),
+            Shape(f"{tag}.5x5", 32, b.size, b.c5x5_reduce, b.c5x5, 5),
+            Shape(f"{tag}.pool_proj", 32, b.size, b.c_in, b.pool_proj, 1),
+        ]
+    out += [
+        Shape("nin.mlpconv1.conv", 32, 32, 3, 192, 5),
+        Shape("nin.mlpconv1.cccp1", 32, 32, 192, 160, 1),
+        Shape("nin.mlpconv1.cccp2", 32, 32, 160, 96, 1),
+        Shape("nin.mlpconv2.conv", 32, 16, 96, 192, 5),
+        Shape("nin.mlpconv2.cccp", 32, 16, 192, 192, 1),
+        Shape("nin.mlpconv3.conv", 32, 8, 192, 192, 3),
+        Shape("nin.mlpconv3.cccp", 32, 8, 192, 192, 1),
+        Shape("nin.mlpconv3.cccp_out", 32, 8, 192, 10, 1),
+        Shape("seed.direct_5x5", 32, 14, 480, 48, 5),
+    ]
     seen, unique = set(), []
     for s in out:
         key = s[1:]
@@ -87,7 +93,9 @@ def _spec(s: Shape, dtype: str):
     return jaxconv.kernels.conv_spec(
         jax.ShapeDtypeStruct((s.batch, s.size, s.size, s.c_in), dtype),
         jax.ShapeDtypeStruct((s.k, s.k, s.c_in, s.c_out), dtype),
-        stride=s.stride, padding=s.k // 2)
+        stride=s.stride,
+        padding=s.k // 2,
+    )
 
 
 def conv_functions(implementation: str | None, **conv_args):
@@ -111,8 +119,11 @@ def _functions(name: str | None, s: Shape):
 def _torch(ctx: Context, s: Shape, x, w, dy, dtype: str):
     torch = ctx.peer.torch
     conv2d = torch.nn.functional.conv2d
-    xt, wt, dyt = ctx.peer.activation(x, dtype), ctx.peer.kernel(w, dtype), ctx.peer.activation(
-        dy, dtype)
+    xt, wt, dyt = (
+        ctx.peer.activation(x, dtype),
+        ctx.peer.kernel(w, dtype),
+        ctx.peer.activation(dy, dtype),
+    )
     xg, wg = xt.clone().requires_grad_(), wt.clone().requires_grad_()
 
     def backward():
@@ -120,8 +131,10 @@ def _torch(ctx: Context, s: Shape, x, w, dy, dtype: str):
         conv2d(xg, wg, stride=s.stride, padding=s.k // 2).backward(dyt)
         return wg.grad
 
-    return (ctx.peer.runner(lambda: conv2d(xt, wt, stride=s.stride, padding=s.k // 2)),
-            ctx.peer.train_runner(backward))
+    return (
+        ctx.peer.runner(lambda: conv2d(xt, wt, stride=s.stride, padding=s.k // 2)),
+        ctx.peer.train_runner(backward),
+    )
 
 
 def _case(ctx: Context, s: Shape, dtype: str) -> list[dict]:
@@ -132,9 +145,12 @@ def _case(ctx: Context, s: Shape, dtype: str) -> list[dict]:
         # The default's lowerings, plain lax and einsum (with --full: every candidate).
         keep = {*plan, "xla", "einsum"}
         names = [n for n in names if n in keep]
-    x, w, dy = ctx.rng_arrays(ctx.seed(s, dtype), [(s.batch, s.size, s.size, s.c_in),
-                                                   (s.k, s.k, s.c_in, s.c_out), spec.out_shape],
-                              dtype, [1.0, (s.k * s.k * s.c_in) ** -0.5, 1.0])
+    x, w, dy = ctx.rng_arrays(
+        ctx.seed(s, dtype),
+        [(s.batch, s.size, s.size, s.c_in), (s.k, s.k, s.c_in, s.c_out), spec.out_shape],
+        dtype,
+        [1.0, (s.k * s.k * s.c_in) ** -0.5, 1.0],
+    )
     compiled = {p: {} for p in PASSES}
     for name in names:
         fwd, fb = _functions(name, s)
@@ -145,8 +161,16 @@ def _case(ctx: Context, s: Shape, dtype: str) -> list[dict]:
         compiled["fwd+bwd"]["default"] = ctx.compile(_functions(None, s)[1], x, w, dy)
     chosen = {"fwd": plan.fwd, "fwd+bwd": "default" if split else plan.fwd}
     peer = _torch(ctx, s, x, w, dy, dtype) if ctx.peer is not None else None
-    cost = jaxconv.conv_cost((s.size, s.size, s.c_in), s.c_out, s.k, stride=s.stride,
-                             padding=s.k // 2, bias=False, batch=s.batch, dtype=dtype)
+    cost = jaxconv.conv_cost(
+        (s.size, s.size, s.c_in),
+        s.c_out,
+        s.k,
+        stride=s.stride,
+        padding=s.k // 2,
+        bias=False,
+        batch=s.batch,
+        dtype=dtype,
+    )
     records = []
     for i, pass_name in enumerate(PASSES):
         runners = dict(compiled[pass_name])
@@ -158,19 +182,36 @@ def _case(ctx: Context, s: Shape, dtype: str) -> list[dict]:
         macs = cost.macs * (1 if pass_name == "fwd" else 3)
         for variant, timing in timings.items():
             is_default = variant == chosen[pass_name]
-            extra = dict(layer=s.name, spatial=s.size, c_in=s.c_in, c_out=s.c_out, k=s.k,
-                         stride=s.stride, **{"pass": pass_name},
-                         plan="/".join(plan) if is_default else None,
-                         speedup_vs_lax=lax_s / timing.median)
+            extra = dict(
+                layer=s.name,
+                spatial=s.size,
+                c_in=s.c_in,
+                c_out=s.c_out,
+                k=s.k,
+                stride=s.stride,
+                **{"pass": pass_name},
+                plan="/".join(plan) if is_default else None,
+                speedup_vs_lax=lax_s / timing.median,
+            )
             if variant == "torch":
-                extra.update(peer="torch", ratio_vs_jaxconv=timing.median
-                             / timings[chosen[pass_name]].median)
+                extra.update(
+                    peer="torch", ratio_vs_jaxconv=timing.median / timings[chosen[pass_name]].median
+                )
             elif torch_s is not None:
                 extra["speed_vs_torch"] = torch_s / timing.median
-            records.append(ctx.record(
-                NAME, f"{variant} {pass_name}", default=is_default,
-                batch=s.batch, dtype=dtype, timing=timing, macs=macs,
-                compiled=compiled[pass_name].get(variant), **extra))
+            records.append(
+                ctx.record(
+                    NAME,
+                    f"{variant} {pass_name}",
+                    default=is_default,
+                    batch=s.batch,
+                    dtype=dtype,
+                    timing=timing,
+                    macs=macs,
+                    compiled=compiled[pass_name].get(variant),
+                    **extra,
+                )
+            )
     return records
 
 
@@ -180,34 +221,52 @@ def _notes(ctx: Context, records: list[dict]) -> None:
         if not chosen:
             continue
         vs_lax = [r["speedup_vs_lax"] for r in chosen]
-        slower = [f"{r['layer']} {r['speedup_vs_lax']:.2f}×" for r in chosen
-                  if r["speedup_vs_lax"] < 1]
-        ctx.note(f"{pass_name}: the default is >= plain lax on {len(chosen) - len(slower)} of "
-                 f"{len(chosen)} convs (median {statistics.median(vs_lax):.2f}×, min "
-                 f"{min(vs_lax):.2f}×)" + (f"; slower: {', '.join(slower)}" if slower else "."))
+        slower = [
+            f"{r['layer']} {r['speedup_vs_lax']:.2f}×" for r in chosen if r["speedup_vs_lax"] < 1
+        ]
+        ctx.note(
+            f"{pass_name}: the default is >= plain lax on {len(chosen) - len(slower)} of "
+            f"{len(chosen)} convs (median {statistics.median(vs_lax):.2f}×, min "
+            f"{min(vs_lax):.2f}×)" + (f"; slower: {', '.join(slower)}" if slower else ".")
+        )
         torch_rows = [r for r in chosen if r.get("speed_vs_torch") is not None]
         if torch_rows:
-            below = [f"{r['layer']} {r['speed_vs_torch']:.2f}×" for r in torch_rows
-                     if r["speed_vs_torch"] < 0.9]
+            below = [
+                f"{r['layer']} {r['speed_vs_torch']:.2f}×"
+                for r in torch_rows
+                if r["speed_vs_torch"] < 0.9
+            ]
             q = [r["speed_vs_torch"] for r in torch_rows]
-            ctx.note(f"{pass_name}: the default runs at >= 0.9× torch's speed on "
-                     f"{len(torch_rows) - len(below)} of {len(torch_rows)} convs (median "
-                     f"{statistics.median(q):.2f}×)" + (f"; below: {', '.join(below)}"
-                                                         if below else "."))
+            ctx.note(
+                f"{pass_name}: the default runs at >= 0.9× torch's speed on "
+                f"{len(torch_rows) - len(below)} of {len(torch_rows)} convs (median "
+                f"{statistics.median(q):.2f}×)" + (f"; below: {', '.join(below)}" if below else ".")
+            )
         best = max(chosen, key=lambda r: r["peak_fraction"])
-        ctx.note(f"{pass_name}: best default {best['peak_fraction']:.0%} of the GEMM peak "
-                 f"({best['layer']}, {best['variant']}, {best['gflops']:.0f} GFLOP/s counting "
-                 f"every tap).")
+        ctx.note(
+            f"{pass_name}: best default {best['peak_fraction']:.0%} of the GEMM peak "
+            f"({best['layer']}, {best['variant']}, {best['gflops']:.0f} GFLOP/s counting "
+            f"every tap)."
+        )
     wins: dict[str, int] = {}
     for layer in dict.fromkeys(r["layer"] for r in records):
         for pass_name in PASSES:
-            rows = [r for r in records if r["layer"] == layer and r["pass"] == pass_name
-                    and not r.get("peer") and not r["variant"].startswith("default")]
+            rows = [
+                r
+                for r in records
+                if r["layer"] == layer
+                and r["pass"] == pass_name
+                and not r.get("peer")
+                and not r["variant"].startswith("default")
+            ]
             if rows:
                 best = min(rows, key=lambda r: r["median_s"])["variant"].rsplit(" ", 1)[0]
                 wins[best] = wins.get(best, 0) + 1
-    ctx.note("fastest lowering per (conv, pass): " + ", ".join(
-        f"{k} {v}" for k, v in sorted(wins.items(), key=lambda kv: -kv[1])) + ".")
+    ctx.note(
+        "fastest lowering per (conv, pass): "
+        + ", ".join(f"{k} {v}" for k, v in sorted(wins.items(), key=lambda kv: -kv[1]))
+        + "."
+    )
 
 
 def run(ctx: Context) -> list[dict]:
@@ -215,8 +274,9 @@ def run(ctx: Context) -> list[dict]:
     replaces each shape's own batch size."""
     base = TINY if ctx.options.quick else shapes()
     batches = ctx.options.batches or (None,)
-    grid = [(s._replace(batch=n or s.batch), d) for s in base for n in batches
-            for d in ctx.dtypes()]
+    grid = [
+        (s._replace(batch=n or s.batch), d) for s in base for n in batches for d in ctx.dtypes()
+    ]
     records = []
     for s, dtype in ctx.track(grid, lambda c: f"{c[0].name} {c[1]}"):
         records += _case(ctx, s, dtype)

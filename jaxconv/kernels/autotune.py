@@ -59,25 +59,36 @@ def _compile(fn: Callable[..., Any], args: Arrays) -> Callable[..., Any] | None:
         return None
 
 
-def _medians(fns: dict[str, Callable[..., Any]], args: Arrays, repeats: int,
-             warmup: int) -> dict[str, float]:
+def _medians(
+    fns: dict[str, Callable[..., Any]], args: Arrays, repeats: int, warmup: int
+) -> dict[str, float]:
     """Median seconds of each function that compiled, timed primed round-robin."""
     compiled = {n: c for n, f in fns.items() if (c := _compile(f, args)) is not None}
     runners: dict[str, Callable[[], Any]] = {
-        n: functools.partial(c, *args) for n, c in compiled.items()}
+        n: functools.partial(c, *args) for n, c in compiled.items()
+    }
     timings = round_robin(runners, repeats, warmup)
     return {n: statistics.median(t) for n, t in timings.items()}
 
 
 def _arrays(spec: ConvSpec, seed: int) -> Arrays:
     rng = np.random.default_rng(seed)
-    x, w, dy = (jax.numpy.asarray(rng.standard_normal(s), spec.dtype)
-                for s in (spec.x_shape, spec.w_shape, spec.out_shape))
+    x, w, dy = (
+        jax.numpy.asarray(rng.standard_normal(s), spec.dtype)
+        for s in (spec.x_shape, spec.w_shape, spec.out_shape)
+    )
     return x, w, dy.astype(spec.out_dtype)
 
 
-def _tune(spec: ConvSpec, names: Sequence[str], grad: bool, repeats: int, warmup: int,
-          args: Arrays, platform: str) -> tuple[Plan, dict[str, dict[str, float]]]:
+def _tune(
+    spec: ConvSpec,
+    names: Sequence[str],
+    grad: bool,
+    repeats: int,
+    warmup: int,
+    args: Arrays,
+    platform: str,
+) -> tuple[Plan, dict[str, dict[str, float]]]:
     """The fastest lowering per role; with ``grad``, then the fastest whole step among those
     winners put together and every lowering that does all three roles itself (winners that
     each won alone may not share caches or layouts: GoogLeNet 4d 5×5, a Winograd forward with
@@ -85,16 +96,26 @@ def _tune(spec: ConvSpec, names: Sequence[str], grad: bool, repeats: int, warmup
     fallback = default_plan(spec, platform)
     times: dict[str, dict[str, float]] = {}
     for role in ROLES if grad else ("fwd",):
-        times[role] = _medians({n: _role_function(n, role, spec) for n in names
-                                if role in LOWERINGS[n].roles}, args, repeats, warmup)
-    chosen = Plan(*(min(times[r], key=times[r].__getitem__) if times.get(r)
-                    else getattr(fallback, r) for r in ROLES))
+        times[role] = _medians(
+            {n: _role_function(n, role, spec) for n in names if role in LOWERINGS[n].roles},
+            args,
+            repeats,
+            warmup,
+        )
+    chosen = Plan(
+        *(
+            min(times[r], key=times[r].__getitem__) if times.get(r) else getattr(fallback, r)
+            for r in ROLES
+        )
+    )
     if grad:
-        plans = dict.fromkeys([chosen, *(Plan(n, n, n) for n in names
-                                         if set(ROLES) <= set(LOWERINGS[n].roles))])
+        plans = dict.fromkeys(
+            [chosen, *(Plan(n, n, n) for n in names if set(ROLES) <= set(LOWERINGS[n].roles))]
+        )
         if len(plans) > 1:
-            step = _medians({"/".join(p): _step_function(p, spec) for p in plans}, args,
-                            repeats, warmup)
+            step = _medians(
+                {"/".join(p): _step_function(p, spec) for p in plans}, args, repeats, warmup
+            )
             times["fwd+bwd"] = step
             if step:
                 chosen = Plan(*min(step, key=step.__getitem__).split("/"))
@@ -164,11 +185,16 @@ def autotune(
         names = [n for n in candidates(spec, platform) if lowerings is None or n in lowerings]
         if not names:
             continue
-        chosen, times = _tune(spec, names, grad, repeats, warmup, _arrays(spec, seed=i),
-                              platform)
+        chosen, times = _tune(spec, names, grad, repeats, warmup, _arrays(spec, seed=i), platform)
         plans[spec] = chosen
-        entry = {**chosen._asdict(), "ms": {role: {n: round(t * 1e3, 4) for n, t in ts.items()}
-                                            for role, ts in times.items() if ts}}
+        entry = {
+            **chosen._asdict(),
+            "ms": {
+                role: {n: round(t * 1e3, 4) for n, t in ts.items()}
+                for role, ts in times.items()
+                if ts
+            },
+        }
         if save:  # after every conv, so a long tuning that is interrupted keeps what it measured
             tables.save(kind, {spec: entry}, Path(path) if path is not None else None, meta)
     return plans

@@ -26,7 +26,6 @@ Role = Literal["fwd", "dx", "dw"]
 ROLES: tuple[Role, ...] = ("fwd", "dx", "dw")
 
 
-
 class Plan(NamedTuple):
     """The lowering names for a conv's forward, input gradient and weight gradient.
 

@@ -82,8 +82,10 @@ class Choice:
     available: dict[str, str | None]
 
     def __str__(self) -> str:
-        lines = [f"plan: fwd={self.plan.fwd} dx={self.plan.dx} dw={self.plan.dw}",
-                 f"from: {self.source} — {self.reason}"]
+        lines = [
+            f"plan: fwd={self.plan.fwd} dx={self.plan.dx} dw={self.plan.dw}",
+            f"from: {self.source} — {self.reason}",
+        ]
         for name, why in self.available.items():
             lines.append(f"  {name}: {'applies' if why is None else why}")
         return "\n".join(lines)
@@ -117,7 +119,8 @@ def _table_problem(spec: ConvSpec, plan: Plan) -> str | None:
 
 #: The lists :func:`recording` collects into (a context variable: per thread and task).
 _RECORDERS: contextvars.ContextVar[tuple[list[ConvSpec], ...]] = contextvars.ContextVar(
-    "jaxconv_recorders", default=())
+    "jaxconv_recorders", default=()
+)
 
 
 @contextlib.contextmanager
@@ -146,8 +149,13 @@ def _kind(platform: str) -> str:
     return device_kind(platform)
 
 
-def choose(spec: ConvSpec, implementation: Any = None, *, platform: str | None = None,
-           table: tables.Table | None = None) -> Choice:
+def choose(
+    spec: ConvSpec,
+    implementation: Any = None,
+    *,
+    platform: str | None = None,
+    table: tables.Table | None = None,
+) -> Choice:
     """The plan for ``spec``, and why: see the module doc for the order.
 
     Args:
@@ -172,16 +180,27 @@ def choose(spec: ConvSpec, implementation: Any = None, *, platform: str | None =
     platform = platform or jax.default_backend()
     if isinstance(implementation, Plan):
         _check_explicit(spec, implementation)
-        return Choice(spec, implementation, "implementation", "the Plan asked for", None, None,
-                      available(spec))
+        return Choice(
+            spec,
+            implementation,
+            "implementation",
+            "the Plan asked for",
+            None,
+            None,
+            available(spec),
+        )
     if implementation is not None:
         lowering = get(implementation)
         why = lowering.supports(spec)
         if why is not None:
             raise ValueError(f"`implementation` (={implementation!r}) does not apply: {why}")
         fallback = default_plan(spec, platform)
-        plan = Plan(*(lowering.name if role in lowering.roles else getattr(fallback, role)
-                      for role in ROLES))
+        plan = Plan(
+            *(
+                lowering.name if role in lowering.roles else getattr(fallback, role)
+                for role in ROLES
+            )
+        )
         reason = f"implementation={implementation!r}"
         if plan != Plan(lowering.name, lowering.name, lowering.name):
             reason += "; the roles it does not compute come from the cost model"
@@ -195,13 +214,27 @@ def choose(spec: ConvSpec, implementation: Any = None, *, platform: str | None =
     if tuned is not None:
         problem = _table_problem(spec, tuned)
         if problem is None:
-            return Choice(spec, tuned, "table", f"measured by autotune ({table.path})", kind,
-                          table.path, available(spec))
+            return Choice(
+                spec,
+                tuned,
+                "table",
+                f"measured by autotune ({table.path})",
+                kind,
+                table.path,
+                available(spec),
+            )
         why = f"the table entry {tuple(tuned)} {problem}; "
     elif table.problem is not None:
         why = f"the table {table.path} is {table.problem}; "
     else:
         why = "no tuning table entry for this conv; "
     plan = default_plan(spec, platform)
-    return Choice(spec, plan, "cost model", why + f"{plan.fwd} applies and is preferred", kind,
-                  table.path, available(spec))
+    return Choice(
+        spec,
+        plan,
+        "cost model",
+        why + f"{plan.fwd} applies and is preferred",
+        kind,
+        table.path,
+        available(spec),
+    )

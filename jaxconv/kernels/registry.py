@@ -47,14 +47,16 @@ def available(spec: ConvSpec) -> dict[str, str | None]:
     return {name: lowering.supports(spec) for name, lowering in LOWERINGS.items()}
 
 
-def candidates(spec: ConvSpec, platform: str | None = None,
-               role: Role | None = None) -> tuple[str, ...]:
+def candidates(
+    spec: ConvSpec, platform: str | None = None, role: Role | None = None
+) -> tuple[str, ...]:
     """The lowerings selection may choose for ``spec`` on ``platform`` (default: jax's default
     backend): those that apply, whose ``backends`` include the platform and, given a ``role``,
     that own it."""
     platform = platform or jax.default_backend()
     return tuple(
-        name for name, lowering in LOWERINGS.items()
+        name
+        for name, lowering in LOWERINGS.items()
         if lowering.supports(spec) is None
         and (lowering.backends is None or platform in lowering.backends)
         and (role is None or role in lowering.roles)

@@ -25,13 +25,13 @@ __all__ = ["run"]
 
 
 def _bias(y: jax.Array, b: jax.Array, spec: ConvSpec) -> jax.Array:
-    shape = ((1,) * (y.ndim - 1) + (-1,) if spec.channels_last
-             else (1, -1) + (1,) * (y.ndim - 2))
+    shape = (1,) * (y.ndim - 1) + (-1,) if spec.channels_last else (1, -1) + (1,) * (y.ndim - 2)
     return jnp.reshape(b, shape).astype(y.dtype)  # the bias is cast to the output dtype
 
 
-def _forward(x: jax.Array, w: jax.Array, b: jax.Array | None, spec: ConvSpec, plan: Plan,
-             relu: bool) -> jax.Array:
+def _forward(
+    x: jax.Array, w: jax.Array, b: jax.Array | None, spec: ConvSpec, plan: Plan, relu: bool
+) -> jax.Array:
     lowering = LOWERINGS[plan.fwd]
     if lowering.fused is not None and (b is not None or relu):
         bias = b if b is not None else jnp.zeros((spec.out_channels,), spec.out_dtype)
@@ -43,8 +43,9 @@ def _forward(x: jax.Array, w: jax.Array, b: jax.Array | None, spec: ConvSpec, pl
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5))
-def _run(x: jax.Array, w: jax.Array, b: jax.Array | None, spec: ConvSpec, plan: Plan,
-         relu: bool) -> jax.Array:
+def _run(
+    x: jax.Array, w: jax.Array, b: jax.Array | None, spec: ConvSpec, plan: Plan, relu: bool
+) -> jax.Array:
     return _forward(x, w, b, spec, plan, relu)
 
 
@@ -66,8 +67,15 @@ def _run_jvp(spec, plan, relu, primals, tangents):
 _run.defjvp(_run_jvp, symbolic_zeros=True)
 
 
-def run(plan: Plan, x: jax.Array, w: jax.Array, spec: ConvSpec, b: jax.Array | None = None,
-        *, relu: bool = False) -> jax.Array:
+def run(
+    plan: Plan,
+    x: jax.Array,
+    w: jax.Array,
+    spec: ConvSpec,
+    b: jax.Array | None = None,
+    *,
+    relu: bool = False,
+) -> jax.Array:
     """``conv(x, w) (+ b) (then ReLU)`` for ``spec``, by ``plan``.
 
     Args:
@@ -94,7 +102,10 @@ def run(plan: Plan, x: jax.Array, w: jax.Array, spec: ConvSpec, b: jax.Array | N
     if spec.batch == 0:  # nothing to compute, whatever the lowering
         return jnp.zeros(spec.out_shape, spec.out_dtype)
     if spec.padding_mode is not None:
-        pads = (((0, 0), *spec.pre_pad, (0, 0)) if spec.channels_last
-                else ((0, 0), (0, 0), *spec.pre_pad))
+        pads = (
+            ((0, 0), *spec.pre_pad, (0, 0))
+            if spec.channels_last
+            else ((0, 0), (0, 0), *spec.pre_pad)
+        )
         x = jnp.pad(x, pads, mode=spec.padding_mode)
     return _run(x, w, b, spec.lowered(), plan, relu)

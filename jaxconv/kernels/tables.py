@@ -63,10 +63,17 @@ def spec_key(spec: ConvSpec) -> str:
     spec = spec.lowered()
     pads = "x".join(f"{lo}_{hi}" for lo, hi in spec.padding)
     parts = [
-        f"{spec.ndim}d", spec.lhs_spec, f"{_dims(spec.in_spatial)}x{spec.in_channels}",
-        f"k{_dims(spec.kernel)}", f"o{spec.out_channels}", f"s{_dims(spec.stride)}",
-        f"d{_dims(spec.dilation)}", f"i{_dims(spec.input_dilation)}", f"p{pads}",
-        f"g{spec.groups}", spec.dtype,
+        f"{spec.ndim}d",
+        spec.lhs_spec,
+        f"{_dims(spec.in_spatial)}x{spec.in_channels}",
+        f"k{_dims(spec.kernel)}",
+        f"o{spec.out_channels}",
+        f"s{_dims(spec.stride)}",
+        f"d{_dims(spec.dilation)}",
+        f"i{_dims(spec.input_dilation)}",
+        f"p{pads}",
+        f"g{spec.groups}",
+        spec.dtype,
     ]
     if spec.precision is not None:
         parts.append(f"precision={spec.precision}")
@@ -154,8 +161,12 @@ def load(kind: str, path: Path | None = None) -> Table:
     return _read(str(path), stat.st_mtime_ns, stat.st_size)
 
 
-def save(kind: str, entries: Mapping[ConvSpec, Mapping[str, Any]], path: Path | None = None,
-         meta: Mapping[str, Any] | None = None) -> Path:
+def save(
+    kind: str,
+    entries: Mapping[ConvSpec, Mapping[str, Any]],
+    path: Path | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> Path:
     """Merges ``entries`` (spec → ``{"fwd", "dx", "dw", ...}``) into the table file for
     ``kind`` (or ``path``), atomically; returns the path. Nothing is kept in memory: the next
     :func:`load` sees the new file."""
@@ -172,8 +183,9 @@ def save(kind: str, entries: Mapping[ConvSpec, Mapping[str, Any]], path: Path | 
     merged: dict[str, dict[str, Any]] = old if isinstance(old, dict) else {}
     for spec, entry in entries.items():
         merged.setdefault(spec_key(spec), {})[str(spec.batch)] = dict(entry)
-    table["entries"] = {k: dict(sorted(v.items(), key=lambda kv: int(kv[0])))
-                        for k, v in sorted(merged.items())}
+    table["entries"] = {
+        k: dict(sorted(v.items(), key=lambda kv: int(kv[0]))) for k, v in sorted(merged.items())
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(table, indent=1) + "\n")

@@ -98,8 +98,15 @@ def conv(
     """
     with jax.named_scope("jaxconv.conv"):
         spec = kernels.conv_spec(
-            x, w, stride=stride, padding=padding, dilation=dilation,
-            input_dilation=input_dilation, groups=groups, layout=layout, precision=precision,
+            x,
+            w,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            input_dilation=input_dilation,
+            groups=groups,
+            layout=layout,
+            precision=precision,
             preferred_element_type=preferred_element_type,
         )
         _check_bias(b, spec.out_channels)
@@ -291,9 +298,14 @@ def bottleneck(
             raise TypeError(f"`activation` must be a callable or None, got {activation!r}")
         k_reduce = _as_kernel(w_reduce, x, layout)
         try:
-            spec = kernels.conv_spec(x, k_reduce, padding="VALID", layout=layout,
-                                     precision=precision,
-                                     preferred_element_type=preferred_element_type)
+            spec = kernels.conv_spec(
+                x,
+                k_reduce,
+                padding="VALID",
+                layout=layout,
+                precision=precision,
+                preferred_element_type=preferred_element_type,
+            )
         except (TypeError, ValueError) as err:  # in the words of the bottleneck's arguments
             raise type(err)(str(err).replace("`w`", "`w_reduce`")) from None
         _check_bias(b_reduce, spec.out_channels, "b_reduce")
@@ -314,7 +326,16 @@ def bottleneck(
             h = activation(h)
         if preferred_element_type is not None:
             h = h.astype(w_spatial.dtype)
-        return conv(h, w_spatial, b_spatial, stride=stride, padding=padding, dilation=dilation,
-                    groups=groups, layout=layout, precision=precision,
-                    preferred_element_type=preferred_element_type,
-                    implementation=implementation)
+        return conv(
+            h,
+            w_spatial,
+            b_spatial,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            layout=layout,
+            precision=precision,
+            preferred_element_type=preferred_element_type,
+            implementation=implementation,
+        )

@@ -57,8 +57,12 @@ class PoolSpec:
     @property
     def padded_spatial(self) -> tuple[int, ...]:
         """The spatial sizes the windows slide over, after any pre-pad."""
-        return tuple(n + lo + hi for n, (lo, hi) in zip(self.in_spatial, self.pre_pad or
-                                                        ((0, 0),) * len(self.in_spatial)))
+        return tuple(
+            n + lo + hi
+            for n, (lo, hi) in zip(
+                self.in_spatial, self.pre_pad or ((0, 0),) * len(self.in_spatial)
+            )
+        )
 
     def prepare(self, x: Array) -> Array:
         """``x`` with the padding mode applied (unchanged without one)."""
@@ -67,8 +71,15 @@ class PoolSpec:
         return jnp.pad(x, self.full(self.pre_pad, (0, 0)), mode=self.padding_mode)
 
 
-def pool_spec(x: Any, window: Any, *, stride: Any = None, padding: geo.Padding = "VALID",
-              ceil_mode: bool = False, layout: str = "NHWC") -> PoolSpec:
+def pool_spec(
+    x: Any,
+    window: Any,
+    *,
+    stride: Any = None,
+    padding: geo.Padding = "VALID",
+    ceil_mode: bool = False,
+    layout: str = "NHWC",
+) -> PoolSpec:
     """Validates a pooling call (the arguments of :func:`max_pool`) into a :class:`PoolSpec`.
 
     Examples:
@@ -92,10 +103,14 @@ def pool_spec(x: Any, window: Any, *, stride: Any = None, padding: geo.Padding =
         raise ValueError(f"`padding` must not be negative for pooling, got {pads}")
     mode = geo.padding_mode(padding)
     if mode == "reflect" and any(max(p) >= s for p, s in zip(pads, spatial)):
-        raise ValueError(f"`padding` {padding!r} needs pads (={pads}) smaller than the input "
-                         f"spatial sizes (={spatial})")
-    outs = tuple(geo._pool_out(n, k, s, lo, hi, ceil_mode)
-                 for n, k, s, (lo, hi) in zip(spatial, win, strides, pads))
+        raise ValueError(
+            f"`padding` {padding!r} needs pads (={pads}) smaller than the input "
+            f"spatial sizes (={spatial})"
+        )
+    outs = tuple(
+        geo._pool_out(n, k, s, lo, hi, ceil_mode)
+        for n, k, s, (lo, hi) in zip(spatial, win, strides, pads)
+    )
     for n, k, s, (lo, _), o in zip(spatial, win, strides, pads, outs):
         # A window lying wholly in the padding would give -inf (max) or 0/0 (avg) silently.
         if lo >= k or (o - 1) * s >= n + lo:
@@ -104,11 +119,14 @@ def pool_spec(x: Any, window: Any, *, stride: Any = None, padding: geo.Padding =
                 f"`window` (={win}) in the padding of an input of size {spatial}; keep each pad "
                 f"smaller than the window"
             )
-    extra = tuple(max((o - 1) * s + k - (n + lo + hi), 0)
-                  for o, n, k, s, (lo, hi) in zip(outs, spatial, win, strides, pads))
+    extra = tuple(
+        max((o - 1) * s + k - (n + lo + hi), 0)
+        for o, n, k, s, (lo, hi) in zip(outs, spatial, win, strides, pads)
+    )
     if mode is not None:
-        return PoolSpec(channels_last, spatial, win, strides, ((0, 0),) * ndim, extra, outs,
-                        mode, pads)
+        return PoolSpec(
+            channels_last, spatial, win, strides, ((0, 0),) * ndim, extra, outs, mode, pads
+        )
     return PoolSpec(channels_last, spatial, win, strides, pads, extra, outs)
 
 
@@ -119,10 +137,8 @@ def _reduce_windows(x: Array, init: Any, op: Any, spec: PoolSpec) -> Array:
     With ``ceil_mode`` and a high pad of a window or more, the padded length fits one window
     more than ceil_mode keeps (that one would start in the padding), hence the cut.
     """
-    pads = spec.full(tuple((lo, hi + e) for (lo, hi), e in zip(spec.padding, spec.extra)),
-                     (0, 0))
-    y = lax.reduce_window(x, init, op, spec.full(spec.window, 1), spec.full(spec.stride, 1),
-                          pads)
+    pads = spec.full(tuple((lo, hi + e) for (lo, hi), e in zip(spec.padding, spec.extra)), (0, 0))
+    y = lax.reduce_window(x, init, op, spec.full(spec.window, 1), spec.full(spec.stride, 1), pads)
     return y[spec.full(tuple(slice(0, o) for o in spec.out_spatial), slice(None))]
 
 
@@ -163,8 +179,9 @@ def max_pool(
       (1, 56, 56, 64)
     """
     with jax.named_scope("jaxconv.max_pool"):
-        spec = pool_spec(x, window, stride=stride, padding=padding, ceil_mode=ceil_mode,
-                         layout=layout)
+        spec = pool_spec(
+            x, window, stride=stride, padding=padding, ceil_mode=ceil_mode, layout=layout
+        )
         x = spec.prepare(x)
         # NumPy (concrete) inits: under jit a jnp init is a tracer, lax then falls back to a
         # generic reduce_window that has no reverse-mode derivative.
@@ -177,12 +194,14 @@ def max_pool(
         return _reduce_windows(x, init, lax.max, spec)
 
 
-def _window_counts(n: int, k: int, s: int, lo: int, hi: int, extra: int, out: int,
-                   count_pad: bool) -> np.ndarray:
+def _window_counts(
+    n: int, k: int, s: int, lo: int, hi: int, extra: int, out: int, count_pad: bool
+) -> np.ndarray:
     pad_value = 1.0 if count_pad else 0.0
-    mask = np.concatenate([np.full(lo, pad_value), np.ones(n), np.full(hi, pad_value),
-                           np.zeros(extra)])
-    return np.array([mask[o * s: o * s + k].sum() for o in range(out)])
+    mask = np.concatenate(
+        [np.full(lo, pad_value), np.ones(n), np.full(hi, pad_value), np.zeros(extra)]
+    )
+    return np.array([mask[o * s : o * s + k].sum() for o in range(out)])
 
 
 def avg_pool(
@@ -223,15 +242,22 @@ def avg_pool(
     """
     with jax.named_scope("jaxconv.avg_pool"):
         check_bool(count_include_pad, "count_include_pad")
-        spec = pool_spec(x, window, stride=stride, padding=padding, ceil_mode=ceil_mode,
-                         layout=layout)
+        spec = pool_spec(
+            x, window, stride=stride, padding=padding, ceil_mode=ceil_mode, layout=layout
+        )
         if not jnp.issubdtype(x.dtype, jnp.floating):
             raise TypeError(f"`x` must be a float array for avg_pool, got dtype {x.dtype}")
         total = _reduce_windows(spec.prepare(x), np.array(0, x.dtype), lax.add, spec)
         # The divisor is static: a separable product of per-dim window counts.
         counts = np.ones((), np.float64)
-        for n, k, s, (lo, hi), e, o in zip(spec.padded_spatial, spec.window, spec.stride,
-                                           spec.padding, spec.extra, spec.out_spatial):
+        for n, k, s, (lo, hi), e, o in zip(
+            spec.padded_spatial,
+            spec.window,
+            spec.stride,
+            spec.padding,
+            spec.extra,
+            spec.out_spatial,
+        ):
             c = _window_counts(n, k, s, lo, hi, e, o, count_include_pad)
             counts = np.multiply.outer(counts, c)
         counts = counts.reshape(spec.full(spec.out_spatial, 1))

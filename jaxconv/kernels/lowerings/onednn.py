@@ -59,6 +59,7 @@ _TARGETS = {
 
 # --- loading -------------------------------------------------------------------------------
 
+
 def _installed_file(dist: str, filename: str) -> Path | None:
     """Where the installed distribution ``dist`` put ``filename`` (a venv, an editable
     install), from its RECORD."""
@@ -96,12 +97,15 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
     if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
         return None, f"onednn is disabled by {DISABLE_ENV}={os.environ[DISABLE_ENV]}"
     if sys.platform != "linux" or platform.machine().lower() not in ("x86_64", "amd64"):
-        return None, (f"onednn is built for Linux x86-64 only, this is {sys.platform} "
-                      f"{platform.machine()}")
+        return None, (
+            f"onednn is built for Linux x86-64 only, this is {sys.platform} {platform.machine()}"
+        )
     path = _extension_path()
     if path is None:
-        return None, (f"onednn extension {LIBRARY} was not built (no C++ compiler, CMake or "
-                      f"oneDNN at install time?); reinstall jaxconv to build it")
+        return None, (
+            f"onednn extension {LIBRARY} was not built (no C++ compiler, CMake or "
+            f"oneDNN at install time?); reinstall jaxconv to build it"
+        )
     dnnl = _dnnl_path()
     try:
         if dnnl is not None:  # its soname then resolves for the extension, wherever it lives
@@ -110,8 +114,7 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
     except OSError as e:
         return None, f"onednn extension {path} could not be loaded: {e}"
     for target, symbol in _TARGETS.items():
-        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)),
-                                    platform="cpu")
+        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
     return lib, None
 
 
@@ -144,26 +147,35 @@ def supports(spec: ConvSpec) -> str | None:
     if spec.dtype not in ("float32", "bfloat16"):
         return f"onednn needs float32 or bfloat16 inputs, got {spec.dtype}"
     if spec.dtype == "bfloat16" and not native_bf16():
-        return ("onednn's bfloat16 convs need AVX512_BF16 or AMX, which this CPU lacks (oneDNN "
-                "would run slow reference kernels; XLA's f32 upcast is faster)")
+        return (
+            "onednn's bfloat16 convs need AVX512_BF16 or AMX, which this CPU lacks (oneDNN "
+            "would run slow reference kernels; XLA's f32 upcast is faster)"
+        )
     if spec.preferred_element_type not in (None, "float32", spec.dtype):
-        return (f"onednn computes in float32 or bfloat16, got preferred_element_type "
-                f"{spec.preferred_element_type}")
+        return (
+            f"onednn computes in float32 or bfloat16, got preferred_element_type "
+            f"{spec.preferred_element_type}"
+        )
     if any(p < 0 for pair in spec.padding for p in pair):
         return f"onednn needs non-negative padding, got {spec.padding}"
     if any(v != 1 for v in spec.input_dilation):
         # A deconvolution in oneDNN: its padding k_eff - 1 - p must not be negative.
         span = tuple((k - 1) * d for k, d in zip(spec.kernel, spec.dilation))
         if any(v != 1 for v in spec.stride):
-            return (f"onednn needs stride 1 with input_dilation {spec.input_dilation}, got "
-                    f"stride {spec.stride}")
+            return (
+                f"onednn needs stride 1 with input_dilation {spec.input_dilation}, got "
+                f"stride {spec.stride}"
+            )
         if any(max(p) > e for p, e in zip(spec.padding, span)):
-            return (f"onednn needs padding <= (kernel - 1)·dilation {span} with input "
-                    f"dilation, got {spec.padding}")
+            return (
+                f"onednn needs padding <= (kernel - 1)·dilation {span} with input "
+                f"dilation, got {spec.padding}"
+            )
     return None
 
 
 # --- the three primitives ------------------------------------------------------------------
+
 
 class Geometry(NamedTuple):
     """The static part of a conv the FFI handlers need (hashable: a primitive parameter)."""
@@ -186,16 +198,27 @@ class Geometry(NamedTuple):
         if all(v == 1 for v in spec.input_dilation):
             return cls(spec.stride, lo, hi, spec.dilation, spec.groups, spec.channels_last)
         span = tuple((k - 1) * d for k, d in zip(spec.kernel, spec.dilation))
-        return cls(spec.input_dilation, tuple(e - p for e, p in zip(span, lo)),
-                   tuple(e - p for e, p in zip(span, hi)), spec.dilation, spec.groups,
-                   spec.channels_last, True)
+        return cls(
+            spec.input_dilation,
+            tuple(e - p for e, p in zip(span, lo)),
+            tuple(e - p for e, p in zip(span, hi)),
+            spec.dilation,
+            spec.groups,
+            spec.channels_last,
+            True,
+        )
 
     def attributes(self) -> dict[str, Any]:
         as_array = functools.partial(np.asarray, dtype=np.int64)
-        return dict(stride=as_array(self.stride), pad_lo=as_array(self.pad_lo),
-                    pad_hi=as_array(self.pad_hi), dilation=as_array(self.dilation),
-                    groups=np.int64(self.groups), channels_last=np.int64(self.channels_last),
-                    transposed=np.int64(self.transposed))
+        return dict(
+            stride=as_array(self.stride),
+            pad_lo=as_array(self.pad_lo),
+            pad_hi=as_array(self.pad_hi),
+            dilation=as_array(self.dilation),
+            groups=np.int64(self.groups),
+            channels_last=np.int64(self.channels_last),
+            transposed=np.int64(self.transposed),
+        )
 
     def out_shape(self, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -> tuple[int, ...]:
         nsp = len(self.stride)
@@ -211,9 +234,9 @@ class Geometry(NamedTuple):
         return (x_shape[0], *out, c_out) if self.channels_last else (x_shape[0], c_out, *out)
 
 
-fwd_p = Primitive("onednn_conv_fwd")              # (x, w) -> y
-fused_p = Primitive("onednn_conv_fwd_bias")       # (x, w, b) -> act(y + b)
-bwd_data_p = Primitive("onednn_conv_bwd_data")    # (dy, w) -> dx
+fwd_p = Primitive("onednn_conv_fwd")  # (x, w) -> y
+fused_p = Primitive("onednn_conv_fwd_bias")  # (x, w, b) -> act(y + b)
+bwd_data_p = Primitive("onednn_conv_bwd_data")  # (dy, w) -> dx
 bwd_weights_p = Primitive("onednn_conv_bwd_weights")  # (x, dy) -> dw
 
 
@@ -242,9 +265,12 @@ def _impl(prim: Primitive, *args, **params):
     return _jitted(prim, tuple(sorted(params.items())))(*args)
 
 
-for _p, _abstract in ((fwd_p, _fwd_abstract), (fused_p, _fwd_abstract),
-                      (bwd_data_p, _bwd_data_abstract),
-                      (bwd_weights_p, _bwd_weights_abstract)):
+for _p, _abstract in (
+    (fwd_p, _fwd_abstract),
+    (fused_p, _fwd_abstract),
+    (bwd_data_p, _bwd_data_abstract),
+    (bwd_weights_p, _bwd_weights_abstract),
+):
     _p.def_abstract_eval(_abstract)
     _p.def_impl(functools.partial(_impl, _p))
 
@@ -257,8 +283,11 @@ for _p, _abstract in ((fwd_p, _fwd_abstract), (fused_p, _fwd_abstract),
 # its shard, and the weight gradient is summed over the batch axes (``psum``). Unsharded (one
 # device, or inside ``shard_map``) it is the bare FFI call.
 
-_TARGET = {"fwd": "jaxconv_onednn_fwd", "bwd_data": "jaxconv_onednn_bwd_data",
-           "bwd_weights": "jaxconv_onednn_bwd_weights"}
+_TARGET = {
+    "fwd": "jaxconv_onednn_fwd",
+    "bwd_data": "jaxconv_onednn_bwd_data",
+    "bwd_weights": "jaxconv_onednn_bwd_weights",
+}
 
 
 def _factors(geometry: Geometry, nargs: int, role: str) -> str:
@@ -283,7 +312,8 @@ def _ffi(role: str, geometry: Geometry, out_shape, out_dtype, relu: bool | None,
     if relu is not None:
         attrs["relu"] = np.int64(relu)
     return jax.ffi.ffi_call(_TARGET[role], jax.ShapeDtypeStruct(out_shape, out_dtype))(
-        *args, **attrs)
+        *args, **attrs
+    )
 
 
 def _local_shape(role: str, geometry: Geometry, out_shape, args) -> tuple[int, ...]:
@@ -308,8 +338,10 @@ def _partitioned(role: str) -> Any:
     def shardings(mesh, arg_shapes):
         spec = getattr(arg_shapes[0].sharding, "spec", ())
         batch = spec[0] if len(spec) else None
-        args = tuple(NamedSharding(mesh, P(batch) if i in activations else P())
-                     for i in range(len(arg_shapes)))
+        args = tuple(
+            NamedSharding(mesh, P(batch) if i in activations else P())
+            for i in range(len(arg_shapes))
+        )
         return batch, args, NamedSharding(mesh, P() if role == "bwd_weights" else P(batch))
 
     def infer(geometry, out_shape, out_dtype, relu, mesh, arg_shapes, result_shape):
@@ -319,8 +351,14 @@ def _partitioned(role: str) -> Any:
         batch, args, out = shardings(mesh, arg_shapes)
 
         def lower(*local):
-            y = _ffi(role, geometry, _local_shape(role, geometry, out_shape, local), out_dtype,
-                     relu, *local)
+            y = _ffi(
+                role,
+                geometry,
+                _local_shape(role, geometry, out_shape, local),
+                out_dtype,
+                relu,
+                *local,
+            )
             return lax.psum(y, batch) if role == "bwd_weights" and batch is not None else y
 
         return mesh, lower, out, args
@@ -328,8 +366,10 @@ def _partitioned(role: str) -> Any:
     def rule(geometry, out_shape, out_dtype, relu, mesh, operand_types, result_types):
         rule = _factors(geometry, len(operand_types), role)
         in_order = dict.fromkeys(rule.replace(",", " ").replace("->", " ").split())
-        return rule, dict(reduction_factors=("n",) if role == "bwd_weights" else (),
-                          need_replication_factors=tuple(f for f in in_order if f != "n"))
+        return rule, dict(
+            reduction_factors=("n",) if role == "bwd_weights" else (),
+            need_replication_factors=tuple(f for f in in_order if f != "n"),
+        )
 
     fn.def_partition(partition, infer_sharding_from_operands=infer, sharding_rule=rule)
     return fn
@@ -343,8 +383,10 @@ def _register(prim: Primitive, role: str) -> None:
         (aval,) = ctx.avals_out
         flag = bool(relu) if role == "fwd" else None  # only the forward handler takes it
         context = ctx.module_context.axis_context
-        sharded = (getattr(context, "num_devices", 1) > 1
-                   and getattr(context, "device_assignment", None) is not None)
+        sharded = (
+            getattr(context, "num_devices", 1) > 1
+            and getattr(context, "device_assignment", None) is not None
+        )
         call = sharded_call if sharded else functools.partial(_ffi, role)
         return mlir.lower_fun(
             lambda *a: call(geometry, aval.shape, aval.dtype, flag, *a), multiple_results=False
@@ -356,8 +398,12 @@ def _register(prim: Primitive, role: str) -> None:
         _NEEDS_DEVICES.add(prim)
 
 
-for _prim, _role in ((fwd_p, "fwd"), (fused_p, "fwd"), (bwd_data_p, "bwd_data"),
-                     (bwd_weights_p, "bwd_weights")):
+for _prim, _role in (
+    (fwd_p, "fwd"),
+    (fused_p, "fwd"),
+    (bwd_data_p, "bwd_data"),
+    (bwd_weights_p, "bwd_weights"),
+):
     _register(_prim, _role)
 
 
@@ -371,14 +417,16 @@ def forward(x, w, geometry: Geometry, out_dtype: Any) -> jax.Array:
 
 def backward_data(dy, w, geometry: Geometry, x_shape, x_dtype) -> jax.Array:
     """The input gradient ``dx`` of ``y = conv(x, w)`` for the output gradient ``dy``."""
-    return bwd_data_p.bind(_as(dy, w.dtype), w, geometry=geometry, x_shape=tuple(x_shape),
-                           x_dtype=jnp.dtype(x_dtype))
+    return bwd_data_p.bind(
+        _as(dy, w.dtype), w, geometry=geometry, x_shape=tuple(x_shape), x_dtype=jnp.dtype(x_dtype)
+    )
 
 
 def backward_weights(x, dy, geometry: Geometry, w_shape, w_dtype) -> jax.Array:
     """The weight gradient ``dw`` of ``y = conv(x, w)`` for the output gradient ``dy``."""
-    return bwd_weights_p.bind(x, _as(dy, x.dtype), geometry=geometry, w_shape=tuple(w_shape),
-                              w_dtype=jnp.dtype(w_dtype))
+    return bwd_weights_p.bind(
+        x, _as(dy, x.dtype), geometry=geometry, w_shape=tuple(w_shape), w_dtype=jnp.dtype(w_dtype)
+    )
 
 
 # Each primitive is bilinear; its transposes are the other two (so every order of reverse
@@ -459,8 +507,8 @@ for _prim in (fwd_p, fused_p, bwd_data_p, bwd_weights_p):
     batching.primitive_batchers[_prim] = _batch_rule(_prim)
 
 
-
 # --- the lowering interface ----------------------------------------------------------------
+
 
 def _empty(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
     return jnp.zeros(Geometry.of(spec).out_shape(x.shape, w.shape), spec.out_dtype)
@@ -483,16 +531,23 @@ def conv(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
     return forward(x, _oriented(w, geometry), geometry, spec.out_dtype)
 
 
-def conv_bias(x: jax.Array, w: jax.Array, b: jax.Array, spec: ConvSpec,
-              relu: bool = False) -> jax.Array:
+def conv_bias(
+    x: jax.Array, w: jax.Array, b: jax.Array, spec: ConvSpec, relu: bool = False
+) -> jax.Array:
     """``conv(x, w) + b`` (then ReLU when ``relu``) as one oneDNN primitive with the bias and
     the activation as post-ops; ``b`` is ``[C_out]``, cast to the output dtype. No derivative
     rule of its own: :func:`jaxconv.kernels.run` differentiates it through :func:`conv`."""
     if math.prod(x.shape) == 0:
         return _empty(x, w, spec)
     geometry = Geometry.of(spec)
-    return fused_p.bind(x, _oriented(w, geometry), _as(b, spec.out_dtype), geometry=geometry,
-                        out_dtype=spec.out_dtype, relu=relu)
+    return fused_p.bind(
+        x,
+        _oriented(w, geometry),
+        _as(b, spec.out_dtype),
+        geometry=geometry,
+        out_dtype=spec.out_dtype,
+        relu=relu,
+    )
 
 
 LOWERING = Lowering(
