@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxconv._check import check_int
 from jaxconv.nn import AvgPool, GlobalAvgPool, MaxPool, MLPConv
-from jaxconv.nn._validate import check_channels, check_int
+from jaxconv.nn._validate import check_channels
 
 __all__ = ["NIN_CIFAR10", "NiN"]
 
