@@ -272,6 +272,13 @@ class GoogLeNet(nnx.Module):
         def pool() -> MaxPool:
             return MaxPool(3, stride=2, ceil_mode=True)
 
+        self.conv1: Conv | ConvBN
+        self.pool1: MaxPool | None
+        self.norm1: LocalResponseNorm | None
+        self.conv2_reduce: Conv | ConvBN | None
+        self.conv2: Conv | ConvBN | None
+        self.norm2: LocalResponseNorm | None
+        self.pool2: MaxPool | None
         none = nnx.data(None)
         if stem == "imagenet":
             self.conv1 = conv(in_features, 64, 7, stride=2)
@@ -314,7 +321,7 @@ class GoogLeNet(nnx.Module):
         for name in ("pool1", "norm1"):
             if getattr(self, name) is not None:
                 y = getattr(self, name)(y)
-        if self.conv2 is not None:
+        if self.conv2_reduce is not None and self.conv2 is not None:  # the ImageNet stem
             y = self.conv2(self.conv2_reduce(y))
         for name in ("norm2", "pool2"):
             if getattr(self, name) is not None:

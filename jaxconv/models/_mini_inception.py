@@ -82,6 +82,7 @@ class MiniInception(nnx.Module):
         names = []
         pools = 0
         for name, spec in MINI_INCEPTION:
+            layer: nnx.Module
             if name == "stem":
                 unit = ConvBN if batch_norm else Conv
                 layer = unit(channels, spec, 3, activation=jax.nn.relu, rngs=rngs, **common)

@@ -62,13 +62,15 @@ class NiN(nnx.Module):
                  precision: Any = None, rngs: nnx.Rngs):
         self.num_classes = check_int(num_classes, "num_classes")
         self.in_features = check_int(in_features, "in_features")
-        common = dict(norm="batch" if batch_norm else None, dtype=dtype,
-                      param_dtype=param_dtype, precision=precision)
+        common: dict[str, Any] = dict(norm="batch" if batch_norm else None, dtype=dtype,
+                                      param_dtype=param_dtype, precision=precision)
         channels = in_features
-        for i, (k, widths) in enumerate(NIN_CIFAR10, start=1):
-            widths = tuple(num_classes if w is None else w for w in widths)
-            setattr(self, f"mlpconv{i}", MLPConv(channels, widths, k, rngs=rngs, **common))
+        blocks = []
+        for k, table_widths in NIN_CIFAR10:
+            widths = tuple(self.num_classes if w is None else w for w in table_widths)
+            blocks.append(MLPConv(channels, widths, k, rngs=rngs, **common))
             channels = widths[-1]
+        self.mlpconv1, self.mlpconv2, self.mlpconv3 = blocks
         self.pool1 = MaxPool(3, stride=2, ceil_mode=True)
         self.dropout1 = nnx.Dropout(dropout, rngs=rngs)
         self.pool2 = AvgPool(3, stride=2, ceil_mode=True)
