@@ -52,10 +52,7 @@ def _functions(block: Block, dtype: str, fuse: bool):
 
     from jaxconv.nn import Inception
 
-    widths = (block.c1x1, block.c3x3_reduce, block.c3x3, block.c5x5_reduce, block.c5x5,
-              block.pool_proj)
-
-    model = Inception(block.c_in, widths, fuse_1x1=fuse, dtype=jnp.dtype(dtype),
+    model = Inception(block.c_in, block.widths, fuse_1x1=fuse, dtype=jnp.dtype(dtype),
                       rngs=nnx.Rngs(0))
     graphdef, params = nnx.split(model)
 

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxconv.nn._validate import check_int
+from jaxconv._check import check_int
 
 __all__ = ["LocalResponseNorm", "local_response_norm"]
 
