@@ -89,6 +89,33 @@ def test_conv_without_bias_and_dtype_promotion():
     assert abstract_call(half, (1, 5, 5, 3)).dtype == jnp.float32  # promoted, not truncated
 
 
+@pytest.mark.parametrize("make", [
+    lambda **kw: Conv(4, 6, 3, rngs=nnx.Rngs(2), **kw),
+    lambda **kw: Conv1x1(4, 6, rngs=nnx.Rngs(2), **kw),
+])
+def test_conv_activation_is_applied_after_the_bias_and_adds_no_parameters(rng, make):
+    plain, relu = make(), make(activation=jax.nn.relu)
+    assert plain.activation is None  # the default keeps the old numerics
+    assert param_paths(plain) == param_paths(relu) == ["bias", "kernel"]
+    plain.bias[...] = relu.bias[...] = randn(rng, 6)
+    x = randn(rng, 2, 5, 5, 4)
+    np.testing.assert_array_equal(relu(x), jax.nn.relu(plain(x)))
+    with pytest.raises(TypeError, match=r"`activation` must be a callable or None, got 'relu'"):
+        make(activation="relu")
+
+
+@pytest.mark.parametrize("padding, stored", [
+    ("same", "SAME"),
+    ("REFLECT", "REFLECT"),
+    (1, ((1, 1), (1, 1))),
+    ([2, (0, 1)], ((2, 2), (0, 1))),
+])
+def test_conv_stores_the_canonical_padding(padding, stored):
+    conv = nnx.eval_shape(lambda: Conv(4, 6, 3, padding=padding, rngs=nnx.Rngs(0)))
+    assert conv.padding == stored
+    hash(conv.padding)  # static configuration is hashable
+
+
 def test_conv_cost_uses_the_cost_model():
     conv = nnx.eval_shape(lambda: Conv(480, 48, 5, use_bias=False, rngs=nnx.Rngs(0)))
     cost = conv.cost((2, 14, 14, 480))
@@ -251,6 +278,18 @@ def test_inception_fused_equals_unfused(rng, norm, widths):
     if norm == "batch":  # the batch statistics are updated identically too
         jax.tree.map(lambda u, f: np.testing.assert_allclose(u, f, atol=1e-6),
                      nnx.state(unfused, nnx.BatchStat), nnx.state(fused, nnx.BatchStat))
+
+
+def test_fuse_1x1_is_switched_on_a_built_model_with_set_attributes(rng):
+    from jaxconv.models import MiniInception
+
+    model = materialize(lambda: MiniInception(rngs=nnx.Rngs(0)))
+    model.eval()
+    x = randn(rng, 1, 16, 16, 3)
+    unfused = model(x)
+    model.set_attributes(fuse_1x1=True)
+    assert model.inception_a.fuse_1x1 and model.inception_d.fuse_1x1
+    np.testing.assert_allclose(model(x), unfused, atol=tol("float32", 500), rtol=0)
 
 
 def test_inception_reduce_width_zero_reads_the_block_input():

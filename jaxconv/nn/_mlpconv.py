@@ -83,7 +83,7 @@ class MLPConv(nnx.Module):
         norm = _check_norm(norm)
         common: dict[str, Any] = dict(activation=check_activation(activation), dtype=dtype,
                                       param_dtype=param_dtype, precision=precision)
-        first = ConvBN if norm == "batch" else Conv  # a Conv even for k = 1: its own row
+        first = ConvBN if norm == "batch" else Conv  # a Conv even for k = 1, as before
         self.conv = first(in_features, self.features[0], kernel_size, stride=stride,
                           padding=padding, implementation=implementation, rngs=rngs, **common)
         for i, (c_in, c_out) in enumerate(zip(self.features, self.features[1:]), start=1):
