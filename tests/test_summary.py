@@ -37,9 +37,16 @@ TABLE_1_OUTPUT = {
     "dropout": (1, 1, 1024),
     "fc": (1, 1, 1000),
 }
-TABLE_1_OPS_M = {"inception_3a": 128, "inception_3b": 304, "inception_4a": 73,
-                 "inception_4b": 88, "inception_4c": 100, "inception_4d": 119,
-                 "inception_4e": 170, "inception_5b": 71}
+TABLE_1_OPS_M = {
+    "inception_3a": 128,
+    "inception_3b": 304,
+    "inception_4a": 73,
+    "inception_4b": 88,
+    "inception_4c": 100,
+    "inception_4d": 119,
+    "inception_4e": 170,
+    "inception_5b": 71,
+}
 IMAGE = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
 
 
@@ -69,8 +76,9 @@ def test_table_1_ops_column(table):
     assert abs((table.row("conv2_reduce").macs + table.row("conv2").macs) / 1e6 - 360) < 1
     # 5a has the same widths as 4e but a 7×7 map: 51.1M, not the printed 54M.
     macs_5a = table.row("inception_5a").macs
-    assert macs_5a == 7 * 7 * (832 * 256 + 832 * 160 + 160 * 320 * 9 + 832 * 32
-                               + 32 * 128 * 25 + 832 * 128)
+    assert macs_5a == 7 * 7 * (
+        832 * 256 + 832 * 160 + 160 * 320 * 9 + 832 * 32 + 32 * 128 * 25 + 832 * 128
+    )
     assert round(macs_5a / 1e6, 1) == 51.1
 
 
@@ -85,19 +93,23 @@ def test_totals_paper_faithful_googlenet(table):
 
 def test_rows_cover_the_tree_and_blocks_aggregate_children(googlenet, table):
     paths = [r.path for r in table]
-    assert sorted(paths) == sorted(".".join(map(str, p)) for p, _ in nnx.iter_modules(googlenet)
-                                   if p)
+    assert sorted(paths) == sorted(
+        ".".join(map(str, p)) for p, _ in nnx.iter_modules(googlenet) if p
+    )
     assert len(set(paths)) == len(paths)
     by_path = {r.path: r for r in table}
     for row in table:
-        children = [r for r in table if r.path.rsplit(".", 1)[0] == row.path
-                    and "." in r.path]
+        children = [r for r in table if r.path.rsplit(".", 1)[0] == row.path and "." in r.path]
         if children and row.kind != "GoogLeNet":
             assert row.macs == sum(c.macs for c in children), row.path
             assert row.params == sum(c.params for c in children), row.path
     # Calls come in network order, a block before its children.
-    assert paths.index("inception_4a") < paths.index("inception_4a.branch_1x1") \
-        < paths.index("pool4") < paths.index("fc")
+    assert (
+        paths.index("inception_4a")
+        < paths.index("inception_4a.branch_1x1")
+        < paths.index("pool4")
+        < paths.index("fc")
+    )
     assert by_path["inception_4a.branch_5x5.reduce"].kind == "Conv1x1"
     assert sum(r.macs for r in table if r.depth == 0) == table.total.macs
 
@@ -162,8 +174,15 @@ def test_xla_flops_beside_the_cost_model():
 def test_printing(table, monkeypatch):
     text = str(table)
     assert text == repr(table)
-    for token in ("path", "MACs", "inception_4a", "branch_5x5", "14×14×512",
-                  f"{table.total.params:,}", "total"):
+    for token in (
+        "path",
+        "MACs",
+        "inception_4a",
+        "branch_5x5",
+        "14×14×512",
+        f"{table.total.params:,}",
+        "total",
+    ):
         assert token in text
     assert "XLA flops" not in text  # not requested
     monkeypatch.setitem(sys.modules, "rich.console", None)  # without rich: plain columns
@@ -183,9 +202,11 @@ def test_summary_errors(table):
 
 
 def test_import_jaxconv_stays_free_of_flax():
-    code = ("import sys, jaxconv; assert 'flax' not in sys.modules; "
-            "assert not hasattr(jaxconv, 'summary'); "
-            "from jaxconv.nn import SummaryRow; assert 'flax' in sys.modules")
+    code = (
+        "import sys, jaxconv; assert 'flax' not in sys.modules; "
+        "assert not hasattr(jaxconv, 'summary'); "
+        "from jaxconv.nn import SummaryRow; assert 'flax' in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

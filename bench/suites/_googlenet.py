@@ -32,8 +32,7 @@ class Block(NamedTuple):
     @property
     def widths(self) -> tuple[int, int, int, int, int, int]:
         """The six numbers of the row, as :class:`jaxconv.nn.Inception` takes them."""
-        return (self.c1x1, self.c3x3_reduce, self.c3x3, self.c5x5_reduce, self.c5x5,
-                self.pool_proj)
+        return (self.c1x1, self.c3x3_reduce, self.c3x3, self.c5x5_reduce, self.c5x5, self.pool_proj)
 
     @property
     def c_out(self) -> int:
@@ -73,8 +72,12 @@ def pointwise_shapes() -> tuple[Pointwise, ...]:
     reduce 64" on 56×56×64) and each block's #1×1, #3×3 reduce, #5×5 reduce and pool proj."""
     out = {(56, 64, 64): Pointwise("conv2_reduce", 56, 64, 64)}
     for b in BLOCKS:
-        for branch, c_out in (("1x1", b.c1x1), ("3x3_reduce", b.c3x3_reduce),
-                              ("5x5_reduce", b.c5x5_reduce), ("pool_proj", b.pool_proj)):
+        for branch, c_out in (
+            ("1x1", b.c1x1),
+            ("3x3_reduce", b.c3x3_reduce),
+            ("5x5_reduce", b.c5x5_reduce),
+            ("pool_proj", b.pool_proj),
+        ):
             key = (b.size, b.c_in, c_out)
             if key not in out:
                 out[key] = Pointwise(f"{b.name.removeprefix('inception_')}_{branch}", *key)

@@ -99,6 +99,7 @@ def stage_sizes(size: int, stem: str = "imagenet") -> dict[str, int]:
       >>> stage_sizes(224), stage_sizes(32, "cifar")
       ({'3a': 28, '4a': 14, '5a': 7}, {'3a': 32, '4a': 16, '5a': 8})
     """
+
     def pool(n: int) -> int:
         return jaxconv.pool_output_size(n, 3, stride=2, ceil_mode=True)
 
@@ -159,9 +160,18 @@ class AuxClassifier(nnx.Module):
       (2, 10)
     """
 
-    def __init__(self, in_features: int, num_classes: int, *, batch_norm: bool = False,
-                 dropout: float = 0.7, dtype: Any = None, param_dtype: Any = jnp.float32,
-                 precision: Any = None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        *,
+        batch_norm: bool = False,
+        dropout: float = 0.7,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        precision: Any = None,
+        rngs: nnx.Rngs,
+    ):
         common = dict(dtype=dtype, param_dtype=param_dtype, precision=precision)
         self.in_features = check_int(in_features, "in_features")
         self.conv: ConvBN | Conv1x1
@@ -266,8 +276,16 @@ class GoogLeNet(nnx.Module):
 
         def conv(c_in: int, c_out: int, k: int, stride: int = 1) -> Conv | ConvBN:
             unit = ConvBN if batch_norm else Conv
-            return unit(c_in, c_out, k, stride=stride, padding=k // 2, activation=jax.nn.relu,
-                        rngs=rngs, **common)
+            return unit(
+                c_in,
+                c_out,
+                k,
+                stride=stride,
+                padding=k // 2,
+                activation=jax.nn.relu,
+                rngs=rngs,
+                **common,
+            )
 
         def pool() -> MaxPool:
             return MaxPool(3, stride=2, ceil_mode=True)
@@ -301,9 +319,18 @@ class GoogLeNet(nnx.Module):
             setattr(self, f"inception_{name}", block)
             channels = block.out_features
             if name in ("4a", "4d"):
-                head = (AuxClassifier(channels, num_classes, batch_norm=batch_norm,
-                                      dropout=aux_dropout, rngs=rngs, **common)
-                        if aux_logits else none)
+                head = (
+                    AuxClassifier(
+                        channels,
+                        num_classes,
+                        batch_norm=batch_norm,
+                        dropout=aux_dropout,
+                        rngs=rngs,
+                        **common,
+                    )
+                    if aux_logits
+                    else none
+                )
                 setattr(self, f"aux_{name}", head)
         self.avg_pool = GlobalAvgPool(keepdims=True)  # the paper's 1×1×1024 row
         self.dropout = nnx.Dropout(dropout, rngs=rngs)

@@ -68,10 +68,19 @@ class MiniInception(nnx.Module):
       (2, 10)
     """
 
-    def __init__(self, num_classes: int = 10, *, in_features: int = 3, bottleneck: bool = True,
-                 batch_norm: bool = True, dropout: float = 0.0,
-                 dtype: Any = None, param_dtype: Any = jnp.float32, precision: Any = None,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self,
+        num_classes: int = 10,
+        *,
+        in_features: int = 3,
+        bottleneck: bool = True,
+        batch_norm: bool = True,
+        dropout: float = 0.0,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        precision: Any = None,
+        rngs: nnx.Rngs,
+    ):
         bottleneck = check_bool(bottleneck, "bottleneck")
         batch_norm = check_bool(batch_norm, "batch_norm")
         self.num_classes = check_int(num_classes, "num_classes")
@@ -93,8 +102,9 @@ class MiniInception(nnx.Module):
                 layer = MaxPool(3, stride=2, padding="SAME")
             else:
                 widths = spec if bottleneck else (*spec[:3], 0, *spec[4:])
-                layer = Inception(channels, widths, norm="batch" if batch_norm else None,
-                                  rngs=rngs, **common)
+                layer = Inception(
+                    channels, widths, norm="batch" if batch_norm else None, rngs=rngs, **common
+                )
                 channels = layer.out_features
             setattr(self, name, layer)
             names.append(name)

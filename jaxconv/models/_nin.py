@@ -57,13 +57,26 @@ class NiN(nnx.Module):
       966986
     """
 
-    def __init__(self, num_classes: int = 10, *, in_features: int = 3, dropout: float = 0.5,
-                 batch_norm: bool = False, dtype: Any = None, param_dtype: Any = jnp.float32,
-                 precision: Any = None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        num_classes: int = 10,
+        *,
+        in_features: int = 3,
+        dropout: float = 0.5,
+        batch_norm: bool = False,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        precision: Any = None,
+        rngs: nnx.Rngs,
+    ):
         self.num_classes = check_int(num_classes, "num_classes")
         self.in_features = check_int(in_features, "in_features")
-        common: dict[str, Any] = dict(norm="batch" if batch_norm else None, dtype=dtype,
-                                      param_dtype=param_dtype, precision=precision)
+        common: dict[str, Any] = dict(
+            norm="batch" if batch_norm else None,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            precision=precision,
+        )
         channels = in_features
         blocks = []
         for k, table_widths in NIN_CIFAR10:

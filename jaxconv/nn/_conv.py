@@ -68,8 +68,16 @@ class _ConvBase(nnx.Module):
     kernel: nnx.Param[Array]
     bias: nnx.Param[Array] | None
 
-    def _set_features(self, in_features: int, out_features: int, use_bias: bool, dtype: Any,
-                      param_dtype: Any, precision: Any, activation: Any) -> None:
+    def _set_features(
+        self,
+        in_features: int,
+        out_features: int,
+        use_bias: bool,
+        dtype: Any,
+        param_dtype: Any,
+        precision: Any,
+        activation: Any,
+    ) -> None:
         self.in_features = check_int(in_features, "in_features")
         self.out_features = check_int(out_features, "out_features")
         self.use_bias = check_bool(use_bias, "use_bias")
@@ -78,8 +86,13 @@ class _ConvBase(nnx.Module):
         self.precision = precision
         self.activation = check_activation(activation)
 
-    def _create_params(self, shape: tuple[int, ...], kernel_init: Initializer,
-                       bias_init: Initializer, rngs: nnx.Rngs) -> None:
+    def _create_params(
+        self,
+        shape: tuple[int, ...],
+        kernel_init: Initializer,
+        bias_init: Initializer,
+        rngs: nnx.Rngs,
+    ) -> None:
         """``kernel`` of ``shape``, then ``bias`` ``[C_out]`` (or None): always in this order."""
         self.kernel = nnx.Param(kernel_init(rngs.params(), shape, self.param_dtype))
         if self.use_bias:
@@ -159,8 +172,9 @@ class Conv(_ConvBase):
         implementation: str | None = None,
         rngs: nnx.Rngs,
     ):
-        self._set_features(in_features, out_features, use_bias, dtype, param_dtype, precision,
-                           activation)
+        self._set_features(
+            in_features, out_features, use_bias, dtype, param_dtype, precision, activation
+        )
         self.kernel_size = _kernel_size(kernel_size)
         ndim = len(self.kernel_size)
         self.stride = jaxconv.canonicalize_spatial(stride, ndim, "stride")
@@ -271,10 +285,12 @@ class Conv1x1(_ConvBase):
         activation: Activation | None = None,
         rngs: nnx.Rngs,
     ):
-        self._set_features(in_features, out_features, use_bias, dtype, param_dtype, precision,
-                           activation)
-        self._create_params((1, 1, self.in_features, self.out_features), kernel_init,
-                            bias_init, rngs)
+        self._set_features(
+            in_features, out_features, use_bias, dtype, param_dtype, precision, activation
+        )
+        self._create_params(
+            (1, 1, self.in_features, self.out_features), kernel_init, bias_init, rngs
+        )
 
     def matrix(self) -> Array:
         """The kernel as the ``[C_in, C_out]`` matrix :func:`jaxconv.conv1x1` takes."""
@@ -362,13 +378,29 @@ class ConvBN(nnx.Module):
     ):
         self.activation = check_activation(activation)
         self.conv = Conv(
-            in_features, out_features, kernel_size, stride=stride, padding=padding,
-            dilation=dilation, groups=groups, use_bias=False, dtype=dtype,
-            param_dtype=param_dtype, precision=precision, kernel_init=kernel_init,
-            implementation=implementation, rngs=rngs,
+            in_features,
+            out_features,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            use_bias=False,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            precision=precision,
+            kernel_init=kernel_init,
+            implementation=implementation,
+            rngs=rngs,
         )
-        self.bn = nnx.BatchNorm(out_features, momentum=momentum, epsilon=epsilon, dtype=dtype,
-                                param_dtype=param_dtype, rngs=rngs)
+        self.bn = nnx.BatchNorm(
+            out_features,
+            momentum=momentum,
+            epsilon=epsilon,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            rngs=rngs,
+        )
         self.in_features = self.conv.in_features
         self.out_features = self.conv.out_features
 

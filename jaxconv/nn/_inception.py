@@ -46,29 +46,50 @@ def _check_norm(norm: Any) -> str | None:
     return norm
 
 
-def make_unit(in_features: int, out_features: int, kernel_size: int, *, norm: str | None,
-              activation: Activation | None, rngs: nnx.Rngs, implementation: str | None = None,
-              **common: Any) -> Unit:
+def make_unit(
+    in_features: int,
+    out_features: int,
+    kernel_size: int,
+    *,
+    norm: str | None,
+    activation: Activation | None,
+    rngs: nnx.Rngs,
+    implementation: str | None = None,
+    **common: Any,
+) -> Unit:
     """One conv of a block, followed by ``activation``.
 
     ``norm="batch"`` gives a :class:`ConvBN` (no conv bias); otherwise a :class:`Conv1x1` for a
     1×1 and a :class:`Conv` (SAME padding) for a k×k.
     """
     if norm == "batch":
-        return ConvBN(in_features, out_features, kernel_size, activation=activation,
-                      implementation=implementation, rngs=rngs, **common)
+        return ConvBN(
+            in_features,
+            out_features,
+            kernel_size,
+            activation=activation,
+            implementation=implementation,
+            rngs=rngs,
+            **common,
+        )
     if kernel_size == 1:
         return Conv1x1(in_features, out_features, activation=activation, rngs=rngs, **common)
-    return Conv(in_features, out_features, kernel_size, activation=activation,
-                implementation=implementation, rngs=rngs, **common)
+    return Conv(
+        in_features,
+        out_features,
+        kernel_size,
+        activation=activation,
+        implementation=implementation,
+        rngs=rngs,
+        **common,
+    )
 
 
 def _pointwise_parts(unit: Unit) -> tuple[Array, Array | None, Callable[[Array], Array]]:
     """A 1×1 unit as (``[C_in, C_out]`` matrix, bias or None, what follows the matmul)."""
     if isinstance(unit, ConvBN):
         conv = unit.conv
-        return (conv.kernel[...].reshape(conv.in_features, conv.out_features), None,
-                unit.finish)
+        return (conv.kernel[...].reshape(conv.in_features, conv.out_features), None, unit.finish)
     if not isinstance(unit, Conv1x1):
         raise TypeError(f"a fused 1×1 unit must be a Conv1x1 or a ConvBN, got {unit!r}")
     bias = None if unit.bias is None else unit.bias[...]
@@ -125,8 +146,11 @@ class Bottleneck(nnx.Module):
         rngs: nnx.Rngs,
     ):
         common: dict[str, Any] = dict(
-            norm=_check_norm(norm), activation=check_activation(activation), dtype=dtype,
-            param_dtype=param_dtype, precision=precision,
+            norm=_check_norm(norm),
+            activation=check_activation(activation),
+            dtype=dtype,
+            param_dtype=param_dtype,
+            precision=precision,
         )
         self.in_features = check_int(in_features, "in_features")
         reduce_features = check_int(reduce_features, "reduce_features", minimum=0)
@@ -134,8 +158,14 @@ class Bottleneck(nnx.Module):
             self.reduce = make_unit(in_features, reduce_features, 1, rngs=rngs, **common)
         else:
             self.reduce = nnx.data(None)
-        self.conv = make_unit(reduce_features or in_features, out_features, kernel_size,
-                              implementation=implementation, rngs=rngs, **common)
+        self.conv = make_unit(
+            reduce_features or in_features,
+            out_features,
+            kernel_size,
+            implementation=implementation,
+            rngs=rngs,
+            **common,
+        )
         self.out_features = self.conv.out_features
 
     def __call__(self, x: Array) -> Array:
@@ -181,9 +211,17 @@ class PoolProjection(nnx.Module):
         rngs: nnx.Rngs,
     ):
         self.pool = MaxPool(check_int(pool_size, "pool_size"), stride=1, padding="SAME")
-        self.proj = make_unit(in_features, out_features, 1, norm=_check_norm(norm),
-                              activation=check_activation(activation), rngs=rngs, dtype=dtype,
-                              param_dtype=param_dtype, precision=precision)
+        self.proj = make_unit(
+            in_features,
+            out_features,
+            1,
+            norm=_check_norm(norm),
+            activation=check_activation(activation),
+            rngs=rngs,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            precision=precision,
+        )
         self.in_features = self.proj.in_features
         self.out_features = self.proj.out_features
 
@@ -267,8 +305,11 @@ class Inception(nnx.Module):
         rngs: nnx.Rngs,
     ):
         if not isinstance(widths, (list, tuple)) or len(widths) != 6:
-            got = f"{len(widths)}: {tuple(widths)!r}" if isinstance(widths, (list, tuple)) \
+            got = (
+                f"{len(widths)}: {tuple(widths)!r}"
+                if isinstance(widths, (list, tuple))
                 else repr(widths)
+            )
             raise ValueError(
                 f"`widths` must be the paper's six numbers ({', '.join(WIDTH_NAMES)}), got {got}"
             )
@@ -284,14 +325,19 @@ class Inception(nnx.Module):
         self.dtype = dtype
         self.precision = precision
         common: dict[str, Any] = dict(
-            norm=norm, activation=check_activation(activation), dtype=dtype,
-            param_dtype=param_dtype, precision=precision,
+            norm=norm,
+            activation=check_activation(activation),
+            dtype=dtype,
+            param_dtype=param_dtype,
+            precision=precision,
         )
         self.branch_1x1 = make_unit(in_features, n1, 1, rngs=rngs, **common)
-        self.branch_3x3 = Bottleneck(in_features, r3, n3, 3, implementation=implementation,
-                                     rngs=rngs, **common)
-        self.branch_5x5 = Bottleneck(in_features, r5, n5, 5, implementation=implementation,
-                                     rngs=rngs, **common)
+        self.branch_3x3 = Bottleneck(
+            in_features, r3, n3, 3, implementation=implementation, rngs=rngs, **common
+        )
+        self.branch_5x5 = Bottleneck(
+            in_features, r5, n5, 5, implementation=implementation, rngs=rngs, **common
+        )
         self.branch_pool = PoolProjection(in_features, pp, rngs=rngs, **common)
         self.out_features = n1 + n3 + n5 + pp
 
@@ -301,10 +347,12 @@ class Inception(nnx.Module):
         w = jnp.concatenate([m for m, _, _ in parts], axis=1)
         b = None
         if any(p[1] is not None for p in parts):
-            b = jnp.concatenate([
-                bias if bias is not None else jnp.zeros((m.shape[1],), m.dtype)
-                for m, bias, _ in parts
-            ])
+            b = jnp.concatenate(
+                [
+                    bias if bias is not None else jnp.zeros((m.shape[1],), m.dtype)
+                    for m, bias, _ in parts
+                ]
+            )
         x, w, b = promote_dtype((x, w, b), dtype=self.dtype)
         y = jaxconv.conv1x1(x, w, b, precision=self.precision)
         splits = [m.shape[1] for m, _, _ in parts]
@@ -314,8 +362,7 @@ class Inception(nnx.Module):
     def __call__(self, x: Array) -> Array:
         check_channels(x, self.in_features, type(self).__name__)
         if not self.fuse_1x1:
-            ys = [self.branch_1x1(x), self.branch_3x3(x), self.branch_5x5(x),
-                  self.branch_pool(x)]
+            ys = [self.branch_1x1(x), self.branch_3x3(x), self.branch_5x5(x), self.branch_pool(x)]
             return jnp.concatenate(ys, axis=-1)
         b3, b5 = self.branch_3x3, self.branch_5x5
         units = [self.branch_1x1, *(b.reduce for b in (b3, b5) if b.reduce is not None)]

@@ -81,14 +81,27 @@ class MLPConv(nnx.Module):
         self.in_features = check_int(in_features, "in_features")
         self.out_features = self.features[-1]
         norm = _check_norm(norm)
-        common: dict[str, Any] = dict(activation=check_activation(activation), dtype=dtype,
-                                      param_dtype=param_dtype, precision=precision)
+        common: dict[str, Any] = dict(
+            activation=check_activation(activation),
+            dtype=dtype,
+            param_dtype=param_dtype,
+            precision=precision,
+        )
         first = ConvBN if norm == "batch" else Conv  # a Conv even for k = 1, as before
-        self.conv = first(in_features, self.features[0], kernel_size, stride=stride,
-                          padding=padding, implementation=implementation, rngs=rngs, **common)
+        self.conv = first(
+            in_features,
+            self.features[0],
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            implementation=implementation,
+            rngs=rngs,
+            **common,
+        )
         for i, (c_in, c_out) in enumerate(zip(self.features, self.features[1:]), start=1):
-            setattr(self, f"pointwise_{i}",
-                    make_unit(c_in, c_out, 1, norm=norm, rngs=rngs, **common))
+            setattr(
+                self, f"pointwise_{i}", make_unit(c_in, c_out, 1, norm=norm, rngs=rngs, **common)
+            )
 
     def __call__(self, x: Array) -> Array:
         check_channels(x, self.in_features, type(self).__name__)

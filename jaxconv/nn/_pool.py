@@ -38,16 +38,18 @@ class MaxPool(nnx.Module):
       (1, 56, 56, 64)
     """
 
-    def __init__(self, window: Any, *, stride: Any = None, padding: Any = "VALID",
-                 ceil_mode: bool = False):
+    def __init__(
+        self, window: Any, *, stride: Any = None, padding: Any = "VALID", ceil_mode: bool = False
+    ):
         self.window = _static(window)
         self.stride = _static(stride)
         self.padding = _static(padding)
         self.ceil_mode = check_bool(ceil_mode, "ceil_mode")
 
     def __call__(self, x: Array) -> Array:
-        return jaxconv.max_pool(x, self.window, stride=self.stride, padding=self.padding,
-                                ceil_mode=self.ceil_mode)
+        return jaxconv.max_pool(
+            x, self.window, stride=self.stride, padding=self.padding, ceil_mode=self.ceil_mode
+        )
 
 
 class AvgPool(nnx.Module):
@@ -66,8 +68,15 @@ class AvgPool(nnx.Module):
       (1, 4, 4, 512)
     """
 
-    def __init__(self, window: Any, *, stride: Any = None, padding: Any = "VALID",
-                 ceil_mode: bool = False, count_include_pad: bool = True):
+    def __init__(
+        self,
+        window: Any,
+        *,
+        stride: Any = None,
+        padding: Any = "VALID",
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+    ):
         self.window = _static(window)
         self.stride = _static(stride)
         self.padding = _static(padding)
@@ -75,9 +84,14 @@ class AvgPool(nnx.Module):
         self.count_include_pad = check_bool(count_include_pad, "count_include_pad")
 
     def __call__(self, x: Array) -> Array:
-        return jaxconv.avg_pool(x, self.window, stride=self.stride, padding=self.padding,
-                                ceil_mode=self.ceil_mode,
-                                count_include_pad=self.count_include_pad)
+        return jaxconv.avg_pool(
+            x,
+            self.window,
+            stride=self.stride,
+            padding=self.padding,
+            ceil_mode=self.ceil_mode,
+            count_include_pad=self.count_include_pad,
+        )
 
 
 class GlobalAvgPool(nnx.Module):

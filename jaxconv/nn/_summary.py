@@ -95,8 +95,7 @@ class Summary(list[SummaryRow]):
         body = []
         for r in (*self, self.total):
             name = "total" if r is self.total else "  " * r.depth + r.path.rsplit(".", 1)[-1]
-            cells = [name, r.kind, _format_shape(r.output_shape), f"{r.params:,}",
-                     _si(r.macs)]
+            cells = [name, r.kind, _format_shape(r.output_shape), f"{r.params:,}", _si(r.macs)]
             if xla:
                 cells.append("" if r.xla_flops is None else _si(r.xla_flops))
             body.append(cells)
@@ -108,8 +107,7 @@ class Summary(list[SummaryRow]):
         header, body = self._columns()
         table = Table(title=f"{self.total.kind} · input {_format_shape(self.total.input_shape)}")
         for i, name in enumerate(header):
-            table.add_column(name, justify="right" if i >= 3 else "left",
-                             no_wrap=True, footer="")
+            table.add_column(name, justify="right" if i >= 3 else "left", no_wrap=True, footer="")
         for cells in body[:-1]:
             table.add_row(*cells)
         table.add_section()
@@ -122,8 +120,10 @@ class Summary(list[SummaryRow]):
         except ImportError:  # plain text without rich
             header, body = self._columns()
             widths = [max(len(c) for c in col) for col in zip(header, *body)]
-            return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip()
-                             for line in (header, *body))
+            return "\n".join(
+                "  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip()
+                for line in (header, *body)
+            )
         buffer = io.StringIO()
         Console(file=buffer, width=200, force_terminal=False, color_system=None).print(self)
         return buffer.getvalue().rstrip()
@@ -180,9 +180,14 @@ class _Recorder:
         first = rec is None
         if rec is None:  # registered on entry, so a block comes before its children
             self.order.append(path)
-            rec = self.records[path] = dict(input_shape=_shapes(x), output_shape=None,
-                                            args=_abstract(args), kwargs=_abstract(kwargs),
-                                            calls=0, macs=0)
+            rec = self.records[path] = dict(
+                input_shape=_shapes(x),
+                output_shape=None,
+                args=_abstract(args),
+                kwargs=_abstract(kwargs),
+                calls=0,
+                macs=0,
+            )
         out = run(*args, **kwargs)
         if first:
             rec["output_shape"] = _shapes(out)
@@ -208,8 +213,7 @@ def _recording_class(cls: type) -> type:
 
     Cached, one per class, because Flax registers every Module type it sees.
     """
-    return type(cls.__name__, (cls,), {"__call__": _recording_call,
-                                       "__module__": cls.__module__})
+    return type(cls.__name__, (cls,), {"__call__": _recording_call, "__module__": cls.__module__})
 
 
 def _record(module: nnx.Module, path: str, recorder: _Recorder) -> None:
@@ -220,8 +224,9 @@ def _record(module: nnx.Module, path: str, recorder: _Recorder) -> None:
 
 
 def _abstract(tree: Any) -> Any:
-    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype)
-                        if hasattr(a, "shape") else a, tree)
+    return jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype) if hasattr(a, "shape") else a, tree
+    )
 
 
 def _dotted(path: tuple) -> str:
@@ -298,11 +303,16 @@ def summary(model: nnx.Module, *args: Any, xla: str | None = "total", **kwargs: 
     def make_row(path: str) -> SummaryRow:
         rec = records.get(path, {})
         macs = subtree_macs(path)
-        return SummaryRow(path=path, kind=type(originals[path]).__name__,
-                          input_shape=rec.get("input_shape"),
-                          output_shape=rec.get("output_shape"),
-                          params=n_params(originals[path]), macs=macs, flops=2 * macs,
-                          calls=rec.get("calls", 0))
+        return SummaryRow(
+            path=path,
+            kind=type(originals[path]).__name__,
+            input_shape=rec.get("input_shape"),
+            output_shape=rec.get("output_shape"),
+            params=n_params(originals[path]),
+            macs=macs,
+            flops=2 * macs,
+            calls=rec.get("calls", 0),
+        )
 
     called = [p for p in recorder.order if p]
     rows = [make_row(p) for p in called]
@@ -310,13 +320,21 @@ def summary(model: nnx.Module, *args: Any, xla: str | None = "total", **kwargs: 
     total = make_row("")
 
     if xla is not None:
-        total = replace(total, xla_flops=_module_xla_flops(model, _abstract(args),
-                                                           _abstract(kwargs)))
+        total = replace(
+            total, xla_flops=_module_xla_flops(model, _abstract(args), _abstract(kwargs))
+        )
     if xla == "rows":
-        rows = [replace(r, xla_flops=_module_xla_flops(originals[r.path],
-                                                       records[r.path]["args"],
-                                                       records[r.path]["kwargs"]))
-                if r.path in records else r for r in rows]
+        rows = [
+            replace(
+                r,
+                xla_flops=_module_xla_flops(
+                    originals[r.path], records[r.path]["args"], records[r.path]["kwargs"]
+                ),
+            )
+            if r.path in records
+            else r
+            for r in rows
+        ]
     return Summary(rows, total)
 
 
