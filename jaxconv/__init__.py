@@ -58,20 +58,3 @@ __all__ = [
     "resolve_padding",
     "xla_cost",
 ]
-
-#: Public names whose modules import Flax: loaded on first access, so ``import jaxconv`` doesn't.
-_LAZY = {
-    "summary": "jaxconv._summary",
-    "Summary": "jaxconv._summary",
-    "SummaryRow": "jaxconv._summary",
-}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'jaxconv' has no attribute {name!r}")

@@ -30,7 +30,7 @@ LAYERS = [
     ("jaxconv.kernels.autotune", "jaxconv.kernels"),
     ("jaxconv.ops",),
     ("jaxconv",),  # the package's own __init__: the functional core only
-    ("jaxconv.nn", "jaxconv._summary"),
+    ("jaxconv.nn",),
     ("jaxconv.models",),
     ("jaxconv.train",),
 ]

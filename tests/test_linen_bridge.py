@@ -38,10 +38,10 @@ class Net(linen.Module):
         x = bridge.to_linen(LocalResponseNorm, 3, skip_rng=True, name="lrn")(linen.relu(x))
         x = bridge.to_linen(ConvBN, 8, 8, 3, name="unit")(x)
         x = bridge.to_linen(Inception, 8, WIDTHS, name="block")(x)
-        x = bridge.to_linen(Inception, 18, (4, 3, 6, 2, 5, 3), fuse_1x1=True, norm="batch",
-                            name="fused")(x)
-        x = bridge.to_linen(MaxPool, 3, stride=2, ceil_mode=True, skip_rng=True,
-                            name="pool")(x)
+        x = bridge.to_linen(
+            Inception, 18, (4, 3, 6, 2, 5, 3), fuse_1x1=True, norm="batch", name="fused"
+        )(x)
+        x = bridge.to_linen(MaxPool, 3, stride=2, ceil_mode=True, skip_rng=True, name="pool")(x)
         x = bridge.to_linen(MLPConv, 18, (8, 8), 3, name="mlpconv")(x)
         x = bridge.to_linen(Bottleneck, 8, 4, 8, 5, name="bottleneck")(x)
         x = bridge.to_linen(PoolProjection, 8, 8, name="pool_proj")(x)
@@ -86,9 +86,12 @@ def test_real_init_and_apply():
     variables = stem.init(jax.random.key(0), x)
     kernel = variables["params"]["kernel"]
     assert kernel.shape == (3, 3, 3, 8) and float(jnp.std(kernel)) > 0
-    np.testing.assert_allclose(stem.apply(variables, x),
-                               jaxconv.conv(x, kernel, variables["params"]["bias"]),
-                               atol=tol("float32", 27), rtol=0)
+    np.testing.assert_allclose(
+        stem.apply(variables, x),
+        jaxconv.conv(x, kernel, variables["params"]["bias"]),
+        atol=tol("float32", 27),
+        rtol=0,
+    )
 
 
 def test_init_gives_the_nnx_parameter_paths(net_and_variables):
@@ -110,9 +113,12 @@ def test_apply_trains_batch_stats_and_matches_the_nnx_modules(net_and_variables)
 
     @jax.jit
     def apply(variables, x):
-        return net.apply(variables, x, mutable=["batch_stats", "intermediates"],
-                         capture_intermediates=lambda mdl, _: mdl.name in ("stem", "unit",
-                                                                           "block"))
+        return net.apply(
+            variables,
+            x,
+            mutable=["batch_stats", "intermediates"],
+            capture_intermediates=lambda mdl, _: mdl.name in ("stem", "unit", "block"),
+        )
 
     y, updates = apply(variables, x)
     assert y.shape == (2, 5)
@@ -122,19 +128,27 @@ def test_apply_trains_batch_stats_and_matches_the_nnx_modules(net_and_variables)
     seen = updates["intermediates"]
     # The wrapped stem is jaxconv.conv with the Linen parameters.
     stem = variables["params"]["stem"]
-    np.testing.assert_allclose(seen["stem"]["__call__"][0],
-                               jaxconv.conv(x, stem["kernel"], stem["bias"]),
-                               atol=tol("float32", 27), rtol=0)
+    np.testing.assert_allclose(
+        seen["stem"]["__call__"][0],
+        jaxconv.conv(x, stem["kernel"], stem["bias"]),
+        atol=tol("float32", 27),
+        rtol=0,
+    )
     # The wrapped Inception block is the NNX block with the same parameters.
     block = nnx.eval_shape(lambda: Inception(8, WIDTHS, rngs=nnx.Rngs(0)))
     nnx.update(block, nnx.State(variables["params"]["block"]))
     h = seen["unit"]["__call__"][0]
-    np.testing.assert_allclose(seen["block"]["__call__"][0], nnx.jit(lambda b, h: b(h))(block, h),
-                               atol=tol("float32", 200), rtol=0)
+    np.testing.assert_allclose(
+        seen["block"]["__call__"][0],
+        nnx.jit(lambda b, h: b(h))(block, h),
+        atol=tol("float32", 200),
+        rtol=0,
+    )
 
 
 def _eval_mode(cls):
     """A factory for to_linen that builds the NNX model in eval mode (the README recipe)."""
+
     def make(*args, **kwargs):
         model = cls(*args, **kwargs)
         model.eval()
@@ -163,13 +177,18 @@ def test_models_init_and_apply_shapes_in_linen():
     x = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
     keys = {"params": jax.random.key(0), "dropout": jax.random.key(0)}
     variables = jax.eval_shape(googlenet.init, keys, x)
-    assert variables["params"]["inception_4a"]["branch_5x5"]["reduce"]["kernel"].shape == \
-        (1, 1, 480, 16)
+    assert variables["params"]["inception_4a"]["branch_5x5"]["reduce"]["kernel"].shape == (
+        1,
+        1,
+        480,
+        16,
+    )
     assert jax.eval_shape(googlenet.apply, variables, x).shape == (1, 10)
     mini = bridge.to_linen(MiniInception, bottleneck=False)
     x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
     variables = jax.eval_shape(mini.init, keys, x)
     assert "reduce" not in variables["params"]["inception_a"]["branch_5x5"]
-    out, updates = jax.eval_shape(lambda v, x: mini.apply(v, x, mutable=["batch_stats"]),
-                                  variables, x)
+    out, updates = jax.eval_shape(
+        lambda v, x: mini.apply(v, x, mutable=["batch_stats"]), variables, x
+    )
     assert out.shape == (2, 10) and "stem" in updates["batch_stats"]

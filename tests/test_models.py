@@ -51,6 +51,7 @@ def materialize(make, seed: int = 0):
 
 def output_shape(make, size: int, *, train: bool, batch: int = 2):
     """Output shapes of ``make()`` on a ``[batch, size, size, 3]`` input, without computing."""
+
     def forward(x):
         model = make()
         if not train:
@@ -76,34 +77,72 @@ def abstract(make):
 # --- shapes ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, make, size, train, want", [
-    ("googlenet", lambda: GoogLeNet(rngs=nnx.Rngs(0)), 224, False, (2, 1000)),
-    ("googlenet", lambda: GoogLeNet(rngs=nnx.Rngs(0)), 224, True,
-     GoogLeNetOutputs((2, 1000), (2, 1000), (2, 1000))),
-    ("googlenet-bn", lambda: GoogLeNet(10, batch_norm=True, rngs=nnx.Rngs(0)), 224, True,
-     GoogLeNetOutputs((2, 10), (2, 10), (2, 10))),
-    ("googlenet-cifar", lambda: GoogLeNet(10, stem="cifar", rngs=nnx.Rngs(0)), 32, True,
-     GoogLeNetOutputs((2, 10), (2, 10), (2, 10))),
-    ("googlenet-cifar", lambda: GoogLeNet(10, stem="cifar", rngs=nnx.Rngs(0)), 32, False,
-     (2, 10)),
-    ("googlenet-noaux", lambda: GoogLeNet(aux_logits=False, rngs=nnx.Rngs(0)), 224, True,
-     (2, 1000)),
-    ("nin", lambda: NiN(rngs=nnx.Rngs(0)), 32, True, (2, 10)),
-    ("nin", lambda: NiN(rngs=nnx.Rngs(0)), 224, False, (2, 10)),
-    ("mini", lambda: MiniInception(rngs=nnx.Rngs(0)), 32, True, (2, 10)),
-    ("mini-direct", lambda: MiniInception(bottleneck=False, rngs=nnx.Rngs(0)), 224, False,
-     (2, 10)),
-])
+@pytest.mark.parametrize(
+    "name, make, size, train, want",
+    [
+        ("googlenet", lambda: GoogLeNet(rngs=nnx.Rngs(0)), 224, False, (2, 1000)),
+        (
+            "googlenet",
+            lambda: GoogLeNet(rngs=nnx.Rngs(0)),
+            224,
+            True,
+            GoogLeNetOutputs((2, 1000), (2, 1000), (2, 1000)),
+        ),
+        (
+            "googlenet-bn",
+            lambda: GoogLeNet(10, batch_norm=True, rngs=nnx.Rngs(0)),
+            224,
+            True,
+            GoogLeNetOutputs((2, 10), (2, 10), (2, 10)),
+        ),
+        (
+            "googlenet-cifar",
+            lambda: GoogLeNet(10, stem="cifar", rngs=nnx.Rngs(0)),
+            32,
+            True,
+            GoogLeNetOutputs((2, 10), (2, 10), (2, 10)),
+        ),
+        (
+            "googlenet-cifar",
+            lambda: GoogLeNet(10, stem="cifar", rngs=nnx.Rngs(0)),
+            32,
+            False,
+            (2, 10),
+        ),
+        (
+            "googlenet-noaux",
+            lambda: GoogLeNet(aux_logits=False, rngs=nnx.Rngs(0)),
+            224,
+            True,
+            (2, 1000),
+        ),
+        ("nin", lambda: NiN(rngs=nnx.Rngs(0)), 32, True, (2, 10)),
+        ("nin", lambda: NiN(rngs=nnx.Rngs(0)), 224, False, (2, 10)),
+        ("mini", lambda: MiniInception(rngs=nnx.Rngs(0)), 32, True, (2, 10)),
+        (
+            "mini-direct",
+            lambda: MiniInception(bottleneck=False, rngs=nnx.Rngs(0)),
+            224,
+            False,
+            (2, 10),
+        ),
+    ],
+)
 def test_output_shapes(name, make, size, train, want):
     assert output_shape(make, size, train=train) == want
 
 
 def test_googlenet_imagenet_stem_sizes_and_errors():
     assert minimum_input_size("imagenet") == 47
-    assert output_shape(lambda: GoogLeNet(aux_logits=False, rngs=nnx.Rngs(0)), 47,
-                        train=False) == (2, 1000)
-    with pytest.raises(ValueError, match=r"needs `x` \[N, H, W, C\] with H, W >= 47, got shape "
-                                         r"\(2, 32, 32, 3\) \(use stem='cifar'"):
+    assert output_shape(lambda: GoogLeNet(aux_logits=False, rngs=nnx.Rngs(0)), 47, train=False) == (
+        2,
+        1000,
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"needs `x` \[N, H, W, C\] with H, W >= 47, got shape "
+        r"\(2, 32, 32, 3\) \(use stem='cifar'",
+    ):
         output_shape(lambda: GoogLeNet(rngs=nnx.Rngs(0)), 32, train=False)
     # 4a is 3×3 at 62 pixels: too small for the auxiliary heads' 4×4 grid (training only).
     assert output_shape(lambda: GoogLeNet(rngs=nnx.Rngs(0)), 62, train=False) == (2, 1000)
@@ -119,19 +158,25 @@ def test_aux_pool_is_the_papers_5x5_stride_3_on_14x14():
         assert (size - window) % stride == 0
 
 
-@pytest.mark.parametrize("kwargs, err, match", [
-    (dict(stem="tiny"), ValueError, r"`stem` must be 'imagenet' or 'cifar', got 'tiny'"),
-    (dict(aux_logits=1), TypeError, r"`aux_logits` must be a bool, got 1"),
-    (dict(num_classes=0), ValueError, r"`num_classes` must be a positive int, got 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, err, match",
+    [
+        (dict(stem="tiny"), ValueError, r"`stem` must be 'imagenet' or 'cifar', got 'tiny'"),
+        (dict(aux_logits=1), TypeError, r"`aux_logits` must be a bool, got 1"),
+        (dict(num_classes=0), ValueError, r"`num_classes` must be a positive int, got 0"),
+    ],
+)
 def test_googlenet_constructor_errors(kwargs, err, match):
     with pytest.raises(err, match=match):
         GoogLeNet(**kwargs, rngs=nnx.Rngs(0))
 
 
 def test_models_check_input_channels():
-    for make in (lambda: GoogLeNet(rngs=nnx.Rngs(0)), lambda: NiN(rngs=nnx.Rngs(0)),
-                 lambda: MiniInception(rngs=nnx.Rngs(0))):
+    for make in (
+        lambda: GoogLeNet(rngs=nnx.Rngs(0)),
+        lambda: NiN(rngs=nnx.Rngs(0)),
+        lambda: MiniInception(rngs=nnx.Rngs(0)),
+    ):
         model = abstract(make)
         with pytest.raises(ValueError, match=r"expects `x` with 3 input channels .* got 1 "):
             model(jnp.ones((1, 32, 32, 1)))
@@ -164,31 +209,66 @@ def test_batch_norm_variant_has_no_conv_biases():
 def test_googlenet_paths_and_table_1_depths():
     model = abstract(lambda: GoogLeNet(rngs=nnx.Rngs(0)))
     paths = param_paths(model)
-    for path in ("conv1.kernel", "conv1.bias", "conv2_reduce.kernel", "conv2.kernel",
-                 "inception_3a.branch_1x1.kernel", "inception_3b.branch_3x3.reduce.kernel",
-                 "inception_3b.branch_3x3.conv.kernel", "inception_4a.branch_5x5.reduce.kernel",
-                 "inception_4a.branch_5x5.conv.kernel", "inception_5b.branch_pool.proj.bias",
-                 "aux_4a.conv.kernel", "aux_4a.fc1.kernel", "aux_4d.fc2.bias", "fc.kernel"):
+    for path in (
+        "conv1.kernel",
+        "conv1.bias",
+        "conv2_reduce.kernel",
+        "conv2.kernel",
+        "inception_3a.branch_1x1.kernel",
+        "inception_3b.branch_3x3.reduce.kernel",
+        "inception_3b.branch_3x3.conv.kernel",
+        "inception_4a.branch_5x5.reduce.kernel",
+        "inception_4a.branch_5x5.conv.kernel",
+        "inception_5b.branch_pool.proj.bias",
+        "aux_4a.conv.kernel",
+        "aux_4a.fc1.kernel",
+        "aux_4d.fc2.bias",
+        "fc.kernel",
+    ):
         assert path in paths
     top = {p.split(".")[0] for p in paths}
-    assert top == {"conv1", "conv2_reduce", "conv2", "aux_4a", "aux_4d", "fc",
-                   *(f"inception_{name}" for name in GOOGLENET_INCEPTION)}
+    assert top == {
+        "conv1",
+        "conv2_reduce",
+        "conv2",
+        "aux_4a",
+        "aux_4d",
+        "fc",
+        *(f"inception_{name}" for name in GOOGLENET_INCEPTION),
+    }
     assert model.conv1.kernel.shape == (7, 7, 3, 64)
     assert model.inception_4a.branch_5x5.reduce.kernel.shape == (1, 1, 480, 16)
     assert model.inception_4a.branch_5x5.conv.kernel.shape == (5, 5, 16, 48)
     # Table 1's "output size" depth of each inception row.
-    depths = {name: getattr(model, f"inception_{name}").out_features
-              for name in GOOGLENET_INCEPTION}
-    assert depths == {"3a": 256, "3b": 480, "4a": 512, "4b": 512, "4c": 512, "4d": 528,
-                      "4e": 832, "5a": 832, "5b": 1024}
+    depths = {
+        name: getattr(model, f"inception_{name}").out_features for name in GOOGLENET_INCEPTION
+    }
+    assert depths == {
+        "3a": 256,
+        "3b": 480,
+        "4a": 512,
+        "4b": 512,
+        "4c": 512,
+        "4d": 528,
+        "4e": 832,
+        "5a": 832,
+        "5b": 1024,
+    }
 
 
 def test_nin_and_mini_inception_paths():
     nin = param_paths(abstract(lambda: NiN(rngs=nnx.Rngs(0))))
-    assert {"mlpconv1.conv.kernel", "mlpconv1.pointwise_2.kernel",
-            "mlpconv3.pointwise_2.bias"} <= nin
-    assert abstract(lambda: NiN(rngs=nnx.Rngs(0))).mlpconv3.pointwise_2.kernel.shape == \
-        (1, 1, 192, 10)
+    assert {
+        "mlpconv1.conv.kernel",
+        "mlpconv1.pointwise_2.kernel",
+        "mlpconv3.pointwise_2.bias",
+    } <= nin
+    assert abstract(lambda: NiN(rngs=nnx.Rngs(0))).mlpconv3.pointwise_2.kernel.shape == (
+        1,
+        1,
+        192,
+        10,
+    )
     mini = abstract(lambda: MiniInception(rngs=nnx.Rngs(0)))
     direct = abstract(lambda: MiniInception(bottleneck=False, rngs=nnx.Rngs(0)))
     for name in ("inception_a", "inception_b", "inception_c", "inception_d"):
@@ -209,9 +289,8 @@ def test_nin_and_mini_inception_paths():
 def _loss(model, x):
     out = model(x)
     if isinstance(out, GoogLeNetOutputs):  # the paper weights the auxiliary losses by 0.3
-        return jnp.mean(out.logits ** 2) + 0.3 * (jnp.mean(out.aux_4a ** 2)
-                                                  + jnp.mean(out.aux_4d ** 2))
-    return jnp.mean(out ** 2)
+        return jnp.mean(out.logits**2) + 0.3 * (jnp.mean(out.aux_4a**2) + jnp.mean(out.aux_4d**2))
+    return jnp.mean(out**2)
 
 
 #: Tests compile with LLVM's cheap settings: about half the compile time, same results.
@@ -250,8 +329,12 @@ def test_googlenet_jit_grad_and_train_vs_eval():
     want = jax.tree.map(lambda p: p.shape, nnx.state(model, nnx.Param))
     assert jax.tree.map(lambda g: g.shape, nnx.state(grads, nnx.Param)) == want
     flat = dict(nnx.to_flat_state(nnx.state(grads, nnx.Param)))
-    for path in (("aux_4a", "fc2", "kernel"), ("aux_4d", "conv", "kernel"),
-                 ("conv1", "kernel"), ("inception_4a", "branch_5x5", "reduce", "kernel")):
+    for path in (
+        ("aux_4a", "fc2", "kernel"),
+        ("aux_4d", "conv", "kernel"),
+        ("conv1", "kernel"),
+        ("inception_4a", "branch_5x5", "reduce", "kernel"),
+    ):
         g = flat[path].get_value()
         assert bool(jnp.all(jnp.isfinite(g))) and float(jnp.abs(g).sum()) > 0, path
     model.eval()

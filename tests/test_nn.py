@@ -55,11 +55,14 @@ def test_conv_int_kernel_is_square_2d_and_matches_flax(rng):
     np.testing.assert_allclose(y, flax_conv(x), atol=tol("float32", 27), rtol=0)
 
 
-@pytest.mark.parametrize("kernel_size, x_shape, out_shape", [
-    ((3,), (2, 10, 4), (2, 10, 6)),
-    ((3, 1), (2, 6, 5, 4), (2, 6, 5, 6)),
-    ((1, 3, 3), (1, 4, 5, 5, 4), (1, 4, 5, 5, 6)),
-])
+@pytest.mark.parametrize(
+    "kernel_size, x_shape, out_shape",
+    [
+        ((3,), (2, 10, 4), (2, 10, 6)),
+        ((3, 1), (2, 6, 5, 4), (2, 6, 5, 6)),
+        ((1, 3, 3), (1, 4, 5, 5, 4), (1, 4, 5, 5, 6)),
+    ],
+)
 def test_conv_tuple_kernel_gives_1d_2d_3d(kernel_size, x_shape, out_shape):
     conv = nnx.eval_shape(lambda: Conv(4, 6, kernel_size, rngs=nnx.Rngs(0)))
     assert conv.kernel.shape == (*kernel_size, 4, 6)
@@ -67,18 +70,36 @@ def test_conv_tuple_kernel_gives_1d_2d_3d(kernel_size, x_shape, out_shape):
 
 
 def test_conv_forwards_every_argument_to_jaxconv_conv(rng):
-    conv = materialize(lambda: Conv(4, 6, (3, 2), stride=(2, 1), padding=((1, 0), (0, 1)),
-                                    dilation=(1, 2), groups=2, rngs=nnx.Rngs(3)))
+    conv = materialize(
+        lambda: Conv(
+            4,
+            6,
+            (3, 2),
+            stride=(2, 1),
+            padding=((1, 0), (0, 1)),
+            dilation=(1, 2),
+            groups=2,
+            rngs=nnx.Rngs(3),
+        )
+    )
     assert conv.kernel.shape == (3, 2, 2, 6)
     x = randn(rng, 2, 7, 6, 4)
-    want = jaxconv.conv(x, conv.kernel[...], conv.bias[...], stride=(2, 1),
-                        padding=((1, 0), (0, 1)), dilation=(1, 2), groups=2)
+    want = jaxconv.conv(
+        x,
+        conv.kernel[...],
+        conv.bias[...],
+        stride=(2, 1),
+        padding=((1, 0), (0, 1)),
+        dilation=(1, 2),
+        groups=2,
+    )
     np.testing.assert_array_equal(conv(x), want)
 
 
 def test_conv_without_bias_and_dtype_promotion():
-    conv = nnx.eval_shape(lambda: Conv(3, 4, 3, use_bias=False, dtype=jnp.bfloat16,
-                                       rngs=nnx.Rngs(0)))
+    conv = nnx.eval_shape(
+        lambda: Conv(3, 4, 3, use_bias=False, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+    )
     assert conv.bias is None
     assert param_paths(conv) == ["kernel"]
     assert conv.kernel.dtype == jnp.float32
@@ -89,6 +110,39 @@ def test_conv_without_bias_and_dtype_promotion():
     assert abstract_call(half, (1, 5, 5, 3)).dtype == jnp.float32  # promoted, not truncated
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda **kw: Conv(4, 6, 3, rngs=nnx.Rngs(2), **kw),
+        lambda **kw: Conv1x1(4, 6, rngs=nnx.Rngs(2), **kw),
+    ],
+)
+def test_conv_activation_is_applied_after_the_bias_and_adds_no_parameters(rng, make):
+    plain, relu = make(), make(activation=jax.nn.relu)
+    assert plain.activation is None  # the default keeps the old numerics
+    assert param_paths(plain) == param_paths(relu) == ["bias", "kernel"]
+    plain.bias[...] = relu.bias[...] = randn(rng, 6)
+    x = randn(rng, 2, 5, 5, 4)
+    np.testing.assert_array_equal(relu(x), jax.nn.relu(plain(x)))
+    with pytest.raises(TypeError, match=r"`activation` must be a callable or None, got 'relu'"):
+        make(activation="relu")
+
+
+@pytest.mark.parametrize(
+    "padding, stored",
+    [
+        ("same", "SAME"),
+        ("REFLECT", "REFLECT"),
+        (1, ((1, 1), (1, 1))),
+        ([2, (0, 1)], ((2, 2), (0, 1))),
+    ],
+)
+def test_conv_stores_the_canonical_padding(padding, stored):
+    conv = nnx.eval_shape(lambda: Conv(4, 6, 3, padding=padding, rngs=nnx.Rngs(0)))
+    assert conv.padding == stored
+    hash(conv.padding)  # static configuration is hashable
+
+
 def test_conv_cost_uses_the_cost_model():
     conv = nnx.eval_shape(lambda: Conv(480, 48, 5, use_bias=False, rngs=nnx.Rngs(0)))
     cost = conv.cost((2, 14, 14, 480))
@@ -96,41 +150,77 @@ def test_conv_cost_uses_the_cost_model():
     assert cost.macs == 2 * 14 * 14 * 48 * 480 * 25
 
 
-@pytest.mark.parametrize("kwargs, err, match", [
-    (dict(in_features=6, out_features=4, kernel_size=3, groups=4), ValueError,
-     r"`groups` \(=4\) must divide `in_features` \(=6\)"),
-    (dict(in_features=4, out_features=6, kernel_size=3, groups=4), ValueError,
-     r"`groups` \(=4\) must divide `out_features` \(=6\)"),
-    (dict(in_features=0, out_features=4, kernel_size=3), ValueError,
-     r"`in_features` must be a positive int, got 0"),
-    (dict(in_features=4.0, out_features=4, kernel_size=3), TypeError,
-     r"`in_features` must be an int, got 4.0"),
-    (dict(in_features=4, out_features=4, kernel_size=(3, 3, 3, 3)), ValueError,
-     r"`kernel_size` must be an int \(square 2-D kernel\) or 1-3 ints"),
-    (dict(in_features=4, out_features=4, kernel_size=0), ValueError,
-     r"`kernel_size` must be a positive int, got 0"),
-    (dict(in_features=4, out_features=4, kernel_size=3, padding="FULL"), ValueError,
-     r"`padding` must be one of"),
-    (dict(in_features=4, out_features=4, kernel_size=3, stride=(1, 2, 3)), ValueError,
-     r"`stride` must have one entry per spatial dim \(2\)"),
-    (dict(in_features=4, out_features=4, kernel_size=3, implementation="cudnn"), ValueError,
-     r"`implementation` must be None or one of"),
-    (dict(in_features=4, out_features=4, kernel_size=3, dtype="float33"), TypeError,
-     r"`dtype` must be None or a dtype"),
-])
+@pytest.mark.parametrize(
+    "kwargs, err, match",
+    [
+        (
+            dict(in_features=6, out_features=4, kernel_size=3, groups=4),
+            ValueError,
+            r"`groups` \(=4\) must divide `in_features` \(=6\)",
+        ),
+        (
+            dict(in_features=4, out_features=6, kernel_size=3, groups=4),
+            ValueError,
+            r"`groups` \(=4\) must divide `out_features` \(=6\)",
+        ),
+        (
+            dict(in_features=0, out_features=4, kernel_size=3),
+            ValueError,
+            r"`in_features` must be a positive int, got 0",
+        ),
+        (
+            dict(in_features=4.0, out_features=4, kernel_size=3),
+            TypeError,
+            r"`in_features` must be an int, got 4.0",
+        ),
+        (
+            dict(in_features=4, out_features=4, kernel_size=(3, 3, 3, 3)),
+            ValueError,
+            r"`kernel_size` must be an int \(square 2-D kernel\) or 1-3 ints",
+        ),
+        (
+            dict(in_features=4, out_features=4, kernel_size=0),
+            ValueError,
+            r"`kernel_size` must be a positive int, got 0",
+        ),
+        (
+            dict(in_features=4, out_features=4, kernel_size=3, padding="FULL"),
+            ValueError,
+            r"`padding` must be one of",
+        ),
+        (
+            dict(in_features=4, out_features=4, kernel_size=3, stride=(1, 2, 3)),
+            ValueError,
+            r"`stride` must have one entry per spatial dim \(2\)",
+        ),
+        (
+            dict(in_features=4, out_features=4, kernel_size=3, implementation="cudnn"),
+            ValueError,
+            r"`implementation` must be None or one of",
+        ),
+        (
+            dict(in_features=4, out_features=4, kernel_size=3, dtype="float33"),
+            TypeError,
+            r"`dtype` must be None or a dtype",
+        ),
+    ],
+)
 def test_conv_constructor_errors(kwargs, err, match):
     with pytest.raises(err, match=match):
         Conv(**kwargs, rngs=nnx.Rngs(0))
 
 
-@pytest.mark.parametrize("make", [
-    lambda: Conv(8, 4, 3, rngs=nnx.Rngs(0)),
-    lambda: Conv1x1(8, 4, rngs=nnx.Rngs(0)),
-    lambda: ConvBN(8, 4, 3, rngs=nnx.Rngs(0)),
-    lambda: Inception(8, SMALL_WIDTHS, rngs=nnx.Rngs(0)),
-    lambda: Inception(8, SMALL_WIDTHS, fuse_1x1=True, rngs=nnx.Rngs(0)),
-    lambda: MLPConv(8, (4, 4), 3, rngs=nnx.Rngs(0)),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Conv(8, 4, 3, rngs=nnx.Rngs(0)),
+        lambda: Conv1x1(8, 4, rngs=nnx.Rngs(0)),
+        lambda: ConvBN(8, 4, 3, rngs=nnx.Rngs(0)),
+        lambda: Inception(8, SMALL_WIDTHS, rngs=nnx.Rngs(0)),
+        lambda: Inception(8, SMALL_WIDTHS, fuse_1x1=True, rngs=nnx.Rngs(0)),
+        lambda: MLPConv(8, (4, 4), 3, rngs=nnx.Rngs(0)),
+    ],
+)
 def test_wrong_channel_count_names_expected_and_received(make):
     module = nnx.eval_shape(make)  # abstract parameters: the check runs before any compute
     with pytest.raises(ValueError, match=r"expects `x` with 8 input channels .* got 5 channels"):
@@ -150,8 +240,9 @@ def test_conv1x1_has_conv_tree_and_matches_conv(rng):
     conv.bias[...] = pointwise.bias[...]
     x = randn(rng, 2, 5, 5, 6)
     np.testing.assert_allclose(pointwise(x), conv(x), atol=tol("float32", 6), rtol=0)
-    want = np.einsum("nhwc,co->nhwo", np.asarray(x, np.float64),
-                     np.asarray(pointwise.matrix(), np.float64)) + np.asarray(pointwise.bias[...])
+    want = np.einsum(
+        "nhwc,co->nhwo", np.asarray(x, np.float64), np.asarray(pointwise.matrix(), np.float64)
+    ) + np.asarray(pointwise.bias[...])
     np.testing.assert_allclose(pointwise(x), want, atol=tol("float32", 6), rtol=0)
 
 
@@ -175,14 +266,15 @@ def test_convbn_train_normalizes_and_updates_stats_eval_uses_them(rng):
     np.testing.assert_allclose(jnp.mean(y, axis=(0, 1, 2)), 0.0, atol=1e-4)
     np.testing.assert_allclose(jnp.var(y, axis=(0, 1, 2)), 1.0, rtol=1e-2)
     conv_out = unit.conv(x)
-    np.testing.assert_allclose(unit.bn.mean[...], 0.01 * jnp.mean(conv_out, axis=(0, 1, 2)),
-                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        unit.bn.mean[...], 0.01 * jnp.mean(conv_out, axis=(0, 1, 2)), rtol=1e-4, atol=1e-6
+    )
     trained_mean = np.asarray(unit.bn.mean[...])
     unit.eval()
     y_eval = unit(x)
-    want = conv_out / jnp.sqrt(unit.bn.var[...].reshape(1, 1, 1, 4) + 1e-5) \
-        - unit.bn.mean[...].reshape(1, 1, 1, 4) / jnp.sqrt(unit.bn.var[...].reshape(1, 1, 1, 4)
-                                                           + 1e-5)
+    want = conv_out / jnp.sqrt(unit.bn.var[...].reshape(1, 1, 1, 4) + 1e-5) - unit.bn.mean[
+        ...
+    ].reshape(1, 1, 1, 4) / jnp.sqrt(unit.bn.var[...].reshape(1, 1, 1, 4) + 1e-5)
     np.testing.assert_allclose(y_eval, want, rtol=1e-4, atol=1e-4)
     assert not np.allclose(y_eval, y, atol=1e-2)
     np.testing.assert_array_equal(unit.bn.mean[...], trained_mean)  # eval leaves the stats
@@ -202,12 +294,18 @@ def test_convbn_activation_is_applied_last(rng):
 def test_inception_paths_match_the_checkpoint_format():
     block = nnx.eval_shape(lambda: Inception(8, SMALL_WIDTHS, rngs=nnx.Rngs(0)))
     assert param_paths(block) == [
-        "branch_1x1.bias", "branch_1x1.kernel",
-        "branch_3x3.conv.bias", "branch_3x3.conv.kernel",
-        "branch_3x3.reduce.bias", "branch_3x3.reduce.kernel",
-        "branch_5x5.conv.bias", "branch_5x5.conv.kernel",
-        "branch_5x5.reduce.bias", "branch_5x5.reduce.kernel",
-        "branch_pool.proj.bias", "branch_pool.proj.kernel",
+        "branch_1x1.bias",
+        "branch_1x1.kernel",
+        "branch_3x3.conv.bias",
+        "branch_3x3.conv.kernel",
+        "branch_3x3.reduce.bias",
+        "branch_3x3.reduce.kernel",
+        "branch_5x5.conv.bias",
+        "branch_5x5.conv.kernel",
+        "branch_5x5.reduce.bias",
+        "branch_5x5.reduce.kernel",
+        "branch_pool.proj.bias",
+        "branch_pool.proj.kernel",
     ]
     assert block.branch_3x3.conv.kernel.shape == (3, 3, 3, 6)
     assert block.branch_5x5.conv.kernel.shape == (5, 5, 2, 5)
@@ -230,15 +328,17 @@ def test_inception_output_is_the_branches_concatenated(rng):
         relu(block.branch_5x5.conv(relu(block.branch_5x5.reduce(x)))),
         relu(block.branch_pool.proj(jaxconv.max_pool(x, 3, stride=1, padding="SAME"))),
     ]
-    np.testing.assert_allclose(y, jnp.concatenate(parts, axis=-1), atol=tol("float32", 50),
-                               rtol=0)
+    np.testing.assert_allclose(y, jnp.concatenate(parts, axis=-1), atol=tol("float32", 50), rtol=0)
 
 
-@pytest.mark.parametrize("norm, widths", [
-    (None, SMALL_WIDTHS),
-    (None, (4, 0, 6, 0, 5, 3)),  # no reduce at all: only branch_1x1 is pointwise
-    ("batch", (4, 3, 6, 0, 5, 3)),
-])
+@pytest.mark.parametrize(
+    "norm, widths",
+    [
+        (None, SMALL_WIDTHS),
+        (None, (4, 0, 6, 0, 5, 3)),  # no reduce at all: only branch_1x1 is pointwise
+        ("batch", (4, 3, 6, 0, 5, 3)),
+    ],
+)
 def test_inception_fused_equals_unfused(rng, norm, widths):
     unfused = Inception(8, widths, norm=norm, rngs=nnx.Rngs(5))
     fused = Inception(8, widths, norm=norm, fuse_1x1=True, rngs=nnx.Rngs(5))
@@ -249,8 +349,23 @@ def test_inception_fused_equals_unfused(rng, norm, widths):
     x = randn(rng, 2, 5, 5, 8)
     np.testing.assert_allclose(fused(x), unfused(x), atol=tol("float32", 200), rtol=0)
     if norm == "batch":  # the batch statistics are updated identically too
-        jax.tree.map(lambda u, f: np.testing.assert_allclose(u, f, atol=1e-6),
-                     nnx.state(unfused, nnx.BatchStat), nnx.state(fused, nnx.BatchStat))
+        jax.tree.map(
+            lambda u, f: np.testing.assert_allclose(u, f, atol=1e-6),
+            nnx.state(unfused, nnx.BatchStat),
+            nnx.state(fused, nnx.BatchStat),
+        )
+
+
+def test_fuse_1x1_is_switched_on_a_built_model_with_set_attributes(rng):
+    from jaxconv.models import MiniInception
+
+    model = materialize(lambda: MiniInception(rngs=nnx.Rngs(0)))
+    model.eval()
+    x = randn(rng, 1, 16, 16, 3)
+    unfused = model(x)
+    model.set_attributes(fuse_1x1=True)
+    assert model.inception_a.fuse_1x1 and model.inception_d.fuse_1x1
+    np.testing.assert_allclose(model(x), unfused, atol=tol("float32", 500), rtol=0)
 
 
 def test_inception_reduce_width_zero_reads_the_block_input():
@@ -277,14 +392,17 @@ def test_inception_jit_and_grad(rng):
     assert float(jnp.abs(grads.branch_5x5.reduce.kernel[...]).sum()) > 0
 
 
-@pytest.mark.parametrize("widths, err, match", [
-    ((64, 96, 128, 16, 32), ValueError, r"`widths` must be the paper's six numbers .* got 5"),
-    ((4, 3, 0, 2, 5, 3), ValueError, r"`widths\[2\] \(#3×3\)` must be a positive int, got 0"),
-    ((4, -1, 6, 2, 5, 3), ValueError, r"`widths\[1\] \(#3×3 reduce\)` must be an int >= 0"),
-    ((4, 3, 6, 2, 5, 0), ValueError, r"`widths\[5\] \(pool proj\)` must be a positive int"),
-    ((4, 3, 6, 2, 5.5, 3), TypeError, r"`widths\[4\] \(#5×5\)` must be an int, got 5.5"),
-    (64, ValueError, r"`widths` must be the paper's six numbers .* got 64"),
-])
+@pytest.mark.parametrize(
+    "widths, err, match",
+    [
+        ((64, 96, 128, 16, 32), ValueError, r"`widths` must be the paper's six numbers .* got 5"),
+        ((4, 3, 0, 2, 5, 3), ValueError, r"`widths\[2\] \(#3×3\)` must be a positive int, got 0"),
+        ((4, -1, 6, 2, 5, 3), ValueError, r"`widths\[1\] \(#3×3 reduce\)` must be an int >= 0"),
+        ((4, 3, 6, 2, 5, 0), ValueError, r"`widths\[5\] \(pool proj\)` must be a positive int"),
+        ((4, 3, 6, 2, 5.5, 3), TypeError, r"`widths\[4\] \(#5×5\)` must be an int, got 5.5"),
+        (64, ValueError, r"`widths` must be the paper's six numbers .* got 64"),
+    ],
+)
 def test_inception_width_errors(widths, err, match):
     with pytest.raises(err, match=match):
         Inception(8, widths, rngs=nnx.Rngs(0))
@@ -303,8 +421,9 @@ def test_branch_modules_standalone(rng):
     assert param_paths(direct) == ["conv.bias", "conv.kernel"]
     np.testing.assert_allclose(direct(x), jax.nn.relu(direct.conv(x)), atol=1e-6)
     pool = PoolProjection(8, 3, activation=None, rngs=nnx.Rngs(0))
-    np.testing.assert_allclose(pool(x), pool.proj(jaxconv.max_pool(x, 3, stride=1,
-                                                                     padding="SAME")), atol=1e-6)
+    np.testing.assert_allclose(
+        pool(x), pool.proj(jaxconv.max_pool(x, 3, stride=1, padding="SAME")), atol=1e-6
+    )
 
 
 # --- MLPConv ---------------------------------------------------------------------------------
@@ -313,25 +432,33 @@ def test_branch_modules_standalone(rng):
 def test_mlpconv_is_kxk_then_pointwise_each_activated(rng):
     block = materialize(lambda: MLPConv(3, (8, 6, 4), 5, rngs=nnx.Rngs(0)))
     assert param_paths(block) == [
-        "conv.bias", "conv.kernel", "pointwise_1.bias", "pointwise_1.kernel",
-        "pointwise_2.bias", "pointwise_2.kernel",
+        "conv.bias",
+        "conv.kernel",
+        "pointwise_1.bias",
+        "pointwise_1.kernel",
+        "pointwise_2.bias",
+        "pointwise_2.kernel",
     ]
     x = randn(rng, 2, 7, 7, 3)
     relu = jax.nn.relu
     want = relu(block.pointwise_2(relu(block.pointwise_1(relu(block.conv(x))))))
     np.testing.assert_allclose(block(x), want, atol=1e-6)
     assert block(x).shape == (2, 7, 7, 4)
-    strided = nnx.eval_shape(lambda: MLPConv(3, (8,), 3, stride=2, padding="VALID",
-                                             norm="batch", rngs=nnx.Rngs(0)))
+    strided = nnx.eval_shape(
+        lambda: MLPConv(3, (8,), 3, stride=2, padding="VALID", norm="batch", rngs=nnx.Rngs(0))
+    )
     assert abstract_call(strided, (2, 7, 7, 3)).shape == (2, 3, 3, 8)
     assert param_paths(strided) == ["conv.bn.bias", "conv.bn.scale", "conv.conv.kernel"]
 
 
-@pytest.mark.parametrize("features, err, match", [
-    ((), ValueError, r"`features` must be a non-empty sequence"),
-    ((8, 0), ValueError, r"`features\[1\]` must be a positive int, got 0"),
-    (8, ValueError, r"`features` must be a non-empty sequence .* got 8"),
-])
+@pytest.mark.parametrize(
+    "features, err, match",
+    [
+        ((), ValueError, r"`features` must be a non-empty sequence"),
+        ((8, 0), ValueError, r"`features\[1\]` must be a positive int, got 0"),
+        (8, ValueError, r"`features` must be a non-empty sequence .* got 8"),
+    ],
+)
 def test_mlpconv_errors(features, err, match):
     with pytest.raises(err, match=match):
         MLPConv(3, features, 3, rngs=nnx.Rngs(0))

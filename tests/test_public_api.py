@@ -87,6 +87,7 @@ def test_subpackages_pin_their_surface_and_document_it():
             if inspect.isfunction(obj) or inspect.isclass(obj):
                 doc = inspect.getdoc(obj) or ""
                 assert doc.split("\n", 1)[0].strip(), f"{module.__name__}.{name}: no summary"
+    assert not hasattr(jaxconv, "__getattr__"), "no lazy imports (DESIGN.md)"
 
 
 def test_functions_document_their_arguments():

@@ -47,11 +47,17 @@ def dot(x, w):
 
 
 def _case(ctx: Context, shape: Pointwise, batch: int, dtype: str) -> list[dict]:
-    x, w = ctx.rng_arrays(ctx.seed(shape.name, batch, dtype),
-                          [(batch, shape.size, shape.size, shape.c_in), (shape.c_in, shape.c_out)],
-                          dtype, [1.0, 1 / math.sqrt(shape.c_in)])
-    compiled = {EINSUM: ctx.compile(einsum, x, w), LAX: ctx.compile(lax_conv, x, w),
-                DOT: ctx.compile(dot, x, w)}
+    x, w = ctx.rng_arrays(
+        ctx.seed(shape.name, batch, dtype),
+        [(batch, shape.size, shape.size, shape.c_in), (shape.c_in, shape.c_out)],
+        dtype,
+        [1.0, 1 / math.sqrt(shape.c_in)],
+    )
+    compiled = {
+        EINSUM: ctx.compile(einsum, x, w),
+        LAX: ctx.compile(lax_conv, x, w),
+        DOT: ctx.compile(dot, x, w),
+    }
     runners = dict(compiled)
     if ctx.peer is not None:
         F = ctx.peer.torch.nn.functional
@@ -59,31 +65,56 @@ def _case(ctx: Context, shape: Pointwise, batch: int, dtype: str) -> list[dict]:
         runners[TORCH] = ctx.peer.runner(lambda: F.conv2d(xt, wt))
     timings = ctx.time(runners)
 
-    cost = jaxconv.conv_cost((shape.size, shape.size, shape.c_in), shape.c_out, 1,
-                             padding="VALID", bias=False, batch=batch, dtype=dtype)
+    cost = jaxconv.conv_cost(
+        (shape.size, shape.size, shape.c_in),
+        shape.c_out,
+        1,
+        padding="VALID",
+        bias=False,
+        batch=batch,
+        dtype=dtype,
+    )
     roofline = max(cost.flops / (ctx.gemm_peak(dtype) * 1e9), cost.bytes / (ctx.bandwidth() * 1e9))
     records = []
     for variant, timing in timings.items():
         extra = {}
         if variant == TORCH:
             extra = {"peer": "torch", "ratio_vs_jaxconv": timing.median / timings[EINSUM].median}
-        records.append(ctx.record(
-            NAME, variant, default=variant == EINSUM, batch=batch, dtype=dtype, timing=timing,
-            macs=cost.macs, compiled=compiled.get(variant), layer=shape.name,
-            c_in=shape.c_in, c_out=shape.c_out, spatial=shape.size,
-            speedup_vs_lax_conv=timings[LAX].median / timing.median,
-            roofline_s=roofline, roofline_fraction=roofline / timing.median, **extra,
-        ))
+        records.append(
+            ctx.record(
+                NAME,
+                variant,
+                default=variant == EINSUM,
+                batch=batch,
+                dtype=dtype,
+                timing=timing,
+                macs=cost.macs,
+                compiled=compiled.get(variant),
+                layer=shape.name,
+                c_in=shape.c_in,
+                c_out=shape.c_out,
+                spatial=shape.size,
+                speedup_vs_lax_conv=timings[LAX].median / timing.median,
+                roofline_s=roofline,
+                roofline_fraction=roofline / timing.median,
+                **extra,
+            )
+        )
     return records
 
 
 def _notes(ctx: Context, records: list[dict]) -> None:
     for dtype in ctx.dtypes():
         for batch in sorted({r["batch"] for r in records}):
-            rows = [r for r in records
-                    if r["variant"] == EINSUM and r["dtype"] == dtype and r["batch"] == batch]
-            for label, keep in (("C_out <= 64", lambda r: r["c_out"] <= 64),
-                                ("C_out > 64", lambda r: r["c_out"] > 64)):
+            rows = [
+                r
+                for r in records
+                if r["variant"] == EINSUM and r["dtype"] == dtype and r["batch"] == batch
+            ]
+            for label, keep in (
+                ("C_out <= 64", lambda r: r["c_out"] <= 64),
+                ("C_out > 64", lambda r: r["c_out"] > 64),
+            ):
                 sel = [r for r in rows if keep(r)]
                 if not sel:
                     continue
@@ -94,8 +125,11 @@ def _notes(ctx: Context, records: list[dict]) -> None:
                     f"{statistics.median(ratios):.2f}× (range {min(ratios):.2f}–"
                     f"{max(ratios):.2f}×); >= 2× on {wins} of {len(sel)} shapes."
                 )
-            dots = {r["layer"]: r for r in records if r["variant"] == DOT and r["dtype"] == dtype
-                    and r["batch"] == batch}
+            dots = {
+                r["layer"]: r
+                for r in records
+                if r["variant"] == DOT and r["dtype"] == dtype and r["batch"] == batch
+            }
             vs_dot = [dots[r["layer"]]["median_s"] / r["median_s"] for r in rows]
             if vs_dot:
                 roof = [r["roofline_fraction"] for r in rows]

@@ -52,11 +52,9 @@ def _functions(block: Block, dtype: str, fuse: bool):
 
     from jaxconv.nn import Inception
 
-    widths = (block.c1x1, block.c3x3_reduce, block.c3x3, block.c5x5_reduce, block.c5x5,
-              block.pool_proj)
-
-    model = Inception(block.c_in, widths, fuse_1x1=fuse, dtype=jnp.dtype(dtype),
-                      rngs=nnx.Rngs(0))
+    model = Inception(
+        block.c_in, block.widths, fuse_1x1=fuse, dtype=jnp.dtype(dtype), rngs=nnx.Rngs(0)
+    )
     graphdef, params = nnx.split(model)
 
     def forward(params, x):
@@ -73,8 +71,9 @@ def _functions(block: Block, dtype: str, fuse: bool):
 
 
 def _case(ctx: Context, block: Block, batch: int, dtype: str, default_fuse: bool) -> list[dict]:
-    (x,) = ctx.rng_arrays(ctx.seed(block.name, batch, dtype),
-                          [(batch, block.size, block.size, block.c_in)], dtype)
+    (x,) = ctx.rng_arrays(
+        ctx.seed(block.name, batch, dtype), [(batch, block.size, block.size, block.c_in)], dtype
+    )
     fns = {fuse: _functions(block, dtype, fuse) for fuse in (False, True)}
     compiled = {}
     for pass_name in PASSES:
@@ -88,12 +87,22 @@ def _case(ctx: Context, block: Block, batch: int, dtype: str, default_fuse: bool
     for (pass_name, fuse), c in compiled.items():
         timing = timings[names[(pass_name, fuse)]]
         unfused = timings[names[(pass_name, False)]]
-        records.append(ctx.record(
-            NAME, names[(pass_name, fuse)], default=fuse == default_fuse, batch=batch,
-            dtype=dtype, timing=timing, macs=macs * (1 if pass_name == "forward" else 3),
-            compiled=c, layer=block.name, fuse_1x1=fuse, **{"pass": pass_name},
-            speedup_vs_unfused=unfused.median / timing.median,
-        ))
+        records.append(
+            ctx.record(
+                NAME,
+                names[(pass_name, fuse)],
+                default=fuse == default_fuse,
+                batch=batch,
+                dtype=dtype,
+                timing=timing,
+                macs=macs * (1 if pass_name == "forward" else 3),
+                compiled=c,
+                layer=block.name,
+                fuse_1x1=fuse,
+                **{"pass": pass_name},
+                speedup_vs_unfused=unfused.median / timing.median,
+            )
+        )
     return records
 
 
@@ -111,11 +120,16 @@ def run(ctx: Context) -> list[dict]:
         records += _case(ctx, block, batch, dtype, default_fuse)
     for dtype in dtypes:
         for pass_name in PASSES:
-            rows = [r for r in records if r["dtype"] == dtype and r["pass"] == pass_name
-                    and r["fuse_1x1"]]
+            rows = [
+                r
+                for r in records
+                if r["dtype"] == dtype and r["pass"] == pass_name and r["fuse_1x1"]
+            ]
             wins = sum(r["speedup_vs_unfused"] > 1 for r in rows)
             speedups = ", ".join(f"{r['speedup_vs_unfused']:.2f}×" for r in rows)
-            ctx.note(f"{dtype} {pass_name}: fusing the 1×1s is faster on {wins} of {len(rows)} "
-                     f"blocks (fused/unfused speed: {speedups}); jaxconv.nn.Inception ships "
-                     f"fuse_1x1={default_fuse}.")
+            ctx.note(
+                f"{dtype} {pass_name}: fusing the 1×1s is faster on {wins} of {len(rows)} "
+                f"blocks (fused/unfused speed: {speedups}); jaxconv.nn.Inception ships "
+                f"fuse_1x1={default_fuse}."
+            )
     return records

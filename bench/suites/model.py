@@ -11,7 +11,7 @@ Variants, both under jit and on jaxconv's default paths:
   and an SGD-with-momentum update through ``nnx.Optimizer`` — one complete step.
 
 ``images_per_s = batch / median_s``. ``macs`` follows the cost model (every tap of every conv
-and linear layer, :func:`jaxconv.summary`): the forward pass for inference; for the training
+and linear layer, :func:`jaxconv.nn.summary`): the forward pass for inference; for the training
 step 3× the training-mode forward (auxiliary heads included) — forward, input gradient and
 weight gradient each cost one forward's MACs, the usual convention. ``--quick`` runs NiN only,
 on 16×16 inputs.
@@ -24,7 +24,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-import jaxconv
 from bench._harness import Context
 
 NAME = "model"
@@ -54,13 +53,15 @@ def _build(case: ModelCase, dtype: str):
 
 def forward_macs(case: ModelCase, batch: int, *, train: bool) -> int:
     """Cost-model MACs of one forward pass (``train``: in training mode, so with GoogLeNet's
-    auxiliary heads), read from :func:`jaxconv.summary` on shapes only."""
+    auxiliary heads), read from :func:`jaxconv.nn.summary` on shapes only."""
     from flax import nnx
+
+    from jaxconv.nn import summary
 
     model = nnx.eval_shape(lambda: _build(case, "float32"))
     model.train() if train else model.eval()
     x = jax.ShapeDtypeStruct((batch, case.size, case.size, 3), jnp.float32)
-    return jaxconv.summary(model, x, xla=None).total.macs
+    return summary(model, x, xla=None).total.macs
 
 
 def _cross_entropy(logits, labels):

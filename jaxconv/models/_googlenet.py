@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 import jaxconv
+from jaxconv._check import check_bool, check_int
 from jaxconv.nn import (
     Conv,
     Conv1x1,
@@ -25,7 +26,7 @@ from jaxconv.nn import (
     LocalResponseNorm,
     MaxPool,
 )
-from jaxconv.nn._validate import check_channels, check_int
+from jaxconv.nn._validate import check_channels
 
 __all__ = [
     "GOOGLENET_INCEPTION",
@@ -98,6 +99,7 @@ def stage_sizes(size: int, stem: str = "imagenet") -> dict[str, int]:
       >>> stage_sizes(224), stage_sizes(32, "cifar")
       ({'3a': 28, '4a': 14, '5a': 7}, {'3a': 32, '4a': 16, '5a': 8})
     """
+
     def pool(n: int) -> int:
         return jaxconv.pool_output_size(n, 3, stride=2, ceil_mode=True)
 
@@ -158,15 +160,25 @@ class AuxClassifier(nnx.Module):
       (2, 10)
     """
 
-    def __init__(self, in_features: int, num_classes: int, *, batch_norm: bool = False,
-                 dropout: float = 0.7, dtype: Any = None, param_dtype: Any = jnp.float32,
-                 precision: Any = None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        *,
+        batch_norm: bool = False,
+        dropout: float = 0.7,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        precision: Any = None,
+        rngs: nnx.Rngs,
+    ):
         common = dict(dtype=dtype, param_dtype=param_dtype, precision=precision)
         self.in_features = check_int(in_features, "in_features")
-        if batch_norm:
-            self.conv = ConvBN(in_features, 128, 1, rngs=rngs, **common)
+        self.conv: ConvBN | Conv1x1
+        if check_bool(batch_norm, "batch_norm"):
+            self.conv = ConvBN(in_features, 128, 1, activation=jax.nn.relu, rngs=rngs, **common)
         else:
-            self.conv = Conv1x1(in_features, 128, rngs=rngs, **common)
+            self.conv = Conv1x1(in_features, 128, activation=jax.nn.relu, rngs=rngs, **common)
         self.fc1 = _linear(AUX_GRID * AUX_GRID * 128, 1024, rngs, **common)
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
         self.fc2 = _linear(1024, check_int(num_classes, "num_classes"), rngs, **common)
@@ -175,7 +187,7 @@ class AuxClassifier(nnx.Module):
         check_channels(x, self.in_features, type(self).__name__)
         (kh, sh), (kw, sw) = (aux_pool_geometry(n) for n in x.shape[1:3])
         y = jaxconv.avg_pool(x, (kh, kw), stride=(sh, sw))
-        y = jax.nn.relu(self.conv(y))
+        y = self.conv(y)
         y = jax.nn.relu(self.fc1(y.reshape(y.shape[0], -1)))
         return self.fc2(self.dropout(y))
 
@@ -192,7 +204,7 @@ class GoogLeNet(nnx.Module):
 
     Paper-faithful (``aux_logits=False``, the default ``batch_norm=False``): 6,998,552
     parameters and ≈1.58 G multiply-accumulates per 224×224 image (see
-    :func:`jaxconv.summary`). Table 1's ops column is reproduced for every inception row
+    :func:`jaxconv.nn.summary`). Table 1's ops column is reproduced for every inception row
     except 5a, whose printed 54M disagrees with the paper's own widths (they give 51.1M).
 
     Train/eval follows NNX's ``model.train()`` (the state after construction) and
@@ -214,7 +226,6 @@ class GoogLeNet(nnx.Module):
         to 192 channels and ``pool1``…``pool2`` are dropped, so the inception stages run at
         32×32, 16×16 and 8×8 (the usual CIFAR port). The ImageNet stem needs inputs of at least
         47×47 (:func:`minimum_input_size`; its auxiliary heads need 4×4 maps at 4a, i.e. 63×63).
-      fuse_1x1: passed to every :class:`~jaxconv.nn.Inception`.
       dtype, param_dtype, precision: as for the convs.
       rngs: ``nnx.Rngs`` (``params``; ``dropout`` for training).
 
@@ -244,7 +255,6 @@ class GoogLeNet(nnx.Module):
         aux_dropout: float = 0.7,
         lrn: bool | None = None,
         stem: str = "imagenet",
-        fuse_1x1: bool = False,
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
         precision: Any = None,
@@ -252,9 +262,8 @@ class GoogLeNet(nnx.Module):
     ):
         if stem not in ("imagenet", "cifar"):
             raise ValueError(f"`stem` must be 'imagenet' or 'cifar', got {stem!r}")
-        for name, flag in (("aux_logits", aux_logits), ("batch_norm", batch_norm)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"`{name}` must be a bool, got {flag!r}")
+        aux_logits = check_bool(aux_logits, "aux_logits")
+        batch_norm = check_bool(batch_norm, "batch_norm")
         if lrn is None:
             lrn = not batch_norm
         common = dict(dtype=dtype, param_dtype=param_dtype, precision=precision)
@@ -267,11 +276,27 @@ class GoogLeNet(nnx.Module):
 
         def conv(c_in: int, c_out: int, k: int, stride: int = 1) -> Conv | ConvBN:
             unit = ConvBN if batch_norm else Conv
-            return unit(c_in, c_out, k, stride=stride, padding=k // 2, rngs=rngs, **common)
+            return unit(
+                c_in,
+                c_out,
+                k,
+                stride=stride,
+                padding=k // 2,
+                activation=jax.nn.relu,
+                rngs=rngs,
+                **common,
+            )
 
         def pool() -> MaxPool:
             return MaxPool(3, stride=2, ceil_mode=True)
 
+        self.conv1: Conv | ConvBN
+        self.pool1: MaxPool | None
+        self.norm1: LocalResponseNorm | None
+        self.conv2_reduce: Conv | ConvBN | None
+        self.conv2: Conv | ConvBN | None
+        self.norm2: LocalResponseNorm | None
+        self.pool2: MaxPool | None
         none = nnx.data(None)
         if stem == "imagenet":
             self.conv1 = conv(in_features, 64, 7, stride=2)
@@ -290,22 +315,26 @@ class GoogLeNet(nnx.Module):
         for name, widths in GOOGLENET_INCEPTION.items():
             if name in _POOL_BEFORE:
                 setattr(self, _POOL_BEFORE[name], pool())
-            block = Inception(channels, widths, norm=norm, fuse_1x1=fuse_1x1, rngs=rngs,
-                              **common)
+            block = Inception(channels, widths, norm=norm, rngs=rngs, **common)
             setattr(self, f"inception_{name}", block)
             channels = block.out_features
             if name in ("4a", "4d"):
-                head = (AuxClassifier(channels, num_classes, batch_norm=batch_norm,
-                                      dropout=aux_dropout, rngs=rngs, **common)
-                        if aux_logits else none)
+                head = (
+                    AuxClassifier(
+                        channels,
+                        num_classes,
+                        batch_norm=batch_norm,
+                        dropout=aux_dropout,
+                        rngs=rngs,
+                        **common,
+                    )
+                    if aux_logits
+                    else none
+                )
                 setattr(self, f"aux_{name}", head)
         self.avg_pool = GlobalAvgPool(keepdims=True)  # the paper's 1×1×1024 row
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
         self.fc = _linear(channels, num_classes, rngs, **common)
-
-    def _relu(self, module: Any, x: Array) -> Array:
-        y = module(x)
-        return y if isinstance(module, ConvBN) else jax.nn.relu(y)
 
     def __call__(self, x: Array) -> Array | GoogLeNetOutputs:
         check_channels(x, self.in_features, type(self).__name__)
@@ -315,12 +344,12 @@ class GoogLeNet(nnx.Module):
                 f"{minimum_input_size(self.stem)}, got shape {tuple(x.shape)}"
                 + (" (use stem='cifar' for 32×32 inputs)" if self.stem == "imagenet" else "")
             )
-        y = self._relu(self.conv1, x)
+        y = self.conv1(x)
         for name in ("pool1", "norm1"):
             if getattr(self, name) is not None:
                 y = getattr(self, name)(y)
-        if self.conv2 is not None:
-            y = self._relu(self.conv2, self._relu(self.conv2_reduce, y))
+        if self.conv2_reduce is not None and self.conv2 is not None:  # the ImageNet stem
+            y = self.conv2(self.conv2_reduce(y))
         for name in ("norm2", "pool2"):
             if getattr(self, name) is not None:
                 y = getattr(self, name)(y)

@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxconv._check import check_bool, check_int
 from jaxconv.nn import Conv, ConvBN, GlobalAvgPool, Inception, MaxPool
-from jaxconv.nn._validate import check_channels, check_int
+from jaxconv.nn._validate import check_channels
 
 __all__ = ["MINI_INCEPTION", "MiniInception"]
 
@@ -46,7 +47,6 @@ class MiniInception(nnx.Module):
       batch_norm: every conv a :class:`~jaxconv.nn.ConvBN` (default; trains robustly from
         scratch); False gives biased convs as in the paper.
       dropout: rate before ``fc``.
-      fuse_1x1: passed to every :class:`~jaxconv.nn.Inception`.
       dtype, param_dtype, precision: as for the convs.
       rngs: ``nnx.Rngs`` (``params``; ``dropout`` for training).
 
@@ -68,13 +68,21 @@ class MiniInception(nnx.Module):
       (2, 10)
     """
 
-    def __init__(self, num_classes: int = 10, *, in_features: int = 3, bottleneck: bool = True,
-                 batch_norm: bool = True, dropout: float = 0.0, fuse_1x1: bool = False,
-                 dtype: Any = None, param_dtype: Any = jnp.float32, precision: Any = None,
-                 rngs: nnx.Rngs):
-        for name, flag in (("bottleneck", bottleneck), ("batch_norm", batch_norm)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"`{name}` must be a bool, got {flag!r}")
+    def __init__(
+        self,
+        num_classes: int = 10,
+        *,
+        in_features: int = 3,
+        bottleneck: bool = True,
+        batch_norm: bool = True,
+        dropout: float = 0.0,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        precision: Any = None,
+        rngs: nnx.Rngs,
+    ):
+        bottleneck = check_bool(bottleneck, "bottleneck")
+        batch_norm = check_bool(batch_norm, "batch_norm")
         self.num_classes = check_int(num_classes, "num_classes")
         self.in_features = check_int(in_features, "in_features")
         self.bottleneck = bottleneck
@@ -83,9 +91,10 @@ class MiniInception(nnx.Module):
         names = []
         pools = 0
         for name, spec in MINI_INCEPTION:
+            layer: nnx.Module
             if name == "stem":
                 unit = ConvBN if batch_norm else Conv
-                layer = unit(channels, spec, 3, rngs=rngs, **common)
+                layer = unit(channels, spec, 3, activation=jax.nn.relu, rngs=rngs, **common)
                 channels = spec
             elif name == "pool":
                 pools += 1
@@ -93,8 +102,9 @@ class MiniInception(nnx.Module):
                 layer = MaxPool(3, stride=2, padding="SAME")
             else:
                 widths = spec if bottleneck else (*spec[:3], 0, *spec[4:])
-                layer = Inception(channels, widths, norm="batch" if batch_norm else None,
-                                  fuse_1x1=fuse_1x1, rngs=rngs, **common)
+                layer = Inception(
+                    channels, widths, norm="batch" if batch_norm else None, rngs=rngs, **common
+                )
                 channels = layer.out_features
             setattr(self, name, layer)
             names.append(name)
@@ -107,8 +117,5 @@ class MiniInception(nnx.Module):
         check_channels(x, self.in_features, type(self).__name__)
         y = x
         for name in self.layer_names:
-            layer = getattr(self, name)
-            y = layer(y)
-            if isinstance(layer, Conv):  # ConvBN applies its own ReLU
-                y = jax.nn.relu(y)
+            y = getattr(self, name)(y)
         return self.fc(self.dropout(self.avg_pool(y)))

@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxconv._check import check_int
 from jaxconv.nn import AvgPool, GlobalAvgPool, MaxPool, MLPConv
-from jaxconv.nn._validate import check_channels, check_int
+from jaxconv.nn._validate import check_channels
 
 __all__ = ["NIN_CIFAR10", "NiN"]
 
@@ -56,18 +57,33 @@ class NiN(nnx.Module):
       966986
     """
 
-    def __init__(self, num_classes: int = 10, *, in_features: int = 3, dropout: float = 0.5,
-                 batch_norm: bool = False, dtype: Any = None, param_dtype: Any = jnp.float32,
-                 precision: Any = None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        num_classes: int = 10,
+        *,
+        in_features: int = 3,
+        dropout: float = 0.5,
+        batch_norm: bool = False,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        precision: Any = None,
+        rngs: nnx.Rngs,
+    ):
         self.num_classes = check_int(num_classes, "num_classes")
         self.in_features = check_int(in_features, "in_features")
-        common = dict(norm="batch" if batch_norm else None, dtype=dtype,
-                      param_dtype=param_dtype, precision=precision)
+        common: dict[str, Any] = dict(
+            norm="batch" if batch_norm else None,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            precision=precision,
+        )
         channels = in_features
-        for i, (k, widths) in enumerate(NIN_CIFAR10, start=1):
-            widths = tuple(num_classes if w is None else w for w in widths)
-            setattr(self, f"mlpconv{i}", MLPConv(channels, widths, k, rngs=rngs, **common))
+        blocks = []
+        for k, table_widths in NIN_CIFAR10:
+            widths = tuple(self.num_classes if w is None else w for w in table_widths)
+            blocks.append(MLPConv(channels, widths, k, rngs=rngs, **common))
             channels = widths[-1]
+        self.mlpconv1, self.mlpconv2, self.mlpconv3 = blocks
         self.pool1 = MaxPool(3, stride=2, ceil_mode=True)
         self.dropout1 = nnx.Dropout(dropout, rngs=rngs)
         self.pool2 = AvgPool(3, stride=2, ceil_mode=True)

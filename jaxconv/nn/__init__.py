@@ -3,7 +3,8 @@
 Importing ``jaxconv.nn`` imports Flax; ``import jaxconv`` alone does not.
 
 Modules are thin — canonicalize the arguments, create the parameters, call a ``jaxconv`` op,
-add the bias — and their submodule names are stable: parameter paths are the checkpoint format.
+add the bias, apply the activation — and their submodule names are stable: parameter paths are
+the checkpoint format. :func:`summary` tabulates a model's modules (shapes, parameters, MACs).
 """
 
 from jaxconv.nn._conv import Conv as Conv
@@ -18,6 +19,9 @@ from jaxconv.nn._norm import local_response_norm as local_response_norm
 from jaxconv.nn._pool import AvgPool as AvgPool
 from jaxconv.nn._pool import GlobalAvgPool as GlobalAvgPool
 from jaxconv.nn._pool import MaxPool as MaxPool
+from jaxconv.nn._summary import Summary as Summary
+from jaxconv.nn._summary import SummaryRow as SummaryRow
+from jaxconv.nn._summary import summary as summary
 
 __all__ = [
     "AvgPool",
@@ -31,5 +35,8 @@ __all__ = [
     "MLPConv",
     "MaxPool",
     "PoolProjection",
+    "Summary",
+    "SummaryRow",
     "local_response_norm",
+    "summary",
 ]

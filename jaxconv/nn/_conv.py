@@ -16,19 +16,21 @@ from flax.nnx.nn.dtypes import promote_dtype
 
 import jaxconv
 from jaxconv import kernels
-from jaxconv.nn._validate import check_channels, check_dtype, check_int
+from jaxconv._check import check_bool, check_dtype, check_int
+from jaxconv.nn._validate import check_channels
 
 __all__ = ["Conv", "Conv1x1", "ConvBN"]
 
 Array = jax.Array
 Initializer = Callable[..., Array]
+Activation = Callable[[Array], Array]
 
 #: LeCun normal over the fan-in ``kh·kw·C_in/groups`` (Flax's default for Conv).
 default_kernel_init: Initializer = nnx.initializers.lecun_normal()
 default_bias_init: Initializer = nnx.initializers.zeros_init()
 
 
-def _kernel_size(kernel_size: Any) -> tuple[int, ...]:
+def _kernel_size(kernel_size: int | Sequence[int]) -> tuple[int, ...]:
     """An int is a square 2-D kernel (never a 1-D conv); a sequence has 1–3 entries."""
     if isinstance(kernel_size, (list, tuple)):
         if not 1 <= len(kernel_size) <= 3:
@@ -41,43 +43,68 @@ def _kernel_size(kernel_size: Any) -> tuple[int, ...]:
     return (k, k)
 
 
-def _static_padding(padding: Any, kernel: tuple[int, ...], stride: tuple[int, ...],
-                    dilation: tuple[int, ...]) -> Any:
-    """Validates ``padding`` now (by resolving it on a large dummy input) and makes it hashable."""
-    jaxconv.resolve_padding(padding, (1 << 16,) * len(kernel), kernel, stride, dilation)
-    if isinstance(padding, (list, tuple)):
-        return tuple(tuple(p) if isinstance(p, (list, tuple)) else p for p in padding)
-    return padding
-
-
-def _check_activation(activation: Any) -> Any:
+def check_activation(activation: Any) -> Activation | None:
+    """``activation`` if it is a callable or None; TypeError otherwise."""
     if activation is not None and not callable(activation):
         raise TypeError(f"`activation` must be a callable or None, got {activation!r}")
     return activation
 
 
-def _set_features(module: nnx.Module, in_features: Any, out_features: Any, use_bias: Any,
-                  dtype: Any, param_dtype: Any, precision: Any) -> None:
-    """Validates and stores the attributes every conv module has."""
-    module.in_features = check_int(in_features, "in_features")
-    module.out_features = check_int(out_features, "out_features")
-    module.use_bias = bool(use_bias)
-    module.dtype = check_dtype(dtype, "dtype")
-    module.param_dtype = check_dtype(param_dtype, "param_dtype")
-    module.precision = precision
+def activate(y: Array, activation: Activation | None) -> Array:
+    """``activation(y)``, or ``y`` when there is none: every module applies its activation here."""
+    return y if activation is None else activation(y)
 
 
-def _create_params(module: nnx.Module, shape: tuple[int, ...], kernel_init: Initializer,
-                   bias_init: Initializer, rngs: nnx.Rngs) -> None:
-    """``kernel`` of ``shape``, then ``bias`` ``[C_out]`` (or None): always in this draw order."""
-    module.kernel = nnx.Param(kernel_init(rngs.params(), shape, module.param_dtype))
-    if module.use_bias:
-        module.bias = nnx.Param(bias_init(rngs.params(), (shape[-1],), module.param_dtype))
-    else:
-        module.bias = nnx.data(None)
+class _ConvBase(nnx.Module):
+    """The attributes, parameters and bias handling :class:`Conv` and :class:`Conv1x1` share."""
+
+    in_features: int
+    out_features: int
+    use_bias: bool
+    dtype: Any
+    param_dtype: Any
+    precision: Any
+    activation: Activation | None
+    kernel: nnx.Param[Array]
+    bias: nnx.Param[Array] | None
+
+    def _set_features(
+        self,
+        in_features: int,
+        out_features: int,
+        use_bias: bool,
+        dtype: Any,
+        param_dtype: Any,
+        precision: Any,
+        activation: Any,
+    ) -> None:
+        self.in_features = check_int(in_features, "in_features")
+        self.out_features = check_int(out_features, "out_features")
+        self.use_bias = check_bool(use_bias, "use_bias")
+        self.dtype = check_dtype(dtype, "dtype")
+        self.param_dtype = check_dtype(param_dtype, "param_dtype")
+        self.precision = precision
+        self.activation = check_activation(activation)
+
+    def _create_params(
+        self,
+        shape: tuple[int, ...],
+        kernel_init: Initializer,
+        bias_init: Initializer,
+        rngs: nnx.Rngs,
+    ) -> None:
+        """``kernel`` of ``shape``, then ``bias`` ``[C_out]`` (or None): always in this order."""
+        self.kernel = nnx.Param(kernel_init(rngs.params(), shape, self.param_dtype))
+        if self.use_bias:
+            self.bias = nnx.Param(bias_init(rngs.params(), (shape[-1],), self.param_dtype))
+        else:
+            self.bias = nnx.data(None)
+
+    def _bias(self) -> Array | None:
+        return None if self.bias is None else self.bias[...]
 
 
-class Conv(nnx.Module):
+class Conv(_ConvBase):
     """A convolution layer calling :func:`jaxconv.conv` (NHWC input, HWIO kernel).
 
     An int ``kernel_size`` is a square 2-D kernel — unlike ``nnx.Conv``, where an int means a
@@ -98,6 +125,7 @@ class Conv(nnx.Module):
       precision: passed to XLA.
       kernel_init, bias_init: initializers for ``kernel`` ``[*kernel, C_in/groups, C_out]`` and
         ``bias`` ``[C_out]``.
+      activation: applied after the bias; None (default) for none.
       implementation: lowering name for :func:`jaxconv.conv` (None: dispatch).
       rngs: ``nnx.Rngs`` with a ``params`` stream.
 
@@ -113,7 +141,16 @@ class Conv(nnx.Module):
       (3, 3, 3, 16)
       >>> conv(jnp.ones((2, 32, 32, 3))).shape
       (2, 16, 16, 16)
+      >>> Conv(3, 16, 3, activation=jax.nn.relu, rngs=nnx.Rngs(0))(-jnp.ones((1, 4, 4, 3))).min()
+      Array(0., dtype=float32)
     """
+
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    groups: int
+    padding: str | tuple[tuple[int, int], ...]
+    implementation: str | None
 
     def __init__(
         self,
@@ -131,10 +168,13 @@ class Conv(nnx.Module):
         precision: Any = None,
         kernel_init: Initializer = default_kernel_init,
         bias_init: Initializer = default_bias_init,
+        activation: Activation | None = None,
         implementation: str | None = None,
         rngs: nnx.Rngs,
     ):
-        _set_features(self, in_features, out_features, use_bias, dtype, param_dtype, precision)
+        self._set_features(
+            in_features, out_features, use_bias, dtype, param_dtype, precision, activation
+        )
         self.kernel_size = _kernel_size(kernel_size)
         ndim = len(self.kernel_size)
         self.stride = jaxconv.canonicalize_spatial(stride, ndim, "stride")
@@ -148,18 +188,17 @@ class Conv(nnx.Module):
             raise ValueError(
                 f"`groups` (={self.groups}) must divide `out_features` (={self.out_features})"
             )
-        self.padding = _static_padding(padding, self.kernel_size, self.stride, self.dilation)
+        self.padding = jaxconv.canonicalize_padding(padding, ndim)
         if implementation is not None:
             kernels.get(implementation)  # unknown names fail here, not at the first call
         self.implementation = implementation
         shape = (*self.kernel_size, self.in_features // self.groups, self.out_features)
-        _create_params(self, shape, kernel_init, bias_init, rngs)
+        self._create_params(shape, kernel_init, bias_init, rngs)
 
     def __call__(self, x: Array) -> Array:
         check_channels(x, self.in_features, type(self).__name__)
-        bias = self.bias[...] if self.bias is not None else None
-        x, kernel, bias = promote_dtype((x, self.kernel[...], bias), dtype=self.dtype)
-        return jaxconv.conv(
+        x, kernel, bias = promote_dtype((x, self.kernel[...], self._bias()), dtype=self.dtype)
+        y = jaxconv.conv(
             x,
             kernel,
             bias,
@@ -170,6 +209,7 @@ class Conv(nnx.Module):
             precision=self.precision,
             implementation=self.implementation,
         )
+        return activate(y, self.activation)
 
     def cost(self, input_shape: Sequence[int]) -> jaxconv.ConvCost:
         """The analytic cost (:func:`jaxconv.conv_cost`) for an input of ``input_shape``.
@@ -201,7 +241,7 @@ class Conv(nnx.Module):
         )
 
 
-class Conv1x1(nnx.Module):
+class Conv1x1(_ConvBase):
     """A 1×1 convolution calling :func:`jaxconv.conv1x1` (one einsum over the channels).
 
     The kernel is stored as a 1×1 HWIO kernel ``[1, 1, C_in, C_out]`` — the same parameter
@@ -216,6 +256,7 @@ class Conv1x1(nnx.Module):
       param_dtype: parameter dtype.
       precision: passed to ``jnp.einsum``.
       kernel_init, bias_init: initializers for ``kernel`` ``[1, 1, C_in, C_out]`` and ``bias``.
+      activation: applied after the bias; None (default) for none.
       rngs: ``nnx.Rngs`` with a ``params`` stream.
 
     Call:
@@ -241,11 +282,15 @@ class Conv1x1(nnx.Module):
         precision: Any = None,
         kernel_init: Initializer = default_kernel_init,
         bias_init: Initializer = default_bias_init,
+        activation: Activation | None = None,
         rngs: nnx.Rngs,
     ):
-        _set_features(self, in_features, out_features, use_bias, dtype, param_dtype, precision)
-        _create_params(self, (1, 1, self.in_features, self.out_features), kernel_init, bias_init,
-                       rngs)
+        self._set_features(
+            in_features, out_features, use_bias, dtype, param_dtype, precision, activation
+        )
+        self._create_params(
+            (1, 1, self.in_features, self.out_features), kernel_init, bias_init, rngs
+        )
 
     def matrix(self) -> Array:
         """The kernel as the ``[C_in, C_out]`` matrix :func:`jaxconv.conv1x1` takes."""
@@ -253,9 +298,8 @@ class Conv1x1(nnx.Module):
 
     def __call__(self, x: Array) -> Array:
         check_channels(x, self.in_features, type(self).__name__)
-        bias = self.bias[...] if self.bias is not None else None
-        x, w, bias = promote_dtype((x, self.matrix(), bias), dtype=self.dtype)
-        return jaxconv.conv1x1(x, w, bias, precision=self.precision)
+        x, w, bias = promote_dtype((x, self.matrix(), self._bias()), dtype=self.dtype)
+        return activate(jaxconv.conv1x1(x, w, bias, precision=self.precision), self.activation)
 
     def cost(self, input_shape: Sequence[int]) -> jaxconv.ConvCost:
         """The analytic cost for an input of ``input_shape`` ``(N, *spatial, C_in)``.
@@ -306,6 +350,12 @@ class ConvBN(nnx.Module):
       [('bn', 'bias'), ('bn', 'scale'), ('conv', 'kernel')]
     """
 
+    activation: Activation | None
+    conv: Conv
+    bn: nnx.BatchNorm
+    in_features: int
+    out_features: int
+
     def __init__(
         self,
         in_features: int,
@@ -316,7 +366,7 @@ class ConvBN(nnx.Module):
         padding: Any = "SAME",
         dilation: int | Sequence[int] = 1,
         groups: int = 1,
-        activation: Callable[[Array], Array] | None = jax.nn.relu,
+        activation: Activation | None = jax.nn.relu,
         momentum: float = 0.99,
         epsilon: float = 1e-5,
         dtype: Any = None,
@@ -326,22 +376,37 @@ class ConvBN(nnx.Module):
         implementation: str | None = None,
         rngs: nnx.Rngs,
     ):
-        self.activation = _check_activation(activation)
+        self.activation = check_activation(activation)
         self.conv = Conv(
-            in_features, out_features, kernel_size, stride=stride, padding=padding,
-            dilation=dilation, groups=groups, use_bias=False, dtype=dtype,
-            param_dtype=param_dtype, precision=precision, kernel_init=kernel_init,
-            implementation=implementation, rngs=rngs,
+            in_features,
+            out_features,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            use_bias=False,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            precision=precision,
+            kernel_init=kernel_init,
+            implementation=implementation,
+            rngs=rngs,
         )
-        self.bn = nnx.BatchNorm(out_features, momentum=momentum, epsilon=epsilon, dtype=dtype,
-                                param_dtype=param_dtype, rngs=rngs)
+        self.bn = nnx.BatchNorm(
+            out_features,
+            momentum=momentum,
+            epsilon=epsilon,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            rngs=rngs,
+        )
         self.in_features = self.conv.in_features
         self.out_features = self.conv.out_features
 
     def finish(self, y: Array) -> Array:
         """BatchNorm and activation of an already computed conv output ``y``."""
-        y = self.bn(y)
-        return y if self.activation is None else self.activation(y)
+        return activate(self.bn(y), self.activation)
 
     def __call__(self, x: Array) -> Array:
         return self.finish(self.conv(x))

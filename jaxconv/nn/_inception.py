@@ -15,6 +15,7 @@ With ``norm="batch"`` each of these is a :class:`~jaxconv.nn.ConvBN` (``.conv.ke
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,9 +25,10 @@ from flax import nnx
 from flax.nnx.nn.dtypes import promote_dtype
 
 import jaxconv
-from jaxconv.nn._conv import Conv, Conv1x1, ConvBN, _check_activation
+from jaxconv._check import check_bool, check_int
+from jaxconv.nn._conv import Activation, Conv, Conv1x1, ConvBN, activate, check_activation
 from jaxconv.nn._pool import MaxPool
-from jaxconv.nn._validate import check_channels, check_int
+from jaxconv.nn._validate import check_channels
 
 __all__ = ["Bottleneck", "Inception", "PoolProjection"]
 
@@ -44,29 +46,54 @@ def _check_norm(norm: Any) -> str | None:
     return norm
 
 
-def make_unit(in_features: int, out_features: int, kernel_size: int, *, norm: str | None,
-              rngs: nnx.Rngs, implementation: str | None = None, **common: Any) -> Unit:
-    """One conv of a block, without its activation (the block applies it).
+def make_unit(
+    in_features: int,
+    out_features: int,
+    kernel_size: int,
+    *,
+    norm: str | None,
+    activation: Activation | None,
+    rngs: nnx.Rngs,
+    implementation: str | None = None,
+    **common: Any,
+) -> Unit:
+    """One conv of a block, followed by ``activation``.
 
     ``norm="batch"`` gives a :class:`ConvBN` (no conv bias); otherwise a :class:`Conv1x1` for a
     1×1 and a :class:`Conv` (SAME padding) for a k×k.
     """
     if norm == "batch":
-        return ConvBN(in_features, out_features, kernel_size, activation=None,
-                      implementation=implementation, rngs=rngs, **common)
+        return ConvBN(
+            in_features,
+            out_features,
+            kernel_size,
+            activation=activation,
+            implementation=implementation,
+            rngs=rngs,
+            **common,
+        )
     if kernel_size == 1:
-        return Conv1x1(in_features, out_features, rngs=rngs, **common)
-    return Conv(in_features, out_features, kernel_size, implementation=implementation,
-                rngs=rngs, **common)
+        return Conv1x1(in_features, out_features, activation=activation, rngs=rngs, **common)
+    return Conv(
+        in_features,
+        out_features,
+        kernel_size,
+        activation=activation,
+        implementation=implementation,
+        rngs=rngs,
+        **common,
+    )
 
 
 def _pointwise_parts(unit: Unit) -> tuple[Array, Array | None, Callable[[Array], Array]]:
     """A 1×1 unit as (``[C_in, C_out]`` matrix, bias or None, what follows the matmul)."""
     if isinstance(unit, ConvBN):
         conv = unit.conv
-        return (conv.kernel[...].reshape(conv.in_features, conv.out_features), None, unit.bn)
-    bias = unit.bias[...] if unit.bias is not None else None
-    return unit.matrix(), bias, lambda y: y
+        return (conv.kernel[...].reshape(conv.in_features, conv.out_features), None, unit.finish)
+    if not isinstance(unit, Conv1x1):
+        raise TypeError(f"a fused 1×1 unit must be a Conv1x1 or a ConvBN, got {unit!r}")
+    bias = None if unit.bias is None else unit.bias[...]
+    return unit.matrix(), bias, functools.partial(activate, activation=unit.activation)
 
 
 class Bottleneck(nnx.Module):
@@ -98,6 +125,11 @@ class Bottleneck(nnx.Module):
       (1, 14, 14, 48)
     """
 
+    in_features: int
+    out_features: int
+    reduce: Unit | None
+    conv: Unit
+
     def __init__(
         self,
         in_features: int,
@@ -106,38 +138,38 @@ class Bottleneck(nnx.Module):
         kernel_size: int,
         *,
         norm: str | None = None,
-        activation: Callable[[Array], Array] | None = jax.nn.relu,
+        activation: Activation | None = jax.nn.relu,
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
         precision: Any = None,
         implementation: str | None = None,
         rngs: nnx.Rngs,
     ):
-        common = dict(dtype=dtype, param_dtype=param_dtype, precision=precision)
-        norm = _check_norm(norm)
-        self.activation = _check_activation(activation)
+        common: dict[str, Any] = dict(
+            norm=_check_norm(norm),
+            activation=check_activation(activation),
+            dtype=dtype,
+            param_dtype=param_dtype,
+            precision=precision,
+        )
         self.in_features = check_int(in_features, "in_features")
         reduce_features = check_int(reduce_features, "reduce_features", minimum=0)
-        self.reduce: Unit | None
         if reduce_features:
-            self.reduce = make_unit(in_features, reduce_features, 1, norm=norm, rngs=rngs,
-                                    **common)
+            self.reduce = make_unit(in_features, reduce_features, 1, rngs=rngs, **common)
         else:
             self.reduce = nnx.data(None)
-        self.conv = make_unit(reduce_features or in_features, out_features, kernel_size,
-                              norm=norm, implementation=implementation, rngs=rngs, **common)
+        self.conv = make_unit(
+            reduce_features or in_features,
+            out_features,
+            kernel_size,
+            implementation=implementation,
+            rngs=rngs,
+            **common,
+        )
         self.out_features = self.conv.out_features
 
-    def act(self, y: Array) -> Array:
-        return y if self.activation is None else self.activation(y)
-
-    def spatial(self, h: Array) -> Array:
-        """The k×k conv and activation on the (already reduced) input ``h``."""
-        return self.act(self.conv(h))
-
     def __call__(self, x: Array) -> Array:
-        h = x if self.reduce is None else self.act(self.reduce(x))
-        return self.spatial(h)
+        return self.conv(x if self.reduce is None else self.reduce(x))
 
 
 class PoolProjection(nnx.Module):
@@ -160,6 +192,11 @@ class PoolProjection(nnx.Module):
       (1, 28, 28, 32)
     """
 
+    in_features: int
+    out_features: int
+    pool: MaxPool
+    proj: Unit
+
     def __init__(
         self,
         in_features: int,
@@ -167,22 +204,29 @@ class PoolProjection(nnx.Module):
         *,
         pool_size: int = 3,
         norm: str | None = None,
-        activation: Callable[[Array], Array] | None = jax.nn.relu,
+        activation: Activation | None = jax.nn.relu,
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
         precision: Any = None,
         rngs: nnx.Rngs,
     ):
-        self.activation = _check_activation(activation)
         self.pool = MaxPool(check_int(pool_size, "pool_size"), stride=1, padding="SAME")
-        self.proj = make_unit(in_features, out_features, 1, norm=_check_norm(norm), rngs=rngs,
-                              dtype=dtype, param_dtype=param_dtype, precision=precision)
+        self.proj = make_unit(
+            in_features,
+            out_features,
+            1,
+            norm=_check_norm(norm),
+            activation=check_activation(activation),
+            rngs=rngs,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            precision=precision,
+        )
         self.in_features = self.proj.in_features
         self.out_features = self.proj.out_features
 
     def __call__(self, x: Array) -> Array:
-        y = self.proj(self.pool(x))
-        return y if self.activation is None else self.activation(y)
+        return self.proj(self.pool(x))
 
 
 class Inception(nnx.Module):
@@ -209,7 +253,8 @@ class Inception(nnx.Module):
       activation: the non-linearity after every conv.
       fuse_1x1: run the input-reading 1×1 convs as one einsum (see above). The default, False,
         measured faster on XLA:CPU (see the commit that set it; the bench ``inception`` suite
-        re-measures it).
+        re-measures it). This attribute is the option's one home: to switch it in a built
+        model, ``model.set_attributes(fuse_1x1=True)`` (as ``model.eval()`` sets its flags).
       dtype, param_dtype, precision: as for :class:`Conv`.
       implementation: lowering of the 3×3 and 5×5 convs.
       rngs: ``nnx.Rngs`` with a ``params`` stream.
@@ -233,13 +278,25 @@ class Inception(nnx.Module):
       (1, 1, 192, 16)
     """
 
+    in_features: int
+    out_features: int
+    widths: tuple[int, ...]
+    norm: str | None
+    fuse_1x1: bool
+    dtype: Any
+    precision: Any
+    branch_1x1: Unit
+    branch_3x3: Bottleneck
+    branch_5x5: Bottleneck
+    branch_pool: PoolProjection
+
     def __init__(
         self,
         in_features: int,
         widths: Sequence[int],
         *,
         norm: str | None = None,
-        activation: Callable[[Array], Array] | None = jax.nn.relu,
+        activation: Activation | None = jax.nn.relu,
         fuse_1x1: bool = False,
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
@@ -248,8 +305,11 @@ class Inception(nnx.Module):
         rngs: nnx.Rngs,
     ):
         if not isinstance(widths, (list, tuple)) or len(widths) != 6:
-            got = f"{len(widths)}: {tuple(widths)!r}" if isinstance(widths, (list, tuple)) \
+            got = (
+                f"{len(widths)}: {tuple(widths)!r}"
+                if isinstance(widths, (list, tuple))
                 else repr(widths)
+            )
             raise ValueError(
                 f"`widths` must be the paper's six numbers ({', '.join(WIDTH_NAMES)}), got {got}"
             )
@@ -257,28 +317,29 @@ class Inception(nnx.Module):
             check_int(w, f"widths[{i}] ({name})", minimum=0 if "reduce" in name else 1)
             for i, (w, name) in enumerate(zip(widths, WIDTH_NAMES))
         )
-        if not isinstance(fuse_1x1, bool):
-            raise TypeError(f"`fuse_1x1` must be a bool, got {fuse_1x1!r}")
         n1, r3, n3, r5, n5, pp = widths
         self.in_features = check_int(in_features, "in_features")
         self.widths = widths
         self.norm = _check_norm(norm)
-        self.activation = _check_activation(activation)
-        self.fuse_1x1 = fuse_1x1
+        self.fuse_1x1 = check_bool(fuse_1x1, "fuse_1x1")
         self.dtype = dtype
         self.precision = precision
-        common = dict(norm=norm, dtype=dtype, param_dtype=param_dtype, precision=precision)
+        common: dict[str, Any] = dict(
+            norm=norm,
+            activation=check_activation(activation),
+            dtype=dtype,
+            param_dtype=param_dtype,
+            precision=precision,
+        )
         self.branch_1x1 = make_unit(in_features, n1, 1, rngs=rngs, **common)
-        self.branch_3x3 = Bottleneck(in_features, r3, n3, 3, activation=activation,
-                                     implementation=implementation, rngs=rngs, **common)
-        self.branch_5x5 = Bottleneck(in_features, r5, n5, 5, activation=activation,
-                                     implementation=implementation, rngs=rngs, **common)
-        self.branch_pool = PoolProjection(in_features, pp, activation=activation, rngs=rngs,
-                                          **common)
+        self.branch_3x3 = Bottleneck(
+            in_features, r3, n3, 3, implementation=implementation, rngs=rngs, **common
+        )
+        self.branch_5x5 = Bottleneck(
+            in_features, r5, n5, 5, implementation=implementation, rngs=rngs, **common
+        )
+        self.branch_pool = PoolProjection(in_features, pp, rngs=rngs, **common)
         self.out_features = n1 + n3 + n5 + pp
-
-    def _act(self, y: Array) -> Array:
-        return y if self.activation is None else self.activation(y)
 
     def _fused_pointwise(self, x: Array, units: list[Unit]) -> list[Array]:
         """The input-reading 1×1 units as one einsum; returns each unit's activated output."""
@@ -286,28 +347,28 @@ class Inception(nnx.Module):
         w = jnp.concatenate([m for m, _, _ in parts], axis=1)
         b = None
         if any(p[1] is not None for p in parts):
-            b = jnp.concatenate([
-                bias if bias is not None else jnp.zeros((m.shape[1],), m.dtype)
-                for m, bias, _ in parts
-            ])
+            b = jnp.concatenate(
+                [
+                    bias if bias is not None else jnp.zeros((m.shape[1],), m.dtype)
+                    for m, bias, _ in parts
+                ]
+            )
         x, w, b = promote_dtype((x, w, b), dtype=self.dtype)
         y = jaxconv.conv1x1(x, w, b, precision=self.precision)
         splits = [m.shape[1] for m, _, _ in parts]
         cuts = [sum(splits[: i + 1]) for i in range(len(splits) - 1)]
-        return [self._act(after(part))
-                for (_, _, after), part in zip(parts, jnp.split(y, cuts, axis=-1))]
+        return [after(part) for (_, _, after), part in zip(parts, jnp.split(y, cuts, axis=-1))]
 
     def __call__(self, x: Array) -> Array:
         check_channels(x, self.in_features, type(self).__name__)
         if not self.fuse_1x1:
-            ys = [self._act(self.branch_1x1(x)), self.branch_3x3(x), self.branch_5x5(x),
-                  self.branch_pool(x)]
+            ys = [self.branch_1x1(x), self.branch_3x3(x), self.branch_5x5(x), self.branch_pool(x)]
             return jnp.concatenate(ys, axis=-1)
         b3, b5 = self.branch_3x3, self.branch_5x5
-        units = [self.branch_1x1] + [b.reduce for b in (b3, b5) if b.reduce is not None]
+        units = [self.branch_1x1, *(b.reduce for b in (b3, b5) if b.reduce is not None)]
         outs = iter(self._fused_pointwise(x, units))
         y1 = next(outs)
         h3 = next(outs) if b3.reduce is not None else x
         h5 = next(outs) if b5.reduce is not None else x
-        ys = [y1, b3.spatial(h3), b5.spatial(h5), self.branch_pool(x)]
+        ys = [y1, b3.conv(h3), b5.conv(h5), self.branch_pool(x)]
         return jnp.concatenate(ys, axis=-1)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxconv.nn._conv import Conv, ConvBN, _check_activation
+from jaxconv._check import check_int
+from jaxconv.nn._conv import Activation, Conv, ConvBN, check_activation
 from jaxconv.nn._inception import _check_norm, make_unit
-from jaxconv.nn._validate import check_channels, check_int
+from jaxconv.nn._validate import check_channels
 
 __all__ = ["MLPConv"]
 
@@ -50,6 +51,11 @@ class MLPConv(nnx.Module):
       (1, 1, 160, 96)
     """
 
+    features: tuple[int, ...]
+    in_features: int
+    out_features: int
+    conv: Conv | ConvBN
+
     def __init__(
         self,
         in_features: int,
@@ -59,7 +65,7 @@ class MLPConv(nnx.Module):
         stride: int | Sequence[int] = 1,
         padding: Any = "SAME",
         norm: str | None = None,
-        activation: Callable[[Array], Array] | None = jax.nn.relu,
+        activation: Activation | None = jax.nn.relu,
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
         precision: Any = None,
@@ -74,27 +80,32 @@ class MLPConv(nnx.Module):
         self.features = tuple(check_int(f, f"features[{i}]") for i, f in enumerate(features))
         self.in_features = check_int(in_features, "in_features")
         self.out_features = self.features[-1]
-        self.activation = _check_activation(activation)
         norm = _check_norm(norm)
-        common = dict(dtype=dtype, param_dtype=param_dtype, precision=precision)
-        if norm == "batch":
-            self.conv = ConvBN(in_features, self.features[0], kernel_size, stride=stride,
-                               padding=padding, activation=None,
-                               implementation=implementation, rngs=rngs, **common)
-        else:
-            self.conv = Conv(in_features, self.features[0], kernel_size, stride=stride,
-                             padding=padding, implementation=implementation, rngs=rngs,
-                             **common)
+        common: dict[str, Any] = dict(
+            activation=check_activation(activation),
+            dtype=dtype,
+            param_dtype=param_dtype,
+            precision=precision,
+        )
+        first = ConvBN if norm == "batch" else Conv  # a Conv even for k = 1, as before
+        self.conv = first(
+            in_features,
+            self.features[0],
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            implementation=implementation,
+            rngs=rngs,
+            **common,
+        )
         for i, (c_in, c_out) in enumerate(zip(self.features, self.features[1:]), start=1):
-            setattr(self, f"pointwise_{i}",
-                    make_unit(c_in, c_out, 1, norm=norm, rngs=rngs, **common))
-
-    def _act(self, y: Array) -> Array:
-        return y if self.activation is None else self.activation(y)
+            setattr(
+                self, f"pointwise_{i}", make_unit(c_in, c_out, 1, norm=norm, rngs=rngs, **common)
+            )
 
     def __call__(self, x: Array) -> Array:
         check_channels(x, self.in_features, type(self).__name__)
-        y = self._act(self.conv(x))
+        y = self.conv(x)
         for i in range(1, len(self.features)):
-            y = self._act(getattr(self, f"pointwise_{i}")(y))
+            y = getattr(self, f"pointwise_{i}")(y)
         return y

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxconv.nn._validate import check_int
+from jaxconv._check import check_int
 
 __all__ = ["LocalResponseNorm", "local_response_norm"]
 
@@ -18,8 +18,9 @@ def check_odd_size(size: int) -> int:
     return size
 
 
-def local_response_norm(x: jax.Array, size: int = 5, *, alpha: float = 1e-4,
-                        beta: float = 0.75, k: float = 1.0) -> jax.Array:
+def local_response_norm(
+    x: jax.Array, size: int = 5, *, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0
+) -> jax.Array:
     """Across-channel LRN (Krizhevsky et al. 2012; Caffe's ``LRN``, ``ACROSS_CHANNELS``).
 
     ``y_c = x_c / (k + alpha/size · Σ_{c'} x_{c'}²)^beta`` where ``c'`` runs over the ``size``
@@ -46,7 +47,7 @@ def local_response_norm(x: jax.Array, size: int = 5, *, alpha: float = 1e-4,
     sq = jnp.square(x)
     padded = jnp.pad(sq, [(0, 0)] * (x.ndim - 1) + [(half, half)])
     c = x.shape[-1]
-    window = sum(padded[..., i: i + c] for i in range(size))
+    window = sum(padded[..., i : i + c] for i in range(size))
     return x / jnp.power(k + (alpha / size) * window, beta).astype(x.dtype)
 
 
@@ -66,8 +67,7 @@ class LocalResponseNorm(nnx.Module):
       (1, 56, 56, 64)
     """
 
-    def __init__(self, size: int = 5, *, alpha: float = 1e-4, beta: float = 0.75,
-                 k: float = 1.0):
+    def __init__(self, size: int = 5, *, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):
         self.size = check_odd_size(size)
         self.alpha = float(alpha)
         self.beta = float(beta)

@@ -8,6 +8,7 @@ import jax
 from flax import nnx
 
 import jaxconv
+from jaxconv._check import check_bool
 
 __all__ = ["AvgPool", "GlobalAvgPool", "MaxPool"]
 
@@ -37,18 +38,18 @@ class MaxPool(nnx.Module):
       (1, 56, 56, 64)
     """
 
-    def __init__(self, window: Any, *, stride: Any = None, padding: Any = "VALID",
-                 ceil_mode: bool = False):
-        if not isinstance(ceil_mode, bool):
-            raise TypeError(f"`ceil_mode` must be a bool, got {ceil_mode!r}")
+    def __init__(
+        self, window: Any, *, stride: Any = None, padding: Any = "VALID", ceil_mode: bool = False
+    ):
         self.window = _static(window)
         self.stride = _static(stride)
         self.padding = _static(padding)
-        self.ceil_mode = ceil_mode
+        self.ceil_mode = check_bool(ceil_mode, "ceil_mode")
 
     def __call__(self, x: Array) -> Array:
-        return jaxconv.max_pool(x, self.window, stride=self.stride, padding=self.padding,
-                                ceil_mode=self.ceil_mode)
+        return jaxconv.max_pool(
+            x, self.window, stride=self.stride, padding=self.padding, ceil_mode=self.ceil_mode
+        )
 
 
 class AvgPool(nnx.Module):
@@ -67,22 +68,30 @@ class AvgPool(nnx.Module):
       (1, 4, 4, 512)
     """
 
-    def __init__(self, window: Any, *, stride: Any = None, padding: Any = "VALID",
-                 ceil_mode: bool = False, count_include_pad: bool = True):
-        if not isinstance(ceil_mode, bool):
-            raise TypeError(f"`ceil_mode` must be a bool, got {ceil_mode!r}")
-        if not isinstance(count_include_pad, bool):
-            raise TypeError(f"`count_include_pad` must be a bool, got {count_include_pad!r}")
+    def __init__(
+        self,
+        window: Any,
+        *,
+        stride: Any = None,
+        padding: Any = "VALID",
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+    ):
         self.window = _static(window)
         self.stride = _static(stride)
         self.padding = _static(padding)
-        self.ceil_mode = ceil_mode
-        self.count_include_pad = count_include_pad
+        self.ceil_mode = check_bool(ceil_mode, "ceil_mode")
+        self.count_include_pad = check_bool(count_include_pad, "count_include_pad")
 
     def __call__(self, x: Array) -> Array:
-        return jaxconv.avg_pool(x, self.window, stride=self.stride, padding=self.padding,
-                                ceil_mode=self.ceil_mode,
-                                count_include_pad=self.count_include_pad)
+        return jaxconv.avg_pool(
+            x,
+            self.window,
+            stride=self.stride,
+            padding=self.padding,
+            ceil_mode=self.ceil_mode,
+            count_include_pad=self.count_include_pad,
+        )
 
 
 class GlobalAvgPool(nnx.Module):
@@ -102,9 +111,7 @@ class GlobalAvgPool(nnx.Module):
     """
 
     def __init__(self, *, keepdims: bool = False):
-        if not isinstance(keepdims, bool):
-            raise TypeError(f"`keepdims` must be a bool, got {keepdims!r}")
-        self.keepdims = keepdims
+        self.keepdims = check_bool(keepdims, "keepdims")
 
     def __call__(self, x: Array) -> Array:
         return jaxconv.global_avg_pool(x, keepdims=self.keepdims)

@@ -1,11 +1,11 @@
-"""Argument checks shared by the NNX modules (messages name the argument, rule and value)."""
+"""The one argument check only the NNX modules need: the channels of their input.
+
+Every other check (ints, dtypes, bools) comes from :mod:`jaxconv._check` directly.
+"""
 
 from __future__ import annotations
 
 from typing import Any
-
-from jaxconv._check import check_dtype as check_dtype
-from jaxconv._check import check_int as check_int
 
 
 def check_channels(x: Any, expected: int, owner: str) -> None:

@@ -4,7 +4,7 @@
 ``inception-bottleneck`` (:class:`jaxconv.models.MiniInception` with ``bottleneck=False`` /
 ``True``) with identical settings, data and seed, and puts side by side what the 1×1
 convolution notes claim: fewer parameters, less compute, less overfitting. Parameters and MACs
-come from :func:`jaxconv.summary` (the cost model: every kernel tap counted); time per step is
+come from :func:`jaxconv.nn.summary` (the cost model: every kernel tap counted); time per step is
 measured (median, compilation excluded); overfitting is the generalization gap — accuracy on
 (un-augmented) training images minus test accuracy, both in eval mode.
 """
@@ -33,7 +33,7 @@ COMPARED = ("inception-direct5x5", "inception-bottleneck")
 
 
 def model_cost(name: str, num_classes: int, image_shape: tuple[int, ...]) -> tuple[int, int]:
-    """``(parameters, MACs per image)`` of a registered model, from :func:`jaxconv.summary`.
+    """``(parameters, MACs per image)`` of a registered model, from :func:`jaxconv.nn.summary`.
 
     Nothing is computed: the model is built and traced abstractly (eval mode).
 
@@ -43,11 +43,11 @@ def model_cost(name: str, num_classes: int, image_shape: tuple[int, ...]) -> tup
       >>> params < model_cost("inception-direct5x5", 10, (32, 32, 3))[0]
       True
     """
-    import jaxconv
+    from jaxconv.nn import summary
 
     model = nnx.eval_shape(lambda: build_model(name, num_classes, nnx.Rngs(0)))
     model.eval()
-    s = jaxconv.summary(model, jax.ShapeDtypeStruct((1, *image_shape), jnp.float32), xla=None)
+    s = summary(model, jax.ShapeDtypeStruct((1, *image_shape), jnp.float32), xla=None)
     return int(s.total.params), int(s.total.macs)
 
 
@@ -176,7 +176,7 @@ def compare(config: TrainConfig, *, models: tuple[str, ...] = COMPARED,
     if not console.is_terminal:  # a log file: do not squeeze the table into 80 columns
         console.width = max(console.width, 110)
     console.print(_table(rows))
-    console.print("MACs: jaxconv.summary (cost model, every tap counted); gap: accuracy on "
+    console.print("MACs: jaxconv.nn.summary (cost model, every tap counted); gap: accuracy on "
                   f"{measured} training images minus test accuracy, eval mode.")
     if plot is not None:
         _plot(rows, plot)

@@ -1,29 +1,27 @@
 """Per-layer summary of a Flax NNX model: output shapes, parameters, MACs and XLA's flops.
 
-``jaxconv.summary`` loads this module (and Flax) on first use; ``import jaxconv`` does not.
-
-How it works: the model is split and merged into a copy inside ``jax.eval_shape`` (nothing is
-computed), and every module class in the copy has its ``__call__`` wrapped for the duration of
-that one trace, recording each module's input and output shapes. A conv's MACs come from the
-cost model (:func:`jaxconv.conv_cost`, every tap counted); a block's row adds up its
-descendants'. XLA's own flop count (taps in padding skipped) can be read beside it.
+How it works: the model is split and merged into a private copy inside ``jax.eval_shape``
+(nothing is computed). Each module *instance of that copy* is given a recording subclass of its
+own class (``instance.__class__``), whose ``__call__`` notes the input and output shapes and
+then runs the original ``__call__``. The model's classes and the model itself are never
+modified, so concurrent summaries and calls of the same classes do not interfere. A conv's MACs
+come from the cost model (:func:`jaxconv.conv_cost`, every tap counted); a block's row adds up
+its descendants'. XLA's own flop count (taps in padding skipped) can be read beside it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import io
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 import jax
 from flax import nnx
 
-from jaxconv._cost import xla_cost
-from jaxconv.nn import Conv, Conv1x1
+import jaxconv
+from jaxconv.nn._conv import Conv, Conv1x1
 
 __all__ = ["Summary", "SummaryRow", "summary"]
 
@@ -68,7 +66,7 @@ class SummaryRow:
         return self.path.count(".") if self.path else -1
 
 
-class Summary(list):
+class Summary(list[SummaryRow]):
     """The rows of :func:`summary` (a ``list`` of :class:`SummaryRow`) and their ``total``.
 
     ``str(summary)`` (and so ``print``) renders a table — with ``rich`` when it is installed —
@@ -97,8 +95,7 @@ class Summary(list):
         body = []
         for r in (*self, self.total):
             name = "total" if r is self.total else "  " * r.depth + r.path.rsplit(".", 1)[-1]
-            cells = [name, r.kind, _format_shape(r.output_shape), f"{r.params:,}",
-                     _si(r.macs)]
+            cells = [name, r.kind, _format_shape(r.output_shape), f"{r.params:,}", _si(r.macs)]
             if xla:
                 cells.append("" if r.xla_flops is None else _si(r.xla_flops))
             body.append(cells)
@@ -110,8 +107,7 @@ class Summary(list):
         header, body = self._columns()
         table = Table(title=f"{self.total.kind} · input {_format_shape(self.total.input_shape)}")
         for i, name in enumerate(header):
-            table.add_column(name, justify="right" if i >= 3 else "left",
-                             no_wrap=True, footer="")
+            table.add_column(name, justify="right" if i >= 3 else "left", no_wrap=True, footer="")
         for cells in body[:-1]:
             table.add_row(*cells)
         table.add_section()
@@ -124,8 +120,10 @@ class Summary(list):
         except ImportError:  # plain text without rich
             header, body = self._columns()
             widths = [max(len(c) for c in col) for col in zip(header, *body)]
-            return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip()
-                             for line in (header, *body))
+            return "\n".join(
+                "  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip()
+                for line in (header, *body)
+            )
         buffer = io.StringIO()
         Console(file=buffer, width=200, force_terminal=False, color_system=None).print(self)
         return buffer.getvalue().rstrip()
@@ -171,29 +169,26 @@ def _own_macs(module: Any, x: Any) -> int:
 class _Recorder:
     """Collects, per module path, the first call's shapes, call counts and own MACs."""
 
-    def __init__(self, paths: dict[int, str]):
-        self.paths = paths
+    def __init__(self) -> None:
         self.order: list[str] = []
         self.records: dict[str, dict[str, Any]] = {}
-        self.stack: list[int] = []
 
-    def call(self, orig: Any, module: Any, args: tuple, kwargs: dict) -> Any:
-        path = self.paths.get(id(module))
-        if path is None or (self.stack and self.stack[-1] == id(module)):
-            return orig(module, *args, **kwargs)  # unknown module, or a super().__call__
+    def call(self, path: str, module: Any, run: Any, args: tuple, kwargs: dict) -> Any:
+        """``run(*args, **kwargs)`` (``module``'s real ``__call__``), recorded under ``path``."""
         x = args[0] if args else None
         rec = self.records.get(path)
         first = rec is None
-        if first:  # registered on entry, so a block comes before its children
+        if rec is None:  # registered on entry, so a block comes before its children
             self.order.append(path)
-            rec = self.records[path] = dict(input_shape=_shapes(x), output_shape=None,
-                                            args=_abstract(args), kwargs=_abstract(kwargs),
-                                            calls=0, macs=0)
-        self.stack.append(id(module))
-        try:
-            out = orig(module, *args, **kwargs)
-        finally:
-            self.stack.pop()
+            rec = self.records[path] = dict(
+                input_shape=_shapes(x),
+                output_shape=None,
+                args=_abstract(args),
+                kwargs=_abstract(kwargs),
+                calls=0,
+                macs=0,
+            )
+        out = run(*args, **kwargs)
         if first:
             rec["output_shape"] = _shapes(out)
         rec["calls"] += 1
@@ -201,31 +196,37 @@ class _Recorder:
         return out
 
 
-@contextlib.contextmanager
-def _intercept(recorder: _Recorder, modules: list[Any]) -> Iterator[None]:
-    """Wraps ``__call__`` of the classes defining it for ``modules``, for the ``with`` body."""
-    patched: dict[type, Any] = {}
-    for module in modules:
-        owner = next((c for c in type(module).__mro__ if "__call__" in c.__dict__), None)
-        if owner is None or owner in patched or owner is object:
-            continue
-        orig = owner.__dict__["__call__"]
+def _recording_call(self: Any, *args: Any, **kwargs: Any) -> Any:
+    """``__call__`` of the recording classes: reports to the instance's recorder.
 
-        def wrapper(self, *args, __orig=orig, **kwargs):
-            return recorder.call(__orig, self, args, kwargs)
+    Only instances of the traced copy have a recording class (the exact class, never a
+    subclass of it), so the next class in the MRO is the module's own and ``run`` is its real
+    ``__call__``.
+    """
+    run = super(type(self), self).__call__
+    return self._summary_recorder.call(self._summary_path, self, run, args, kwargs)
 
-        patched[owner] = orig
-        owner.__call__ = functools.wraps(orig)(wrapper)
-    try:
-        yield
-    finally:
-        for owner, orig in patched.items():
-            owner.__call__ = orig
+
+@functools.cache
+def _recording_class(cls: type) -> type:
+    """``cls`` with :func:`_recording_call` as ``__call__``.
+
+    Cached, one per class, because Flax registers every Module type it sees.
+    """
+    return type(cls.__name__, (cls,), {"__call__": _recording_call, "__module__": cls.__module__})
+
+
+def _record(module: nnx.Module, path: str, recorder: _Recorder) -> None:
+    """Makes this one instance (of the private copy) report its calls to ``recorder``."""
+    object.__setattr__(module, "__class__", _recording_class(type(module)))
+    object.__setattr__(module, "_summary_recorder", recorder)
+    object.__setattr__(module, "_summary_path", path)
 
 
 def _abstract(tree: Any) -> Any:
-    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype)
-                        if hasattr(a, "shape") else a, tree)
+    return jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype) if hasattr(a, "shape") else a, tree
+    )
 
 
 def _dotted(path: tuple) -> str:
@@ -255,13 +256,13 @@ def summary(model: nnx.Module, *args: Any, xla: str | None = "total", **kwargs: 
     Examples:
       Table 1 of the GoogLeNet paper, inception (4a): 14×14×512 and "73M" ops.
 
-      >>> import jax, jax.numpy as jnp, jaxconv
+      >>> import jax, jax.numpy as jnp
       >>> from flax import nnx
       >>> from jaxconv.models import GoogLeNet
+      >>> from jaxconv.nn import summary
       >>> model = nnx.eval_shape(lambda: GoogLeNet(aux_logits=False, rngs=nnx.Rngs(0)))
       >>> model.eval()
-      >>> s = jaxconv.summary(model, jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32),
-      ...                     xla=None)
+      >>> s = summary(model, jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32), xla=None)
       >>> row = s.row("inception_4a")
       >>> row.output_shape, row.macs
       ((1, 14, 14, 512), 73608192)
@@ -275,21 +276,17 @@ def summary(model: nnx.Module, *args: Any, xla: str | None = "total", **kwargs: 
     if not isinstance(model, nnx.Module):
         raise TypeError(f"`model` must be a flax.nnx.Module, got {type(model).__name__}")
     graphdef, state = nnx.split(model)
-    recorders: list[_Recorder] = []
+    recorder = _Recorder()
 
     def traced(state: Any, args: tuple, kwargs: dict) -> Any:
         copy = nnx.merge(graphdef, state)
-        modules = list(nnx.iter_modules(copy))
-        for _, module in modules:
-            if isinstance(getattr(module, "fuse_1x1", None), bool):
-                module.fuse_1x1 = False  # an execution choice: one row per 1×1 conv
-        recorder = _Recorder({id(m): _dotted(p) for p, m in modules})
-        recorders.append(recorder)
-        with _intercept(recorder, [m for _, m in modules]):
-            return copy(*args, **kwargs)
+        # An execution choice of Inception (jaxconv.nn.Inception): one row per 1×1 conv.
+        copy.set_attributes(fuse_1x1=False, raise_if_not_found=False)
+        for path, module in nnx.iter_modules(copy):
+            _record(module, _dotted(path), recorder)
+        return copy(*args, **kwargs)
 
     jax.eval_shape(traced, state, args, kwargs)
-    (recorder,) = recorders
     records = recorder.records
 
     originals = {_dotted(p): m for p, m in nnx.iter_modules(model)}
@@ -306,11 +303,16 @@ def summary(model: nnx.Module, *args: Any, xla: str | None = "total", **kwargs: 
     def make_row(path: str) -> SummaryRow:
         rec = records.get(path, {})
         macs = subtree_macs(path)
-        return SummaryRow(path=path, kind=type(originals[path]).__name__,
-                          input_shape=rec.get("input_shape"),
-                          output_shape=rec.get("output_shape"),
-                          params=n_params(originals[path]), macs=macs, flops=2 * macs,
-                          calls=rec.get("calls", 0))
+        return SummaryRow(
+            path=path,
+            kind=type(originals[path]).__name__,
+            input_shape=rec.get("input_shape"),
+            output_shape=rec.get("output_shape"),
+            params=n_params(originals[path]),
+            macs=macs,
+            flops=2 * macs,
+            calls=rec.get("calls", 0),
+        )
 
     called = [p for p in recorder.order if p]
     rows = [make_row(p) for p in called]
@@ -318,13 +320,21 @@ def summary(model: nnx.Module, *args: Any, xla: str | None = "total", **kwargs: 
     total = make_row("")
 
     if xla is not None:
-        total = replace(total, xla_flops=_module_xla_flops(model, _abstract(args),
-                                                           _abstract(kwargs)))
+        total = replace(
+            total, xla_flops=_module_xla_flops(model, _abstract(args), _abstract(kwargs))
+        )
     if xla == "rows":
-        rows = [replace(r, xla_flops=_module_xla_flops(originals[r.path],
-                                                       records[r.path]["args"],
-                                                       records[r.path]["kwargs"]))
-                if r.path in records else r for r in rows]
+        rows = [
+            replace(
+                r,
+                xla_flops=_module_xla_flops(
+                    originals[r.path], records[r.path]["args"], records[r.path]["kwargs"]
+                ),
+            )
+            if r.path in records
+            else r
+            for r in rows
+        ]
     return Summary(rows, total)
 
 
@@ -335,4 +345,4 @@ def _module_xla_flops(module: nnx.Module, args: tuple, kwargs: dict) -> float:
     def call(state: Any, args: tuple, kwargs: dict) -> Any:
         return nnx.merge(graphdef, state)(*args, **kwargs)
 
-    return xla_cost(call, _abstract(state), args, kwargs).flops
+    return jaxconv.xla_cost(call, _abstract(state), args, kwargs).flops
