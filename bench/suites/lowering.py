@@ -31,6 +31,7 @@ import jax
 import jaxconv
 from bench._harness import Context
 from bench.suites._googlenet import BLOCKS
+from jaxconv.models import NIN_CIFAR10
 
 NAME = "lowering"
 PASSES = ("fwd", "fwd+bwd")
@@ -65,17 +66,14 @@ def shapes() -> tuple[Shape, ...]:
             Shape(f"{tag}.5x5", 32, b.size, b.c5x5_reduce, b.c5x5, 5),
             Shape(f"{tag}.pool_proj", 32, b.size, b.c_in, b.pool_proj, 1),
         ]
-    out += [
-        Shape("nin.mlpconv1.conv", 32, 32, 3, 192, 5),
-        Shape("nin.mlpconv1.cccp1", 32, 32, 192, 160, 1),
-        Shape("nin.mlpconv1.cccp2", 32, 32, 160, 96, 1),
-        Shape("nin.mlpconv2.conv", 32, 16, 96, 192, 5),
-        Shape("nin.mlpconv2.cccp", 32, 16, 192, 192, 1),
-        Shape("nin.mlpconv3.conv", 32, 8, 192, 192, 3),
-        Shape("nin.mlpconv3.cccp", 32, 8, 192, 192, 1),
-        Shape("nin.mlpconv3.cccp_out", 32, 8, 192, 10, 1),
-        Shape("seed.direct_5x5", 32, 14, 480, 48, 5),
-    ]
+    size, c_in = 32, 3  # NiN on CIFAR-10: each mlpconv block, then a 3×3/2 ceil-mode max pool
+    for i, (k, widths) in enumerate(NIN_CIFAR10, start=1):
+        for j, c_out in enumerate(w if w is not None else 10 for w in widths):
+            name = f"nin.mlpconv{i}." + ("conv" if j == 0 else f"cccp{j}")
+            out.append(Shape(name, 32, size, c_in, c_out, k if j == 0 else 1))
+            c_in = c_out
+        size = jaxconv.pool_output_size(size, 3, stride=2, ceil_mode=True)
+    out.append(Shape("seed.direct_5x5", 32, 14, 480, 48, 5))
     seen, unique = set(), []
     for s in out:
         key = s[1:]
