@@ -649,3 +649,39 @@ def test_vmap_over_an_extra_leading_axis_equals_a_loop(rng):
         rtol=0,
         atol=tol("float32", 4),
     )
+
+
+@pytest.mark.parametrize("implementation", [None, "xla"])
+@pytest.mark.parametrize("activation", [jax.nn.relu, jnp.tanh])
+def test_conv_activation_after_the_bias_values_and_gradients(implementation, activation, rng):
+    x = jnp.asarray(rng.standard_normal((2, 7, 7, 4)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, 4, 5)), jnp.float32)
+    b = jnp.asarray(rng.standard_normal(5), jnp.float32)
+
+    def fused(x, w, b):
+        return jaxconv.conv(x, w, b, activation=activation, implementation=implementation)
+
+    def plain(x, w, b):
+        return activation(jaxconv.conv(x, w, b, implementation="xla"))
+
+    np.testing.assert_allclose(fused(x, w, b), plain(x, w, b), rtol=0, atol=tol("float32", 36))
+    grads = [
+        jax.grad(lambda *a, f=f: jnp.sum(f(*a) ** 2), argnums=(0, 1, 2))(x, w, b)
+        for f in (fused, plain)
+    ]
+    for got, want in zip(*grads):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+def test_conv_relu_is_fused_into_onednn(rng):
+    x, w = jnp.ones((2, 8, 8, 4)), jnp.ones((3, 3, 4, 4))
+    if jaxconv.explain(x, w).plan.fwd != "onednn":
+        pytest.skip("the onednn lowering is not available here")
+    hlo = jax.jit(lambda x, w: jaxconv.conv(x, w, activation=jax.nn.relu)).lower(x, w)
+    text = hlo.compile().as_text()
+    assert text.count("jaxconv_onednn_fwd") == 1 and "maximum" not in text
+
+
+def test_conv_activation_must_be_callable():
+    with pytest.raises(TypeError, match=r"`activation` must be a callable or None, got 'relu'"):
+        jaxconv.conv(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 2)), activation="relu")

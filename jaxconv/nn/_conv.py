@@ -198,7 +198,7 @@ class Conv(_ConvBase):
     def __call__(self, x: Array) -> Array:
         check_channels(x, self.in_features, type(self).__name__)
         x, kernel, bias = promote_dtype((x, self.kernel[...], self._bias()), dtype=self.dtype)
-        y = jaxconv.conv(
+        return jaxconv.conv(
             x,
             kernel,
             bias,
@@ -207,9 +207,9 @@ class Conv(_ConvBase):
             dilation=self.dilation,
             groups=self.groups,
             precision=self.precision,
+            activation=self.activation,  # a ReLU runs inside the conv where it can
             implementation=self.implementation,
         )
-        return activate(y, self.activation)
 
     def cost(self, input_shape: Sequence[int]) -> jaxconv.ConvCost:
         """The analytic cost (:func:`jaxconv.conv_cost`) for an input of ``input_shape``.

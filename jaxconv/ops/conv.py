@@ -39,6 +39,11 @@ def _check_bias(b: Any, c: int, name: str = "b") -> None:
         )
 
 
+def _check_activation(activation: Any) -> None:
+    if activation is not None and not callable(activation):
+        raise TypeError(f"`activation` must be a callable or None, got {activation!r}")
+
+
 def conv(
     x: Array,
     w: Array,
@@ -52,6 +57,7 @@ def conv(
     layout: str = "NHWC",
     precision: Any = None,
     preferred_element_type: Any = None,
+    activation: Callable[[Array], Array] | None = None,
     implementation: str | kernels.Plan | None = None,
 ) -> Array:
     """N-d convolution (1-D, 2-D, 3-D) with the full padding vocabulary.
@@ -74,6 +80,8 @@ def conv(
       layout: ``"NHWC"`` (default) or ``"NCHW"`` (also ``NWC``/``NDHWC``/``NCW``/``NCDHW``).
       precision: ``lax.Precision`` or its name, passed to XLA.
       preferred_element_type: accumulation/output dtype, passed to XLA.
+      activation: applied last, after the bias (None for none); ``jax.nn.relu`` is fused into
+        the lowering's call where it can (oneDNN: a post-op).
       implementation: None for the plan :func:`jaxconv.kernels.choose` picks (a tuning table
         entry for this device kind, else the cost model: ``"onednn"`` on a CPU where the
         extension is loaded, else ``"einsum"`` for a pointwise 1×1 and ``"xla"`` for the rest);
@@ -110,8 +118,10 @@ def conv(
             preferred_element_type=preferred_element_type,
         )
         _check_bias(b, spec.out_channels)
-        choice = kernels.choose(spec, implementation)
-        return kernels.run(choice.plan, x, w, spec, b)
+        _check_activation(activation)
+        relu = activation is jax.nn.relu
+        y = kernels.run(kernels.choose(spec, implementation).plan, x, w, spec, b, relu=relu)
+        return y if activation is None or relu else activation(y)
 
 
 def explain(x: Any, w: Any, **conv_kwargs: Any) -> kernels.Choice:
@@ -294,8 +304,7 @@ def bottleneck(
       (1, 14, 14, 48)
     """
     with jax.named_scope("jaxconv.bottleneck"):
-        if activation is not None and not callable(activation):
-            raise TypeError(f"`activation` must be a callable or None, got {activation!r}")
+        _check_activation(activation)
         k_reduce = _as_kernel(w_reduce, x, layout)
         try:
             spec = kernels.conv_spec(
