@@ -147,7 +147,7 @@ def test_xla_flops_equal_ours_for_valid(groups):
         (14, 14, 16), 8, 5, padding="VALID", groups=groups, batch=2, bias=False
     )
     # implementation="xla": one lax.conv_general_dilated, the op XLA's cost model describes
-    # (another lowering, e.g. Winograd, does different arithmetic)
+    # (another lowering, e.g. a oneDNN custom call, is opaque to it)
     xla = jaxconv.xla_cost(
         lambda x, w: jaxconv.conv(x, w, padding="VALID", groups=groups, implementation="xla"), x, w
     )

@@ -166,8 +166,8 @@ def _sample_cases(count: int, seed: int) -> list[Case]:
 
 
 def _square_cases() -> list[Case]:
-    """Dense 2-D NHWC float32 k×k stride-1 convs, which the sampler rarely draws: the specs that
-    fast paths such as Winograd are written for (so every lowering meets the reference)."""
+    """Dense 2-D NHWC float32 k×k stride-1 convs, which the sampler rarely draws: the specs
+    library kernels specialize most (so every kernel oneDNN picks meets the reference too)."""
     common = dict(
         ndim=2,
         batch=2,
