@@ -19,7 +19,6 @@ import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import jax
 
@@ -91,27 +90,16 @@ class Choice:
         return "\n".join(lines)
 
 
-def _check_explicit(spec: ConvSpec, plan: Plan) -> None:
-    for role, name in zip(ROLES, plan):
-        lowering = get(name)
-        why = lowering.supports(spec)
-        if why is not None:
-            raise ValueError(f"`implementation` (={name!r}) does not apply: {why}")
-        if role not in lowering.roles:
-            raise ValueError(
-                f"`implementation` {plan} gives {name!r} the {role!r} role, which it does not "
-                f"compute (its roles: {', '.join(lowering.roles)})"
-            )
-
-
-def _table_problem(spec: ConvSpec, plan: Plan) -> str | None:
+def _problem(spec: ConvSpec, plan: Plan) -> str | None:
+    """Why ``plan`` cannot run ``spec`` (a name that is no lowering, does not apply, or is given
+    a role it does not compute), else None."""
     for role, name in zip(ROLES, plan):
         lowering = LOWERINGS.get(name)
         if lowering is None:
-            return f"names {name!r}, which no longer exists"
+            return f"names {name!r}, which is not one of {', '.join(map(repr, LOWERINGS))}"
         why = lowering.supports(spec)
         if why is not None:
-            return f"names {name!r}, which does not apply now: {why}"
+            return f"names {name!r}, which does not apply: {why}"
         if role not in lowering.roles:
             return f"gives {name!r} the {role!r} role, which it does not compute"
     return None
@@ -151,7 +139,7 @@ def _kind(platform: str) -> str:
 
 def choose(
     spec: ConvSpec,
-    implementation: Any = None,
+    implementation: str | Plan | None = None,
     *,
     platform: str | None = None,
     table: tables.Table | None = None,
@@ -179,7 +167,9 @@ def choose(
     """
     platform = platform or jax.default_backend()
     if isinstance(implementation, Plan):
-        _check_explicit(spec, implementation)
+        problem = _problem(spec, implementation)
+        if problem is not None:
+            raise ValueError(f"`implementation` {implementation} {problem}")
         return Choice(
             spec,
             implementation,
@@ -212,7 +202,7 @@ def choose(
         table = tables.load(kind)
     tuned = table.lookup(spec)
     if tuned is not None:
-        problem = _table_problem(spec, tuned)
+        problem = _problem(spec, tuned)
         if problem is None:
             return Choice(
                 spec,
