@@ -33,8 +33,8 @@ def _bad_inputs(tmp) -> dict[str, tuple[tuple[str, ...], str, int]]:
     (tmp / "text.npz").write_text("not an npz")
     return {
         "unknown-model": (("--model", "resnet"), r"`--model` must be one of nin, googlenet", 1),
-        "steps": (("--steps", "0"), r"`--steps` must be an int >= 1, got 0", 1),
-        "batch": (("--batch-size", "-2"), r"`--batch-size` must be an int >= 1, got -2", 1),
+        "steps": (("--steps", "0"), r"`--steps` must be a positive int, got 0", 1),
+        "batch": (("--batch-size", "-2"), r"`--batch-size` must be a positive int, got -2", 1),
         "not-a-number": (("--lr", "fast"), r"argument --lr: invalid float value: 'fast'", 2),
         "both-lengths": (("--steps", "3", "--epochs", "1"),
                          r"argument --epochs: not allowed with argument --steps", 2),

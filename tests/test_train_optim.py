@@ -120,19 +120,22 @@ def test_config_resolves_defaults_and_epochs():
     assert "steps" not in ident and "devices" not in ident and ident["model"] == "nin"
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"model": "vgg"}, r"`--model` must be one of nin, googlenet, .*got 'vgg'"),
-    ({"steps": 0}, r"`--steps` must be an int >= 1, got 0"),
-    ({"batch_size": -4}, r"`--batch-size` must be an int >= 1, got -4"),
-    ({"steps": 3, "epochs": 1}, r"give `--steps` or `--epochs`, not both"),
-    ({"lr": 0.0}, r"`--lr` must be > 0, got 0"),
-    ({"label_smoothing": 1.0}, r"`--label-smoothing` must be a number in \[0.0, 1.0\), got 1.0"),
-    ({"momentum": True}, r"`--momentum` must be a number in \[0.0, 1.0\), got True"),
-    ({"ckpt_every": 0}, r"`--ckpt-every` must be an int >= 1, got 0"),
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"model": "vgg"}, ValueError, r"`model` must be one of nin, googlenet, .*got 'vgg'"),
+    ({"steps": 0}, ValueError, r"`steps` must be a positive int, got 0"),
+    ({"batch_size": -4}, ValueError, r"`batch_size` must be a positive int, got -4"),
+    ({"steps": 3, "epochs": 1}, ValueError, r"give `steps` or `epochs`, not both"),
+    ({"lr": 0.0}, ValueError, r"`lr` must be > 0, got 0"),
+    ({"label_smoothing": 1.0}, ValueError,
+     r"`label_smoothing` must be a number in \[0.0, 1.0\), got 1.0"),
+    ({"momentum": True}, TypeError, r"`momentum` must be a number, got True"),
+    ({"ckpt_every": 0}, ValueError, r"`ckpt_every` must be a positive int, got 0"),
+    ({"warmup_steps": -1}, ValueError, r"`warmup_steps` must be an int >= 0, got -1"),
+    ({"augment": "no"}, TypeError, r"`augment` must be a bool, got 'no'"),
 ])
-def test_config_rejects_bad_values(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+def test_config_rejects_bad_values_naming_the_field(kwargs, error, match):
+    with pytest.raises(error, match=match):
         TrainConfig(**kwargs).validate()
-    with pytest.raises(ValueError, match=r"`--batch-size` \(=12\) must not exceed the training "
+    with pytest.raises(ValueError, match=r"`batch_size` \(=12\) must not exceed the training "
                                          r"set \(=10 images\)"):
         TrainConfig(batch_size=12).resolved(num_train=10)

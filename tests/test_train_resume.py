@@ -16,7 +16,7 @@ import pytest
 from rich.console import Console
 from test_train_support import differing, final_tree, register, tiny_data
 
-import jaxconv.train._loop as loop
+import jaxconv.train._trainer as trainer_module
 from jaxconv.train import (
     CheckpointMismatchError,
     Checkpoints,
@@ -110,8 +110,8 @@ def test_negative_control_a_lost_piece_of_state_is_caught(runs, piece, monkeypat
     tmp, data = runs
     cfg = _copy_half(tmp, f"lost-{piece}")
     if piece == "data":  # the resumed run starts the data stream over
-        original = loop.train_batch
-        monkeypatch.setattr(loop, "train_batch",
+        original = trainer_module.train_batch
+        monkeypatch.setattr(trainer_module, "train_batch",
                             lambda d, b, seed, step, **kw: original(d, b, seed, step - K, **kw))
     else:
         _lose_in_checkpoint(cfg, data, piece)
@@ -160,3 +160,14 @@ def test_another_config_is_refused_and_nothing_is_written(runs, change, match):
     with pytest.raises(CheckpointMismatchError, match=match):
         train(other, data=data, console=QUIET)
     assert {p: os.path.getmtime(p) for p in (tmp / cfg.ckpt_dir).rglob("*")} == before
+
+
+def test_the_steps_compile_once_per_trainer():
+    register()
+    t = Trainer(TrainConfig(model="tiny", steps=3, batch_size=16, eval_every=0), tiny_data())
+    for _ in range(3):
+        t.train_step()
+    t.evaluate()
+    t.evaluate(split="train")
+    assert t._train_fn._cache_size() == 1  # no recompilation per step
+    assert t._eval_fn._cache_size() == 1

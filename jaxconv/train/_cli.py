@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 import warnings
@@ -167,6 +168,23 @@ def _config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
 
 
+def _as_flags(message: str) -> str:
+    """The library names a config field (`batch_size`); the command line names its flag.
+
+    Examples:
+      >>> from jaxconv.train._cli import _as_flags
+      >>> _as_flags("`batch_size` must be a positive int, got 0 (`stop_at` is not a flag)")
+      '`--batch-size` must be a positive int, got 0 (`stop_at` is not a flag)'
+    """
+    fields = TrainConfig.__dataclass_fields__
+
+    def flag(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return f"`--{name.replace('_', '-')}`" if name in fields else match.group(0)
+
+    return re.sub(r"`(\w+)`", flag, " ".join(message.split()))
+
+
 def _one_line_warnings(message, category, filename, lineno, file=None, line=None):
     print(f"warning: {message}", file=sys.stderr)
 
@@ -217,11 +235,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 compare(config, plot=args.plot, report=args.report)
                 return 0
-            from jaxconv.train._loop import prepare
+            from jaxconv.train._run import prepare
 
             run = prepare(config)
-        except (ValueError, CheckpointMismatchError, OSError) as err:
-            print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        except (ValueError, TypeError, CheckpointMismatchError, OSError) as err:
+            print(f"error: {_as_flags(str(err))}", file=sys.stderr)
             return 1
         try:
             summary = run.run()  # an error from here on is a bug: it keeps its traceback

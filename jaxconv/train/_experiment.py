@@ -22,8 +22,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxconv.train._config import TrainConfig
-from jaxconv.train._data import load_dataset
-from jaxconv.train._loop import prepare
+from jaxconv.train._loaders import load_dataset
+from jaxconv.train._run import prepare
 from jaxconv.train._models import build_model
 
 __all__ = ["COMPARED", "compare", "model_cost"]
