@@ -1,14 +1,15 @@
 """Suite ``model``: GoogLeNet and NiN images/s, inference and one training step.
 
 - GoogLeNet (Szegedy et al. 2015) on 224×224×3 ImageNet-sized inputs, 1000 classes, with the
-  two auxiliary heads in training (loss = main + 0.3·each auxiliary, §5).
+  two auxiliary heads in training (loss = main + ``AUX_WEIGHT`` (0.3)·each auxiliary, §5).
 - NiN (Lin et al. 2013), the CIFAR-10 model, on 32×32×3 inputs, 10 classes.
 
 Variants, both under jit and on jaxconv's default paths:
 
 - ``inference`` — ``model.eval()``; the logits.
-- ``train step`` — ``model.train()`` (dropout on); softmax cross-entropy, ``nnx.value_and_grad``
-  and an SGD-with-momentum update through ``nnx.Optimizer`` — one complete step.
+- ``train step`` — ``model.train()`` (dropout on); ``jaxconv.train.train_step``, the step the
+  trainer runs: softmax cross-entropy, ``nnx.value_and_grad`` and an SGD-with-momentum update
+  through ``nnx.Optimizer`` — one complete step.
 
 ``images_per_s = batch / median_s``. ``macs`` follows the cost model (every tap of every conv
 and linear layer, :func:`jaxconv.summary`): the forward pass for inference; for the training
@@ -28,7 +29,6 @@ import jaxconv
 from bench._harness import Context
 
 NAME = "model"
-AUX_WEIGHT = 0.3  # GoogLeNet §5
 
 
 class ModelCase(NamedTuple):
@@ -63,17 +63,12 @@ def forward_macs(case: ModelCase, batch: int, *, train: bool) -> int:
     return jaxconv.summary(model, x, xla=None).total.macs
 
 
-def _cross_entropy(logits, labels):
-    import optax
-
-    return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32),
-                                                           labels).mean()
-
-
 def _functions(case: ModelCase, dtype: str):
-    """``(inference(state, x), train_step(state, x, labels), inference state, train state)``."""
+    """``(inference(state, x), step(state, x, labels), inference state, train state)``."""
     import optax
     from flax import nnx
+
+    from jaxconv.train import AUX_WEIGHT, train_step
 
     model = _build(case, dtype)
     model.eval()
@@ -87,22 +82,13 @@ def _functions(case: ModelCase, dtype: str):
     optimizer = nnx.Optimizer(model, optax.sgd(0.01, momentum=0.9), wrt=nnx.Param)
     train_graph, train_state = nnx.split((model, optimizer))
 
-    def train_step(state, x, labels):
+    def step(state, x, labels):
         model, optimizer = nnx.merge(train_graph, state)
+        metrics = train_step(model, optimizer, x, labels, num_classes=case.classes,
+                             aux_weight=AUX_WEIGHT)
+        return metrics["loss"], nnx.state((model, optimizer))
 
-        def loss_fn(model):
-            out = model(x)
-            if isinstance(out, tuple):  # GoogLeNet's (logits, aux_4a, aux_4d)
-                main, *aux = out
-                return _cross_entropy(main, labels) + AUX_WEIGHT * sum(
-                    _cross_entropy(a, labels) for a in aux)
-            return _cross_entropy(out, labels)
-
-        loss, grads = nnx.value_and_grad(loss_fn)(model)
-        optimizer.update(model, grads)
-        return loss, nnx.state((model, optimizer))
-
-    return inference, train_step, eval_state, train_state
+    return inference, step, eval_state, train_state
 
 
 def _case(ctx: Context, case: ModelCase, batch: int, dtype: str) -> list[dict]:
@@ -110,11 +96,11 @@ def _case(ctx: Context, case: ModelCase, batch: int, dtype: str) -> list[dict]:
                                [(batch, case.size, case.size, 3), (batch,)], dtype)
     labels = jax.device_put(jnp.abs(labels * case.classes).astype(jnp.int32) % case.classes,
                             ctx.device)
-    inference, train_step, eval_state, train_state = _functions(case, dtype)
+    inference, step, eval_state, train_state = _functions(case, dtype)
     eval_state, train_state = jax.device_put((eval_state, train_state), ctx.device)
     compiled = {
         "inference": ctx.compile(inference, eval_state, x),
-        "train step": ctx.compile(train_step, train_state, x, labels),
+        "train step": ctx.compile(step, train_state, x, labels),
     }
     macs = {"inference": forward_macs(case, batch, train=False),
             "train step": 3 * forward_macs(case, batch, train=True)}
