@@ -7,8 +7,6 @@ checkpointing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 
 from jaxconv.train._dataset import Dataset
@@ -71,7 +69,7 @@ def augment(images: np.ndarray, seed: int, step: int) -> np.ndarray:
     b, h, w, _ = images.shape
     rng = np.random.default_rng([seed, 2, step])
     dy, dx = rng.integers(0, 2 * _CROP_PAD + 1, (2, b))
-    flip = rng.random(b) < 0.5
+    flip = np.less(rng.random(b), 0.5)
     padded = np.pad(images, ((0, 0), (_CROP_PAD,) * 2, (_CROP_PAD,) * 2, (0, 0)))
     rows = dy[:, None] + np.arange(h)[None, :]
     cols = np.where(flip[:, None], np.arange(w)[::-1][None, :], np.arange(w)[None, :])

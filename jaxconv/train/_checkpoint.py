@@ -118,7 +118,7 @@ def tree_to_state(template: Any, tree: dict) -> Any:
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
     out = []
     for path, leaf in leaves:
-        node = tree
+        node: Any = tree
         names = _path_names(path)
         for name in names:
             if not isinstance(node, dict) or name not in node:
@@ -129,7 +129,7 @@ def tree_to_state(template: Any, tree: dict) -> Any:
             raise CheckpointMismatchError(f"the checkpoint's {'/'.join(names)} has shape "
                                           f"{tuple(value.shape)}, the model's {leaf.shape}")
         out.append(value)
-    return treedef.unflatten(out)
+    return jax.tree_util.tree_unflatten(treedef, out)
 
 
 def state_signature(state: Any) -> str:

@@ -1,4 +1,5 @@
-"""The :class:`Dataset`: an image-classification dataset in host memory (uint8 NHWC, int32 labels)."""
+"""The :class:`Dataset`: an image-classification dataset in host memory (uint8 NHWC images,
+int32 labels)."""
 
 from __future__ import annotations
 
@@ -63,8 +64,11 @@ class Dataset:
         }
 
 
-def make_dataset(name: str, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
-          source: str, num_classes: int | None = None) -> Dataset:
+def make_dataset(name: str, train: tuple[np.ndarray, np.ndarray],
+                 test: tuple[np.ndarray, np.ndarray], source: str,
+                 num_classes: int | None = None) -> Dataset:
+    """A :class:`Dataset` from ``(images, labels)`` splits; the channel moments come from the
+    training images (the loaders' shared last step)."""
     (x, y), (xt, yt) = train, test
     # Exact per-channel moments from a 256-bin histogram: no float copy of the images.
     values = np.arange(256, dtype=np.float64) / 255.0

@@ -23,8 +23,8 @@ from flax import nnx
 
 from jaxconv.train._config import TrainConfig
 from jaxconv.train._loaders import load_dataset
-from jaxconv.train._run import prepare
 from jaxconv.train._models import build_model
+from jaxconv.train._run import prepare
 
 __all__ = ["COMPARED", "compare", "model_cost"]
 

@@ -43,7 +43,7 @@ class MetricsLog:
                     with contextlib.suppress(ValueError):
                         if json.loads(line).get("step", 0) <= start_step:
                             kept.append(line)
-        self.file = open(path, "w")  # noqa: SIM115 -- open for the run, closed by close()
+        self.file = open(path, "w")
         self.file.writelines(kept)
         self.file.flush()
 

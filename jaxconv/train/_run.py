@@ -176,9 +176,10 @@ class Run:
 
     def evaluate(self) -> None:
         step = self.trainer.step
-        record = {"step": step, "kind": "eval", **self.trainer.evaluate()}
-        self.summary.test_loss = record["test_loss"]
-        self.summary.test_accuracy = record["test_accuracy"]
+        results = self.trainer.evaluate()
+        record = {"step": step, "kind": "eval", **results}
+        self.summary.test_loss = results["test_loss"]
+        self.summary.test_accuracy = results["test_accuracy"]
         self.summary.history.append(record)
         self.metrics_log.write(record)
         if jax.process_index() == 0:
@@ -203,6 +204,7 @@ class Run:
         stop_at = check_int(stop_at, "stop_at", allow_none=True)
         if jax.process_index() == 0:
             self.console.print(config_table(trainer, self.start, self.ckpt))
+        assert cfg.steps is not None and cfg.eval_every is not None  # set by resolved()
         last = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
         step_times: list[float] = []
         began = time.perf_counter()

@@ -167,7 +167,7 @@ def shard_batch(mesh: Mesh, arrays: Sequence[np.ndarray]) -> list[jax.Array]:
     sharding = data_sharding(mesh)
     if jax.process_count() == 1:
         return [jax.device_put(a, sharding) for a in arrays]
-    out = []
+    out: list[jax.Array] = []
     for a in arrays:
         index_map = sharding.addressable_devices_indices_map(a.shape)
         shards = [jax.device_put(a[index], device) for device, index in index_map.items()]

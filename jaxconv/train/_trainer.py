@@ -96,14 +96,14 @@ class Trainer:
         self.state = put_replicated(state, self.mesh)
         self.signature = state_signature(self.state)
         self.step = 0
-        loss_options = {"num_classes": data.num_classes,
-                        "label_smoothing": config.label_smoothing,
-                        "aux_weight": config.aux_weight}
+        num_classes, smoothing, aux_weight = (data.num_classes, config.label_smoothing,
+                                              config.aux_weight)
 
         def train_fn(state: nnx.State, images: jax.Array, labels: jax.Array
                      ) -> tuple[nnx.State, dict[str, jax.Array]]:
             model, optimizer = nnx.merge(train_graph, state)
-            metrics = train_step(model, optimizer, images, labels, **loss_options)
+            metrics = train_step(model, optimizer, images, labels, num_classes=num_classes,
+                                 label_smoothing=smoothing, aux_weight=aux_weight)
             return nnx.state((model, optimizer)), metrics
 
         def eval_fn(state: nnx.State, totals: nnx.State, images: jax.Array, labels: jax.Array,
@@ -138,9 +138,9 @@ class Trainer:
     def batch(self, step: int) -> tuple[jax.Array, jax.Array]:
         """The training batch of ``step``, placed on the mesh."""
         c = self.config
-        images, labels = train_batch(self.data, c.batch_size, c.seed, step,
-                                     augmentation=c.augment)
-        images, labels = shard_batch(self.mesh, [images, labels])
+        host_images, host_labels = train_batch(self.data, c.batch_size, c.seed, step,
+                                               augmentation=c.augment)
+        images, labels = shard_batch(self.mesh, [host_images, host_labels])
         return images, labels
 
     def train_step(self) -> dict[str, jax.Array]:
