@@ -24,8 +24,16 @@ FIXTURE = os.path.join(TESTS_DIR, "data", "ckpt-tiny-sgd-step2")
 
 
 def _config(ckpt_dir, steps: int) -> TrainConfig:
-    return TrainConfig(model="tiny", optimizer="sgd", steps=steps, batch_size=16,
-                       warmup_steps=1, ckpt_dir=str(ckpt_dir), eval_every=0, progress=False)
+    return TrainConfig(
+        model="tiny",
+        optimizer="sgd",
+        steps=steps,
+        batch_size=16,
+        warmup_steps=1,
+        ckpt_dir=str(ckpt_dir),
+        eval_every=0,
+        progress=False,
+    )
 
 
 def test_an_old_checkpoint_restores_every_array_bit_for_bit(tmp_path):
@@ -39,8 +47,10 @@ def test_an_old_checkpoint_restores_every_array_bit_for_bit(tmp_path):
     step, state, _ = ckpt.restore_latest(trainer.state)
     ckpt.close()
     assert step == 2
-    restored = {jax.tree_util.keystr(p): np.asarray(v)
-                for p, v in jax.tree_util.tree_flatten_with_path(state_to_tree(state))[0]}
+    restored = {
+        jax.tree_util.keystr(p): np.asarray(v)
+        for p, v in jax.tree_util.tree_flatten_with_path(state_to_tree(state))[0]
+    }
     assert differing(restored, final_tree(FIXTURE)[1]) == []
 
 

@@ -24,8 +24,9 @@ BUILTIN = ("nin", "googlenet", "inception-bottleneck", "inception-direct5x5", "n
 def _abstract(name: str):
     def make():
         model = build_model(name, 10, nnx.Rngs(0))
-        tx = make_optimizer("adamw", lr=1e-3, steps=10, warmup_steps=1, weight_decay=0.05,
-                            clip_norm=1.0)
+        tx = make_optimizer(
+            "adamw", lr=1e-3, steps=10, warmup_steps=1, weight_decay=0.05, clip_norm=1.0
+        )
         return model, nnx.Optimizer(model, tx, wrt=nnx.Param)
 
     model, optimizer = nnx.eval_shape(make)
@@ -53,10 +54,11 @@ def test_train_and_eval_steps_trace(name):
 
     new_state, metrics = jax.eval_shape(train, state, images, labels)
     assert jax.tree.structure(new_state) == jax.tree.structure(state)
-    assert all(a.shape == b.shape and a.dtype == b.dtype
-               for a, b in zip(jax.tree.leaves(new_state), jax.tree.leaves(state)))
-    assert {k: v.shape for k, v in metrics.items()} == {"loss": (), "accuracy": (),
-                                                         "grad_norm": ()}
+    assert all(
+        a.shape == b.shape and a.dtype == b.dtype
+        for a, b in zip(jax.tree.leaves(new_state), jax.tree.leaves(state))
+    )
+    assert {k: v.shape for k, v in metrics.items()} == {"loss": (), "accuracy": (), "grad_norm": ()}
     mask = jax.ShapeDtypeStruct((2,), jnp.float32)
 
     def evaluate(state, x, y, m):

@@ -84,31 +84,46 @@ def _functions(case: ModelCase, dtype: str):
 
     def step(state, x, labels):
         model, optimizer = nnx.merge(train_graph, state)
-        metrics = train_step(model, optimizer, x, labels, num_classes=case.classes,
-                             aux_weight=AUX_WEIGHT)
+        metrics = train_step(
+            model, optimizer, x, labels, num_classes=case.classes, aux_weight=AUX_WEIGHT
+        )
         return metrics["loss"], nnx.state((model, optimizer))
 
     return inference, step, eval_state, train_state
 
 
 def _case(ctx: Context, case: ModelCase, batch: int, dtype: str) -> list[dict]:
-    x, labels = ctx.rng_arrays(ctx.seed(case.name, batch, dtype),
-                               [(batch, case.size, case.size, 3), (batch,)], dtype)
-    labels = jax.device_put(jnp.abs(labels * case.classes).astype(jnp.int32) % case.classes,
-                            ctx.device)
+    x, labels = ctx.rng_arrays(
+        ctx.seed(case.name, batch, dtype), [(batch, case.size, case.size, 3), (batch,)], dtype
+    )
+    labels = jax.device_put(
+        jnp.abs(labels * case.classes).astype(jnp.int32) % case.classes, ctx.device
+    )
     inference, step, eval_state, train_state = _functions(case, dtype)
     eval_state, train_state = jax.device_put((eval_state, train_state), ctx.device)
     compiled = {
         "inference": ctx.compile(inference, eval_state, x),
         "train step": ctx.compile(step, train_state, x, labels),
     }
-    macs = {"inference": forward_macs(case, batch, train=False),
-            "train step": 3 * forward_macs(case, batch, train=True)}
+    macs = {
+        "inference": forward_macs(case, batch, train=False),
+        "train step": 3 * forward_macs(case, batch, train=True),
+    }
     timings = ctx.time(dict(compiled), default_repeats=5)
     return [
-        ctx.record(NAME, variant, default=True, batch=batch, dtype=dtype, timing=timing,
-                   macs=macs[variant], compiled=compiled[variant], layer=case.name,
-                   input=f"{case.size}x{case.size}x3", images_per_s=batch / timing.median)
+        ctx.record(
+            NAME,
+            variant,
+            default=True,
+            batch=batch,
+            dtype=dtype,
+            timing=timing,
+            macs=macs[variant],
+            compiled=compiled[variant],
+            layer=case.name,
+            input=f"{case.size}x{case.size}x3",
+            images_per_s=batch / timing.median,
+        )
         for variant, timing in timings.items()
     ]
 
@@ -121,7 +136,9 @@ def run(ctx: Context) -> list[dict]:
     for case, batch, dtype in ctx.track(grid, lambda c: f"{c[0].name} batch {c[1]} {c[2]}"):
         records += _case(ctx, case, batch, dtype)
     for rec in records:
-        ctx.note(f"{rec['layer']} {rec['variant']}, batch {rec['batch']}, {rec['dtype']}: "
-                 f"{rec['images_per_s']:.1f} images/s ({rec['gflops']:.0f} GFLOP/s, "
-                 f"{rec['peak_fraction']:.0%} of GEMM peak; compile {rec['compile_s']:.1f} s).")
+        ctx.note(
+            f"{rec['layer']} {rec['variant']}, batch {rec['batch']}, {rec['dtype']}: "
+            f"{rec['images_per_s']:.1f} images/s ({rec['gflops']:.0f} GFLOP/s, "
+            f"{rec['peak_fraction']:.0%} of GEMM peak; compile {rec['compile_s']:.1f} s)."
+        )
     return records

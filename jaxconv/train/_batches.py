@@ -41,11 +41,13 @@ def batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> n
     """
     per_epoch = num_examples // batch_size
     if per_epoch < 1:
-        raise ValueError(f"`batch_size` (={batch_size}) must not exceed the training set "
-                         f"(={num_examples} images)")
+        raise ValueError(
+            f"`batch_size` (={batch_size}) must not exceed the training set "
+            f"(={num_examples} images)"
+        )
     epoch, offset = divmod(step, per_epoch)
     order = np.random.default_rng([seed, 1, epoch]).permutation(num_examples)
-    return order[offset * batch_size:(offset + 1) * batch_size]
+    return order[offset * batch_size : (offset + 1) * batch_size]
 
 
 def augment(images: np.ndarray, seed: int, step: int) -> np.ndarray:
@@ -82,8 +84,9 @@ def _normalize(images: np.ndarray, data: Dataset) -> np.ndarray:
     return images.astype(np.float32) * scale - (data.mean / data.std).astype(np.float32)
 
 
-def train_batch(data: Dataset, batch_size: int, seed: int, step: int, *,
-                augmentation: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def train_batch(
+    data: Dataset, batch_size: int, seed: int, step: int, *, augmentation: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """The global training batch of ``step``: normalized ``float32`` images and labels.
 
     Args:
@@ -109,8 +112,7 @@ def train_batch(data: Dataset, batch_size: int, seed: int, step: int, *,
     return _normalize(images, data), data.train_labels[idx]
 
 
-def eval_batches(data: Dataset, batch_size: int, *, split: str = "test",
-                 limit: int | None = None):
+def eval_batches(data: Dataset, batch_size: int, *, split: str = "test", limit: int | None = None):
     """Yields a split in order, un-augmented, padded to full batches with a validity mask.
 
     Args:
@@ -135,8 +137,8 @@ def eval_batches(data: Dataset, batch_size: int, *, split: str = "test",
     all_labels = data.test_labels if split == "test" else data.train_labels
     n = len(all_labels) if limit is None else min(limit, len(all_labels))
     for start in range(0, n, batch_size):
-        images = all_images[start:min(start + batch_size, n)]
-        labels = all_labels[start:min(start + batch_size, n)]
+        images = all_images[start : min(start + batch_size, n)]
+        labels = all_labels[start : min(start + batch_size, n)]
         mask = np.ones(len(labels), np.float32)
         short = batch_size - len(labels)
         if short:

@@ -126,8 +126,10 @@ def tree_to_state(template: Any, tree: dict) -> Any:
             node = node[name]
         value = jax.random.wrap_key_data(node) if _is_key(leaf) else node
         if tuple(value.shape) != tuple(leaf.shape):
-            raise CheckpointMismatchError(f"the checkpoint's {'/'.join(names)} has shape "
-                                          f"{tuple(value.shape)}, the model's {leaf.shape}")
+            raise CheckpointMismatchError(
+                f"the checkpoint's {'/'.join(names)} has shape "
+                f"{tuple(value.shape)}, the model's {leaf.shape}"
+            )
         out.append(value)
     return jax.tree_util.tree_unflatten(treedef, out)
 
@@ -153,8 +155,11 @@ def _abstract(tree: dict, sharding: Any) -> dict:
 
 def _describe_mismatch(saved: dict, wanted: dict) -> str:
     keys = sorted(set(saved) | set(wanted))
-    diffs = [f"{k}: {json.dumps(saved.get(k))} there, {json.dumps(wanted.get(k))} here"
-             for k in keys if saved.get(k) != wanted.get(k)]
+    diffs = [
+        f"{k}: {json.dumps(saved.get(k))} there, {json.dumps(wanted.get(k))} here"
+        for k in keys
+        if saved.get(k) != wanted.get(k)
+    ]
     return "; ".join(diffs)
 
 
@@ -200,9 +205,12 @@ class Checkpoints:
         for name in sorted(os.listdir(self.directory)):
             if _TMP_MARK in name:
                 path = os.path.join(self.directory, name)
-                warnings.warn(f"ignoring the partial checkpoint {path} (a save that did not "
-                              f"finish); it is removed",
-                              PartialCheckpointWarning, stacklevel=3)
+                warnings.warn(
+                    f"ignoring the partial checkpoint {path} (a save that did not "
+                    f"finish); it is removed",
+                    PartialCheckpointWarning,
+                    stacklevel=3,
+                )
                 if self._primary:
                     shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
 
@@ -214,8 +222,12 @@ class Checkpoints:
             suffix += 1
             dst = os.path.join(self.directory, f"broken-{step}.{suffix}")
         reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
-        warnings.warn(f"ignoring the unreadable checkpoint {src} ({reason}); moved to {dst} and "
-                      f"using the previous one", PartialCheckpointWarning, stacklevel=3)
+        warnings.warn(
+            f"ignoring the unreadable checkpoint {src} ({reason}); moved to {dst} and "
+            f"using the previous one",
+            PartialCheckpointWarning,
+            stacklevel=3,
+        )
         if self._primary:
             os.rename(src, dst)
         self.manager.reload()
@@ -231,10 +243,10 @@ class Checkpoints:
             diff = _describe_mismatch(saved or {}, self.identity)
             raise CheckpointMismatchError(
                 f"checkpoint {os.path.join(self.directory, str(step))} belongs to a different "
-                f"run ({diff}); use another --ckpt-dir or the settings it was made with")
+                f"run ({diff}); use another --ckpt-dir or the settings it was made with"
+            )
 
-    def restore_latest(self, template: Any, sharding: Any = None
-                       ) -> tuple[int, Any, dict] | None:
+    def restore_latest(self, template: Any, sharding: Any = None) -> tuple[int, Any, dict] | None:
         """Restores the newest readable checkpoint into ``template``'s structure.
 
         Args:
@@ -254,14 +266,16 @@ class Checkpoints:
         for step in reversed(self.steps()):
             try:
                 meta = self.manager.restore(
-                    step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+                    step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
+                )["meta"]
             except Exception as err:
                 self._set_aside(step, err)  # any read failure means "unreadable"
                 continue
             self.check_identity(meta, step)
             try:
-                restored = self.manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract)))["state"]
+                restored = self.manager.restore(
+                    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+                )["state"]
                 state = tree_to_state(template, restored)
             except CheckpointMismatchError:
                 raise
@@ -285,9 +299,14 @@ class Checkpoints:
                 return
             self.manager.delete(step)
         meta = {"identity": self.identity, "step": step, "config": config}
-        self.manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state_to_tree(state)),
-            meta=ocp.args.JsonSave(json.loads(json.dumps(meta)))), force=True)
+        self.manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state_to_tree(state)),
+                meta=ocp.args.JsonSave(json.loads(json.dumps(meta))),
+            ),
+            force=True,
+        )
 
     def write_config(self, config: dict) -> str:
         """Writes ``config.json`` beside the checkpoints (process 0); returns its path."""
@@ -295,8 +314,9 @@ class Checkpoints:
         if self._primary:
             tmp = path + ".tmp"
             with open(tmp, "w") as f:
-                json.dump({"identity": self.identity, "config": config}, f, indent=2,
-                          sort_keys=True)
+                json.dump(
+                    {"identity": self.identity, "config": config}, f, indent=2, sort_keys=True
+                )
                 f.write("\n")
             os.replace(tmp, path)
         return path
@@ -309,4 +329,3 @@ class Checkpoints:
         """Waits for pending saves and releases the manager."""
         self.manager.wait_until_finished()
         self.manager.close()
-

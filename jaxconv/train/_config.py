@@ -23,9 +23,22 @@ DEFAULT_STEPS = 120
 # Fields that may change between a run and its resumption; every other field is part of the
 # run's identity, and a checkpoint made with other values is refused. The data fields are
 # checked through the dataset's own fingerprint (the same data under another path is fine).
-_NOT_IDENTITY = frozenset({"steps", "epochs", "devices", "ckpt_dir", "ckpt_every", "keep",
-                           "metrics", "eval_every", "progress", "data", "train_size",
-                           "test_size"})
+_NOT_IDENTITY = frozenset(
+    {
+        "steps",
+        "epochs",
+        "devices",
+        "ckpt_dir",
+        "ckpt_every",
+        "keep",
+        "metrics",
+        "eval_every",
+        "progress",
+        "data",
+        "train_size",
+        "test_size",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -110,8 +123,9 @@ class TrainConfig:
         if self.model not in MODELS:
             raise ValueError(f"`model` must be one of {', '.join(MODELS)}, got {self.model!r}")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"`optimizer` must be one of {', '.join(OPTIMIZERS)}, "
-                             f"got {self.optimizer!r}")
+            raise ValueError(
+                f"`optimizer` must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
         if self.steps is not None and self.epochs is not None:
             raise ValueError("give `steps` or `epochs`, not both")
         for name in ("steps", "epochs", "devices"):
@@ -145,8 +159,10 @@ class TrainConfig:
         self.validate()
         per_epoch = num_train // self.batch_size
         if per_epoch < 1:
-            raise ValueError(f"`batch_size` (={self.batch_size}) must not exceed the training "
-                             f"set (={num_train} images)")
+            raise ValueError(
+                f"`batch_size` (={self.batch_size}) must not exceed the training "
+                f"set (={num_train} images)"
+            )
         steps = self.steps
         if steps is None:
             steps = self.epochs * per_epoch if self.epochs is not None else DEFAULT_STEPS
@@ -155,8 +171,9 @@ class TrainConfig:
             self,
             steps=steps,
             lr=defaults["lr"] if self.lr is None else float(self.lr),
-            weight_decay=(defaults["weight_decay"] if self.weight_decay is None
-                          else float(self.weight_decay)),
+            weight_decay=(
+                defaults["weight_decay"] if self.weight_decay is None else float(self.weight_decay)
+            ),
             eval_every=max(1, steps // 4) if self.eval_every is None else self.eval_every,
         )
 

@@ -34,11 +34,17 @@ def progress_bar(console: Console, enabled: bool) -> Progress:
       True
     """
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:6.1%}  "
-                   "{task.fields[ips]:7.1f} img/s"),
-        TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, disable=not enabled or jax.process_index() != 0,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(
+            "loss {task.fields[loss]:.4f}  acc {task.fields[acc]:6.1%}  "
+            "{task.fields[ips]:7.1f} img/s"
+        ),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not enabled or jax.process_index() != 0,
     )
 
 
@@ -47,17 +53,37 @@ def config_table(trainer: Trainer, start: int, ckpt: Checkpoints | None) -> Tabl
     cfg = trainer.config
     table = Table(title="jaxconv.train", show_header=False, box=None)
     table.add_row("model", f"{cfg.model}  ({trainer.num_params:,} parameters)")
-    table.add_row("data", f"{trainer.data.source}  ({len(trainer.data.train_labels)} train / "
-                  f"{len(trainer.data.test_labels)} test, {trainer.data.num_classes} classes)")
-    table.add_row("devices", f"{trainer.mesh.devices.size} × {jax.devices()[0].platform}"
-                  f"  (batch {cfg.batch_size} split over axis 'data')")
-    for name in ("steps", "batch_size", "optimizer", "lr", "momentum", "weight_decay",
-                 "warmup_steps", "clip_norm", "label_smoothing", "augment", "seed"):
+    table.add_row(
+        "data",
+        f"{trainer.data.source}  ({len(trainer.data.train_labels)} train / "
+        f"{len(trainer.data.test_labels)} test, {trainer.data.num_classes} classes)",
+    )
+    table.add_row(
+        "devices",
+        f"{trainer.mesh.devices.size} × {jax.devices()[0].platform}"
+        f"  (batch {cfg.batch_size} split over axis 'data')",
+    )
+    for name in (
+        "steps",
+        "batch_size",
+        "optimizer",
+        "lr",
+        "momentum",
+        "weight_decay",
+        "warmup_steps",
+        "clip_norm",
+        "label_smoothing",
+        "augment",
+        "seed",
+    ):
         if name != "momentum" or cfg.optimizer == "sgd":
             table.add_row(name, str(getattr(cfg, name)))
     if ckpt is not None:
-        table.add_row("checkpoints", f"{ckpt.directory} (every {cfg.ckpt_every} steps, keep "
-                      f"{cfg.keep})" + (f" — resumed at step {start}" if start else ""))
+        table.add_row(
+            "checkpoints",
+            f"{ckpt.directory} (every {cfg.ckpt_every} steps, keep "
+            f"{cfg.keep})" + (f" — resumed at step {start}" if start else ""),
+        )
     return table
 
 
@@ -68,8 +94,11 @@ def summary_table(summary: RunSummary) -> Table:
         ("steps", f"{summary.start_step} → {summary.step}"),
         ("train loss / acc", f"{summary.train_loss:.4f} / {summary.train_accuracy:.1%}"),
         ("test loss / acc", f"{summary.test_loss:.4f} / {summary.test_accuracy:.1%}"),
-        ("time", f"{summary.seconds:.1f} s  ({summary.step_seconds * 1e3:.0f} ms/step, "
-                 f"{summary.images_per_second:.1f} img/s)"),
+        (
+            "time",
+            f"{summary.seconds:.1f} s  ({summary.step_seconds * 1e3:.0f} ms/step, "
+            f"{summary.images_per_second:.1f} img/s)",
+        ),
         ("checkpoint", summary.checkpoint or "-"),
     ]
     if summary.interrupted:

@@ -64,9 +64,13 @@ class Dataset:
         }
 
 
-def make_dataset(name: str, train: tuple[np.ndarray, np.ndarray],
-                 test: tuple[np.ndarray, np.ndarray], source: str,
-                 num_classes: int | None = None) -> Dataset:
+def make_dataset(
+    name: str,
+    train: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    source: str,
+    num_classes: int | None = None,
+) -> Dataset:
     """A :class:`Dataset` from ``(images, labels)`` splits; the channel moments come from the
     training images (the loaders' shared last step)."""
     (x, y), (xt, yt) = train, test

@@ -23,18 +23,26 @@ _CIFAR_TEST = "test_batch"
 def _check_images(images: Any, labels: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
     images, labels = np.asarray(images), np.asarray(labels)
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
-        raise ValueError(f"{where}: images must be uint8 [N, H, W, C] with C in (1, 3), "
-                         f"got shape {images.shape}")
+        raise ValueError(
+            f"{where}: images must be uint8 [N, H, W, C] with C in (1, 3), got shape {images.shape}"
+        )
     if images.dtype != np.uint8:
         if not np.issubdtype(images.dtype, np.floating) or images.min() < 0 or images.max() > 1:
-            raise ValueError(f"{where}: images must be uint8 in [0, 255] or float in [0, 1], "
-                             f"got dtype {images.dtype.name}")
+            raise ValueError(
+                f"{where}: images must be uint8 in [0, 255] or float in [0, 1], "
+                f"got dtype {images.dtype.name}"
+            )
         images = np.rint(images * 255).astype(np.uint8)
     labels = labels.reshape(-1) if labels.ndim == 2 and labels.shape[1] == 1 else labels
-    if labels.ndim != 1 or len(labels) != len(images) or not np.issubdtype(labels.dtype,
-                                                                           np.integer):
-        raise ValueError(f"{where}: labels must be integers [N] with N = {len(images)} images, "
-                         f"got {labels.dtype.name} shape {labels.shape}")
+    if (
+        labels.ndim != 1
+        or len(labels) != len(images)
+        or not np.issubdtype(labels.dtype, np.integer)
+    ):
+        raise ValueError(
+            f"{where}: labels must be integers [N] with N = {len(images)} images, "
+            f"got {labels.dtype.name} shape {labels.shape}"
+        )
     if len(labels) == 0 or labels.min() < 0:
         raise ValueError(f"{where}: labels must be non-empty and >= 0")
     if images.shape[-1] == 1:  # grayscale: repeated to RGB, the models' input
@@ -52,12 +60,16 @@ def _unpickle(path: str) -> dict:
         raise ValueError(f"`--data` file {path} is not a CIFAR-10 python batch (not a dict)")
     batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
     if "data" not in batch or "labels" not in batch:
-        raise ValueError(f"`--data` file {path} is not a CIFAR-10 python batch: it needs "
-                         f"'data' and 'labels', has {sorted(batch)}")
+        raise ValueError(
+            f"`--data` file {path} is not a CIFAR-10 python batch: it needs "
+            f"'data' and 'labels', has {sorted(batch)}"
+        )
     data = np.asarray(batch["data"])
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.dtype != np.uint8:
-        raise ValueError(f"`--data` file {path}: 'data' must be uint8 [N, 3072], got "
-                         f"{data.dtype.name} {data.shape}")
+        raise ValueError(
+            f"`--data` file {path}: 'data' must be uint8 [N, 3072], got "
+            f"{data.dtype.name} {data.shape}"
+        )
     images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # CIFAR stores CHW rows
     return {"images": images, "labels": np.asarray(batch["labels"])}
 
@@ -92,16 +104,22 @@ def load_cifar10(path: str) -> Dataset:
     nested = os.path.join(path, "cifar-10-batches-py")
     if not os.path.exists(os.path.join(path, _CIFAR_TEST)) and os.path.isdir(nested):
         path = nested
-    train_files = [os.path.join(path, n) for n in _CIFAR_TRAIN
-                   if os.path.exists(os.path.join(path, n))]
+    train_files = [
+        os.path.join(path, n) for n in _CIFAR_TRAIN if os.path.exists(os.path.join(path, n))
+    ]
     test_file = os.path.join(path, _CIFAR_TEST)
     if not train_files or not os.path.exists(test_file):
-        raise ValueError(f"`--data` directory {path} is not CIFAR-10: it needs data_batch_1..5 "
-                         f"and test_batch (the python pickles), has {sorted(os.listdir(path))}")
+        raise ValueError(
+            f"`--data` directory {path} is not CIFAR-10: it needs data_batch_1..5 "
+            f"and test_batch (the python pickles), has {sorted(os.listdir(path))}"
+        )
     train = [_unpickle(f) for f in train_files]
     test = _unpickle(test_file)
-    x, y = _check_images(np.concatenate([b["images"] for b in train]),
-                         np.concatenate([b["labels"] for b in train]), path)
+    x, y = _check_images(
+        np.concatenate([b["images"] for b in train]),
+        np.concatenate([b["labels"] for b in train]),
+        path,
+    )
     xt, yt = _check_images(test["images"], test["labels"], test_file)
     return make_dataset("cifar10", (x, y), (xt, yt), os.path.abspath(path), num_classes=10)
 
@@ -153,20 +171,27 @@ def load_npz(path: str, *, test_fraction: float = 0.1) -> Dataset:
                 raise ValueError(f"`test_fraction` must be in (0, 1), got {test_fraction!r}")
             cut = len(labels) - max(1, round(len(labels) * test_fraction))
             if cut < 1:
-                raise ValueError(f"`--data` file {path} has too few images (={len(labels)}) "
-                                 f"to hold out a test split")
+                raise ValueError(
+                    f"`--data` file {path} has too few images (={len(labels)}) "
+                    f"to hold out a test split"
+                )
             train, test = (images[:cut], labels[:cut]), (images[cut:], labels[cut:])
     else:
-        raise ValueError(f"`--data` file {path} needs keys 'images' and 'labels' (or x_train, "
-                         f"y_train, x_test, y_test), has {sorted(arrays)}")
+        raise ValueError(
+            f"`--data` file {path} needs keys 'images' and 'labels' (or x_train, "
+            f"y_train, x_test, y_test), has {sorted(arrays)}"
+        )
     if train[0].shape[1:] != test[0].shape[1:]:
-        raise ValueError(f"`--data` file {path}: train images {train[0].shape[1:]} and test "
-                         f"images {test[0].shape[1:]} differ in shape")
+        raise ValueError(
+            f"`--data` file {path}: train images {train[0].shape[1:]} and test "
+            f"images {test[0].shape[1:]} differ in shape"
+        )
     return make_dataset("npz", train, test, os.path.abspath(path))
 
 
-def load_dataset(data: str | None, *, seed: int = 0, train_size: int = 10_000,
-                 test_size: int = 1_000) -> Dataset:
+def load_dataset(
+    data: str | None, *, seed: int = 0, train_size: int = 10_000, test_size: int = 1_000
+) -> Dataset:
     """Picks the loader for ``--data``: ``None`` → synthetic, ``*.npz`` → npz, dir → CIFAR-10.
 
     Args:

@@ -53,8 +53,16 @@ def learning_rate_schedule(lr: float, steps: int, warmup_steps: int) -> optax.Sc
     return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(steps, warmup + 1), 0.0)
 
 
-def make_optimizer(name: str, *, lr: float, steps: int, warmup_steps: int, weight_decay: float,
-                   momentum: float = 0.9, clip_norm: float = 0.0) -> optax.GradientTransformation:
+def make_optimizer(
+    name: str,
+    *,
+    lr: float,
+    steps: int,
+    warmup_steps: int,
+    weight_decay: float,
+    momentum: float = 0.9,
+    clip_norm: float = 0.0,
+) -> optax.GradientTransformation:
     """Builds the training optimizer.
 
     ``sgd``: global-norm clipping → decoupled weight decay (masked by :func:`decay_mask`) →
@@ -87,8 +95,12 @@ def make_optimizer(name: str, *, lr: float, steps: int, warmup_steps: int, weigh
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"`--optimizer` must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
-    for flag, value in (("--lr", lr), ("--weight-decay", weight_decay),
-                        ("--clip-norm", clip_norm), ("--momentum", momentum)):
+    for flag, value in (
+        ("--lr", lr),
+        ("--weight-decay", weight_decay),
+        ("--clip-norm", clip_norm),
+        ("--momentum", momentum),
+    ):
         if not value >= 0:
             raise ValueError(f"`{flag}` (={value}) must be >= 0")
     schedule = learning_rate_schedule(lr, steps, warmup_steps)

@@ -77,8 +77,13 @@ class RunSummary:
     history: list = field(default_factory=list)
 
 
-def train(config: TrainConfig, *, data: Dataset | None = None, stop_at: int | None = None,
-          console: Any = None) -> RunSummary:
+def train(
+    config: TrainConfig,
+    *,
+    data: Dataset | None = None,
+    stop_at: int | None = None,
+    console: Any = None,
+) -> RunSummary:
     """Trains (or resumes) a model as ``python -m jaxconv.train`` does.
 
     With ``config.ckpt_dir`` set, the newest readable checkpoint there is restored first
@@ -126,8 +131,9 @@ def prepare(config: TrainConfig, *, data: Dataset | None = None, console: Any = 
     console = Console() if console is None else console
     if data is None:
         config.validate()
-        data = load_dataset(config.data, seed=config.seed, train_size=config.train_size,
-                            test_size=config.test_size)
+        data = load_dataset(
+            config.data, seed=config.seed, train_size=config.train_size, test_size=config.test_size
+        )
     trainer = Trainer(config, data)
     cfg = trainer.config
     ckpt = None
@@ -147,22 +153,32 @@ def prepare(config: TrainConfig, *, data: Dataset | None = None, console: Any = 
     except OSError as err:
         if ckpt is not None:
             ckpt.close()
-        raise ValueError(f"`metrics` file {cfg.metrics} cannot be written: "
-                         f"{err.strerror}") from None
+        raise ValueError(
+            f"`metrics` file {cfg.metrics} cannot be written: {err.strerror}"
+        ) from None
     return Run(trainer, ckpt, metrics_log, console)
 
 
 class Run:
     """A prepared run (see :func:`prepare`); :meth:`run` trains and closes everything."""
 
-    def __init__(self, trainer: Trainer, ckpt: Checkpoints | None, metrics_log: MetricsLog,
-                 console: Any):
-        self.trainer, self.ckpt, self.metrics_log, self.console = (trainer, ckpt, metrics_log,
-                                                                    console)
+    def __init__(
+        self, trainer: Trainer, ckpt: Checkpoints | None, metrics_log: MetricsLog, console: Any
+    ):
+        self.trainer, self.ckpt, self.metrics_log, self.console = (
+            trainer,
+            ckpt,
+            metrics_log,
+            console,
+        )
         self.start = trainer.step
         self.saved_at = self.start if ckpt is not None and self.start > 0 else None
-        self.summary = RunSummary(config=trainer.config.to_dict(), start_step=self.start,
-                                  step=self.start, num_params=trainer.num_params)
+        self.summary = RunSummary(
+            config=trainer.config.to_dict(),
+            start_step=self.start,
+            step=self.start,
+            num_params=trainer.num_params,
+        )
         self.recent: list[tuple[float, float]] = []
         self.progress: Any = None
         self.task: Any = None
@@ -183,20 +199,29 @@ class Run:
         self.summary.history.append(record)
         self.metrics_log.write(record)
         if jax.process_index() == 0:
-            self.progress.console.print(f"step {step:>6}  test loss {record['test_loss']:.4f}  "
-                                        f"test acc {record['test_accuracy']:.1%}")
+            self.progress.console.print(
+                f"step {step:>6}  test loss {record['test_loss']:.4f}  "
+                f"test acc {record['test_accuracy']:.1%}"
+            )
 
     def record(self, step: int, metrics: dict, seconds: float) -> None:
         values = {k: _local(v) for k, v in metrics.items()}
         self.recent.append((values["loss"], values["accuracy"]))
         del self.recent[:-20]
         ips = self.trainer.config.batch_size / seconds if seconds > 0 else math.nan
-        self.metrics_log.write({"step": step, "kind": "train", **values,
-                                 "lr": float(self.trainer.schedule(step - 1)),
-                                 "images_per_second": ips})
+        self.metrics_log.write(
+            {
+                "step": step,
+                "kind": "train",
+                **values,
+                "lr": float(self.trainer.schedule(step - 1)),
+                "images_per_second": ips,
+            }
+        )
         loss, acc = np.mean(self.recent, axis=0)
-        self.progress.update(self.task, completed=step - self.start, loss=float(loss),
-                             acc=float(acc), ips=ips)
+        self.progress.update(
+            self.task, completed=step - self.start, loss=float(loss), acc=float(acc), ips=ips
+        )
 
     def run(self, stop_at: int | None = None) -> RunSummary:
         """Trains to ``config.steps`` (or ``stop_at``); returns the :class:`RunSummary`."""
@@ -211,8 +236,13 @@ class Run:
         self.progress = progress_bar(self.console, cfg.progress)
         try:
             with StopSignals() as signals, self.progress:
-                self.task = self.progress.add_task("train", total=max(last - self.start, 0),
-                                                   loss=math.nan, acc=math.nan, ips=math.nan)
+                self.task = self.progress.add_task(
+                    "train",
+                    total=max(last - self.start, 0),
+                    loss=math.nan,
+                    acc=math.nan,
+                    ips=math.nan,
+                )
                 pending = None  # the previous step's metrics: read after the next is dispatched
                 tick = time.perf_counter()
                 while trainer.step < last and not signals.should_stop(trainer.step):
@@ -238,8 +268,11 @@ class Run:
                     self.record(*pending)
                 summary.interrupted = signals.received
                 self.save(force=True)
-                if summary.interrupted is None and trainer.step == cfg.steps and (
-                        not summary.history or summary.history[-1]["step"] != trainer.step):
+                if (
+                    summary.interrupted is None
+                    and trainer.step == cfg.steps
+                    and (not summary.history or summary.history[-1]["step"] != trainer.step)
+                ):
                     self.evaluate()
         finally:
             if self.ckpt is not None:

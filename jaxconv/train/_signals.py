@@ -49,8 +49,9 @@ class StopSignals:
                 self._old[sig] = signal.signal(sig, self._handle)
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None:
         for sig, handler in self._old.items():
             signal.signal(sig, handler)
 

@@ -54,13 +54,21 @@ def train_step(
     """
 
     def loss_fn(model: nnx.Module) -> tuple[jax.Array, jax.Array]:
-        return classification_loss(model(images), labels, num_classes=num_classes,
-                                   label_smoothing=label_smoothing, aux_weight=aux_weight)
+        return classification_loss(
+            model(images),
+            labels,
+            num_classes=num_classes,
+            label_smoothing=label_smoothing,
+            aux_weight=aux_weight,
+        )
 
     (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
     optimizer.update(model, grads)
-    return {"loss": loss, "grad_norm": optax.tree.norm(grads),
-            "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels)}
+    return {
+        "loss": loss,
+        "grad_norm": optax.tree.norm(grads),
+        "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
+    }
 
 
 def eval_metrics() -> nnx.MultiMetric:
@@ -74,8 +82,13 @@ def eval_metrics() -> nnx.MultiMetric:
     return nnx.MultiMetric(loss=nnx.metrics.Average("loss"), accuracy=nnx.metrics.Accuracy())
 
 
-def eval_step(model: nnx.Module, metrics: nnx.MultiMetric, images: jax.Array,
-              labels: jax.Array, mask: jax.Array) -> None:
+def eval_step(
+    model: nnx.Module,
+    metrics: nnx.MultiMetric,
+    images: jax.Array,
+    labels: jax.Array,
+    mask: jax.Array,
+) -> None:
     """Adds one batch's cross-entropy and correct answers to ``metrics`` (:func:`eval_metrics`).
 
     Args:

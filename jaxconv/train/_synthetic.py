@@ -11,8 +11,16 @@ __all__ = ["CLASS_NAMES", "synthetic_dataset"]
 
 #: Class names of the embedded dataset, in label order.
 CLASS_NAMES = (
-    "horizontal-stripes", "vertical-stripes", "diagonal-stripes", "disc", "ring",
-    "square-outline", "plus", "cross", "triangle-up", "triangle-down",
+    "horizontal-stripes",
+    "vertical-stripes",
+    "diagonal-stripes",
+    "disc",
+    "ring",
+    "square-outline",
+    "plus",
+    "cross",
+    "triangle-up",
+    "triangle-down",
 )
 
 
@@ -62,8 +70,9 @@ def _render(labels: np.ndarray, rng: np.random.Generator, size: int, noise: floa
     background = rng.uniform(0.0, 1.0, (n, 1, 1, 3)).astype(np.float32)
     # The foreground differs from the background by at least 0.35 in every channel it moves.
     delta = rng.uniform(0.35, 0.8, (n, 1, 1, 3)) * rng.choice([-1.0, 1.0], (n, 1, 1, 3))
-    foreground = np.where(np.abs(background + delta - 0.5) <= 0.5, background + delta,
-                          background - delta).astype(np.float32)
+    foreground = np.where(
+        np.abs(background + delta - 0.5) <= 0.5, background + delta, background - delta
+    ).astype(np.float32)
     blob_colour = rng.uniform(0.0, 1.0, (n, 1, 1, 3)).astype(np.float32)
     gradient = rng.uniform(-0.15, 0.15, (n, 1, 1, 3)).astype(np.float32)
     image = background + gradient * (xx[None, :, :, None] / size - 0.5)
@@ -73,8 +82,14 @@ def _render(labels: np.ndarray, rng: np.random.Generator, size: int, noise: floa
     return np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
 
 
-def synthetic_dataset(train_size: int = 10_000, test_size: int = 1_000, *, seed: int = 0,
-                      image_size: int = 32, noise: float = 0.12) -> Dataset:
+def synthetic_dataset(
+    train_size: int = 10_000,
+    test_size: int = 1_000,
+    *,
+    seed: int = 0,
+    image_size: int = 32,
+    noise: float = 0.12,
+) -> Dataset:
     """The embedded 10-class RGB dataset, generated procedurally (no download).
 
     Classes (:data:`CLASS_NAMES`): horizontal, vertical and diagonal stripes, disc, ring, square
@@ -115,9 +130,12 @@ def synthetic_dataset(train_size: int = 10_000, test_size: int = 1_000, *, seed:
     for stream, count in ((0, train_size), (1, test_size)):
         rng = np.random.default_rng([seed, stream])
         labels = rng.permutation(np.arange(count) % len(CLASS_NAMES)).astype(np.int32)
-        chunks = [_render(labels[i:i + 2048], rng, image_size, noise)
-                  for i in range(0, count, 2048)]
+        chunks = [
+            _render(labels[i : i + 2048], rng, image_size, noise) for i in range(0, count, 2048)
+        ]
         splits.append((np.concatenate(chunks), labels))
-    source = (f"synthetic(seed={seed}, train={train_size}, test={test_size}, "
-              f"size={image_size}, noise={noise})")
+    source = (
+        f"synthetic(seed={seed}, train={train_size}, test={test_size}, "
+        f"size={image_size}, noise={noise})"
+    )
     return make_dataset("synthetic", splits[0], splits[1], source, num_classes=len(CLASS_NAMES))

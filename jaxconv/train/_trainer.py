@@ -77,14 +77,21 @@ class Trainer:
         self.mesh = make_mesh(config.devices) if mesh is None else mesh
         check_batch_size(config.batch_size, self.mesh)
         model = build_model(config.model, data.num_classes, nnx.Rngs(config.seed))
-        self.num_params = sum(int(np.prod(p.shape)) for p in
-                              jax.tree.leaves(nnx.state(model, nnx.Param)))
+        self.num_params = sum(
+            int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(model, nnx.Param))
+        )
         assert config.steps is not None and config.lr is not None  # set by resolved()
         assert config.weight_decay is not None
         self.schedule = learning_rate_schedule(config.lr, config.steps, config.warmup_steps)
-        tx = make_optimizer(config.optimizer, lr=config.lr, steps=config.steps,
-                            warmup_steps=config.warmup_steps, weight_decay=config.weight_decay,
-                            momentum=config.momentum, clip_norm=config.clip_norm)
+        tx = make_optimizer(
+            config.optimizer,
+            lr=config.lr,
+            steps=config.steps,
+            warmup_steps=config.warmup_steps,
+            weight_decay=config.weight_decay,
+            momentum=config.momentum,
+            clip_norm=config.clip_norm,
+        )
         optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
         model.train()
         train_graph, state = nnx.split((model, optimizer))
@@ -96,26 +103,43 @@ class Trainer:
         self.state = put_replicated(state, self.mesh)
         self.signature = state_signature(self.state)
         self.step = 0
-        num_classes, smoothing, aux_weight = (data.num_classes, config.label_smoothing,
-                                              config.aux_weight)
+        num_classes, smoothing, aux_weight = (
+            data.num_classes,
+            config.label_smoothing,
+            config.aux_weight,
+        )
 
-        def train_fn(state: nnx.State, images: jax.Array, labels: jax.Array
-                     ) -> tuple[nnx.State, dict[str, jax.Array]]:
+        def train_fn(
+            state: nnx.State, images: jax.Array, labels: jax.Array
+        ) -> tuple[nnx.State, dict[str, jax.Array]]:
             model, optimizer = nnx.merge(train_graph, state)
-            metrics = train_step(model, optimizer, images, labels, num_classes=num_classes,
-                                 label_smoothing=smoothing, aux_weight=aux_weight)
+            metrics = train_step(
+                model,
+                optimizer,
+                images,
+                labels,
+                num_classes=num_classes,
+                label_smoothing=smoothing,
+                aux_weight=aux_weight,
+            )
             return nnx.state((model, optimizer)), metrics
 
-        def eval_fn(state: nnx.State, totals: nnx.State, images: jax.Array, labels: jax.Array,
-                    mask: jax.Array) -> nnx.State:
+        def eval_fn(
+            state: nnx.State,
+            totals: nnx.State,
+            images: jax.Array,
+            labels: jax.Array,
+            mask: jax.Array,
+        ) -> nnx.State:
             (model, _), metrics = nnx.merge(eval_graph, state), nnx.merge(metrics_graph, totals)
             eval_step(model, metrics, images, labels, mask)
             return nnx.state(metrics)
 
         batch = data_sharding(self.mesh)
         self._train_fn = jax.jit(train_fn, in_shardings=(rep, batch, batch), out_shardings=rep)
-        self._eval_fn = jax.jit(eval_fn, in_shardings=(rep, rep, batch, batch, batch),
-                                out_shardings=rep)
+        self._eval_fn = jax.jit(
+            eval_fn, in_shardings=(rep, rep, batch, batch, batch), out_shardings=rep
+        )
         self._metrics_graph = metrics_graph
         self._check_input()
 
@@ -127,19 +151,23 @@ class Trainer:
         shape = self.data.image_shape
         images = jax.ShapeDtypeStruct((self.config.batch_size, *shape), jnp.float32)
         try:
-            jax.eval_shape(lambda state, x: nnx.merge(self._eval_graph, state)[0](x),
-                           self.state, images)
+            jax.eval_shape(
+                lambda state, x: nnx.merge(self._eval_graph, state)[0](x), self.state, images
+            )
         except (ValueError, TypeError) as err:
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ValueError(f"`model` {self.config.model} cannot train on the "
-                             f"{'×'.join(map(str, shape))} images of {self.data.source}: "
-                             f"{reason}") from None
+            raise ValueError(
+                f"`model` {self.config.model} cannot train on the "
+                f"{'×'.join(map(str, shape))} images of {self.data.source}: "
+                f"{reason}"
+            ) from None
 
     def batch(self, step: int) -> tuple[jax.Array, jax.Array]:
         """The training batch of ``step``, placed on the mesh."""
         c = self.config
-        host_images, host_labels = train_batch(self.data, c.batch_size, c.seed, step,
-                                               augmentation=c.augment)
+        host_images, host_labels = train_batch(
+            self.data, c.batch_size, c.seed, step, augmentation=c.augment
+        )
         images, labels = shard_batch(self.mesh, [host_images, host_labels])
         return images, labels
 
@@ -161,9 +189,11 @@ class Trainer:
           ``{"<split>_loss": …, "<split>_accuracy": …}``.
         """
         totals = put_replicated(self._fresh_metrics, self.mesh)
-        for images, labels, mask in eval_batches(self.data, self.config.batch_size, split=split,
-                                                 limit=limit):
-            totals = self._eval_fn(self.state, totals,
-                                   *shard_batch(self.mesh, [images, labels, mask]))
+        for images, labels, mask in eval_batches(
+            self.data, self.config.batch_size, split=split, limit=limit
+        ):
+            totals = self._eval_fn(
+                self.state, totals, *shard_batch(self.mesh, [images, labels, mask])
+            )
         metrics = nnx.merge(self._metrics_graph, totals)
         return {f"{split}_{name}": _local(value) for name, value in metrics.compute().items()}
