@@ -143,7 +143,7 @@ def test_another_runs_checkpoint_is_refused(tmp_path, state):
         CheckpointMismatchError,
         match=r"checkpoint .*5 belongs to a different "
         r"run \(model: \"tiny\" there, \"nin\" "
-        r"here\); use another --ckpt-dir",
+        r"here\); use another `directory`",
     ):
         other.restore_latest(state)
     other.close()
@@ -152,9 +152,9 @@ def test_another_runs_checkpoint_is_refused(tmp_path, state):
 
 def test_bad_directory_and_keep(tmp_path):
     (tmp_path / "file").write_text("x")
-    with pytest.raises(ValueError, match=r"`--ckpt-dir` .*file exists and is not a directory"):
+    with pytest.raises(ValueError, match=r"`directory` .*file exists and is not a directory"):
         checkpoints(str(tmp_path / "file"))
     from jaxconv.train import Checkpoints
 
-    with pytest.raises(ValueError, match=r"`--keep` must be a positive int, got 0"):
+    with pytest.raises(ValueError, match=r"`keep` must be a positive int, got 0"):
         Checkpoints(str(tmp_path / "d"), {}, keep=0)
