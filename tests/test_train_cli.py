@@ -53,6 +53,11 @@ def _bad_inputs(tmp) -> dict[str, tuple[tuple[str, ...], str, int]]:
             r"\(=3\)",
             1,
         ),
+        "half-distributed": (
+            ("--coordinator", "localhost:1234"),
+            r"`--coordinator`, `--num-processes` and `--process-id` go together",
+            1,
+        ),
         "metrics-dir": (
             ("--model", "tiny", "--steps", "1", *SMALL, "--metrics", str(tmp / "no" / "m.jsonl")),
             r"`--metrics` file .*m.jsonl cannot be written",
@@ -70,7 +75,8 @@ def _bad_inputs(tmp) -> dict[str, tuple[tuple[str, ...], str, int]]:
                 str(tmp / "ckpt"),
                 *SMALL,
             ),
-            r"belongs to a different run \(lr: 0.05 there, 0.5 here\)",
+            r"belongs to a different run \(lr: 0.05 there, 0.5 here\); use another "
+            r"`--ckpt-dir`",
             1,
         ),
     }

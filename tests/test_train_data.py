@@ -175,7 +175,7 @@ def test_cifar10_pickles_load_channels_last(tmp_path, rng):
 
 def test_cifar10_errors_name_the_path(tmp_path, rng):
     missing = tmp_path / "nope"
-    with pytest.raises(ValueError, match=rf"`--data` directory {missing} does not exist"):
+    with pytest.raises(ValueError, match=rf"`data` directory {missing} does not exist"):
         load_cifar10(str(missing))
     (tmp_path / "empty").mkdir()
     with pytest.raises(
@@ -254,7 +254,7 @@ def test_npz_rejects_malformed_files(tmp_path, arrays, match):
 
 
 def test_npz_and_dispatch_errors_name_the_path(tmp_path):
-    with pytest.raises(ValueError, match=r"`--data` file .*missing.npz does not exist"):
+    with pytest.raises(ValueError, match=r"`data` file .*missing.npz does not exist"):
         load_npz(str(tmp_path / "missing.npz"))
     (tmp_path / "text.npz").write_text("hello")
     with pytest.raises(ValueError, match=r"text.npz is not a readable .npz"):
@@ -262,9 +262,9 @@ def test_npz_and_dispatch_errors_name_the_path(tmp_path):
     (tmp_path / "data.csv").write_text("1,2")
     with pytest.raises(
         ValueError,
-        match=r"`--data` .*data.csv must be a CIFAR-10 directory or "
+        match=r"`data` .*data.csv must be a CIFAR-10 directory or "
         r"an .npz file",
     ):
         load_dataset(str(tmp_path / "data.csv"))
-    with pytest.raises(ValueError, match=r"`--data` path .*gone does not exist"):
+    with pytest.raises(ValueError, match=r"`data` path .*gone does not exist"):
         load_dataset(str(tmp_path / "gone"))

@@ -91,9 +91,9 @@ def test_four_devices_match_one_within_float_tolerance(four_devices):
 
 def test_device_errors_are_clear(four_devices):
     batch, too_many = four_devices["errors"]
-    assert batch.startswith("`--batch-size` (=10) must be a multiple of the number of devices (=4)")
+    assert batch.startswith("`batch_size` (=10) must be a multiple of the number of devices (=4)")
     assert too_many.startswith(
-        "`--devices` (=8) exceeds the 4 visible device(s) (on CPU, "
+        "`num_devices` (=8) exceeds the 4 visible device(s) (on CPU, "
         "XLA_FLAGS=--xla_force_host_platform_device_count=N"
     )
 

@@ -77,10 +77,10 @@ def test_plot_without_matplotlib_fails_before_training(monkeypatch, tmp_path):
     )
     with pytest.raises(
         ValueError,
-        match=r"`--plot` needs matplotlib, which is not installed: "
-        r"pip install 'jaxconv\[bench\]', or pass --plot none",
+        match=r"`plot` needs matplotlib, which is not installed: "
+        r"pip install 'jaxconv\[bench\]', or set `plot` to none",
     ):
         compare(TrainConfig(steps=1), plot=str(tmp_path / "p.png"))
     monkeypatch.undo()
-    with pytest.raises(ValueError, match=r"`--plot` folder .*nowhere does not exist"):
+    with pytest.raises(ValueError, match=r"`plot` folder .*nowhere does not exist"):
         compare(TrainConfig(steps=1), plot=str(tmp_path / "nowhere" / "p.png"))

@@ -94,10 +94,11 @@ def test_optimizer_works_through_nnx_with_a_module():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"name": "lamb"}, r"`--optimizer` must be one of sgd, adamw, got 'lamb'"),
-        ({"lr": -1.0}, r"`--lr` \(=-1.0\) must be >= 0"),
-        ({"weight_decay": -0.1}, r"`--weight-decay` \(=-0.1\) must be >= 0"),
-        ({"clip_norm": float("nan")}, r"`--clip-norm` \(=nan\) must be >= 0"),
+        ({"name": "lamb"}, r"`name` \(the optimizer\) must be one of sgd, adamw, got 'lamb'"),
+        ({"lr": -1.0}, r"`lr` must be a number >= 0.0, got -1.0"),
+        ({"weight_decay": -0.1}, r"`weight_decay` must be a number >= 0.0, got -0.1"),
+        ({"clip_norm": float("nan")}, r"`clip_norm` must be a number >= 0.0, got nan"),
+        ({"momentum": -0.5}, r"`momentum` must be a number >= 0.0, got -0.5"),
     ],
 )
 def test_optimizer_rejects_bad_arguments(kwargs, match):

@@ -256,19 +256,29 @@ def _config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
 
 
+#: Library arguments that receive a flag's value under another name (make_mesh, Checkpoints).
+_ARGUMENT_FIELDS = {"num_devices": "devices", "directory": "ckpt_dir"}
+
+
 def _as_flags(message: str) -> str:
-    """The library names a config field (`batch_size`); the command line names its flag.
+    """The library names a field or argument (`batch_size`); the command line names its flag.
 
     Examples:
       >>> from jaxconv.train._cli import _as_flags
       >>> _as_flags("`batch_size` must be a positive int, got 0 (`stop_at` is not a flag)")
       '`--batch-size` must be a positive int, got 0 (`stop_at` is not a flag)'
+      >>> _as_flags("`num_devices` (=8) exceeds the 4 visible device(s)")  # make_mesh's name
+      '`--devices` (=8) exceeds the 4 visible device(s)'
     """
-    fields = TrainConfig.__dataclass_fields__
+    flags = {
+        action.dest: next(o for o in action.option_strings if o.startswith("--"))
+        for action in build_parser()._actions
+        if any(o.startswith("--") for o in action.option_strings)
+    }
 
     def flag(match: re.Match[str]) -> str:
-        name = match.group(1)
-        return f"`--{name.replace('_', '-')}`" if name in fields else match.group(0)
+        name = _ARGUMENT_FIELDS.get(match.group(1), match.group(1))
+        return f"`{flags[name]}`" if name in flags else match.group(0)
 
     return re.sub(r"`(\w+)`", flag, " ".join(message.split()))
 

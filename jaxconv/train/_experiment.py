@@ -63,12 +63,12 @@ def _check_plot(plot: str | None) -> str | None:
         return None
     if importlib.util.find_spec("matplotlib") is None:
         raise ValueError(
-            "`--plot` needs matplotlib, which is not installed: "
-            "pip install 'jaxconv[bench]', or pass --plot none"
+            "`plot` needs matplotlib, which is not installed: "
+            "pip install 'jaxconv[bench]', or set `plot` to none"
         )
     folder = os.path.dirname(os.path.abspath(plot))
     if not os.path.isdir(folder):
-        raise ValueError(f"`--plot` folder {folder} does not exist")
+        raise ValueError(f"`plot` folder {folder} does not exist")
     return plot
 
 

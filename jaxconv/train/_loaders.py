@@ -55,19 +55,19 @@ def _unpickle(path: str) -> dict:
         with open(path, "rb") as f:
             batch = pickle.load(f, encoding="bytes")
     except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError) as err:
-        raise ValueError(f"`--data` file {path} is not a CIFAR-10 python batch: {err}") from None
+        raise ValueError(f"`data` file {path} is not a CIFAR-10 python batch: {err}") from None
     if not isinstance(batch, dict):
-        raise ValueError(f"`--data` file {path} is not a CIFAR-10 python batch (not a dict)")
+        raise ValueError(f"`data` file {path} is not a CIFAR-10 python batch (not a dict)")
     batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
     if "data" not in batch or "labels" not in batch:
         raise ValueError(
-            f"`--data` file {path} is not a CIFAR-10 python batch: it needs "
+            f"`data` file {path} is not a CIFAR-10 python batch: it needs "
             f"'data' and 'labels', has {sorted(batch)}"
         )
     data = np.asarray(batch["data"])
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.dtype != np.uint8:
         raise ValueError(
-            f"`--data` file {path}: 'data' must be uint8 [N, 3072], got "
+            f"`data` file {path}: 'data' must be uint8 [N, 3072], got "
             f"{data.dtype.name} {data.shape}"
         )
     images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # CIFAR stores CHW rows
@@ -100,7 +100,7 @@ def load_cifar10(path: str) -> Dataset:
       (4, 32, 32, 3)
     """
     if not os.path.isdir(path):
-        raise ValueError(f"`--data` directory {path} does not exist")
+        raise ValueError(f"`data` directory {path} does not exist")
     nested = os.path.join(path, "cifar-10-batches-py")
     if not os.path.exists(os.path.join(path, _CIFAR_TEST)) and os.path.isdir(nested):
         path = nested
@@ -110,7 +110,7 @@ def load_cifar10(path: str) -> Dataset:
     test_file = os.path.join(path, _CIFAR_TEST)
     if not train_files or not os.path.exists(test_file):
         raise ValueError(
-            f"`--data` directory {path} is not CIFAR-10: it needs data_batch_1..5 "
+            f"`data` directory {path} is not CIFAR-10: it needs data_batch_1..5 "
             f"and test_batch (the python pickles), has {sorted(os.listdir(path))}"
         )
     train = [_unpickle(f) for f in train_files]
@@ -152,12 +152,12 @@ def load_npz(path: str, *, test_fraction: float = 0.1) -> Dataset:
       (9, 1, 3)
     """
     if not os.path.isfile(path):
-        raise ValueError(f"`--data` file {path} does not exist")
+        raise ValueError(f"`data` file {path} does not exist")
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
     except (OSError, ValueError, EOFError) as err:
-        raise ValueError(f"`--data` file {path} is not a readable .npz: {err}") from None
+        raise ValueError(f"`data` file {path} is not a readable .npz: {err}") from None
     if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():
         train = _check_images(arrays["x_train"], arrays["y_train"], path)
         test = _check_images(arrays["x_test"], arrays["y_test"], path)
@@ -172,18 +172,18 @@ def load_npz(path: str, *, test_fraction: float = 0.1) -> Dataset:
             cut = len(labels) - max(1, round(len(labels) * test_fraction))
             if cut < 1:
                 raise ValueError(
-                    f"`--data` file {path} has too few images (={len(labels)}) "
+                    f"`data` file {path} has too few images (={len(labels)}) "
                     f"to hold out a test split"
                 )
             train, test = (images[:cut], labels[:cut]), (images[cut:], labels[cut:])
     else:
         raise ValueError(
-            f"`--data` file {path} needs keys 'images' and 'labels' (or x_train, "
+            f"`data` file {path} needs keys 'images' and 'labels' (or x_train, "
             f"y_train, x_test, y_test), has {sorted(arrays)}"
         )
     if train[0].shape[1:] != test[0].shape[1:]:
         raise ValueError(
-            f"`--data` file {path}: train images {train[0].shape[1:]} and test "
+            f"`data` file {path}: train images {train[0].shape[1:]} and test "
             f"images {test[0].shape[1:]} differ in shape"
         )
     return make_dataset("npz", train, test, os.path.abspath(path))
@@ -192,7 +192,7 @@ def load_npz(path: str, *, test_fraction: float = 0.1) -> Dataset:
 def load_dataset(
     data: str | None, *, seed: int = 0, train_size: int = 10_000, test_size: int = 1_000
 ) -> Dataset:
-    """Picks the loader for ``--data``: ``None`` → synthetic, ``*.npz`` → npz, dir → CIFAR-10.
+    """Picks the loader for ``data``: ``None`` → synthetic, ``*.npz`` → npz, dir → CIFAR-10.
 
     Args:
       data: ``None``, a CIFAR-10 directory or an ``.npz`` file.
@@ -217,6 +217,6 @@ def load_dataset(
         return load_cifar10(data)
     if data.endswith(".npz") or os.path.isfile(data):
         if not data.endswith(".npz"):
-            raise ValueError(f"`--data` {data} must be a CIFAR-10 directory or an .npz file")
+            raise ValueError(f"`data` {data} must be a CIFAR-10 directory or an .npz file")
         return load_npz(data)
-    raise ValueError(f"`--data` path {data} does not exist")
+    raise ValueError(f"`data` path {data} does not exist")
