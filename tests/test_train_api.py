@@ -16,8 +16,9 @@ def test_all_is_sorted_and_complete():
     assert len(set(names)) == len(names)
     for name in names:
         assert hasattr(train_pkg, name), name
-    public = {n for n, v in vars(train_pkg).items()
-              if not n.startswith("_") and not inspect.ismodule(v)}
+    public = {
+        n for n, v in vars(train_pkg).items() if not n.startswith("_") and not inspect.ismodule(v)
+    }
     assert public == set(names)
 
 
@@ -32,7 +33,9 @@ def test_every_public_callable_has_args_and_a_runnable_example():
 
 
 def test_import_jaxconv_does_not_load_train_or_its_dependencies():
-    code = ("import sys, jaxconv; bad = [m for m in ('jaxconv.train', 'optax', 'orbax', 'rich') "
-            "if m in sys.modules]; print(bad)")
+    code = (
+        "import sys, jaxconv; bad = [m for m in ('jaxconv.train', 'optax', 'orbax', 'rich') "
+        "if m in sys.modules]; print(bad)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -29,16 +29,22 @@ def state():
 
 def _equal(a, b) -> bool:
     def raw(x):
-        return np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
-                          else x)
+        return np.asarray(
+            jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+        )
 
-    return all(raw(x).tobytes() == raw(y).tobytes()
-               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    return all(
+        raw(x).tobytes() == raw(y).tobytes() for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+    )
 
 
 def _bump(state, delta: float):
-    return jax.tree.map(lambda x: x if jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
-                        else x + jnp.asarray(delta, x.dtype), state)
+    return jax.tree.map(
+        lambda x: (
+            x if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x + jnp.asarray(delta, x.dtype)
+        ),
+        state,
+    )
 
 
 def test_tree_round_trip_keeps_keys_and_every_array(state):
@@ -54,8 +60,11 @@ def test_tree_round_trip_keeps_keys_and_every_array(state):
 def test_tree_to_state_rejects_other_shapes(state):
     tree = state_to_tree(state)
     tree["head"]["kernel"] = jnp.zeros((8, 3))
-    with pytest.raises(CheckpointMismatchError, match=r"head/kernel has shape \(8, 3\), the "
-                                                      r"model's \(8, 10\)"):
+    with pytest.raises(
+        CheckpointMismatchError,
+        match=r"head/kernel has shape \(8, 3\), the "
+        r"model's \(8, 10\)",
+    ):
         tree_to_state(state, tree)
     del tree["bn"]
     with pytest.raises(CheckpointMismatchError, match=r"the checkpoint has no array at bn/"):
@@ -83,8 +92,11 @@ def test_a_save_killed_midway_is_ignored_with_a_warning(tmp_path, state):
     # What a save killed midway leaves: orbax's temporary directory, never renamed.
     shutil.copytree(tmp_path / "2", tmp_path / "4.orbax-checkpoint-tmp")
     os.remove(tmp_path / "4.orbax-checkpoint-tmp" / "commit_success.txt")
-    with pytest.warns(PartialCheckpointWarning, match=r"ignoring the partial checkpoint "
-                                                      r".*4.orbax-checkpoint-tmp"):
+    with pytest.warns(
+        PartialCheckpointWarning,
+        match=r"ignoring the partial checkpoint "
+        r".*4.orbax-checkpoint-tmp",
+    ):
         ckpt = checkpoints(str(tmp_path))
     step, restored, _ = ckpt.restore_latest(state)
     assert step == 2 and _equal(restored, _bump(state, 2))
@@ -109,8 +121,11 @@ def test_an_unreadable_checkpoint_is_set_aside_and_the_previous_used(tmp_path, s
             for name in files:
                 if "ocdbt" in root or name == "manifest.ocdbt":
                     os.remove(os.path.join(root, name))
-    with pytest.warns(PartialCheckpointWarning, match=r"ignoring the unreadable checkpoint "
-                                                      r".*6 .*moved to .*broken-6"):
+    with pytest.warns(
+        PartialCheckpointWarning,
+        match=r"ignoring the unreadable checkpoint "
+        r".*6 .*moved to .*broken-6",
+    ):
         step, restored, _ = ckpt.restore_latest(state)
     assert step == 3 and _equal(restored, _bump(state, 3))
     assert ckpt.steps() == [3]
@@ -124,9 +139,12 @@ def test_another_runs_checkpoint_is_refused(tmp_path, state):
     ckpt.close()
     before = sorted(str(p) for p in tmp_path.rglob("*"))
     other = checkpoints(str(tmp_path), {"model": "nin", "lr": 0.1})
-    with pytest.raises(CheckpointMismatchError, match=r"checkpoint .*5 belongs to a different "
-                                                      r"run \(model: \"tiny\" there, \"nin\" "
-                                                      r"here\); use another --ckpt-dir"):
+    with pytest.raises(
+        CheckpointMismatchError,
+        match=r"checkpoint .*5 belongs to a different "
+        r"run \(model: \"tiny\" there, \"nin\" "
+        r"here\); use another `directory`",
+    ):
         other.restore_latest(state)
     other.close()
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing touched
@@ -134,9 +152,9 @@ def test_another_runs_checkpoint_is_refused(tmp_path, state):
 
 def test_bad_directory_and_keep(tmp_path):
     (tmp_path / "file").write_text("x")
-    with pytest.raises(ValueError, match=r"`--ckpt-dir` .*file exists and is not a directory"):
+    with pytest.raises(ValueError, match=r"`directory` .*file exists and is not a directory"):
         checkpoints(str(tmp_path / "file"))
     from jaxconv.train import Checkpoints
 
-    with pytest.raises(ValueError, match=r"`--keep` must be a positive int, got 0"):
+    with pytest.raises(ValueError, match=r"`keep` must be a positive int, got 0"):
         Checkpoints(str(tmp_path / "d"), {}, keep=0)

@@ -33,23 +33,52 @@ def _bad_inputs(tmp) -> dict[str, tuple[tuple[str, ...], str, int]]:
     (tmp / "text.npz").write_text("not an npz")
     return {
         "unknown-model": (("--model", "resnet"), r"`--model` must be one of nin, googlenet", 1),
-        "steps": (("--steps", "0"), r"`--steps` must be an int >= 1, got 0", 1),
-        "batch": (("--batch-size", "-2"), r"`--batch-size` must be an int >= 1, got -2", 1),
+        "steps": (("--steps", "0"), r"`--steps` must be a positive int, got 0", 1),
+        "batch": (("--batch-size", "-2"), r"`--batch-size` must be a positive int, got -2", 1),
         "not-a-number": (("--lr", "fast"), r"argument --lr: invalid float value: 'fast'", 2),
-        "both-lengths": (("--steps", "3", "--epochs", "1"),
-                         r"argument --epochs: not allowed with argument --steps", 2),
-        "missing-data": (("--data", str(tmp / "nowhere")),
-                         rf"`--data` path {tmp}/nowhere does not exist", 1),
+        "both-lengths": (
+            ("--steps", "3", "--epochs", "1"),
+            r"argument --epochs: not allowed with argument --steps",
+            2,
+        ),
+        "missing-data": (
+            ("--data", str(tmp / "nowhere")),
+            rf"`--data` path {tmp}/nowhere does not exist",
+            1,
+        ),
         "wrong-format": (("--data", str(tmp / "text.npz")), r"text.npz is not a readable .npz", 1),
-        "indivisible": (("--model", "tiny", "--devices", "3", *SMALL),
-                        r"`--batch-size` \(=16\) must be a multiple of the number of devices "
-                        r"\(=3\)", 1),
-        "metrics-dir": (("--model", "tiny", "--steps", "1", *SMALL, "--metrics",
-                         str(tmp / "no" / "m.jsonl")),
-                        r"`--metrics` file .*m.jsonl cannot be written", 1),
-        "mismatch": (("--model", "tiny", "--optimizer", "adamw", "--lr", "0.5", "--ckpt-dir",
-                      str(tmp / "ckpt"), *SMALL),
-                     r"belongs to a different run \(lr: 0.05 there, 0.5 here\)", 1),
+        "indivisible": (
+            ("--model", "tiny", "--devices", "3", *SMALL),
+            r"`--batch-size` \(=16\) must be a multiple of the number of devices "
+            r"\(=3\)",
+            1,
+        ),
+        "half-distributed": (
+            ("--coordinator", "localhost:1234"),
+            r"`--coordinator`, `--num-processes` and `--process-id` go together",
+            1,
+        ),
+        "metrics-dir": (
+            ("--model", "tiny", "--steps", "1", *SMALL, "--metrics", str(tmp / "no" / "m.jsonl")),
+            r"`--metrics` file .*m.jsonl cannot be written",
+            1,
+        ),
+        "mismatch": (
+            (
+                "--model",
+                "tiny",
+                "--optimizer",
+                "adamw",
+                "--lr",
+                "0.5",
+                "--ckpt-dir",
+                str(tmp / "ckpt"),
+                *SMALL,
+            ),
+            r"belongs to a different run \(lr: 0.05 there, 0.5 here\); use another "
+            r"`--ckpt-dir`",
+            1,
+        ),
     }
 
 
@@ -58,15 +87,33 @@ def bad_runs(tmp_path_factory):
     """Every bad input at once (concurrent subprocesses), after one good tiny checkpoint."""
     tmp = tmp_path_factory.mktemp("cli")
     register()
-    train(TrainConfig(model="tiny", optimizer="adamw", lr=0.05, steps=1, train_size=96,
-                      test_size=24, batch_size=16, ckpt_dir=str(tmp / "ckpt"), progress=False),
-          console=Console(quiet=True))
+    train(
+        TrainConfig(
+            model="tiny",
+            optimizer="adamw",
+            lr=0.05,
+            steps=1,
+            train_size=96,
+            test_size=24,
+            batch_size=16,
+            ckpt_dir=str(tmp / "ckpt"),
+            progress=False,
+        ),
+        console=Console(quiet=True),
+    )
     cases = _bad_inputs(tmp)
     snapshot = {p: os.path.getmtime(p) for p in (tmp / "ckpt").rglob("*")}
-    procs = {name: subprocess.Popen(cli_command(*args), stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True, env=cli_env(),
-                                    cwd=REPO_DIR)
-             for name, (args, _, _) in cases.items()}
+    procs = {
+        name: subprocess.Popen(
+            cli_command(*args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(),
+            cwd=REPO_DIR,
+        )
+        for name, (args, _, _) in cases.items()
+    }
     try:
         results = {name: (p.wait(timeout=180), *p.communicate()) for name, p in procs.items()}
     finally:
@@ -104,16 +151,37 @@ def _train_lines(path) -> list[int]:
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        return [json.loads(line)["step"] for line in f
-                if line.endswith("\n") and '"kind": "train"' in line]
+        return [
+            json.loads(line)["step"]
+            for line in f
+            if line.endswith("\n") and '"kind": "train"' in line
+        ]
 
 
 def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path):
     ckpt, metrics = tmp_path / "ckpt", tmp_path / "m.jsonl"
-    common = ("--model", "tiny", *SMALL, "--ckpt-dir", str(ckpt), "--ckpt-every", "100000",
-              "--metrics", str(metrics), "--eval-every", "0", "--no-progress")
-    proc = subprocess.Popen(cli_command("--steps", "100000", *common), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=cli_env(), cwd=REPO_DIR)
+    common = (
+        "--model",
+        "tiny",
+        *SMALL,
+        "--ckpt-dir",
+        str(ckpt),
+        "--ckpt-every",
+        "100000",
+        "--metrics",
+        str(metrics),
+        "--eval-every",
+        "0",
+        "--no-progress",
+    )
+    proc = subprocess.Popen(
+        cli_command("--steps", "100000", *common),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+        cwd=REPO_DIR,
+    )
     try:
         deadline = time.monotonic() + 180
         while not _train_lines(metrics) and time.monotonic() < deadline and proc.poll() is None:
@@ -139,9 +207,17 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path):
     # Bit for bit what one process computes without the signal: the same two schedules
     # (100000 steps up to the stop, then stopped + 3), no restart between processes.
     register()
-    reference = TrainConfig(model="tiny", steps=100000, train_size=96, test_size=24,
-                            batch_size=16, ckpt_dir=str(tmp_path / "reference"),
-                            ckpt_every=100000, eval_every=0, progress=False)
+    reference = TrainConfig(
+        model="tiny",
+        steps=100000,
+        train_size=96,
+        test_size=24,
+        batch_size=16,
+        ckpt_dir=str(tmp_path / "reference"),
+        ckpt_every=100000,
+        eval_every=0,
+        progress=False,
+    )
     train(reference, stop_at=stopped, console=Console(quiet=True))
     train(dataclasses.replace(reference, steps=stopped + 3), console=Console(quiet=True))
     assert differing(final_tree(ckpt)[1], final_tree(tmp_path / "reference")[1]) == []

@@ -28,6 +28,7 @@ def small():
 
 # --------------------------------------------------------------------------- synthetic
 
+
 def test_synthetic_is_deterministic_and_seeded(small):
     again = synthetic_dataset(200, 50, seed=3)
     other = synthetic_dataset(200, 50, seed=4)
@@ -68,18 +69,22 @@ def test_synthetic_classes_are_separable_but_not_by_colour(small):
     assert per_class.std(0).max() < 0.25 * colour.std(0).min()
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"train_size": 0}, r"`train_size` must be a positive int, got 0"),
-    ({"test_size": -1}, r"`test_size` must be a positive int, got -1"),
-    ({"image_size": 8}, r"`image_size` must be an int >= 16, got 8"),
-    ({"noise": -0.1}, r"`noise` must be >= 0, got -0.1"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"train_size": 0}, r"`train_size` must be a positive int, got 0"),
+        ({"test_size": -1}, r"`test_size` must be a positive int, got -1"),
+        ({"image_size": 8}, r"`image_size` must be an int >= 16, got 8"),
+        ({"noise": -0.1}, r"`noise` must be >= 0, got -0.1"),
+    ],
+)
 def test_synthetic_rejects_bad_sizes(kwargs, match):
     with pytest.raises(ValueError, match=match):
         synthetic_dataset(**{"train_size": 4, "test_size": 4, **kwargs})
 
 
 # --------------------------------------------------------------------------- batches
+
 
 def test_batch_indices_cover_each_epoch_once_in_a_fresh_order():
     n, b = 23, 5  # 4 batches per epoch, 3 images dropped per epoch
@@ -89,8 +94,11 @@ def test_batch_indices_cover_each_epoch_once_in_a_fresh_order():
     assert not np.array_equal(epoch0, epoch1)
     assert np.array_equal(batch_indices(n, b, 7, 5), batch_indices(n, b, 7, 5))
     assert not np.array_equal(batch_indices(n, b, 7, 0), batch_indices(n, b, 8, 0))
-    with pytest.raises(ValueError, match=r"`batch_size` \(=30\) must not exceed the training "
-                                         r"set \(=23 images\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"`batch_size` \(=30\) must not exceed the training "
+        r"set \(=23 images\)",
+    ):
         batch_indices(n, 30, 0, 0)
 
 
@@ -102,8 +110,12 @@ def test_augment_is_a_padded_crop_or_its_mirror(rng):
     padded = np.pad(x, ((0, 0), (4, 4), (4, 4), (0, 0)))
     flips = 0
     for i in range(len(x)):
-        windows = [(padded[i, dy:dy + 8, dx:dx + 8], flip) for dy in range(9) for dx in range(9)
-                   for flip in (False, True)]
+        windows = [
+            (padded[i, dy : dy + 8, dx : dx + 8], flip)
+            for dy in range(9)
+            for dx in range(9)
+            for flip in (False, True)
+        ]
         matches = [flip for w, flip in windows if np.array_equal(out[i], w[:, ::-1] if flip else w)]
         assert matches, f"image {i} is not a crop of the padded image"
         flips += matches[0]
@@ -131,6 +143,7 @@ def test_eval_batches_visit_the_test_split_once(small):
 
 
 # --------------------------------------------------------------------------- CIFAR-10 pickles
+
 
 def _write_cifar(directory, rng, sizes=(3, 2, 2, 2, 2), test=4):
     os.makedirs(directory, exist_ok=True)
@@ -162,11 +175,14 @@ def test_cifar10_pickles_load_channels_last(tmp_path, rng):
 
 def test_cifar10_errors_name_the_path(tmp_path, rng):
     missing = tmp_path / "nope"
-    with pytest.raises(ValueError, match=rf"`--data` directory {missing} does not exist"):
+    with pytest.raises(ValueError, match=rf"`data` directory {missing} does not exist"):
         load_cifar10(str(missing))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match=r"is not CIFAR-10: it needs data_batch_1..5 and "
-                                         r"test_batch"):
+    with pytest.raises(
+        ValueError,
+        match=r"is not CIFAR-10: it needs data_batch_1..5 and "
+        r"test_batch",
+    ):
         load_cifar10(str(tmp_path / "empty"))
     _write_cifar(tmp_path / "bad", rng)
     (tmp_path / "bad" / "test_batch").write_bytes(b"not a pickle")
@@ -174,12 +190,16 @@ def test_cifar10_errors_name_the_path(tmp_path, rng):
         load_cifar10(str(tmp_path / "bad"))
     with open(tmp_path / "bad" / "test_batch", "wb") as f:
         pickle.dump({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}, f)
-    with pytest.raises(ValueError, match=r"'data' must be uint8 \[N, 3072\], got uint8 "
-                                         r"\(2, 100\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"'data' must be uint8 \[N, 3072\], got uint8 "
+        r"\(2, 100\)",
+    ):
         load_cifar10(str(tmp_path / "bad"))
 
 
 # --------------------------------------------------------------------------- npz
+
 
 def test_npz_keys_and_holdout(tmp_path, rng):
     images = rng.integers(0, 256, (20, 8, 8, 3), dtype=np.uint8)
@@ -188,8 +208,13 @@ def test_npz_keys_and_holdout(tmp_path, rng):
     a = load_npz(str(tmp_path / "a.npz"))
     assert (len(a.train_labels), len(a.test_labels), a.num_classes) == (18, 2, 4)
     assert np.array_equal(a.test_images, images[18:])
-    np.savez(tmp_path / "b.npz", x_train=images[:15], y_train=labels[:15, None],
-             x_test=images[15:] / 255.0, y_test=labels[15:])
+    np.savez(
+        tmp_path / "b.npz",
+        x_train=images[:15],
+        y_train=labels[:15, None],
+        x_test=images[15:] / 255.0,
+        y_test=labels[15:],
+    )
     b = load_npz(str(tmp_path / "b.npz"))
     assert np.array_equal(b.test_images, images[15:])  # floats in [0, 1] come back as uint8
     assert b.train_labels.shape == (15,)
@@ -200,17 +225,28 @@ def test_npz_keys_and_holdout(tmp_path, rng):
     assert load_dataset(str(tmp_path / "b.npz")).name == "npz"
 
 
-@pytest.mark.parametrize(("arrays", "match"), [
-    ({"pics": np.zeros((2, 4, 4, 3), np.uint8)}, r"needs keys 'images' and 'labels'"),
-    ({"images": np.zeros((2, 4, 4), np.uint8), "labels": np.zeros(2, int)},
-     r"images must be uint8 \[N, H, W, C\] with C in \(1, 3\), got shape \(2, 4, 4\)"),
-    ({"images": np.zeros((2, 4, 4, 3), np.uint8), "labels": np.zeros(3, int)},
-     r"labels must be integers \[N\] with N = 2 images, got int64 shape \(3,\)"),
-    ({"images": np.full((2, 4, 4, 3), 7.0), "labels": np.zeros(2, int)},
-     r"images must be uint8 in \[0, 255\] or float in \[0, 1\], got dtype float64"),
-    ({"images": np.zeros((2, 4, 4, 3), np.uint8), "labels": np.array([0, -1])},
-     r"labels must be non-empty and >= 0"),
-])
+@pytest.mark.parametrize(
+    ("arrays", "match"),
+    [
+        ({"pics": np.zeros((2, 4, 4, 3), np.uint8)}, r"needs keys 'images' and 'labels'"),
+        (
+            {"images": np.zeros((2, 4, 4), np.uint8), "labels": np.zeros(2, int)},
+            r"images must be uint8 \[N, H, W, C\] with C in \(1, 3\), got shape \(2, 4, 4\)",
+        ),
+        (
+            {"images": np.zeros((2, 4, 4, 3), np.uint8), "labels": np.zeros(3, int)},
+            r"labels must be integers \[N\] with N = 2 images, got int64 shape \(3,\)",
+        ),
+        (
+            {"images": np.full((2, 4, 4, 3), 7.0), "labels": np.zeros(2, int)},
+            r"images must be uint8 in \[0, 255\] or float in \[0, 1\], got dtype float64",
+        ),
+        (
+            {"images": np.zeros((2, 4, 4, 3), np.uint8), "labels": np.array([0, -1])},
+            r"labels must be non-empty and >= 0",
+        ),
+    ],
+)
 def test_npz_rejects_malformed_files(tmp_path, arrays, match):
     np.savez(tmp_path / "f.npz", **arrays)
     with pytest.raises(ValueError, match=match):
@@ -218,14 +254,17 @@ def test_npz_rejects_malformed_files(tmp_path, arrays, match):
 
 
 def test_npz_and_dispatch_errors_name_the_path(tmp_path):
-    with pytest.raises(ValueError, match=r"`--data` file .*missing.npz does not exist"):
+    with pytest.raises(ValueError, match=r"`data` file .*missing.npz does not exist"):
         load_npz(str(tmp_path / "missing.npz"))
     (tmp_path / "text.npz").write_text("hello")
     with pytest.raises(ValueError, match=r"text.npz is not a readable .npz"):
         load_npz(str(tmp_path / "text.npz"))
     (tmp_path / "data.csv").write_text("1,2")
-    with pytest.raises(ValueError, match=r"`--data` .*data.csv must be a CIFAR-10 directory or "
-                                         r"an .npz file"):
+    with pytest.raises(
+        ValueError,
+        match=r"`data` .*data.csv must be a CIFAR-10 directory or "
+        r"an .npz file",
+    ):
         load_dataset(str(tmp_path / "data.csv"))
-    with pytest.raises(ValueError, match=r"`--data` path .*gone does not exist"):
+    with pytest.raises(ValueError, match=r"`data` path .*gone does not exist"):
         load_dataset(str(tmp_path / "gone"))

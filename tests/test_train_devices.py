@@ -60,9 +60,13 @@ print(json.dumps(out))
 @pytest.fixture(scope="module")
 def four_devices():
     proc = subprocess.run(
-        [sys.executable, "-c", _SCRIPT.format(tests=TESTS_DIR)], capture_output=True, text=True,
-        timeout=240, cwd=REPO_DIR,
-        env=cli_env(XLA_FLAGS="--xla_force_host_platform_device_count=4"))
+        [sys.executable, "-c", _SCRIPT.format(tests=TESTS_DIR)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=REPO_DIR,
+        env=cli_env(XLA_FLAGS="--xla_force_host_platform_device_count=4"),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -79,17 +83,19 @@ def test_four_devices_match_one_within_float_tolerance(four_devices):
     np.testing.assert_allclose(four["losses"], one["losses"], rtol=1e-5, atol=1e-6)
     assert one["losses"][0] != one["losses"][-1]  # the steps did change the model
     for key, value in one["params"].items():
-        np.testing.assert_allclose(np.asarray(four["params"][key]), np.asarray(value),
-                                   rtol=1e-4, atol=1e-5, err_msg=key)
+        np.testing.assert_allclose(
+            np.asarray(four["params"][key]), np.asarray(value), rtol=1e-4, atol=1e-5, err_msg=key
+        )
     assert four["eval"]["test_loss"] == pytest.approx(one["eval"]["test_loss"], rel=1e-5)
 
 
 def test_device_errors_are_clear(four_devices):
     batch, too_many = four_devices["errors"]
-    assert batch.startswith("`--batch-size` (=10) must be a multiple of the number of devices "
-                            "(=4)")
-    assert too_many.startswith("`--devices` (=8) exceeds the 4 visible device(s) (on CPU, "
-                               "XLA_FLAGS=--xla_force_host_platform_device_count=N")
+    assert batch.startswith("`batch_size` (=10) must be a multiple of the number of devices (=4)")
+    assert too_many.startswith(
+        "`num_devices` (=8) exceeds the 4 visible device(s) (on CPU, "
+        "XLA_FLAGS=--xla_force_host_platform_device_count=N"
+    )
 
 
 def test_two_processes_match_one_device(tmp_path):
@@ -97,14 +103,44 @@ def test_two_processes_match_one_device(tmp_path):
     with socket.socket() as s:
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
-    args = ("--model", "tiny", "--optimizer", "sgd", "--steps", "4", "--batch-size", "16",
-            "--train-size", "96", "--test-size", "24", "--eval-every", "0", "--no-progress",
-            "--warmup-steps", "1", "--ckpt-dir", str(tmp_path / "ckpt"),
-            "--metrics", str(tmp_path / "m.jsonl"), "--coordinator", f"localhost:{port}",
-            "--num-processes", "2")
-    procs = [subprocess.Popen(cli_command(*args, "--process-id", str(i)), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=cli_env(), cwd=REPO_DIR)
-             for i in range(2)]
+    args = (
+        "--model",
+        "tiny",
+        "--optimizer",
+        "sgd",
+        "--steps",
+        "4",
+        "--batch-size",
+        "16",
+        "--train-size",
+        "96",
+        "--test-size",
+        "24",
+        "--eval-every",
+        "0",
+        "--no-progress",
+        "--warmup-steps",
+        "1",
+        "--ckpt-dir",
+        str(tmp_path / "ckpt"),
+        "--metrics",
+        str(tmp_path / "m.jsonl"),
+        "--coordinator",
+        f"localhost:{port}",
+        "--num-processes",
+        "2",
+    )
+    procs = [
+        subprocess.Popen(
+            cli_command(*args, "--process-id", str(i)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(),
+            cwd=REPO_DIR,
+        )
+        for i in range(2)
+    ]
     try:
         outputs = [p.communicate(timeout=240) for p in procs]
     finally:
@@ -116,8 +152,12 @@ def test_two_processes_match_one_device(tmp_path):
     with open(tmp_path / "m.jsonl") as f:
         losses = [json.loads(line)["loss"] for line in f if '"train"' in line]
     register()
-    t = Trainer(TrainConfig(model="tiny", optimizer="sgd", steps=4, batch_size=16,
-                            warmup_steps=1, devices=1), tiny_data())
+    t = Trainer(
+        TrainConfig(
+            model="tiny", optimizer="sgd", steps=4, batch_size=16, warmup_steps=1, devices=1
+        ),
+        tiny_data(),
+    )
     expected = [float(t.train_step()["loss"]) for _ in range(4)]
     np.testing.assert_allclose(losses, expected, rtol=1e-5, atol=1e-6)
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["4", "config.json"]

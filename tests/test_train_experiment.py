@@ -28,18 +28,31 @@ class Wider(Tiny):
 def test_compare_reports_both_models(tmp_path):
     register()
     register_model("tiny-wider", Wider)
-    config = TrainConfig(steps=4, batch_size=16, train_size=96, test_size=24, eval_every=2,
-                         progress=False, metrics=str(tmp_path / "m.jsonl"))
+    config = TrainConfig(
+        steps=4,
+        batch_size=16,
+        train_size=96,
+        test_size=24,
+        eval_every=2,
+        progress=False,
+        metrics=str(tmp_path / "m.jsonl"),
+    )
     out = Console(record=True, width=120)
-    rows = compare(config, models=("tiny", "tiny-wider"), plot=str(tmp_path / "p.png"),
-                   report=str(tmp_path / "r.json"), console=out)
+    rows = compare(
+        config,
+        models=("tiny", "tiny-wider"),
+        plot=str(tmp_path / "p.png"),
+        report=str(tmp_path / "r.json"),
+        console=out,
+    )
     assert [r["model"] for r in rows] == ["tiny", "tiny-wider"]
     assert rows[1]["params"] == rows[0]["params"] + 8 * 8 + 8
     assert rows[1]["macs"] == rows[0]["macs"] + 8 * 8  # the extra dense layer, one image
     for r in rows:
         assert [h["step"] for h in r["history"]] == [2, 4]
         assert 0 <= r["train_accuracy"] <= 1 and r["gap"] == pytest.approx(
-            r["train_accuracy"] - r["test_accuracy"])
+            r["train_accuracy"] - r["test_accuracy"]
+        )
         assert r["step_seconds"] > 0
     text = out.export_text()
     assert "tiny-wider" in text and "direct / bottleneck" in text
@@ -57,11 +70,17 @@ def test_the_seed_pair_costs_what_the_notes_say():
 
 def test_plot_without_matplotlib_fails_before_training(monkeypatch, tmp_path):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "matplotlib" else real(name, *a))
-    with pytest.raises(ValueError, match=r"`--plot` needs matplotlib, which is not installed: "
-                                         r"pip install 'jaxconv\[bench\]', or pass --plot none"):
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "matplotlib" else real(name, *a),
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"`plot` needs matplotlib, which is not installed: "
+        r"pip install 'jaxconv\[bench\]', or set `plot` to none",
+    ):
         compare(TrainConfig(steps=1), plot=str(tmp_path / "p.png"))
     monkeypatch.undo()
-    with pytest.raises(ValueError, match=r"`--plot` folder .*nowhere does not exist"):
+    with pytest.raises(ValueError, match=r"`plot` folder .*nowhere does not exist"):
         compare(TrainConfig(steps=1), plot=str(tmp_path / "nowhere" / "p.png"))

@@ -14,8 +14,7 @@ import jax.numpy as jnp
 import pytest
 from flax import nnx
 
-from jaxconv.train import build_model, make_optimizer
-from jaxconv.train._loop import _eval_step, _train_step
+from jaxconv.train import build_model, eval_metrics, eval_step, make_optimizer, train_step
 from jaxconv.train._models import MODELS
 
 BUILTIN = ("nin", "googlenet", "inception-bottleneck", "inception-direct5x5", "nin-paper")
@@ -25,8 +24,9 @@ BUILTIN = ("nin", "googlenet", "inception-bottleneck", "inception-direct5x5", "n
 def _abstract(name: str):
     def make():
         model = build_model(name, 10, nnx.Rngs(0))
-        tx = make_optimizer("adamw", lr=1e-3, steps=10, warmup_steps=1, weight_decay=0.05,
-                            clip_norm=1.0)
+        tx = make_optimizer(
+            "adamw", lr=1e-3, steps=10, warmup_steps=1, weight_decay=0.05, clip_norm=1.0
+        )
         return model, nnx.Optimizer(model, tx, wrt=nnx.Param)
 
     model, optimizer = nnx.eval_shape(make)
@@ -46,17 +46,28 @@ def test_train_and_eval_steps_trace(name):
     train_graph, eval_graph, state = _abstract(name)
     images = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
     labels = jax.ShapeDtypeStruct((2,), jnp.int32)
-    new_state, metrics = jax.eval_shape(
-        lambda s, x, y: _train_step(train_graph, (10, 0.1, 0.3), s, x, y), state, images, labels)
+
+    def train(state, x, y):
+        model, optimizer = nnx.merge(train_graph, state)
+        metrics = train_step(model, optimizer, x, y, num_classes=10, label_smoothing=0.1)
+        return nnx.state((model, optimizer)), metrics
+
+    new_state, metrics = jax.eval_shape(train, state, images, labels)
     assert jax.tree.structure(new_state) == jax.tree.structure(state)
-    assert all(a.shape == b.shape and a.dtype == b.dtype
-               for a, b in zip(jax.tree.leaves(new_state), jax.tree.leaves(state)))
-    assert {k: v.shape for k, v in metrics.items()} == {"loss": (), "accuracy": (),
-                                                         "grad_norm": ()}
+    assert all(
+        a.shape == b.shape and a.dtype == b.dtype
+        for a, b in zip(jax.tree.leaves(new_state), jax.tree.leaves(state))
+    )
+    assert {k: v.shape for k, v in metrics.items()} == {"loss": (), "accuracy": (), "grad_norm": ()}
     mask = jax.ShapeDtypeStruct((2,), jnp.float32)
-    out = jax.eval_shape(lambda s, x, y, m: _eval_step(eval_graph, s, x, y, m), state, images,
-                         labels, mask)
-    assert sorted(out) == ["correct", "count", "loss"]
+
+    def evaluate(state, x, y, m):
+        (model, _), metrics = nnx.merge(eval_graph, state), eval_metrics()
+        eval_step(model, metrics, x, y, m)
+        return metrics.compute()
+
+    out = jax.eval_shape(evaluate, state, images, labels, mask)
+    assert {k: v.shape for k, v in out.items()} == {"loss": (), "accuracy": ()}
 
 
 def test_googlenet_has_two_auxiliary_heads_in_training_only():

@@ -22,17 +22,24 @@ from jaxconv.train._config import DEFAULT_STEPS
 
 
 def _params(rng):
-    return {"conv": {"kernel": jnp.asarray(rng.standard_normal((3, 3, 2, 4)), jnp.float32),
-                     "bias": jnp.asarray(rng.standard_normal(4), jnp.float32)},
-            "bn": {"scale": jnp.ones(4), "bias": jnp.zeros(4)}}
+    return {
+        "conv": {
+            "kernel": jnp.asarray(rng.standard_normal((3, 3, 2, 4)), jnp.float32),
+            "bias": jnp.asarray(rng.standard_normal(4), jnp.float32),
+        },
+        "bn": {"scale": jnp.ones(4), "bias": jnp.zeros(4)},
+    }
 
 
 def test_schedule_warms_up_linearly_then_decays_by_cosine():
     lr, steps, warmup = 0.2, 50, 10
     s = learning_rate_schedule(lr, steps, warmup)
     for t in (0, 3, 10, 20, 37, 50):
-        expected = (lr * t / warmup if t < warmup
-                    else lr * 0.5 * (1 + math.cos(math.pi * (t - warmup) / (steps - warmup))))
+        expected = (
+            lr * t / warmup
+            if t < warmup
+            else lr * 0.5 * (1 + math.cos(math.pi * (t - warmup) / (steps - warmup)))
+        )
         assert float(s(t)) == pytest.approx(expected, abs=1e-6)
     assert float(learning_rate_schedule(0.1, 5, 100)(4)) == pytest.approx(0.1)  # warmup clamped
 
@@ -44,20 +51,23 @@ def test_weight_decay_skips_biases_and_norm_scales(name, rng):
     tx = make_optimizer(name, lr=0.1, steps=10, warmup_steps=0, weight_decay=0.5)
     zeros = jax.tree.map(jnp.zeros_like, params)
     updates, _ = tx.update(zeros, tx.init(params), params)
-    assert all(float(jnp.abs(u).max()) == 0 for u in (updates["conv"]["bias"],
-                                                      updates["bn"]["scale"],
-                                                      updates["bn"]["bias"]))
+    assert all(
+        float(jnp.abs(u).max()) == 0
+        for u in (updates["conv"]["bias"], updates["bn"]["scale"], updates["bn"]["bias"])
+    )
     # zero gradient: the kernel shrinks by lr · wd (· 1.9 for Nesterov's look-ahead)
     factor = 0.1 * 0.5 * (1.9 if name == "sgd" else 1.0)
-    np.testing.assert_allclose(updates["conv"]["kernel"], -factor * params["conv"]["kernel"],
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        updates["conv"]["kernel"], -factor * params["conv"]["kernel"], rtol=1e-5
+    )
 
 
 def test_gradients_are_clipped_to_the_global_norm(rng):
     params = _params(rng)
     grads = jax.tree.map(lambda p: 1e3 * jnp.ones_like(p), params)
-    tx = make_optimizer("sgd", lr=1.0, steps=10, warmup_steps=0, weight_decay=0.0, momentum=0.0,
-                        clip_norm=2.0)
+    tx = make_optimizer(
+        "sgd", lr=1.0, steps=10, warmup_steps=0, weight_decay=0.0, momentum=0.0, clip_norm=2.0
+    )
     updates, _ = tx.update(grads, tx.init(params), params)
     assert float(optax.tree.norm(updates)) == pytest.approx(2.0, rel=1e-5)
     tx = make_optimizer("sgd", lr=1.0, steps=10, warmup_steps=0, weight_decay=0.0, momentum=0.0)
@@ -67,8 +77,11 @@ def test_gradients_are_clipped_to_the_global_norm(rng):
 
 def test_optimizer_works_through_nnx_with_a_module():
     model = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
-    optimizer = nnx.Optimizer(model, make_optimizer("adamw", lr=0.1, steps=5, warmup_steps=1,
-                                                    weight_decay=0.01), wrt=nnx.Param)
+    optimizer = nnx.Optimizer(
+        model,
+        make_optimizer("adamw", lr=0.1, steps=5, warmup_steps=1, weight_decay=0.01),
+        wrt=nnx.Param,
+    )
     x = jnp.ones((4, 3))
     before = float(jnp.mean(model(x) ** 2))
     for _ in range(3):
@@ -78,15 +91,18 @@ def test_optimizer_works_through_nnx_with_a_module():
     assert int(optimizer.step[...]) == 3
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"name": "lamb"}, r"`--optimizer` must be one of sgd, adamw, got 'lamb'"),
-    ({"lr": -1.0}, r"`--lr` \(=-1.0\) must be >= 0"),
-    ({"weight_decay": -0.1}, r"`--weight-decay` \(=-0.1\) must be >= 0"),
-    ({"clip_norm": float("nan")}, r"`--clip-norm` \(=nan\) must be >= 0"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"name": "lamb"}, r"`name` \(the optimizer\) must be one of sgd, adamw, got 'lamb'"),
+        ({"lr": -1.0}, r"`lr` must be a number >= 0.0, got -1.0"),
+        ({"weight_decay": -0.1}, r"`weight_decay` must be a number >= 0.0, got -0.1"),
+        ({"clip_norm": float("nan")}, r"`clip_norm` must be a number >= 0.0, got nan"),
+        ({"momentum": -0.5}, r"`momentum` must be a number >= 0.0, got -0.5"),
+    ],
+)
 def test_optimizer_rejects_bad_arguments(kwargs, match):
-    args = {"name": "sgd", "lr": 0.1, "steps": 5, "warmup_steps": 0, "weight_decay": 0.0,
-            **kwargs}
+    args = {"name": "sgd", "lr": 0.1, "steps": 5, "warmup_steps": 0, "weight_decay": 0.0, **kwargs}
     with pytest.raises(ValueError, match=match):
         make_optimizer(args.pop("name"), **args)
 
@@ -120,19 +136,31 @@ def test_config_resolves_defaults_and_epochs():
     assert "steps" not in ident and "devices" not in ident and ident["model"] == "nin"
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"model": "vgg"}, r"`--model` must be one of nin, googlenet, .*got 'vgg'"),
-    ({"steps": 0}, r"`--steps` must be an int >= 1, got 0"),
-    ({"batch_size": -4}, r"`--batch-size` must be an int >= 1, got -4"),
-    ({"steps": 3, "epochs": 1}, r"give `--steps` or `--epochs`, not both"),
-    ({"lr": 0.0}, r"`--lr` must be > 0, got 0"),
-    ({"label_smoothing": 1.0}, r"`--label-smoothing` must be a number in \[0.0, 1.0\), got 1.0"),
-    ({"momentum": True}, r"`--momentum` must be a number in \[0.0, 1.0\), got True"),
-    ({"ckpt_every": 0}, r"`--ckpt-every` must be an int >= 1, got 0"),
-])
-def test_config_rejects_bad_values(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"model": "vgg"}, ValueError, r"`model` must be one of nin, googlenet, .*got 'vgg'"),
+        ({"steps": 0}, ValueError, r"`steps` must be a positive int, got 0"),
+        ({"batch_size": -4}, ValueError, r"`batch_size` must be a positive int, got -4"),
+        ({"steps": 3, "epochs": 1}, ValueError, r"give `steps` or `epochs`, not both"),
+        ({"lr": 0.0}, ValueError, r"`lr` must be > 0, got 0"),
+        (
+            {"label_smoothing": 1.0},
+            ValueError,
+            r"`label_smoothing` must be a number in \[0.0, 1.0\), got 1.0",
+        ),
+        ({"momentum": True}, TypeError, r"`momentum` must be a number, got True"),
+        ({"ckpt_every": 0}, ValueError, r"`ckpt_every` must be a positive int, got 0"),
+        ({"warmup_steps": -1}, ValueError, r"`warmup_steps` must be an int >= 0, got -1"),
+        ({"augment": "no"}, TypeError, r"`augment` must be a bool, got 'no'"),
+    ],
+)
+def test_config_rejects_bad_values_naming_the_field(kwargs, error, match):
+    with pytest.raises(error, match=match):
         TrainConfig(**kwargs).validate()
-    with pytest.raises(ValueError, match=r"`--batch-size` \(=12\) must not exceed the training "
-                                         r"set \(=10 images\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"`batch_size` \(=12\) must not exceed the training "
+        r"set \(=10 images\)",
+    ):
         TrainConfig(batch_size=12).resolved(num_train=10)

@@ -16,7 +16,7 @@ import pytest
 from rich.console import Console
 from test_train_support import differing, final_tree, register, tiny_data
 
-import jaxconv.train._loop as loop
+import jaxconv.train._trainer as trainer_module
 from jaxconv.train import (
     CheckpointMismatchError,
     Checkpoints,
@@ -33,9 +33,19 @@ QUIET = Console(quiet=True)
 
 
 def _config(tmp, name: str, **kwargs) -> TrainConfig:
-    return TrainConfig(model="tiny", optimizer="sgd", steps=2 * K, batch_size=16, warmup_steps=2,
-                       ckpt_dir=str(tmp / name), ckpt_every=100, eval_every=0, progress=False,
-                       metrics=str(tmp / f"{name}.jsonl"), **kwargs)
+    return TrainConfig(
+        model="tiny",
+        optimizer="sgd",
+        steps=2 * K,
+        batch_size=16,
+        warmup_steps=2,
+        ckpt_dir=str(tmp / name),
+        ckpt_every=100,
+        eval_every=0,
+        progress=False,
+        metrics=str(tmp / f"{name}.jsonl"),
+        **kwargs,
+    )
 
 
 def _losses(path) -> list[tuple[int, float]]:
@@ -80,8 +90,12 @@ def _lost(piece: str, names: tuple[str, ...]) -> bool:
     model = names[0] == "0"
     stats = model and names[-1] in ("mean", "var")
     rng = model and "rngs" in names
-    return {"optimizer": names[0] == "1", "batch_stats": stats, "rng": rng,
-            "params": model and not stats and not rng}[piece]
+    return {
+        "optimizer": names[0] == "1",
+        "batch_stats": stats,
+        "rng": rng,
+        "params": model and not stats and not rng,
+    }[piece]
 
 
 def _lose_in_checkpoint(cfg: TrainConfig, data, piece: str) -> None:
@@ -110,9 +124,12 @@ def test_negative_control_a_lost_piece_of_state_is_caught(runs, piece, monkeypat
     tmp, data = runs
     cfg = _copy_half(tmp, f"lost-{piece}")
     if piece == "data":  # the resumed run starts the data stream over
-        original = loop.train_batch
-        monkeypatch.setattr(loop, "train_batch",
-                            lambda d, b, seed, step, **kw: original(d, b, seed, step - K, **kw))
+        original = trainer_module.train_batch
+        monkeypatch.setattr(
+            trainer_module,
+            "train_batch",
+            lambda d, b, seed, step, **kw: original(d, b, seed, step - K, **kw),
+        )
     else:
         _lose_in_checkpoint(cfg, data, piece)
     train(cfg, data=data, console=QUIET)
@@ -147,11 +164,14 @@ def test_more_steps_continue_and_checkpoints_rotate(runs):
     assert [s for s, _ in _losses(tmp / "longer.jsonl")] == list(range(1, 2 * K + 3))
 
 
-@pytest.mark.parametrize(("change", "match"), [
-    ({"lr": 0.5}, r"lr: 0.05 there, 0.5 here"),
-    ({"seed": 1}, r"seed: 0 there, 1 here"),
-    ({"optimizer": "adamw"}, r"optimizer: \"sgd\" there, \"adamw\" here"),
-])
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"lr": 0.5}, r"lr: 0.05 there, 0.5 here"),
+        ({"seed": 1}, r"seed: 0 there, 1 here"),
+        ({"optimizer": "adamw"}, r"optimizer: \"sgd\" there, \"adamw\" here"),
+    ],
+)
 def test_another_config_is_refused_and_nothing_is_written(runs, change, match):
     tmp, data = runs
     cfg = _copy_half(tmp, f"other-{next(iter(change))}")
@@ -160,3 +180,14 @@ def test_another_config_is_refused_and_nothing_is_written(runs, change, match):
     with pytest.raises(CheckpointMismatchError, match=match):
         train(other, data=data, console=QUIET)
     assert {p: os.path.getmtime(p) for p in (tmp / cfg.ckpt_dir).rglob("*")} == before
+
+
+def test_the_steps_compile_once_per_trainer():
+    register()
+    t = Trainer(TrainConfig(model="tiny", steps=3, batch_size=16, eval_every=0), tiny_data())
+    for _ in range(3):
+        t.train_step()
+    t.evaluate()
+    t.evaluate(split="train")
+    assert t._train_fn._cache_size() == 1  # no recompilation per step
+    assert t._eval_fn._cache_size() == 1

@@ -63,16 +63,25 @@ def final_tree(ckpt_dir: str) -> tuple[int, dict[str, np.ndarray]]:
 def differing(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> list[str]:
     """Paths whose arrays are not bit-for-bit equal (or present on one side only)."""
     keys = sorted(set(a) | set(b))
-    return [k for k in keys if k not in a or k not in b or a[k].dtype != b[k].dtype
-            or a[k].shape != b[k].shape or a[k].tobytes() != b[k].tobytes()]
+    return [
+        k
+        for k in keys
+        if k not in a
+        or k not in b
+        or a[k].dtype != b[k].dtype
+        or a[k].shape != b[k].shape
+        or a[k].tobytes() != b[k].tobytes()
+    ]
 
 
 def checkpoints(ckpt_dir: str, identity: dict | None = None) -> Checkpoints:
     return Checkpoints(ckpt_dir, identity or {"model": "tiny"}, keep=5)
 
 
-_CLI = ("import sys; sys.path.insert(0, {tests!r}); import test_train_support as s; "
-        "s.register(); from jaxconv.train import main; raise SystemExit(main(sys.argv[1:]))")
+_CLI = (
+    "import sys; sys.path.insert(0, {tests!r}); import test_train_support as s; "
+    "s.register(); from jaxconv.train import main; raise SystemExit(main(sys.argv[1:]))"
+)
 
 
 def cli_command(*args: str, tiny: bool = True) -> list[str]:
@@ -89,7 +98,14 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, tiny: bool = True, timeout: float = 120, **env: str
-            ) -> subprocess.CompletedProcess:
-    return subprocess.run(cli_command(*args, tiny=tiny), capture_output=True, text=True,
-                          timeout=timeout, env=cli_env(**env), cwd=REPO_DIR)
+def run_cli(
+    *args: str, tiny: bool = True, timeout: float = 120, **env: str
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        cli_command(*args, tiny=tiny),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=cli_env(**env),
+        cwd=REPO_DIR,
+    )

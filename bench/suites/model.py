@@ -1,14 +1,15 @@
 """Suite ``model``: GoogLeNet and NiN images/s, inference and one training step.
 
 - GoogLeNet (Szegedy et al. 2015) on 224×224×3 ImageNet-sized inputs, 1000 classes, with the
-  two auxiliary heads in training (loss = main + 0.3·each auxiliary, §5).
+  two auxiliary heads in training (loss = main + ``AUX_WEIGHT`` (0.3)·each auxiliary, §5).
 - NiN (Lin et al. 2013), the CIFAR-10 model, on 32×32×3 inputs, 10 classes.
 
 Variants, both under jit and on jaxconv's default paths:
 
 - ``inference`` — ``model.eval()``; the logits.
-- ``train step`` — ``model.train()`` (dropout on); softmax cross-entropy, ``nnx.value_and_grad``
-  and an SGD-with-momentum update through ``nnx.Optimizer`` — one complete step.
+- ``train step`` — ``model.train()`` (dropout on); ``jaxconv.train.train_step``, the step the
+  trainer runs: softmax cross-entropy, ``nnx.value_and_grad`` and an SGD-with-momentum update
+  through ``nnx.Optimizer`` — one complete step.
 
 ``images_per_s = batch / median_s``. ``macs`` follows the cost model (every tap of every conv
 and linear layer, :func:`jaxconv.nn.summary`): the forward pass for inference; for the training
@@ -27,7 +28,6 @@ import jax.numpy as jnp
 from bench._harness import Context
 
 NAME = "model"
-AUX_WEIGHT = 0.3  # GoogLeNet §5
 
 
 class ModelCase(NamedTuple):
@@ -64,17 +64,12 @@ def forward_macs(case: ModelCase, batch: int, *, train: bool) -> int:
     return summary(model, x, xla=None).total.macs
 
 
-def _cross_entropy(logits, labels):
-    import optax
-
-    return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32),
-                                                           labels).mean()
-
-
 def _functions(case: ModelCase, dtype: str):
-    """``(inference(state, x), train_step(state, x, labels), inference state, train state)``."""
+    """``(inference(state, x), step(state, x, labels), inference state, train state)``."""
     import optax
     from flax import nnx
+
+    from jaxconv.train import AUX_WEIGHT, train_step
 
     model = _build(case, dtype)
     model.eval()
@@ -88,42 +83,48 @@ def _functions(case: ModelCase, dtype: str):
     optimizer = nnx.Optimizer(model, optax.sgd(0.01, momentum=0.9), wrt=nnx.Param)
     train_graph, train_state = nnx.split((model, optimizer))
 
-    def train_step(state, x, labels):
+    def step(state, x, labels):
         model, optimizer = nnx.merge(train_graph, state)
+        metrics = train_step(
+            model, optimizer, x, labels, num_classes=case.classes, aux_weight=AUX_WEIGHT
+        )
+        return metrics["loss"], nnx.state((model, optimizer))
 
-        def loss_fn(model):
-            out = model(x)
-            if isinstance(out, tuple):  # GoogLeNet's (logits, aux_4a, aux_4d)
-                main, *aux = out
-                return _cross_entropy(main, labels) + AUX_WEIGHT * sum(
-                    _cross_entropy(a, labels) for a in aux)
-            return _cross_entropy(out, labels)
-
-        loss, grads = nnx.value_and_grad(loss_fn)(model)
-        optimizer.update(model, grads)
-        return loss, nnx.state((model, optimizer))
-
-    return inference, train_step, eval_state, train_state
+    return inference, step, eval_state, train_state
 
 
 def _case(ctx: Context, case: ModelCase, batch: int, dtype: str) -> list[dict]:
-    x, labels = ctx.rng_arrays(ctx.seed(case.name, batch, dtype),
-                               [(batch, case.size, case.size, 3), (batch,)], dtype)
-    labels = jax.device_put(jnp.abs(labels * case.classes).astype(jnp.int32) % case.classes,
-                            ctx.device)
-    inference, train_step, eval_state, train_state = _functions(case, dtype)
+    x, labels = ctx.rng_arrays(
+        ctx.seed(case.name, batch, dtype), [(batch, case.size, case.size, 3), (batch,)], dtype
+    )
+    labels = jax.device_put(
+        jnp.abs(labels * case.classes).astype(jnp.int32) % case.classes, ctx.device
+    )
+    inference, step, eval_state, train_state = _functions(case, dtype)
     eval_state, train_state = jax.device_put((eval_state, train_state), ctx.device)
     compiled = {
         "inference": ctx.compile(inference, eval_state, x),
-        "train step": ctx.compile(train_step, train_state, x, labels),
+        "train step": ctx.compile(step, train_state, x, labels),
     }
-    macs = {"inference": forward_macs(case, batch, train=False),
-            "train step": 3 * forward_macs(case, batch, train=True)}
+    macs = {
+        "inference": forward_macs(case, batch, train=False),
+        "train step": 3 * forward_macs(case, batch, train=True),
+    }
     timings = ctx.time(dict(compiled), default_repeats=5)
     return [
-        ctx.record(NAME, variant, default=True, batch=batch, dtype=dtype, timing=timing,
-                   macs=macs[variant], compiled=compiled[variant], layer=case.name,
-                   input=f"{case.size}x{case.size}x3", images_per_s=batch / timing.median)
+        ctx.record(
+            NAME,
+            variant,
+            default=True,
+            batch=batch,
+            dtype=dtype,
+            timing=timing,
+            macs=macs[variant],
+            compiled=compiled[variant],
+            layer=case.name,
+            input=f"{case.size}x{case.size}x3",
+            images_per_s=batch / timing.median,
+        )
         for variant, timing in timings.items()
     ]
 
@@ -136,7 +137,9 @@ def run(ctx: Context) -> list[dict]:
     for case, batch, dtype in ctx.track(grid, lambda c: f"{c[0].name} batch {c[1]} {c[2]}"):
         records += _case(ctx, case, batch, dtype)
     for rec in records:
-        ctx.note(f"{rec['layer']} {rec['variant']}, batch {rec['batch']}, {rec['dtype']}: "
-                 f"{rec['images_per_s']:.1f} images/s ({rec['gflops']:.0f} GFLOP/s, "
-                 f"{rec['peak_fraction']:.0%} of GEMM peak; compile {rec['compile_s']:.1f} s).")
+        ctx.note(
+            f"{rec['layer']} {rec['variant']}, batch {rec['batch']}, {rec['dtype']}: "
+            f"{rec['images_per_s']:.1f} images/s ({rec['gflops']:.0f} GFLOP/s, "
+            f"{rec['peak_fraction']:.0%} of GEMM peak; compile {rec['compile_s']:.1f} s)."
+        )
     return records

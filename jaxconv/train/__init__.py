@@ -9,10 +9,16 @@ Importing ``jaxconv.train`` imports Flax, optax and orbax. The pieces compose bo
 - scale: :func:`make_mesh`, :func:`shard_batch` — batch split over a ``"data"`` axis,
   parameters replicated; :func:`initialize_distributed` for multi-host.
 - checkpoints: :class:`Checkpoints` over orbax ``CheckpointManager``.
+- steps: :func:`classification_loss`, :func:`train_step`, :func:`eval_step` on NNX objects.
 - loop: :class:`Trainer` (compiled steps) and :func:`train` (the whole run, resumable).
-- models: :func:`register_model` maps ``--model`` names to ``jaxconv.models`` factories.
+- models: :func:`register_model` (:func:`registered_model` for a ``with`` block)
+  maps ``--model`` names to ``jaxconv.models`` factories.
 """
 
+from jaxconv.train._batches import augment as augment
+from jaxconv.train._batches import batch_indices as batch_indices
+from jaxconv.train._batches import eval_batches as eval_batches
+from jaxconv.train._batches import train_batch as train_batch
 from jaxconv.train._checkpoint import CheckpointMismatchError as CheckpointMismatchError
 from jaxconv.train._checkpoint import Checkpoints as Checkpoints
 from jaxconv.train._checkpoint import PartialCheckpointWarning as PartialCheckpointWarning
@@ -21,26 +27,21 @@ from jaxconv.train._checkpoint import state_to_tree as state_to_tree
 from jaxconv.train._checkpoint import tree_to_state as tree_to_state
 from jaxconv.train._cli import main as main
 from jaxconv.train._config import TrainConfig as TrainConfig
-from jaxconv.train._data import CLASS_NAMES as CLASS_NAMES
-from jaxconv.train._data import Dataset as Dataset
-from jaxconv.train._data import augment as augment
-from jaxconv.train._data import batch_indices as batch_indices
-from jaxconv.train._data import eval_batches as eval_batches
-from jaxconv.train._data import load_cifar10 as load_cifar10
-from jaxconv.train._data import load_dataset as load_dataset
-from jaxconv.train._data import load_npz as load_npz
-from jaxconv.train._data import synthetic_dataset as synthetic_dataset
-from jaxconv.train._data import train_batch as train_batch
-from jaxconv.train._loop import RunSummary as RunSummary
-from jaxconv.train._loop import Trainer as Trainer
-from jaxconv.train._loop import classification_loss as classification_loss
-from jaxconv.train._loop import train as train
+from jaxconv.train._dataset import Dataset as Dataset
+from jaxconv.train._loaders import load_cifar10 as load_cifar10
+from jaxconv.train._loaders import load_dataset as load_dataset
+from jaxconv.train._loaders import load_npz as load_npz
+from jaxconv.train._loss import AUX_WEIGHT as AUX_WEIGHT
+from jaxconv.train._loss import classification_loss as classification_loss
 from jaxconv.train._models import build_model as build_model
 from jaxconv.train._models import model_names as model_names
 from jaxconv.train._models import register_model as register_model
+from jaxconv.train._models import registered_model as registered_model
 from jaxconv.train._optim import decay_mask as decay_mask
 from jaxconv.train._optim import learning_rate_schedule as learning_rate_schedule
 from jaxconv.train._optim import make_optimizer as make_optimizer
+from jaxconv.train._run import RunSummary as RunSummary
+from jaxconv.train._run import train as train
 from jaxconv.train._sharding import check_batch_size as check_batch_size
 from jaxconv.train._sharding import data_sharding as data_sharding
 from jaxconv.train._sharding import initialize_distributed as initialize_distributed
@@ -48,8 +49,15 @@ from jaxconv.train._sharding import make_mesh as make_mesh
 from jaxconv.train._sharding import put_replicated as put_replicated
 from jaxconv.train._sharding import replicated as replicated
 from jaxconv.train._sharding import shard_batch as shard_batch
+from jaxconv.train._steps import eval_metrics as eval_metrics
+from jaxconv.train._steps import eval_step as eval_step
+from jaxconv.train._steps import train_step as train_step
+from jaxconv.train._synthetic import CLASS_NAMES as CLASS_NAMES
+from jaxconv.train._synthetic import synthetic_dataset as synthetic_dataset
+from jaxconv.train._trainer import Trainer as Trainer
 
 __all__ = [
+    "AUX_WEIGHT",
     "CLASS_NAMES",
     "CheckpointMismatchError",
     "Checkpoints",
@@ -66,6 +74,8 @@ __all__ = [
     "data_sharding",
     "decay_mask",
     "eval_batches",
+    "eval_metrics",
+    "eval_step",
     "initialize_distributed",
     "learning_rate_schedule",
     "load_cifar10",
@@ -77,6 +87,7 @@ __all__ = [
     "model_names",
     "put_replicated",
     "register_model",
+    "registered_model",
     "replicated",
     "shard_batch",
     "state_signature",
@@ -84,5 +95,6 @@ __all__ = [
     "synthetic_dataset",
     "train",
     "train_batch",
+    "train_step",
     "tree_to_state",
 ]

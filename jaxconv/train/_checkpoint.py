@@ -4,9 +4,9 @@ A checkpoint is ``DIR/<step>/`` with two items: ``state`` (every array of the mo
 optimizer — parameters, BatchNorm statistics, RNG keys and counters, optimizer moments and
 step) and ``meta`` (JSON: the run's identity and config). Orbax writes into
 ``<step>.orbax-checkpoint-tmp`` and renames when complete, so a save killed midway never
-looks like a checkpoint; :class:`Checkpoints` removes such leftovers with a warning, and a
-step directory that is there but unreadable is moved aside (``broken-<step>``) with a warning
-and the previous checkpoint used instead.
+looks like a checkpoint; :class:`Checkpoints` warns about such leftovers and orbax's manager
+removes them (``cleanup_tmp_directories``). A step directory that is there but unreadable is
+moved aside (``broken-<step>``) with a warning and the previous checkpoint used instead.
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import warnings
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from flax import nnx, traverse_util
+
+from jaxconv._check import check_int
 
 __all__ = [
     "CheckpointMismatchError",
@@ -29,8 +31,6 @@ __all__ = [
     "state_to_tree",
     "tree_to_state",
 ]
-
-_TMP_MARK = ".orbax-checkpoint-tmp"
 
 
 class CheckpointMismatchError(ValueError):
@@ -54,96 +54,106 @@ class PartialCheckpointWarning(UserWarning):
     """
 
 
-def _path_names(path: tuple) -> tuple[str, ...]:
-    names = []
-    for entry in path:
-        if isinstance(entry, jax.tree_util.GetAttrKey) and entry.name == "value":
-            continue  # nnx Variables flatten to their `.value`
-        for attr in ("key", "idx", "name"):
-            if hasattr(entry, attr):
-                names.append(str(getattr(entry, attr)))
-                break
-    return tuple(names)
-
-
 def _is_key(x: Any) -> bool:
     return jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
-def state_to_tree(state: Any) -> dict:
+def _raw(variable: Any) -> Any:
+    """A variable's array as orbax stores it: PRNG keys as their ``uint32`` key data."""
+    value = variable.get_value() if isinstance(variable, nnx.Variable) else variable
+    return jax.random.key_data(value) if _is_key(value) else value
+
+
+def _string_keys(tree: dict) -> dict:
+    return {str(k): _string_keys(v) if isinstance(v, dict) else v for k, v in tree.items()}
+
+
+def state_to_tree(state: nnx.State) -> dict:
     """Nested string-keyed dict of the state's arrays (PRNG keys as their raw ``uint32`` data).
 
+    ``nnx.to_pure_dict`` with the keys made strings: the layout of the checkpoints on disk
+    (``state/0/conv/kernel``, ``state/1/opt_state/0/mu/…``).
+
     Args:
-      state: any pytree of arrays (e.g. an ``nnx.State``).
+      state: an ``nnx.State`` (e.g. of ``(model, optimizer)``).
 
     Returns:
-      a nested ``dict`` orbax can save; paths follow the pytree's keys.
+      a nested ``dict`` orbax can save; paths follow the state's keys.
 
     Examples:
-      >>> import jax.numpy as jnp
+      >>> from flax import nnx
       >>> from jaxconv.train import state_to_tree
-      >>> state_to_tree({"conv": {"kernel": jnp.ones(2)}, "step": [jnp.zeros(())]})
-      {'conv': {'kernel': Array([1., 1.], dtype=float32)}, 'step': {'0': Array(0., dtype=float32)}}
+      >>> tree = state_to_tree(nnx.state(nnx.Linear(2, 3, rngs=nnx.Rngs(0))))
+      >>> {name: array.shape for name, array in tree.items()}
+      {'bias': (3,), 'kernel': (2, 3)}
     """
-    tree: dict = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
-        node = tree
-        *parents, last = _path_names(path)
-        for name in parents:
-            node = node.setdefault(name, {})
-        node[last] = jax.random.key_data(leaf) if _is_key(leaf) else leaf
-    return tree
+    return _string_keys(nnx.to_pure_dict(state, _raw))
 
 
-def tree_to_state(template: Any, tree: dict) -> Any:
-    """Inverse of :func:`state_to_tree`: fills ``template``'s structure from ``tree``.
+def tree_to_state(template: nnx.State, tree: dict) -> nnx.State:
+    """Inverse of :func:`state_to_tree`: ``template``'s structure holding ``tree``'s arrays.
+
+    ``nnx.replace_by_pure_dict`` on a copy of ``template`` (which is left unchanged), after
+    checking that ``tree`` has every array of ``template`` with its shape: the library keeps
+    the template's value where one is missing, which would resume from a half-fresh state.
+    Arrays in ``tree`` that ``template`` lacks are ignored.
 
     Args:
-      template: a pytree with the wanted structure, dtypes (keys re-wrapped) and shapes.
-      tree: the nested dict.
+      template: an ``nnx.State`` with the wanted structure, dtypes (keys re-wrapped) and shapes.
+      tree: the nested dict (string keys, as :func:`state_to_tree` makes).
 
     Returns:
-      a pytree like ``template`` holding ``tree``'s arrays.
+      a new ``nnx.State`` like ``template`` holding ``tree``'s arrays.
 
     Raises:
       CheckpointMismatchError: a path is missing or a shape differs.
 
     Examples:
       >>> import jax.numpy as jnp
+      >>> from flax import nnx
       >>> from jaxconv.train import state_to_tree, tree_to_state
-      >>> state = {"w": jnp.ones(2)}
-      >>> tree_to_state(state, state_to_tree(state))
-      {'w': Array([1., 1.], dtype=float32)}
+      >>> state = nnx.state(nnx.Linear(2, 3, rngs=nnx.Rngs(0)))
+      >>> tree = {"bias": jnp.ones(3), "kernel": jnp.zeros((2, 3))}
+      >>> tree_to_state(state, tree)["bias"].get_value().tolist()
+      [1.0, 1.0, 1.0]
     """
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
-    out = []
-    for path, leaf in leaves:
-        node = tree
-        names = _path_names(path)
-        for name in names:
-            if not isinstance(node, dict) or name not in node:
-                raise CheckpointMismatchError(f"the checkpoint has no array at {'/'.join(names)}")
-            node = node[name]
-        value = jax.random.wrap_key_data(node) if _is_key(leaf) else node
-        if tuple(value.shape) != tuple(leaf.shape):
-            raise CheckpointMismatchError(f"the checkpoint's {'/'.join(names)} has shape "
-                                          f"{tuple(value.shape)}, the model's {leaf.shape}")
-        out.append(value)
-    return treedef.unflatten(out)
+    have = traverse_util.flatten_dict(tree)
+    wanted = {}
+    for path, variable in nnx.to_flat_state(template):
+        names = tuple(map(str, path))
+        if names not in have:
+            raise CheckpointMismatchError(f"the checkpoint has no array at {'/'.join(names)}")
+        value = have[names]
+        model = variable.get_value()
+        if _is_key(model):
+            value = jax.random.wrap_key_data(value)
+        if tuple(value.shape) != tuple(model.shape):
+            raise CheckpointMismatchError(
+                f"the checkpoint's {'/'.join(names)} has shape "
+                f"{tuple(value.shape)}, the model's {model.shape}"
+            )
+        wanted[names] = value
+    state = jax.tree.map(lambda x: x, template)  # new State and Variables: template unchanged
+    nnx.replace_by_pure_dict(state, traverse_util.unflatten_dict(wanted))
+    return state
 
 
-def state_signature(state: Any) -> str:
+def state_signature(state: nnx.State) -> str:
     """A short hash of every array's path, shape and dtype: two models match iff it does.
 
     Examples:
       >>> import jax.numpy as jnp
+      >>> from flax import nnx
       >>> from jaxconv.train import state_signature
-      >>> state_signature({"w": jnp.ones(2)}) == state_signature({"w": jnp.zeros(2)})
+      >>> def linear(seed):
+      ...     return nnx.state(nnx.Linear(2, 3, rngs=nnx.Rngs(seed)))
+      >>> state_signature(linear(0)) == state_signature(linear(1))
       True
     """
     digest = hashlib.sha256()
-    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
-        digest.update(f"{'/'.join(_path_names(path))}:{leaf.shape}:{leaf.dtype};".encode())
+    for path, variable in nnx.to_flat_state(state):
+        value = variable.get_value()
+        digest.update(f"{'/'.join(map(str, path))}:{value.shape}:{value.dtype};".encode())
     return digest.hexdigest()[:16]
 
 
@@ -153,8 +163,11 @@ def _abstract(tree: dict, sharding: Any) -> dict:
 
 def _describe_mismatch(saved: dict, wanted: dict) -> str:
     keys = sorted(set(saved) | set(wanted))
-    diffs = [f"{k}: {json.dumps(saved.get(k))} there, {json.dumps(wanted.get(k))} here"
-             for k in keys if saved.get(k) != wanted.get(k)]
+    diffs = [
+        f"{k}: {json.dumps(saved.get(k))} there, {json.dumps(wanted.get(k))} here"
+        for k in keys
+        if saved.get(k) != wanted.get(k)
+    ]
     return "; ".join(diffs)
 
 
@@ -167,44 +180,51 @@ class Checkpoints:
       keep: how many of the latest checkpoints to keep.
 
     Raises:
+      TypeError: ``keep`` is not an int.
       ValueError: ``directory`` exists and is not a directory, or ``keep`` < 1.
 
     Examples:
-      >>> import tempfile, jax.numpy as jnp
+      >>> import tempfile
+      >>> from flax import nnx
       >>> from jaxconv.train import Checkpoints
+      >>> def linear(seed):
+      ...     return nnx.state(nnx.Linear(2, 3, rngs=nnx.Rngs(seed)))
       >>> ckpt = Checkpoints(tempfile.mkdtemp(), identity={"model": "tiny"})
-      >>> ckpt.save(3, {"w": jnp.ones(2)}, config={})
-      >>> step, state, meta = ckpt.restore_latest({"w": jnp.zeros(2)})
-      >>> step, state["w"].tolist(), meta["identity"]
-      (3, [1.0, 1.0], {'model': 'tiny'})
+      >>> ckpt.save(3, linear(0), config={})
+      >>> step, state, meta = ckpt.restore_latest(linear(1))
+      >>> step, (state["kernel"].get_value() == linear(0)["kernel"].get_value()).all()
+      (3, Array(True, dtype=bool))
+      >>> meta["identity"]
+      {'model': 'tiny'}
       >>> ckpt.close()
     """
 
     def __init__(self, directory: str, identity: dict, *, keep: int = 3):
-        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-            raise ValueError(f"`--keep` must be a positive int, got {keep!r}")
+        keep = check_int(keep, "keep")
         self.directory = os.path.abspath(directory)
         if os.path.exists(self.directory) and not os.path.isdir(self.directory):
-            raise ValueError(f"`--ckpt-dir` {directory} exists and is not a directory")
+            raise ValueError(f"`directory` {directory} exists and is not a directory")
         self.identity = json.loads(json.dumps(identity))
         self._primary = jax.process_index() == 0
         if os.path.isdir(self.directory):
-            self._drop_unfinished()
+            self._warn_unfinished()
         self.manager = ocp.CheckpointManager(
             self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=keep, create=True, cleanup_tmp_directories=True
+            ),
             item_names=("state", "meta"),
         )
 
-    def _drop_unfinished(self) -> None:
-        for name in sorted(os.listdir(self.directory)):
-            if _TMP_MARK in name:
-                path = os.path.join(self.directory, name)
-                warnings.warn(f"ignoring the partial checkpoint {path} (a save that did not "
-                              f"finish); it is removed",
-                              PartialCheckpointWarning, stacklevel=3)
-                if self._primary:
-                    shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+    def _warn_unfinished(self) -> None:
+        """Names the saves that did not finish; orbax's manager removes them (process 0)."""
+        for name in sorted(ocp.path.step.tmp_checkpoints(self.directory)):
+            warnings.warn(
+                f"ignoring the partial checkpoint {os.path.join(self.directory, name)} (a save "
+                f"that did not finish); it is removed",
+                PartialCheckpointWarning,
+                stacklevel=3,
+            )
 
     def _set_aside(self, step: int, err: Exception) -> None:
         src = os.path.join(self.directory, str(step))
@@ -214,8 +234,12 @@ class Checkpoints:
             suffix += 1
             dst = os.path.join(self.directory, f"broken-{step}.{suffix}")
         reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
-        warnings.warn(f"ignoring the unreadable checkpoint {src} ({reason}); moved to {dst} and "
-                      f"using the previous one", PartialCheckpointWarning, stacklevel=3)
+        warnings.warn(
+            f"ignoring the unreadable checkpoint {src} ({reason}); moved to {dst} and "
+            f"using the previous one",
+            PartialCheckpointWarning,
+            stacklevel=3,
+        )
         if self._primary:
             os.rename(src, dst)
         self.manager.reload()
@@ -231,10 +255,10 @@ class Checkpoints:
             diff = _describe_mismatch(saved or {}, self.identity)
             raise CheckpointMismatchError(
                 f"checkpoint {os.path.join(self.directory, str(step))} belongs to a different "
-                f"run ({diff}); use another --ckpt-dir or the settings it was made with")
+                f"run ({diff}); use another `directory` or the settings it was made with"
+            )
 
-    def restore_latest(self, template: Any, sharding: Any = None
-                       ) -> tuple[int, Any, dict] | None:
+    def restore_latest(self, template: Any, sharding: Any = None) -> tuple[int, Any, dict] | None:
         """Restores the newest readable checkpoint into ``template``'s structure.
 
         Args:
@@ -254,14 +278,16 @@ class Checkpoints:
         for step in reversed(self.steps()):
             try:
                 meta = self.manager.restore(
-                    step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+                    step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
+                )["meta"]
             except Exception as err:
                 self._set_aside(step, err)  # any read failure means "unreadable"
                 continue
             self.check_identity(meta, step)
             try:
-                restored = self.manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract)))["state"]
+                restored = self.manager.restore(
+                    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+                )["state"]
                 state = tree_to_state(template, restored)
             except CheckpointMismatchError:
                 raise
@@ -285,9 +311,14 @@ class Checkpoints:
                 return
             self.manager.delete(step)
         meta = {"identity": self.identity, "step": step, "config": config}
-        self.manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state_to_tree(state)),
-            meta=ocp.args.JsonSave(json.loads(json.dumps(meta)))), force=True)
+        self.manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state_to_tree(state)),
+                meta=ocp.args.JsonSave(json.loads(json.dumps(meta))),
+            ),
+            force=True,
+        )
 
     def write_config(self, config: dict) -> str:
         """Writes ``config.json`` beside the checkpoints (process 0); returns its path."""
@@ -295,8 +326,9 @@ class Checkpoints:
         if self._primary:
             tmp = path + ".tmp"
             with open(tmp, "w") as f:
-                json.dump({"identity": self.identity, "config": config}, f, indent=2,
-                          sort_keys=True)
+                json.dump(
+                    {"identity": self.identity, "config": config}, f, indent=2, sort_keys=True
+                )
                 f.write("\n")
             os.replace(tmp, path)
         return path
@@ -309,4 +341,3 @@ class Checkpoints:
         """Waits for pending saves and releases the manager."""
         self.manager.wait_until_finished()
         self.manager.close()
-

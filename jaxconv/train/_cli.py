@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 import warnings
@@ -42,8 +43,8 @@ models:
   inception-direct5x5   the same without the 1x1 reduce before each 5x5
 
 optimizer:
-  sgd: Nesterov momentum, lr {_SGD['lr']}, weight decay {_SGD['weight_decay']};
-  adamw: lr {_ADAMW['lr']}, weight decay {_ADAMW['weight_decay']}.
+  sgd: Nesterov momentum, lr {_SGD["lr"]}, weight decay {_SGD["weight_decay"]};
+  adamw: lr {_ADAMW["lr"]}, weight decay {_ADAMW["weight_decay"]}.
   Both: linear warmup then cosine decay to 0 at the last step, global-norm gradient clipping,
   weight decay on kernels only (never on biases or norm scales). GoogLeNet's auxiliary
   classifiers add --aux-weight (0.3) times their loss in training.
@@ -90,74 +91,162 @@ def build_parser() -> argparse.ArgumentParser:
       >>> build_parser().parse_args(["--model", "nin", "--steps", "5"]).steps
       5
     """
-    p = _Parser(prog="python -m jaxconv.train", description=_DESCRIPTION, epilog=_EPILOG,
-                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(
+        prog="python -m jaxconv.train",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     d = TrainConfig()
     g = p.add_argument_group("model and data")
-    g.add_argument("--model", default=d.model, metavar="NAME",
-                   help=f"one of {', '.join(model_names())} (default: {d.model})")
-    g.add_argument("--data", metavar="PATH",
-                   help="CIFAR-10 directory or .npz file (default: embedded synthetic data)")
-    g.add_argument("--train-size", type=int, default=d.train_size, metavar="N",
-                   help=f"synthetic training images (default: {d.train_size})")
-    g.add_argument("--test-size", type=int, default=d.test_size, metavar="N",
-                   help=f"synthetic test images (default: {d.test_size})")
+    g.add_argument(
+        "--model",
+        default=d.model,
+        metavar="NAME",
+        help=f"one of {', '.join(model_names())} (default: {d.model})",
+    )
+    g.add_argument(
+        "--data",
+        metavar="PATH",
+        help="CIFAR-10 directory or .npz file (default: embedded synthetic data)",
+    )
+    g.add_argument(
+        "--train-size",
+        type=int,
+        default=d.train_size,
+        metavar="N",
+        help=f"synthetic training images (default: {d.train_size})",
+    )
+    g.add_argument(
+        "--test-size",
+        type=int,
+        default=d.test_size,
+        metavar="N",
+        help=f"synthetic test images (default: {d.test_size})",
+    )
     g = p.add_argument_group("length")
     length = g.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=int, metavar="N",
-                        help=f"training steps (default: {DEFAULT_STEPS})")
-    length.add_argument("--epochs", type=int, metavar="N",
-                        help="passes over the training set instead of --steps")
-    g.add_argument("--batch-size", type=int, default=d.batch_size, metavar="B",
-                   help=f"global batch size, split over the devices (default: {d.batch_size})")
-    g.add_argument("--eval-every", type=int, metavar="N",
-                   help="evaluate on the test split every N steps (default: 4 times per run; "
-                        "0: at the end only)")
+    length.add_argument(
+        "--steps", type=int, metavar="N", help=f"training steps (default: {DEFAULT_STEPS})"
+    )
+    length.add_argument(
+        "--epochs", type=int, metavar="N", help="passes over the training set instead of --steps"
+    )
+    g.add_argument(
+        "--batch-size",
+        type=int,
+        default=d.batch_size,
+        metavar="B",
+        help=f"global batch size, split over the devices (default: {d.batch_size})",
+    )
+    g.add_argument(
+        "--eval-every",
+        type=int,
+        metavar="N",
+        help="evaluate on the test split every N steps (default: 4 times per run; "
+        "0: at the end only)",
+    )
     g = p.add_argument_group("optimization")
-    g.add_argument("--optimizer", default=d.optimizer, choices=("sgd", "adamw"),
-                   help=f"(default: {d.optimizer})")
+    g.add_argument(
+        "--optimizer",
+        default=d.optimizer,
+        choices=("sgd", "adamw"),
+        help=f"(default: {d.optimizer})",
+    )
     g.add_argument("--lr", type=float, help="peak learning rate (default: per optimizer)")
-    g.add_argument("--momentum", type=float, default=d.momentum,
-                   help=f"SGD momentum (default: {d.momentum})")
-    g.add_argument("--weight-decay", type=float, metavar="WD",
-                   help="decoupled weight decay on kernels (default: per optimizer)")
-    g.add_argument("--warmup-steps", type=int, default=d.warmup_steps, metavar="N",
-                   help=f"linear warmup steps (default: {d.warmup_steps})")
-    g.add_argument("--clip-norm", type=float, default=d.clip_norm, metavar="C",
-                   help=f"clip gradients to global norm C, 0 = off (default: {d.clip_norm})")
-    g.add_argument("--label-smoothing", type=float, default=d.label_smoothing, metavar="E",
-                   help=f"label smoothing (default: {d.label_smoothing})")
-    g.add_argument("--aux-weight", type=float, default=d.aux_weight, metavar="W",
-                   help=f"weight of auxiliary classifier losses (default: {d.aux_weight})")
-    g.add_argument("--no-augment", dest="augment", action="store_false",
-                   help="no random crop / flip")
-    g.add_argument("--seed", type=int, default=d.seed,
-                   help=f"seeds init, dropout, data order, augmentation (default: {d.seed})")
+    g.add_argument(
+        "--momentum", type=float, default=d.momentum, help=f"SGD momentum (default: {d.momentum})"
+    )
+    g.add_argument(
+        "--weight-decay",
+        type=float,
+        metavar="WD",
+        help="decoupled weight decay on kernels (default: per optimizer)",
+    )
+    g.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=d.warmup_steps,
+        metavar="N",
+        help=f"linear warmup steps (default: {d.warmup_steps})",
+    )
+    g.add_argument(
+        "--clip-norm",
+        type=float,
+        default=d.clip_norm,
+        metavar="C",
+        help=f"clip gradients to global norm C, 0 = off (default: {d.clip_norm})",
+    )
+    g.add_argument(
+        "--label-smoothing",
+        type=float,
+        default=d.label_smoothing,
+        metavar="E",
+        help=f"label smoothing (default: {d.label_smoothing})",
+    )
+    g.add_argument(
+        "--aux-weight",
+        type=float,
+        default=d.aux_weight,
+        metavar="W",
+        help=f"weight of auxiliary classifier losses (default: {d.aux_weight})",
+    )
+    g.add_argument(
+        "--no-augment", dest="augment", action="store_false", help="no random crop / flip"
+    )
+    g.add_argument(
+        "--seed",
+        type=int,
+        default=d.seed,
+        help=f"seeds init, dropout, data order, augmentation (default: {d.seed})",
+    )
     g = p.add_argument_group("devices")
     g.add_argument("--devices", type=int, metavar="N", help="data-parallel devices (default: all)")
-    g.add_argument("--distributed", action="store_true",
-                   help="multi-host: call jax.distributed.initialize() (auto-detect)")
+    g.add_argument(
+        "--distributed",
+        action="store_true",
+        help="multi-host: call jax.distributed.initialize() (auto-detect)",
+    )
     g.add_argument("--coordinator", metavar="HOST:PORT", help="multi-host coordinator address")
     g.add_argument("--num-processes", type=int, metavar="P", help="multi-host process count")
     g.add_argument("--process-id", type=int, metavar="I", help="this process's index")
     g = p.add_argument_group("checkpoints and logs")
     g.add_argument("--ckpt-dir", metavar="DIR", help="checkpoint directory; resumes from it")
-    g.add_argument("--ckpt-every", type=int, default=d.ckpt_every, metavar="N",
-                   help=f"checkpoint every N steps (default: {d.ckpt_every})")
-    g.add_argument("--keep", type=int, default=d.keep, metavar="N",
-                   help=f"checkpoints to keep (default: {d.keep})")
-    g.add_argument("--metrics", metavar="FILE.jsonl",
-                   help='JSON lines: {"step", "kind": "train", "loss", "accuracy", "grad_norm", '
-                        '"lr", "images_per_second"} per step and {"step", "kind": "eval", '
-                        '"test_loss", "test_accuracy"} per evaluation')
-    g.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="no progress bar")
+    g.add_argument(
+        "--ckpt-every",
+        type=int,
+        default=d.ckpt_every,
+        metavar="N",
+        help=f"checkpoint every N steps (default: {d.ckpt_every})",
+    )
+    g.add_argument(
+        "--keep",
+        type=int,
+        default=d.keep,
+        metavar="N",
+        help=f"checkpoints to keep (default: {d.keep})",
+    )
+    g.add_argument(
+        "--metrics",
+        metavar="FILE.jsonl",
+        help='JSON lines: {"step", "kind": "train", "loss", "accuracy", "grad_norm", '
+        '"lr", "images_per_second"} per step and {"step", "kind": "eval", '
+        '"test_loss", "test_accuracy"} per evaluation',
+    )
+    g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     g = p.add_argument_group("experiment")
-    g.add_argument("--compare", action="store_true",
-                   help="train inception-direct5x5 and inception-bottleneck and compare them "
-                        "(--model is ignored)")
-    g.add_argument("--plot", default="inception-compare.png", metavar="FILE",
-                   help="--compare's plot (default: inception-compare.png; needs matplotlib)")
+    g.add_argument(
+        "--compare",
+        action="store_true",
+        help="train inception-direct5x5 and inception-bottleneck and compare them "
+        "(--model is ignored)",
+    )
+    g.add_argument(
+        "--plot",
+        default="inception-compare.png",
+        metavar="FILE",
+        help="--compare's plot (default: inception-compare.png; needs matplotlib)",
+    )
     g.add_argument("--report", metavar="FILE.json", help="--compare's numbers as JSON")
     return p
 
@@ -167,14 +256,44 @@ def _config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
 
 
+#: Library arguments that receive a flag's value under another name (make_mesh, Checkpoints).
+_ARGUMENT_FIELDS = {"num_devices": "devices", "directory": "ckpt_dir"}
+
+
+def _as_flags(message: str) -> str:
+    """The library names a field or argument (`batch_size`); the command line names its flag.
+
+    Examples:
+      >>> from jaxconv.train._cli import _as_flags
+      >>> _as_flags("`batch_size` must be a positive int, got 0 (`stop_at` is not a flag)")
+      '`--batch-size` must be a positive int, got 0 (`stop_at` is not a flag)'
+      >>> _as_flags("`num_devices` (=8) exceeds the 4 visible device(s)")  # make_mesh's name
+      '`--devices` (=8) exceeds the 4 visible device(s)'
+    """
+    flags = {
+        action.dest: next(o for o in action.option_strings if o.startswith("--"))
+        for action in build_parser()._actions
+        if any(o.startswith("--") for o in action.option_strings)
+    }
+
+    def flag(match: re.Match[str]) -> str:
+        name = _ARGUMENT_FIELDS.get(match.group(1), match.group(1))
+        return f"`{flags[name]}`" if name in flags else match.group(0)
+
+    return re.sub(r"`(\w+)`", flag, " ".join(message.split()))
+
+
 def _one_line_warnings(message, category, filename, lineno, file=None, line=None):
     print(f"warning: {message}", file=sys.stderr)
 
 
 def _use_cpu_devices(n: int | None) -> None:
     """On CPU, ``--devices N`` needs N host devices; ask JAX for them before it starts."""
-    if n is None or n < 2 or "xla_force_host_platform_device_count" in os.environ.get(
-            "XLA_FLAGS", ""):
+    if (
+        n is None
+        or n < 2
+        or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
+    ):
         return
     import jax
 
@@ -217,19 +336,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 compare(config, plot=args.plot, report=args.report)
                 return 0
-            from jaxconv.train._loop import prepare
+            from jaxconv.train._run import prepare
 
             run = prepare(config)
-        except (ValueError, CheckpointMismatchError, OSError) as err:
-            print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        except (ValueError, TypeError, CheckpointMismatchError, OSError) as err:
+            print(f"error: {_as_flags(str(err))}", file=sys.stderr)
             return 1
         try:
             summary = run.run()  # an error from here on is a bug: it keeps its traceback
         except KeyboardInterrupt:  # a second Ctrl-C / SIGTERM while the first was handled
-            print("error: interrupted again; stopped without a final checkpoint",
-                  file=sys.stderr)
+            print("error: interrupted again; stopped without a final checkpoint", file=sys.stderr)
             return 130
     if summary.interrupted:
         return 128 + signal.Signals[summary.interrupted].value
     return 0
-

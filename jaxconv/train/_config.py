@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
+from jaxconv._check import check_bool, check_int, check_number
+from jaxconv.train._loss import AUX_WEIGHT
 from jaxconv.train._optim import OPTIMIZERS
 
 __all__ = ["DEFAULTS", "TrainConfig"]
@@ -22,27 +23,29 @@ DEFAULT_STEPS = 120
 # Fields that may change between a run and its resumption; every other field is part of the
 # run's identity, and a checkpoint made with other values is refused. The data fields are
 # checked through the dataset's own fingerprint (the same data under another path is fine).
-_NOT_IDENTITY = frozenset({"steps", "epochs", "devices", "ckpt_dir", "ckpt_every", "keep",
-                           "metrics", "eval_every", "progress", "data", "train_size",
-                           "test_size"})
-
-
-def _positive_int(value: Any, flag: str, *, allow_none: bool = False, minimum: int = 1) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"`{flag}` must be an int >= {minimum}, got {value!r}")
-
-
-def _number(value: Any, flag: str, low: float, high: float = math.inf) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < high:
-        bound = f"in [{low}, {high})" if high < math.inf else f">= {low}"
-        raise ValueError(f"`{flag}` must be a number {bound}, got {value!r}")
+_NOT_IDENTITY = frozenset(
+    {
+        "steps",
+        "epochs",
+        "devices",
+        "ckpt_dir",
+        "ckpt_every",
+        "keep",
+        "metrics",
+        "eval_every",
+        "progress",
+        "data",
+        "train_size",
+        "test_size",
+    }
+)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run depends on; field ``x_y`` is the flag ``--x-y``.
+
+    Errors name the field (``batch_size``); the command line reports them as the flag.
 
     Attributes:
       model: a registered model name (``nin``, ``googlenet``, ``inception-bottleneck``,
@@ -80,7 +83,7 @@ class TrainConfig:
       >>> TrainConfig(steps=0).validate()
       Traceback (most recent call last):
       ...
-      ValueError: `--steps` must be an int >= 1, got 0
+      ValueError: `steps` must be a positive int, got 0
     """
 
     model: str = "nin"
@@ -97,7 +100,7 @@ class TrainConfig:
     warmup_steps: int = 10
     clip_norm: float = 2.0
     label_smoothing: float = 0.0
-    aux_weight: float = 0.3
+    aux_weight: float = AUX_WEIGHT
     augment: bool = True
     seed: int = 0
     devices: int | None = None
@@ -112,38 +115,36 @@ class TrainConfig:
         """Checks every field; returns ``self``.
 
         Raises:
-          ValueError: a field is out of range, naming the flag and the value.
+          ValueError: a field is out of range, naming the field and the value.
+          TypeError: a field has the wrong type.
         """
         from jaxconv.train._models import MODELS
 
         if self.model not in MODELS:
-            raise ValueError(f"`--model` must be one of {', '.join(MODELS)}, got {self.model!r}")
+            raise ValueError(f"`model` must be one of {', '.join(MODELS)}, got {self.model!r}")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"`--optimizer` must be one of {', '.join(OPTIMIZERS)}, "
-                             f"got {self.optimizer!r}")
+            raise ValueError(
+                f"`optimizer` must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
         if self.steps is not None and self.epochs is not None:
-            raise ValueError("give `--steps` or `--epochs`, not both")
-        _positive_int(self.steps, "--steps", allow_none=True)
-        _positive_int(self.epochs, "--epochs", allow_none=True)
-        _positive_int(self.batch_size, "--batch-size")
-        _positive_int(self.train_size, "--train-size")
-        _positive_int(self.test_size, "--test-size")
-        _positive_int(self.devices, "--devices", allow_none=True)
-        _positive_int(self.ckpt_every, "--ckpt-every")
-        _positive_int(self.keep, "--keep")
-        _positive_int(self.warmup_steps, "--warmup-steps", minimum=0)
-        _positive_int(self.eval_every, "--eval-every", allow_none=True, minimum=0)
-        _positive_int(self.seed, "--seed", minimum=0)
-        if self.lr is not None:
-            _number(self.lr, "--lr", 0.0)
-            if self.lr == 0:
-                raise ValueError("`--lr` must be > 0, got 0")
+            raise ValueError("give `steps` or `epochs`, not both")
+        for name in ("steps", "epochs", "devices"):
+            check_int(getattr(self, name), name, allow_none=True)
+        for name in ("batch_size", "train_size", "test_size", "ckpt_every", "keep"):
+            check_int(getattr(self, name), name)
+        for name in ("warmup_steps", "seed"):
+            check_int(getattr(self, name), name, minimum=0)
+        check_int(self.eval_every, "eval_every", minimum=0, allow_none=True)
+        if self.lr is not None and check_number(self.lr, "lr", 0.0) == 0:
+            raise ValueError("`lr` must be > 0, got 0")
         if self.weight_decay is not None:
-            _number(self.weight_decay, "--weight-decay", 0.0)
-        _number(self.momentum, "--momentum", 0.0, 1.0)
-        _number(self.clip_norm, "--clip-norm", 0.0)
-        _number(self.label_smoothing, "--label-smoothing", 0.0, 1.0)
-        _number(self.aux_weight, "--aux-weight", 0.0)
+            check_number(self.weight_decay, "weight_decay", 0.0)
+        check_number(self.momentum, "momentum", 0.0, 1.0)
+        check_number(self.clip_norm, "clip_norm", 0.0)
+        check_number(self.label_smoothing, "label_smoothing", 0.0, 1.0)
+        check_number(self.aux_weight, "aux_weight", 0.0)
+        check_bool(self.augment, "augment")
+        check_bool(self.progress, "progress")
         return self
 
     def resolved(self, num_train: int) -> TrainConfig:
@@ -158,8 +159,10 @@ class TrainConfig:
         self.validate()
         per_epoch = num_train // self.batch_size
         if per_epoch < 1:
-            raise ValueError(f"`--batch-size` (={self.batch_size}) must not exceed the training "
-                             f"set (={num_train} images)")
+            raise ValueError(
+                f"`batch_size` (={self.batch_size}) must not exceed the training "
+                f"set (={num_train} images)"
+            )
         steps = self.steps
         if steps is None:
             steps = self.epochs * per_epoch if self.epochs is not None else DEFAULT_STEPS
@@ -168,8 +171,9 @@ class TrainConfig:
             self,
             steps=steps,
             lr=defaults["lr"] if self.lr is None else float(self.lr),
-            weight_decay=(defaults["weight_decay"] if self.weight_decay is None
-                          else float(self.weight_decay)),
+            weight_decay=(
+                defaults["weight_decay"] if self.weight_decay is None else float(self.weight_decay)
+            ),
             eval_every=max(1, steps // 4) if self.eval_every is None else self.eval_every,
         )
 

@@ -22,9 +22,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxconv.train._config import TrainConfig
-from jaxconv.train._data import load_dataset
-from jaxconv.train._loop import prepare
+from jaxconv.train._loaders import load_dataset
 from jaxconv.train._models import build_model
+from jaxconv.train._run import prepare
 
 __all__ = ["COMPARED", "compare", "model_cost"]
 
@@ -62,11 +62,13 @@ def _check_plot(plot: str | None) -> str | None:
     if plot in (None, "", "none"):
         return None
     if importlib.util.find_spec("matplotlib") is None:
-        raise ValueError("`--plot` needs matplotlib, which is not installed: "
-                         "pip install 'jaxconv[bench]', or pass --plot none")
+        raise ValueError(
+            "`plot` needs matplotlib, which is not installed: "
+            "pip install 'jaxconv[bench]', or set `plot` to none"
+        )
     folder = os.path.dirname(os.path.abspath(plot))
     if not os.path.isdir(folder):
-        raise ValueError(f"`--plot` folder {folder} does not exist")
+        raise ValueError(f"`plot` folder {folder} does not exist")
     return plot
 
 
@@ -74,20 +76,44 @@ def _table(rows: list[dict]) -> Any:
     from rich.table import Table
 
     table = Table(title="1×1 reduce before each 5×5: with (bottleneck) vs without (direct)")
-    for col in ("model", "params", "MMACs/img", "ms/step", "img/s", "train acc", "test acc",
-                "gap", "test loss"):
+    for col in (
+        "model",
+        "params",
+        "MMACs/img",
+        "ms/step",
+        "img/s",
+        "train acc",
+        "test acc",
+        "gap",
+        "test loss",
+    ):
         table.add_column(col, justify="left" if col == "model" else "right")
     for r in rows:
-        table.add_row(r["model"], f"{r['params']:,}", f"{r['macs'] / 1e6:.1f}",
-                      f"{r['step_seconds'] * 1e3:.0f}", f"{r['images_per_second']:.1f}",
-                      f"{r['train_accuracy']:.1%}", f"{r['test_accuracy']:.1%}",
-                      f"{r['gap']:+.1%}", f"{r['test_loss']:.3f}")
+        table.add_row(
+            r["model"],
+            f"{r['params']:,}",
+            f"{r['macs'] / 1e6:.1f}",
+            f"{r['step_seconds'] * 1e3:.0f}",
+            f"{r['images_per_second']:.1f}",
+            f"{r['train_accuracy']:.1%}",
+            f"{r['test_accuracy']:.1%}",
+            f"{r['gap']:+.1%}",
+            f"{r['test_loss']:.3f}",
+        )
     if len(rows) == 2:
         direct, bottleneck = rows
-        table.add_row("direct / bottleneck", f"{direct['params'] / bottleneck['params']:.2f}×",
-                      f"{direct['macs'] / bottleneck['macs']:.2f}×",
-                      f"{direct['step_seconds'] / bottleneck['step_seconds']:.2f}×", "", "", "",
-                      "", "", style="bold")
+        table.add_row(
+            "direct / bottleneck",
+            f"{direct['params'] / bottleneck['params']:.2f}×",
+            f"{direct['macs'] / bottleneck['macs']:.2f}×",
+            f"{direct['step_seconds'] / bottleneck['step_seconds']:.2f}×",
+            "",
+            "",
+            "",
+            "",
+            "",
+            style="bold",
+        )
     return table
 
 
@@ -99,8 +125,12 @@ def _plot(rows: list[dict], path: str) -> None:
 
     fig, (curve, cost, fit) = plt.subplots(1, 3, figsize=(14, 4.2))
     for r in rows:
-        curve.plot([h["step"] for h in r["history"]],
-                   [h["test_accuracy"] for h in r["history"]], marker="o", label=r["model"])
+        curve.plot(
+            [h["step"] for h in r["history"]],
+            [h["test_accuracy"] for h in r["history"]],
+            marker="o",
+            label=r["model"],
+        )
     curve.set(xlabel="step", ylabel="test accuracy", title="test accuracy during training")
     curve.grid(alpha=0.3)
     curve.legend(fontsize=8)
@@ -108,10 +138,18 @@ def _plot(rows: list[dict], path: str) -> None:
     width = 0.8 / len(rows)
     for i, r in enumerate(rows):
         offset = (i - (len(rows) - 1) / 2) * width
-        cost.bar([j + offset for j in range(len(keys))],
-                 [r[k] / rows[0][k] for k, _ in keys], width, label=r["model"])
-        fit.bar([j + offset for j in range(2)], [r["train_accuracy"], r["test_accuracy"]],
-                width, label=f"{r['model']} (gap {r['gap']:+.1%})")
+        cost.bar(
+            [j + offset for j in range(len(keys))],
+            [r[k] / rows[0][k] for k, _ in keys],
+            width,
+            label=r["model"],
+        )
+        fit.bar(
+            [j + offset for j in range(2)],
+            [r["train_accuracy"], r["test_accuracy"]],
+            width,
+            label=f"{r['model']} (gap {r['gap']:+.1%})",
+        )
     cost.set_xticks(range(len(keys)), [label for _, label in keys])
     cost.set(ylabel=f"relative to {rows[0]['model']}", title="cost")
     fit.set_xticks(range(2), ["train images", "test images"])
@@ -125,9 +163,14 @@ def _plot(rows: list[dict], path: str) -> None:
     plt.close(fig)
 
 
-def compare(config: TrainConfig, *, models: tuple[str, ...] = COMPARED,
-            plot: str | None = "inception-compare.png", report: str | None = None,
-            console: Any = None) -> list[dict]:
+def compare(
+    config: TrainConfig,
+    *,
+    models: tuple[str, ...] = COMPARED,
+    plot: str | None = "inception-compare.png",
+    report: str | None = None,
+    console: Any = None,
+) -> list[dict]:
     """Trains each of ``models`` with ``config`` and reports them side by side.
 
     Args:
@@ -150,13 +193,17 @@ def compare(config: TrainConfig, *, models: tuple[str, ...] = COMPARED,
     console = Console() if console is None else console
     plot = _check_plot(plot)
     config.validate()
-    data = load_dataset(config.data, seed=config.seed, train_size=config.train_size,
-                        test_size=config.test_size)
+    data = load_dataset(
+        config.data, seed=config.seed, train_size=config.train_size, test_size=config.test_size
+    )
     runs = []
     for name in models:  # set up both first: bad input fails before any training
         cfg = dataclasses.replace(
-            config, model=name, metrics=_suffixed(config.metrics, name),
-            ckpt_dir=None if config.ckpt_dir is None else os.path.join(config.ckpt_dir, name))
+            config,
+            model=name,
+            metrics=_suffixed(config.metrics, name),
+            ckpt_dir=None if config.ckpt_dir is None else os.path.join(config.ckpt_dir, name),
+        )
         runs.append((name, prepare(cfg, data=data, console=console)))
     rows = []
     measured = min(len(data.test_labels), len(data.train_labels))
@@ -165,25 +212,43 @@ def compare(config: TrainConfig, *, models: tuple[str, ...] = COMPARED,
         params, macs = model_cost(name, data.num_classes, data.image_shape)
         summary = run.run()
         train_eval = run.trainer.evaluate("train", limit=measured)
-        rows.append({
-            "model": name, "params": params, "macs": macs,
-            "step_seconds": summary.step_seconds, "images_per_second": summary.images_per_second,
-            "train_accuracy": train_eval["train_accuracy"], "train_loss": train_eval["train_loss"],
-            "test_accuracy": summary.test_accuracy, "test_loss": summary.test_loss,
-            "gap": train_eval["train_accuracy"] - summary.test_accuracy,
-            "steps": summary.step, "history": summary.history,
-        })
+        rows.append(
+            {
+                "model": name,
+                "params": params,
+                "macs": macs,
+                "step_seconds": summary.step_seconds,
+                "images_per_second": summary.images_per_second,
+                "train_accuracy": train_eval["train_accuracy"],
+                "train_loss": train_eval["train_loss"],
+                "test_accuracy": summary.test_accuracy,
+                "test_loss": summary.test_loss,
+                "gap": train_eval["train_accuracy"] - summary.test_accuracy,
+                "steps": summary.step,
+                "history": summary.history,
+            }
+        )
     if not console.is_terminal:  # a log file: do not squeeze the table into 80 columns
         console.width = max(console.width, 110)
     console.print(_table(rows))
-    console.print("MACs: jaxconv.nn.summary (cost model, every tap counted); gap: accuracy on "
-                  f"{measured} training images minus test accuracy, eval mode.")
+    console.print(
+        "MACs: jaxconv.nn.summary (cost model, every tap counted); gap: accuracy on "
+        f"{measured} training images minus test accuracy, eval mode."
+    )
     if plot is not None:
         _plot(rows, plot)
         console.print(f"plot: {plot}")
     if report is not None:
         with open(report, "w") as f:
-            json.dump({"config": dataclasses.asdict(config), "data": data.source,
-                       "devices": [str(d) for d in jax.devices()], "rows": rows}, f, indent=2)
+            json.dump(
+                {
+                    "config": dataclasses.asdict(config),
+                    "data": data.source,
+                    "devices": [str(d) for d in jax.devices()],
+                    "rows": rows,
+                },
+                f,
+                indent=2,
+            )
         console.print(f"report: {report}")
     return rows

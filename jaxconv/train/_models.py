@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from flax import nnx
 
-__all__ = ["MODELS", "build_model", "model_names", "register_model"]
+__all__ = ["MODELS", "build_model", "model_names", "register_model", "registered_model"]
 
 ModelFactory = Callable[[int, nnx.Rngs], nnx.Module]
 
@@ -62,15 +63,48 @@ def register_model(name: str, factory: ModelFactory) -> None:
       TypeError: ``factory`` is not callable.
 
     Examples:
-      >>> from flax import nnx
-      >>> from jaxconv.train import model_names, register_model
-      >>> register_model("linear", lambda k, rngs: nnx.Linear(3, k, rngs=rngs))
-      >>> "linear" in model_names()
-      True
+      Call it once at start-up; tests and examples use :func:`registered_model`, which
+      leaves the registry as it found it. Checked before anything is registered:
+
+      >>> from jaxconv.train import register_model
+      >>> register_model("linear", "nnx.Linear")
+      Traceback (most recent call last):
+      ...
+      TypeError: `factory` must be callable, got str
     """
     if not callable(factory):
         raise TypeError(f"`factory` must be callable, got {type(factory).__name__}")
     MODELS[name] = factory
+
+
+@contextlib.contextmanager
+def registered_model(name: str, factory: ModelFactory) -> Iterator[None]:
+    """:func:`register_model` for the ``with`` block only; then the registry is as before.
+
+    A model that is built stays usable after the block; only the name goes (or gets its
+    previous factory back).
+
+    Raises:
+      TypeError: ``factory`` is not callable.
+
+    Examples:
+      >>> from flax import nnx
+      >>> from jaxconv.train import model_names, registered_model
+      >>> with registered_model("linear", lambda k, rngs: nnx.Linear(3, k, rngs=rngs)):
+      ...     "linear" in model_names()
+      True
+      >>> "linear" in model_names()
+      False
+    """
+    previous = MODELS.get(name)
+    register_model(name, factory)
+    try:
+        yield
+    finally:
+        if previous is None:
+            del MODELS[name]
+        else:
+            MODELS[name] = previous
 
 
 def model_names() -> tuple[str, ...]:
@@ -108,8 +142,8 @@ def build_model(name: str, num_classes: int, rngs: nnx.Rngs, **kwargs: Any) -> n
       >>> build_model("vgg", 10, nnx.Rngs(0))
       Traceback (most recent call last):
       ...
-      ValueError: `--model` must be one of nin, googlenet, ..., got 'vgg'
+      ValueError: `model` must be one of nin, googlenet, ..., got 'vgg'
     """
     if name not in MODELS:
-        raise ValueError(f"`--model` must be one of {', '.join(MODELS)}, got {name!r}")
+        raise ValueError(f"`model` must be one of {', '.join(MODELS)}, got {name!r}")
     return MODELS[name](num_classes, rngs, **kwargs)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import jax
 import optax
 
+from jaxconv._check import check_number
+
 __all__ = ["OPTIMIZERS", "decay_mask", "learning_rate_schedule", "make_optimizer"]
 
 #: The optimizers ``--optimizer`` accepts.
@@ -53,8 +55,16 @@ def learning_rate_schedule(lr: float, steps: int, warmup_steps: int) -> optax.Sc
     return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(steps, warmup + 1), 0.0)
 
 
-def make_optimizer(name: str, *, lr: float, steps: int, warmup_steps: int, weight_decay: float,
-                   momentum: float = 0.9, clip_norm: float = 0.0) -> optax.GradientTransformation:
+def make_optimizer(
+    name: str,
+    *,
+    lr: float,
+    steps: int,
+    warmup_steps: int,
+    weight_decay: float,
+    momentum: float = 0.9,
+    clip_norm: float = 0.0,
+) -> optax.GradientTransformation:
     """Builds the training optimizer.
 
     ``sgd``: global-norm clipping → decoupled weight decay (masked by :func:`decay_mask`) →
@@ -74,7 +84,8 @@ def make_optimizer(name: str, *, lr: float, steps: int, warmup_steps: int, weigh
       an ``optax.GradientTransformation``.
 
     Raises:
-      ValueError: unknown ``name`` or a negative coefficient.
+      ValueError: unknown ``name`` or a negative (or NaN) coefficient.
+      TypeError: a coefficient is not a number.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -86,11 +97,16 @@ def make_optimizer(name: str, *, lr: float, steps: int, warmup_steps: int, weigh
       -0.19
     """
     if name not in OPTIMIZERS:
-        raise ValueError(f"`--optimizer` must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
-    for flag, value in (("--lr", lr), ("--weight-decay", weight_decay),
-                        ("--clip-norm", clip_norm), ("--momentum", momentum)):
-        if not value >= 0:
-            raise ValueError(f"`{flag}` (={value}) must be >= 0")
+        raise ValueError(
+            f"`name` (the optimizer) must be one of {', '.join(OPTIMIZERS)}, got {name!r}"
+        )
+    for arg, value in (
+        ("lr", lr),
+        ("weight_decay", weight_decay),
+        ("clip_norm", clip_norm),
+        ("momentum", momentum),
+    ):
+        check_number(value, arg, 0.0)
     schedule = learning_rate_schedule(lr, steps, warmup_steps)
     clip = optax.clip_by_global_norm(clip_norm) if clip_norm > 0 else optax.identity()
     if name == "sgd":

@@ -14,6 +14,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxconv._check import check_int
+
 __all__ = [
     "DATA_AXIS",
     "check_batch_size",
@@ -39,6 +41,7 @@ def make_mesh(num_devices: int | None = None) -> Mesh:
       a ``jax.sharding.Mesh``.
 
     Raises:
+      TypeError: ``num_devices`` is not an int.
       ValueError: ``num_devices`` is not in ``[1, jax.device_count()]``, or a multi-process
         run asks for fewer than all devices.
 
@@ -50,16 +53,20 @@ def make_mesh(num_devices: int | None = None) -> Mesh:
     available = jax.device_count()
     if num_devices is None:
         num_devices = available
-    if isinstance(num_devices, bool) or not isinstance(num_devices, int) or num_devices < 1:
-        raise ValueError(f"`--devices` must be a positive int, got {num_devices!r}")
+    num_devices = check_int(num_devices, "num_devices")
     if num_devices > available:
-        hint = (" (on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N makes N devices)"
-                if jax.default_backend() == "cpu" else "")
-        raise ValueError(f"`--devices` (={num_devices}) exceeds the {available} visible "
-                         f"device(s){hint}")
+        hint = (
+            " (on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N makes N devices)"
+            if jax.default_backend() == "cpu"
+            else ""
+        )
+        raise ValueError(
+            f"`num_devices` (={num_devices}) exceeds the {available} visible device(s){hint}"
+        )
     if jax.process_count() > 1 and num_devices != available:
-        raise ValueError(f"`--devices` (={num_devices}) must be all {available} devices in a "
-                         f"multi-process run")
+        raise ValueError(
+            f"`num_devices` (={num_devices}) must be all {available} devices in a multi-process run"
+        )
     return Mesh(np.array(jax.devices()[:num_devices]), (DATA_AXIS,))
 
 
@@ -113,8 +120,9 @@ def put_replicated(tree, mesh: Mesh):
 
     def put(x):
         if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-            return jax.random.wrap_key_data(put(jax.random.key_data(x)),
-                                            impl=jax.random.key_impl(x))
+            return jax.random.wrap_key_data(
+                put(jax.random.key_data(x)), impl=jax.random.key_impl(x)
+            )
         host = np.asarray(x)
         return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
@@ -138,9 +146,11 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
     """
     n = mesh.devices.size
     if batch_size % n:
-        raise ValueError(f"`--batch-size` (={batch_size}) must be a multiple of the number of "
-                         f"devices (={n}); try {max(n, batch_size // n * n)} or --devices "
-                         f"with a divisor of {batch_size}")
+        raise ValueError(
+            f"`batch_size` (={batch_size}) must be a multiple of the number of "
+            f"devices (={n}); try {max(n, batch_size // n * n)} or `devices` "
+            f"with a divisor of {batch_size}"
+        )
 
 
 def shard_batch(mesh: Mesh, arrays: Sequence[np.ndarray]) -> list[jax.Array]:
@@ -167,7 +177,7 @@ def shard_batch(mesh: Mesh, arrays: Sequence[np.ndarray]) -> list[jax.Array]:
     sharding = data_sharding(mesh)
     if jax.process_count() == 1:
         return [jax.device_put(a, sharding) for a in arrays]
-    out = []
+    out: list[jax.Array] = []
     for a in arrays:
         index_map = sharding.addressable_devices_indices_map(a.shape)
         shards = [jax.device_put(a[index], device) for device, index in index_map.items()]
@@ -175,8 +185,9 @@ def shard_batch(mesh: Mesh, arrays: Sequence[np.ndarray]) -> list[jax.Array]:
     return out
 
 
-def initialize_distributed(coordinator: str | None = None, num_processes: int | None = None,
-                           process_id: int | None = None) -> None:
+def initialize_distributed(
+    coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None
+) -> None:
     """Joins a multi-host run (``jax.distributed.initialize``); call before any other JAX use.
 
     With no arguments JAX detects the cluster (SLURM, Open MPI, TPU pods, Kubernetes …);
@@ -195,10 +206,12 @@ def initialize_distributed(coordinator: str | None = None, num_processes: int | 
       >>> initialize_distributed("localhost:1234")
       Traceback (most recent call last):
       ...
-      ValueError: `--coordinator`, `--num-processes` and `--process-id` go together: ...
+      ValueError: `coordinator`, `num_processes` and `process_id` go together: ...
     """
     given = [v is not None for v in (coordinator, num_processes, process_id)]
     if any(given) and not all(given):
-        raise ValueError("`--coordinator`, `--num-processes` and `--process-id` go together: "
-                         "give all three or none (auto-detect)")
+        raise ValueError(
+            "`coordinator`, `num_processes` and `process_id` go together: "
+            "give all three or none (auto-detect)"
+        )
     jax.distributed.initialize(coordinator, num_processes, process_id)
