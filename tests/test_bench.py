@@ -26,8 +26,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _bench(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, "COLUMNS": "200"})
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200"},
+    )
 
 
 def _snapshot(folder: Path) -> dict[str, float]:
@@ -63,8 +69,17 @@ def test_json_records_have_the_schema(quick_run):
     for suite in ("bottleneck", "conv1x1"):
         data = _load(out, suite)
         assert data["suite"] == suite
-        for key in ("device_kind", "cpu_model", "cpu_count", "jax", "jaxlib", "xla_flags", "git",
-                    "date", "gemm_peak_gflops"):
+        for key in (
+            "device_kind",
+            "cpu_model",
+            "cpu_count",
+            "jax",
+            "jaxlib",
+            "xla_flags",
+            "git",
+            "date",
+            "gemm_peak_gflops",
+        ):
             assert key in data["env"], key
         assert data["records"]
         for rec in data["records"]:
@@ -81,10 +96,16 @@ def test_bottleneck_records_match_the_cost_model(quick_run):
     records = _load(out, "bottleneck")["records"]
     for batch in (1, 2):
         rows = {r["variant"]: r for r in records if r["batch"] == batch}
-        assert {"a: direct 5x5", "b: op-by-op, no jit", "c: jit, 1x1 as lax.conv",
-                "d: jit, jaxconv default"} <= set(rows)
-        assert {v for v, r in rows.items() if r["default"]} == {"a: direct 5x5",
-                                                               "d: jit, jaxconv default"}
+        assert {
+            "a: direct 5x5",
+            "b: op-by-op, no jit",
+            "c: jit, 1x1 as lax.conv",
+            "d: jit, jaxconv default",
+        } <= set(rows)
+        assert {v for v, r in rows.items() if r["default"]} == {
+            "a: direct 5x5",
+            "d: jit, jaxconv default",
+        }
         # the tiny --quick layer: 7×7×32 → 4-channel 1×1 reduce → 8 5×5 filters
         cost = jaxconv.bottleneck_cost((7, 7, 32), 8, 5, 4, batch=batch)
         direct, default = rows["a: direct 5x5"], rows["d: jit, jaxconv default"]
@@ -92,7 +113,8 @@ def test_bottleneck_records_match_the_cost_model(quick_run):
         assert default["analytic_ratio"] == pytest.approx(cost.macs_ratio)
         assert direct["speedup_vs_direct"] == 1.0
         assert default["speedup_vs_direct"] == pytest.approx(
-            direct["median_s"] / default["median_s"])
+            direct["median_s"] / default["median_s"]
+        )
         assert default["kernels"] >= 2 and default["fusion"]["anchors"]
         assert rows["b: op-by-op, no jit"]["compile_s"] is None  # eager: nothing compiled
         parts = [r for v, r in rows.items() if v.startswith("(d) part")]
@@ -105,8 +127,13 @@ def test_conv1x1_records_compare_against_lax_conv(quick_run):
     records = _load(out, "conv1x1")["records"]
     assert {r["variant"] for r in records} == {"einsum", "lax.conv", "jnp.dot"}
     for rec in records:
-        cost = jaxconv.conv_cost((rec["spatial"],) * 2 + (rec["c_in"],), rec["c_out"], 1,
-                                 padding="VALID", batch=rec["batch"])
+        cost = jaxconv.conv_cost(
+            (rec["spatial"],) * 2 + (rec["c_in"],),
+            rec["c_out"],
+            1,
+            padding="VALID",
+            batch=rec["batch"],
+        )
         assert rec["macs"] == cost.macs
         assert rec["default"] == (rec["variant"] == "einsum")
         assert 0 < rec["roofline_s"] and rec["roofline_fraction"] > 0
@@ -137,17 +164,19 @@ def test_groups_records_time_every_applicable_lowering(groups_run):
         for dtype in ("float32", "bfloat16"):
             spec = groups._spec(s, dtype)
             onednn = jaxconv.kernels.available(spec)["onednn"]
-            rows = {r["variant"]: r for r in records if r["layer"] == s.name
-                    and r["dtype"] == dtype}
+            rows = {
+                r["variant"]: r for r in records if r["layer"] == s.name and r["dtype"] == dtype
+            }
             expected = {"default", "xla"} | ({"onednn"} if onednn is None else set())
             assert set(rows) == {f"{v} {p}" for v in expected for p in groups.PASSES}
             fwd = rows["default fwd"]
             assert fwd["default"] and fwd["plan"] and fwd["batch"] == 1
             assert (fwd["skipped"] or {}).get("onednn") == onednn  # the reason, when skipped
             # every tap that meets the input; a transposed conv's zero taps are not counted
-            cost = jaxconv.conv_cost((s.size, s.size, s.c_in), s.c_out, s.k, bias=False,
-                                     **s.conv_args())
-            assert fwd["macs"] == cost.macs // (s.stride ** 2 if s.transposed else 1)
+            cost = jaxconv.conv_cost(
+                (s.size, s.size, s.c_in), s.c_out, s.k, bias=False, **s.conv_args()
+            )
+            assert fwd["macs"] == cost.macs // (s.stride**2 if s.transposed else 1)
             assert rows["default fwd+bwd"]["macs"] == 3 * fwd["macs"]
             assert rows["xla fwd"]["speedup_vs_lax"] == 1.0
             for rec in rows.values():
@@ -167,10 +196,14 @@ def test_torch_peer_runs_the_same_grouped_and_transposed_conv(transposed):
     from bench.suites import groups
 
     s = groups.TINY[-1] if transposed else groups.TINY[3]  # ConvTranspose2d / 4 groups
-    ctx = Context(options=Options(quick=True), device=jax.devices("cpu")[0], env={},
-                  peer=TorchPeer("cpu"))
-    x, w, dy = ctx.rng_arrays(0, [(s.batch, s.size, s.size, s.c_in), s.kernel_shape,
-                                  groups._spec(s, "float32").out_shape], "float32")
+    ctx = Context(
+        options=Options(quick=True), device=jax.devices("cpu")[0], env={}, peer=TorchPeer("cpu")
+    )
+    x, w, dy = ctx.rng_arrays(
+        0,
+        [(s.batch, s.size, s.size, s.c_in), s.kernel_shape, groups._spec(s, "float32").out_shape],
+        "float32",
+    )
     y = groups.conv_functions(None, **s.conv_args())[0](x, w[::-1, ::-1] if transposed else w)
     *_, y_torch = groups._torch(ctx, s, x, w, dy, "float32")
     assert groups._check_peer(s, "float32", y, y_torch) < 1e-5
@@ -319,8 +352,16 @@ def test_round_robin_interleaves_primes_and_counts_runs():
 
 #: Szegedy et al. 2015, Table 1, "ops" column (millions of MACs per image). 5a's printed 54M
 #: disagrees with the paper's own widths (51.1M), so it is left out.
-TABLE1_OPS = {"inception_3a": 128, "inception_3b": 304, "inception_4a": 73, "inception_4b": 88,
-              "inception_4c": 100, "inception_4d": 119, "inception_4e": 170, "inception_5b": 71}
+TABLE1_OPS = {
+    "inception_3a": 128,
+    "inception_3b": 304,
+    "inception_4a": 73,
+    "inception_4b": 88,
+    "inception_4c": 100,
+    "inception_4d": 119,
+    "inception_4e": 170,
+    "inception_5b": 71,
+}
 
 
 def test_inception_suite_macs_match_the_paper():
@@ -330,7 +371,8 @@ def test_inception_suite_macs_match_the_paper():
     for name, ops in TABLE1_OPS.items():
         assert abs(inception.block_macs(BY_NAME[name], 1) / 1e6 - ops) < 1, name
     assert inception.block_macs(BY_NAME["inception_4a"], 4) == 4 * inception.block_macs(
-        BY_NAME["inception_4a"], 1)
+        BY_NAME["inception_4a"], 1
+    )
 
 
 def test_model_suite_macs_come_from_the_summary():
@@ -338,9 +380,11 @@ def test_model_suite_macs_come_from_the_summary():
 
     nin = model.ModelCase("nin", 32, 10)
     # NiN on 32×32: mlpconv1 at 32×32, mlpconv2 at 16×16, mlpconv3 at 8×8 (Lin et al. 2013)
-    expected = (32 * 32 * (5 * 5 * 3 * 192 + 192 * 160 + 160 * 96)
-                + 16 * 16 * (5 * 5 * 96 * 192 + 192 * 192 + 192 * 192)
-                + 8 * 8 * (3 * 3 * 192 * 192 + 192 * 192 + 192 * 10))
+    expected = (
+        32 * 32 * (5 * 5 * 3 * 192 + 192 * 160 + 160 * 96)
+        + 16 * 16 * (5 * 5 * 96 * 192 + 192 * 192 + 192 * 192)
+        + 8 * 8 * (3 * 3 * 192 * 192 + 192 * 192 + 192 * 10)
+    )
     assert model.forward_macs(nin, 2, train=False) == 2 * expected
     assert model.forward_macs(nin, 2, train=True) == 2 * expected
 
@@ -367,25 +411,41 @@ def test_missing_torch_is_a_clear_error(monkeypatch):
 
 def test_parse_args_defaults_and_lists():
     assert cli.parse_args([]) == Options(suites=("bottleneck",))
-    opts = cli.parse_args(["conv1x1", "bottleneck", "--batch", "1,8,32", "--dtype",
-                           "float32,bfloat16", "--repeats", "5", "--warmup", "0", "--full"])
+    opts = cli.parse_args(
+        [
+            "conv1x1",
+            "bottleneck",
+            "--batch",
+            "1,8,32",
+            "--dtype",
+            "float32,bfloat16",
+            "--repeats",
+            "5",
+            "--warmup",
+            "0",
+            "--full",
+        ]
+    )
     assert opts.suites == ("conv1x1", "bottleneck") and opts.batches == (1, 8, 32)
     assert opts.dtypes == ("float32", "bfloat16") and (opts.n_repeats, opts.n_warmup) == (5, 0)
     assert opts.full and not opts.quick
     assert (Options(quick=True).n_repeats, Options().n_repeats) == (3, 20)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--batch", "0"], r"`--batch` must be comma-separated ints > 0, got '0'"),
-    (["--batch", "8,x"], r"`--batch` must be comma-separated ints > 0, got '8,x'"),
-    (["--dtype", "float8"], r"`--dtype` must be comma-separated of float32, bfloat16, float16"),
-    (["--repeats", "0"], r"`--repeats` must be an int >= 1, got '0'"),
-    (["--warmup", "-1"], r"`--warmup` must be an int >= 0, got '-1'"),
-    (["nosuch"], r"unknown suite 'nosuch'; choose from bottleneck, conv1x1"),
-    (["--full", "--quick"], r"argument --quick: not allowed with argument --full"),
-    (["--peers", "tf"], r"`--peers` must be 'torch', got 'tf'"),
-    (["--bogus"], r"unrecognized arguments: --bogus"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--batch", "0"], r"`--batch` must be comma-separated ints > 0, got '0'"),
+        (["--batch", "8,x"], r"`--batch` must be comma-separated ints > 0, got '8,x'"),
+        (["--dtype", "float8"], r"`--dtype` must be comma-separated of float32, bfloat16, float16"),
+        (["--repeats", "0"], r"`--repeats` must be an int >= 1, got '0'"),
+        (["--warmup", "-1"], r"`--warmup` must be an int >= 0, got '-1'"),
+        (["nosuch"], r"unknown suite 'nosuch'; choose from bottleneck, conv1x1"),
+        (["--full", "--quick"], r"argument --quick: not allowed with argument --full"),
+        (["--peers", "tf"], r"`--peers` must be 'torch', got 'tf'"),
+        (["--bogus"], r"unrecognized arguments: --bogus"),
+    ],
+)
 def test_bad_flags_are_one_line_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.parse_args(argv)
@@ -400,20 +460,33 @@ def test_out_must_be_a_directory(tmp_path, capsys):
     target.write_text("")
     with pytest.raises(SystemExit):
         cli.parse_args(["--out", str(target)])
-    assert re.search(r"`--out` must be a directory, got the file .*file\.txt",
-                     capsys.readouterr().err)
+    assert re.search(
+        r"`--out` must be a directory, got the file .*file\.txt", capsys.readouterr().err
+    )
 
 
 def test_unknown_device_exits_2_with_one_line():
     proc = _bench("--quick", "--device", "nosuchplatform", timeout=60)
     assert proc.returncode == 2
-    assert re.fullmatch(r"python -m bench: error: `--device` \(='nosuchplatform'\) is not "
-                        r"available here .*; available: .*cpu.*\n", proc.stderr), proc.stderr
+    assert re.fullmatch(
+        r"python -m bench: error: `--device` \(='nosuchplatform'\) is not "
+        r"available here .*; available: .*cpu.*\n",
+        proc.stderr,
+    ), proc.stderr
 
 
 def test_help_explains_every_option():
     text = cli.build_parser(("bottleneck", "conv1x1")).format_help()
     assert "groups (depthwise, grouped and transposed convs" in " ".join(text.split())
-    for flag in ("--batch", "--dtype", "--repeats", "--warmup", "--full", "--quick", "--out",
-                 "--peers", "--device"):
+    for flag in (
+        "--batch",
+        "--dtype",
+        "--repeats",
+        "--warmup",
+        "--full",
+        "--quick",
+        "--out",
+        "--peers",
+        "--device",
+    ):
         assert flag in text
