@@ -4,11 +4,14 @@
 - Warnings are errors (pyproject's ``filterwarnings``; the allow-list is commented there).
 - Randomness is seeded: use the ``rng`` fixture (NumPy) or ``jax.random.key(<int>)``.
 - One tolerance table per dtype (:data:`TOLERANCE`), scaled by √K where K is the reduction size.
+- PyTorch is no dependency: comparisons with it skip without it (``pytest.importorskip``), except
+  where ``JAXCONV_REQUIRE_TORCH=1`` (CI installs torch and sets it), where such a skip fails.
 """
 
 from __future__ import annotations
 
 import math
+import os
 
 import jax
 import numpy as np
@@ -35,3 +38,17 @@ def rng(request) -> np.random.Generator:
     """A NumPy generator seeded from the test's name, so every test is reproducible."""
     seed = sum(map(ord, request.node.nodeid)) % (2**32)
     return np.random.default_rng(seed)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """With ``JAXCONV_REQUIRE_TORCH=1``, a test skipped for want of torch fails instead."""
+    outcome = yield
+    report = outcome.get_result()
+    if (
+        report.skipped
+        and os.environ.get("JAXCONV_REQUIRE_TORCH") == "1"
+        and "torch" in str(report.longrepr)
+    ):
+        report.outcome = "failed"
+        report.longrepr = f"skipped for want of torch, which CI must have: {report.longrepr}"

@@ -47,7 +47,8 @@ class Dataset:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """``(H, W, C)`` of one image."""
-        return tuple(self.train_images.shape[1:])  # type: ignore[return-value]
+        h, w, c = self.train_images.shape[1:]
+        return (h, w, c)
 
     def fingerprint(self) -> dict[str, Any]:
         """A JSON-able identity: checkpoints refuse to resume on a different dataset."""
