@@ -161,3 +161,74 @@ def test_two_processes_match_one_device(tmp_path):
     expected = [float(t.train_step()["loss"]) for _ in range(4)]
     np.testing.assert_allclose(losses, expected, rtol=1e-5, atol=1e-6)
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["4", "config.json"]
+
+
+def test_sigterm_on_one_process_stops_both_at_the_same_step(tmp_path):
+    """Several hosts: a SIGTERM that reaches one process (a preemption notice) stops every
+    process after the same step, through orbax's preemption sync point, with one checkpoint of
+    that step; no host is left waiting in the next step's collectives."""
+    import os
+    import signal
+    import time
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    metrics = tmp_path / "m.jsonl"
+    args = (
+        "--model",
+        "tiny",
+        "--optimizer",
+        "sgd",
+        "--steps",
+        "100000",
+        "--batch-size",
+        "16",
+        "--train-size",
+        "96",
+        "--test-size",
+        "24",
+        "--eval-every",
+        "0",
+        "--no-progress",
+        "--ckpt-dir",
+        str(tmp_path / "ckpt"),
+        "--ckpt-every",
+        "100000",
+        "--metrics",
+        str(metrics),
+        "--coordinator",
+        f"localhost:{port}",
+        "--num-processes",
+        "2",
+    )
+    procs = [
+        subprocess.Popen(
+            cli_command(*args, "--process-id", str(i)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(),
+            cwd=REPO_DIR,
+        )
+        for i in range(2)
+    ]
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:  # both are past compilation: steps are logged
+            if metrics.exists() and metrics.read_text().count('"train"') >= 3:
+                break
+            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+            time.sleep(0.2)
+        os.kill(procs[1].pid, signal.SIGTERM)  # the preemption notice reaches one host only
+        outputs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:  # a hung peer waits on the coordinator forever
+                p.kill()
+    codes = [p.returncode for p in procs]
+    assert codes == [143, 143], (codes, [err[-2000:] for _, err in outputs])
+    steps = sorted(int(p.name) for p in (tmp_path / "ckpt").iterdir() if p.name.isdigit())
+    with open(metrics) as f:
+        logged = [json.loads(line)["step"] for line in f if '"train"' in line]
+    assert steps == [logged[-1]] and 3 <= steps[0] < 100000
