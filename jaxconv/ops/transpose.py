@@ -111,8 +111,7 @@ def conv_transpose_padding(
     assert not isinstance(pairs, str)  # a string was handled above
     if any(p < 0 for pair in pairs for p in pair):
         raise ValueError(
-            f"`padding` must not be negative (it crops the output, as in PyTorch), got "
-            f"{padding!r}"
+            f"`padding` must not be negative (it crops the output, as in PyTorch), got {padding!r}"
         )
     extra = geo.canonicalize_spatial(output_padding, ndim, "output_padding", minimum=0)
     for a, s, d in zip(extra, ss, ds):
