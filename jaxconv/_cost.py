@@ -375,7 +375,7 @@ class SeparableCost:
           standard               14x14x512   2,359,296     462,422,016
           depthwise              14x14x512       4,608         903,168
           1x1 pointwise          14x14x512     262,144      51,380,224
-          separable total: 52,283,392 MACs, 266,752 weights; separable/standard = 0.1131 (8.8x fewer MACs)
+          separable total: 52,283,392 MACs, 266,752 weights; separable/standard = 0.1131 (8.8x)
         """
         rows = [
             ("standard", self.standard),
@@ -390,7 +390,7 @@ class SeparableCost:
         lines.append(
             f"separable total: {self.macs_separable:,} MACs, {self.weights_separable:,} weights; "
             f"separable/standard = {float(self.macs_ratio):.4f} "
-            f"({float(1 / self.macs_ratio):.1f}x fewer MACs)"
+            f"({float(1 / self.macs_ratio):.1f}x)"
         )
         return "\n".join(lines)
 
