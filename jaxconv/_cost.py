@@ -19,7 +19,17 @@ import numpy as np
 
 from jaxconv._geometry import Padding, canonicalize_spatial, conv_output_shape
 
-__all__ = ["BottleneckCost", "ConvCost", "XlaCost", "bottleneck_cost", "conv_cost", "xla_cost"]
+__all__ = [
+    "BottleneckCost",
+    "ConvCost",
+    "SeparableCost",
+    "XlaCost",
+    "bottleneck_cost",
+    "conv_cost",
+    "depthwise_cost",
+    "separable_cost",
+    "xla_cost",
+]
 
 
 @dataclass(frozen=True)
@@ -271,6 +281,176 @@ def bottleneck_cost(
         weights_direct=direct.weights,
         weights_bottleneck=reduce.weights + spatial.weights,
         filter_ratio=Fraction(1, math.prod(ks)),
+    )
+
+
+def depthwise_cost(
+    input_shape: Sequence[int],
+    kernel: int | Sequence[int],
+    *,
+    multiplier: int = 1,
+    stride: Any = 1,
+    padding: Padding = "SAME",
+    dilation: Any = 1,
+    bias: bool = True,
+    batch: int = 1,
+    dtype: Any = "float32",
+) -> ConvCost:
+    """Analytic cost of a depthwise conv (:func:`jaxconv.depthwise_conv`): :func:`conv_cost`
+    with ``groups = C_in`` and ``C_in·multiplier`` output channels, so ``k²·C_in·multiplier``
+    weights and ``H_out·W_out·k²·C_in·multiplier`` MACs.
+
+    Args:
+      input_shape: one image ``(*spatial, C_in)``.
+      kernel: spatial kernel size; an int broadcasts.
+      multiplier: filters per input channel.
+      stride, padding, dilation, bias, batch, dtype: as for :func:`conv_cost`.
+
+    Returns:
+      A :class:`ConvCost`.
+
+    Examples:
+      MobileNet's first depthwise layer (112×112×32, 3×3):
+
+      >>> c = depthwise_cost((112, 112, 32), 3, bias=False)
+      >>> c.output_shape, c.weights, c.macs
+      ((112, 112, 32), 288, 3612672)
+    """
+    input_shape = tuple(int(v) for v in input_shape)
+    if len(input_shape) < 2:
+        raise ValueError(f"`input_shape` must be one image (*spatial, C_in), got {input_shape!r}")
+    (multiplier,) = canonicalize_spatial(multiplier, 1, "multiplier")
+    c_in = input_shape[-1]
+    return conv_cost(
+        input_shape,
+        c_in * multiplier,
+        kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=c_in,
+        bias=bias,
+        batch=batch,
+        dtype=dtype,
+    )
+
+
+@dataclass(frozen=True)
+class SeparableCost:
+    """A standard k×k conv against a depthwise k×k followed by a 1×1 pointwise conv.
+
+    Attributes:
+      standard: cost of the standard conv (``C_in → C_out``, k×k).
+      depthwise: cost of the depthwise conv (``C_in → C_in·multiplier``).
+      pointwise: cost of the 1×1 conv (``C_in·multiplier → C_out``).
+      macs_standard / macs_separable: MAC totals.
+      macs_ratio: ``macs_separable / macs_standard`` exactly; MobileNet's eq. (5),
+        ``1/N + 1/D_k²`` for ``multiplier = 1`` (N = ``C_out``).
+      weights_standard / weights_separable: kernel elements (no bias).
+      weights_ratio: ``weights_separable / weights_standard`` exactly (the same ``1/N + 1/D_k²``
+        for ``multiplier = 1``).
+
+    Examples:
+      >>> s = separable_cost((14, 14, 512), 512, 3)   # MobileNet's 14×14×512 layers
+      >>> s.macs_ratio == Fraction(1, 512) + Fraction(1, 9)
+      True
+    """
+
+    standard: ConvCost
+    depthwise: ConvCost
+    pointwise: ConvCost
+    macs_standard: int
+    macs_separable: int
+    macs_ratio: Fraction
+    weights_standard: int
+    weights_separable: int
+    weights_ratio: Fraction
+
+    def table(self) -> str:
+        """A plain-text comparison of the three layers and the totals.
+
+        Examples:
+          >>> print(separable_cost((14, 14, 512), 512, 3, bias=False).table())
+          layer                     output     weights            MACs
+          standard               14x14x512   2,359,296     462,422,016
+          depthwise              14x14x512       4,608         903,168
+          1x1 pointwise          14x14x512     262,144      51,380,224
+          separable total: 52,283,392 MACs, 266,752 weights; separable/standard = 0.1131 (8.8x)
+        """
+        rows = [
+            ("standard", self.standard),
+            ("depthwise", self.depthwise),
+            ("1x1 pointwise", self.pointwise),
+        ]
+        lines = [f"{'layer':<16}{'output':>16}{'weights':>12}{'MACs':>16}"]
+        for name, c in rows:
+            lines.append(
+                f"{name:<16}{'x'.join(map(str, c.output_shape)):>16}{c.weights:>12,}{c.macs:>16,}"
+            )
+        lines.append(
+            f"separable total: {self.macs_separable:,} MACs, {self.weights_separable:,} weights; "
+            f"separable/standard = {float(self.macs_ratio):.4f} "
+            f"({float(1 / self.macs_ratio):.1f}x)"
+        )
+        return "\n".join(lines)
+
+
+def separable_cost(
+    input_shape: Sequence[int],
+    out_channels: int,
+    kernel: int | Sequence[int],
+    *,
+    multiplier: int = 1,
+    stride: Any = 1,
+    padding: Padding = "SAME",
+    dilation: Any = 1,
+    bias: bool = True,
+    batch: int = 1,
+    dtype: Any = "float32",
+) -> SeparableCost:
+    """Compares a standard k×k conv with a depthwise-separable one (:func:`jaxconv.separable_conv`).
+
+    MobileNet (Howard et al. 2017, §3.1, eq. 5): a depthwise ``D_k×D_k`` conv on ``M``
+    channels then a 1×1 to ``N`` costs ``D_k²·M·D_F² + M·N·D_F²`` against the standard
+    ``D_k²·M·N·D_F²``, the ratio ``1/N + 1/D_k²`` (``multiplier·(1/N + 1/D_k²)`` with a
+    depth multiplier). MACs count every tap (:func:`conv_cost`'s convention), so the ratio is
+    exact for any padding and stride — both convs have the same output size.
+
+    Args:
+      input_shape: one image ``(*spatial, C_in)``.
+      out_channels: ``N``, the output channels of both.
+      kernel: ``D_k``, the spatial kernel size; an int broadcasts.
+      multiplier: the depthwise conv's filters per input channel.
+      stride, padding, dilation: of the standard and the depthwise conv.
+      bias, batch, dtype: as for :func:`conv_cost`.
+
+    Returns:
+      A :class:`SeparableCost`.
+
+    Examples:
+      >>> s = separable_cost((112, 112, 64), 128, 3, stride=2)
+      >>> s.macs_standard, s.depthwise.macs, s.pointwise.macs
+      (231211008, 1806336, 25690112)
+      >>> s.macs_ratio, s.macs_ratio == Fraction(1, 128) + Fraction(1, 3 * 3)
+      (Fraction(137, 1152), True)
+    """
+    kw = dict(bias=bias, batch=batch, dtype=dtype)
+    geometry = dict(stride=stride, padding=padding, dilation=dilation)
+    standard = conv_cost(input_shape, out_channels, kernel, **geometry, **kw)
+    depthwise = depthwise_cost(input_shape, kernel, multiplier=multiplier, **geometry, **kw)
+    pointwise = conv_cost(depthwise.output_shape, out_channels, 1, padding="VALID", **kw)
+    macs = depthwise.macs + pointwise.macs
+    weights = depthwise.weights + pointwise.weights
+    return SeparableCost(
+        standard=standard,
+        depthwise=depthwise,
+        pointwise=pointwise,
+        macs_standard=standard.macs,
+        macs_separable=macs,
+        macs_ratio=Fraction(macs, standard.macs),
+        weights_standard=standard.weights,
+        weights_separable=weights,
+        weights_ratio=Fraction(weights, standard.weights),
     )
 
 
