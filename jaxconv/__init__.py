@@ -9,9 +9,12 @@ from jaxconv import kernels as kernels
 from jaxconv import ops as ops
 from jaxconv._cost import BottleneckCost as BottleneckCost
 from jaxconv._cost import ConvCost as ConvCost
+from jaxconv._cost import SeparableCost as SeparableCost
 from jaxconv._cost import XlaCost as XlaCost
 from jaxconv._cost import bottleneck_cost as bottleneck_cost
 from jaxconv._cost import conv_cost as conv_cost
+from jaxconv._cost import depthwise_cost as depthwise_cost
+from jaxconv._cost import separable_cost as separable_cost
 from jaxconv._cost import xla_cost as xla_cost
 from jaxconv._geometry import ReceptiveField as ReceptiveField
 from jaxconv._geometry import canonicalize_padding as canonicalize_padding
@@ -26,9 +29,13 @@ from jaxconv.ops import avg_pool as avg_pool
 from jaxconv.ops import bottleneck as bottleneck
 from jaxconv.ops import conv as conv
 from jaxconv.ops import conv1x1 as conv1x1
+from jaxconv.ops import conv_transpose as conv_transpose
+from jaxconv.ops import conv_transpose_padding as conv_transpose_padding
+from jaxconv.ops import depthwise_conv as depthwise_conv
 from jaxconv.ops import explain as explain
 from jaxconv.ops import global_avg_pool as global_avg_pool
 from jaxconv.ops import max_pool as max_pool
+from jaxconv.ops import separable_conv as separable_conv
 
 __version__ = "0.1.0"
 
@@ -36,6 +43,7 @@ __all__ = [
     "BottleneckCost",
     "ConvCost",
     "ReceptiveField",
+    "SeparableCost",
     "XlaCost",
     "autotune",
     "avg_pool",
@@ -48,6 +56,10 @@ __all__ = [
     "conv_cost",
     "conv_output_shape",
     "conv_output_size",
+    "conv_transpose",
+    "conv_transpose_padding",
+    "depthwise_conv",
+    "depthwise_cost",
     "explain",
     "global_avg_pool",
     "kernels",
@@ -56,5 +68,7 @@ __all__ = [
     "pool_output_size",
     "receptive_field",
     "resolve_padding",
+    "separable_conv",
+    "separable_cost",
     "xla_cost",
 ]

@@ -16,6 +16,7 @@ PUBLIC = [
     "BottleneckCost",
     "ConvCost",
     "ReceptiveField",
+    "SeparableCost",
     "XlaCost",
     "autotune",
     "avg_pool",
@@ -28,6 +29,10 @@ PUBLIC = [
     "conv_cost",
     "conv_output_shape",
     "conv_output_size",
+    "conv_transpose",
+    "conv_transpose_padding",
+    "depthwise_conv",
+    "depthwise_cost",
     "explain",
     "global_avg_pool",
     "kernels",
@@ -36,6 +41,8 @@ PUBLIC = [
     "pool_output_size",
     "receptive_field",
     "resolve_padding",
+    "separable_conv",
+    "separable_cost",
     "xla_cost",
 ]
 
