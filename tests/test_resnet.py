@@ -134,18 +134,20 @@ def test_parameter_paths_are_stable():
 def test_batchnorm_train_and_eval_modes():
     model = ResNet18(10, stem="cifar", rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(1), (4, 16, 16, 3))
+
     def batch_stats():  # the arrays now (the state's Variables are the model's own)
         return jax.tree.leaves(nnx.state(model, nnx.BatchStat))
 
     before = batch_stats()
+    forward = nnx.jit(lambda m, x: m(x))  # BatchStat updates come back out of nnx.jit
     model.eval()
-    y_eval = model(x)
+    y_eval = forward(model, x)
     # Eval mode: running statistics, so each image's logits do not depend on the batch.
-    np.testing.assert_allclose(model(x[:1]), y_eval[:1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(forward(model, x[:1]), y_eval[:1], rtol=1e-5, atol=1e-5)
     assert all(map(jnp.array_equal, batch_stats(), before))
     model.train()
-    y_train = model(x)
-    assert not np.allclose(model(x[:1]), y_train[:1], atol=1e-3)
+    y_train = forward(model, x)
+    assert not np.allclose(forward(model, x[:1]), y_train[:1], atol=1e-3)
     assert not any(map(jnp.array_equal, batch_stats(), before))  # every BatchNorm updated
 
 
@@ -318,7 +320,7 @@ def copy_from_torch(model, torch_module, rng) -> None:
                 p.copy_(torch.from_numpy(rng.normal(1 if "weight" in name else 0, 0.2, p.shape)))
     source = {k: v.detach().numpy() for k, v in torch_module.state_dict().items()}
     used = set()
-    for path, var in nnx.to_flat_state(nnx.state(model)):
+    for path, var in nnx.to_flat_state(nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))):
         key = torchvision_name(path)
         value = source[key]
         if value.ndim == 4:  # OIHW → HWIO

@@ -153,7 +153,9 @@ class ResNet(nnx.Module):
         else:
             self.conv1 = ConvBN(self.in_features, 64, 3, padding=1, rngs=rngs, **common)
             self.maxpool = nnx.data(None)
-        extra: dict[str, Any] = dict(zero_init_residual=check_bool(zero_init_residual, "zero_init_residual"))
+        extra: dict[str, Any] = dict(
+            zero_init_residual=check_bool(zero_init_residual, "zero_init_residual")
+        )
         if block == "bottleneck":
             extra.update(groups=groups, base_width=width_per_group, stride_in_1x1=stride_in_1x1)
         elif (groups, width_per_group, stride_in_1x1) != (1, 64, False):
