@@ -153,7 +153,7 @@ def _torch_mobilenet():
     class TorchInvertedResidual(nn.Module):
         def __init__(self, inp, oup, stride, expand_ratio):
             super().__init__()
-            hidden = int(round(inp * expand_ratio))
+            hidden = round(inp * expand_ratio)
             self.use_res_connect = stride == 1 and inp == oup
             layers = [] if expand_ratio == 1 else [conv_bn_relu6(inp, hidden, k=1)]
             layers += [
@@ -286,9 +286,11 @@ def test_train_cli_runs_mobilenetv2(tmp_path):
     """``python -m jaxconv.train --model mobilenetv2``: two steps on tiny synthetic data."""
     for name in ("mobilenetv2",):
         proc = subprocess.run(
-            [sys.executable, "-m", "jaxconv.train", "--model", name, "--steps", "2"]
-            + ["--train-size", "16", "--test-size", "8", "--batch-size", "8", "--no-progress"]
-            + ["--metrics", str(tmp_path / f"{name}.jsonl")],
+            [
+                *(sys.executable, "-m", "jaxconv.train", "--model", name, "--steps", "2"),
+                *("--train-size", "16", "--test-size", "8", "--batch-size", "8"),
+                *("--no-progress", "--metrics", str(tmp_path / f"{name}.jsonl")),
+            ],
             capture_output=True,
             text=True,
             timeout=600,

@@ -1,4 +1,4 @@
-"""Residual blocks: ResNet's ``BasicBlock`` and ``ResNetBottleneck``, MobileNetV2's ``InvertedResidual``.
+"""Residual blocks: ResNet's BasicBlock and ResNetBottleneck, MobileNetV2's InvertedResidual.
 
 Every conv is a :class:`~jaxconv.nn.ConvBN` (conv without bias → BatchNorm → activation), so each
 torchvision ``convK`` + ``bnK`` pair is one submodule here. Parameter paths (the checkpoint
@@ -42,6 +42,13 @@ Array = jax.Array
 #: torchvision's ``kaiming_normal_(mode="fan_out", nonlinearity="relu")``: N(0, 2/fan_out), where
 #: fan_out = kh·kw·C_out (C_out per group for a grouped kernel — the same in both libraries).
 he_normal_fan_out: Initializer = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+def _zero_scale(unit: ConvBN) -> None:
+    """The BatchNorm of ``unit`` starts as zero: the residual branch adds nothing at first."""
+    scale = unit.bn.scale
+    if scale is not None:  # None only with use_scale=False, which ConvBN never sets
+        scale[...] = jnp.zeros_like(scale[...])
 
 
 def _stride(stride: Any) -> int:
@@ -179,7 +186,7 @@ class BasicBlock(_ResidualBlock):
         )
         self.conv2 = ConvBN(features, features, 3, padding=1, activation=None, rngs=rngs, **common)
         if check_bool(zero_init_residual, "zero_init_residual"):
-            self.conv2.bn.scale[...] = jnp.zeros_like(self.conv2.bn.scale[...])
+            _zero_scale(self.conv2)
         self._shortcut(self.in_features, self.out_features, self.stride, common, rngs)
 
     def __call__(self, x: Array) -> Array:
@@ -287,7 +294,7 @@ class ResNetBottleneck(_ResidualBlock):
             width, self.out_features, 1, padding=0, activation=None, rngs=rngs, **common
         )
         if check_bool(zero_init_residual, "zero_init_residual"):
-            self.conv3.bn.scale[...] = jnp.zeros_like(self.conv3.bn.scale[...])
+            _zero_scale(self.conv3)
         self._shortcut(self.in_features, self.out_features, self.stride, common, rngs)
 
     def __call__(self, x: Array) -> Array:
@@ -364,7 +371,7 @@ class InvertedResidual(nnx.Module):
             raise ValueError(f"`expand_ratio` must be >= 1, got {expand_ratio!r}")
         self.expand_ratio = expand_ratio
         check_activation(activation)
-        self.hidden_features = hidden = int(round(self.in_features * expand_ratio))
+        self.hidden_features = hidden = round(self.in_features * expand_ratio)
         self.use_residual = self.stride == 1 and self.in_features == self.out_features
         common = _common(
             momentum, epsilon, kernel_init, dtype, param_dtype, precision, implementation
