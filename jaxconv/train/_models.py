@@ -38,15 +38,37 @@ def _inception(bottleneck: bool) -> ModelFactory:
     return factory
 
 
+def _resnet(depth: int) -> ModelFactory:
+    def factory(num_classes: int, rngs: nnx.Rngs) -> nnx.Module:
+        from jaxconv.models._resnet import ResNet18, ResNet50
+
+        model = {18: ResNet18, 50: ResNet50}[depth]
+        # The CIFAR port: a 3×3/1 stem and no max pool, so the stages run at 32/16/8/4.
+        return model(num_classes, stem="cifar", rngs=rngs)
+
+    return factory
+
+
+def _mobilenetv2(num_classes: int, rngs: nnx.Rngs) -> nnx.Module:
+    from jaxconv.models._mobilenet import MobileNetV2
+
+    # The CIFAR port: stride 1 in the stem and the first stride-2 row, ending on 4×4 maps.
+    return MobileNetV2(num_classes, stem="cifar", rngs=rngs)
+
+
 #: ``--model`` name → factory ``(num_classes, rngs) -> nnx.Module``.
 #: ``nin`` is NiN with BatchNorm after every conv: the paper's NiN (``nin-paper``: no BN, a
 #: ReLU on the logits) sits at chance for its first hundreds of steps from scratch.
+#: ``resnet18``, ``resnet50`` and ``mobilenetv2`` are the ImageNet models with their CIFAR stems.
 MODELS: dict[str, ModelFactory] = {
     "nin": _nin(batch_norm=True),
     "googlenet": _googlenet,
     "inception-bottleneck": _inception(True),
     "inception-direct5x5": _inception(False),
     "nin-paper": _nin(batch_norm=False),
+    "resnet18": _resnet(18),
+    "resnet50": _resnet(50),
+    "mobilenetv2": _mobilenetv2,
 }
 
 
