@@ -17,7 +17,16 @@ from flax import nnx
 from jaxconv.train import build_model, eval_metrics, eval_step, make_optimizer, train_step
 from jaxconv.train._models import MODELS
 
-BUILTIN = ("nin", "googlenet", "inception-bottleneck", "inception-direct5x5", "nin-paper")
+BUILTIN = (
+    "nin",
+    "googlenet",
+    "inception-bottleneck",
+    "inception-direct5x5",
+    "nin-paper",
+    "resnet18",
+    "resnet50",
+    "mobilenetv2",
+)
 
 
 @functools.cache

@@ -96,7 +96,7 @@ class MobileNetV2(nnx.Module):
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> from flax import nnx
-      >>> from jaxconv.models._mobilenet import MobileNetV2
+      >>> from jaxconv.models import MobileNetV2
       >>> from jaxconv.nn import summary
       >>> model = nnx.eval_shape(lambda: MobileNetV2(rngs=nnx.Rngs(0)))
       >>> model.eval()

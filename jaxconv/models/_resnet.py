@@ -94,7 +94,7 @@ class ResNet(nnx.Module):
 
       >>> import jax
       >>> from flax import nnx
-      >>> from jaxconv.models._resnet import ResNet
+      >>> from jaxconv.models import ResNet
       >>> model = nnx.eval_shape(
       ...     lambda: ResNet((3, 4, 6, 3), groups=32, width_per_group=4, rngs=nnx.Rngs(0))
       ... )
@@ -235,7 +235,7 @@ class ResNet50(ResNet):
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> from flax import nnx
-      >>> from jaxconv.models._resnet import ResNet50
+      >>> from jaxconv.models import ResNet50
       >>> from jaxconv.nn import summary
       >>> model = nnx.eval_shape(lambda: ResNet50(rngs=nnx.Rngs(0)))
       >>> s = summary(model, jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32), xla=None)
@@ -261,7 +261,7 @@ class ResNet18(ResNet):
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> from flax import nnx
-      >>> from jaxconv.models._resnet import ResNet18
+      >>> from jaxconv.models import ResNet18
       >>> model = ResNet18(10, stem="cifar", rngs=nnx.Rngs(0))
       >>> model(jnp.ones((2, 32, 32, 3))).shape
       (2, 10)
@@ -285,7 +285,7 @@ class ResNet34(ResNet):
     Examples:
       >>> import jax
       >>> from flax import nnx
-      >>> from jaxconv.models._resnet import ResNet34
+      >>> from jaxconv.models import ResNet34
       >>> model = nnx.eval_shape(lambda: ResNet34(rngs=nnx.Rngs(0)))
       >>> sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
       21797672
@@ -306,7 +306,7 @@ class ResNet101(ResNet):
 
     Examples:
       >>> from flax import nnx
-      >>> from jaxconv.models._resnet import ResNet101
+      >>> from jaxconv.models import ResNet101
       >>> len(nnx.eval_shape(lambda: ResNet101(rngs=nnx.Rngs(0))).layer3)
       23
     """
@@ -326,7 +326,7 @@ class ResNet152(ResNet):
 
     Examples:
       >>> from flax import nnx
-      >>> from jaxconv.models._resnet import ResNet152
+      >>> from jaxconv.models import ResNet152
       >>> len(nnx.eval_shape(lambda: ResNet152(rngs=nnx.Rngs(0))).layer3)
       36
     """

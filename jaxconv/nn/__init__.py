@@ -7,6 +7,9 @@ add the bias, apply the activation — and their submodule names are stable: par
 the checkpoint format. :func:`summary` tabulates a model's modules (shapes, parameters, MACs).
 """
 
+from jaxconv.nn._blocks import BasicBlock as BasicBlock
+from jaxconv.nn._blocks import InvertedResidual as InvertedResidual
+from jaxconv.nn._blocks import ResNetBottleneck as ResNetBottleneck
 from jaxconv.nn._conv import Conv as Conv
 from jaxconv.nn._conv import Conv1x1 as Conv1x1
 from jaxconv.nn._conv import ConvBN as ConvBN
@@ -25,16 +28,19 @@ from jaxconv.nn._summary import summary as summary
 
 __all__ = [
     "AvgPool",
+    "BasicBlock",
     "Bottleneck",
     "Conv",
     "Conv1x1",
     "ConvBN",
     "GlobalAvgPool",
     "Inception",
+    "InvertedResidual",
     "LocalResponseNorm",
     "MLPConv",
     "MaxPool",
     "PoolProjection",
+    "ResNetBottleneck",
     "Summary",
     "SummaryRow",
     "local_response_norm",

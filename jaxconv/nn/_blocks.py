@@ -139,7 +139,7 @@ class BasicBlock(_ResidualBlock):
     Examples:
       >>> import jax.numpy as jnp
       >>> from flax import nnx
-      >>> from jaxconv.nn._blocks import BasicBlock
+      >>> from jaxconv.nn import BasicBlock
       >>> block = BasicBlock(64, 128, stride=2, rngs=nnx.Rngs(0))
       >>> block(jnp.ones((2, 56, 56, 64))).shape
       (2, 28, 28, 128)
@@ -227,7 +227,7 @@ class ResNetBottleneck(_ResidualBlock):
 
       >>> import jax, jax.numpy as jnp
       >>> from flax import nnx
-      >>> from jaxconv.nn._blocks import ResNetBottleneck
+      >>> from jaxconv.nn import ResNetBottleneck
       >>> block = ResNetBottleneck(256, 128, stride=2, rngs=nnx.Rngs(0))
       >>> block(jnp.ones((1, 56, 56, 256))).shape
       (1, 28, 28, 512)
@@ -327,7 +327,7 @@ class InvertedResidual(nnx.Module):
     Examples:
       >>> import jax.numpy as jnp
       >>> from flax import nnx
-      >>> from jaxconv.nn._blocks import InvertedResidual
+      >>> from jaxconv.nn import InvertedResidual
       >>> block = InvertedResidual(24, 24, expand_ratio=6, rngs=nnx.Rngs(0))
       >>> block.use_residual, block.depthwise.conv.kernel.shape   # one 3×3 filter per channel
       (True, (3, 3, 1, 144))

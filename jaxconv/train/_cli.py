@@ -41,6 +41,10 @@ models:
                         auxiliary classifiers weighted --aux-weight in training
   inception-bottleneck  MiniInception: a small Inception net for 32x32, 1x1 reduce before 5x5
   inception-direct5x5   the same without the 1x1 reduce before each 5x5
+  resnet18, resnet50    ResNet-18/-50 (He et al. 2016, torchvision v1.5) with the CIFAR stem
+                        (3x3/1 conv, no max pool)
+  mobilenetv2           MobileNetV2 (Sandler et al. 2018) with the CIFAR stem (stride 1 in the
+                        stem and the first stride-2 row)
 
 optimizer:
   sgd: Nesterov momentum, lr {_SGD["lr"]}, weight decay {_SGD["weight_decay"]};
