@@ -1,7 +1,10 @@
-"""Suite ``model``: GoogLeNet and NiN images/s, inference and one training step.
+"""Suite ``model``: GoogLeNet, ResNet-50, MobileNetV2 and NiN images/s, inference and one
+training step.
 
 - GoogLeNet (Szegedy et al. 2015) on 224×224×3 ImageNet-sized inputs, 1000 classes, with the
   two auxiliary heads in training (loss = main + ``AUX_WEIGHT`` (0.3)·each auxiliary, §5).
+- ResNet-50 (He et al. 2016, torchvision's v1.5) and MobileNetV2 (Sandler et al. 2018) on
+  224×224×3, 1000 classes: the 1×1 conv's modern homes.
 - NiN (Lin et al. 2013), the CIFAR-10 model, on 32×32×3 inputs, 10 classes.
 
 Variants, both under jit and on jaxconv's default paths:
@@ -36,19 +39,25 @@ class ModelCase(NamedTuple):
     classes: int
 
 
-CASES = (ModelCase("googlenet", 224, 1000), ModelCase("nin", 32, 10))
+CASES = (
+    ModelCase("googlenet", 224, 1000),
+    ModelCase("resnet50", 224, 1000),
+    ModelCase("mobilenetv2", 224, 1000),
+    ModelCase("nin", 32, 10),
+)
 TINY = (ModelCase("nin", 16, 10),)
 
 
 def _build(case: ModelCase, dtype: str):
     from flax import nnx
 
-    from jaxconv.models import GoogLeNet, NiN
+    from jaxconv.models import GoogLeNet, MobileNetV2, NiN, ResNet50
 
     rngs = nnx.Rngs(params=0, dropout=1)
     if case.name == "googlenet":
         return GoogLeNet(case.classes, aux_logits=True, dtype=jnp.dtype(dtype), rngs=rngs)
-    return NiN(case.classes, dtype=jnp.dtype(dtype), rngs=rngs)
+    build = {"resnet50": ResNet50, "mobilenetv2": MobileNetV2, "nin": NiN}[case.name]
+    return build(case.classes, dtype=jnp.dtype(dtype), rngs=rngs)
 
 
 def forward_macs(case: ModelCase, batch: int, *, train: bool) -> int:
