@@ -9,11 +9,13 @@ from jaxconv import kernels as kernels
 from jaxconv import ops as ops
 from jaxconv._cost import BottleneckCost as BottleneckCost
 from jaxconv._cost import ConvCost as ConvCost
+from jaxconv._cost import ResidualBlockCost as ResidualBlockCost
 from jaxconv._cost import SeparableCost as SeparableCost
 from jaxconv._cost import XlaCost as XlaCost
 from jaxconv._cost import bottleneck_cost as bottleneck_cost
 from jaxconv._cost import conv_cost as conv_cost
 from jaxconv._cost import depthwise_cost as depthwise_cost
+from jaxconv._cost import residual_block_cost as residual_block_cost
 from jaxconv._cost import separable_cost as separable_cost
 from jaxconv._cost import xla_cost as xla_cost
 from jaxconv._geometry import ReceptiveField as ReceptiveField
@@ -43,6 +45,7 @@ __all__ = [
     "BottleneckCost",
     "ConvCost",
     "ReceptiveField",
+    "ResidualBlockCost",
     "SeparableCost",
     "XlaCost",
     "autotune",
@@ -67,6 +70,7 @@ __all__ = [
     "ops",
     "pool_output_size",
     "receptive_field",
+    "residual_block_cost",
     "resolve_padding",
     "separable_conv",
     "separable_cost",

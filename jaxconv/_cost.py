@@ -455,6 +455,78 @@ def separable_cost(
 
 
 @dataclass(frozen=True)
+class ResidualBlockCost:
+    """ResNet's bottleneck block against a basic block of two 3×3s at the same channels.
+
+    Attributes:
+      bottleneck: the 1×1 reduce, the 3×3 and the 1×1 expand (:class:`ConvCost` each).
+      basic: the two 3×3 convs at the block's channels.
+      macs_bottleneck, macs_basic: their MACs (every tap; BatchNorm replaces the biases).
+      weights_bottleneck, weights_basic: their kernel weights.
+      macs_ratio, weights_ratio: basic / bottleneck, exact.
+
+    Examples:
+      >>> r = residual_block_cost((7, 7, 2048), 512)   # ResNet-50's last stage
+      >>> [c.weights for c in r.bottleneck], r.macs_ratio
+      ([1048576, 2359296, 1048576], Fraction(288, 17))
+    """
+
+    bottleneck: tuple[ConvCost, ConvCost, ConvCost]
+    basic: tuple[ConvCost, ConvCost]
+    macs_bottleneck: int
+    macs_basic: int
+    weights_bottleneck: int
+    weights_basic: int
+    macs_ratio: Fraction
+    weights_ratio: Fraction
+
+
+def residual_block_cost(
+    input_shape: Sequence[int], width: int, *, batch: int = 1, dtype: Any = "float32"
+) -> ResidualBlockCost:
+    """The seed's comparison in ResNet: a bottleneck block (1×1 to ``width`` → 3×3 → 1×1 back
+    to ``C``) against two 3×3 convs at ``C`` channels, for an identity block on ``input_shape``.
+
+    Args:
+      input_shape: one image ``(H, W, C)``; the block keeps it.
+      width: the bottleneck's inner channels (ResNet-50: C/4).
+      batch, dtype: as for :func:`conv_cost`.
+
+    Returns:
+      A :class:`ResidualBlockCost`.
+
+    Examples:
+      ResNet-50's first stage, 56×56×256 → 64 → 64 → 256, against a basic block at 256:
+
+      >>> r = residual_block_cost((56, 56, 256), 64)
+      >>> r.macs_bottleneck, r.macs_basic, round(float(r.macs_ratio), 1)
+      (218365952, 3699376128, 16.9)
+      >>> r.weights_bottleneck, r.weights_basic, r.weights_ratio
+      (69632, 1179648, Fraction(288, 17))
+    """
+    kw = dict(bias=False, batch=batch, dtype=dtype)
+    *spatial, channels = input_shape
+    reduce = conv_cost(input_shape, width, 1, padding="VALID", **kw)
+    middle = conv_cost((*spatial, width), width, 3, padding=1, **kw)
+    expand = conv_cost((*spatial, width), channels, 1, padding="VALID", **kw)
+    first = conv_cost(input_shape, channels, 3, padding=1, **kw)
+    second = conv_cost(input_shape, channels, 3, padding=1, **kw)
+    bottleneck, basic = (reduce, middle, expand), (first, second)
+    macs_b, macs_d = sum(c.macs for c in bottleneck), sum(c.macs for c in basic)
+    weights_b, weights_d = sum(c.weights for c in bottleneck), sum(c.weights for c in basic)
+    return ResidualBlockCost(
+        bottleneck=bottleneck,
+        basic=basic,
+        macs_bottleneck=macs_b,
+        macs_basic=macs_d,
+        weights_bottleneck=weights_b,
+        weights_basic=weights_d,
+        macs_ratio=Fraction(macs_d, macs_b),
+        weights_ratio=Fraction(weights_d, weights_b),
+    )
+
+
+@dataclass(frozen=True)
 class XlaCost:
     """XLA's own cost readout of a compiled function (``compiled.cost_analysis()``).
 

@@ -181,3 +181,19 @@ def test_xla_cost_of_a_pointwise_conv_matches_ours():
     w = jax.ShapeDtypeStruct((4, 16), jnp.float32)
     xla = jaxconv.xla_cost(jaxconv.conv1x1, x, w)
     assert xla.flops == jaxconv.conv_cost((8, 8, 4), 16, 1, bias=False).flops == 2 * 64 * 4 * 16
+
+
+def test_residual_block_cost_is_what_the_modules_run():
+    """The cost helper's bottleneck and basic block equal jaxconv.nn's blocks, summed by
+    jaxconv.nn.summary (which counts the modules that actually ran)."""
+    from flax import nnx
+
+    from jaxconv.nn import BasicBlock, ResNetBottleneck, summary
+
+    r = jaxconv.residual_block_cost((14, 14, 256), 64, batch=2)
+    x = jax.ShapeDtypeStruct((2, 14, 14, 256), jnp.float32)
+    bottleneck = nnx.eval_shape(lambda: ResNetBottleneck(256, 64, rngs=nnx.Rngs(0)))
+    basic = nnx.eval_shape(lambda: BasicBlock(256, 256, rngs=nnx.Rngs(0)))
+    assert summary(bottleneck, x, xla=None).total.macs == r.macs_bottleneck
+    assert summary(basic, x, xla=None).total.macs == r.macs_basic
+    assert r.macs_ratio == r.weights_ratio == Fraction(288, 17)  # same maps: MACs ∝ weights
