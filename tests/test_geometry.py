@@ -95,9 +95,15 @@ def test_conv_output_size_rejects_a_kernel_larger_than_the_padded_input():
         ("SAME", 10, 1, 3, 1, (0, 0)),  # out 4, (4-1)*3 + 1 - 10 = 0
         ("SAME", 10, 2, 3, 1, (0, 1)),  # (4-1)*3 + 2 - 10 = 1
         ("SAME", 5, 7, 1, 1, (3, 3)),  # kernel larger than the input still works
-        ("CIRCULAR", 28, 3, 2, 1, (0, 1)),  # the modes use the SAME amounts
-        ("REFLECT", 10, 4, 1, 1, (1, 2)),
+        # The modes use flax.nnx.Conv's ((k_eff - 1) // 2, k_eff // 2) whatever the stride (was
+        # the SAME amounts, (0, 1) here, which differ from Flax at stride > 1: issue 12).
+        ("CIRCULAR", 28, 3, 2, 1, (1, 1)),
+        ("CIRCULAR", 5, 3, 3, 1, (1, 1)),  # SAME: (0, 1)
+        ("REFLECT", 10, 4, 1, 1, (1, 2)),  # = SAME at stride 1
+        ("REFLECT", 10, 4, 3, 1, (1, 2)),  # SAME: (1, 1)
         ("REPLICATE", 10, 3, 1, 2, (2, 2)),
+        ("REPLICATE", 10, 2, 2, 3, (1, 2)),  # k_eff 4
+        ("circular", 3, 6, 4, 1, (2, 3)),  # independent of the input size too
         (2, 9, 3, 1, 1, (2, 2)),
         (((1, 3),), 9, 3, 1, 1, (1, 3)),
         ((-1,), 9, 3, 1, 1, (-1, -1)),
