@@ -363,7 +363,10 @@ def pool_output_size(
     """Output length of a pooling window along one dim, with Caffe/PyTorch ``ceil_mode``.
 
     With ``ceil_mode`` the division rounds up, so a last partial window is kept — but a window
-    must start inside the input or its low padding (the rule Caffe and PyTorch share).
+    must start inside the input or its low padding (the rule Caffe and PyTorch share). That
+    includes PyTorch's partial window when the window is larger than the padded input: a
+    window overhanging it by less than the stride gives one output (window 4, stride 3 on 3
+    pixels: 1); by the stride or more, none, and that is an error.
 
     Args:
       n: input length.
@@ -380,20 +383,29 @@ def pool_output_size(
       (55, 56)
       >>> pool_output_size(32, 3, stride=2, ceil_mode=True)   # NiN on CIFAR: 32 → 16
       16
+      >>> pool_output_size(3, 4, stride=3, ceil_mode=True)    # a partial window, as PyTorch
+      1
     """
     stride = window if stride is None else stride
     padding = _one_dim(padding)
     (s,) = canonicalize_spatial(stride, 1, "stride")
     (k,) = canonicalize_spatial(window, 1, "window")
     ((lo, hi),) = resolve_padding(padding, (n,), (k,), (s,), (1,))
+    if padding_mode(padding) is not None:  # value-filled: the padded input is all input
+        n, lo, hi = n + lo + hi, 0, 0
     return _pool_out(n, k, s, lo, hi, ceil_mode)
 
 
 def _pool_out(n: int, k: int, s: int, lo: int, hi: int, ceil_mode: bool) -> int:
     if not ceil_mode:
         return _out_size(n, k, s, 1, lo, hi, what="window")
-    _check_fits(n, k, 1, lo, hi, "window")
-    out = -(-(n + lo + hi - k) // s) + 1
+    out = -(-(n + lo + hi - k) // s) + 1  # ceil; below 1 when k overhangs by >= s
+    if out < 1:
+        raise ValueError(
+            f"the window (={k}) must fit in the padded input (={n + lo + hi}: size {n} + "
+            f"`padding` {lo} + {hi}) or, with `ceil_mode`, overhang it by less than the "
+            f"`stride` (={s})"
+        )
     if (out - 1) * s >= n + lo:  # the last window would start in the high padding: drop it
         out -= 1
     return out
