@@ -35,7 +35,8 @@ __all__ = [
 
 #: Padding strings that compute zero-padding amounts.
 PADDING_STRINGS = ("VALID", "SAME", "SAME_LOWER")
-#: Padding modes: explicit pad with this rule (the SAME amounts), then VALID. Value = jnp.pad mode.
+#: Padding modes: pad ``((k_eff - 1) // 2, k_eff // 2)`` filled by this rule, then VALID (Flax's
+#: rule, see :func:`resolve_padding`). Value = the ``jnp.pad`` mode.
 PADDING_MODES = {"CIRCULAR": "wrap", "REFLECT": "reflect", "REPLICATE": "edge"}
 
 Padding = str | int | Sequence[int | Sequence[int]]
@@ -119,8 +120,14 @@ def resolve_padding(
     - ``"VALID"``: no padding.
     - ``"SAME"``: XLA's rule, ``out = ceil(n / stride)``; the odd pad pixel goes on the high side.
     - ``"SAME_LOWER"``: like SAME with the odd pixel on the low side (ONNX's SAME_LOWER).
-    - ``"CIRCULAR"``, ``"REFLECT"``, ``"REPLICATE"``: the SAME amounts; the values are filled by
-      that rule instead of zeros (see :func:`padding_mode`).
+    - ``"CIRCULAR"``, ``"REFLECT"``, ``"REPLICATE"``: ``((k_eff - 1) // 2, k_eff // 2)`` with
+      ``k_eff = dilation·(kernel - 1) + 1``, filled by that rule instead of zeros (see
+      :func:`padding_mode`), then VALID. This is ``flax.nnx.Conv``'s rule for ``"CIRCULAR"`` and
+      ``"REFLECT"`` (REPLICATE follows it too): the amounts depend on the kernel only, not on
+      the stride or the input size. At stride 1 they equal the SAME amounts (same-size
+      output); at stride > 1 they differ from SAME, and so do the outputs (for ``n = 5``,
+      ``k = 3``, stride 3: modes pad ``(1, 1)`` → 2 outputs starting at -1; SAME pads
+      ``(0, 1)`` → windows starting at 0).
     - an int ``p``: ``(p, p)`` on every dim.
     - a sequence with one entry per dim, each an int ``p`` or a pair ``(lo, hi)``.
 
@@ -143,12 +150,18 @@ def resolve_padding(
       ((0, 1),)
       >>> resolve_padding(((1, 2), 3), (8, 8), (3, 3), (1, 1), (1, 1))
       ((1, 2), (3, 3))
+      >>> resolve_padding("CIRCULAR", (5, 5), (3, 4), (3, 3), (1, 1))  # Flax's: not SAME's
+      ((1, 1), (1, 2))
     """
     ndim = len(input_size)
     form = canonicalize_padding(padding, ndim)
     if form == "VALID":
         return ((0, 0),) * ndim
-    if isinstance(form, str):  # SAME, SAME_LOWER or a mode: the SAME amounts
+    if form in PADDING_MODES:  # Flax's rule: from the (dilated) kernel alone
+        return tuple(
+            ((k_eff - 1) // 2, k_eff // 2) for k_eff in map(dilated_size, kernel, dilation)
+        )
+    if isinstance(form, str):  # SAME or SAME_LOWER
         lower = form == "SAME_LOWER"
         return tuple(
             _same_pads(n, dilated_size(k, d), s, lower)
@@ -350,7 +363,10 @@ def pool_output_size(
     """Output length of a pooling window along one dim, with Caffe/PyTorch ``ceil_mode``.
 
     With ``ceil_mode`` the division rounds up, so a last partial window is kept — but a window
-    must start inside the input or its low padding (the rule Caffe and PyTorch share).
+    must start inside the input or its low padding (the rule Caffe and PyTorch share). That
+    includes PyTorch's partial window when the window is larger than the padded input: a
+    window overhanging it by less than the stride gives one output (window 4, stride 3 on 3
+    pixels: 1); by the stride or more, none, and that is an error.
 
     Args:
       n: input length.
@@ -367,20 +383,29 @@ def pool_output_size(
       (55, 56)
       >>> pool_output_size(32, 3, stride=2, ceil_mode=True)   # NiN on CIFAR: 32 → 16
       16
+      >>> pool_output_size(3, 4, stride=3, ceil_mode=True)    # a partial window, as PyTorch
+      1
     """
     stride = window if stride is None else stride
     padding = _one_dim(padding)
     (s,) = canonicalize_spatial(stride, 1, "stride")
     (k,) = canonicalize_spatial(window, 1, "window")
     ((lo, hi),) = resolve_padding(padding, (n,), (k,), (s,), (1,))
+    if padding_mode(padding) is not None:  # value-filled: the padded input is all input
+        n, lo, hi = n + lo + hi, 0, 0
     return _pool_out(n, k, s, lo, hi, ceil_mode)
 
 
 def _pool_out(n: int, k: int, s: int, lo: int, hi: int, ceil_mode: bool) -> int:
     if not ceil_mode:
         return _out_size(n, k, s, 1, lo, hi, what="window")
-    _check_fits(n, k, 1, lo, hi, "window")
-    out = -(-(n + lo + hi - k) // s) + 1
+    out = -(-(n + lo + hi - k) // s) + 1  # ceil; below 1 when k overhangs by >= s
+    if out < 1:
+        raise ValueError(
+            f"the window (={k}) must fit in the padded input (={n + lo + hi}: size {n} + "
+            f"`padding` {lo} + {hi}) or, with `ceil_mode`, overhang it by less than the "
+            f"`stride` (={s})"
+        )
     if (out - 1) * s >= n + lo:  # the last window would start in the high padding: drop it
         out -= 1
     return out

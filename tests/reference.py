@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["avg_pool", "conv", "max_pool", "out_size", "pad_pairs", "same_pairs"]
+__all__ = ["avg_pool", "conv", "max_pool", "mode_pairs", "out_size", "pad_pairs", "same_pairs"]
 
 #: ``np.pad`` modes for the value-filling padding modes.
 NP_PAD_MODES = {"CIRCULAR": "wrap", "REFLECT": "reflect", "REPLICATE": "edge"}
@@ -38,6 +38,16 @@ def same_pairs(sizes, kernel, stride, dilation, lower: bool = False):
     return tuple(pairs)
 
 
+def mode_pairs(kernel, dilation):
+    """The padding modes' amounts, ``flax.nnx.Conv``'s rule: a dilated kernel spanning ``span``
+    pixels gets ``(span - 1) // 2`` low and ``span // 2`` high, whatever the stride."""
+    pairs = []
+    for k, d in zip(kernel, dilation):
+        span = d * (k - 1) + 1
+        pairs.append(((span - 1) // 2, span // 2))
+    return tuple(pairs)
+
+
 def pad_pairs(padding, sizes, kernel, stride, dilation):
     """Explicit ``(lo, hi)`` pairs and the ``np.pad`` mode (``"constant"`` for zeros)."""
     ndim = len(sizes)
@@ -49,7 +59,7 @@ def pad_pairs(padding, sizes, kernel, stride, dilation):
             return same_pairs(sizes, kernel, stride, dilation), "constant"
         if key == "SAME_LOWER":
             return same_pairs(sizes, kernel, stride, dilation, lower=True), "constant"
-        return same_pairs(sizes, kernel, stride, dilation), NP_PAD_MODES[key]
+        return mode_pairs(kernel, dilation), NP_PAD_MODES[key]
     if isinstance(padding, int):
         return ((padding, padding),) * ndim, "constant"
     return tuple((p, p) if isinstance(p, int) else tuple(p) for p in padding), "constant"
@@ -89,9 +99,9 @@ def conv(
         ``o // (C_out // groups)``.
       b: optional ``[C_out]``.
       stride, dilation, input_dilation: int or one per spatial dim.
-      padding: "VALID", "SAME", "SAME_LOWER", "CIRCULAR", "REFLECT", "REPLICATE" (the SAME
-        amounts filled by that rule), an int, or one int / ``(lo, hi)`` pair per dim; negative
-        amounts crop.
+      padding: "VALID", "SAME", "SAME_LOWER", "CIRCULAR", "REFLECT", "REPLICATE" (Flax's
+        amounts, :func:`mode_pairs`, filled by that rule), an int, or one int / ``(lo, hi)``
+        pair per dim; negative amounts crop.
       groups: feature groups.
 
     Returns:

@@ -515,12 +515,16 @@ for _pool in (jaxconv.max_pool, jaxconv.avg_pool):
             r"the window \(=9\) must fit in the padded input \(=8: size 8 \+ `padding` 0 \+ 0\)",
         ),
         (
+            # ceil_mode keeps PyTorch's partial window when a window overhangs the input by
+            # less than the stride (window 9 = stride 9 gives one output, issue 12); an
+            # overhang of a stride or more is still an error
             f"{_n}-window-too-large-ceil",
             _pool,
             (X,),
-            dict(window=9, ceil_mode=True),
+            dict(window=(9, 2), stride=1, ceil_mode=True),
             ValueError,
-            r"the window \(=9\) must fit in the padded input \(=8",
+            r"the window \(=9\) must fit in the padded input \(=8: size 8 \+ `padding` 0 \+ 0\) "
+            r"or, with `ceil_mode`, overhang it by less than the `stride` \(=1\)",
         ),
         (
             f"{_n}-window-zero",
@@ -570,6 +574,23 @@ for _pool in (jaxconv.max_pool, jaxconv.avg_pool):
             dict(window=2, stride=1, padding=((0, 2), (0, 0))),
             ValueError,
             r"every pooling window must overlap the input: `padding` \(=\(\(0, 2\), \(0, 0\)\)\)",
+        ),
+        (
+            # a zero-size batch gives an empty output (test_pooling); other dims are errors
+            f"{_n}-zero-size-spatial",
+            _pool,
+            (_x(2, 8, 0, 4),),
+            dict(window=2),
+            ValueError,
+            r"`x` must not have zero-size dims, got shape \(2, 8, 0, 4\)",
+        ),
+        (
+            f"{_n}-zero-size-channels",
+            _pool,
+            (_x(0, 8, 8, 0),),
+            dict(window=2),
+            ValueError,
+            r"`x` must not have zero-size dims, got shape \(0, 8, 8, 0\)",
         ),
         (
             f"{_n}-ceil_mode-type",
@@ -636,6 +657,14 @@ POOL += [
         dict(window=2),
         TypeError,
         r"`x` must be a float or int array, got dtype bool",
+    ),
+    (
+        "global_avg_pool-zero-size",
+        jaxconv.global_avg_pool,
+        (_x(0, 0, 3, 2),),
+        {},
+        ValueError,
+        r"`x` must not have zero-size dims, got shape \(0, 0, 3, 2\)",
     ),
     (
         "global_avg_pool-rank",

@@ -76,8 +76,15 @@ def test_conv_output_size_rejects_a_kernel_larger_than_the_padded_input():
         r"\(=2: size 4 \+ `padding` -1 \+ -1\)",
     ):
         jaxconv.conv_output_size(4, 3, padding=-1)
-    with pytest.raises(ValueError, match=r"the window \(=5\) must fit in the padded input \(=4"):
-        jaxconv.pool_output_size(4, 5, ceil_mode=True)
+    # ceil_mode keeps a window overhanging by less than the stride (PyTorch's partial window);
+    # by the stride or more it is an error (was an error for any window larger than the input)
+    assert jaxconv.pool_output_size(4, 5, ceil_mode=True) == 1
+    with pytest.raises(
+        ValueError,
+        match=r"the window \(=5\) must fit in the padded input \(=4: size 4 \+ `padding` 0 \+ 0\) "
+        r"or, with `ceil_mode`, overhang it by less than the `stride` \(=1\)",
+    ):
+        jaxconv.pool_output_size(4, 5, stride=1, ceil_mode=True)
 
 
 # --- padding resolution ----------------------------------------------------------------------
@@ -95,9 +102,15 @@ def test_conv_output_size_rejects_a_kernel_larger_than_the_padded_input():
         ("SAME", 10, 1, 3, 1, (0, 0)),  # out 4, (4-1)*3 + 1 - 10 = 0
         ("SAME", 10, 2, 3, 1, (0, 1)),  # (4-1)*3 + 2 - 10 = 1
         ("SAME", 5, 7, 1, 1, (3, 3)),  # kernel larger than the input still works
-        ("CIRCULAR", 28, 3, 2, 1, (0, 1)),  # the modes use the SAME amounts
-        ("REFLECT", 10, 4, 1, 1, (1, 2)),
+        # The modes use flax.nnx.Conv's ((k_eff - 1) // 2, k_eff // 2) whatever the stride (was
+        # the SAME amounts, (0, 1) here, which differ from Flax at stride > 1: issue 12).
+        ("CIRCULAR", 28, 3, 2, 1, (1, 1)),
+        ("CIRCULAR", 5, 3, 3, 1, (1, 1)),  # SAME: (0, 1)
+        ("REFLECT", 10, 4, 1, 1, (1, 2)),  # = SAME at stride 1
+        ("REFLECT", 10, 4, 3, 1, (1, 2)),  # SAME: (1, 1)
         ("REPLICATE", 10, 3, 1, 2, (2, 2)),
+        ("REPLICATE", 10, 2, 2, 3, (1, 2)),  # k_eff 4
+        ("circular", 3, 6, 4, 1, (2, 3)),  # independent of the input size too
         (2, 9, 3, 1, 1, (2, 2)),
         (((1, 3),), 9, 3, 1, 1, (1, 3)),
         ((-1,), 9, 3, 1, 1, (-1, -1)),
@@ -176,10 +189,45 @@ def test_canonicalize_spatial_broadcasts_and_checks():
         (5, 2, dict(stride=2, padding=1, ceil_mode=True), 3),
         (5, 2, dict(stride=2, padding=1), 3),
         (7, 3, dict(stride=2, padding="SAME"), 4),
+        # ceil_mode partial windows larger than the (padded) input, as PyTorch: out =
+        # ceil((n + lo + hi - k) / s) + 1 as long as that is >= 1
+        (3, 4, dict(stride=3, ceil_mode=True), 1),  # the issue's [1, 2, 3] → [3.]
+        (3, 5, dict(stride=3, ceil_mode=True), 1),
+        (3, 4, dict(stride=2, ceil_mode=True), 1),
+        (3, 6, dict(stride=4, padding=2, ceil_mode=True), 2),  # second window starts at 2 < 3 + 2
+        (1, 3, dict(stride=2, padding=1, ceil_mode=True), 1),
+        (2, 3, dict(stride=2, ceil_mode=True), 1),  # GoogLeNet's pool4 on a 2×2 map
+        # value-filling modes: the filled pads are input, so a last window may start in them
+        (3, 2, dict(stride=3, padding="REPLICATE", ceil_mode=True), 2),  # padded to 4
+        (3, 2, dict(stride=3, padding=(0, 1), ceil_mode=True), 1),  # zero pad: dropped
+        (5, 3, dict(stride=3, padding="CIRCULAR"), 2),  # pads (1, 1), not SAME's (0, 1)
     ],
 )
 def test_pool_output_size(n, window, kwargs, expected):
     assert jaxconv.pool_output_size(n, window, **kwargs) == expected
+
+
+def test_pool_output_size_ceil_mode_equals_pytorchs_formula():
+    # PyTorch's pooling_output_shape: (n + 2p - k + (s - 1)) // s + 1, minus one when the last
+    # window starts at or past n + p; it raises when that is < 1. Exhaustive over small sizes,
+    # with p <= k // 2 (PyTorch's own limit).
+    checked = errors = 0
+    for n in range(1, 9):
+        for k in range(1, 9):
+            for s in range(1, 5):
+                for p in range(k // 2 + 1):
+                    out = (n + 2 * p - k + s - 1) // s + 1
+                    if out >= 1 and (out - 1) * s >= n + p:
+                        out -= 1
+                    kw = dict(stride=s, padding=p, ceil_mode=True)
+                    if out < 1:
+                        with pytest.raises(ValueError, match=r"overhang it by less than"):
+                            jaxconv.pool_output_size(n, k, **kw)
+                        errors += 1
+                    else:
+                        assert jaxconv.pool_output_size(n, k, **kw) == out, (n, k, s, p)
+                    checked += 1
+    assert checked > 500 and 0 < errors < checked // 4
 
 
 # --- receptive field -------------------------------------------------------------------------

@@ -456,6 +456,96 @@ def test_bottleneck_on_the_seed_layer(rng):
     np.testing.assert_allclose(y, expected, rtol=0, atol=2 * tol("float32", 400) * math.sqrt(480))
 
 
+# --- padding modes: flax.nnx.Conv's amounts at every stride ---------------------------------
+def test_the_issues_circular_example():
+    # issue 12: x = [1..5], kernel [1, 2, 1], stride 3, CIRCULAR → Flax [9, 16] (5 1 2 | 3 4 5 |
+    # 1 after padding (1, 1)); the SAME amounts (0, 1) used to give [8, 15]
+    x = jnp.arange(1.0, 6.0).reshape(1, 5, 1)
+    w = jnp.array([1.0, 2.0, 1.0]).reshape(3, 1, 1)
+    assert jaxconv.conv(x, w, stride=3, padding="CIRCULAR").tolist() == [[[9.0], [16.0]]]
+
+
+def _flax_mode_cases():
+    rng = np.random.default_rng(1212)
+    cases = []
+    for ndim in (1, 2):
+        for mode in ("CIRCULAR", "REFLECT"):
+            for k in (1, 2, 3, 4, 5):
+                stride = tuple(int(v) for v in rng.integers(1, 4, ndim))
+                dilation = tuple(int(v) for v in rng.integers(1, 3, ndim))
+                kernel = (k, *(int(v) for v in rng.integers(1, 6, ndim - 1)))
+                cases.append((mode, kernel, stride, dilation))
+    # every stride and both dilations with the issue's kernel
+    cases += [("CIRCULAR", (3,), (s,), (d,)) for s in (1, 2, 3, 4) for d in (1, 2)]
+    return cases
+
+
+FLAX_MODE_CASES = _flax_mode_cases()
+
+
+@pytest.mark.parametrize("mode, kernel, stride, dilation", FLAX_MODE_CASES, ids=str)
+def test_padding_modes_equal_flax_nnx_conv(rng, mode, kernel, stride, dilation):
+    from flax import nnx
+
+    spans = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
+    spatial = tuple(span + int(rng.integers(1, 6)) for span in spans)  # REFLECT: pads < n
+    flax_conv = nnx.Conv(
+        3,
+        4,
+        kernel,
+        strides=stride,
+        padding=mode,
+        kernel_dilation=dilation,
+        rngs=nnx.Rngs(int(rng.integers(1000))),
+    )
+    flax_conv.bias[...] = jnp.asarray(rng.standard_normal(4), jnp.float32)
+    x = _randn(rng, 2, *spatial, 3)
+    want = flax_conv(x)
+    w, b = flax_conv.kernel[...], flax_conv.bias[...]
+    kw = dict(stride=stride, padding=mode, dilation=dilation)
+    ran = []
+    for impl in (None, *LOWERINGS):
+        try:
+            got = jaxconv.conv(x, w, b, implementation=impl, **kw)
+        except ValueError as err:  # a lowering that does not take this conv says so
+            assert impl is not None and "`implementation`" in str(err), err
+            continue
+        assert got.shape == want.shape, (impl, kw)
+        np.testing.assert_allclose(got, want, rtol=0, atol=tol("float32", 3 * math.prod(kernel)))
+        ran.append(impl)
+    assert len(ran) >= 2, ran  # the default and at least one explicit lowering
+    # and the float64 reference (written from Flax's rule) agrees
+    expected = reference.conv(np.asarray(x), np.asarray(w), np.asarray(b), **kw)
+    np.testing.assert_allclose(want, expected, rtol=0, atol=tol("float32", 3 * math.prod(kernel)))
+
+
+def test_replicate_equals_pytorch_replicate_padding(rng):
+    # Flax has no REPLICATE; PyTorch's padding_mode="replicate" with (k_eff - 1) // 2 per side
+    # is the same rule for odd spans, at any stride
+    torch = pytest.importorskip("torch")
+    for k, s, d in ((3, 2, 1), (5, 3, 1), (3, 3, 2), (1, 2, 1)):
+        span = d * (k - 1) + 1
+        conv = torch.nn.Conv2d(
+            2, 3, k, stride=s, dilation=d, padding=(span - 1) // 2, padding_mode="replicate"
+        )
+        x = rng.standard_normal((1, 2, 9, 8)).astype(np.float32)
+        with torch.no_grad():
+            want = conv(torch.from_numpy(x)).numpy()
+            w = conv.weight.numpy().transpose(2, 3, 1, 0)  # OIHW → HWIO
+            b = conv.bias.numpy()
+        got = jaxconv.conv(
+            jnp.asarray(x.transpose(0, 2, 3, 1)),
+            jnp.asarray(w),
+            jnp.asarray(b),
+            stride=s,
+            dilation=d,
+            padding="REPLICATE",
+        )
+        np.testing.assert_allclose(
+            np.moveaxis(np.asarray(got), -1, 1), want, rtol=0, atol=tol("float32", 2 * k * k)
+        )
+
+
 # --- the seed's 1x1 example ------------------------------------------------------------------
 def test_seed_1x1_example_through_every_path():
     x = jnp.arange(1.0, 17.0).reshape(1, 4, 4, 1)

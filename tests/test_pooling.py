@@ -115,12 +115,68 @@ def test_pooling_matches_reference(case: PoolCase):
     # and the sizes are the geometry's
     stride = case.stride or case.window
     for n, k, s, axis in zip(case.spatial, case.window, stride, range(1, 4)):
+        # a string (SAME or a value-filling mode) goes through as is: a mode's pads are input
         pad = case.padding if not isinstance(case.padding, tuple) else case.padding[axis - 1]
-        if isinstance(pad, str) and pad != "VALID":
-            pad = jaxconv.resolve_padding(pad, (n,), (k,), (s,), (1,))[0]
         assert got.shape[axis] == jaxconv.pool_output_size(
             n, k, stride=s, padding=pad, ceil_mode=case.ceil_mode
         )
+
+
+def _partial_window_cases(count: int, seed: int) -> list[PoolCase]:
+    """ceil_mode cases whose windows may be larger than the (padded) input: PyTorch's partial
+    windows (the main grid never has an input smaller than its window)."""
+    rng = np.random.default_rng(seed)
+    cases: list[PoolCase] = []
+    while len(cases) < count:
+        ndim = int(rng.choice([1, 2]))
+        window = tuple(int(v) for v in rng.integers(2, 7, ndim))
+        stride = tuple(int(v) for v in rng.integers(1, 5, ndim))
+        spatial = tuple(int(rng.integers(1, k + 1)) for k in window)
+        padding = tuple((int(rng.integers(0, k // 2 + 1)),) * 2 for k in window)
+        padding = padding if rng.random() < 0.5 else "VALID"
+        pairs, _ = reference.pad_pairs(padding, spatial, window, stride, (1,) * ndim)
+        sizes = [
+            len(reference._pool_bounds(n, k, s, lo, hi, True))
+            for n, k, s, (lo, hi) in zip(spatial, window, stride, pairs)
+        ]
+        if min(sizes) < 1:  # an overhang of a stride or more: an error (tested elsewhere)
+            continue
+        cases.append(
+            PoolCase(
+                spatial=spatial,
+                window=window,
+                stride=stride,
+                padding=padding,
+                ceil_mode=True,
+                count_include_pad=bool(rng.random() < 0.5),
+                layout=str(rng.choice(["NHWC", "NCHW"])),
+                dtype="float32",
+                seed=seed + len(cases),
+            )
+        )
+    return cases
+
+
+PARTIAL_CASES = _partial_window_cases(24, seed=77)
+
+
+def test_partial_window_grid_has_windows_larger_than_the_padded_input():
+    assert any(
+        k > n + lo + hi
+        for c in PARTIAL_CASES
+        for n, k, (lo, hi) in zip(
+            c.spatial,
+            c.window,
+            reference.pad_pairs(c.padding, c.spatial, c.window, c.stride, (1,) * len(c.window))[0],
+        )
+    )
+    assert {c.count_include_pad for c in PARTIAL_CASES} == {True, False}
+    assert {isinstance(c.padding, tuple) for c in PARTIAL_CASES} == {True, False}
+
+
+@pytest.mark.parametrize("case", PARTIAL_CASES, ids=str)
+def test_partial_windows_match_reference(case: PoolCase):
+    test_pooling_matches_reference(case)
 
 
 def test_grid_covers_what_it_claims():
@@ -173,6 +229,35 @@ def test_ceil_mode_with_a_high_pad_of_a_whole_window(fn):
     np.testing.assert_allclose(y[0, :, 0], expected, rtol=0, atol=tol("float32", 3))
 
 
+def test_the_issues_partial_window():
+    # issue 12: max_pool1d of [1, 2, 3], window 4, stride 3, ceil_mode → [3.]; avg → [2.]
+    # (the overhang past the input is never in the divisor, count_include_pad or not)
+    x = jnp.array([1.0, 2.0, 3.0]).reshape(1, 3, 1)
+    kw = dict(stride=3, ceil_mode=True)
+    assert jaxconv.max_pool(x, 4, **kw).tolist() == [[[3.0]]]
+    assert jaxconv.avg_pool(x, 4, **kw).tolist() == [[[2.0]]]
+    assert jaxconv.avg_pool(x, 4, count_include_pad=False, **kw).tolist() == [[[2.0]]]
+    # with an explicit pad of 1 that pad counts (sum 6 / 4), the overhang does not
+    y = jaxconv.avg_pool(x, 4, stride=4, padding=1, ceil_mode=True)
+    assert y.tolist() == [[[1.5]]]
+    # without ceil_mode a window larger than the padded input stays an error
+    with pytest.raises(ValueError, match=r"the window \(=4\) must fit in the padded input \(=3"):
+        jaxconv.max_pool(x, 4, stride=3)
+
+
+def test_googlenet_imagenet_stem_runs_on_32x32():
+    # pools 3×3/2 ceil_mode on 16 → 8 → 4 → 2 → 1: the last two need partial windows (issue 12)
+    from flax import nnx
+
+    from jaxconv.models import GoogLeNet, stage_sizes
+
+    assert stage_sizes(32) == {"3a": 4, "4a": 2, "5a": 1}
+    model = GoogLeNet(num_classes=10, aux_logits=False, rngs=nnx.Rngs(0))
+    model.eval()
+    y = model(jnp.ones((2, 32, 32, 3)))
+    assert y.shape == (2, 10) and bool(jnp.isfinite(y).all())
+
+
 # --- PyTorch as an independent oracle for the Caffe/PyTorch rules ----------------------------
 @pytest.mark.parametrize(
     "n, window, stride, padding, ceil_mode, count_include_pad",
@@ -184,6 +269,14 @@ def test_ceil_mode_with_a_high_pad_of_a_whole_window(fn):
         (6, 4, 3, 2, True, True),
         (6, 4, 3, 2, False, False),
         (9, 3, 3, 1, False, True),
+        # partial windows larger than the padded input (issue 12)
+        (3, 4, 3, 0, True, True),
+        (3, 4, 3, 0, True, False),
+        (3, 5, 4, 1, True, True),
+        (3, 6, 4, 2, True, True),
+        (3, 6, 4, 2, True, False),
+        (2, 3, 2, 0, True, True),
+        (1, 3, 2, 1, True, False),
     ],
 )
 def test_against_pytorch(n, window, stride, padding, ceil_mode, count_include_pad):
@@ -202,7 +295,75 @@ def test_against_pytorch(n, window, stride, padding, ceil_mode, count_include_pa
     np.testing.assert_allclose(got_avg, want_avg, rtol=0, atol=tol("float32", window * window))
 
 
+def test_ceil_mode_sizes_and_errors_against_pytorch_1d():
+    # A sweep of small 1-D pools: jaxconv errors exactly where PyTorch does (an overhang of a
+    # stride or more, or a window larger than the padded input without ceil_mode), and
+    # otherwise gives PyTorch's values, count_include_pad both ways.
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(12)
+    checked = errors = 0
+    for n in range(1, 6):
+        for k in range(1, 7):
+            s, ceil_mode = int(rng.integers(1, 5)), bool(rng.random() < 0.7)
+            p = int(rng.integers(0, k // 2 + 1))  # PyTorch's limit: p <= k // 2
+            x = rng.standard_normal((1, 1, n)).astype(np.float32)
+            xt, xj = torch.from_numpy(x), jnp.asarray(x)
+            kw = dict(stride=s, padding=p, ceil_mode=ceil_mode)
+            try:
+                want = F.max_pool1d(xt, k, **kw).numpy()
+            except RuntimeError:
+                with pytest.raises(ValueError, match=r"must fit in the padded input"):
+                    jaxconv.max_pool(xj, k, layout="NCW", **kw)
+                errors += 1
+                continue
+            np.testing.assert_array_equal(jaxconv.max_pool(xj, k, layout="NCW", **kw), want)
+            for count_pad in (True, False):
+                want = F.avg_pool1d(xt, k, count_include_pad=count_pad, **kw).numpy()
+                got = jaxconv.avg_pool(xj, k, layout="NCW", count_include_pad=count_pad, **kw)
+                np.testing.assert_allclose(got, want, rtol=0, atol=tol("float32", k))
+            checked += 1
+    assert checked > 10 and errors > 1
+
+
 # --- behaviour ------------------------------------------------------------------------------
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+def test_an_empty_batch_gives_an_empty_output(layout):
+    # as lax and the convs do (issue 12); zero-size spatial or channel dims stay errors
+    shape = (0, 7, 5, 3) if layout == "NHWC" else (0, 3, 7, 5)
+    x = jnp.zeros(shape, jnp.float32)
+    kw = dict(stride=2, padding=1, ceil_mode=True, layout=layout)
+    sizes = tuple(
+        jaxconv.pool_output_size(n, 3, stride=2, padding=1, ceil_mode=True) for n in (7, 5)
+    )
+    want = (0, *sizes, 3) if layout == "NHWC" else (0, 3, *sizes)
+    for fn in (jaxconv.max_pool, jaxconv.avg_pool):
+        assert fn(x, 3, **kw).shape == want
+        assert jax.jit(lambda x: fn(x, 3, **kw))(x).shape == want  # noqa: B023
+    assert jaxconv.max_pool(x, 2, padding="REFLECT", layout=layout).shape[0] == 0
+    assert jaxconv.global_avg_pool(x, layout=layout).shape == (0, 3)
+    y = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+    assert y.shape[0] == 0  # lax's own behaviour, the one matched
+
+
+def test_value_filling_modes_at_stride_above_one():
+    # The modes pad ((window - 1) // 2, window // 2) whatever the stride, as flax.nnx.Conv does
+    # for convs (issue 12), and the filled pads are input. [0, 1, 2, 3, 4], window 3, stride 3:
+    # CIRCULAR pads (1, 1) → 4 0 1 2 3 4 0 → windows (4 0 1), (2 3 4); SAME's (0, 1) would
+    # have given (0 1 2), (3 4 ·).
+    x = jnp.arange(5.0).reshape(1, 5, 1)
+    assert jaxconv.max_pool(x, 3, stride=3, padding="CIRCULAR")[0, :, 0].tolist() == [4, 4]
+    got = jaxconv.avg_pool(x, 3, stride=3, padding="CIRCULAR")[0, :, 0]
+    np.testing.assert_allclose(got, [5 / 3, 3.0], rtol=0, atol=tol("float32", 3))
+    # Window 2 pads (0, 1). On [0, 1, 2], REPLICATE gives 0 1 2 2; with ceil_mode a window
+    # starting in the value-filled pad is kept (it is input): (0 1), (2 2). The same amounts as
+    # zero padding would start the second window in the padding, so ceil_mode drops it.
+    x3 = jnp.arange(3.0).reshape(1, 3, 1)
+    y = jaxconv.max_pool(x3, 2, stride=3, padding="REPLICATE", ceil_mode=True)[0, :, 0]
+    assert y.tolist() == [1, 2]
+    assert jaxconv.max_pool(x3, 2, stride=3, padding=((0, 1),), ceil_mode=True).shape[1] == 1
+
+
 def test_padding_never_wins_max_pool():
     x = -1.0 - jnp.arange(16.0).reshape(1, 4, 4, 1)  # all negative
     y = jaxconv.max_pool(x, 3, stride=1, padding="SAME")

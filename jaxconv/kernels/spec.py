@@ -26,8 +26,9 @@ class ConvSpec:
     Spatial tuples have one entry per spatial dim. ``padding`` holds explicit zero-padding
     ``(lo, hi)`` pairs. A padding *mode* (CIRCULAR, REFLECT, REPLICATE) is carried as
     ``padding_mode`` (the ``jnp.pad`` mode) and ``pre_pad`` (the pairs the input is padded with
-    first); then ``padding`` is all zeros and ``in_spatial`` the pre-padded sizes, which is what
-    a lowering sees.
+    first: ``((k_eff - 1) // 2, k_eff // 2)``, ``flax.nnx.Conv``'s rule, whatever the stride;
+    see :func:`jaxconv.resolve_padding`); then ``padding`` is all zeros and ``in_spatial`` the
+    pre-padded sizes, which is what a lowering sees.
 
     Attributes:
       ndim: number of spatial dims (1, 2 or 3).
@@ -213,6 +214,10 @@ def conv_spec(
       (((2, 2), (2, 2)), (8, 14, 14, 48))
       >>> conv_spec(x, w, padding="REFLECT").pre_pad
       ((2, 2), (2, 2))
+      >>> conv_spec(x, w, stride=3, padding="CIRCULAR").pre_pad  # Flax's amounts, not SAME's
+      ((2, 2), (2, 2))
+      >>> conv_spec(x, w, stride=3, padding="SAME").padding
+      ((1, 2), (1, 2))
     """
     check_array(x, "x", empty_batch=True)
     check_array(w, "w")
@@ -254,6 +259,7 @@ def conv_spec(
     kernel_t = tuple(kernel)
     spatial_t = tuple(spatial)
     dilated_in = tuple(geo.dilated_size(s, d) for s, d in zip(spatial_t, in_dilations))
+    # A mode's amounts come from the dilated kernel alone (Flax's rule), not from SAME.
     pads = geo.resolve_padding(padding, dilated_in, kernel_t, strides, dilations)
     mode = geo.padding_mode(padding)
     pre_pad: tuple[tuple[int, int], ...] = ()

@@ -111,11 +111,14 @@ def stage_sizes(size: int, stem: str = "imagenet") -> dict[str, int]:
 
 @functools.cache
 def minimum_input_size(stem: str = "imagenet") -> int:
-    """The smallest input side GoogLeNet runs on with this ``stem`` (47 for ImageNet's).
+    """The smallest input side GoogLeNet runs on with this ``stem`` (31 for ImageNet's).
+
+    Its ``ceil_mode`` pools keep PyTorch's partial windows, so 32×32 runs the ImageNet stem
+    (maps 16, 8, 4 into 3a, 2 into 4a, 1 into 5a), as torchvision's GoogLeNet does.
 
     Examples:
       >>> minimum_input_size("imagenet"), minimum_input_size("cifar")
-      (47, 6)
+      (31, 4)
     """
     for size in range(1, 1024):
         try:
@@ -225,7 +228,7 @@ class GoogLeNet(nnx.Module):
       stem: ``"imagenet"`` (Table 1) or ``"cifar"``: for 32×32 inputs, ``conv1`` is a 3×3/1 conv
         to 192 channels and ``pool1``…``pool2`` are dropped, so the inception stages run at
         32×32, 16×16 and 8×8 (the usual CIFAR port). The ImageNet stem needs inputs of at least
-        47×47 (:func:`minimum_input_size`; its auxiliary heads need 4×4 maps at 4a, i.e. 63×63).
+        31×31 (:func:`minimum_input_size`; its auxiliary heads need 4×4 maps at 4a, i.e. 63×63).
       dtype, param_dtype, precision: as for the convs.
       rngs: ``nnx.Rngs`` (``params``; ``dropout`` for training).
 

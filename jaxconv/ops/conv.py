@@ -71,8 +71,9 @@ def conv(
       b: optional bias ``[C_out]``, cast to the output dtype.
       stride: int or one per spatial dim.
       padding: ``"VALID"``, ``"SAME"`` (out = ceil(n/stride), odd pad pixel high),
-        ``"SAME_LOWER"``, ``"CIRCULAR"``, ``"REFLECT"``, ``"REPLICATE"`` (SAME amounts filled by
-        that rule), an int, or one int or ``(lo, hi)`` pair per spatial dim.
+        ``"SAME_LOWER"``, ``"CIRCULAR"``, ``"REFLECT"``, ``"REPLICATE"`` (``flax.nnx.Conv``'s
+        amounts ``((k_eff - 1) // 2, k_eff // 2)`` filled by that rule, then VALID: SAME's at
+        stride 1, not above), an int, or one int or ``(lo, hi)`` pair per spatial dim.
       dilation: kernel (atrous) dilation.
       input_dilation: input dilation (transposed convolution); SAME is computed on the dilated
         input size ``(n - 1)·input_dilation + 1``.

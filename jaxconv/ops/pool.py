@@ -88,7 +88,7 @@ def pool_spec(
       >>> pool_spec(x, 3, stride=2, ceil_mode=True).out_spatial
       (56, 56)
     """
-    check_array(x, "x")
+    check_array(x, "x", empty_batch=True)
     channels_last = geo._channels_last(layout)
     if x.ndim < 3:
         form = "(N, *spatial, C)" if channels_last else "(N, C, *spatial)"
@@ -107,11 +107,16 @@ def pool_spec(
             f"`padding` {padding!r} needs pads (={pads}) smaller than the input "
             f"spatial sizes (={spatial})"
         )
+    pre_pad: tuple[tuple[int, int], ...] = ()
+    sizes = spatial
+    if mode is not None:  # pad with values first, then pool the padded input as VALID
+        pre_pad, pads = pads, ((0, 0),) * ndim
+        sizes = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pre_pad))
     outs = tuple(
         geo._pool_out(n, k, s, lo, hi, ceil_mode)
-        for n, k, s, (lo, hi) in zip(spatial, win, strides, pads)
+        for n, k, s, (lo, hi) in zip(sizes, win, strides, pads)
     )
-    for n, k, s, (lo, _), o in zip(spatial, win, strides, pads, outs):
+    for n, k, s, (lo, _), o in zip(sizes, win, strides, pads, outs):
         # A window lying wholly in the padding would give -inf (max) or 0/0 (avg) silently.
         if lo >= k or (o - 1) * s >= n + lo:
             raise ValueError(
@@ -121,12 +126,10 @@ def pool_spec(
             )
     extra = tuple(
         max((o - 1) * s + k - (n + lo + hi), 0)
-        for o, n, k, s, (lo, hi) in zip(outs, spatial, win, strides, pads)
+        for o, n, k, s, (lo, hi) in zip(outs, sizes, win, strides, pads)
     )
     if mode is not None:
-        return PoolSpec(
-            channels_last, spatial, win, strides, ((0, 0),) * ndim, extra, outs, mode, pads
-        )
+        return PoolSpec(channels_last, spatial, win, strides, pads, extra, outs, mode, pre_pad)
     return PoolSpec(channels_last, spatial, win, strides, pads, extra, outs)
 
 
@@ -158,12 +161,15 @@ def max_pool(
 
     Args:
       x: ``[N, *spatial, C]`` (or ``[N, C, *spatial]`` with a channels-first ``layout``).
+        ``N == 0`` gives an empty output, as ``lax`` does.
       window: window size; an int broadcasts to every spatial dim.
       stride: defaults to ``window``.
-      padding: as for :func:`jaxconv.conv` (SAME uses the window as the kernel), but never
-        negative, and every window must overlap the input (explicit pads smaller than it).
+      padding: as for :func:`jaxconv.conv` with the window as the kernel (SAME's amounts; the
+        modes pad ``((window - 1) // 2, window // 2)``), but never negative, and every window
+        must overlap the input (explicit pads smaller than it).
       ceil_mode: Caffe/PyTorch rounding: keep a last partial window (it must start inside the
-        input or its low padding). GoogLeNet and NiN were defined with it.
+        input or its low padding), even one larger than the padded input when it overhangs by
+        less than the stride, as PyTorch does. GoogLeNet and NiN were defined with it.
       layout: ``"NHWC"`` (default) or ``"NCHW"``.
 
     Returns:
@@ -177,6 +183,8 @@ def max_pool(
              [13., 15.]], dtype=float32)
       >>> jaxconv.max_pool(jnp.ones((1, 112, 112, 64)), 3, stride=2, ceil_mode=True).shape
       (1, 56, 56, 64)
+      >>> jaxconv.max_pool(jnp.array([1.0, 2, 3]).reshape(1, 3, 1), 4, stride=3, ceil_mode=True)
+      Array([[[3.]]], dtype=float32)
     """
     with jax.named_scope("jaxconv.max_pool"):
         spec = pool_spec(
@@ -218,11 +226,14 @@ def avg_pool(
 
     Args:
       x: ``[N, *spatial, C]`` (or ``[N, C, *spatial]`` with a channels-first ``layout``).
+        ``N == 0`` gives an empty output.
       window: window size; an int broadcasts to every spatial dim.
       stride: defaults to ``window``.
       padding: as for :func:`max_pool`.
       ceil_mode: Caffe/PyTorch rounding (see :func:`max_pool`). The extra positions that
-        ``ceil_mode`` adds are never counted in the divisor (Caffe's and PyTorch's rule).
+        ``ceil_mode`` adds beyond the padding are never counted in the divisor (Caffe's and
+        PyTorch's rule), even with ``count_include_pad``: a window of 4 over ``[1, 2, 3]``
+        averages to 2.
       count_include_pad: count explicit zero padding in the divisor (PyTorch's default); when
         False, each output averages only the real input pixels it covers.
       layout: ``"NHWC"`` (default) or ``"NCHW"``.
@@ -239,6 +250,8 @@ def avg_pool(
              [0.44444445, 0.6666667 , 0.44444445]], dtype=float32)
       >>> jaxconv.avg_pool(x, 3, stride=1, padding="SAME", count_include_pad=False)[0, 0, :, 0]
       Array([1., 1., 1.], dtype=float32)
+      >>> jaxconv.avg_pool(jnp.array([1.0, 2, 3]).reshape(1, 3, 1), 4, stride=3, ceil_mode=True)
+      Array([[[2.]]], dtype=float32)
     """
     with jax.named_scope("jaxconv.avg_pool"):
         check_bool(count_include_pad, "count_include_pad")
@@ -268,7 +281,7 @@ def global_avg_pool(x: Array, *, layout: str = "NHWC", keepdims: bool = False) -
     """Mean over every spatial dim (NiN's and GoogLeNet's classifier input).
 
     Args:
-      x: ``[N, *spatial, C]`` (or channels-first).
+      x: ``[N, *spatial, C]`` (or channels-first); ``N`` may be 0.
       layout: ``"NHWC"`` (default) or ``"NCHW"``.
       keepdims: keep the spatial dims as size 1.
 
@@ -281,7 +294,7 @@ def global_avg_pool(x: Array, *, layout: str = "NHWC", keepdims: bool = False) -
       (2, 1024)
     """
     with jax.named_scope("jaxconv.global_avg_pool"):
-        check_array(x, "x")
+        check_array(x, "x", empty_batch=True)
         check_bool(keepdims, "keepdims")
         cl = geo._channels_last(layout)
         if x.ndim < 3:
