@@ -192,21 +192,15 @@ class SeparableConv(nnx.Module):
     ``pointwise`` (a :class:`jaxconv.nn.Conv1x1`); the module calls the fused op with their
     parameters, so the pair costs one call. Parameter paths and where a port's weights go:
 
-    ====================  =============================  ======================================
-    path                  shape                          PyTorch pair / Keras ``SeparableConv2D``
-    ====================  =============================  ======================================
-    ``depthwise.kernel``  ``[*kernel, 1, C_in·m]``        ``Conv2d(C, C·m, k, groups=C).weight``
-                                                         ``.transpose(2, 3, 1, 0)``; Keras
-                                                         ``depthwise_kernel`` ``(kh, kw, C, m)``
-                                                         reshaped to ``(kh, kw, 1, C·m)``
-    ``depthwise.bias``    ``[C_in·m]`` (if               that ``Conv2d``'s ``bias`` (Keras has
-                          ``use_depthwise_bias``)         none: the default is no bias here)
-    ``pointwise.kernel``  ``[1, 1, C_in·m, C_out]``       ``Conv2d(C·m, C_out, 1).weight``
-                                                         ``.transpose(2, 3, 1, 0)``; Keras
-                                                         ``pointwise_kernel`` as it is
-    ``pointwise.bias``    ``[C_out]`` (if ``use_bias``)   that ``Conv2d``'s ``bias``; Keras
-                                                         ``bias``
-    ====================  =============================  ======================================
+    - ``depthwise.kernel`` ``[*kernel, 1, C_in·m]``: PyTorch ``Conv2d(C, C·m, k,
+      groups=C).weight`` transposed by ``(2, 3, 1, 0)``; Keras ``depthwise_kernel``
+      ``(kh, kw, C, m)`` reshaped to ``(kh, kw, 1, C·m)``.
+    - ``depthwise.bias`` ``[C_in·m]``, only with ``use_depthwise_bias=True``: that ``Conv2d``'s
+      ``bias`` (Keras has none, hence the default).
+    - ``pointwise.kernel`` ``[1, 1, C_in·m, C_out]``: PyTorch ``Conv2d(C·m, C_out, 1).weight``
+      transposed by ``(2, 3, 1, 0)``; Keras ``pointwise_kernel`` as it is.
+    - ``pointwise.bias`` ``[C_out]``, with ``use_bias=True`` (default): that ``Conv2d``'s
+      ``bias``; Keras ``bias``.
 
     (timm's ``SeparableConv2d`` names the same two convs ``conv_dw`` and ``conv_pw``.) Keras
     applies its ``activation`` after the pointwise conv; here ``activation`` sits between the
