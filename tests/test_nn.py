@@ -96,6 +96,64 @@ def test_conv_forwards_every_argument_to_jaxconv_conv(rng):
     np.testing.assert_array_equal(conv(x), want)
 
 
+def test_conv_input_dilation_and_preferred_element_type_reach_jaxconv_conv(rng):
+    conv = materialize(
+        lambda: Conv(
+            4,
+            6,
+            (3, 2),
+            input_dilation=(2, 3),
+            padding=((1, 1), (0, 1)),
+            preferred_element_type=jnp.float32,
+            rngs=nnx.Rngs(3),
+        )
+    )
+    assert conv.input_dilation == (2, 3) and conv.preferred_element_type == jnp.float32
+    x = randn(rng, 2, 5, 4, 4)
+    y = conv(x)
+    assert y.shape == (2, 9 + 2 - 2, 10 + 1 - 1, 6)
+    want = jaxconv.conv(
+        x,
+        conv.kernel[...],
+        conv.bias[...],
+        padding=((1, 1), (0, 1)),
+        input_dilation=(2, 3),
+        preferred_element_type=jnp.float32,
+    )
+    np.testing.assert_array_equal(y, want)
+    # Input dilation inserts zeros: the same conv on an explicitly dilated input.
+    dilated = jnp.zeros((2, 9, 10, 4)).at[:, ::2, ::3].set(x)
+    plain = jaxconv.conv(dilated, conv.kernel[...], conv.bias[...], padding=((1, 1), (0, 1)))
+    np.testing.assert_allclose(y, plain, atol=tol("float32", 24), rtol=0)
+    # Defaults keep today's behaviour.
+    default = nnx.eval_shape(lambda: Conv(4, 6, 3, rngs=nnx.Rngs(0)))
+    assert default.input_dilation == (1, 1) and default.preferred_element_type is None
+
+
+def test_conv_preferred_element_type_sets_the_output_dtype():
+    half = nnx.eval_shape(
+        lambda: Conv(
+            3,
+            4,
+            3,
+            param_dtype=jnp.bfloat16,
+            preferred_element_type=jnp.float32,
+            rngs=nnx.Rngs(0),
+        )
+    )
+    assert abstract_call(half, (1, 5, 5, 3), jnp.bfloat16).dtype == jnp.float32
+    plain = nnx.eval_shape(lambda: Conv(3, 4, 3, param_dtype=jnp.bfloat16, rngs=nnx.Rngs(0)))
+    assert abstract_call(plain, (1, 5, 5, 3), jnp.bfloat16).dtype == jnp.bfloat16
+
+
+def test_conv_cost_with_input_dilation_counts_the_dilated_input():
+    conv = nnx.eval_shape(lambda: Conv(8, 4, 3, input_dilation=2, use_bias=False, rngs=nnx.Rngs(0)))
+    cost = conv.cost((2, 7, 7, 8))
+    assert cost == jaxconv.conv_cost((7, 7, 8), 4, 3, input_dilation=2, bias=False, batch=2)
+    assert cost.output_shape == (13, 13, 4)  # SAME on the dilated size (7-1)·2 + 1
+    assert cost.macs == 2 * 13 * 13 * 9 * 8 * 4
+
+
 def test_conv_without_bias_and_dtype_promotion():
     conv = nnx.eval_shape(
         lambda: Conv(3, 4, 3, use_bias=False, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
@@ -202,6 +260,21 @@ def test_conv_cost_uses_the_cost_model():
             dict(in_features=4, out_features=4, kernel_size=3, dtype="float33"),
             TypeError,
             r"`dtype` must be None or a dtype",
+        ),
+        (
+            dict(in_features=4, out_features=4, kernel_size=3, preferred_element_type="int33"),
+            TypeError,
+            r"`preferred_element_type` must be None or a dtype",
+        ),
+        (
+            dict(in_features=4, out_features=4, kernel_size=3, input_dilation=0),
+            ValueError,
+            r"`input_dilation`",
+        ),
+        (
+            dict(in_features=4, out_features=4, kernel_size=3, input_dilation=(1, 2, 3)),
+            ValueError,
+            r"`input_dilation` must have one entry per spatial dim \(2\)",
         ),
     ],
 )

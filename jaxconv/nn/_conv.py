@@ -118,11 +118,15 @@ class Conv(_ConvBase):
       padding: any padding :func:`jaxconv.conv` accepts (``"SAME"``, ``"VALID"``, an int,
         ``(lo, hi)`` pairs, ``"REFLECT"``…).
       dilation: kernel dilation.
+      input_dilation: input dilation (a transposed conv's zero insertion), int or one per
+        spatial dim; see :func:`jaxconv.conv`.
       groups: feature groups; must divide ``in_features`` and ``out_features``.
       use_bias: add a ``[C_out]`` bias.
       dtype: computation dtype (None: promote the input and the parameters).
       param_dtype: parameter dtype.
       precision: passed to XLA.
+      preferred_element_type: accumulation/output dtype, passed to :func:`jaxconv.conv` (None:
+        the computation dtype).
       kernel_init, bias_init: initializers for ``kernel`` ``[*kernel, C_in/groups, C_out]`` and
         ``bias`` ``[C_out]``.
       activation: applied after the bias; None (default) for none.
@@ -143,12 +147,20 @@ class Conv(_ConvBase):
       (2, 16, 16, 16)
       >>> Conv(3, 16, 3, activation=jax.nn.relu, rngs=nnx.Rngs(0))(-jnp.ones((1, 4, 4, 3))).min()
       Array(0., dtype=float32)
+      >>> Conv(3, 16, 3, input_dilation=2, rngs=nnx.Rngs(0))(jnp.ones((2, 8, 8, 3))).shape
+      (2, 15, 15, 16)
+      >>> bf16 = Conv(3, 16, 3, param_dtype=jnp.bfloat16, preferred_element_type=jnp.float32,
+      ...             rngs=nnx.Rngs(0))
+      >>> bf16(jnp.ones((1, 8, 8, 3), jnp.bfloat16)).dtype
+      dtype('float32')
     """
 
     kernel_size: tuple[int, ...]
     stride: tuple[int, ...]
     dilation: tuple[int, ...]
+    input_dilation: tuple[int, ...]
     groups: int
+    preferred_element_type: Any
     padding: str | tuple[tuple[int, int], ...]
     implementation: str | None
 
@@ -161,11 +173,13 @@ class Conv(_ConvBase):
         stride: int | Sequence[int] = 1,
         padding: Any = "SAME",
         dilation: int | Sequence[int] = 1,
+        input_dilation: int | Sequence[int] = 1,
         groups: int = 1,
         use_bias: bool = True,
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
         precision: Any = None,
+        preferred_element_type: Any = None,
         kernel_init: Initializer = default_kernel_init,
         bias_init: Initializer = default_bias_init,
         activation: Activation | None = None,
@@ -179,6 +193,8 @@ class Conv(_ConvBase):
         ndim = len(self.kernel_size)
         self.stride = jaxconv.canonicalize_spatial(stride, ndim, "stride")
         self.dilation = jaxconv.canonicalize_spatial(dilation, ndim, "dilation")
+        self.input_dilation = jaxconv.canonicalize_spatial(input_dilation, ndim, "input_dilation")
+        self.preferred_element_type = check_dtype(preferred_element_type, "preferred_element_type")
         self.groups = check_int(groups, "groups")
         if self.in_features % self.groups:
             raise ValueError(
@@ -205,8 +221,10 @@ class Conv(_ConvBase):
             stride=self.stride,
             padding=self.padding,
             dilation=self.dilation,
+            input_dilation=self.input_dilation,
             groups=self.groups,
             precision=self.precision,
+            preferred_element_type=self.preferred_element_type,
             activation=self.activation,  # a ReLU runs inside the conv where it can
             implementation=self.implementation,
         )
@@ -218,7 +236,9 @@ class Conv(_ConvBase):
           input_shape: ``(N, *spatial, C_in)``.
 
         Returns:
-          A :class:`jaxconv.ConvCost` totalled over the ``N`` images.
+          A :class:`jaxconv.ConvCost` totalled over the ``N`` images; with ``input_dilation``
+          the output size is that of the dilated input and every tap is counted, the inserted
+          zeros included (the cost model's convention).
 
         Examples:
           >>> from flax import nnx
@@ -234,6 +254,7 @@ class Conv(_ConvBase):
             stride=self.stride,
             padding=self.padding,
             dilation=self.dilation,
+            input_dilation=self.input_dilation,
             groups=self.groups,
             bias=self.use_bias,
             batch=n,

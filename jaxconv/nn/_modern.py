@@ -1,0 +1,579 @@
+"""The 1×1 conv's modern homes as modules: ``DepthwiseConv``, ``SeparableConv``, ``ConvTranspose``.
+
+Thin like :class:`jaxconv.nn.Conv`: canonicalize the arguments → create the parameters → call
+:func:`jaxconv.depthwise_conv`, :func:`jaxconv.separable_conv` or :func:`jaxconv.conv_transpose`.
+Kernels are HWIO (``[*kernel, I, O]``), parameter names are ``kernel`` and ``bias``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from fractions import Fraction
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from flax.nnx.nn.dtypes import promote_dtype
+
+import jaxconv
+from jaxconv import kernels
+from jaxconv._check import check_bool, check_int
+from jaxconv.nn._conv import (
+    Activation,
+    Conv1x1,
+    Initializer,
+    _ConvBase,
+    _kernel_size,
+    activate,
+    check_activation,
+    default_bias_init,
+    default_kernel_init,
+)
+from jaxconv.nn._validate import check_channels
+
+__all__ = ["ConvTranspose", "DepthwiseConv", "SeparableConv"]
+
+Array = jax.Array
+
+
+def _check_implementation(implementation: str | None) -> str | None:
+    if implementation is not None:
+        kernels.get(implementation)  # unknown names fail here, not at the first call
+    return implementation
+
+
+class DepthwiseConv(_ConvBase):
+    """A depthwise convolution layer calling :func:`jaxconv.depthwise_conv` (NHWC, HWIO).
+
+    Each input channel is convolved with its own ``multiplier`` filters: output channel
+    ``c·multiplier + j`` is input channel ``c`` through filter ``j``. ``out_features`` is
+    ``in_features·multiplier``.
+
+    Loading weights:
+
+    - PyTorch ``Conv2d(C, C·m, k, groups=C).weight`` ``(C·m, 1, kh, kw)``: transpose by
+      ``(2, 3, 1, 0)`` to ``kernel`` ``(kh, kw, 1, C·m)``; ``bias`` as it is.
+    - Keras ``DepthwiseConv2D`` ``depthwise_kernel`` ``(kh, kw, C, m)``: reshape to
+      ``(kh, kw, 1, C·m)`` (the same channel order).
+    - Flax ``nnx.Conv(C, C·m, k, feature_group_count=C)`` ``kernel``: as it is.
+
+    PyTorch pads symmetrically (``padding=1`` for a 3×3); ``"SAME"`` (the default) equals that
+    at stride 1 but puts an odd pad pixel on the high side at stride 2 — pass ``padding=1`` to
+    reproduce a PyTorch model exactly.
+
+    Args:
+      in_features: input channels ``C_in``.
+      kernel_size: int (square 2-D) or one int per spatial dim (1–3).
+      multiplier: filters per input channel (``depth_multiplier``).
+      stride, padding, dilation: as for :class:`jaxconv.nn.Conv`.
+      use_bias: add a ``[C_in·multiplier]`` bias.
+      dtype: computation dtype (None: promote the input and the parameters).
+      param_dtype: parameter dtype.
+      precision: passed to XLA.
+      kernel_init, bias_init: initializers for ``kernel`` ``[*kernel, 1, C_in·multiplier]``
+        and ``bias`` ``[C_in·multiplier]``.
+      activation: applied after the bias (``jax.nn.relu`` fuses into the conv where it can);
+        None (default) for none.
+      implementation: lowering name for the conv (None: dispatch).
+      rngs: ``nnx.Rngs`` with a ``params`` stream.
+
+    Call:
+      ``x`` ``[N, *spatial, C_in]`` → ``[N, *spatial_out, C_in·multiplier]``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from jaxconv.nn._modern import DepthwiseConv
+      >>> dw = DepthwiseConv(32, 3, multiplier=2, stride=2, rngs=nnx.Rngs(0))
+      >>> dw.kernel.shape, dw.bias.shape, dw.out_features
+      ((3, 3, 1, 64), (64,), 64)
+      >>> dw(jnp.ones((1, 16, 16, 32))).shape
+      (1, 8, 8, 64)
+    """
+
+    multiplier: int
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    padding: str | tuple[tuple[int, int], ...]
+    implementation: str | None
+
+    def __init__(
+        self,
+        in_features: int,
+        kernel_size: int | Sequence[int],
+        *,
+        multiplier: int = 1,
+        stride: int | Sequence[int] = 1,
+        padding: Any = "SAME",
+        dilation: int | Sequence[int] = 1,
+        use_bias: bool = True,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        precision: Any = None,
+        kernel_init: Initializer = default_kernel_init,
+        bias_init: Initializer = default_bias_init,
+        activation: Activation | None = None,
+        implementation: str | None = None,
+        rngs: nnx.Rngs,
+    ):
+        in_features = check_int(in_features, "in_features")
+        self.multiplier = check_int(multiplier, "multiplier")
+        self._set_features(
+            in_features,
+            in_features * self.multiplier,
+            use_bias,
+            dtype,
+            param_dtype,
+            precision,
+            activation,
+        )
+        self.kernel_size = _kernel_size(kernel_size)
+        ndim = len(self.kernel_size)
+        self.stride = jaxconv.canonicalize_spatial(stride, ndim, "stride")
+        self.dilation = jaxconv.canonicalize_spatial(dilation, ndim, "dilation")
+        self.padding = jaxconv.canonicalize_padding(padding, ndim)
+        self.implementation = _check_implementation(implementation)
+        self._create_params((*self.kernel_size, 1, self.out_features), kernel_init, bias_init, rngs)
+
+    def __call__(self, x: Array) -> Array:
+        check_channels(x, self.in_features, type(self).__name__)
+        x, kernel, bias = promote_dtype((x, self.kernel[...], self._bias()), dtype=self.dtype)
+        return jaxconv.depthwise_conv(
+            x,
+            kernel,
+            bias,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            multiplier=self.multiplier,
+            precision=self.precision,
+            activation=self.activation,
+            implementation=self.implementation,
+        )
+
+    def cost(self, input_shape: Sequence[int]) -> jaxconv.ConvCost:
+        """The analytic cost (:func:`jaxconv.depthwise_cost`) for an input of ``input_shape``.
+
+        Args:
+          input_shape: ``(N, *spatial, C_in)``.
+
+        Returns:
+          A :class:`jaxconv.ConvCost` totalled over the ``N`` images.
+
+        Examples:
+          >>> from flax import nnx
+          >>> from jaxconv.nn._modern import DepthwiseConv
+          >>> DepthwiseConv(32, 3, use_bias=False, rngs=nnx.Rngs(0)).cost((1, 112, 112, 32)).macs
+          3612672
+        """
+        n, *image = tuple(input_shape)
+        return jaxconv.depthwise_cost(
+            image,
+            self.kernel_size,
+            multiplier=self.multiplier,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            bias=self.use_bias,
+            batch=n,
+            dtype=self.dtype or self.param_dtype,
+        )
+
+
+class SeparableConv(nnx.Module):
+    """A depthwise-separable convolution calling :func:`jaxconv.separable_conv`: a depthwise
+    k×k conv, ``activation``, then a 1×1 pointwise conv (MobileNet's block without its
+    BatchNorms; Howard et al. 2017, §3.1).
+
+    Submodules ``depthwise`` (a :class:`DepthwiseConv`, no activation of its own) and
+    ``pointwise`` (a :class:`jaxconv.nn.Conv1x1`); the module calls the fused op with their
+    parameters, so the pair costs one call. Parameter paths and where a port's weights go:
+
+    - ``depthwise.kernel`` ``[*kernel, 1, C_in·m]``: PyTorch ``Conv2d(C, C·m, k,
+      groups=C).weight`` transposed by ``(2, 3, 1, 0)``; Keras ``depthwise_kernel``
+      ``(kh, kw, C, m)`` reshaped to ``(kh, kw, 1, C·m)``.
+    - ``depthwise.bias`` ``[C_in·m]``, only with ``use_depthwise_bias=True``: that ``Conv2d``'s
+      ``bias`` (Keras has none, hence the default).
+    - ``pointwise.kernel`` ``[1, 1, C_in·m, C_out]``: PyTorch ``Conv2d(C·m, C_out, 1).weight``
+      transposed by ``(2, 3, 1, 0)``; Keras ``pointwise_kernel`` as it is.
+    - ``pointwise.bias`` ``[C_out]``, with ``use_bias=True`` (default): that ``Conv2d``'s
+      ``bias``; Keras ``bias``.
+
+    (timm's ``SeparableConv2d`` names the same two convs ``conv_dw`` and ``conv_pw``.) Keras
+    applies its ``activation`` after the pointwise conv; here ``activation`` sits between the
+    two, as in :func:`jaxconv.separable_conv` — apply Keras's to the output.
+
+    Args:
+      in_features: input channels ``C_in``.
+      out_features: output channels ``C_out`` of the pointwise conv.
+      kernel_size: the depthwise kernel, int (square 2-D) or one int per spatial dim.
+      multiplier: the depthwise conv's filters per input channel.
+      stride, padding, dilation: of the depthwise conv (see :class:`DepthwiseConv`).
+      activation: applied between the two convs; None (default) for none.
+      use_bias: a ``[C_out]`` bias on the pointwise conv.
+      use_depthwise_bias: a ``[C_in·m]`` bias on the depthwise conv (default False, as Keras).
+      dtype, param_dtype, precision: as for :class:`jaxconv.nn.Conv`, for both convs.
+      kernel_init, bias_init: initializers for both convs' kernels and biases.
+      implementation: lowering of the depthwise conv (the pointwise one is one einsum).
+      rngs: ``nnx.Rngs`` with a ``params`` stream.
+
+    Call:
+      ``x`` ``[N, *spatial, C_in]`` → ``[N, *spatial_out, C_out]``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from jaxconv.nn._modern import SeparableConv
+      >>> sep = SeparableConv(32, 64, 3, stride=2, activation=jax.nn.relu, rngs=nnx.Rngs(0))
+      >>> sep(jnp.ones((2, 16, 16, 32))).shape
+      (2, 8, 8, 64)
+      >>> [".".join(p) for p, _ in nnx.to_flat_state(nnx.state(sep, nnx.Param))]
+      ['depthwise.kernel', 'pointwise.bias', 'pointwise.kernel']
+    """
+
+    activation: Activation | None
+    depthwise: DepthwiseConv
+    pointwise: Conv1x1
+    in_features: int
+    out_features: int
+    multiplier: int
+    dtype: Any
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        kernel_size: int | Sequence[int],
+        *,
+        multiplier: int = 1,
+        stride: int | Sequence[int] = 1,
+        padding: Any = "SAME",
+        dilation: int | Sequence[int] = 1,
+        activation: Activation | None = None,
+        use_bias: bool = True,
+        use_depthwise_bias: bool = False,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        precision: Any = None,
+        kernel_init: Initializer = default_kernel_init,
+        bias_init: Initializer = default_bias_init,
+        implementation: str | None = None,
+        rngs: nnx.Rngs,
+    ):
+        self.activation = check_activation(activation)
+        self.depthwise = DepthwiseConv(
+            in_features,
+            kernel_size,
+            multiplier=multiplier,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            use_bias=use_depthwise_bias,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            precision=precision,
+            kernel_init=kernel_init,
+            bias_init=bias_init,
+            implementation=implementation,
+            rngs=rngs,
+        )
+        self.pointwise = Conv1x1(
+            self.depthwise.out_features,
+            out_features,
+            use_bias=use_bias,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            precision=precision,
+            kernel_init=kernel_init,
+            bias_init=bias_init,
+            rngs=rngs,
+        )
+        self.in_features = self.depthwise.in_features
+        self.out_features = self.pointwise.out_features
+        self.multiplier = self.depthwise.multiplier
+        self.dtype = self.depthwise.dtype
+
+    def __call__(self, x: Array) -> Array:
+        check_channels(x, self.in_features, type(self).__name__)
+        dw, pw = self.depthwise, self.pointwise
+        x, w_dw, w_pw, b_dw, b_pw = promote_dtype(
+            (x, dw.kernel[...], pw.matrix(), dw._bias(), pw._bias()), dtype=self.dtype
+        )
+        return jaxconv.separable_conv(
+            x,
+            w_dw,
+            w_pw,
+            b_dw,
+            b_pw,
+            activation=self.activation,
+            stride=dw.stride,
+            padding=dw.padding,
+            dilation=dw.dilation,
+            multiplier=dw.multiplier,
+            precision=dw.precision,
+            implementation=dw.implementation,
+        )
+
+    def cost(self, input_shape: Sequence[int]) -> jaxconv.SeparableCost:
+        """The two convs' costs against a standard k×k conv (:func:`jaxconv.separable_cost`),
+        each bias counted where this module has it.
+
+        Args:
+          input_shape: ``(N, *spatial, C_in)``.
+
+        Returns:
+          A :class:`jaxconv.SeparableCost`; ``macs_separable`` is this module's MACs.
+
+        Examples:
+          >>> from flax import nnx
+          >>> from jaxconv.nn._modern import SeparableConv
+          >>> c = SeparableConv(512, 512, 3, rngs=nnx.Rngs(0)).cost((1, 14, 14, 512))
+          >>> c.macs_separable, c.depthwise.params, c.pointwise.params
+          (52283392, 4608, 262656)
+        """
+        n, *image = tuple(input_shape)
+        dw = self.depthwise
+        standard = jaxconv.conv_cost(
+            image,
+            self.out_features,
+            dw.kernel_size,
+            stride=dw.stride,
+            padding=dw.padding,
+            dilation=dw.dilation,
+            bias=self.pointwise.use_bias,
+            batch=n,
+            dtype=self.dtype or dw.param_dtype,
+        )
+        depthwise = dw.cost(input_shape)
+        pointwise = self.pointwise.cost((n, *depthwise.output_shape))
+        macs = depthwise.macs + pointwise.macs
+        weights = depthwise.weights + pointwise.weights
+        return jaxconv.SeparableCost(
+            standard=standard,
+            depthwise=depthwise,
+            pointwise=pointwise,
+            macs_standard=standard.macs,
+            macs_separable=macs,
+            macs_ratio=Fraction(macs, standard.macs),
+            weights_standard=standard.weights,
+            weights_separable=weights,
+            weights_ratio=Fraction(weights, standard.weights),
+        )
+
+
+class ConvTranspose(_ConvBase):
+    """A transposed convolution layer calling :func:`jaxconv.conv_transpose` (NHWC, HWIO).
+
+    An int ``padding`` (or one int or ``(lo, hi)`` pair per dim) and ``output_padding`` mean
+    what they mean in PyTorch's ``ConvTranspose2d`` (the padding crops the output); ``"SAME"``
+    and ``"VALID"`` mean what they mean in Flax's ``nnx.ConvTranspose`` (SAME: ``n·stride``
+    outputs). Output size per dim with ints: ``(n-1)·stride - lo - hi + dilation·(k-1) +
+    output_padding + 1``. An int ``kernel_size`` is a square 2-D kernel (Flax: 1-D).
+
+    The ``kernel``, and how to load one:
+
+    - ``transpose_kernel=False`` (default): ``[*kernel, C_in/groups, C_out]``, the weights that
+      scatter the input's channels into the output's. From PyTorch's ``ConvTranspose2d.weight``
+      ``w`` ``(C_in, C_out/groups, kh, kw)``: for ``groups=1`` ``w.transpose(2, 3, 0, 1)``; for
+      ``groups=g`` ``w.reshape(g, C_in/g, C_out/g, kh, kw).transpose(3, 4, 1, 0, 2)
+      .reshape(kh, kw, C_in/g, C_out)``. From Flax's ``nnx.ConvTranspose(transpose_kernel=
+      False)`` ``kernel`` ``k`` ``(kh, kw, C_in, C_out)``: ``jnp.flip(k, (0, 1))`` (Flax runs
+      it unflipped on the stride-dilated input).
+    - ``transpose_kernel=True``: ``[*kernel, C_out/groups, C_in]``, the kernel of the forward
+      conv whose gradient this layer is. From PyTorch's weight, any ``groups``:
+      ``w.transpose(2, 3, 1, 0)``. From Flax's ``nnx.ConvTranspose(transpose_kernel=True)``
+      ``kernel`` ``(kh, kw, C_out, C_in)``: as it is.
+
+    Either way ``bias`` ``[C_out]`` is PyTorch's and Flax's ``bias`` as it is. Flax's explicit
+    ``padding=((lo, hi), …)`` pads the dilated input; the same layer here is ``padding=
+    ((d·(k-1) - lo, d·(k-1) - hi), …)`` where those are ``>= 0``.
+
+    Args:
+      in_features: input channels ``C_in``.
+      out_features: output channels ``C_out``.
+      kernel_size: int (square 2-D) or one int per spatial dim (1–3).
+      stride: the upsampling factor, int or one per spatial dim.
+      padding: int, one int or ``(lo, hi)`` pair per dim (PyTorch's), or ``"SAME"`` /
+        ``"VALID"`` (Flax's). Default 0, as PyTorch.
+      output_padding: extra outputs on the high side, ``< max(stride, dilation)`` (PyTorch's;
+        only with int/pair ``padding``).
+      dilation: kernel dilation.
+      groups: feature groups; must divide ``in_features`` and ``out_features``.
+      transpose_kernel: the kernel convention (above).
+      use_bias: add a ``[C_out]`` bias.
+      dtype, param_dtype, precision: as for :class:`jaxconv.nn.Conv`.
+      kernel_init, bias_init: initializers for ``kernel`` and ``bias``.
+      activation: applied after the bias; None (default) for none.
+      implementation: lowering of the underlying input-dilated conv (None: dispatch).
+      rngs: ``nnx.Rngs`` with a ``params`` stream.
+
+    Call:
+      ``x`` ``[N, *spatial, C_in]`` → ``[N, *spatial_out, C_out]``.
+
+    Examples:
+      PyTorch's ``ConvTranspose2d(64, 32, 3, stride=2, padding=1, output_padding=1)`` doubles
+      the size, and so does Flax's ``"SAME"``:
+
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from jaxconv.nn._modern import ConvTranspose
+      >>> up = ConvTranspose(64, 32, 3, stride=2, padding=1, output_padding=1, rngs=nnx.Rngs(0))
+      >>> up.kernel.shape, up(jnp.ones((1, 7, 7, 64))).shape
+      ((3, 3, 64, 32), (1, 14, 14, 32))
+      >>> ConvTranspose(64, 32, 3, stride=2, padding="SAME", rngs=nnx.Rngs(0))(
+      ...     jnp.ones((1, 7, 7, 64))).shape
+      (1, 14, 14, 32)
+    """
+
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: str | tuple[tuple[int, int], ...]
+    output_padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    groups: int
+    transpose_kernel: bool
+    implementation: str | None
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        kernel_size: int | Sequence[int],
+        *,
+        stride: int | Sequence[int] = 1,
+        padding: Any = 0,
+        output_padding: int | Sequence[int] = 0,
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+        transpose_kernel: bool = False,
+        use_bias: bool = True,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        precision: Any = None,
+        kernel_init: Initializer = default_kernel_init,
+        bias_init: Initializer = default_bias_init,
+        activation: Activation | None = None,
+        implementation: str | None = None,
+        rngs: nnx.Rngs,
+    ):
+        self._set_features(
+            in_features, out_features, use_bias, dtype, param_dtype, precision, activation
+        )
+        self.kernel_size = _kernel_size(kernel_size)
+        ndim = len(self.kernel_size)
+        self.stride = jaxconv.canonicalize_spatial(stride, ndim, "stride")
+        self.dilation = jaxconv.canonicalize_spatial(dilation, ndim, "dilation")
+        self.output_padding = jaxconv.canonicalize_spatial(
+            output_padding, ndim, "output_padding", minimum=0
+        )
+        self.groups = check_int(groups, "groups")
+        for name, features in (("in_features", self.in_features), ("out_features", out_features)):
+            if features % self.groups:
+                raise ValueError(f"`groups` (={self.groups}) must divide `{name}` (={features})")
+        self.transpose_kernel = check_bool(transpose_kernel, "transpose_kernel")
+        # Checks padding and output_padding together (output_padding < max(stride, dilation),
+        # none with a string padding) now rather than at the first call.
+        jaxconv.conv_transpose_padding(
+            self.kernel_size,
+            stride=self.stride,
+            padding=padding,
+            output_padding=self.output_padding,
+            dilation=self.dilation,
+        )
+        self.padding = (
+            padding.upper()
+            if isinstance(padding, str)
+            else jaxconv.canonicalize_padding(padding, ndim)
+        )
+        self.implementation = _check_implementation(implementation)
+        if self.transpose_kernel:
+            io = (self.out_features // self.groups, self.in_features)
+        else:
+            io = (self.in_features // self.groups, self.out_features)
+        # Not _create_params: with transpose_kernel the kernel's last dim is C_in, not C_out.
+        shape = (*self.kernel_size, *io)
+        self.kernel = nnx.Param(kernel_init(rngs.params(), shape, self.param_dtype))
+        if self.use_bias:
+            self.bias = nnx.Param(bias_init(rngs.params(), (self.out_features,), self.param_dtype))
+        else:
+            self.bias = nnx.data(None)
+
+    def __call__(self, x: Array) -> Array:
+        check_channels(x, self.in_features, type(self).__name__)
+        x, kernel, bias = promote_dtype((x, self.kernel[...], self._bias()), dtype=self.dtype)
+        y = jaxconv.conv_transpose(
+            x,
+            kernel,
+            bias,
+            stride=self.stride,
+            padding=self.padding,
+            output_padding=self.output_padding,
+            dilation=self.dilation,
+            groups=self.groups,
+            precision=self.precision,
+            transpose_kernel=self.transpose_kernel,
+            implementation=self.implementation,
+        )
+        return activate(y, self.activation)
+
+    def cost(self, input_shape: Sequence[int]) -> jaxconv.ConvCost:
+        """The analytic cost for an input of ``input_shape`` ``(N, *spatial, C_in)``.
+
+        MACs count the scatter: every input pixel through every tap, ``N·H·W·kh·kw·
+        (C_in/groups)·C_out`` — what PyTorch's profilers count, and exactly the MACs of the
+        forward conv whose gradient this layer is (the multiplications by the inserted zeros
+        of the stride-dilated input are not counted).
+
+        Returns:
+          A :class:`jaxconv.ConvCost` totalled over the ``N`` images.
+
+        Examples:
+          >>> from flax import nnx
+          >>> from jaxconv.nn._modern import ConvTranspose
+          >>> up = ConvTranspose(64, 32, 3, stride=2, padding=1, output_padding=1,
+          ...                    rngs=nnx.Rngs(0))
+          >>> c = up.cost((1, 7, 7, 64))
+          >>> c.output_shape, c.macs, c.macs == 7 * 7 * 3 * 3 * 64 * 32
+          ((14, 14, 32), 903168, True)
+        """
+        n, *spatial, c_in = (int(v) for v in input_shape)
+        if len(spatial) != len(self.kernel_size) or c_in != self.in_features:
+            raise ValueError(
+                f"`input_shape` must be (N, *spatial, {self.in_features}) with "
+                f"{len(self.kernel_size)} spatial dims, got {tuple(input_shape)!r}"
+            )
+        pads = jaxconv.conv_transpose_padding(
+            self.kernel_size,
+            stride=self.stride,
+            padding=self.padding,
+            output_padding=self.output_padding,
+            dilation=self.dilation,
+        )
+        out = tuple(
+            (size - 1) * s + 1 + lo + hi - d * (k - 1)
+            for size, s, (lo, hi), d, k in zip(
+                spatial, self.stride, pads, self.dilation, self.kernel_size
+            )
+        )
+        weights = math.prod(self.kernel_size) * (self.in_features // self.groups)
+        weights *= self.out_features
+        params = weights + (self.out_features if self.use_bias else 0)
+        macs = n * math.prod(spatial) * weights
+        dtype = jnp.dtype(self.dtype or self.param_dtype)
+        elements = n * math.prod(spatial) * c_in + n * math.prod(out) * self.out_features
+        moved = (elements + params) * dtype.itemsize
+        return jaxconv.ConvCost(
+            input_shape=(*spatial, c_in),
+            output_shape=(*out, self.out_features),
+            batch=n,
+            weights=weights,
+            params=params,
+            macs=macs,
+            flops=2 * macs,
+            bytes=moved,
+            intensity=2 * macs / moved,
+            dtype=dtype.name,
+        )
