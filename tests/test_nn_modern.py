@@ -553,3 +553,19 @@ def test_jit_equals_eager_and_grads_match_finite_differences(rng, make, x_shape)
         for g, d in zip(jax.tree.leaves(grads), jax.tree.leaves(direction), strict=True)
     )
     np.testing.assert_allclose(analytic, numeric, rtol=2e-2, atol=2e-2)
+
+
+def test_summary_counts_the_modern_modules():
+    """summary's rows: the depthwise conv's, the transposed conv's and the separable pair's
+    MACs from their cost() (the separable conv as one row: its submodules never run alone)."""
+    from jaxconv.nn import ConvTranspose, DepthwiseConv, SeparableConv, summary
+
+    x = jax.ShapeDtypeStruct((2, 8, 8, 4), jnp.float32)
+    for module in (
+        DepthwiseConv(4, 3, multiplier=2, rngs=nnx.Rngs(0)),
+        SeparableConv(4, 6, 3, rngs=nnx.Rngs(0)),
+        ConvTranspose(4, 6, 3, stride=2, rngs=nnx.Rngs(0)),
+    ):
+        cost = module.cost(x.shape)
+        macs = getattr(cost, "macs_separable", None) or cost.macs
+        assert summary(module, x, xla=None).total.macs == macs > 0

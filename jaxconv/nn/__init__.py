@@ -17,6 +17,9 @@ from jaxconv.nn._inception import Bottleneck as Bottleneck
 from jaxconv.nn._inception import Inception as Inception
 from jaxconv.nn._inception import PoolProjection as PoolProjection
 from jaxconv.nn._mlpconv import MLPConv as MLPConv
+from jaxconv.nn._modern import ConvTranspose as ConvTranspose
+from jaxconv.nn._modern import DepthwiseConv as DepthwiseConv
+from jaxconv.nn._modern import SeparableConv as SeparableConv
 from jaxconv.nn._norm import LocalResponseNorm as LocalResponseNorm
 from jaxconv.nn._norm import local_response_norm as local_response_norm
 from jaxconv.nn._pool import AvgPool as AvgPool
@@ -33,6 +36,8 @@ __all__ = [
     "Conv",
     "Conv1x1",
     "ConvBN",
+    "ConvTranspose",
+    "DepthwiseConv",
     "GlobalAvgPool",
     "Inception",
     "InvertedResidual",
@@ -41,6 +46,7 @@ __all__ = [
     "MaxPool",
     "PoolProjection",
     "ResNetBottleneck",
+    "SeparableConv",
     "Summary",
     "SummaryRow",
     "local_response_norm",

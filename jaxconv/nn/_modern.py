@@ -85,7 +85,7 @@ class DepthwiseConv(_ConvBase):
     Examples:
       >>> import jax.numpy as jnp
       >>> from flax import nnx
-      >>> from jaxconv.nn._modern import DepthwiseConv
+      >>> from jaxconv.nn import DepthwiseConv
       >>> dw = DepthwiseConv(32, 3, multiplier=2, stride=2, rngs=nnx.Rngs(0))
       >>> dw.kernel.shape, dw.bias.shape, dw.out_features
       ((3, 3, 1, 64), (64,), 64)
@@ -165,7 +165,7 @@ class DepthwiseConv(_ConvBase):
 
         Examples:
           >>> from flax import nnx
-          >>> from jaxconv.nn._modern import DepthwiseConv
+          >>> from jaxconv.nn import DepthwiseConv
           >>> DepthwiseConv(32, 3, use_bias=False, rngs=nnx.Rngs(0)).cost((1, 112, 112, 32)).macs
           3612672
         """
@@ -226,7 +226,7 @@ class SeparableConv(nnx.Module):
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> from flax import nnx
-      >>> from jaxconv.nn._modern import SeparableConv
+      >>> from jaxconv.nn import SeparableConv
       >>> sep = SeparableConv(32, 64, 3, stride=2, activation=jax.nn.relu, rngs=nnx.Rngs(0))
       >>> sep(jnp.ones((2, 16, 16, 32))).shape
       (2, 8, 8, 64)
@@ -329,7 +329,7 @@ class SeparableConv(nnx.Module):
 
         Examples:
           >>> from flax import nnx
-          >>> from jaxconv.nn._modern import SeparableConv
+          >>> from jaxconv.nn import SeparableConv
           >>> c = SeparableConv(512, 512, 3, rngs=nnx.Rngs(0)).cost((1, 14, 14, 512))
           >>> c.macs_separable, c.depthwise.params, c.pointwise.params
           (52283392, 4608, 262656)
@@ -419,7 +419,7 @@ class ConvTranspose(_ConvBase):
 
       >>> import jax.numpy as jnp
       >>> from flax import nnx
-      >>> from jaxconv.nn._modern import ConvTranspose
+      >>> from jaxconv.nn import ConvTranspose
       >>> up = ConvTranspose(64, 32, 3, stride=2, padding=1, output_padding=1, rngs=nnx.Rngs(0))
       >>> up.kernel.shape, up(jnp.ones((1, 7, 7, 64))).shape
       ((3, 3, 64, 32), (1, 14, 14, 32))
@@ -532,7 +532,7 @@ class ConvTranspose(_ConvBase):
 
         Examples:
           >>> from flax import nnx
-          >>> from jaxconv.nn._modern import ConvTranspose
+          >>> from jaxconv.nn import ConvTranspose
           >>> up = ConvTranspose(64, 32, 3, stride=2, padding=1, output_padding=1,
           ...                    rngs=nnx.Rngs(0))
           >>> c = up.cost((1, 7, 7, 64))

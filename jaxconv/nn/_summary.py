@@ -22,6 +22,7 @@ from flax import nnx
 
 import jaxconv
 from jaxconv.nn._conv import Conv, Conv1x1
+from jaxconv.nn._modern import ConvTranspose, DepthwiseConv, SeparableConv
 
 __all__ = ["Summary", "SummaryRow", "summary"]
 
@@ -159,8 +160,10 @@ def _own_macs(module: Any, x: Any) -> int:
     """MACs of the module's own op (not its children's)."""
     if not hasattr(x, "shape"):
         return 0
-    if isinstance(module, (Conv, Conv1x1)):
+    if isinstance(module, (Conv, Conv1x1, DepthwiseConv, ConvTranspose)):
         return module.cost(tuple(x.shape)).macs
+    if isinstance(module, SeparableConv):  # one op call: its submodules never run on their own
+        return module.cost(tuple(x.shape)).macs_separable
     if isinstance(module, nnx.Linear):
         return math.prod(x.shape[:-1]) * module.in_features * module.out_features
     return 0
