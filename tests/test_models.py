@@ -18,6 +18,7 @@ from flax import nnx
 
 from jaxconv.models import (
     GOOGLENET_INCEPTION,
+    AuxClassifier,
     GoogLeNet,
     GoogLeNetOutputs,
     MiniInception,
@@ -25,7 +26,7 @@ from jaxconv.models import (
     aux_pool_geometry,
     minimum_input_size,
 )
-from jaxconv.nn import Conv, ConvBN
+from jaxconv.nn import Conv, Conv1x1, ConvBN
 
 
 def materialize(make, seed: int = 0):
@@ -368,3 +369,121 @@ def test_mini_inception_trains_batch_stats():
     assert np.isfinite(loss)
     assert not np.allclose(before, model.stem.bn.mean[...])  # batch statistics were used
     assert float(jnp.abs(grads.inception_d.branch_5x5.conv.conv.kernel[...]).sum()) > 0
+
+
+# --- options passed down: BatchNorm momentum/epsilon, kernel_init ------------------------------
+
+
+def _batch_norms(model):
+    return [
+        (".".join(map(str, p)), m)
+        for p, m in nnx.iter_modules(model)
+        if isinstance(m, nnx.BatchNorm)
+    ]
+
+
+def test_googlenet_bn_options_reach_every_batch_norm():
+    model = abstract(
+        lambda: GoogLeNet(batch_norm=True, momentum=0.9, epsilon=1e-3, rngs=nnx.Rngs(0))
+    )
+    norms = _batch_norms(model)
+    assert len(norms) == 3 + 9 * 6 + 2  # stem, six per inception block, the aux heads' 1×1
+    for path, bn in norms:
+        assert (bn.momentum, bn.epsilon) == (0.9, 1e-3), path
+    cifar = abstract(
+        lambda: GoogLeNet(
+            batch_norm=True, stem="cifar", aux_logits=False, epsilon=1e-3, rngs=nnx.Rngs(0)
+        )
+    )
+    norms = _batch_norms(cifar)
+    assert len(norms) == 1 + 9 * 6
+    assert all((bn.momentum, bn.epsilon) == (0.99, 1e-3) for _, bn in norms)
+    default = abstract(lambda: GoogLeNet(batch_norm=True, rngs=nnx.Rngs(0)))
+    assert all((bn.momentum, bn.epsilon) == (0.99, 1e-5) for _, bn in _batch_norms(default))
+
+
+def test_googlenet_kernel_init_reaches_every_conv():
+    # The CIFAR stem without aux heads keeps the real initialization small.
+    init = nnx.initializers.constant(0.125)
+    model = GoogLeNet(10, stem="cifar", aux_logits=False, kernel_init=init, rngs=nnx.Rngs(0))
+    convs = [(p, m) for p, m in nnx.iter_modules(model) if isinstance(m, (Conv, Conv1x1))]
+    assert len(convs) == 1 + 9 * 6
+    for path, conv in convs:
+        np.testing.assert_array_equal(conv.kernel[...], 0.125, err_msg=str(path))
+    assert not np.all(np.asarray(model.fc.kernel[...]) == 0.125)  # fc keeps Flax's init
+
+
+def test_mini_inception_options_and_defaults():
+    init = nnx.initializers.constant(0.5)
+    model = abstract(
+        lambda: MiniInception(momentum=0.9, epsilon=1e-3, kernel_init=init, rngs=nnx.Rngs(0))
+    )
+    norms = _batch_norms(model)
+    assert len(norms) == 1 + 4 * 6
+    assert all((bn.momentum, bn.epsilon) == (0.9, 1e-3) for _, bn in norms)
+    # Explicit defaults give the same parameters and statistics as no options at all.
+    a = MiniInception(rngs=nnx.Rngs(2))
+    b = MiniInception(
+        momentum=0.99, epsilon=1e-5, kernel_init=nnx.initializers.lecun_normal(), rngs=nnx.Rngs(2)
+    )
+    for kind in (nnx.Param, nnx.BatchStat):
+        jax.tree.map(np.testing.assert_array_equal, nnx.state(a, kind), nnx.state(b, kind))
+    c = MiniInception(kernel_init=init, rngs=nnx.Rngs(2))
+    np.testing.assert_array_equal(c.stem.conv.kernel[...], 0.5)
+    np.testing.assert_array_equal(c.inception_d.branch_pool.proj.conv.kernel[...], 0.5)
+
+
+@pytest.mark.parametrize(
+    "make, err, match",
+    [
+        (
+            lambda: GoogLeNet(epsilon=1e-3, rngs=nnx.Rngs(0)),
+            ValueError,
+            r"`epsilon` needs BatchNorm",
+        ),
+        (
+            lambda: GoogLeNet(batch_norm=True, momentum=-0.1, rngs=nnx.Rngs(0)),
+            ValueError,
+            r"`momentum` must be a number in \[0.0, 1.0\), got -0.1",
+        ),
+        (
+            lambda: MiniInception(batch_norm=False, momentum=0.9, rngs=nnx.Rngs(0)),
+            ValueError,
+            r"`momentum` needs BatchNorm",
+        ),
+        (
+            lambda: MiniInception(kernel_init=0.1, rngs=nnx.Rngs(0)),
+            TypeError,
+            r"`kernel_init` must be an initializer",
+        ),
+        (
+            lambda: AuxClassifier(512, 10, epsilon=1e-3, rngs=nnx.Rngs(0)),
+            ValueError,
+            r"`epsilon` needs BatchNorm",
+        ),
+    ],
+)
+def test_model_option_errors(make, err, match):
+    with pytest.raises(err, match=match):
+        abstract(make)
+
+
+def _inception_paths(prefix: str, bn: bool) -> set[str]:
+    leaves = ("bn.bias", "bn.scale", "conv.kernel") if bn else ("bias", "kernel")
+    units = ("branch_1x1", "branch_3x3.reduce", "branch_3x3.conv", "branch_5x5.reduce")
+    units += ("branch_5x5.conv", "branch_pool.proj")
+    return {f"{prefix}.{u}.{leaf}" for u in units for leaf in leaves}
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_googlenet_default_parameter_paths_are_unchanged(batch_norm):
+    leaves = ("bn.bias", "bn.scale", "conv.kernel") if batch_norm else ("bias", "kernel")
+    want = {f"{u}.{leaf}" for u in ("conv1", "conv2_reduce", "conv2") for leaf in leaves}
+    for name in GOOGLENET_INCEPTION:
+        want |= _inception_paths(f"inception_{name}", batch_norm)
+    for head in ("aux_4a", "aux_4d"):
+        want |= {f"{head}.conv.{leaf}" for leaf in leaves}
+        want |= {f"{head}.{fc}.{p}" for fc in ("fc1", "fc2") for p in ("bias", "kernel")}
+    want |= {"fc.bias", "fc.kernel"}
+    model = abstract(lambda: GoogLeNet(batch_norm=batch_norm, rngs=nnx.Rngs(0)))
+    assert param_paths(model) == want

@@ -551,3 +551,178 @@ def test_local_response_norm_matches_a_loop(rng):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match=r"`size` must be odd .* got 4"):
         local_response_norm(jnp.ones((1, 4)), 4)
+
+
+# --- Inception: the options a port needs -----------------------------------------------------
+
+
+def _units(block):
+    """Every conv unit an Inception block built (ConvBN, or Conv/Conv1x1 without BN), by path."""
+    kinds = (ConvBN,) if block.norm == "batch" else (Conv, Conv1x1)
+    return [
+        (".".join(map(str, path)), m) for path, m in nnx.iter_modules(block) if isinstance(m, kinds)
+    ]
+
+
+def test_inception_kernel_sizes_and_pool_size_reach_the_branches():
+    block = nnx.eval_shape(
+        lambda: Inception(
+            8, SMALL_WIDTHS, kernel_sizes=(5, 7), pool_size=5, norm="batch", rngs=nnx.Rngs(0)
+        )
+    )
+    assert block.kernel_sizes == (5, 7) and block.pool_size == 5
+    assert block.branch_3x3.conv.conv.kernel.shape == (5, 5, 3, 6)
+    assert block.branch_5x5.conv.conv.kernel.shape == (7, 7, 2, 5)
+    assert block.branch_pool.pool.window == 5
+    assert abstract_call(block, (2, 6, 6, 8)).shape == (2, 6, 6, 18)
+
+
+def test_inception_7x7_branch_output_matches_its_parts(rng):
+    block = materialize(lambda: Inception(8, SMALL_WIDTHS, kernel_sizes=(3, 7), rngs=nnx.Rngs(0)))
+    x = randn(rng, 2, 9, 9, 8)
+    y = block(x)
+    assert y.shape == (2, 9, 9, 18)
+    relu = jax.nn.relu
+    b5 = block.branch_5x5
+    assert b5.conv.kernel.shape == (7, 7, 2, 5)
+    want = relu(b5.conv(relu(b5.reduce(x))))
+    np.testing.assert_allclose(y[..., 10:15], want, atol=tol("float32", 50), rtol=0)
+    fused = materialize(
+        lambda: Inception(8, SMALL_WIDTHS, kernel_sizes=(3, 7), fuse_1x1=True, rngs=nnx.Rngs(0))
+    )
+    np.testing.assert_allclose(fused(x), y, atol=tol("float32", 200), rtol=0)
+
+
+@pytest.mark.parametrize("fuse", [False, True])
+def test_inception_without_pool_branch(rng, fuse):
+    widths = (4, 3, 6, 2, 5, 0)
+    block = materialize(
+        lambda: Inception(8, widths, pool_size=None, fuse_1x1=fuse, rngs=nnx.Rngs(0))
+    )
+    assert block.branch_pool is None and block.pool_size is None
+    assert block.out_features == 4 + 6 + 5
+    assert not any(p.startswith("branch_pool") for p in param_paths(block))
+    x = randn(rng, 2, 6, 6, 8)
+    y = block(x)
+    assert y.shape == (2, 6, 6, 15)
+    relu = jax.nn.relu
+    parts = [
+        relu(block.branch_1x1(x)),
+        relu(block.branch_3x3.conv(relu(block.branch_3x3.reduce(x)))),
+        relu(block.branch_5x5.conv(relu(block.branch_5x5.reduce(x)))),
+    ]
+    np.testing.assert_allclose(y, jnp.concatenate(parts, axis=-1), atol=tol("float32", 200), rtol=0)
+
+
+def test_inception_bn_options_and_kernel_init_reach_every_unit():
+    init = nnx.initializers.constant(0.25)
+    block = Inception(
+        8,
+        SMALL_WIDTHS,
+        norm="batch",
+        momentum=0.9,
+        epsilon=1e-3,
+        kernel_init=init,
+        rngs=nnx.Rngs(0),
+    )
+    units = _units(block)
+    assert len(units) == 6  # 1×1, two reduces, 3×3, 5×5, pool proj
+    for path, unit in units:
+        assert isinstance(unit, ConvBN), path
+        assert (unit.bn.momentum, unit.bn.epsilon) == (0.9, 1e-3), path
+        np.testing.assert_array_equal(unit.conv.kernel[...], 0.25)
+    # Without BatchNorm, kernel_init still reaches every conv.
+    plain = Inception(8, SMALL_WIDTHS, kernel_init=init, rngs=nnx.Rngs(0))
+    assert len(_units(plain)) == 6
+    for _, unit in _units(plain):
+        np.testing.assert_array_equal(unit.kernel[...], 0.25)
+
+
+def test_bottleneck_and_pool_projection_take_the_options():
+    init = nnx.initializers.constant(-0.5)
+    b = Bottleneck(
+        8, 3, 4, 7, norm="batch", momentum=0.8, epsilon=1e-4, kernel_init=init, rngs=nnx.Rngs(0)
+    )
+    for unit in (b.reduce, b.conv):
+        assert (unit.bn.momentum, unit.bn.epsilon) == (0.8, 1e-4)
+        np.testing.assert_array_equal(unit.conv.kernel[...], -0.5)
+    assert b.conv.conv.kernel.shape == (7, 7, 3, 4)
+    p = PoolProjection(
+        8, 3, pool_size=5, norm="batch", epsilon=1e-2, kernel_init=init, rngs=nnx.Rngs(0)
+    )
+    assert p.pool.window == 5
+    assert (p.proj.bn.momentum, p.proj.bn.epsilon) == (0.99, 1e-2)  # momentum: ConvBN's default
+    np.testing.assert_array_equal(p.proj.conv.kernel[...], -0.5)
+
+
+def test_inception_defaults_are_the_papers():
+    block = nnx.eval_shape(lambda: Inception(8, SMALL_WIDTHS, norm="batch", rngs=nnx.Rngs(0)))
+    assert block.kernel_sizes == (3, 5) and block.pool_size == 3
+    assert block.branch_pool.pool.window == 3
+    for path, unit in _units(block):
+        assert (unit.bn.momentum, unit.bn.epsilon) == (0.99, 1e-5), path
+    # The same rngs give the same parameters as ConvBN's own defaults.
+    a = Inception(8, SMALL_WIDTHS, norm="batch", rngs=nnx.Rngs(3))
+    b = Inception(
+        8,
+        SMALL_WIDTHS,
+        norm="batch",
+        kernel_sizes=(3, 5),
+        pool_size=3,
+        momentum=0.99,
+        epsilon=1e-5,
+        kernel_init=nnx.initializers.lecun_normal(),
+        rngs=nnx.Rngs(3),
+    )
+    jax.tree.map(np.testing.assert_array_equal, nnx.state(a), nnx.state(b))
+
+
+@pytest.mark.parametrize(
+    "kwargs, err, match",
+    [
+        (dict(kernel_sizes=(3,)), ValueError, r"`kernel_sizes` must be two ints .* got \(3,\)"),
+        (dict(kernel_sizes=5), ValueError, r"`kernel_sizes` must be two ints .* got 5"),
+        (
+            dict(kernel_sizes=(3, 0)),
+            ValueError,
+            r"`kernel_sizes\[1\] \(branch_5x5\)` must be a positive int, got 0",
+        ),
+        (
+            dict(kernel_sizes=(3.0, 5)),
+            TypeError,
+            r"`kernel_sizes\[0\] \(branch_3x3\)` must be an int, got 3.0",
+        ),
+        (dict(pool_size=0), ValueError, r"`pool_size` must be a positive int, got 0"),
+        (dict(pool_size=True), TypeError, r"`pool_size` must be an int, got True"),
+        (
+            dict(pool_size=None),
+            ValueError,
+            r"`widths\[5\] \(pool proj\)` must be 0 with pool_size=None \(no pool branch\), got 3",
+        ),
+        (dict(epsilon=1e-3), ValueError, r"`epsilon` needs BatchNorm \(norm='batch'\)"),
+        (
+            dict(norm="batch", momentum=1.0),
+            ValueError,
+            r"`momentum` must be a number in \[0.0, 1.0\)",
+        ),
+        (
+            dict(norm="batch", epsilon=0.0),
+            ValueError,
+            r"`epsilon` must be a positive number, got 0.0",
+        ),
+        (dict(norm="batch", epsilon="1e-3"), TypeError, r"`epsilon` must be a number, got '1e-3'"),
+        (dict(kernel_init="lecun"), TypeError, r"`kernel_init` must be an initializer"),
+    ],
+)
+def test_inception_option_errors(kwargs, err, match):
+    with pytest.raises(err, match=match):
+        Inception(8, SMALL_WIDTHS, rngs=nnx.Rngs(0), **kwargs)
+
+
+def test_branch_option_errors():
+    with pytest.raises(ValueError, match=r"`kernel_size` must be a positive int, got 0"):
+        Bottleneck(8, 3, 4, 0, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"`momentum` needs BatchNorm"):
+        Bottleneck(8, 3, 4, 3, momentum=0.9, rngs=nnx.Rngs(0))
+    with pytest.raises(TypeError, match=r"`kernel_init` must be an initializer"):
+        PoolProjection(8, 3, kernel_init=None, rngs=nnx.Rngs(0))

@@ -26,6 +26,8 @@ from jaxconv.nn import (
     LocalResponseNorm,
     MaxPool,
 )
+from jaxconv.nn._conv import Initializer, default_kernel_init
+from jaxconv.nn._inception import bn_options, check_kernel_init
 from jaxconv.nn._validate import check_channels
 
 __all__ = [
@@ -145,6 +147,9 @@ class AuxClassifier(nnx.Module):
       num_classes: classes.
       batch_norm: a :class:`~jaxconv.nn.ConvBN` instead of a biased conv.
       dropout: the dropout rate (0.7 in the paper).
+      momentum, epsilon: of the BatchNorm (None: :class:`~jaxconv.nn.ConvBN`'s defaults);
+        only with ``batch_norm=True``.
+      kernel_init: initializer of the conv kernel (the linear layers keep Flax's).
       dtype, param_dtype, precision: as for the convs.
       rngs: ``nnx.Rngs`` (``params``; ``dropout`` for training).
 
@@ -170,6 +175,9 @@ class AuxClassifier(nnx.Module):
         *,
         batch_norm: bool = False,
         dropout: float = 0.7,
+        momentum: float | None = None,
+        epsilon: float | None = None,
+        kernel_init: Initializer = default_kernel_init,
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
         precision: Any = None,
@@ -177,11 +185,25 @@ class AuxClassifier(nnx.Module):
     ):
         common = dict(dtype=dtype, param_dtype=param_dtype, precision=precision)
         self.in_features = check_int(in_features, "in_features")
+        batch_norm = check_bool(batch_norm, "batch_norm")
+        bn = bn_options("batch" if batch_norm else None, momentum, epsilon)
+        init = check_kernel_init(kernel_init)
         self.conv: ConvBN | Conv1x1
-        if check_bool(batch_norm, "batch_norm"):
-            self.conv = ConvBN(in_features, 128, 1, activation=jax.nn.relu, rngs=rngs, **common)
+        if batch_norm:
+            self.conv = ConvBN(
+                in_features,
+                128,
+                1,
+                activation=jax.nn.relu,
+                kernel_init=init,
+                rngs=rngs,
+                **bn,
+                **common,
+            )
         else:
-            self.conv = Conv1x1(in_features, 128, activation=jax.nn.relu, rngs=rngs, **common)
+            self.conv = Conv1x1(
+                in_features, 128, activation=jax.nn.relu, kernel_init=init, rngs=rngs, **common
+            )
         self.fc1 = _linear(AUX_GRID * AUX_GRID * 128, 1024, rngs, **common)
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
         self.fc2 = _linear(1024, check_int(num_classes, "num_classes"), rngs, **common)
@@ -229,6 +251,11 @@ class GoogLeNet(nnx.Module):
         to 192 channels and ``pool1``…``pool2`` are dropped, so the inception stages run at
         32×32, 16×16 and 8×8 (the usual CIFAR port). The ImageNet stem needs inputs of at least
         31×31 (:func:`minimum_input_size`; its auxiliary heads need 4×4 maps at 4a, i.e. 63×63).
+      momentum, epsilon: of every BatchNorm, the auxiliary heads' included (None:
+        :class:`~jaxconv.nn.ConvBN`'s defaults, 0.99 and 1e-5); only with ``batch_norm=True``.
+        A PyTorch port uses ``momentum=0.9`` (PyTorch's 0.1) and ``epsilon=1e-3``
+        (torchvision's GoogLeNet).
+      kernel_init: initializer of every conv kernel (``fc`` keeps Flax's).
       dtype, param_dtype, precision: as for the convs.
       rngs: ``nnx.Rngs`` (``params``; ``dropout`` for training).
 
@@ -258,6 +285,9 @@ class GoogLeNet(nnx.Module):
         aux_dropout: float = 0.7,
         lrn: bool | None = None,
         stem: str = "imagenet",
+        momentum: float | None = None,
+        epsilon: float | None = None,
+        kernel_init: Initializer = default_kernel_init,
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
         precision: Any = None,
@@ -267,6 +297,9 @@ class GoogLeNet(nnx.Module):
             raise ValueError(f"`stem` must be 'imagenet' or 'cifar', got {stem!r}")
         aux_logits = check_bool(aux_logits, "aux_logits")
         batch_norm = check_bool(batch_norm, "batch_norm")
+        norm = "batch" if batch_norm else None
+        bn = bn_options(norm, momentum, epsilon)
+        init = check_kernel_init(kernel_init)
         if lrn is None:
             lrn = not batch_norm
         common = dict(dtype=dtype, param_dtype=param_dtype, precision=precision)
@@ -278,7 +311,7 @@ class GoogLeNet(nnx.Module):
         self.deterministic = False
 
         def conv(c_in: int, c_out: int, k: int, stride: int = 1) -> Conv | ConvBN:
-            unit = ConvBN if batch_norm else Conv
+            unit = functools.partial(ConvBN, **bn) if batch_norm else Conv
             return unit(
                 c_in,
                 c_out,
@@ -286,6 +319,7 @@ class GoogLeNet(nnx.Module):
                 stride=stride,
                 padding=k // 2,
                 activation=jax.nn.relu,
+                kernel_init=init,
                 rngs=rngs,
                 **common,
             )
@@ -314,11 +348,12 @@ class GoogLeNet(nnx.Module):
             self.pool1 = self.norm1 = self.conv2_reduce = none
             self.conv2 = self.norm2 = self.pool2 = none
         channels = 192
-        norm = "batch" if batch_norm else None
         for name, widths in GOOGLENET_INCEPTION.items():
             if name in _POOL_BEFORE:
                 setattr(self, _POOL_BEFORE[name], pool())
-            block = Inception(channels, widths, norm=norm, rngs=rngs, **common)
+            block = Inception(
+                channels, widths, norm=norm, kernel_init=init, rngs=rngs, **bn, **common
+            )
             setattr(self, f"inception_{name}", block)
             channels = block.out_features
             if name in ("4a", "4d"):
@@ -328,7 +363,9 @@ class GoogLeNet(nnx.Module):
                         num_classes,
                         batch_norm=batch_norm,
                         dropout=aux_dropout,
+                        kernel_init=init,
                         rngs=rngs,
+                        **bn,
                         **common,
                     )
                     if aux_logits

@@ -10,6 +10,8 @@ from flax import nnx
 
 from jaxconv._check import check_bool, check_int
 from jaxconv.nn import Conv, ConvBN, GlobalAvgPool, Inception, MaxPool
+from jaxconv.nn._conv import Initializer, default_kernel_init
+from jaxconv.nn._inception import bn_options, check_kernel_init
 from jaxconv.nn._validate import check_channels
 
 __all__ = ["MINI_INCEPTION", "MiniInception"]
@@ -47,6 +49,9 @@ class MiniInception(nnx.Module):
       batch_norm: every conv a :class:`~jaxconv.nn.ConvBN` (default; trains robustly from
         scratch); False gives biased convs as in the paper.
       dropout: rate before ``fc``.
+      momentum, epsilon: of every BatchNorm (None: :class:`~jaxconv.nn.ConvBN`'s defaults,
+        0.99 and 1e-5); only with ``batch_norm=True``.
+      kernel_init: initializer of every conv kernel (``fc`` keeps Flax's).
       dtype, param_dtype, precision: as for the convs.
       rngs: ``nnx.Rngs`` (``params``; ``dropout`` for training).
 
@@ -76,6 +81,9 @@ class MiniInception(nnx.Module):
         bottleneck: bool = True,
         batch_norm: bool = True,
         dropout: float = 0.0,
+        momentum: float | None = None,
+        epsilon: float | None = None,
+        kernel_init: Initializer = default_kernel_init,
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
         precision: Any = None,
@@ -86,15 +94,22 @@ class MiniInception(nnx.Module):
         self.num_classes = check_int(num_classes, "num_classes")
         self.in_features = check_int(in_features, "in_features")
         self.bottleneck = bottleneck
+        norm = "batch" if batch_norm else None
+        bn = bn_options(norm, momentum, epsilon)
         common = dict(dtype=dtype, param_dtype=param_dtype, precision=precision)
+        common["kernel_init"] = check_kernel_init(kernel_init)
         channels = in_features
         names = []
         pools = 0
         for name, spec in MINI_INCEPTION:
             layer: nnx.Module
             if name == "stem":
-                unit = ConvBN if batch_norm else Conv
-                layer = unit(channels, spec, 3, activation=jax.nn.relu, rngs=rngs, **common)
+                if batch_norm:
+                    layer = ConvBN(
+                        channels, spec, 3, activation=jax.nn.relu, rngs=rngs, **bn, **common
+                    )
+                else:
+                    layer = Conv(channels, spec, 3, activation=jax.nn.relu, rngs=rngs, **common)
                 channels = spec
             elif name == "pool":
                 pools += 1
@@ -102,16 +117,21 @@ class MiniInception(nnx.Module):
                 layer = MaxPool(3, stride=2, padding="SAME")
             else:
                 widths = spec if bottleneck else (*spec[:3], 0, *spec[4:])
-                layer = Inception(
-                    channels, widths, norm="batch" if batch_norm else None, rngs=rngs, **common
-                )
+                layer = Inception(channels, widths, norm=norm, rngs=rngs, **bn, **common)
                 channels = layer.out_features
             setattr(self, name, layer)
             names.append(name)
         self.layer_names = tuple(names)
         self.avg_pool = GlobalAvgPool()
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
-        self.fc = nnx.Linear(channels, num_classes, rngs=rngs, **common)
+        self.fc = nnx.Linear(
+            channels,
+            num_classes,
+            rngs=rngs,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            precision=precision,
+        )
 
     def __call__(self, x: Array) -> Array:
         check_channels(x, self.in_features, type(self).__name__)

@@ -6,7 +6,12 @@ Parameter paths are the checkpoint format and never change::
     branch_3x3.reduce           1×1 reduce (absent when its width is 0)
     branch_3x3.conv             3×3 conv
     branch_5x5.reduce, .conv    the same for the 5×5 branch
-    branch_pool.proj            1×1 projection after the 3×3 max pool
+    branch_pool.proj            1×1 projection after the 3×3 max pool (absent with
+                                ``pool_size=None``)
+
+The names are those of the paper's branches whatever ``kernel_sizes`` says: with
+``kernel_sizes=(3, 7)`` the 7×7 lives in ``branch_5x5`` (the second k×k branch), so a port keeps
+one checkpoint layout.
 
 With ``norm="batch"`` each of these is a :class:`~jaxconv.nn.ConvBN` (``.conv.kernel``,
 ``.bn.scale``…); without, a :class:`~jaxconv.nn.Conv1x1` / :class:`~jaxconv.nn.Conv`
@@ -17,7 +22,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import jax
 import jax.numpy as jnp
@@ -25,8 +30,17 @@ from flax import nnx
 from flax.nnx.nn.dtypes import promote_dtype
 
 import jaxconv
-from jaxconv._check import check_bool, check_int
-from jaxconv.nn._conv import Activation, Conv, Conv1x1, ConvBN, activate, check_activation
+from jaxconv._check import check_bool, check_int, check_number
+from jaxconv.nn._conv import (
+    Activation,
+    Conv,
+    Conv1x1,
+    ConvBN,
+    Initializer,
+    activate,
+    check_activation,
+    default_kernel_init,
+)
 from jaxconv.nn._pool import MaxPool
 from jaxconv.nn._validate import check_channels
 
@@ -46,6 +60,52 @@ def _check_norm(norm: Any) -> str | None:
     return norm
 
 
+class BatchNormOptions(TypedDict, total=False):
+    """The BatchNorm keywords of :class:`ConvBN` a block passes down (absent: ConvBN's default)."""
+
+    momentum: float
+    epsilon: float
+
+
+def bn_options(norm: str | None, momentum: Any, epsilon: Any) -> BatchNormOptions:
+    """The BatchNorm keywords of :class:`ConvBN` that were given (None: ConvBN's default).
+
+    ``momentum`` must be in ``[0, 1)`` and ``epsilon`` positive; either one set without
+    BatchNorm (``norm=None``) is an error rather than silently ignored.
+
+    Examples:
+      >>> bn_options("batch", 0.9, None)
+      {'momentum': 0.9}
+      >>> bn_options(None, None, 1e-3)
+      Traceback (most recent call last):
+      ...
+      ValueError: `epsilon` needs BatchNorm (norm='batch'), got epsilon=0.001 with norm=None
+    """
+    for name, value in (("momentum", momentum), ("epsilon", epsilon)):
+        if value is not None and norm != "batch":
+            raise ValueError(
+                f"`{name}` needs BatchNorm (norm='batch'), got {name}={value!r} with norm={norm!r}"
+            )
+    options = BatchNormOptions()
+    if momentum is not None:
+        options["momentum"] = check_number(momentum, "momentum", 0.0, 1.0)
+    if epsilon is not None:
+        options["epsilon"] = check_number(epsilon, "epsilon", 0.0)
+        if options["epsilon"] <= 0:
+            raise ValueError(f"`epsilon` must be a positive number, got {epsilon!r}")
+    return options
+
+
+def check_kernel_init(kernel_init: Any) -> Initializer:
+    """``kernel_init`` if it is callable (an ``nnx.initializers`` function); TypeError otherwise."""
+    if not callable(kernel_init):
+        raise TypeError(
+            f"`kernel_init` must be an initializer (a callable such as "
+            f"nnx.initializers.lecun_normal()), got {kernel_init!r}"
+        )
+    return kernel_init
+
+
 def make_unit(
     in_features: int,
     out_features: int,
@@ -55,12 +115,15 @@ def make_unit(
     activation: Activation | None,
     rngs: nnx.Rngs,
     implementation: str | None = None,
+    bn: BatchNormOptions | None = None,
     **common: Any,
 ) -> Unit:
     """One conv of a block, followed by ``activation``.
 
-    ``norm="batch"`` gives a :class:`ConvBN` (no conv bias); otherwise a :class:`Conv1x1` for a
-    1×1 and a :class:`Conv` (SAME padding) for a k×k.
+    ``norm="batch"`` gives a :class:`ConvBN` (no conv bias) with the BatchNorm keywords ``bn``
+    (from :func:`bn_options`); otherwise a :class:`Conv1x1` for a 1×1 and a :class:`Conv`
+    (SAME padding) for a k×k. ``common`` (dtype, param_dtype, precision, kernel_init) goes to
+    every conv.
     """
     if norm == "batch":
         return ConvBN(
@@ -70,8 +133,11 @@ def make_unit(
             activation=activation,
             implementation=implementation,
             rngs=rngs,
+            **(bn or {}),
             **common,
         )
+    if bn:
+        raise ValueError(f"BatchNorm options {bn!r} need norm='batch', got norm={norm!r}")
     if kernel_size == 1:
         return Conv1x1(in_features, out_features, activation=activation, rngs=rngs, **common)
     return Conv(
@@ -107,6 +173,9 @@ class Bottleneck(nnx.Module):
       kernel_size: k.
       norm: None, or ``"batch"`` for :class:`ConvBN` units without conv biases.
       activation: the non-linearity after each conv.
+      momentum, epsilon: of every BatchNorm (None: :class:`ConvBN`'s defaults, 0.99 and
+        1e-5); only with ``norm="batch"``.
+      kernel_init: initializer of every conv kernel.
       dtype, param_dtype, precision: as for :class:`Conv`.
       implementation: lowering of the k×k conv.
       rngs: ``nnx.Rngs``.
@@ -139,20 +208,27 @@ class Bottleneck(nnx.Module):
         *,
         norm: str | None = None,
         activation: Activation | None = jax.nn.relu,
+        momentum: float | None = None,
+        epsilon: float | None = None,
+        kernel_init: Initializer = default_kernel_init,
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
         precision: Any = None,
         implementation: str | None = None,
         rngs: nnx.Rngs,
     ):
+        norm = _check_norm(norm)
         common: dict[str, Any] = dict(
-            norm=_check_norm(norm),
+            norm=norm,
             activation=check_activation(activation),
+            bn=bn_options(norm, momentum, epsilon),
+            kernel_init=check_kernel_init(kernel_init),
             dtype=dtype,
             param_dtype=param_dtype,
             precision=precision,
         )
         self.in_features = check_int(in_features, "in_features")
+        kernel_size = check_int(kernel_size, "kernel_size")
         reduce_features = check_int(reduce_features, "reduce_features", minimum=0)
         if reduce_features:
             self.reduce = make_unit(in_features, reduce_features, 1, rngs=rngs, **common)
@@ -179,7 +255,8 @@ class PoolProjection(nnx.Module):
       in_features: input channels.
       out_features: channels of the projection.
       pool_size: the max-pool window (3 in the paper).
-      norm, activation, dtype, param_dtype, precision, rngs: as for :class:`Bottleneck`.
+      norm, activation, momentum, epsilon, kernel_init, dtype, param_dtype, precision, rngs:
+        as for :class:`Bottleneck`.
 
     Call:
       ``[N, H, W, in_features]`` → ``[N, H, W, out_features]``.
@@ -205,18 +282,24 @@ class PoolProjection(nnx.Module):
         pool_size: int = 3,
         norm: str | None = None,
         activation: Activation | None = jax.nn.relu,
+        momentum: float | None = None,
+        epsilon: float | None = None,
+        kernel_init: Initializer = default_kernel_init,
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
         precision: Any = None,
         rngs: nnx.Rngs,
     ):
         self.pool = MaxPool(check_int(pool_size, "pool_size"), stride=1, padding="SAME")
+        norm = _check_norm(norm)
         self.proj = make_unit(
             in_features,
             out_features,
             1,
-            norm=_check_norm(norm),
+            norm=norm,
             activation=check_activation(activation),
+            bn=bn_options(norm, momentum, epsilon),
+            kernel_init=check_kernel_init(kernel_init),
             rngs=rngs,
             dtype=dtype,
             param_dtype=param_dtype,
@@ -235,7 +318,9 @@ class Inception(nnx.Module):
     Four branches read the block input and are concatenated on the channels, in this order:
     ``branch_1x1`` (1×1); ``branch_3x3`` (1×1 reduce → 3×3); ``branch_5x5`` (1×1 reduce → 5×5);
     ``branch_pool`` (3×3 max pool, stride 1, SAME → 1×1 projection). Each conv is followed by
-    ``activation``.
+    ``activation``. ``kernel_sizes`` and ``pool_size`` change the k×k sizes and the pool window
+    (the branch names, i.e. the parameter paths, stay); ``pool_size=None`` drops the pool
+    branch.
 
     ``fuse_1x1`` is an execution choice, not a parameterization: the 1×1 convs that read the
     block input (``branch_1x1``, ``branch_3x3.reduce``, ``branch_5x5.reduce``) run as ONE
@@ -248,9 +333,16 @@ class Inception(nnx.Module):
       widths: the six numbers of a row of Table 1 — ``(#1×1, #3×3 reduce, #3×3, #5×5 reduce,
         #5×5, pool proj)``, e.g. ``(64, 96, 128, 16, 32, 32)`` for inception (3a). A reduce width
         of 0 drops that 1×1 reduce (the k×k reads the block input directly); every other width
-        must be positive.
+        must be positive, except pool proj, which is 0 exactly when ``pool_size`` is None.
+      kernel_sizes: the k of ``branch_3x3`` and of ``branch_5x5`` (positive ints; default
+        ``(3, 5)`` as the paper), e.g. ``(3, 7)`` for a 7×7 second branch.
+      pool_size: the pool branch's max-pool window (3 in the paper), or None for no pool
+        branch (``branch_pool`` is None and ``widths[5]`` must be 0).
       norm: None (the paper: conv biases) or ``"batch"`` (every conv a :class:`ConvBN`).
       activation: the non-linearity after every conv.
+      momentum, epsilon: of every BatchNorm (None: :class:`ConvBN`'s defaults, 0.99 and
+        1e-5); only with ``norm="batch"``.
+      kernel_init: initializer of every conv kernel (default: :class:`Conv`'s LeCun normal).
       fuse_1x1: run the input-reading 1×1 convs as one einsum (see above). The default, False,
         measured faster on XLA:CPU (see the commit that set it; the bench ``inception`` suite
         re-measures it). This attribute is the option's one home: to switch it in a built
@@ -261,6 +353,12 @@ class Inception(nnx.Module):
 
     Attributes:
       out_features: ``#1×1 + #3×3 + #5×5 + pool proj``.
+      kernel_sizes, pool_size: as given.
+
+    Raises:
+      ValueError / TypeError: ``widths`` not six non-negative ints as above, a kernel size or
+        pool window that is not a positive int, a pool proj width that does not match
+        ``pool_size``, or BatchNorm options without ``norm="batch"``.
 
     Call:
       ``[N, H, W, in_features]`` → ``[N, H, W, out_features]``.
@@ -276,6 +374,15 @@ class Inception(nnx.Module):
       (1, 8, 8, 256)
       >>> block.branch_5x5.reduce.kernel.shape
       (1, 1, 192, 16)
+
+      A 7×7 second branch and no pool branch (its width 0):
+
+      >>> block = Inception(192, (64, 96, 128, 16, 32, 0), kernel_sizes=(3, 7), pool_size=None,
+      ...                   rngs=nnx.Rngs(0))
+      >>> block.branch_5x5.conv.kernel.shape, block.branch_pool, block.out_features
+      ((7, 7, 16, 32), None, 224)
+      >>> block(jnp.ones((1, 8, 8, 192))).shape
+      (1, 8, 8, 224)
     """
 
     in_features: int
@@ -288,15 +395,22 @@ class Inception(nnx.Module):
     branch_1x1: Unit
     branch_3x3: Bottleneck
     branch_5x5: Bottleneck
-    branch_pool: PoolProjection
+    branch_pool: PoolProjection | None
+    kernel_sizes: tuple[int, int]
+    pool_size: int | None
 
     def __init__(
         self,
         in_features: int,
         widths: Sequence[int],
         *,
+        kernel_sizes: Sequence[int] = (3, 5),
+        pool_size: int | None = 3,
         norm: str | None = None,
         activation: Activation | None = jax.nn.relu,
+        momentum: float | None = None,
+        epsilon: float | None = None,
+        kernel_init: Initializer = default_kernel_init,
         fuse_1x1: bool = False,
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
@@ -313,14 +427,32 @@ class Inception(nnx.Module):
             raise ValueError(
                 f"`widths` must be the paper's six numbers ({', '.join(WIDTH_NAMES)}), got {got}"
             )
+        pool_size = check_int(pool_size, "pool_size", allow_none=True)
+        # The reduces may be 0 (no reduce); pool proj is 0 exactly when there is no pool branch.
+        minimums = (1, 0, 1, 0, 1, 0 if pool_size is None else 1)
         widths = tuple(
-            check_int(w, f"widths[{i}] ({name})", minimum=0 if "reduce" in name else 1)
-            for i, (w, name) in enumerate(zip(widths, WIDTH_NAMES))
+            check_int(w, f"widths[{i}] ({name})", minimum=minimum)
+            for i, (w, name, minimum) in enumerate(zip(widths, WIDTH_NAMES, minimums))
         )
         n1, r3, n3, r5, n5, pp = widths
+        if not isinstance(kernel_sizes, (list, tuple)) or len(kernel_sizes) != 2:
+            raise ValueError(
+                "`kernel_sizes` must be two ints (the k of branch_3x3 and of branch_5x5), "
+                f"got {kernel_sizes!r}"
+            )
+        k3, k5 = (
+            check_int(k, f"kernel_sizes[{i}] ({branch})")
+            for i, (k, branch) in enumerate(zip(kernel_sizes, ("branch_3x3", "branch_5x5")))
+        )
+        if pool_size is None and pp != 0:
+            raise ValueError(
+                f"`widths[5] (pool proj)` must be 0 with pool_size=None (no pool branch), got {pp}"
+            )
         self.in_features = check_int(in_features, "in_features")
         self.widths = widths
-        self.norm = _check_norm(norm)
+        self.kernel_sizes = (k3, k5)
+        self.pool_size = pool_size
+        self.norm = norm = _check_norm(norm)
         self.fuse_1x1 = check_bool(fuse_1x1, "fuse_1x1")
         self.dtype = dtype
         self.precision = precision
@@ -330,15 +462,22 @@ class Inception(nnx.Module):
             dtype=dtype,
             param_dtype=param_dtype,
             precision=precision,
+            kernel_init=check_kernel_init(kernel_init),
         )
-        self.branch_1x1 = make_unit(in_features, n1, 1, rngs=rngs, **common)
+        bn = bn_options(norm, momentum, epsilon)
+        self.branch_1x1 = make_unit(in_features, n1, 1, bn=bn, rngs=rngs, **common)
         self.branch_3x3 = Bottleneck(
-            in_features, r3, n3, 3, implementation=implementation, rngs=rngs, **common
+            in_features, r3, n3, k3, implementation=implementation, rngs=rngs, **bn, **common
         )
         self.branch_5x5 = Bottleneck(
-            in_features, r5, n5, 5, implementation=implementation, rngs=rngs, **common
+            in_features, r5, n5, k5, implementation=implementation, rngs=rngs, **bn, **common
         )
-        self.branch_pool = PoolProjection(in_features, pp, rngs=rngs, **common)
+        if pool_size is None:
+            self.branch_pool = nnx.data(None)
+        else:
+            self.branch_pool = PoolProjection(
+                in_features, pp, pool_size=pool_size, rngs=rngs, **bn, **common
+            )
         self.out_features = n1 + n3 + n5 + pp
 
     def _fused_pointwise(self, x: Array, units: list[Unit]) -> list[Array]:
@@ -362,7 +501,9 @@ class Inception(nnx.Module):
     def __call__(self, x: Array) -> Array:
         check_channels(x, self.in_features, type(self).__name__)
         if not self.fuse_1x1:
-            ys = [self.branch_1x1(x), self.branch_3x3(x), self.branch_5x5(x), self.branch_pool(x)]
+            ys = [self.branch_1x1(x), self.branch_3x3(x), self.branch_5x5(x)]
+            if self.branch_pool is not None:
+                ys.append(self.branch_pool(x))
             return jnp.concatenate(ys, axis=-1)
         b3, b5 = self.branch_3x3, self.branch_5x5
         units = [self.branch_1x1, *(b.reduce for b in (b3, b5) if b.reduce is not None)]
@@ -370,5 +511,7 @@ class Inception(nnx.Module):
         y1 = next(outs)
         h3 = next(outs) if b3.reduce is not None else x
         h5 = next(outs) if b5.reduce is not None else x
-        ys = [y1, b3.conv(h3), b5.conv(h5), self.branch_pool(x)]
+        ys = [y1, b3.conv(h3), b5.conv(h5)]
+        if self.branch_pool is not None:
+            ys.append(self.branch_pool(x))
         return jnp.concatenate(ys, axis=-1)
