@@ -162,6 +162,16 @@ def conv_cost(
     )
 
 
+def _layer_rows(rows: Sequence[tuple[str, ConvCost]]) -> list[str]:
+    """A header and one line per named layer: output shape, weights, MACs (the comparisons'
+    ``table()``)."""
+    lines = [f"{'layer':<16}{'output':>16}{'weights':>12}{'MACs':>16}"]
+    for name, c in rows:
+        shape = "x".join(map(str, c.output_shape))
+        lines.append(f"{name:<16}{shape:>16}{c.weights:>12,}{c.macs:>16,}")
+    return lines
+
+
 @dataclass(frozen=True)
 class BottleneckCost:
     """A direct k×k convolution against a 1×1 reduce followed by the same k×k.
@@ -208,11 +218,7 @@ class BottleneckCost:
             ("1x1 reduce", self.reduce),
             ("kxk on reduced", self.spatial),
         ]
-        lines = [f"{'layer':<16}{'output':>16}{'weights':>12}{'MACs':>16}"]
-        for name, c in rows:
-            lines.append(
-                f"{name:<16}{'x'.join(map(str, c.output_shape)):>16}{c.weights:>12,}{c.macs:>16,}"
-            )
+        lines = _layer_rows(rows)
         lines.append(
             f"bottleneck total: {self.macs_bottleneck:,} MACs, "
             f"{self.weights_bottleneck:,} weights; direct/bottleneck = {self.macs_ratio:.1f}x MACs"
@@ -382,11 +388,7 @@ class SeparableCost:
             ("depthwise", self.depthwise),
             ("1x1 pointwise", self.pointwise),
         ]
-        lines = [f"{'layer':<16}{'output':>16}{'weights':>12}{'MACs':>16}"]
-        for name, c in rows:
-            lines.append(
-                f"{name:<16}{'x'.join(map(str, c.output_shape)):>16}{c.weights:>12,}{c.macs:>16,}"
-            )
+        lines = _layer_rows(rows)
         lines.append(
             f"separable total: {self.macs_separable:,} MACs, {self.weights_separable:,} weights; "
             f"separable/standard = {float(self.macs_ratio):.4f} "
