@@ -98,8 +98,8 @@ def test_device_errors_are_clear(four_devices):
     )
 
 
-def test_two_processes_match_one_device(tmp_path):
-    """The multi-host path (``--coordinator``): 2 processes × 1 CPU device, over localhost."""
+def _two_processes(tmp_path, steps: int, *extra: str) -> list[subprocess.Popen]:
+    """The CLI as 2 processes × 1 CPU device joined over localhost (``--coordinator``)."""
     with socket.socket() as s:
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
@@ -109,7 +109,7 @@ def test_two_processes_match_one_device(tmp_path):
         "--optimizer",
         "sgd",
         "--steps",
-        "4",
+        str(steps),
         "--batch-size",
         "16",
         "--train-size",
@@ -119,8 +119,6 @@ def test_two_processes_match_one_device(tmp_path):
         "--eval-every",
         "0",
         "--no-progress",
-        "--warmup-steps",
-        "1",
         "--ckpt-dir",
         str(tmp_path / "ckpt"),
         "--metrics",
@@ -129,8 +127,9 @@ def test_two_processes_match_one_device(tmp_path):
         f"localhost:{port}",
         "--num-processes",
         "2",
+        *extra,
     )
-    procs = [
+    return [
         subprocess.Popen(
             cli_command(*args, "--process-id", str(i)),
             stdout=subprocess.PIPE,
@@ -141,6 +140,11 @@ def test_two_processes_match_one_device(tmp_path):
         )
         for i in range(2)
     ]
+
+
+def test_two_processes_match_one_device(tmp_path):
+    """The multi-host path (``--coordinator``): 2 processes × 1 CPU device, over localhost."""
+    procs = _two_processes(tmp_path, 4, "--warmup-steps", "1")
     try:
         outputs = [p.communicate(timeout=240) for p in procs]
     finally:
@@ -171,48 +175,8 @@ def test_sigterm_on_one_process_stops_both_at_the_same_step(tmp_path):
     import signal
     import time
 
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        port = s.getsockname()[1]
     metrics = tmp_path / "m.jsonl"
-    args = (
-        "--model",
-        "tiny",
-        "--optimizer",
-        "sgd",
-        "--steps",
-        "100000",
-        "--batch-size",
-        "16",
-        "--train-size",
-        "96",
-        "--test-size",
-        "24",
-        "--eval-every",
-        "0",
-        "--no-progress",
-        "--ckpt-dir",
-        str(tmp_path / "ckpt"),
-        "--ckpt-every",
-        "100000",
-        "--metrics",
-        str(metrics),
-        "--coordinator",
-        f"localhost:{port}",
-        "--num-processes",
-        "2",
-    )
-    procs = [
-        subprocess.Popen(
-            cli_command(*args, "--process-id", str(i)),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=cli_env(),
-            cwd=REPO_DIR,
-        )
-        for i in range(2)
-    ]
+    procs = _two_processes(tmp_path, 100000, "--ckpt-every", "100000")
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:  # both are past compilation: steps are logged
