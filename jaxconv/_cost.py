@@ -372,6 +372,30 @@ class SeparableCost:
     weights_separable: int
     weights_ratio: Fraction
 
+    @classmethod
+    def of(cls, standard: ConvCost, depthwise: ConvCost, pointwise: ConvCost) -> SeparableCost:
+        """The comparison of ``depthwise`` + ``pointwise`` against ``standard``, totals and
+        exact ratios filled in.
+
+        Examples:
+          >>> s = separable_cost((8, 8, 16), 32, 3)
+          >>> SeparableCost.of(s.standard, s.depthwise, s.pointwise) == s
+          True
+        """
+        macs = depthwise.macs + pointwise.macs
+        weights = depthwise.weights + pointwise.weights
+        return cls(
+            standard=standard,
+            depthwise=depthwise,
+            pointwise=pointwise,
+            macs_standard=standard.macs,
+            macs_separable=macs,
+            macs_ratio=Fraction(macs, standard.macs),
+            weights_standard=standard.weights,
+            weights_separable=weights,
+            weights_ratio=Fraction(weights, standard.weights),
+        )
+
     def table(self) -> str:
         """A plain-text comparison of the three layers and the totals.
 
@@ -441,19 +465,7 @@ def separable_cost(
     standard = conv_cost(input_shape, out_channels, kernel, **geometry, **kw)
     depthwise = depthwise_cost(input_shape, kernel, multiplier=multiplier, **geometry, **kw)
     pointwise = conv_cost(depthwise.output_shape, out_channels, 1, padding="VALID", **kw)
-    macs = depthwise.macs + pointwise.macs
-    weights = depthwise.weights + pointwise.weights
-    return SeparableCost(
-        standard=standard,
-        depthwise=depthwise,
-        pointwise=pointwise,
-        macs_standard=standard.macs,
-        macs_separable=macs,
-        macs_ratio=Fraction(macs, standard.macs),
-        weights_standard=standard.weights,
-        weights_separable=weights,
-        weights_ratio=Fraction(weights, standard.weights),
-    )
+    return SeparableCost.of(standard, depthwise, pointwise)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from fractions import Fraction
 from typing import Any
 
 import jax
@@ -349,19 +348,7 @@ class SeparableConv(nnx.Module):
         )
         depthwise = dw.cost(input_shape)
         pointwise = self.pointwise.cost((n, *depthwise.output_shape))
-        macs = depthwise.macs + pointwise.macs
-        weights = depthwise.weights + pointwise.weights
-        return jaxconv.SeparableCost(
-            standard=standard,
-            depthwise=depthwise,
-            pointwise=pointwise,
-            macs_standard=standard.macs,
-            macs_separable=macs,
-            macs_ratio=Fraction(macs, standard.macs),
-            weights_standard=standard.weights,
-            weights_separable=weights,
-            weights_ratio=Fraction(weights, standard.weights),
-        )
+        return jaxconv.SeparableCost.of(standard, depthwise, pointwise)
 
 
 class ConvTranspose(_ConvBase):
