@@ -253,15 +253,6 @@ CONV = [
         r"`padding` mode 'CIRCULAR' cannot be combined with `input_dilation` \(=\(2, 2\)\)",
     ),
     (
-        "reflect-pad-too-large",
-        jaxconv.conv,
-        (_x(1, 2, 2, 4), _x(5, 5, 4, 8)),
-        dict(padding="REFLECT"),
-        ValueError,
-        r"`padding` 'REFLECT' needs pads \(=\(\(2, 2\), \(2, 2\)\)\) smaller than the input "
-        r"spatial sizes \(=\(2, 2\)\)",
-    ),
-    (
         "bias-size",
         jaxconv.conv,
         (X, W, _x(7)),
@@ -615,14 +606,6 @@ for _pool in (jaxconv.max_pool, jaxconv.avg_pool):
             dict(window=2),
             ValueError,
             r"`x` must have rank >= 3 \(N, \*spatial, C\), got shape \(8, 4\)",
-        ),
-        (
-            f"{_n}-reflect-too-large",
-            _pool,
-            (_x(1, 2, 2, 1),),
-            dict(window=5, padding="REFLECT"),
-            ValueError,
-            r"`padding` 'REFLECT' needs pads .* smaller than the input spatial sizes",
         ),
         (
             f"{_n}-layout",

@@ -775,3 +775,19 @@ def test_conv_relu_is_fused_into_onednn(rng):
 def test_conv_activation_must_be_callable():
     with pytest.raises(TypeError, match=r"`activation` must be a callable or None, got 'relu'"):
         jaxconv.conv(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 2)), activation="relu")
+
+
+@pytest.mark.parametrize("n, kernel", [((2,), (7,)), ((1,), (3,)), ((3, 2), (5, 7))], ids=str)
+def test_reflect_with_pads_as_large_as_the_input_equals_flax(rng, n, kernel):
+    """REFLECT pads past the input's size reflect again (jnp.pad's and Flax's rule) instead of
+    raising: nnx.Conv and the float64 reference agree."""
+    from flax import nnx
+
+    flax_conv = nnx.Conv(2, 3, kernel, padding="REFLECT", rngs=nnx.Rngs(0))
+    x = _randn(rng, 2, *n, 2)
+    want = flax_conv(x)
+    w, b = flax_conv.kernel[...], flax_conv.bias[...]
+    got = jaxconv.conv(x, w, b, padding="REFLECT")
+    np.testing.assert_allclose(got, want, rtol=0, atol=tol("float32", 2 * math.prod(kernel)))
+    expected = reference.conv(np.asarray(x), np.asarray(w), np.asarray(b), padding="REFLECT")
+    np.testing.assert_allclose(got, expected, rtol=0, atol=tol("float32", 2 * math.prod(kernel)))

@@ -431,3 +431,13 @@ def test_pooling_jit_and_vmap(rng):
         np.testing.assert_allclose(
             jax.vmap(f)(xs), jnp.stack([f(x) for x in xs]), rtol=0, atol=tol("float32", 9)
         )
+
+
+def test_reflect_pooling_with_a_window_larger_than_the_input(rng):
+    """REFLECT pads past the input's size reflect again (as jnp.pad and Flax do)."""
+    x = rng.standard_normal((1, 2, 3, 2)).astype(np.float32)
+    for fn, ref in ((jaxconv.max_pool, reference.max_pool), (jaxconv.avg_pool, reference.avg_pool)):
+        got = fn(jnp.asarray(x), 5, stride=1, padding="REFLECT")
+        want = ref(x.astype(np.float64), 5, stride=1, padding="REFLECT")
+        assert got.shape == (1, 2, 3, 2)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)

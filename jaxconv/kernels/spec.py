@@ -269,11 +269,6 @@ def conv_spec(
                 f"`padding` mode {padding!r} cannot be combined with `input_dilation` "
                 f"(={in_dilations})"
             )
-        if mode == "reflect" and any(max(p) >= s for p, s in zip(pads, spatial_t)):
-            raise ValueError(
-                f"`padding` {padding!r} needs pads (={pads}) smaller than the input "
-                f"spatial sizes (={spatial_t})"
-            )
         pre_pad = pads
         spatial_t = tuple(s + lo + hi for s, (lo, hi) in zip(spatial_t, pads))
         dilated_in = spatial_t

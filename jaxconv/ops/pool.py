@@ -102,11 +102,6 @@ def pool_spec(
     if any(lo < 0 or hi < 0 for lo, hi in pads):
         raise ValueError(f"`padding` must not be negative for pooling, got {pads}")
     mode = geo.padding_mode(padding)
-    if mode == "reflect" and any(max(p) >= s for p, s in zip(pads, spatial)):
-        raise ValueError(
-            f"`padding` {padding!r} needs pads (={pads}) smaller than the input "
-            f"spatial sizes (={spatial})"
-        )
     pre_pad: tuple[tuple[int, int], ...] = ()
     sizes = spatial
     if mode is not None:  # pad with values first, then pool the padded input as VALID
