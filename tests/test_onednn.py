@@ -557,3 +557,20 @@ def test_fuzz_strides_kernels_and_paddings_against_xla():
         np.testing.assert_allclose(got, want, rtol=0, atol=tol("float32", math.prod(k) * 3))
         gx, rx = jax.grad(loss)(x), jax.grad(functools.partial(loss, impl="xla"))(x)
         np.testing.assert_allclose(gx, rx, rtol=0, atol=tol("float32", math.prod(k) * 2))
+
+
+def test_grad_of_grad_through_the_fused_bias_and_relu(rng):
+    """The fused forward has no derivative rule of its own: kernels.run differentiates itself,
+    so second derivatives of conv + bias + ReLU on oneDNN equal xla's."""
+    x = jnp.asarray(rng.standard_normal((2, 6, 6, 3)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, 3, 4)) * 0.2, jnp.float32)
+    b = jnp.asarray(rng.standard_normal(4), jnp.float32)
+
+    def second(impl):
+        def loss(x):
+            y = jaxconv.conv(x, w, b, activation=jax.nn.relu, implementation=impl)
+            return jnp.sum(y**3)
+
+        return jax.grad(lambda x: jnp.sum(jax.grad(loss)(x) ** 2))(x)
+
+    np.testing.assert_allclose(second("onednn"), second("xla"), rtol=1e-4, atol=1e-3)

@@ -52,7 +52,7 @@ def _run(
 def _run_jvp(spec, plan, relu, primals, tangents):
     x, w, b = primals
     tx, tw, tb = tangents
-    y = _forward(x, w, b, spec, plan, relu)
+    y = _run(x, w, b, spec, plan, relu)  # itself: higher orders differentiate it again
     terms = []
     if not isinstance(tx, SymbolicZero):
         terms.append(LOWERINGS[plan.dx].fwd(tx, w, spec))
