@@ -3,7 +3,7 @@
 The parameter count is torchvision's (exact); the MACs are the paper's Table 4 (300 M) and the
 authors' TF-slim release's width-multiplier table (59/97/209/300/582 M). The block and a whole
 narrow MobileNetV2 are compared with a PyTorch transcription of torchvision's
-``mobilenetv2.py`` (torchvision itself is not installed), weights copied by name.
+``mobilenetv2.py`` (bench/torch_models.py; torchvision is not installed), weights copied by name.
 """
 
 from __future__ import annotations
@@ -136,56 +136,14 @@ def test_wrong_channels_are_named():
         model(jnp.ones((1, 8, 8, 1)))
 
 
-# --- PyTorch: a transcription of torchvision's mobilenetv2.py, weights copied by name ---
+# --- PyTorch: bench/torch_models.py's transcription of torchvision, weights copied by name ---
 
 
 def _torch_mobilenet():
     torch = pytest.importorskip("torch")
-    from torch import nn
+    from bench import torch_models as tm
 
-    def conv_bn_relu6(c_in, c_out, k=3, stride=1, groups=1):
-        return nn.Sequential(
-            nn.Conv2d(c_in, c_out, k, stride, (k - 1) // 2, groups=groups, bias=False),
-            nn.BatchNorm2d(c_out),
-            nn.ReLU6(inplace=True),
-        )
-
-    class TorchInvertedResidual(nn.Module):
-        def __init__(self, inp, oup, stride, expand_ratio):
-            super().__init__()
-            hidden = round(inp * expand_ratio)
-            self.use_res_connect = stride == 1 and inp == oup
-            layers = [] if expand_ratio == 1 else [conv_bn_relu6(inp, hidden, k=1)]
-            layers += [
-                conv_bn_relu6(hidden, hidden, stride=stride, groups=hidden),
-                nn.Conv2d(hidden, oup, 1, 1, 0, bias=False),
-                nn.BatchNorm2d(oup),
-            ]
-            self.conv = nn.Sequential(*layers)
-
-        def forward(self, x):
-            return x + self.conv(x) if self.use_res_connect else self.conv(x)
-
-    class TorchMobileNetV2(nn.Module):
-        def __init__(self, num_classes, width):
-            super().__init__()
-            c = make_divisible(32 * width)
-            last = make_divisible(1280 * max(1.0, width))
-            features = [conv_bn_relu6(3, c, stride=2)]
-            for t, out, n, s in MOBILENETV2_BLOCKS:
-                out = make_divisible(out * width)
-                for i in range(n):
-                    features.append(TorchInvertedResidual(c, out, s if i == 0 else 1, t))
-                    c = out
-            features.append(conv_bn_relu6(c, last, k=1))
-            self.features = nn.Sequential(*features)
-            self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(last, num_classes))
-
-        def forward(self, x):
-            x = nn.functional.adaptive_avg_pool2d(self.features(x), (1, 1))
-            return self.classifier(torch.flatten(x, 1))
-
-    return torch, TorchInvertedResidual, TorchMobileNetV2
+    return torch, tm.InvertedResidual, tm.MobileNetV2
 
 
 _BN_LEAF = {"scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}

@@ -3,8 +3,8 @@
 Parameter counts are torchvision's published figures (exact); MACs are torchvision's model
 card's GFLOPS column (which counts multiply-accumulates), to its two decimals. The blocks and a
 whole ResNet-18 are compared with a PyTorch transcription of torchvision's ``resnet.py``
-(torchvision itself is not installed), with the weights copied by the name mapping the module
-docstrings document.
+(bench/torch_models.py; torchvision itself is not installed), with the weights copied by the
+name mapping the module docstrings document.
 """
 
 from __future__ import annotations
@@ -202,88 +202,14 @@ def test_wrong_channels_are_named():
         model.layer1[0](jnp.ones((1, 8, 8, 3)))
 
 
-# --- PyTorch: a transcription of torchvision's resnet.py (v0.2x), weights copied by name ---
+# --- PyTorch: bench/torch_models.py's transcription of torchvision, weights copied by name ---
 
 
 def _torch_resnet():
     torch = pytest.importorskip("torch")
-    from torch import nn
+    from bench import torch_models as tm
 
-    def conv3x3(c_in, c_out, stride=1, groups=1):
-        return nn.Conv2d(c_in, c_out, 3, stride, 1, groups=groups, bias=False)
-
-    def conv1x1(c_in, c_out, stride=1):
-        return nn.Conv2d(c_in, c_out, 1, stride, bias=False)
-
-    class TorchBasicBlock(nn.Module):
-        expansion = 1
-
-        def __init__(self, inplanes, planes, stride=1, downsample=None):
-            super().__init__()
-            self.conv1, self.bn1 = conv3x3(inplanes, planes, stride), nn.BatchNorm2d(planes)
-            self.relu = nn.ReLU(inplace=True)
-            self.conv2, self.bn2 = conv3x3(planes, planes), nn.BatchNorm2d(planes)
-            self.downsample = downsample
-
-        def forward(self, x):
-            out = self.relu(self.bn1(self.conv1(x)))
-            out = self.bn2(self.conv2(out))
-            identity = x if self.downsample is None else self.downsample(x)
-            return self.relu(out + identity)
-
-    class TorchBottleneck(nn.Module):
-        expansion = 4
-
-        def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64):
-            super().__init__()
-            width = int(planes * (base_width / 64.0)) * groups
-            self.conv1, self.bn1 = conv1x1(inplanes, width), nn.BatchNorm2d(width)
-            self.conv2 = conv3x3(width, width, stride, groups)
-            self.bn2 = nn.BatchNorm2d(width)
-            self.conv3 = conv1x1(width, planes * 4)
-            self.bn3 = nn.BatchNorm2d(planes * 4)
-            self.relu = nn.ReLU(inplace=True)
-            self.downsample = downsample
-
-        def forward(self, x):
-            out = self.relu(self.bn1(self.conv1(x)))
-            out = self.relu(self.bn2(self.conv2(out)))
-            out = self.bn3(self.conv3(out))
-            identity = x if self.downsample is None else self.downsample(x)
-            return self.relu(out + identity)
-
-    def make_block(block, inplanes, planes, stride, **kw):
-        downsample = None
-        if stride != 1 or inplanes != planes * block.expansion:
-            downsample = nn.Sequential(
-                conv1x1(inplanes, planes * block.expansion, stride),
-                nn.BatchNorm2d(planes * block.expansion),
-            )
-        return block(inplanes, planes, stride, downsample, **kw)
-
-    class TorchResNet(nn.Module):
-        def __init__(self, block, layers, num_classes):
-            super().__init__()
-            self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-            self.bn1, self.relu = nn.BatchNorm2d(64), nn.ReLU(inplace=True)
-            self.maxpool = nn.MaxPool2d(3, 2, 1)
-            inplanes = 64
-            for i, (planes, n) in enumerate(zip((64, 128, 256, 512), layers)):
-                blocks = []
-                for j in range(n):
-                    stride = 2 if i > 0 and j == 0 else 1
-                    blocks.append(make_block(block, inplanes, planes, stride))
-                    inplanes = planes * block.expansion
-                setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
-            self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-            self.fc = nn.Linear(inplanes, num_classes)
-
-        def forward(self, x):
-            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-            return self.fc(torch.flatten(self.avgpool(x), 1))
-
-    return torch, TorchBasicBlock, TorchBottleneck, make_block, TorchResNet
+    return torch, tm.BasicBlock, tm.Bottleneck, tm.make_block, tm.ResNet
 
 
 _BN_LEAF = {"scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
