@@ -384,12 +384,12 @@ def _batch_norms(model):
 
 def test_googlenet_bn_options_reach_every_batch_norm():
     model = abstract(
-        lambda: GoogLeNet(batch_norm=True, momentum=0.9, epsilon=1e-3, rngs=nnx.Rngs(0))
+        lambda: GoogLeNet(batch_norm=True, momentum=0.8, epsilon=1e-3, rngs=nnx.Rngs(0))
     )
     norms = _batch_norms(model)
     assert len(norms) == 3 + 9 * 6 + 2  # stem, six per inception block, the aux heads' 1×1
     for path, bn in norms:
-        assert (bn.momentum, bn.epsilon) == (0.9, 1e-3), path
+        assert (bn.momentum, bn.epsilon) == (0.8, 1e-3), path
     cifar = abstract(
         lambda: GoogLeNet(
             batch_norm=True, stem="cifar", aux_logits=False, epsilon=1e-3, rngs=nnx.Rngs(0)
@@ -397,9 +397,9 @@ def test_googlenet_bn_options_reach_every_batch_norm():
     )
     norms = _batch_norms(cifar)
     assert len(norms) == 1 + 9 * 6
-    assert all((bn.momentum, bn.epsilon) == (0.99, 1e-3) for _, bn in norms)
+    assert all((bn.momentum, bn.epsilon) == (0.9, 1e-3) for _, bn in norms)
     default = abstract(lambda: GoogLeNet(batch_norm=True, rngs=nnx.Rngs(0)))
-    assert all((bn.momentum, bn.epsilon) == (0.99, 1e-5) for _, bn in _batch_norms(default))
+    assert all((bn.momentum, bn.epsilon) == (0.9, 1e-5) for _, bn in _batch_norms(default))
 
 
 def test_googlenet_kernel_init_reaches_every_conv():
@@ -416,15 +416,15 @@ def test_googlenet_kernel_init_reaches_every_conv():
 def test_mini_inception_options_and_defaults():
     init = nnx.initializers.constant(0.5)
     model = abstract(
-        lambda: MiniInception(momentum=0.9, epsilon=1e-3, kernel_init=init, rngs=nnx.Rngs(0))
+        lambda: MiniInception(momentum=0.8, epsilon=1e-3, kernel_init=init, rngs=nnx.Rngs(0))
     )
     norms = _batch_norms(model)
     assert len(norms) == 1 + 4 * 6
-    assert all((bn.momentum, bn.epsilon) == (0.9, 1e-3) for _, bn in norms)
+    assert all((bn.momentum, bn.epsilon) == (0.8, 1e-3) for _, bn in norms)
     # Explicit defaults give the same parameters and statistics as no options at all.
     a = MiniInception(rngs=nnx.Rngs(2))
     b = MiniInception(
-        momentum=0.99, epsilon=1e-5, kernel_init=nnx.initializers.lecun_normal(), rngs=nnx.Rngs(2)
+        momentum=0.9, epsilon=1e-5, kernel_init=nnx.initializers.lecun_normal(), rngs=nnx.Rngs(2)
     )
     for kind in (nnx.Param, nnx.BatchStat):
         jax.tree.map(np.testing.assert_array_equal, nnx.state(a, kind), nnx.state(b, kind))

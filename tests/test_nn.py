@@ -340,7 +340,7 @@ def test_convbn_train_normalizes_and_updates_stats_eval_uses_them(rng):
     np.testing.assert_allclose(jnp.var(y, axis=(0, 1, 2)), 1.0, rtol=1e-2)
     conv_out = unit.conv(x)
     np.testing.assert_allclose(
-        unit.bn.mean[...], 0.01 * jnp.mean(conv_out, axis=(0, 1, 2)), rtol=1e-4, atol=1e-6
+        unit.bn.mean[...], 0.1 * jnp.mean(conv_out, axis=(0, 1, 2)), rtol=1e-4, atol=1e-6
     )
     trained_mean = np.asarray(unit.bn.mean[...])
     unit.eval()
@@ -651,7 +651,7 @@ def test_bottleneck_and_pool_projection_take_the_options():
         8, 3, pool_size=5, norm="batch", epsilon=1e-2, kernel_init=init, rngs=nnx.Rngs(0)
     )
     assert p.pool.window == 5
-    assert (p.proj.bn.momentum, p.proj.bn.epsilon) == (0.99, 1e-2)  # momentum: ConvBN's default
+    assert (p.proj.bn.momentum, p.proj.bn.epsilon) == (0.9, 1e-2)  # momentum: ConvBN's default
     np.testing.assert_array_equal(p.proj.conv.kernel[...], -0.5)
 
 
@@ -660,7 +660,7 @@ def test_inception_defaults_are_the_papers():
     assert block.kernel_sizes == (3, 5) and block.pool_size == 3
     assert block.branch_pool.pool.window == 3
     for path, unit in _units(block):
-        assert (unit.bn.momentum, unit.bn.epsilon) == (0.99, 1e-5), path
+        assert (unit.bn.momentum, unit.bn.epsilon) == (0.9, 1e-5), path
     # The same rngs give the same parameters as ConvBN's own defaults.
     a = Inception(8, SMALL_WIDTHS, norm="batch", rngs=nnx.Rngs(3))
     b = Inception(
@@ -669,7 +669,7 @@ def test_inception_defaults_are_the_papers():
         norm="batch",
         kernel_sizes=(3, 5),
         pool_size=3,
-        momentum=0.99,
+        momentum=0.9,
         epsilon=1e-5,
         kernel_init=nnx.initializers.lecun_normal(),
         rngs=nnx.Rngs(3),

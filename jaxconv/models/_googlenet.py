@@ -252,9 +252,8 @@ class GoogLeNet(nnx.Module):
         32×32, 16×16 and 8×8 (the usual CIFAR port). The ImageNet stem needs inputs of at least
         31×31 (:func:`minimum_input_size`; its auxiliary heads need 4×4 maps at 4a, i.e. 63×63).
       momentum, epsilon: of every BatchNorm, the auxiliary heads' included (None:
-        :class:`~jaxconv.nn.ConvBN`'s defaults, 0.99 and 1e-5); only with ``batch_norm=True``.
-        A PyTorch port uses ``momentum=0.9`` (PyTorch's 0.1) and ``epsilon=1e-3``
-        (torchvision's GoogLeNet).
+        :class:`~jaxconv.nn.ConvBN`'s defaults, 0.9 and 1e-5); only with ``batch_norm=True``.
+        torchvision's GoogLeNet uses ``epsilon=1e-3``.
       kernel_init: initializer of every conv kernel (``fc`` keeps Flax's).
       dtype, param_dtype, precision: as for the convs.
       rngs: ``nnx.Rngs`` (``params``; ``dropout`` for training).

@@ -50,7 +50,7 @@ class MiniInception(nnx.Module):
         scratch); False gives biased convs as in the paper.
       dropout: rate before ``fc``.
       momentum, epsilon: of every BatchNorm (None: :class:`~jaxconv.nn.ConvBN`'s defaults,
-        0.99 and 1e-5); only with ``batch_norm=True``.
+        0.9 and 1e-5); only with ``batch_norm=True``.
       kernel_init: initializer of every conv kernel (``fc`` keeps Flax's).
       dtype, param_dtype, precision: as for the convs.
       rngs: ``nnx.Rngs`` (``params``; ``dropout`` for training).

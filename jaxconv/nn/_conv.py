@@ -353,7 +353,10 @@ class ConvBN(nnx.Module):
       in_features, out_features, kernel_size, stride, padding, dilation, groups: as for
         :class:`Conv`.
       activation: applied last; None for none.
-      momentum, epsilon: of the BatchNorm.
+      momentum, epsilon: of the BatchNorm. Flax's ``momentum`` is the weight of the old
+        running statistics, so the default 0.9 is PyTorch's ``momentum=0.1`` (PyTorch's
+        default; Flax's own default 0.99 is PyTorch's 0.01, whose statistics barely move in a
+        short run and make early evaluations meaningless).
       dtype, param_dtype, precision, kernel_init, implementation: as for :class:`Conv`.
       rngs: ``nnx.Rngs`` with a ``params`` stream.
 
@@ -388,7 +391,7 @@ class ConvBN(nnx.Module):
         dilation: int | Sequence[int] = 1,
         groups: int = 1,
         activation: Activation | None = jax.nn.relu,
-        momentum: float = 0.99,
+        momentum: float = 0.9,
         epsilon: float = 1e-5,
         dtype: Any = None,
         param_dtype: Any = jnp.float32,

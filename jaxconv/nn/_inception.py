@@ -173,7 +173,7 @@ class Bottleneck(nnx.Module):
       kernel_size: k.
       norm: None, or ``"batch"`` for :class:`ConvBN` units without conv biases.
       activation: the non-linearity after each conv.
-      momentum, epsilon: of every BatchNorm (None: :class:`ConvBN`'s defaults, 0.99 and
+      momentum, epsilon: of every BatchNorm (None: :class:`ConvBN`'s defaults, 0.9 and
         1e-5); only with ``norm="batch"``.
       kernel_init: initializer of every conv kernel.
       dtype, param_dtype, precision: as for :class:`Conv`.
@@ -340,7 +340,7 @@ class Inception(nnx.Module):
         branch (``branch_pool`` is None and ``widths[5]`` must be 0).
       norm: None (the paper: conv biases) or ``"batch"`` (every conv a :class:`ConvBN`).
       activation: the non-linearity after every conv.
-      momentum, epsilon: of every BatchNorm (None: :class:`ConvBN`'s defaults, 0.99 and
+      momentum, epsilon: of every BatchNorm (None: :class:`ConvBN`'s defaults, 0.9 and
         1e-5); only with ``norm="batch"``.
       kernel_init: initializer of every conv kernel (default: :class:`Conv`'s LeCun normal).
       fuse_1x1: run the input-reading 1×1 convs as one einsum (see above). The default, False,
