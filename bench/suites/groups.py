@@ -19,6 +19,12 @@ Shapes (NHWC, HWIO kernels, batch 32, padding that keeps the map or halves it):
 - ``mobilenetv2.dw3x3``: the first bottleneck's depthwise 3×3 on 112×112×32 (``groups=32``) and
   ``mobilenetv2.dw3x3_s2`` the second's, stride 2 on 112×112×96 → 56×56 (``groups=96``; expansion
   6 × 16 channels) — MobileNetV2, Sandler et al. 2018, Table 2;
+- ``mobilenetv2.dw3x3_14`` and ``mobilenetv2.dw3x3_7``: the deep blocks' depthwise 3×3s, on
+  14×14×576 (``groups=576``; 96 channels × 6) and 7×7×960 (160 × 6) — few pixels, many channels,
+  the other end of MobileNetV2's depthwise range;
+- ``xception.dw3x3_m2``: a depthwise 3×3 with channel multiplier 2 (``groups=64``, 64 → 128
+  channels; Keras' ``depth_multiplier=2``, PyTorch's ``Conv2d(64, 128, 3, groups=64)``) on
+  56×56×64;
 - ``convnext.dw7x7``: ConvNeXt-T's stage-1 depthwise 7×7 on 56×56×96 (Liu et al. 2022);
 - ``resnext.g32_3x3``: ResNeXt-50 (32×4d)'s conv3 grouped 3×3, 28×28×256 → 256 in 32 groups of 8
   channels (Xie et al. 2017, Table 1);
@@ -29,7 +35,7 @@ Shapes (NHWC, HWIO kernels, batch 32, padding that keeps the map or halves it):
   pixel and channel pair — a quarter of the dilated conv's taps, three of four being the inserted
   zeros.
 
-``--quick`` runs the same five kinds of conv on tiny maps (batch 1) in seconds; ``--batch``
+``--quick`` runs the same kinds of conv on tiny maps (batch 1) in seconds; ``--batch``
 replaces each shape's batch. ``macs`` of fwd+bwd count 3× the forward's.
 """
 
@@ -93,14 +99,18 @@ class Shape(NamedTuple):
 SHAPES = (
     Shape("mobilenetv2.dw3x3", 32, 112, 32, 32, 3, 1, 1, groups=32),
     Shape("mobilenetv2.dw3x3_s2", 32, 112, 96, 96, 3, 2, 1, groups=96),
+    Shape("mobilenetv2.dw3x3_14", 32, 14, 576, 576, 3, 1, 1, groups=576),
+    Shape("mobilenetv2.dw3x3_7", 32, 7, 960, 960, 3, 1, 1, groups=960),
+    Shape("xception.dw3x3_m2", 32, 56, 64, 128, 3, 1, 1, groups=64),
     Shape("convnext.dw7x7", 32, 56, 96, 96, 7, 1, 3, groups=96),
     Shape("resnext.g32_3x3", 32, 28, 256, 256, 3, 1, 1, groups=32),
     Shape("transposed.4x4_s2", 32, 28, 128, 64, 4, 2, 1, transposed=True),
 )
-#: ``--quick``: the same five kinds of conv, tiny.
+#: ``--quick``: the same kinds of conv, tiny.
 TINY = (
     Shape("tiny.dw3x3", 1, 16, 8, 8, 3, 1, 1, groups=8),
     Shape("tiny.dw3x3_s2", 1, 16, 8, 8, 3, 2, 1, groups=8),
+    Shape("tiny.dw3x3_m2", 1, 8, 8, 16, 3, 1, 1, groups=8),
     Shape("tiny.dw7x7", 1, 8, 8, 8, 7, 1, 3, groups=8),
     Shape("tiny.g4_3x3", 1, 8, 16, 16, 3, 1, 1, groups=4),
     Shape("tiny.transposed_4x4_s2", 1, 8, 16, 8, 4, 2, 1, transposed=True),
