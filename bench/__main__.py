@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,10 @@ def _count(name: str, minimum: int) -> Callable[[str], int]:
     return convert
 
 
-def build_parser(suites: Sequence[str]) -> argparse.ArgumentParser:
+def build_parser(suites: Mapping[str, str]) -> argparse.ArgumentParser:
+    """The parser; ``suites`` maps each suite's name to its one-line description (``--help``
+    lists them all: :func:`parse_args` passes every suite in ``bench.suites.REGISTRY``)."""
+    listed = "; ".join(f"{name}: {text}" for name, text in suites.items())
     parser = _Parser(
         prog=PROG,
         description=(
@@ -70,15 +74,13 @@ def build_parser(suites: Sequence[str]) -> argparse.ArgumentParser:
             "min, max of --repeats runs after --warmup, block_until_ready), analytic MACs next "
             "to XLA's cost_analysis, GFLOP/s and the fraction of a GEMM peak measured in the same "
             "run, peak memory, and a fusion report from the optimized HLO. Writes JSON, a "
-            "Markdown table and a PNG per suite under bench/results/<device-kind>/."
+            "Markdown table and a PNG per suite into a fresh folder under the system's temporary "
+            "directory (printed), into --out DIR, or with --update-results over the committed "
+            "results in bench/results/<device-kind>/."
         ),
         epilog=(
-            "suites: bottleneck (default: the seed's Inception 4a 5x5 branch, direct vs 1x1 "
-            "bottleneck), conv1x1 (einsum vs lax.conv vs jnp.dot over GoogLeNet's 1x1s), "
-            "inception (every Inception block, fwd and fwd+bwd), model (GoogLeNet and NiN "
-            "images/s), lowering (every lowering per conv, fwd and fwd+bwd), groups (depthwise, "
-            "grouped and transposed convs vs torch, fwd and fwd+bwd). Example: python -m bench "
-            "bottleneck conv1x1 --batch 1,8,32 --peers torch"
+            f"suites: {listed}. Example: python -m bench bottleneck conv1x1 --batch 1,8,32 "
+            "--peers torch"
         ),
     )
     parser.add_argument(
@@ -124,11 +126,19 @@ def build_parser(suites: Sequence[str]) -> argparse.ArgumentParser:
         action="store_true",
         help="tiny shapes and few runs: a smoke test of the harness in seconds",
     )
-    parser.add_argument(
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
         "--out",
         type=Path,
         metavar="DIR",
-        help="write results here instead of bench/results/<device-kind>/",
+        help="write results into DIR (default: a fresh folder under the system's temporary "
+        "directory, printed at the end)",
+    )
+    where.add_argument(
+        "--update-results",
+        action="store_true",
+        help="overwrite the committed results in bench/results/<device-kind>/ (the numbers "
+        "the README quotes); only for a full run meant to be committed",
     )
     parser.add_argument(
         "--peers",
@@ -147,9 +157,9 @@ def build_parser(suites: Sequence[str]) -> argparse.ArgumentParser:
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
     """Parses the command line into :class:`bench._harness.Options` (exits 2 on bad flags)."""
-    from bench.suites import DEFAULT, REGISTRY
+    from bench.suites import DEFAULT, REGISTRY, describe
 
-    parser = build_parser(tuple(REGISTRY))
+    parser = build_parser({name: describe(name) for name in REGISTRY})
     ns = parser.parse_args(argv)
     unknown = [s for s in ns.suites if s not in REGISTRY]
     if unknown:
@@ -165,10 +175,22 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         full=ns.full,
         quick=ns.quick,
         out=ns.out,
+        update_results=ns.update_results,
         peers=tuple(ns.peers),
         device=ns.device,
         plots=ns.plots,
     )
+
+
+def output_dir(options: Options, device_kind: str) -> Path:
+    """Where a run writes: ``--out``; with ``--update-results`` the committed
+    ``bench/results/<device_kind>/``; else a fresh folder under the system's temporary
+    directory, so that a trial run never overwrites the committed numbers."""
+    if options.out is not None:
+        return options.out
+    if options.update_results:
+        return Path(__file__).resolve().parent / "results" / device_kind
+    return Path(tempfile.mkdtemp(prefix=f"jaxconv-bench-{device_kind}-"))
 
 
 def _setup(options: Options):
@@ -192,9 +214,7 @@ def run(options: Options, ctx=None) -> dict[str, list[dict]]:
     from bench.suites import REGISTRY
 
     ctx = ctx or _setup(options)
-    out_dir = options.out or (
-        Path(__file__).resolve().parent / "results" / _harness.device_dirname(ctx.device)
-    )
+    out_dir = output_dir(options, _harness.device_dirname(ctx.device))
     console = Console(stderr=True)
     results: dict[str, tuple[list[dict], list[str], float]] = {}
     columns = (

@@ -57,6 +57,7 @@ class Options:
     full: bool = False
     quick: bool = False
     out: Path | None = None
+    update_results: bool = False
     peers: tuple[str, ...] = ()
     device: str | None = None
     plots: bool = True

@@ -445,6 +445,7 @@ def test_parse_args_defaults_and_lists():
         (["--full", "--quick"], r"argument --quick: not allowed with argument --full"),
         (["--peers", "tf"], r"`--peers` must be 'torch', got 'tf'"),
         (["--bogus"], r"unrecognized arguments: --bogus"),
+        (["--out", ".", "--update-results"], r"--update-results: not allowed with argument --out"),
     ],
 )
 def test_bad_flags_are_one_line_errors(argv, message, capsys):
@@ -476,9 +477,40 @@ def test_unknown_device_exits_2_with_one_line():
     ), proc.stderr
 
 
+def test_help_lists_every_suite_in_the_registry():
+    from bench.suites import REGISTRY
+
+    proc = _bench("--help", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    epilog = " ".join(proc.stdout.split("suites:")[-1].split())
+    for name in REGISTRY:  # lowering and groups were once left out of a hand-written list
+        assert re.search(rf"\b{name}: \w", epilog), (name, epilog)
+    assert "groups: depthwise, grouped and transposed convs against PyTorch;" in epilog
+
+
+def test_default_output_is_a_fresh_folder_outside_the_repo(tmp_path):
+    from bench.__main__ import output_dir
+
+    kind = "cpu-test-1c"
+    first, second = output_dir(Options(), kind), output_dir(Options(), kind)
+    assert first != second and first.is_dir() and kind in first.name
+    assert ROOT not in first.resolve().parents
+    assert output_dir(Options(out=tmp_path), kind) == tmp_path
+    assert output_dir(Options(update_results=True), kind) == ROOT / "bench" / "results" / kind
+    assert cli.parse_args(["--update-results"]).update_results
+
+
+def test_quick_without_out_leaves_the_committed_results_alone():
+    before = _snapshot(ROOT / "bench" / "results")
+    proc = _bench("bottleneck", "--quick", "--no-plots", "--repeats", "1", "--warmup", "0")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _snapshot(ROOT / "bench" / "results") == before
+    written = re.search(r"→ (\S*jaxconv-bench-\S+)/", proc.stdout.replace("\n", ""))
+    assert written and (Path(written.group(1)) / "bottleneck.json").is_file(), proc.stdout
+
+
 def test_help_explains_every_option():
-    text = cli.build_parser(("bottleneck", "conv1x1")).format_help()
-    assert "groups (depthwise, grouped and transposed convs" in " ".join(text.split())
+    text = cli.build_parser({"bottleneck": "b", "conv1x1": "c"}).format_help()
     for flag in (
         "--batch",
         "--dtype",
@@ -487,6 +519,7 @@ def test_help_explains_every_option():
         "--full",
         "--quick",
         "--out",
+        "--update-results",
         "--peers",
         "--device",
     ):

@@ -707,3 +707,93 @@ def test_geometry_and_cost_errors():
         jaxconv.conv_cost((8, 8, 8), 6, 3, groups=3)
     with pytest.raises(ValueError, match=r"`stride` entries must be >= 1, got 0"):
         jaxconv.pool_output_size(8, 2, stride=0)
+
+
+# --- layout mistakes (issue 13: PyTorch's NCHW/OIHW arrays under the NHWC/HWIO default) ------
+
+LAYOUT_MISTAKES = [
+    # (id, x shape, w shape, layout, message regex)
+    (
+        "nchw-x-default-layout",
+        (2, 3, 16, 16),
+        (5, 5, 3, 8),
+        "NHWC",
+        r"`x` looks channels-first \(NCHW\): its dim 1 \(=3\) matches the kernel's input "
+        r"channels; pass `layout=\"NCHW\"` \(which reads `w` as OIHW and `w.transpose\(3, 2, 0, "
+        r"1\)`\), or give NHWC `x.transpose\(0, 2, 3, 1\)`",
+    ),
+    (
+        "nchw-x-oihw-w-default-layout",
+        (2, 3, 16, 16),
+        (8, 3, 7, 7),
+        "NHWC",
+        r"`x` looks channels-first .* pass `layout=\"NCHW\"` \(which reads `w` as OIHW\)",
+    ),
+    (
+        "oihw-w-default-layout",
+        (2, 16, 16, 3),
+        (8, 3, 7, 7),
+        "NHWC",
+        r"`w` looks OIHW \(PyTorch's order\): its dim 1 \(=3\) matches the input channels; the "
+        r"default layout takes an HWIO kernel: `w.transpose\(2, 3, 1, 0\)`",
+    ),
+    (
+        "oihw-w-3d",
+        (2, 8, 8, 8, 3),
+        (16, 3, 5, 5, 5),
+        "NHWC",
+        r"`w` looks OIHW .* `w.transpose\(2, 3, 4, 1, 0\)`",
+    ),
+    (
+        "hwio-w-nchw-layout",
+        (2, 3, 16, 16),
+        (7, 7, 3, 8),
+        "NCHW",
+        r"`w` looks HWIO: its dim -2 \(=3\) matches the input channels; `layout=\"NCHW\"` takes "
+        r"an OIHW kernel: `w.transpose\(3, 2, 0, 1\)`",
+    ),
+    (
+        "nhwc-x-nchw-layout",
+        (2, 16, 16, 3),
+        (8, 3, 5, 5),
+        "NCHW",
+        r"`x` looks channels-last \(NHWC\): its last dim \(=3\) matches the kernel's input "
+        r"channels; drop `layout=\"NCHW\"` \(the default NHWC takes an HWIO kernel and "
+        r"`w.transpose\(2, 3, 1, 0\)`\), or give NCHW `x.transpose\(0, 3, 1, 2\)`",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, layout, message",
+    [case[1:] for case in LAYOUT_MISTAKES],
+    ids=[case[0] for case in LAYOUT_MISTAKES],
+)
+def test_a_detectable_layout_mistake_says_which_operand_and_the_fix(
+    x_shape, w_shape, layout, message
+):
+    with pytest.raises(ValueError, match=r"must equal the input channels of `x`.*" + message):
+        jaxconv.conv(_x(*x_shape), _x(*w_shape), layout=layout)
+
+
+def test_an_undetectable_layout_mistake_runs_and_a_right_one_gets_no_hint():
+    # OIHW (8, 3, 3, 3) read as HWIO is a valid 3×8 kernel with 3 outputs: the shapes cannot
+    # tell (the README documents this case); a plain channel mismatch gets no layout hint.
+    assert jaxconv.conv(_x(1, 8, 8, 3), _x(8, 3, 3, 3)).shape == (1, 8, 8, 3)
+    with pytest.raises(ValueError, match=r"x has shape \(1, 8, 8, 5\)$"):
+        jaxconv.conv(_x(1, 8, 8, 5), _x(3, 3, 4, 8))
+
+
+def test_max_pool_on_nchw_data_says_so_when_the_window_shows_it():
+    with pytest.raises(
+        ValueError,
+        match=r"the window \(=5\) must fit .*; `x` \(1, 3, 32, 32\) looks channels-first \(NCHW\): "
+        r"pass `layout=\"NCHW\"`",
+    ):
+        jaxconv.max_pool(_x(1, 3, 32, 32), 5)
+    with pytest.raises(ValueError, match=r"looks channels-last \(NHWC\): drop `layout=\"NCHW\"`"):
+        jaxconv.avg_pool(_x(1, 32, 32, 3), 5, layout="NCHW")
+    with pytest.raises(
+        ValueError, match=r"must fit in the padded input \(=4: size 4 \+ `padding` 0 \+ 0\)$"
+    ):
+        jaxconv.max_pool(_x(1, 4, 4, 4), 5)  # too small either way: no hint

@@ -487,3 +487,25 @@ def test_googlenet_default_parameter_paths_are_unchanged(batch_norm):
     want |= {"fc.bias", "fc.kernel"}
     model = abstract(lambda: GoogLeNet(batch_norm=batch_norm, rngs=nnx.Rngs(0)))
     assert param_paths(model) == want
+
+
+def test_eval_shape_then_reseed_materializes_dropout_rngs_for_nnx_jit():
+    """The README's fast path: ``nnx.eval_shape`` leaves Dropout's RNG key and count abstract
+    and ``nnx.jit`` refuses them; loading the parameters and ``nnx.reseed`` on the stream the
+    model was built with (``default`` for ``nnx.Rngs(0)``) makes the model runnable."""
+    from jaxconv.models import NiN
+
+    def make():
+        return NiN(num_classes=10, rngs=nnx.Rngs(0))
+
+    model = nnx.eval_shape(make)
+    nnx.update(model, nnx.state(make(), nnx.Param))  # stands for a checkpoint load
+    forward = nnx.jit(lambda m, x: m(x))
+    x = jnp.ones((2, 32, 32, 3))
+    with pytest.raises(TypeError, match=r"ShapeDtypeStruct'> is not a valid JAX type"):
+        forward(model, x)
+    nnx.reseed(model, default=0)
+    model.train()
+    assert forward(model, x).shape == (2, 10)
+    keys = nnx.to_flat_state(nnx.state(model, nnx.RngState))
+    assert keys and not any(isinstance(v.get_value(), jax.ShapeDtypeStruct) for _, v in keys)

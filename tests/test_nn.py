@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -726,3 +728,77 @@ def test_branch_option_errors():
         Bottleneck(8, 3, 4, 3, momentum=0.9, rngs=nnx.Rngs(0))
     with pytest.raises(TypeError, match=r"`kernel_init` must be an initializer"):
         PoolProjection(8, 3, kernel_init=None, rngs=nnx.Rngs(0))
+
+
+# --- coming from nnx.Conv / torch.nn.Conv2d (issue 13) ----------------------------------------
+
+
+def _conv_modules():
+    from jaxconv.nn import ConvTranspose, DepthwiseConv, SeparableConv
+
+    rngs = nnx.Rngs(0)
+    return [
+        ("Conv", lambda **kw: Conv(3, 6, 3, rngs=rngs, **kw)),
+        ("ConvBN", lambda **kw: ConvBN(3, 6, 3, rngs=rngs, **kw)),
+        ("DepthwiseConv", lambda **kw: DepthwiseConv(3, 3, rngs=rngs, **kw)),
+        ("SeparableConv", lambda **kw: SeparableConv(3, 6, 3, rngs=rngs, **kw)),
+        ("ConvTranspose", lambda **kw: ConvTranspose(3, 6, 3, rngs=rngs, **kw)),
+        ("Conv1x1", lambda **kw: Conv1x1(3, 6, rngs=rngs, **kw)),
+    ]
+
+
+@pytest.mark.parametrize(
+    "keyword, spelling",
+    [
+        ("strides", r"jaxconv spells it `stride=`"),
+        ("feature_group_count", r"jaxconv spells it `groups=`"),
+        ("kernel_dilation", r"jaxconv spells it `dilation=`"),
+        ("bias", r"jaxconv spells it `use_bias=`"),
+        ("in_channels", r"jaxconv spells it `in_features=`"),
+        ("padding_mode", r"jaxconv takes the mode as `padding=` \(e.g. `padding=\"REFLECT\"`\)"),
+        ("mask", r"jaxconv has no kernel mask"),
+        ("conv_general_dilated", r"jaxconv chooses the lowering by name with `implementation=`"),
+    ],
+)
+def test_nnx_and_torch_spellings_name_the_jaxconv_one(keyword, spelling):
+    for name, make in _conv_modules():
+        with pytest.raises(
+            TypeError, match=rf"{name}\(\) got an unexpected keyword argument '{keyword}'"
+        ) as info:
+            make(**{keyword: 1})
+        assert re.search(spelling, str(info.value)), (name, str(info.value))
+
+
+def test_spellings_a_module_lacks_explain_why():
+    from jaxconv.nn import DepthwiseConv
+
+    with pytest.raises(TypeError, match=r"'use_bias': it has no bias \(BatchNorm's shift"):
+        ConvBN(3, 6, 3, use_bias=False, rngs=nnx.Rngs(0))
+    with pytest.raises(TypeError, match=r"'groups': a depthwise conv has one group per input"):
+        DepthwiseConv(3, 3, groups=3, rngs=nnx.Rngs(0))
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'nosuch'$"):
+        Conv(3, 6, 3, nosuch=1, rngs=nnx.Rngs(0))  # an unknown name: Python's own error
+    # Where a module takes the name, it passes through untouched.
+    assert Conv(4, 4, 3, groups=2, use_bias=False, rngs=nnx.Rngs(0)).groups == 2
+
+
+@pytest.mark.parametrize(
+    "name", ["Conv", "ConvBN", "DepthwiseConv", "SeparableConv", "ConvTranspose"]
+)
+def test_unbatched_input_is_one_image_as_in_nnx_conv(name, rng):
+    module = dict(_conv_modules())[name]()
+    module.eval()
+    x = randn(rng, 6, 6, 3)
+    np.testing.assert_array_equal(module(x), module(x[None])[0])
+
+
+def test_a_kernel_size_of_the_wrong_rank_names_kernel_size():
+    with pytest.raises(
+        ValueError,
+        match=r"Conv has a 1-D `kernel_size` \(=\(3,\)\), so `x` must have rank 3 \(N, \*spatial, "
+        r"C\) or 2 \(unbatched \*spatial, C\), got rank 4 with shape \(2, 8, 8, 3\); for a 2-D "
+        r"conv give `kernel_size` 2 entries",
+    ):
+        Conv(3, 6, (3,), rngs=nnx.Rngs(0))(jnp.ones((2, 8, 8, 3)))
+    with pytest.raises(ValueError, match=r"DepthwiseConv has a 2-D `kernel_size` \(=\(3, 3\)\)"):
+        _conv_modules()[2][1]()(jnp.ones((3,)))

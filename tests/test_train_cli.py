@@ -31,10 +31,12 @@ SMALL = ("--train-size", "96", "--test-size", "24", "--batch-size", "16")
 
 def _bad_inputs(tmp) -> dict[str, tuple[tuple[str, ...], str, int]]:
     (tmp / "text.npz").write_text("not an npz")
+    (tmp / "random.npz").write_bytes(bytes(range(256)) * 8)
     return {
-        "unknown-model": (("--model", "resnet"), r"`--model` must be one of nin, googlenet", 1),
-        "steps": (("--steps", "0"), r"`--steps` must be a positive int, got 0", 1),
-        "batch": (("--batch-size", "-2"), r"`--batch-size` must be a positive int, got -2", 1),
+        "unknown-model": (("--model", "resnet"), r"`--model` must be one of nin, googlenet", 2),
+        "steps": (("--steps", "0"), r"`--steps` must be a positive int, got 0", 2),
+        "batch": (("--batch-size", "-2"), r"`--batch-size` must be a positive int, got -2", 2),
+        "momentum": (("--momentum", "1.5"), r"`--momentum` must be", 2),
         "not-a-number": (("--lr", "fast"), r"argument --lr: invalid float value: 'fast'", 2),
         "both-lengths": (
             ("--steps", "3", "--epochs", "1"),
@@ -46,17 +48,26 @@ def _bad_inputs(tmp) -> dict[str, tuple[tuple[str, ...], str, int]]:
             rf"`--data` path {tmp}/nowhere does not exist",
             1,
         ),
-        "wrong-format": (("--data", str(tmp / "text.npz")), r"text.npz is not a readable .npz", 1),
+        "wrong-format": (
+            ("--data", str(tmp / "text.npz")),
+            r"text.npz is not a valid image archive",
+            1,
+        ),
+        "random-bytes": (
+            ("--data", str(tmp / "random.npz")),
+            r"random.npz is not a valid image archive \(an .npz as np.savez writes it[^\n]*$",
+            1,
+        ),
         "indivisible": (
             ("--model", "tiny", "--devices", "3", *SMALL),
             r"`--batch-size` \(=16\) must be a multiple of the number of devices "
             r"\(=3\)",
-            1,
+            2,
         ),
         "half-distributed": (
             ("--coordinator", "localhost:1234"),
             r"`--coordinator`, `--num-processes` and `--process-id` go together",
-            1,
+            2,
         ),
         "metrics-dir": (
             ("--model", "tiny", "--steps", "1", *SMALL, "--metrics", str(tmp / "no" / "m.jsonl")),

@@ -257,8 +257,20 @@ def test_npz_and_dispatch_errors_name_the_path(tmp_path):
     with pytest.raises(ValueError, match=r"`data` file .*missing.npz does not exist"):
         load_npz(str(tmp_path / "missing.npz"))
     (tmp_path / "text.npz").write_text("hello")
-    with pytest.raises(ValueError, match=r"text.npz is not a readable .npz"):
+    with pytest.raises(ValueError, match=r"text.npz is not a valid image archive \(an .npz"):
         load_npz(str(tmp_path / "text.npz"))
+
+
+def test_a_corrupt_npz_is_not_an_image_archive_never_pickle_advice(tmp_path):
+    random_bytes = tmp_path / "random.npz"
+    random_bytes.write_bytes(np.random.default_rng(0).bytes(4096))
+    truncated = tmp_path / "truncated.npz"
+    np.savez(truncated, images=np.zeros((10, 8, 8, 3), np.uint8), labels=np.arange(10) % 3)
+    truncated.write_bytes(truncated.read_bytes()[:1000])
+    for path in (random_bytes, truncated):
+        with pytest.raises(ValueError, match=r"is not a valid image archive") as info:
+            load_npz(str(path))
+        assert "pickle" not in str(info.value), str(info.value)
     (tmp_path / "data.csv").write_text("1,2")
     with pytest.raises(
         ValueError,

@@ -7,6 +7,7 @@ Suites that need Flax import it inside ``run`` so the others start fast.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 from bench.suites import bottleneck, conv1x1, groups, inception, lowering, model
@@ -22,3 +23,11 @@ REGISTRY: dict[str, Callable] = {
 }
 #: What ``python -m bench`` runs with no suite named.
 DEFAULT = ("bottleneck",)
+
+
+def describe(name: str) -> str:
+    """One line about suite ``name``: the first paragraph of its module's docstring after its
+    ``Suite ``name``:`` lead (``--help`` lists these, so the list cannot leave a suite out)."""
+    doc = sys.modules[REGISTRY[name].__module__].__doc__ or ""
+    first = " ".join(doc.split("\n\n")[0].split()).replace("``", "")
+    return first.split(": ", 1)[-1].rstrip(".")

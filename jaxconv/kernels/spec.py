@@ -185,6 +185,52 @@ def canonical_preferred(preferred: Any, in_dtype: Any) -> str | None:
     return out.name
 
 
+def _layout_hint(
+    x_shape: tuple[int, ...], w_shape: tuple[int, ...], groups: int, channels_last: bool
+) -> str:
+    """Where the shapes show which operand is in the other layout, a sentence saying so and
+    how to fix it (appended to a channel-mismatch error); ``""`` when they do not.
+
+    PyTorch's NCHW/OIHW arrays passed to the NHWC/HWIO default (or the reverse) are the common
+    cause: the channel dims sit at the other end of the shape.
+    """
+    ndim = len(w_shape) - 2
+    # The kernel's input channels as each layout reads them, times the groups.
+    hwio_in, oihw_in = w_shape[-2] * groups, w_shape[1] * groups
+    to_hwio = ", ".join(map(str, (*range(2, ndim + 2), 1, 0)))
+    to_oihw = ", ".join(map(str, (ndim + 1, ndim, *range(ndim))))
+    x_to_last = ", ".join(map(str, (0, *range(2, ndim + 2), 1)))
+    x_to_first = ", ".join(map(str, (0, ndim + 1, *range(1, ndim + 1))))
+    if channels_last:
+        if x_shape[1] in (hwio_in, oihw_in) and x_shape[-1] not in (hwio_in, oihw_in):
+            kernel = "" if x_shape[1] == oihw_in else f" and `w.transpose({to_oihw})`"
+            return (
+                f". `x` looks channels-first (NCHW): its dim 1 (={x_shape[1]}) matches the "
+                f'kernel\'s input channels; pass `layout="NCHW"` (which reads `w` as OIHW'
+                f"{kernel}), or give NHWC `x.transpose({x_to_last})`"
+            )
+        if x_shape[-1] == oihw_in:
+            return (
+                f". `w` looks OIHW (PyTorch's order): its dim 1 (={w_shape[1]}) matches the "
+                f"input channels; the default layout takes an HWIO kernel: "
+                f'`w.transpose({to_hwio})` (or pass NCHW `x` with `layout="NCHW"`)'
+            )
+        return ""
+    if x_shape[-1] in (hwio_in, oihw_in) and x_shape[1] not in (hwio_in, oihw_in):
+        kernel = "" if x_shape[-1] == hwio_in else f" and `w.transpose({to_hwio})`"
+        return (
+            f". `x` looks channels-last (NHWC): its last dim (={x_shape[-1]}) matches the "
+            f'kernel\'s input channels; drop `layout="NCHW"` (the default NHWC takes an HWIO '
+            f"kernel{kernel}), or give NCHW `x.transpose({x_to_first})`"
+        )
+    if x_shape[1] == hwio_in:
+        return (
+            f". `w` looks HWIO: its dim -2 (={w_shape[-2]}) matches the input channels; "
+            f'`layout="NCHW"` takes an OIHW kernel: `w.transpose({to_oihw})`'
+        )
+    return ""
+
+
 def conv_spec(
     x: Any,
     w: Any,
@@ -245,13 +291,15 @@ def conv_spec(
         c_out, w_in, *kernel = w_shape
     groups = check_int(groups, "groups")
     if c_in % groups:
-        raise ValueError(f"`groups` (={groups}) must divide the input channels (={c_in})")
+        hint = _layout_hint(x_shape, w_shape, groups, channels_last)
+        raise ValueError(f"`groups` (={groups}) must divide the input channels (={c_in}){hint}")
     if c_out % groups:
         raise ValueError(f"`groups` (={groups}) must divide the output channels (={c_out})")
     if w_in * groups != c_in:
         raise ValueError(
             f"`w` in-channel dim (={w_in}) times `groups` (={groups}) must equal the input "
             f"channels of `x` (={c_in}); w has shape {w_shape}, x has shape {x_shape}"
+            + _layout_hint(x_shape, w_shape, groups, channels_last)
         )
     strides = geo.canonicalize_spatial(stride, ndim, "stride")
     dilations = geo.canonicalize_spatial(dilation, ndim, "dilation")

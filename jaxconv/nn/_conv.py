@@ -17,7 +17,7 @@ from flax.nnx.nn.dtypes import promote_dtype
 import jaxconv
 from jaxconv import kernels
 from jaxconv._check import check_bool, check_dtype, check_int
-from jaxconv.nn._validate import check_channels
+from jaxconv.nn._validate import check_channels, foreign_spellings, with_batch
 
 __all__ = ["Conv", "Conv1x1", "ConvBN"]
 
@@ -108,7 +108,9 @@ class Conv(_ConvBase):
     """A convolution layer calling :func:`jaxconv.conv` (NHWC input, HWIO kernel).
 
     An int ``kernel_size`` is a square 2-D kernel — unlike ``nnx.Conv``, where an int means a
-    1-D convolution. A tuple of 1–3 ints gives a 1-D, 2-D or 3-D kernel.
+    1-D convolution. A tuple of 1–3 ints gives a 1-D, 2-D or 3-D kernel. ``nnx.Conv``'s
+    spellings (``strides=``, ``kernel_dilation=``, ``feature_group_count=``) and PyTorch's
+    (``bias=``, ``in_channels=``, ``padding_mode=``) raise a TypeError naming jaxconv's.
 
     Args:
       in_features: input channels ``C_in``.
@@ -134,7 +136,8 @@ class Conv(_ConvBase):
       rngs: ``nnx.Rngs`` with a ``params`` stream.
 
     Call:
-      ``x`` ``[N, *spatial, C_in]`` → ``[N, *spatial_out, C_out]``.
+      ``x`` ``[N, *spatial, C_in]`` → ``[N, *spatial_out, C_out]``; an unbatched ``x``
+      ``[*spatial, C_in]`` (as ``nnx.Conv`` takes) → ``[*spatial_out, C_out]``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -145,6 +148,8 @@ class Conv(_ConvBase):
       (3, 3, 3, 16)
       >>> conv(jnp.ones((2, 32, 32, 3))).shape
       (2, 16, 16, 16)
+      >>> conv(jnp.ones((32, 32, 3))).shape  # unbatched, as nnx.Conv takes it
+      (16, 16, 16)
       >>> Conv(3, 16, 3, activation=jax.nn.relu, rngs=nnx.Rngs(0))(-jnp.ones((1, 4, 4, 3))).min()
       Array(0., dtype=float32)
       >>> Conv(3, 16, 3, input_dilation=2, rngs=nnx.Rngs(0))(jnp.ones((2, 8, 8, 3))).shape
@@ -164,6 +169,7 @@ class Conv(_ConvBase):
     padding: str | tuple[tuple[int, int], ...]
     implementation: str | None
 
+    @foreign_spellings
     def __init__(
         self,
         in_features: int,
@@ -212,6 +218,9 @@ class Conv(_ConvBase):
         self._create_params(shape, kernel_init, bias_init, rngs)
 
     def __call__(self, x: Array) -> Array:
+        return with_batch(x, self.kernel_size, type(self).__name__, self._batched)
+
+    def _batched(self, x: Array) -> Array:
         check_channels(x, self.in_features, type(self).__name__)
         x, kernel, bias = promote_dtype((x, self.kernel[...], self._bias()), dtype=self.dtype)
         return jaxconv.conv(
@@ -292,6 +301,7 @@ class Conv1x1(_ConvBase):
       ((1, 1, 480, 16), (1, 14, 14, 16))
     """
 
+    @foreign_spellings
     def __init__(
         self,
         in_features: int,
@@ -361,7 +371,8 @@ class ConvBN(nnx.Module):
       rngs: ``nnx.Rngs`` with a ``params`` stream.
 
     Call:
-      ``x`` ``[N, *spatial, C_in]`` → ``[N, *spatial_out, C_out]``.
+      ``x`` ``[N, *spatial, C_in]`` → ``[N, *spatial_out, C_out]``; an unbatched ``x``
+      ``[*spatial, C_in]`` (as ``nnx.Conv`` takes) → ``[*spatial_out, C_out]``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -380,6 +391,7 @@ class ConvBN(nnx.Module):
     in_features: int
     out_features: int
 
+    @foreign_spellings
     def __init__(
         self,
         in_features: int,

@@ -30,7 +30,7 @@ from jaxconv.nn._conv import (
     default_bias_init,
     default_kernel_init,
 )
-from jaxconv.nn._validate import check_channels
+from jaxconv.nn._validate import check_channels, foreign_spellings, with_batch
 
 __all__ = ["ConvTranspose", "DepthwiseConv", "SeparableConv"]
 
@@ -79,7 +79,8 @@ class DepthwiseConv(_ConvBase):
       rngs: ``nnx.Rngs`` with a ``params`` stream.
 
     Call:
-      ``x`` ``[N, *spatial, C_in]`` → ``[N, *spatial_out, C_in·multiplier]``.
+      ``x`` ``[N, *spatial, C_in]`` → ``[N, *spatial_out, C_in·multiplier]``; unbatched
+      ``[*spatial, C_in]`` (as ``nnx.Conv`` takes) → ``[*spatial_out, C_in·multiplier]``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -99,6 +100,7 @@ class DepthwiseConv(_ConvBase):
     padding: str | tuple[tuple[int, int], ...]
     implementation: str | None
 
+    @foreign_spellings
     def __init__(
         self,
         in_features: int,
@@ -138,6 +140,9 @@ class DepthwiseConv(_ConvBase):
         self._create_params((*self.kernel_size, 1, self.out_features), kernel_init, bias_init, rngs)
 
     def __call__(self, x: Array) -> Array:
+        return with_batch(x, self.kernel_size, type(self).__name__, self._batched)
+
+    def _batched(self, x: Array) -> Array:
         check_channels(x, self.in_features, type(self).__name__)
         x, kernel, bias = promote_dtype((x, self.kernel[...], self._bias()), dtype=self.dtype)
         return jaxconv.depthwise_conv(
@@ -220,7 +225,8 @@ class SeparableConv(nnx.Module):
       rngs: ``nnx.Rngs`` with a ``params`` stream.
 
     Call:
-      ``x`` ``[N, *spatial, C_in]`` → ``[N, *spatial_out, C_out]``.
+      ``x`` ``[N, *spatial, C_in]`` → ``[N, *spatial_out, C_out]``; an unbatched ``x``
+      ``[*spatial, C_in]`` (as ``nnx.Conv`` takes) → ``[*spatial_out, C_out]``.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -241,6 +247,7 @@ class SeparableConv(nnx.Module):
     multiplier: int
     dtype: Any
 
+    @foreign_spellings
     def __init__(
         self,
         in_features: int,
@@ -296,6 +303,9 @@ class SeparableConv(nnx.Module):
         self.dtype = self.depthwise.dtype
 
     def __call__(self, x: Array) -> Array:
+        return with_batch(x, self.depthwise.kernel_size, type(self).__name__, self._batched)
+
+    def _batched(self, x: Array) -> Array:
         check_channels(x, self.in_features, type(self).__name__)
         dw, pw = self.depthwise, self.pointwise
         x, w_dw, w_pw, b_dw, b_pw = promote_dtype(
@@ -398,7 +408,8 @@ class ConvTranspose(_ConvBase):
       rngs: ``nnx.Rngs`` with a ``params`` stream.
 
     Call:
-      ``x`` ``[N, *spatial, C_in]`` → ``[N, *spatial_out, C_out]``.
+      ``x`` ``[N, *spatial, C_in]`` → ``[N, *spatial_out, C_out]``; an unbatched ``x``
+      ``[*spatial, C_in]`` (as ``nnx.Conv`` takes) → ``[*spatial_out, C_out]``.
 
     Examples:
       PyTorch's ``ConvTranspose2d(64, 32, 3, stride=2, padding=1, output_padding=1)`` doubles
@@ -424,6 +435,7 @@ class ConvTranspose(_ConvBase):
     transpose_kernel: bool
     implementation: str | None
 
+    @foreign_spellings
     def __init__(
         self,
         in_features: int,
@@ -489,6 +501,9 @@ class ConvTranspose(_ConvBase):
             self.bias = nnx.data(None)
 
     def __call__(self, x: Array) -> Array:
+        return with_batch(x, self.kernel_size, type(self).__name__, self._batched)
+
+    def _batched(self, x: Array) -> Array:
         check_channels(x, self.in_features, type(self).__name__)
         x, kernel, bias = promote_dtype((x, self.kernel[...], self._bias()), dtype=self.dtype)
         y = jaxconv.conv_transpose(

@@ -1,11 +1,65 @@
-"""The one argument check only the NNX modules need: the channels of their input.
+"""The argument checks only the NNX modules need: the channels and rank of their input, and
+the keywords of ``flax.nnx.Conv`` (or PyTorch) that jaxconv spells differently.
 
 Every other check (ints, dtypes, bools) comes from :mod:`jaxconv._check` directly.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+__all__ = ["check_channels", "foreign_spellings", "with_batch"]
+
+Init = TypeVar("Init", bound=Callable[..., None])
+
+#: Keywords of ``nnx.Conv``/``nnx.ConvTranspose`` (and PyTorch's ``Conv2d``) that a jaxconv
+#: module does not take, with what to write instead. A module that does take one of these
+#: names (``groups``, ``use_bias``…) is never affected.
+FOREIGN_SPELLINGS = {
+    "strides": "jaxconv spells it `stride=`",
+    "kernel_dilation": "jaxconv spells it `dilation=`",
+    "rhs_dilation": "jaxconv spells it `dilation=`",
+    "lhs_dilation": "jaxconv spells it `input_dilation=`",
+    "feature_group_count": "jaxconv spells it `groups=`",
+    "bias": "jaxconv spells it `use_bias=`",
+    "in_channels": "jaxconv spells it `in_features=`",
+    "out_channels": "jaxconv spells it `out_features=`",
+    "padding_mode": 'jaxconv takes the mode as `padding=` (e.g. `padding="REFLECT"`)',
+    "depth_multiplier": "jaxconv spells it `multiplier=`",
+    "conv_general_dilated": (
+        "jaxconv chooses the lowering by name with `implementation=` (see jaxconv.kernels)"
+    ),
+    "mask": "jaxconv has no kernel mask; multiply the kernel parameter by the mask instead",
+    "promote_dtype": "jaxconv promotes with Flax's promote_dtype; set `dtype=` instead",
+    "use_bias": (
+        "it has no bias (BatchNorm's shift replaces it); use jaxconv.nn.Conv for a biased conv"
+    ),
+    "groups": (
+        "a depthwise conv has one group per input channel; set `multiplier=` for "
+        "C_out = multiplier·C_in, or use jaxconv.nn.Conv(groups=...)"
+    ),
+}
+
+
+def foreign_spellings(init: Init) -> Init:
+    """Wraps a module's ``__init__`` so that a keyword from :data:`FOREIGN_SPELLINGS` it does
+    not take raises a TypeError naming the jaxconv spelling (Python's own error names none)."""
+    accepted = set(inspect.signature(init).parameters)
+
+    @functools.wraps(init)
+    def checked(self: Any, *args: Any, **kwargs: Any) -> None:
+        for name in kwargs:
+            if name not in accepted and name in FOREIGN_SPELLINGS:
+                raise TypeError(
+                    f"{type(self).__name__}() got an unexpected keyword argument {name!r}: "
+                    f"{FOREIGN_SPELLINGS[name]}"
+                )
+        init(self, *args, **kwargs)
+
+    return checked  # type: ignore[return-value]
 
 
 def check_channels(x: Any, expected: int, owner: str) -> None:
@@ -18,3 +72,30 @@ def check_channels(x: Any, expected: int, owner: str) -> None:
             f"{owner} expects `x` with {expected} input channels (`in_features`, the last dim), "
             f"got {shape[-1]} channels in shape {shape}"
         )
+
+
+def with_batch(
+    x: Any, kernel_size: tuple[int, ...], owner: str, apply: Callable[[Any], Any]
+) -> Any:
+    """``apply(x)`` for ``x`` ``[N, *spatial, C]``; for an unbatched ``x`` ``[*spatial, C]``
+    (as ``nnx.Conv`` accepts) a batch axis is added for ``apply`` and removed after.
+
+    Any other rank is a ValueError naming ``kernel_size``, whose length fixes the spatial dims.
+    """
+    shape = tuple(getattr(x, "shape", ()))
+    ndim = len(kernel_size)
+    if len(shape) == ndim + 2:
+        return apply(x)
+    if len(shape) == ndim + 1:
+        return apply(x[None])[0]
+    hint = ""
+    if 1 <= len(shape) - 2 <= 3:
+        hint = (
+            f"; for a {len(shape) - 2}-D conv give `kernel_size` {len(shape) - 2} entries "
+            f"(an int is a square 2-D kernel)"
+        )
+    raise ValueError(
+        f"{owner} has a {ndim}-D `kernel_size` (={kernel_size}), so `x` must have rank "
+        f"{ndim + 2} (N, *spatial, C) or {ndim + 1} (unbatched *spatial, C), got rank "
+        f"{len(shape)} with shape {shape}{hint}"
+    )

@@ -107,10 +107,13 @@ def pool_spec(
     if mode is not None:  # pad with values first, then pool the padded input as VALID
         pre_pad, pads = pads, ((0, 0),) * ndim
         sizes = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pre_pad))
-    outs = tuple(
-        geo._pool_out(n, k, s, lo, hi, ceil_mode)
-        for n, k, s, (lo, hi) in zip(sizes, win, strides, pads)
-    )
+    try:
+        outs = tuple(
+            geo._pool_out(n, k, s, lo, hi, ceil_mode)
+            for n, k, s, (lo, hi) in zip(sizes, win, strides, pads)
+        )
+    except ValueError as err:
+        raise ValueError(f"{err}{_layout_hint(tuple(x.shape), win, channels_last)}") from None
     for n, k, s, (lo, _), o in zip(sizes, win, strides, pads, outs):
         # A window lying wholly in the padding would give -inf (max) or 0/0 (avg) silently.
         if lo >= k or (o - 1) * s >= n + lo:
@@ -126,6 +129,24 @@ def pool_spec(
     if mode is not None:
         return PoolSpec(channels_last, spatial, win, strides, pads, extra, outs, mode, pre_pad)
     return PoolSpec(channels_last, spatial, win, strides, pads, extra, outs)
+
+
+def _layout_hint(shape: tuple[int, ...], window: tuple[int, ...], channels_last: bool) -> str:
+    """When the window does not fit the spatial dims of ``shape`` but would fit them read in
+    the other layout, a sentence suggesting that layout (``""`` otherwise).
+
+    A pool sees no kernel, so NCHW data under the NHWC default (or the reverse) shows only when
+    a channel count is smaller than the window; then it is worth saying.
+    """
+    other = shape[2:] if channels_last else shape[1:-1]
+    if not all(n >= k for n, k in zip(other, window)):
+        return ""
+    if channels_last:
+        return (
+            f'; `x` {shape} looks channels-first (NCHW): pass `layout="NCHW"` or give NHWC '
+            f"`x` (the default)"
+        )
+    return f'; `x` {shape} looks channels-last (NHWC): drop `layout="NCHW"` (NHWC is the default)'
 
 
 def _reduce_windows(x: Array, init: Any, op: Any, spec: PoolSpec) -> Array:

@@ -76,8 +76,9 @@ experiment:
   net with / without the 1x1 reduce before each 5x5) with the same settings and prints
   parameters, MACs, time per step and accuracies side by side, with a plot (--plot).
 
-exit status: 0 done, 1 bad input or data, 2 bad flags, 130/143 stopped by SIGINT/SIGTERM
-(checkpoint saved; run again to resume).
+exit status: 0 done; 2 bad flags (unknown, malformed, out of range or conflicting values);
+1 bad data (a file a flag names is missing, unreadable or from another run; a device count
+this machine lacks); 130/143 stopped by SIGINT/SIGTERM (checkpoint saved; run again to resume).
 default --steps: {DEFAULT_STEPS} when neither --steps nor --epochs is given."""
 
 
@@ -314,23 +315,31 @@ def main(argv: Sequence[str] | None = None) -> int:
       argv: the arguments (default: ``sys.argv[1:]``).
 
     Returns:
-      0 done; 1 bad input (one line on stderr); 130/143 stopped by SIGINT/SIGTERM after saving
-      a checkpoint. Bad flags exit 2 from argparse.
+      0 done; 1 bad data, a checkpoint of another run or missing devices (one line on
+      stderr); 130/143 stopped by SIGINT/SIGTERM after saving a checkpoint. Bad flags (values
+      included) raise ``SystemExit(2)`` with one line on stderr, as argparse does.
 
     Examples:
       >>> from jaxconv.train import main
       >>> main(["--model", "nope"])  # prints "error: `--model` must be one of ..." to stderr
-      1
+      Traceback (most recent call last):
+      ...
+      SystemExit: 2
     """
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.getLogger("absl").setLevel(logging.ERROR)  # orbax's info chatter
     from jaxconv.train._checkpoint import CheckpointMismatchError
-    from jaxconv.train._sharding import initialize_distributed
+    from jaxconv.train._sharding import check_distributed_args, initialize_distributed
 
+    try:  # the flags alone: a bad value exits 2, like argparse's own errors
+        config = _config(args).validate()
+        check_distributed_args(args.coordinator, args.num_processes, args.process_id)
+    except (ValueError, TypeError) as err:
+        parser.error(_as_flags(str(err)))
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warnings
         try:
-            config = _config(args).validate()
             if args.distributed or args.coordinator is not None:
                 initialize_distributed(args.coordinator, args.num_processes, args.process_id)
             else:

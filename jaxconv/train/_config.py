@@ -135,6 +135,11 @@ class TrainConfig:
         for name in ("warmup_steps", "seed"):
             check_int(getattr(self, name), name, minimum=0)
         check_int(self.eval_every, "eval_every", minimum=0, allow_none=True)
+        if self.devices is not None and self.batch_size % self.devices:
+            raise ValueError(
+                f"`batch_size` (={self.batch_size}) must be a multiple of the number of "
+                f"devices (={self.devices})"
+            )
         if self.lr is not None and check_number(self.lr, "lr", 0.0) == 0:
             raise ValueError("`lr` must be > 0, got 0")
         if self.weight_decay is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -153,11 +154,19 @@ def load_npz(path: str, *, test_fraction: float = 0.1) -> Dataset:
     """
     if not os.path.isfile(path):
         raise ValueError(f"`data` file {path} does not exist")
+    not_an_archive = (
+        f"`data` file {path} is not a valid image archive (an .npz as np.savez writes it: a "
+        f"zip of .npy arrays)"
+    )
+    # Anything but a zip, np.load takes for a pickle and advises allow_pickle=True: wrong for
+    # random bytes, and unsafe. So a non-zip is refused before np.load sees it.
+    if not zipfile.is_zipfile(path):
+        raise ValueError(not_an_archive)
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError) as err:
-        raise ValueError(f"`data` file {path} is not a readable .npz: {err}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{not_an_archive}: {err}") from None
     if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():
         train = _check_images(arrays["x_train"], arrays["y_train"], path)
         test = _check_images(arrays["x_test"], arrays["y_test"], path)

@@ -208,10 +208,18 @@ def initialize_distributed(
       ...
       ValueError: `coordinator`, `num_processes` and `process_id` go together: ...
     """
+    check_distributed_args(coordinator, num_processes, process_id)
+    jax.distributed.initialize(coordinator, num_processes, process_id)
+
+
+def check_distributed_args(
+    coordinator: str | None, num_processes: int | None, process_id: int | None
+) -> None:
+    """ValueError unless all three of :func:`initialize_distributed`'s arguments or none are
+    given (the command line checks its flags with this before starting anything)."""
     given = [v is not None for v in (coordinator, num_processes, process_id)]
     if any(given) and not all(given):
         raise ValueError(
             "`coordinator`, `num_processes` and `process_id` go together: "
             "give all three or none (auto-detect)"
         )
-    jax.distributed.initialize(coordinator, num_processes, process_id)
