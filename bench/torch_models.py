@@ -1,10 +1,10 @@
-"""PyTorch transcriptions of torchvision's ResNet and MobileNetV2 (torchvision itself is absent).
+"""PyTorch transcriptions of torchvision's ResNet, MobileNetV2 and GoogLeNet (no torchvision).
 
 torchvision from the package index cannot be imported beside the CPU torch it serves (its
 compiled ops need a CUDA build), so the bench's torch peer and the tests' reference models are
-written here, following torchvision's ``resnet.py`` and ``mobilenetv2.py`` (v0.2x) layer for
-layer: the same module names, so ``state_dict()`` keys are torchvision's. Import this module
-only where torch is installed (it imports torch at the top).
+written here, following torchvision's ``resnet.py``, ``mobilenetv2.py`` and ``googlenet.py``
+(v0.2x) layer for layer: the same module names, so ``state_dict()`` keys are torchvision's.
+Import this module only where torch is installed (it imports torch at the top).
 
 Example (needs torch)::
 
@@ -20,12 +20,19 @@ from torch import nn
 
 __all__ = [
     "BasicBlock",
+    "BasicConv2d",
     "Bottleneck",
+    "GoogLeNet",
+    "Inception",
+    "InceptionAux",
     "InvertedResidual",
     "MobileNetV2",
     "ResNet",
+    "calibrate",
+    "googlenet",
     "make_block",
     "mobilenet_v2",
+    "randomize_batchnorm",
     "resnet18",
     "resnet50",
 ]
@@ -179,3 +186,174 @@ class MobileNetV2(nn.Module):
 
 def mobilenet_v2(num_classes: int = 1000, width_mult: float = 1.0) -> MobileNetV2:
     return MobileNetV2(num_classes, width_mult)
+
+
+class BasicConv2d(nn.Module):
+    """torchvision's GoogLeNet unit: conv without bias → BatchNorm (eps 1e-3) → ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, **kwargs):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, bias=False, **kwargs)
+        self.bn = nn.BatchNorm2d(c_out, eps=0.001)
+
+    def forward(self, x):
+        return nn.functional.relu(self.bn(self.conv(x)), inplace=True)
+
+
+class Inception(nn.Module):
+    def __init__(self, c_in, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj):
+        super().__init__()
+        self.branch1 = BasicConv2d(c_in, ch1x1, kernel_size=1)
+        self.branch2 = nn.Sequential(
+            BasicConv2d(c_in, ch3x3red, kernel_size=1),
+            BasicConv2d(ch3x3red, ch3x3, kernel_size=3, padding=1),
+        )
+        # torchvision: "Here, kernel_size=3 instead of kernel_size=5 is a known bug."
+        self.branch3 = nn.Sequential(
+            BasicConv2d(c_in, ch5x5red, kernel_size=1),
+            BasicConv2d(ch5x5red, ch5x5, kernel_size=3, padding=1),
+        )
+        self.branch4 = nn.Sequential(
+            nn.MaxPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=True),
+            BasicConv2d(c_in, pool_proj, kernel_size=1),
+        )
+
+    def forward(self, x):
+        branches = (self.branch1, self.branch2, self.branch3, self.branch4)
+        return torch.cat([b(x) for b in branches], 1)
+
+
+class InceptionAux(nn.Module):
+    def __init__(self, c_in: int, num_classes: int, dropout: float = 0.7):
+        super().__init__()
+        self.conv = BasicConv2d(c_in, 128, kernel_size=1)
+        self.fc1 = nn.Linear(2048, 1024)
+        self.fc2 = nn.Linear(1024, num_classes)
+        self.dropout = nn.Dropout(p=dropout)
+
+    def forward(self, x):
+        x = self.conv(nn.functional.adaptive_avg_pool2d(x, (4, 4)))
+        x = nn.functional.relu(self.fc1(torch.flatten(x, 1)), inplace=True)
+        return self.fc2(self.dropout(x))
+
+
+#: torchvision's inception widths (Table 1 of the paper), in network order.
+_INCEPTION = {
+    "3a": (192, 64, 96, 128, 16, 32, 32),
+    "3b": (256, 128, 128, 192, 32, 96, 64),
+    "4a": (480, 192, 96, 208, 16, 48, 64),
+    "4b": (512, 160, 112, 224, 24, 64, 64),
+    "4c": (512, 128, 128, 256, 24, 64, 64),
+    "4d": (512, 112, 144, 288, 32, 64, 64),
+    "4e": (528, 256, 160, 320, 32, 128, 128),
+    "5a": (832, 256, 160, 320, 32, 128, 128),
+    "5b": (832, 384, 192, 384, 48, 128, 128),
+}
+
+
+class GoogLeNet(nn.Module):
+    """torchvision's GoogLeNet; ``forward`` returns ``(logits, aux2, aux1)`` when training with
+    ``aux_logits``, else the logits (torchvision's ``eager_outputs``)."""
+
+    def __init__(
+        self,
+        num_classes=1000,
+        aux_logits=True,
+        transform_input=False,
+        init_weights=True,
+        dropout=0.2,
+        dropout_aux=0.7,
+    ):
+        super().__init__()
+        self.aux_logits, self.transform_input = aux_logits, transform_input
+        self.conv1 = BasicConv2d(3, 64, kernel_size=7, stride=2, padding=3)
+        self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.conv2 = BasicConv2d(64, 64, kernel_size=1)
+        self.conv3 = BasicConv2d(64, 192, kernel_size=3, padding=1)
+        self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        for name, widths in _INCEPTION.items():
+            setattr(self, f"inception{name}", Inception(*widths))
+            if name == "3b":
+                self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+            if name == "4e":
+                self.maxpool4 = nn.MaxPool2d(2, stride=2, ceil_mode=True)
+        self.aux1 = InceptionAux(512, num_classes, dropout_aux) if aux_logits else None
+        self.aux2 = InceptionAux(528, num_classes, dropout_aux) if aux_logits else None
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.dropout = nn.Dropout(p=dropout)
+        self.fc = nn.Linear(1024, num_classes)
+        if init_weights:
+            for m in self.modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    nn.init.trunc_normal_(m.weight, mean=0.0, std=0.01, a=-2, b=2)
+                elif isinstance(m, nn.BatchNorm2d):
+                    nn.init.constant_(m.weight, 1)
+                    nn.init.constant_(m.bias, 0)
+
+    def _transform_input(self, x):
+        if self.transform_input:
+            x_ch0 = torch.unsqueeze(x[:, 0], 1) * (0.229 / 0.5) + (0.485 - 0.5) / 0.5
+            x_ch1 = torch.unsqueeze(x[:, 1], 1) * (0.224 / 0.5) + (0.456 - 0.5) / 0.5
+            x_ch2 = torch.unsqueeze(x[:, 2], 1) * (0.225 / 0.5) + (0.406 - 0.5) / 0.5
+            x = torch.cat((x_ch0, x_ch1, x_ch2), 1)
+        return x
+
+    def forward(self, x):
+        x = self._transform_input(x)
+        x = self.maxpool1(self.conv1(x))
+        x = self.maxpool2(self.conv3(self.conv2(x)))
+        x = self.maxpool3(self.inception3b(self.inception3a(x)))
+        x = self.inception4a(x)
+        aux1 = self.aux1(x) if self.aux1 is not None and self.training else None
+        x = self.inception4d(self.inception4c(self.inception4b(x)))
+        aux2 = self.aux2(x) if self.aux2 is not None and self.training else None
+        x = self.maxpool4(self.inception4e(x))
+        x = self.inception5b(self.inception5a(x))
+        x = self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))
+        if self.training and self.aux_logits:
+            return x, aux2, aux1
+        return x
+
+
+def googlenet(num_classes: int = 1000, **kwargs) -> GoogLeNet:
+    return GoogLeNet(num_classes, **kwargs)
+
+
+def randomize_batchnorm(model: nn.Module, rng) -> None:
+    """Every BatchNorm's affine parameters and running statistics drawn at random (from the
+    NumPy generator ``rng``), so a weight copy that swaps or drops one shows."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                for tensor, draw in (
+                    (m.weight, lambda n: rng.normal(1, 0.2, n)),
+                    (m.bias, lambda n: rng.normal(0, 0.2, n)),
+                    (m.running_mean, lambda n: rng.normal(0, 0.5, n)),
+                    (m.running_var, lambda n: rng.uniform(0.5, 2.0, n)),
+                ):
+                    tensor.copy_(torch.from_numpy(draw(tensor.shape).astype("float32")))
+
+
+def calibrate(model: nn.Module, x: torch.Tensor, rng) -> nn.Module:
+    """``model`` with He-scaled convs, random BatchNorm affines and running statistics set from
+    the calibration batch ``x``, in eval mode.
+
+    torchvision's default initializations make deep logits vanish (GoogLeNet's N(0, 0.01²)
+    shrinks every layer), and fresh running statistics (0 and 1) leave eval-mode activations
+    unnormalized; a comparison of logits then proves nothing. Here every layer's output has
+    unit scale on ``x``, as with trained weights.
+    """
+    randomize_batchnorm(model, rng)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                m.reset_running_stats()
+                m.momentum = None  # a cumulative average: after one batch, its statistics
+        model.train()
+        model(x)
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum = 0.1
+    return model.eval()

@@ -3,7 +3,8 @@
 The parameter count is torchvision's (exact); the MACs are the paper's Table 4 (300 M) and the
 authors' TF-slim release's width-multiplier table (59/97/209/300/582 M). The block and a whole
 narrow MobileNetV2 are compared with a PyTorch transcription of torchvision's
-``mobilenetv2.py`` (bench/torch_models.py; torchvision is not installed), weights copied by name.
+``mobilenetv2.py`` (bench/torch_models.py; torchvision is not installed), weights copied by
+jaxconv.models' torchvision loader.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 from flax import nnx
 
 from jaxconv.models._mobilenet import MOBILENETV2_BLOCKS, MobileNetV2, make_divisible
+from jaxconv.models._torchvision import load_state_dict
 from jaxconv.nn import summary
 from jaxconv.nn._blocks import InvertedResidual
 
@@ -136,7 +138,7 @@ def test_wrong_channels_are_named():
         model(jnp.ones((1, 8, 8, 1)))
 
 
-# --- PyTorch: bench/torch_models.py's transcription of torchvision, weights copied by name ---
+# --- PyTorch: bench/torch_models.py's transcription of torchvision, weights by the loader ---
 
 
 def _torch_mobilenet():
@@ -146,62 +148,12 @@ def _torch_mobilenet():
     return torch, tm.InvertedResidual, tm.MobileNetV2
 
 
-_BN_LEAF = {"scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
-
-
-def torchvision_name(path: tuple, expanded: dict[str, bool]) -> str:
-    """The torchvision key of a MobileNetV2 (or InvertedResidual) parameter path.
-
-    ``expanded``: block prefix → whether that block has an ``expand`` conv (t ≠ 1).
-    """
-    *module, unit, leaf = map(str, path)
-    if module[:1] == ["classifier"] or unit == "classifier":
-        return f"classifier.1.{ {'kernel': 'weight', 'bias': 'bias'}[leaf] }"
-    torch_leaf = _BN_LEAF[leaf] if unit == "bn" else "weight"
-    owner = module.pop()
-    if owner in ("expand", "depthwise", "project"):
-        prefix = ".".join(module)
-        shift = 0 if expanded[prefix] else -1
-        if owner == "project":
-            index = str(2 + shift + (unit == "bn"))
-            return ".".join([*module, "conv", index, torch_leaf]).lstrip(".")
-        index = str({"expand": 0, "depthwise": 1}[owner] + shift)
-        sub = "1" if unit == "bn" else "0"
-        return ".".join([*module, "conv", index, sub, torch_leaf]).lstrip(".")
-    # a stem conv: features.0 / features.18 (ConvBN) ↔ torchvision's features.K.{0,1}
-    return ".".join([*module, owner, "1" if unit == "bn" else "0", torch_leaf])
-
-
 def copy_from_torch(model, torch_module, rng) -> None:
-    import torch
+    """torch's weights into ``model`` by the library's loader, BatchNorms randomized first."""
+    from bench.torch_models import randomize_batchnorm
 
-    with torch.no_grad():
-        for name, buf in torch_module.named_buffers():
-            if name.endswith("running_mean"):
-                buf.copy_(torch.from_numpy(rng.normal(0, 0.5, buf.shape).astype(np.float32)))
-            elif name.endswith("running_var"):
-                buf.copy_(torch.from_numpy(rng.uniform(0.5, 2.0, buf.shape).astype(np.float32)))
-        for m in torch_module.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.copy_(torch.from_numpy(rng.normal(1, 0.2, m.weight.shape)))
-                m.bias.copy_(torch.from_numpy(rng.normal(0, 0.2, m.bias.shape)))
-    expanded = {}
-    for path, m in nnx.iter_modules(model):
-        if isinstance(m, InvertedResidual):
-            expanded[".".join(map(str, path))] = m.expand is not None
-    source = {k: v.detach().numpy() for k, v in torch_module.state_dict().items()}
-    used = set()
-    for path, var in nnx.to_flat_state(nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))):
-        key = torchvision_name(path, expanded)
-        value = source[key]
-        if value.ndim == 4:
-            value = value.transpose(2, 3, 1, 0)
-        elif value.ndim == 2:
-            value = value.T
-        assert value.shape == var.shape, (path, key)
-        var[...] = jnp.asarray(value)
-        used.add(key)
-    assert used == {k for k in source if not k.endswith("num_batches_tracked")}
+    randomize_batchnorm(torch_module, rng)
+    load_state_dict(model, torch_module.state_dict())
 
 
 @pytest.mark.parametrize(

@@ -99,6 +99,43 @@ def test_subpackages_pin_their_surface_and_document_it():
     assert not hasattr(jaxconv, "__getattr__"), "no lazy imports (DESIGN.md)"
 
 
+#: jaxconv.models' public names (importing it imports Flax).
+MODELS = [
+    "AuxClassifier",
+    "GOOGLENET_INCEPTION",
+    "GoogLeNet",
+    "GoogLeNetOutputs",
+    "MINI_INCEPTION",
+    "MOBILENETV2_BLOCKS",
+    "MiniInception",
+    "MobileNetV2",
+    "NIN_CIFAR10",
+    "NiN",
+    "RESNET_LAYERS",
+    "RESNET_WIDTHS",
+    "ResNet",
+    "ResNet101",
+    "ResNet152",
+    "ResNet18",
+    "ResNet34",
+    "ResNet50",
+    "aux_pool_geometry",
+    "from_torchvision",
+    "make_divisible",
+    "minimum_input_size",
+    "stage_sizes",
+    "to_torchvision_state_dict",
+]
+
+
+def test_models_pin_their_surface():
+    models = pytest.importorskip("jaxconv.models")
+    assert sorted(models.__all__) == MODELS
+    for name in ("from_torchvision", "to_torchvision_state_dict"):
+        doc = inspect.getdoc(getattr(models, name)) or ""
+        assert all(part in doc for part in ("Args:", "Returns:", "Examples:", ">>> ")), name
+
+
 def test_functions_document_their_arguments():
     for name, obj in _callables():
         if inspect.isfunction(obj) and "." not in name:

@@ -3,8 +3,8 @@
 Parameter counts are torchvision's published figures (exact); MACs are torchvision's model
 card's GFLOPS column (which counts multiply-accumulates), to its two decimals. The blocks and a
 whole ResNet-18 are compared with a PyTorch transcription of torchvision's ``resnet.py``
-(bench/torch_models.py; torchvision itself is not installed), with the weights copied by the
-name mapping the module docstrings document.
+(bench/torch_models.py; torchvision itself is not installed), with the weights copied by
+jaxconv.models' torchvision loader (test_torchvision.py tests it on whole models).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from jaxconv.models._resnet import (
     ResNet101,
     ResNet152,
 )
+from jaxconv.models._torchvision import load_state_dict
 from jaxconv.nn import summary
 from jaxconv.nn._blocks import BasicBlock, ResNetBottleneck
 
@@ -202,7 +203,7 @@ def test_wrong_channels_are_named():
         model.layer1[0](jnp.ones((1, 8, 8, 3)))
 
 
-# --- PyTorch: bench/torch_models.py's transcription of torchvision, weights copied by name ---
+# --- PyTorch: bench/torch_models.py's transcription of torchvision, weights by the loader ---
 
 
 def _torch_resnet():
@@ -212,51 +213,13 @@ def _torch_resnet():
     return torch, tm.BasicBlock, tm.Bottleneck, tm.make_block, tm.ResNet
 
 
-_BN_LEAF = {"scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
-
-
-def torchvision_name(path: tuple) -> str:
-    """The torchvision ``state_dict`` key of a jaxconv ResNet (or block) parameter path."""
-    *module, unit, leaf = map(str, path)
-    if unit == "bn":
-        owner = module.pop()
-        if owner == "downsample":
-            return ".".join([*module, "downsample", "1", _BN_LEAF[leaf]])
-        return ".".join([*module, owner.replace("conv", "bn"), _BN_LEAF[leaf]])
-    if unit == "conv":
-        owner = module.pop()
-        if owner == "downsample":
-            return ".".join([*module, "downsample", "0", "weight"])
-        return ".".join([*module, owner, "weight"])
-    return ".".join([*module, unit, {"kernel": "weight", "bias": "bias"}[leaf]])
-
-
 def copy_from_torch(model, torch_module, rng) -> None:
-    """torch's weights into ``model`` (random running statistics first, so BN is exercised)."""
-    import torch
+    """torch's weights into ``model`` by the library's loader (random BatchNorm statistics and
+    affines first, so a swapped or dropped one shows)."""
+    from bench.torch_models import randomize_batchnorm
 
-    with torch.no_grad():
-        for name, buf in torch_module.named_buffers():
-            if name.endswith("running_mean"):
-                buf.copy_(torch.from_numpy(rng.normal(0, 0.5, buf.shape).astype(np.float32)))
-            elif name.endswith("running_var"):
-                buf.copy_(torch.from_numpy(rng.uniform(0.5, 2.0, buf.shape).astype(np.float32)))
-        for name, p in torch_module.named_parameters():
-            if name.split(".")[-2].startswith("bn") or "downsample.1" in name:
-                p.copy_(torch.from_numpy(rng.normal(1 if "weight" in name else 0, 0.2, p.shape)))
-    source = {k: v.detach().numpy() for k, v in torch_module.state_dict().items()}
-    used = set()
-    for path, var in nnx.to_flat_state(nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))):
-        key = torchvision_name(path)
-        value = source[key]
-        if value.ndim == 4:  # OIHW → HWIO
-            value = value.transpose(2, 3, 1, 0)
-        elif value.ndim == 2:  # Linear [out, in] → [in, out]
-            value = value.T
-        assert value.shape == var.shape, (path, key)
-        var[...] = jnp.asarray(value)
-        used.add(key)
-    assert used == {k for k in source if not k.endswith("num_batches_tracked")}
+    randomize_batchnorm(torch_module, rng)
+    load_state_dict(model, torch_module.state_dict())
 
 
 def _nchw(torch, x: np.ndarray):

@@ -8,6 +8,9 @@
 - :class:`MiniInception` — a small Inception net for 32×32 inputs, with or without the 1×1
   reduce before each 5×5 (:data:`MINI_INCEPTION`).
 
+:func:`from_torchvision` builds torchvision's GoogLeNet, ResNet-18/50 or MobileNetV2 and loads
+a torchvision ``state_dict``; :func:`to_torchvision_state_dict` goes back.
+
 Models take NHWC input; train/eval behaviour follows ``model.train()`` / ``model.eval()``.
 Importing ``jaxconv.models`` imports Flax.
 """
@@ -34,6 +37,8 @@ from jaxconv.models._resnet import ResNet34 as ResNet34
 from jaxconv.models._resnet import ResNet50 as ResNet50
 from jaxconv.models._resnet import ResNet101 as ResNet101
 from jaxconv.models._resnet import ResNet152 as ResNet152
+from jaxconv.models._torchvision import from_torchvision as from_torchvision
+from jaxconv.models._torchvision import to_torchvision_state_dict as to_torchvision_state_dict
 
 __all__ = [
     "GOOGLENET_INCEPTION",
@@ -55,7 +60,9 @@ __all__ = [
     "ResNet101",
     "ResNet152",
     "aux_pool_geometry",
+    "from_torchvision",
     "make_divisible",
     "minimum_input_size",
     "stage_sizes",
+    "to_torchvision_state_dict",
 ]

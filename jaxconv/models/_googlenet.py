@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 import jaxconv
@@ -60,6 +61,12 @@ _POOL_BEFORE = {"4a": "pool3", "5a": "pool4"}
 #: The auxiliary heads' 5×5/3 average pool leaves a 4×4 grid on the 14×14 maps of 4a/4d (§5).
 AUX_GRID = 4
 
+#: torchvision's ``transform_input``: its pretrained GoogLeNet expects inputs normalized with mean
+#: and std 0.5; this maps the usual ImageNet normalization (mean 0.485, 0.456, 0.406; std 0.229,
+#: 0.224, 0.225) onto that, channel by channel: ``x · scale + shift``.
+TRANSFORM_SCALE = (0.229 / 0.5, 0.224 / 0.5, 0.225 / 0.5)
+TRANSFORM_SHIFT = ((0.485 - 0.5) / 0.5, (0.456 - 0.5) / 0.5, (0.406 - 0.5) / 0.5)
+
 
 class GoogLeNetOutputs(NamedTuple):
     """What :class:`GoogLeNet` returns in training mode with ``aux_logits=True``.
@@ -92,28 +99,31 @@ def aux_pool_geometry(size: int) -> tuple[int, int]:
     return size - (AUX_GRID - 1) * stride, stride
 
 
-def stage_sizes(size: int, stem: str = "imagenet") -> dict[str, int]:
+def stage_sizes(size: int, stem: str = "imagenet", *, pool4_size: int = 3) -> dict[str, int]:
     """The spatial size entering stages 3, 4 and 5 for a ``size``-pixel input side.
 
-    Raises ``ValueError`` when a pool window does not fit (the input is too small).
+    ``pool4_size`` is the window of the stride-2 pool before 5a (3 in the paper, 2 in
+    torchvision). Raises ``ValueError`` when a pool window does not fit (the input is too small).
 
     Examples:
       >>> stage_sizes(224), stage_sizes(32, "cifar")
       ({'3a': 28, '4a': 14, '5a': 7}, {'3a': 32, '4a': 16, '5a': 8})
     """
 
-    def pool(n: int) -> int:
-        return jaxconv.pool_output_size(n, 3, stride=2, ceil_mode=True)
+    def pool(n: int, window: int = 3) -> int:
+        return jaxconv.pool_output_size(n, window, stride=2, ceil_mode=True)
 
     if stem == "imagenet":  # conv1 7×7/2 pad 3 → pool1 → (conv2 keeps the size) → pool2
         size = pool(pool(jaxconv.conv_output_size(size, 7, stride=2, padding=3)))
     s4 = pool(size)
-    return {"3a": size, "4a": s4, "5a": pool(s4)}
+    return {"3a": size, "4a": s4, "5a": pool(s4, pool4_size)}
 
 
 @functools.cache
-def minimum_input_size(stem: str = "imagenet") -> int:
+def minimum_input_size(stem: str = "imagenet", pool4_size: int = 3) -> int:
     """The smallest input side GoogLeNet runs on with this ``stem`` (31 for ImageNet's).
+
+    ``pool4_size`` as for :func:`stage_sizes` (torchvision's 2×2 pool4 runs from 15 pixels).
 
     Its ``ceil_mode`` pools keep PyTorch's partial windows, so 32×32 runs the ImageNet stem
     (maps 16, 8, 4 into 3a, 2 into 4a, 1 into 5a), as torchvision's GoogLeNet does.
@@ -124,7 +134,7 @@ def minimum_input_size(stem: str = "imagenet") -> int:
     """
     for size in range(1, 1024):
         try:
-            stage_sizes(size, stem)
+            stage_sizes(size, stem, pool4_size=pool4_size)
         except ValueError:
             continue
         return size
@@ -135,18 +145,37 @@ def _linear(in_features: int, out_features: int, rngs: nnx.Rngs, **common: Any) 
     return nnx.Linear(in_features, out_features, rngs=rngs, **common)
 
 
+def _adaptive_avg_pool(x: Array, size: int) -> Array:
+    """PyTorch's ``adaptive_avg_pool2d(x, size)`` on NHWC ``x``: output cell ``i`` of an
+    ``n``-pixel side averages pixels ``floor(i·n/size)`` … ``ceil((i+1)·n/size) - 1``."""
+
+    def weights(n: int) -> np.ndarray:
+        m = np.zeros((size, n), np.float32)
+        for i in range(size):
+            lo, hi = i * n // size, -(-(i + 1) * n // size)
+            m[i, lo:hi] = 1 / (hi - lo)
+        return m
+
+    ph, pw = (jnp.asarray(weights(n), x.dtype) for n in x.shape[1:3])
+    return jnp.einsum("ih,nhwc,jw->nijc", ph, x, pw, precision=jax.lax.Precision.HIGHEST)
+
+
 class AuxClassifier(nnx.Module):
     """GoogLeNet's auxiliary classifier (§5): 5×5/3 average pool → 1×1 conv 128 + ReLU →
     FC 1024 + ReLU → dropout 70% → FC ``num_classes``.
 
     The pool is :func:`aux_pool_geometry`'s, so other input sizes keep the 4×4×128 = 2048 inputs
-    of ``fc1``.
+    of ``fc1``; ``pool="adaptive"`` is torchvision's ``InceptionAux`` instead (an adaptive
+    average pool to 4×4: on 14×14 maps, 4×4 windows at 0, 3, 7, 10). ``fc1`` reads the 4×4×128
+    map flattened in NHWC order (torchvision flattens C, H, W; its importer permutes the rows).
 
     Args:
       in_features: channels of the tapped block (512 for 4a, 528 for 4d).
       num_classes: classes.
       batch_norm: a :class:`~jaxconv.nn.ConvBN` instead of a biased conv.
       dropout: the dropout rate (0.7 in the paper).
+      pool: ``"paper"`` (the 5×5/3 pool of :func:`aux_pool_geometry`) or ``"adaptive"``
+        (torchvision's).
       momentum, epsilon: of the BatchNorm (None: :class:`~jaxconv.nn.ConvBN`'s defaults);
         only with ``batch_norm=True``.
       kernel_init: initializer of the conv kernel (the linear layers keep Flax's).
@@ -175,6 +204,7 @@ class AuxClassifier(nnx.Module):
         *,
         batch_norm: bool = False,
         dropout: float = 0.7,
+        pool: str = "paper",
         momentum: float | None = None,
         epsilon: float | None = None,
         kernel_init: Initializer = default_kernel_init,
@@ -183,6 +213,9 @@ class AuxClassifier(nnx.Module):
         precision: Any = None,
         rngs: nnx.Rngs,
     ):
+        if pool not in ("paper", "adaptive"):
+            raise ValueError(f"`pool` must be 'paper' or 'adaptive', got {pool!r}")
+        self.pool = pool
         common = dict(dtype=dtype, param_dtype=param_dtype, precision=precision)
         self.in_features = check_int(in_features, "in_features")
         batch_norm = check_bool(batch_norm, "batch_norm")
@@ -210,8 +243,11 @@ class AuxClassifier(nnx.Module):
 
     def __call__(self, x: Array) -> Array:
         check_channels(x, self.in_features, type(self).__name__)
-        (kh, sh), (kw, sw) = (aux_pool_geometry(n) for n in x.shape[1:3])
-        y = jaxconv.avg_pool(x, (kh, kw), stride=(sh, sw))
+        if self.pool == "adaptive":
+            y = _adaptive_avg_pool(x, AUX_GRID)
+        else:
+            (kh, sh), (kw, sw) = (aux_pool_geometry(n) for n in x.shape[1:3])
+            y = jaxconv.avg_pool(x, (kh, kw), stride=(sh, sw))
         y = self.conv(y)
         y = jax.nn.relu(self.fc1(y.reshape(y.shape[0], -1)))
         return self.fc2(self.dropout(y))
@@ -254,6 +290,12 @@ class GoogLeNet(nnx.Module):
       momentum, epsilon: of every BatchNorm, the auxiliary heads' included (None:
         :class:`~jaxconv.nn.ConvBN`'s defaults, 0.9 and 1e-5); only with ``batch_norm=True``.
         torchvision's GoogLeNet uses ``epsilon=1e-3``.
+      kernel_sizes: the k of every inception's ``branch_3x3`` and ``branch_5x5`` (the paper's
+        ``(3, 5)``; torchvision's GoogLeNet has ``(3, 3)``).
+      pool4_size: the window of ``pool4`` (stride 2; 3 in the paper, 2 in torchvision).
+      aux_pool: the auxiliary heads' pool, as :class:`AuxClassifier`'s ``pool``.
+      transform_input: first map ImageNet-normalized input onto mean/std 0.5, channel by
+        channel (torchvision's ``transform_input``; :data:`TRANSFORM_SCALE`, 3 channels only).
       kernel_init: initializer of every conv kernel (``fc`` keeps Flax's).
       dtype, param_dtype, precision: as for the convs.
       rngs: ``nnx.Rngs`` (``params``; ``dropout`` for training).
@@ -286,6 +328,10 @@ class GoogLeNet(nnx.Module):
         stem: str = "imagenet",
         momentum: float | None = None,
         epsilon: float | None = None,
+        kernel_sizes: tuple[int, int] = (3, 5),
+        pool4_size: int = 3,
+        aux_pool: str = "paper",
+        transform_input: bool = False,
         kernel_init: Initializer = default_kernel_init,
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
@@ -294,6 +340,14 @@ class GoogLeNet(nnx.Module):
     ):
         if stem not in ("imagenet", "cifar"):
             raise ValueError(f"`stem` must be 'imagenet' or 'cifar', got {stem!r}")
+        if aux_pool not in ("paper", "adaptive"):
+            raise ValueError(f"`aux_pool` must be 'paper' or 'adaptive', got {aux_pool!r}")
+        self.pool4_size = check_int(pool4_size, "pool4_size")
+        self.transform_input = check_bool(transform_input, "transform_input")
+        if self.transform_input and in_features != 3:
+            raise ValueError(
+                f"`transform_input` re-normalizes 3 RGB channels, got in_features={in_features!r}"
+            )
         aux_logits = check_bool(aux_logits, "aux_logits")
         batch_norm = check_bool(batch_norm, "batch_norm")
         norm = "batch" if batch_norm else None
@@ -323,8 +377,8 @@ class GoogLeNet(nnx.Module):
                 **common,
             )
 
-        def pool() -> MaxPool:
-            return MaxPool(3, stride=2, ceil_mode=True)
+        def pool(window: int = 3) -> MaxPool:
+            return MaxPool(window, stride=2, ceil_mode=True)
 
         self.conv1: Conv | ConvBN
         self.pool1: MaxPool | None
@@ -349,9 +403,16 @@ class GoogLeNet(nnx.Module):
         channels = 192
         for name, widths in GOOGLENET_INCEPTION.items():
             if name in _POOL_BEFORE:
-                setattr(self, _POOL_BEFORE[name], pool())
+                setattr(self, _POOL_BEFORE[name], pool(self.pool4_size if name == "5a" else 3))
             block = Inception(
-                channels, widths, norm=norm, kernel_init=init, rngs=rngs, **bn, **common
+                channels,
+                widths,
+                kernel_sizes=kernel_sizes,
+                norm=norm,
+                kernel_init=init,
+                rngs=rngs,
+                **bn,
+                **common,
             )
             setattr(self, f"inception_{name}", block)
             channels = block.out_features
@@ -362,6 +423,7 @@ class GoogLeNet(nnx.Module):
                         num_classes,
                         batch_norm=batch_norm,
                         dropout=aux_dropout,
+                        pool=aux_pool,
                         kernel_init=init,
                         rngs=rngs,
                         **bn,
@@ -377,12 +439,17 @@ class GoogLeNet(nnx.Module):
 
     def __call__(self, x: Array) -> Array | GoogLeNetOutputs:
         check_channels(x, self.in_features, type(self).__name__)
-        if x.ndim != 4 or min(x.shape[1:3]) < minimum_input_size(self.stem):
+        smallest = minimum_input_size(self.stem, self.pool4_size)
+        if x.ndim != 4 or min(x.shape[1:3]) < smallest:
             raise ValueError(
                 f"GoogLeNet with stem={self.stem!r} needs `x` [N, H, W, C] with H, W >= "
-                f"{minimum_input_size(self.stem)}, got shape {tuple(x.shape)}"
+                f"{smallest}, got shape {tuple(x.shape)}"
                 + (" (use stem='cifar' for 32×32 inputs)" if self.stem == "imagenet" else "")
             )
+        if self.transform_input:
+            x = x * jnp.asarray(TRANSFORM_SCALE, x.dtype).reshape(1, 1, 1, 3) + jnp.asarray(
+                TRANSFORM_SHIFT, x.dtype
+            ).reshape(1, 1, 1, 3)
         y = self.conv1(x)
         for name in ("pool1", "norm1"):
             if getattr(self, name) is not None:
