@@ -212,6 +212,30 @@ def test_torch_peer_runs_the_same_grouped_and_transposed_conv(name):
         groups._check_peer(s, "float32", y + 1, y_torch)
 
 
+def test_torch_peer_runs_the_same_model_with_jaxconvs_weights():
+    """The model suite's torch peer gets jaxconv's weights and must give its logits."""
+    pytest.importorskip("torch")
+    import jax
+
+    from bench._harness import Context
+    from bench._peers import TorchPeer
+    from bench.suites import model
+
+    case = model.ModelCase("mobilenetv2", 32, 10)
+    ctx = Context(
+        options=Options(quick=True), device=jax.devices("cpu")[0], env={}, peer=TorchPeer("cpu")
+    )
+    x, labels = ctx.rng_arrays(0, [(2, 32, 32, 3), (2,)], "float32")
+    labels = (abs(labels) * 10).astype("int32") % 10
+    inference, _, eval_state, _ = model._functions(case, "float32")
+    logits = jax.jit(inference)(eval_state, x)
+    runners, err = model._torch_runners(ctx, case, eval_state, x, labels, "float32", logits)
+    assert err < 1e-4
+    assert set(runners) == {"torch inference", "torch train step"}
+    assert tuple(runners["torch inference"]().shape) == (2, 10)
+    assert float(runners["torch train step"]()) > 0
+
+
 # --- the fusion report on known HLO -----------------------------------------------------------
 
 YNN_BOTTLENECK_HLO = """\

@@ -14,6 +14,17 @@ Variants, both under jit and on jaxconv's default paths:
   trainer runs: softmax cross-entropy, ``nnx.value_and_grad`` and an SGD-with-momentum update
   through ``nnx.Optimizer`` — one complete step.
 
+With ``--peers torch``, ResNet-50 and MobileNetV2 are also timed in PyTorch, in the same
+round-robin: ``bench/torch_models.py``'s transcriptions of torchvision's models (the same layers
+and names; torchvision itself cannot be installed beside the CPU torch), channels_last on every
+core — ``torch inference`` in ``eval()`` under ``torch.inference_mode``, ``torch train step``
+one ``SGD(lr=0.01, momentum=0.9)`` step of cross-entropy with ``zero_grad``/``backward``/``step``
+in ``train()`` mode (bfloat16: ``torch.autocast``, float32 parameters, as jaxconv's ``dtype=``).
+Before timing, the peer gets jaxconv's own weights (``to_torchvision_state_dict``) and must give
+the same logits; ``speed_vs_torch`` on jaxconv's records is torch time / jaxconv time (> 1:
+faster). GoogLeNet and NiN have no torch peer: torchvision's GoogLeNet is a different network
+(3×3 in the "5×5" branch, no LRN) and NiN is in no torch library.
+
 ``images_per_s = batch / median_s``. ``macs`` follows the cost model (every tap of every conv
 and linear layer, :func:`jaxconv.nn.summary`): the forward pass for inference; for the training
 step 3× the training-mode forward (auxiliary heads included) — forward, input gradient and
@@ -23,10 +34,11 @@ on 16×16 inputs.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from bench._harness import Context
 
@@ -46,6 +58,10 @@ CASES = (
     ModelCase("nin", 32, 10),
 )
 TINY = (ModelCase("nin", 16, 10),)
+#: The models with a torch peer: jaxconv's name → bench/torch_models.py's builder.
+TORCH_MODELS = {"resnet50": "resnet50", "mobilenetv2": "mobilenet_v2"}
+#: Largest ``max |logits_torch - logits_jaxconv| / max |logits_jaxconv|`` accepted.
+PEER_TOLERANCE = {"float32": 1e-3, "bfloat16": 1e-1, "float16": 2e-2}
 
 
 def _build(case: ModelCase, dtype: str):
@@ -102,6 +118,63 @@ def _functions(case: ModelCase, dtype: str):
     return inference, step, eval_state, train_state
 
 
+def _torch_runners(ctx: Context, case: ModelCase, eval_state, x, labels, dtype: str, logits):
+    """``({variant: runner}, max relative logit error)`` of the torch peer for ``case``.
+
+    The peer's weights are jaxconv's own (``to_torchvision_state_dict``) and its eval-mode
+    logits must match jaxconv's ``logits`` on ``x``: a wrong transcription would time another
+    network."""
+    import copy
+
+    from flax import nnx
+
+    from bench import torch_models
+    from jaxconv.models import to_torchvision_state_dict
+
+    peer = ctx.peer
+    torch, F = peer.torch, peer.torch.nn.functional
+    model = nnx.eval_shape(lambda: _build(case, dtype))  # shapes only: the values come next
+    nnx.update(model, eval_state)
+    net = getattr(torch_models, TORCH_MODELS[case.name])(case.classes)
+    net.load_state_dict(
+        {k: torch.from_numpy(np.array(v)) for k, v in to_torchvision_state_dict(model).items()}
+    )
+    net = net.to(peer.device, memory_format=torch.channels_last).eval()
+    xt, yt = peer.activation(x, "float32"), torch.from_numpy(np.array(labels)).long()
+    yt = yt.to(peer.device)
+    half = dtype != "float32"
+
+    def autocast():
+        return torch.autocast(peer.device.type, peer._dtype(dtype), enabled=half)
+
+    def infer():
+        with autocast():
+            return net(xt)
+
+    expected = np.asarray(logits, np.float32)
+    with torch.inference_mode():
+        got = infer().float().cpu().numpy()
+    err = float(np.max(np.abs(got - expected)) / np.max(np.abs(expected)))
+    if not err <= PEER_TOLERANCE[dtype]:
+        raise RuntimeError(
+            f"{case.name}: torch's logits differ from jaxconv's (max relative error {err:.2e})"
+        )
+
+    train_net = copy.deepcopy(net).train()
+    opt = torch.optim.SGD(train_net.parameters(), lr=0.01, momentum=0.9)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with autocast():
+            loss = F.cross_entropy(train_net(xt), yt)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    runners = {"torch inference": peer.runner(infer), "torch train step": peer.train_runner(step)}
+    return runners, err
+
+
 def _case(ctx: Context, case: ModelCase, batch: int, dtype: str) -> list[dict]:
     x, labels = ctx.rng_arrays(
         ctx.seed(case.name, batch, dtype), [(batch, case.size, case.size, 3), (batch,)], dtype
@@ -119,23 +192,38 @@ def _case(ctx: Context, case: ModelCase, batch: int, dtype: str) -> list[dict]:
         "inference": forward_macs(case, batch, train=False),
         "train step": 3 * forward_macs(case, batch, train=True),
     }
-    timings = ctx.time(dict(compiled), default_repeats=5)
-    return [
-        ctx.record(
-            NAME,
-            variant,
-            default=True,
-            batch=batch,
-            dtype=dtype,
-            timing=timing,
-            macs=macs[variant],
-            compiled=compiled[variant],
-            layer=case.name,
-            input=f"{case.size}x{case.size}x3",
-            images_per_s=batch / timing.median,
+    runners: dict[str, Any] = dict(compiled)
+    peer_err = None
+    if ctx.peer is not None and case.name in TORCH_MODELS:
+        logits = compiled["inference"]()
+        peer_runners, peer_err = _torch_runners(ctx, case, eval_state, x, labels, dtype, logits)
+        runners.update(peer_runners)
+    timings = ctx.time(runners, default_repeats=5)
+    records = []
+    for variant, timing in timings.items():
+        base = variant.removeprefix("torch ")
+        extra: dict[str, Any] = {}
+        if variant.startswith("torch "):
+            extra = dict(peer="torch", torch_version=ctx.peer.version, peer_max_rel_err=peer_err)
+        elif f"torch {variant}" in timings:
+            extra = dict(speed_vs_torch=timings[f"torch {variant}"].median / timing.median)
+        records.append(
+            ctx.record(
+                NAME,
+                variant,
+                default=not variant.startswith("torch "),
+                batch=batch,
+                dtype=dtype,
+                timing=timing,
+                macs=macs[base],
+                compiled=compiled.get(variant),
+                layer=case.name,
+                input=f"{case.size}x{case.size}x3",
+                images_per_s=batch / timing.median,
+                **extra,
+            )
         )
-        for variant, timing in timings.items()
-    ]
+    return records
 
 
 def run(ctx: Context) -> list[dict]:
@@ -149,6 +237,9 @@ def run(ctx: Context) -> list[dict]:
         ctx.note(
             f"{rec['layer']} {rec['variant']}, batch {rec['batch']}, {rec['dtype']}: "
             f"{rec['images_per_s']:.1f} images/s ({rec['gflops']:.0f} GFLOP/s, "
-            f"{rec['peak_fraction']:.0%} of GEMM peak; compile {rec['compile_s']:.1f} s)."
+            f"{rec['peak_fraction']:.0%} of GEMM peak"
+            + (f"; compile {rec['compile_s']:.1f} s" if rec["compile_s"] is not None else "")
+            + (f"; {rec['speed_vs_torch']:.2f}× torch's speed" if "speed_vs_torch" in rec else "")
+            + ")."
         )
     return records
