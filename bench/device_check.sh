@@ -36,7 +36,8 @@
 # channels_last), --repeats 10 --warmup 2, each in its own process so a suite cut short by its
 # budget loses only itself (results are written when a suite ends). JAX does not preallocate
 # GPU memory here (XLA_PYTHON_CLIENT_PREALLOCATE=false) so torch in the same process gets its
-# share.
+# share (python -m bench sets the same default itself). On a GPU bench times the device: calls
+# queued ~2 ms per sample and synced once, jax inputs rotated through copies beyond the L2.
 #
 # DEVICE_CHECK_PARTS="inception tests" reruns only those parts (default: all four).
 # Tests print each result as it comes (-v), so a run cut short still shows what passed.
@@ -71,7 +72,7 @@ TESTS=(tests/test_kernels.py tests/test_ops.py tests/test_nn.py tests/test_depth
 BENCH=(--dtype bfloat16 --repeats 10 --warmup 2 --no-plots)
 TEST_ARGS=()
 if [ "$DRY" = 1 ]; then
-  export JAX_PLATFORMS=cpu
+  export JAX_PLATFORMS=cpu JAXCONV_BENCH_TIMER=queued
   BUDGET=${DEVICE_CHECK_BUDGET_S:-100}  # a cap for a loaded machine; ~40 s on an idle one
   declare -A PART_S=([env]=20 [suites]=50 [tests]=40)
   BENCH+=(--quick --batch 2 --repeats 2 --warmup 1)
