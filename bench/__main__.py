@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+# XLA preallocates 75% of a GPU's memory when its backend starts, which starves the torch
+# peer in the same process: allocate on demand instead (read when jax first uses the GPU;
+# set XLA_PYTHON_CLIENT_MEM_FRACTION yourself for a fixed share).
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 from bench._harness import Options
 
@@ -224,7 +230,7 @@ def run(options: Options, ctx=None) -> dict[str, list[dict]]:
         TimeElapsedColumn(),
     )
     with jax.default_device(ctx.device), Progress(*columns, console=console) as progress:
-        dtypes = options.dtypes or ("float32",)
+        dtypes = ctx.dtypes()  # --dtype, else bf16 on a GPU, else float32
         task = progress.add_task("peaks: GEMM, memory bandwidth", total=len(dtypes) + 1)
         for dtype in dtypes:
             ctx.gemm_peak(dtype)

@@ -1,8 +1,8 @@
 """Peers: other frameworks timed on the same shapes, in the same run, alternating with jaxconv.
 
 PyTorch is never a jaxconv dependency: it is imported here only when ``--peers torch`` asks.
-Its ``conv2d`` (and ``conv_transpose2d``) runs channels_last (oneDNN on CPU, cuDNN on GPU) with
-every CPU thread.
+Its ``conv2d`` (and ``conv_transpose2d``) runs channels_last (oneDNN on CPU, cuDNN on GPU with
+``cudnn.benchmark``) with every CPU thread, in the dtype asked (bf16 on a GPU by default).
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ class TorchPeer:
                     f"this one ({torch.__version__}) sees no GPU"
                 )
             self.device = torch.device("cuda")
+            # cuDNN picks its fastest algorithm per shape (timed at the first call, which the
+            # warm-up absorbs), as a tuned PyTorch training script does.
+            torch.backends.cudnn.benchmark = True
         else:
             self.device = torch.device("cpu")
         self.version = torch.__version__
@@ -83,32 +86,26 @@ class TorchPeer:
             self.device, self._dtype(dtype)
         )
 
-    def runner(self, fn: Callable[[], Any]) -> Callable[[], Any]:
-        """``fn`` under ``torch.inference_mode``, synchronized on CUDA."""
-        torch = self.torch
+    def _timed(self, run: Callable[[], Any]) -> Callable[[], Any]:
+        """``run`` with its ``finish``: the timer calls it once after the calls it queued
+        (``jaxconv._timing``), so torch's calls queue on the GPU as jax's do."""
         cuda = self.device.type == "cuda"
+        run.finish = self.torch.cuda.synchronize if cuda else (lambda: None)  # type: ignore[attr-defined]
+        return run
+
+    def runner(self, fn: Callable[[], Any]) -> Callable[[], Any]:
+        """``fn`` under ``torch.inference_mode``; synchronized on CUDA by the timer."""
+        torch = self.torch
 
         def run() -> Any:
             with torch.inference_mode():
-                out = fn()
-            if cuda:
-                torch.cuda.synchronize()
-            return out
+                return fn()
 
-        return run
+        return self._timed(run)
 
     def train_runner(self, fn: Callable[[], Any]) -> Callable[[], Any]:
-        """``fn`` with autograd on, synchronized on CUDA."""
-        torch = self.torch
-        cuda = self.device.type == "cuda"
-
-        def run() -> Any:
-            out = fn()
-            if cuda:
-                torch.cuda.synchronize()
-            return out
-
-        return run
+        """``fn`` with autograd on; synchronized on CUDA by the timer."""
+        return self._timed(lambda: fn())
 
 
 def load(names: tuple[str, ...], platform: str) -> TorchPeer | None:

@@ -12,7 +12,7 @@ import os
 import platform
 import re
 
-__all__ = ["cpu_flags", "cpu_model", "device_kind"]
+__all__ = ["cpu_flags", "cpu_model", "device_family", "device_kind", "device_kinds"]
 
 
 @functools.cache
@@ -82,3 +82,48 @@ def device_kind(platform_name: str | None = None, device_name: str | None = None
     if platform_name == "cpu":
         return f"cpu-{platform.machine().lower()}-{_cpu_class()}-{_core_count()}c"
     return f"{platform_name}-" + re.sub(r"[^a-z0-9]+", "-", str(device_name).lower()).strip("-")
+
+
+def device_family(kind: str, compute_capability: str | None = None) -> str | None:
+    """The wider class of device ``kind`` belongs to, where tuning results still transfer; None
+    where there is none.
+
+    CPUs: the kind without its core count (``"cpu-x86_64-amx-2c"`` → ``"cpu-x86_64-amx"``): the
+    same ISA picks the same library kernels. GPUs: the CUDA compute capability
+    (``"9.0"`` → ``"gpu-sm90"``): an H100 and an H200 are the same sm90 chip.
+
+    Examples:
+      >>> device_family("cpu-x86_64-amx-2c")
+      'cpu-x86_64-amx'
+      >>> device_family("gpu-nvidia-h200", "9.0")
+      'gpu-sm90'
+      >>> device_family("gpu-nvidia-h200") is None
+      True
+    """
+    if kind.startswith("cpu-"):
+        family = re.sub(r"-\d+c$", "", kind)
+        return family if family != kind else None
+    if kind.startswith("gpu-") and compute_capability:
+        return "gpu-sm" + re.sub(r"[^0-9a-z]+", "", str(compute_capability).lower())
+    return None
+
+
+def device_kinds(platform_name: str | None = None) -> tuple[str, ...]:
+    """Where a tuning table is looked for, most specific first: :func:`device_kind`, then its
+    :func:`device_family` when it has one.
+
+    Examples:
+      >>> kinds = device_kinds("cpu")
+      >>> kinds[0] == device_kind("cpu") and kinds[-1] == device_family(kinds[0])
+      True
+    """
+    if platform_name == "cpu":
+        kind, capability = device_kind("cpu"), None
+    else:
+        import jax
+
+        dev = jax.devices(platform_name)[0] if platform_name else jax.devices()[0]
+        kind = device_kind(dev.platform, dev.device_kind)
+        capability = getattr(dev, "compute_capability", None)
+    family = device_family(kind, capability)
+    return (kind,) if family is None else (kind, family)

@@ -4,6 +4,11 @@
 - Warnings are errors (pyproject's ``filterwarnings``; the allow-list is commented there).
 - Randomness is seeded: use the ``rng`` fixture (NumPy) or ``jax.random.key(<int>)``.
 - One tolerance table per dtype (:data:`TOLERANCE`), scaled by √K where K is the reduction size.
+  The tests run at the DEFAULT precision, what users get: on a GPU that is TF32 for float32
+  convs and dots, so :func:`tol` holds float32 results there to the ``tensorfloat32`` entry,
+  unless the test asked for ``Precision.HIGHEST`` (``highest=True``). A test that needs full
+  float32 for its own sake (finite differences, an exact identity) says so with
+  :func:`highest`; nothing sets it globally.
 - PyTorch is no dependency: comparisons with it skip without it (``pytest.importorskip``), except
   where ``JAXCONV_REQUIRE_TORCH=1`` (CI installs torch and sets it), where such a skip fails.
 """
@@ -19,18 +24,38 @@ import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
+#: The platform the tests run on (``jax.default_backend()``).
+PLATFORM = jax.default_backend()
+
 #: Per-dtype tolerance for one unit-scale product; multiply by √K for a K-term reduction.
 TOLERANCE = {
     "float64": 1e-12,
     "float32": 2e-6,
+    # float32 at DEFAULT precision on a GPU: both inputs rounded to TF32's 10 mantissa bits
+    # (unit roundoff 2^-11 ≈ 4.9e-4 each), accumulated in float32.
+    "tensorfloat32": 2e-3,
     "bfloat16": 2e-2,
     "float16": 2e-3,
 }
 
 
-def tol(dtype, reduction_size: int = 1) -> float:
-    """Absolute tolerance for a reduction of ``reduction_size`` unit-scale products."""
-    return TOLERANCE[np.dtype(dtype).name] * math.sqrt(max(reduction_size, 1))
+def tol(dtype, reduction_size: int = 1, *, highest: bool = False) -> float:
+    """Absolute tolerance for a reduction of ``reduction_size`` unit-scale products computed
+    in ``dtype`` at DEFAULT precision (``highest``: at ``Precision.HIGHEST``)."""
+    name = np.dtype(dtype).name
+    if name == "float32" and not highest and PLATFORM == "gpu":
+        name = "tensorfloat32"
+    return TOLERANCE[name] * math.sqrt(max(reduction_size, 1))
+
+
+def highest():
+    """``jax.default_matmul_precision("highest")``: full float32 convs and dots (not TF32 on a
+    GPU) inside the block, for a test that means it; a no-op on a CPU."""
+    return jax.default_matmul_precision("highest")
+
+
+#: Marks a test that only means something on a GPU (skipped elsewhere).
+gpu_only = pytest.mark.skipif(PLATFORM != "gpu", reason=f"needs a GPU; running on {PLATFORM}")
 
 
 @pytest.fixture

@@ -182,3 +182,50 @@ def test_autotune_keeps_a_uniform_plan_when_the_per_role_winners_lose_together(c
         specs=[spec], repeats=1, warmup=0, save=False, lowerings=("einsum", "xla")
     )
     assert plans[spec] == kernels.Plan("xla", "xla", "xla")
+
+
+def test_device_family_drops_what_tuning_does_not_depend_on():
+    assert kernels.device_family("cpu-x86_64-amx-2c") == "cpu-x86_64-amx"
+    assert kernels.device_family("cpu-aarch64-neon-64c") == "cpu-aarch64-neon"
+    for gpu in ("gpu-nvidia-h200", "gpu-nvidia-h100-80gb-hbm3"):
+        assert kernels.device_family(gpu, "9.0") == "gpu-sm90"
+    assert kernels.device_family("gpu-nvidia-a100-sxm4-40gb", "8.0") == "gpu-sm80"
+    assert kernels.device_family("gpu-nvidia-h200") is None  # no compute capability known
+    assert kernels.device_family("tpu-tpu-v5-lite") is None
+    kind = kernels.device_kind("cpu")
+    assert kernels.device_kinds("cpu") == (kind, kernels.device_family(kind))
+
+
+def test_tables_fall_back_from_the_device_kind_to_its_family(cache, monkeypatch):
+    """An H200 without a table of its own uses one tuned on any sm90 (an H100), conv by conv,
+    before the cost model; its own entries win where it has them."""
+    from jaxconv.kernels import plan as plan_module
+
+    monkeypatch.setattr(plan_module, "_kinds", lambda platform: ("gpu-nvidia-h200", "gpu-sm90"))
+    spec, other = _spec(k=1, padding="VALID"), _spec()
+    xla, einsum = kernels.Plan("xla", "xla", "xla"), kernels.Plan("einsum", "einsum", "einsum")
+    assert kernels.choose(spec, platform="gpu").source == "cost model"
+    tables.save("gpu-sm90", {spec: einsum._asdict(), other: xla._asdict()})
+    choice = kernels.choose(spec, platform="gpu")
+    assert (choice.plan, choice.source, choice.device_kind) == (einsum, "table", "gpu-sm90")
+    assert choice.table == cache / "gpu-sm90.json"
+    tables.save("gpu-nvidia-h200", {spec: xla._asdict()})  # measured on this very kind
+    choice = kernels.choose(spec, platform="gpu")
+    assert (choice.plan, choice.device_kind) == (xla, "gpu-nvidia-h200")
+    assert kernels.choose(other, platform="gpu").device_kind == "gpu-sm90"  # not in the H200's
+
+
+def test_autotune_on_a_gpu_never_times_a_cpu_only_lowering(cache, monkeypatch):
+    timed: list[str] = []
+
+    def record(fns, args, repeats, warmup):
+        timed.extend(n for name in fns for n in name.split("/"))
+        return dict.fromkeys(fns, 1.0)
+
+    monkeypatch.setattr(autotune_module, "_medians", record)
+    monkeypatch.setattr(autotune_module.jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(autotune_module, "device_kind", lambda platform: "gpu-fake")
+    spec = _spec(k=1, padding="VALID")
+    plans = jaxconv.autotune(specs=[spec], repeats=1, warmup=0)
+    assert set(timed) == {"einsum", "xla"}
+    assert (cache / "gpu-fake.json").exists() and set(plans[spec]) <= {"einsum", "xla"}

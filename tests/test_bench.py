@@ -375,6 +375,43 @@ def test_round_robin_interleaves_primes_and_counts_runs():
     assert "".join(calls) == "abc" + "aabbcc" + "bbccaa" + "ccaabb"
 
 
+def test_queued_timing_queues_calls_and_syncs_once_per_sample():
+    calls, finishes = [], []
+    runner = lambda: calls.append(1)  # noqa: E731
+    runner.finish = lambda: finishes.append(1)  # a torch runner's cuda.synchronize
+    timings = round_robin({"a": runner}, repeats=3, warmup=1, target_s=1.0)
+    # 1 warm-up + 1 sizing call, then per sample a primer and MAX_CALLS queued calls
+    from jaxconv._timing import MAX_CALLS
+
+    assert len(timings["a"].times) == 3 and len(calls) == 2 + 3 * (1 + MAX_CALLS)
+    assert len(finishes) == 2 + 3 * 2  # once per synced unit, never per queued call
+
+
+def test_device_timing_on_a_gpu_or_when_forced(monkeypatch):
+    import types
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from bench._harness import TIMER_ENV, Context, uses_device_timing
+
+    monkeypatch.delenv(TIMER_ENV, raising=False)
+    gpu = Context(options=Options(), device=types.SimpleNamespace(platform="gpu"), env={})
+    assert gpu.device_timing and gpu.target_s and gpu.dtypes() == ("bfloat16",)
+    cpu = Context(options=Options(quick=True), device=jax.devices("cpu")[0], env={})
+    assert not cpu.device_timing and cpu.target_s is None and cpu.dtypes() == ("float32",)
+    assert not cpu.compile(jnp.sin, jnp.ones(4)).copies
+    monkeypatch.setenv(TIMER_ENV, "queued")  # what the device check's dry run sets
+    assert uses_device_timing("cpu") and cpu.target_s
+    compiled = cpu.compile(jnp.negative, jnp.arange(4.0))
+    assert len(compiled.copies) == 2 and compiled.copies[1][0] is not compiled.args[0]
+    for _ in range(3):
+        np.testing.assert_array_equal(compiled(), -np.arange(4.0))
+    assert compiled._next == 1  # cycled: copy 0, 1, 0
+    assert compiled.rotate(1 << 20, max_copies=4) == 4  # 16 bytes per copy: the cap
+
+
 #: Szegedy et al. 2015, Table 1, "ops" column (millions of MACs per image). 5a's printed 54M
 #: disagrees with the paper's own widths (51.1M), so it is left out.
 TABLE1_OPS = {

@@ -425,7 +425,8 @@ def test_inception_fused_equals_unfused(rng, norm, widths):
     np.testing.assert_allclose(fused(x), unfused(x), atol=tol("float32", 200), rtol=0)
     if norm == "batch":  # the batch statistics are updated identically too
         jax.tree.map(
-            lambda u, f: np.testing.assert_allclose(u, f, atol=1e-6),
+            # 0.1 (momentum 0.9) times a mean of outputs that agree to tol(·, 200)
+            lambda u, f: np.testing.assert_allclose(u, f, atol=0.1 * tol("float32", 200)),
             nnx.state(unfused, nnx.BatchStat),
             nnx.state(fused, nnx.BatchStat),
         )
@@ -460,7 +461,7 @@ def test_inception_jit_and_grad(rng):
         return jnp.sum(block(x) ** 2)
 
     grads = nnx.grad(loss)(block, x)
-    np.testing.assert_allclose(loss(block, x), jnp.sum(block(x) ** 2), rtol=1e-5)
+    np.testing.assert_allclose(loss(block, x), jnp.sum(block(x) ** 2), rtol=5 * tol("float32"))
     leaves = jax.tree.leaves(nnx.state(grads, nnx.Param))
     assert len(leaves) == 12
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)

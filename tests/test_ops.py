@@ -12,6 +12,7 @@ import functools
 import math
 from dataclasses import dataclass
 
+import conftest
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -281,10 +282,39 @@ def test_conv_matches_float64_reference(case: Case):
         upcast = _run(
             Case(**{**case.__dict__, "dtype": "float32"}), x, w, b, precision=lax.Precision.HIGHEST
         )
-        np.testing.assert_allclose(
-            upcast, expected, rtol=0, atol=tol("float32", case.reduction) * max(factors.values())
-        )
+        atol_f32 = tol("float32", case.reduction, highest=True) * max(factors.values())
+        np.testing.assert_allclose(upcast, expected, rtol=0, atol=atol_f32)
         np.testing.assert_allclose(y, upcast, rtol=rtol, atol=atol)
+
+
+def test_float32_tolerance_follows_the_platform_and_precision(monkeypatch):
+    monkeypatch.setattr(conftest, "PLATFORM", "gpu")
+    assert tol("float32", 4) == 2 * conftest.TOLERANCE["tensorfloat32"]
+    assert tol("float32", 4, highest=True) == 2 * conftest.TOLERANCE["float32"]
+    assert tol("bfloat16") == conftest.TOLERANCE["bfloat16"]
+    monkeypatch.setattr(conftest, "PLATFORM", "cpu")
+    assert tol("float32") == tol("float32", highest=True) == conftest.TOLERANCE["float32"]
+
+
+@conftest.gpu_only
+def test_gpu_float32_runs_tf32_by_default_and_float32_at_highest(rng):
+    """What a GPU user gets: DEFAULT is TF32 (within its entry, beyond float32's), HIGHEST and
+    ``conftest.highest()`` full float32."""
+    x = jnp.asarray(rng.standard_normal((8, 14, 14, 64)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, 64, 64)), jnp.float32)
+    expected = reference.conv(np.asarray(x), np.asarray(w), padding="SAME")
+    k = 9 * 64
+    default = jaxconv.conv(x, w, padding="SAME")
+    np.testing.assert_allclose(default, expected, rtol=0, atol=tol("float32", k))
+    assert np.abs(np.asarray(default) - expected).max() > tol("float32", k, highest=True)
+    same = functools.partial(jaxconv.conv, padding="SAME")
+    for y in (same(x, w, precision="highest"), _under_highest(same, x, w)):
+        np.testing.assert_allclose(y, expected, rtol=0, atol=tol("float32", k, highest=True))
+
+
+def _under_highest(fn, *args):
+    with conftest.highest():
+        return jax.jit(fn)(*args)
 
 
 def test_grid_covers_what_it_claims():

@@ -16,7 +16,9 @@ in ``lowerings/``: ``onednn``, ``einsum`` and ``xla``, the reference and fallbac
 """
 
 from jaxconv._device import cpu_model as cpu_model
+from jaxconv._device import device_family as device_family
 from jaxconv._device import device_kind as device_kind
+from jaxconv._device import device_kinds as device_kinds
 from jaxconv.kernels import tables as tables
 from jaxconv.kernels.lowering import ROLES as ROLES
 from jaxconv.kernels.lowering import Lowering as Lowering
@@ -50,7 +52,9 @@ __all__ = [
     "conv_spec",
     "cpu_model",
     "default_plan",
+    "device_family",
     "device_kind",
+    "device_kinds",
     "get",
     "recording",
     "run",

@@ -6,8 +6,10 @@ Dispatch (:func:`jaxconv.conv`), :func:`jaxconv.explain`, autotune and bench all
 1. ``implementation=``: a :class:`Plan`, or a lowering name (that lowering for the forward and
    for each gradient role it owns; the cost model's choice for the others). One that does not
    apply raises ``ValueError`` with its reason.
-2. the tuning table for this device kind (:mod:`jaxconv.kernels.tables`), when it has an entry
-   for the conv whose lowerings all still exist, apply and own their roles;
+2. the tuning table for this device kind (:mod:`jaxconv.kernels.tables`), else for its family
+   (:func:`jaxconv.kernels.device_kinds`: ``gpu-nvidia-h200`` then ``gpu-sm90``), when it has an
+   entry for the conv whose lowerings all still exist, apply, own their roles and target the
+   platform;
 3. the cost model, :func:`default_plan`.
 """
 
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import jax
 
-from jaxconv._device import device_kind
+from jaxconv._device import device_kinds
 from jaxconv.kernels import tables
 from jaxconv.kernels.lowering import ROLES, Plan
 from jaxconv.kernels.registry import LOWERINGS, available, candidates, get
@@ -37,9 +39,10 @@ def default_plan(spec: ConvSpec, platform: str) -> Plan:
     - ``onednn`` for all three roles wherever it applies (a CPU with the extension loaded,
       float32, or bfloat16 where the CPU has native bf16): PyTorch's own CPU kernels, 0.94–1.23×
       PyTorch's speed on GoogLeNet's convs (bench/results/);
-    - else ``einsum`` for a pointwise conv (a dot XLA runs on every core, where its conv may run
-      on one);
-    - else ``xla``: plain ``lax.conv_general_dilated``.
+    - else, on a CPU, ``einsum`` for a pointwise conv (a dot XLA runs on every core, where its
+      conv may run on one);
+    - else ``xla``: plain ``lax.conv_general_dilated`` — on a GPU, cuDNN and cuBLAS through XLA,
+      which only a measured table overrides.
 
     Nothing here depends on a CPU model, so the default is safe where nobody tuned.
 
@@ -48,11 +51,13 @@ def default_plan(spec: ConvSpec, platform: str) -> Plan:
       >>> from jaxconv.kernels import conv_spec
       >>> spec = conv_spec(jax.ShapeDtypeStruct((8, 28, 28, 64), jnp.float32),
       ...                  jax.ShapeDtypeStruct((1, 1, 64, 32), jnp.float32), padding="VALID")
+      >>> default_plan(spec, "cpu").fwd in ("onednn", "einsum")
+      True
       >>> default_plan(spec, "gpu")
-      Plan(fwd='einsum', dx='einsum', dw='einsum')
+      Plan(fwd='xla', dx='xla', dw='xla')
     """
     ok = candidates(spec, platform)
-    for name in ("onednn", "einsum"):
+    for name in ("onednn", "einsum") if platform == "cpu" else ():
         if name in ok:
             return Plan(name, name, name)
     return Plan("xla", "xla", "xla")
@@ -67,7 +72,8 @@ class Choice:
       plan: the lowering per role.
       source: ``"implementation"``, ``"table"`` or ``"cost model"``.
       reason: one sentence on why.
-      device_kind: the device kind whose table was consulted (None when none was).
+      device_kind: the device kind whose table decided, else the first one consulted (None for
+        a table handed to :func:`choose`).
       table: the table file consulted (None when none was).
       available: every lowering's answer for ``spec`` (None where it applies, else why not).
     """
@@ -90,9 +96,9 @@ class Choice:
         return "\n".join(lines)
 
 
-def _problem(spec: ConvSpec, plan: Plan) -> str | None:
-    """Why ``plan`` cannot run ``spec`` (a name that is no lowering, does not apply, or is given
-    a role it does not compute), else None."""
+def _problem(spec: ConvSpec, plan: Plan, platform: str | None = None) -> str | None:
+    """Why ``plan`` cannot run ``spec`` (a name that is no lowering, does not apply, is given a
+    role it does not compute or, given a ``platform``, does not target it), else None."""
     for role, name in zip(ROLES, plan):
         lowering = LOWERINGS.get(name)
         if lowering is None:
@@ -102,6 +108,8 @@ def _problem(spec: ConvSpec, plan: Plan) -> str | None:
             return f"names {name!r}, which does not apply: {why}"
         if role not in lowering.roles:
             return f"gives {name!r} the {role!r} role, which it does not compute"
+        if platform is not None and lowering.backends and platform not in lowering.backends:
+            return f"names {name!r}, which targets {', '.join(lowering.backends)}, not {platform}"
     return None
 
 
@@ -133,8 +141,8 @@ def recording() -> Iterator[list[ConvSpec]]:
 
 
 @functools.cache
-def _kind(platform: str) -> str:
-    return device_kind(platform)
+def _kinds(platform: str) -> tuple[str, ...]:
+    return device_kinds(platform)
 
 
 def choose(
@@ -151,8 +159,8 @@ def choose(
       implementation: None, a lowering name, or a :class:`Plan`.
       platform: the platform to choose for (default: jax's default backend).
       table: the tuning table to consult (default: :func:`jaxconv.kernels.tables.load` for the
-        platform's device kind, read again whenever its file changes — the one place a table
-        enters dispatch).
+        platform's device kind, then for its family, each read again whenever its file changes
+        — the one place a table enters dispatch).
 
     Raises:
       TypeError, ValueError: an unknown or inapplicable ``implementation``.
@@ -197,34 +205,37 @@ def choose(
         return Choice(spec, plan, "implementation", reason, None, None, available(spec))
     for seen in _RECORDERS.get():
         seen.append(spec.lowered())
-    kind = _kind(platform)
-    if table is None:
-        table = tables.load(kind)
-    tuned = table.lookup(spec)
-    if tuned is not None:
-        problem = _problem(spec, tuned)
-        if problem is None:
-            return Choice(
-                spec,
-                tuned,
-                "table",
-                f"measured by autotune ({table.path})",
-                kind,
-                table.path,
-                available(spec),
-            )
-        why = f"the table entry {tuple(tuned)} {problem}; "
-    elif table.problem is not None:
-        why = f"the table {table.path} is {table.problem}; "
-    else:
-        why = "no tuning table entry for this conv; "
+    if table is not None:
+        consulted: list[tuple[str | None, tables.Table]] = [(None, table)]
+    else:  # the exact device kind's table, then its family's (device_kinds)
+        consulted = [(kind, tables.load(kind)) for kind in _kinds(platform)]
+    whys = []
+    for kind, candidate in consulted:
+        tuned = candidate.lookup(spec)
+        if tuned is not None:
+            problem = _problem(spec, tuned, platform)
+            if problem is None:
+                return Choice(
+                    spec,
+                    tuned,
+                    "table",
+                    f"measured by autotune ({candidate.path})",
+                    kind,
+                    candidate.path,
+                    available(spec),
+                )
+            whys.append(f"the table entry {tuple(tuned)} {problem}")
+        elif candidate.problem is not None:
+            whys.append(f"the table {candidate.path} is {candidate.problem}")
+    why = "; ".join(whys) or "no tuning table entry for this conv"
     plan = default_plan(spec, platform)
+    kind, first = consulted[0]
     return Choice(
         spec,
         plan,
         "cost model",
-        why + f"{plan.fwd} applies and is preferred",
+        why + f"; {plan.fwd} applies and is preferred",
         kind,
-        table.path,
+        first.path,
         available(spec),
     )

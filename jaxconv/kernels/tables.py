@@ -2,12 +2,16 @@
 
 A table lives at ``$JAXCONV_CACHE_DIR/<device-kind>.json`` (default
 ``$XDG_CACHE_HOME/jaxconv``, else ``~/.cache/jaxconv``). It enters dispatch in one place:
-:func:`jaxconv.kernels.choose` calls :func:`load` for the default platform's device kind when it
-is not handed a table. :func:`load` re-reads the file whenever its modification time or size
-changed, so a table change takes effect at the next *trace* of a conv. jit's trace cache is
-keyed by the function and the argument shapes (not by the ``jax.jit`` object), so a function
-already traced for some shapes keeps the plan it was traced with for them until
-``jax.clear_caches()``; new shapes and functions not traced yet get the new table.
+:func:`jaxconv.kernels.choose` calls :func:`load` for the default platform's device kind, then
+for its family (:func:`jaxconv.kernels.device_kinds`: ``gpu-nvidia-h200`` then ``gpu-sm90``;
+``cpu-x86_64-amx-2c`` then ``cpu-x86_64-amx``), conv by conv, when it is not handed a table.
+:func:`jaxconv.autotune` writes the exact kind's table; copy or rename it to the family's name
+to share it with every machine of that family. :func:`load` re-reads the file whenever its
+modification time or size changed, so a table change takes effect at the next *trace* of a
+conv. jit's trace cache is keyed by the function and the argument shapes (not by the
+``jax.jit`` object), so a function already traced for some shapes keeps the plan it was
+traced with for them until ``jax.clear_caches()``; new shapes and functions not traced yet
+get the new table.
 
 On disk (format 2)::
 

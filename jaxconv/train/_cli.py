@@ -11,7 +11,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from jaxconv.train._config import DEFAULT_STEPS, DEFAULTS, TrainConfig
+from jaxconv.train._config import DEFAULT_STEPS, DEFAULTS, DTYPES, TrainConfig
 from jaxconv.train._models import model_names
 
 __all__ = ["build_parser", "main"]
@@ -128,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.test_size,
         metavar="N",
         help=f"synthetic test images (default: {d.test_size})",
+    )
+    g.add_argument(
+        "--dtype",
+        default=d.dtype,
+        choices=DTYPES,
+        help="compute dtype; bfloat16 keeps float32 parameters and optimizer state "
+        f"(default: {d.dtype})",
     )
     g = p.add_argument_group("length")
     length = g.add_mutually_exclusive_group()

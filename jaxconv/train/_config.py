@@ -10,7 +10,10 @@ from jaxconv._check import check_bool, check_int, check_number
 from jaxconv.train._loss import AUX_WEIGHT
 from jaxconv.train._optim import OPTIMIZERS
 
-__all__ = ["DEFAULTS", "TrainConfig"]
+__all__ = ["DEFAULTS", "DTYPES", "TrainConfig"]
+
+#: ``dtype`` values: the models' compute dtype (parameters and optimizer state stay float32).
+DTYPES = ("float32", "bfloat16")
 
 #: Per-optimizer defaults for ``lr`` and ``weight_decay``.
 DEFAULTS = {
@@ -34,6 +37,7 @@ _NOT_IDENTITY = frozenset(
         "metrics",
         "eval_every",
         "progress",
+        "dtype",  # float32 parameters either way: a bf16 run resumes an f32 one and back
         "data",
         "train_size",
         "test_size",
@@ -74,6 +78,9 @@ class TrainConfig:
       eval_every: test-set evaluation period in steps; ``None`` → 4 times per run; 0 → at the
         end only.
       progress: show the rich progress bar.
+      dtype: the compute dtype, ``"float32"`` or ``"bfloat16"`` (mixed precision: convs,
+        matmuls and activations in bf16; parameters, gradients and optimizer state in
+        float32; the loss in float32).
 
     Examples:
       >>> from jaxconv.train import TrainConfig
@@ -110,6 +117,7 @@ class TrainConfig:
     metrics: str | None = None
     eval_every: int | None = None
     progress: bool = True
+    dtype: str = "float32"
 
     def validate(self) -> TrainConfig:
         """Checks every field; returns ``self``.
@@ -150,6 +158,8 @@ class TrainConfig:
         check_number(self.aux_weight, "aux_weight", 0.0)
         check_bool(self.augment, "augment")
         check_bool(self.progress, "progress")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"`dtype` must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         return self
 
     def resolved(self, num_train: int) -> TrainConfig:

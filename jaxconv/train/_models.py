@@ -14,49 +14,52 @@ ModelFactory = Callable[[int, nnx.Rngs], nnx.Module]
 
 
 def _nin(batch_norm: bool) -> ModelFactory:
-    def factory(num_classes: int, rngs: nnx.Rngs) -> nnx.Module:
+    def factory(num_classes: int, rngs: nnx.Rngs, **kwargs: Any) -> nnx.Module:
         from jaxconv.models import NiN
 
-        return NiN(num_classes=num_classes, batch_norm=batch_norm, rngs=rngs)
+        return NiN(num_classes=num_classes, batch_norm=batch_norm, rngs=rngs, **kwargs)
 
     return factory
 
 
-def _googlenet(num_classes: int, rngs: nnx.Rngs) -> nnx.Module:
+def _googlenet(num_classes: int, rngs: nnx.Rngs, **kwargs: Any) -> nnx.Module:
     from jaxconv.models import GoogLeNet
 
     # The CIFAR port: a 3×3 stem and no early pools, so the inception stages run at 32/16/8.
-    return GoogLeNet(num_classes, aux_logits=True, batch_norm=True, stem="cifar", rngs=rngs)
+    return GoogLeNet(
+        num_classes, aux_logits=True, batch_norm=True, stem="cifar", rngs=rngs, **kwargs
+    )
 
 
 def _inception(bottleneck: bool) -> ModelFactory:
-    def factory(num_classes: int, rngs: nnx.Rngs) -> nnx.Module:
+    def factory(num_classes: int, rngs: nnx.Rngs, **kwargs: Any) -> nnx.Module:
         from jaxconv.models import MiniInception
 
-        return MiniInception(num_classes=num_classes, bottleneck=bottleneck, rngs=rngs)
+        return MiniInception(num_classes=num_classes, bottleneck=bottleneck, rngs=rngs, **kwargs)
 
     return factory
 
 
 def _resnet(depth: int) -> ModelFactory:
-    def factory(num_classes: int, rngs: nnx.Rngs) -> nnx.Module:
+    def factory(num_classes: int, rngs: nnx.Rngs, **kwargs: Any) -> nnx.Module:
         from jaxconv.models._resnet import ResNet18, ResNet50
 
         model = {18: ResNet18, 50: ResNet50}[depth]
         # The CIFAR port: a 3×3/1 stem and no max pool, so the stages run at 32/16/8/4.
-        return model(num_classes, stem="cifar", rngs=rngs)
+        return model(num_classes, stem="cifar", rngs=rngs, **kwargs)
 
     return factory
 
 
-def _mobilenetv2(num_classes: int, rngs: nnx.Rngs) -> nnx.Module:
+def _mobilenetv2(num_classes: int, rngs: nnx.Rngs, **kwargs: Any) -> nnx.Module:
     from jaxconv.models._mobilenet import MobileNetV2
 
     # The CIFAR port: stride 1 in the stem and the first stride-2 row, ending on 4×4 maps.
-    return MobileNetV2(num_classes, stem="cifar", rngs=rngs)
+    return MobileNetV2(num_classes, stem="cifar", rngs=rngs, **kwargs)
 
 
-#: ``--model`` name → factory ``(num_classes, rngs) -> nnx.Module``.
+#: ``--model`` name → factory ``(num_classes, rngs, **kwargs) -> nnx.Module`` (kwargs: the
+#: model's own, e.g. ``dtype=jnp.bfloat16``).
 #: ``nin`` is NiN with BatchNorm after every conv: the paper's NiN (``nin-paper``: no BN, a
 #: ReLU on the logits) sits at chance for its first hundreds of steps from scratch.
 #: ``resnet18``, ``resnet50`` and ``mobilenetv2`` are the ImageNet models with their CIFAR stems.
@@ -77,9 +80,11 @@ def register_model(name: str, factory: ModelFactory) -> None:
 
     Args:
       name: the ``--model`` name.
-      factory: ``(num_classes, rngs) -> nnx.Module``; the module maps ``float32[N, H, W, C]``
-        to logits ``[N, num_classes]`` — or, in train mode, to a tuple ``(logits, *aux)`` whose
-        auxiliary logits are weighted by ``aux_weight`` in the loss.
+      factory: ``(num_classes, rngs) -> nnx.Module``, which must also take ``dtype=`` (the
+        compute dtype) to train with ``--dtype bfloat16``; the module maps
+        ``float32[N, H, W, C]`` to logits ``[N, num_classes]`` — or, in train mode, to a
+        tuple ``(logits, *aux)`` whose auxiliary logits are weighted by ``aux_weight`` in
+        the loss.
 
     Raises:
       TypeError: ``factory`` is not callable.

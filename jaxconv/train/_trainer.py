@@ -76,7 +76,10 @@ class Trainer:
         self.data = data
         self.mesh = make_mesh(config.devices) if mesh is None else mesh
         check_batch_size(config.batch_size, self.mesh)
-        model = build_model(config.model, data.num_classes, nnx.Rngs(config.seed))
+        # float32 builds the model as registered; another dtype is its compute dtype
+        # (parameters stay float32: Flax's param_dtype), which a factory must accept.
+        dtype = {} if config.dtype == "float32" else {"dtype": jnp.dtype(config.dtype)}
+        model = build_model(config.model, data.num_classes, nnx.Rngs(config.seed), **dtype)
         self.num_params = sum(
             int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(model, nnx.Param))
         )
