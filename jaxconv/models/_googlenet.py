@@ -26,7 +26,7 @@ from jaxconv.nn import (
     LocalResponseNorm,
     MaxPool,
 )
-from jaxconv.nn._conv import Initializer, default_kernel_init
+from jaxconv.nn._conv import Initializer, default_kernel_init, linear
 from jaxconv.nn._inception import bn_options, check_kernel_init
 from jaxconv.nn._validate import check_channels
 
@@ -131,10 +131,6 @@ def minimum_input_size(stem: str = "imagenet") -> int:
     raise AssertionError("unreachable: 1023 pixels always fit")
 
 
-def _linear(in_features: int, out_features: int, rngs: nnx.Rngs, **common: Any) -> nnx.Linear:
-    return nnx.Linear(in_features, out_features, rngs=rngs, **common)
-
-
 class AuxClassifier(nnx.Module):
     """GoogLeNet's auxiliary classifier (§5): 5×5/3 average pool → 1×1 conv 128 + ReLU →
     FC 1024 + ReLU → dropout 70% → FC ``num_classes``.
@@ -149,7 +145,8 @@ class AuxClassifier(nnx.Module):
       dropout: the dropout rate (0.7 in the paper).
       momentum, epsilon: of the BatchNorm (None: :class:`~jaxconv.nn.ConvBN`'s defaults);
         only with ``batch_norm=True``.
-      kernel_init: initializer of the conv kernel (the linear layers keep Flax's).
+      kernel_init: initializer of the conv kernel (the linear layers keep LeCun normal, Flax's
+        default).
       dtype, param_dtype, precision: as for the convs.
       rngs: ``nnx.Rngs`` (``params``; ``dropout`` for training).
 
@@ -204,9 +201,9 @@ class AuxClassifier(nnx.Module):
             self.conv = Conv1x1(
                 in_features, 128, activation=jax.nn.relu, kernel_init=init, rngs=rngs, **common
             )
-        self.fc1 = _linear(AUX_GRID * AUX_GRID * 128, 1024, rngs, **common)
+        self.fc1 = linear(AUX_GRID * AUX_GRID * 128, 1024, rngs=rngs, **common)
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
-        self.fc2 = _linear(1024, check_int(num_classes, "num_classes"), rngs, **common)
+        self.fc2 = linear(1024, check_int(num_classes, "num_classes"), rngs=rngs, **common)
 
     def __call__(self, x: Array) -> Array:
         check_channels(x, self.in_features, type(self).__name__)
@@ -254,7 +251,7 @@ class GoogLeNet(nnx.Module):
       momentum, epsilon: of every BatchNorm, the auxiliary heads' included (None:
         :class:`~jaxconv.nn.ConvBN`'s defaults, 0.9 and 1e-5); only with ``batch_norm=True``.
         torchvision's GoogLeNet uses ``epsilon=1e-3``.
-      kernel_init: initializer of every conv kernel (``fc`` keeps Flax's).
+      kernel_init: initializer of every conv kernel (``fc`` keeps LeCun normal, Flax's default).
       dtype, param_dtype, precision: as for the convs.
       rngs: ``nnx.Rngs`` (``params``; ``dropout`` for training).
 
@@ -373,7 +370,7 @@ class GoogLeNet(nnx.Module):
                 setattr(self, f"aux_{name}", head)
         self.avg_pool = GlobalAvgPool(keepdims=True)  # the paper's 1×1×1024 row
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
-        self.fc = _linear(channels, num_classes, rngs, **common)
+        self.fc = linear(channels, num_classes, rngs=rngs, **common)
 
     def __call__(self, x: Array) -> Array | GoogLeNetOutputs:
         check_channels(x, self.in_features, type(self).__name__)
