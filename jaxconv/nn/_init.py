@@ -65,9 +65,9 @@ def _draw(key: Array, shape: Any, dtype: Any, distribution: str, stddev: float) 
     if isinstance(key, jax.core.Tracer):  # under a trace: the same steps, in jax.numpy
         units = jnp.concatenate(chunks)[:n] if chunks else jnp.zeros((0,), jnp.float32)
         return (units.reshape(shape) * scale).astype(dtype)
-    units = np.concatenate([np.asarray(c) for c in chunks]) if chunks else np.zeros(0, np.float32)
+    host = np.concatenate([np.asarray(c) for c in chunks]) if chunks else np.zeros(0, np.float32)
     # NumPy's float32 multiply and its casts (bfloat16 through ml_dtypes) round like XLA's.
-    return jax.device_put((units[:n].reshape(shape) * scale).astype(dtype))
+    return jax.device_put((host[:n].reshape(shape) * scale).astype(dtype))
 
 
 def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
