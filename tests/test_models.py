@@ -26,7 +26,7 @@ from jaxconv.models import (
     aux_pool_geometry,
     minimum_input_size,
 )
-from jaxconv.nn import Conv, Conv1x1, ConvBN
+from jaxconv.nn import Conv, Conv1x1, ConvBN, VarianceScaling
 
 
 def materialize(make, seed: int = 0):
@@ -423,9 +423,8 @@ def test_mini_inception_options_and_defaults():
     assert all((bn.momentum, bn.epsilon) == (0.8, 1e-3) for _, bn in norms)
     # Explicit defaults give the same parameters and statistics as no options at all.
     a = MiniInception(rngs=nnx.Rngs(2))
-    b = MiniInception(
-        momentum=0.9, epsilon=1e-5, kernel_init=nnx.initializers.lecun_normal(), rngs=nnx.Rngs(2)
-    )
+    lecun_normal = VarianceScaling(1.0, "fan_in", "truncated_normal")  # Flax's, compiled once
+    b = MiniInception(momentum=0.9, epsilon=1e-5, kernel_init=lecun_normal, rngs=nnx.Rngs(2))
     for kind in (nnx.Param, nnx.BatchStat):
         jax.tree.map(np.testing.assert_array_equal, nnx.state(a, kind), nnx.state(b, kind))
     c = MiniInception(kernel_init=init, rngs=nnx.Rngs(2))

@@ -21,6 +21,7 @@ from jaxconv.nn import (
     Inception,
     MLPConv,
     PoolProjection,
+    VarianceScaling,
     local_response_norm,
 )
 
@@ -674,7 +675,7 @@ def test_inception_defaults_are_the_papers():
         pool_size=3,
         momentum=0.9,
         epsilon=1e-5,
-        kernel_init=nnx.initializers.lecun_normal(),
+        kernel_init=VarianceScaling(1.0, "fan_in", "truncated_normal"),  # Flax's lecun_normal
         rngs=nnx.Rngs(3),
     )
     jax.tree.map(np.testing.assert_array_equal, nnx.state(a), nnx.state(b))

@@ -48,6 +48,33 @@ PUBLIC = [
     "xla_cost",
 ]
 
+#: ``jaxconv.nn.__all__``: the NNX modules, their initializers and ``summary``.
+NN_PUBLIC = [
+    "AvgPool",
+    "BasicBlock",
+    "Bottleneck",
+    "Conv",
+    "Conv1x1",
+    "ConvBN",
+    "ConvTranspose",
+    "DepthwiseConv",
+    "GlobalAvgPool",
+    "Inception",
+    "InvertedResidual",
+    "LocalResponseNorm",
+    "MLPConv",
+    "MaxPool",
+    "Normal",
+    "PoolProjection",
+    "ResNetBottleneck",
+    "SeparableConv",
+    "Summary",
+    "SummaryRow",
+    "VarianceScaling",
+    "local_response_norm",
+    "summary",
+]
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -65,6 +92,16 @@ def test_all_is_pinned_and_importable():
     namespace: dict = {}
     exec("from jaxconv import *", namespace)
     assert set(PUBLIC) <= set(namespace)
+
+
+def test_nn_surface_is_pinned_and_documented():
+    nn = pytest.importorskip("jaxconv.nn")  # imports Flax, which the test extra installs
+    assert sorted(nn.__all__) == NN_PUBLIC
+    for name in NN_PUBLIC:
+        doc = inspect.getdoc(getattr(nn, name)) or ""
+        assert doc.split("\n", 1)[0].strip(), f"jaxconv.nn.{name}: no summary"
+        if name not in ("Summary", "SummaryRow"):  # the result types of summary(), shown there
+            assert "Examples:" in doc and ">>> " in doc, f"jaxconv.nn.{name}: no runnable Examples"
 
 
 def _callables():

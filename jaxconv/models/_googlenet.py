@@ -27,7 +27,7 @@ from jaxconv.nn import (
     LocalResponseNorm,
     MaxPool,
 )
-from jaxconv.nn._conv import Initializer, default_kernel_init
+from jaxconv.nn._conv import Initializer, default_kernel_init, linear
 from jaxconv.nn._inception import bn_options, check_kernel_init
 from jaxconv.nn._validate import check_channels
 
@@ -141,10 +141,6 @@ def minimum_input_size(stem: str = "imagenet", pool4_size: int = 3) -> int:
     raise AssertionError("unreachable: 1023 pixels always fit")
 
 
-def _linear(in_features: int, out_features: int, rngs: nnx.Rngs, **common: Any) -> nnx.Linear:
-    return nnx.Linear(in_features, out_features, rngs=rngs, **common)
-
-
 def _adaptive_avg_pool(x: Array, size: int) -> Array:
     """PyTorch's ``adaptive_avg_pool2d(x, size)`` on NHWC ``x``: output cell ``i`` of an
     ``n``-pixel side averages pixels ``floor(i·n/size)`` … ``ceil((i+1)·n/size) - 1``."""
@@ -178,7 +174,8 @@ class AuxClassifier(nnx.Module):
         (torchvision's).
       momentum, epsilon: of the BatchNorm (None: :class:`~jaxconv.nn.ConvBN`'s defaults);
         only with ``batch_norm=True``.
-      kernel_init: initializer of the conv kernel (the linear layers keep Flax's).
+      kernel_init: initializer of the conv kernel (the linear layers keep LeCun normal, Flax's
+        default).
       dtype, param_dtype, precision: as for the convs.
       rngs: ``nnx.Rngs`` (``params``; ``dropout`` for training).
 
@@ -237,9 +234,9 @@ class AuxClassifier(nnx.Module):
             self.conv = Conv1x1(
                 in_features, 128, activation=jax.nn.relu, kernel_init=init, rngs=rngs, **common
             )
-        self.fc1 = _linear(AUX_GRID * AUX_GRID * 128, 1024, rngs, **common)
+        self.fc1 = linear(AUX_GRID * AUX_GRID * 128, 1024, rngs=rngs, **common)
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
-        self.fc2 = _linear(1024, check_int(num_classes, "num_classes"), rngs, **common)
+        self.fc2 = linear(1024, check_int(num_classes, "num_classes"), rngs=rngs, **common)
 
     def __call__(self, x: Array) -> Array:
         check_channels(x, self.in_features, type(self).__name__)
@@ -256,63 +253,67 @@ class AuxClassifier(nnx.Module):
 class GoogLeNet(nnx.Module):
     """GoogLeNet, faithful to Table 1 of Szegedy et al. 2015.
 
-    ``conv1`` 7×7/2 64 → ``pool1`` 3×3/2 → ``norm1`` (LRN) → ``conv2_reduce`` 1×1 64 →
-    ``conv2`` 3×3 192 → ``norm2`` (LRN) → ``pool2`` 3×3/2 → inception 3a, 3b → ``pool3`` →
-    4a…4e → ``pool4`` → 5a, 5b → ``avg_pool`` (7×7 on 224 inputs; global, so any size works) →
-    ``dropout`` 40% → ``fc``. Max pools use ``ceil_mode`` as the Caffe reference did, so
-    224 → 112 → 56 → 28 → 14 → 7. Convs pad ``k // 2`` on both sides (Caffe's pads). Every
-    conv is followed by ReLU. The inception widths are :data:`GOOGLENET_INCEPTION`.
+        ``conv1`` 7×7/2 64 → ``pool1`` 3×3/2 → ``norm1`` (LRN) → ``conv2_reduce`` 1×1 64 →
+        ``conv2`` 3×3 192 → ``norm2`` (LRN) → ``pool2`` 3×3/2 → inception 3a, 3b → ``pool3`` →
+        4a…4e → ``pool4`` → 5a, 5b → ``avg_pool`` (7×7 on 224 inputs; global, so any size works) →
+        ``dropout`` 40% → ``fc``. Max pools use ``ceil_mode`` as the Caffe reference did, so
+        224 → 112 → 56 → 28 → 14 → 7. Convs pad ``k // 2`` on both sides (Caffe's pads). Every
+        conv is followed by ReLU. The inception widths are :data:`GOOGLENET_INCEPTION`.
 
-    Paper-faithful (``aux_logits=False``, the default ``batch_norm=False``): 6,998,552
-    parameters and ≈1.58 G multiply-accumulates per 224×224 image (see
-    :func:`jaxconv.nn.summary`). Table 1's ops column is reproduced for every inception row
-    except 5a, whose printed 54M disagrees with the paper's own widths (they give 51.1M).
+        Paper-faithful (``aux_logits=False``, the default ``batch_norm=False``): 6,998,552
+        parameters and ≈1.58 G multiply-accumulates per 224×224 image (see
+        :func:`jaxconv.nn.summary`). Table 1's ops column is reproduced for every inception row
+        except 5a, whose printed 54M disagrees with the paper's own widths (they give 51.1M).
 
-    Train/eval follows NNX's ``model.train()`` (the state after construction) and
-    ``model.eval()``: in training mode dropout is on, BatchNorm uses batch statistics, and
-    with ``aux_logits`` the model returns :class:`GoogLeNetOutputs` ``(logits, aux_4a,
-    aux_4d)``; in eval mode it returns the logits only and the auxiliary heads do not run.
+        Train/eval follows NNX's ``model.train()`` (the state after construction) and
+        ``model.eval()``: in training mode dropout is on, BatchNorm uses batch statistics, and
+        with ``aux_logits`` the model returns :class:`GoogLeNetOutputs` ``(logits, aux_4a,
+        aux_4d)``; in eval mode it returns the logits only and the auxiliary heads do not run.
 
-    Args:
-      num_classes: classes of ``fc`` (1000 for ImageNet).
-      in_features: input channels.
-      aux_logits: build the two auxiliary classifiers on 4a and 4d (§5).
-      batch_norm: the BN variant: every conv a :class:`~jaxconv.nn.ConvBN`, no conv biases.
-      dropout: rate before ``fc`` (40% in the paper).
-      aux_dropout: rate inside the auxiliary heads (70%).
-      lrn: local response normalization after ``pool1`` and ``conv2`` (the Caffe reference
-        has it); None (default) means ``not batch_norm`` — paper-faithful without BN, and off
-        for the BN variant as in Ioffe & Szegedy 2015.
-      stem: ``"imagenet"`` (Table 1) or ``"cifar"``: for 32×32 inputs, ``conv1`` is a 3×3/1 conv
-        to 192 channels and ``pool1``…``pool2`` are dropped, so the inception stages run at
-        32×32, 16×16 and 8×8 (the usual CIFAR port). The ImageNet stem needs inputs of at least
-        31×31 (:func:`minimum_input_size`; its auxiliary heads need 4×4 maps at 4a, i.e. 63×63).
-      momentum, epsilon: of every BatchNorm, the auxiliary heads' included (None:
-        :class:`~jaxconv.nn.ConvBN`'s defaults, 0.9 and 1e-5); only with ``batch_norm=True``.
-        torchvision's GoogLeNet uses ``epsilon=1e-3``.
-      kernel_sizes: the k of every inception's ``branch_3x3`` and ``branch_5x5`` (the paper's
-        ``(3, 5)``; torchvision's GoogLeNet has ``(3, 3)``).
-      pool4_size: the window of ``pool4`` (stride 2; 3 in the paper, 2 in torchvision).
-      aux_pool: the auxiliary heads' pool, as :class:`AuxClassifier`'s ``pool``.
-      transform_input: first map ImageNet-normalized input onto mean/std 0.5, channel by
-        channel (torchvision's ``transform_input``; :data:`TRANSFORM_SCALE`, 3 channels only).
-      kernel_init: initializer of every conv kernel (``fc`` keeps Flax's).
-      dtype, param_dtype, precision: as for the convs.
-      rngs: ``nnx.Rngs`` (``params``; ``dropout`` for training).
+        Args:
+          num_classes: classes of ``fc`` (1000 for ImageNet).
+          in_features: input channels.
+          aux_logits: build the two auxiliary classifiers on 4a and 4d (§5).
+          batch_norm: the BN variant: every conv a :class:`~jaxconv.nn.ConvBN`, no conv biases.
+          dropout: rate before ``fc`` (40% in the paper).
+          aux_dropout: rate inside the auxiliary heads (70%).
+          lrn: local response normalization after ``pool1`` and ``conv2`` (the Caffe reference
+            has it); None (default) means ``not batch_norm`` — paper-faithful without BN, and off
+            for the BN variant as in Ioffe & Szegedy 2015.
+          stem: ``"imagenet"`` (Table 1) or ``"cifar"``: for 32×32 inputs, ``conv1`` is a 3×3/1 conv
+            to 192 channels and ``pool1``…``pool2`` are dropped, so the inception stages run at
+            32×32, 16×16 and 8×8 (the usual CIFAR port). The ImageNet stem needs inputs of at least
+            31×31 (:func:`minimum_input_size`; its auxiliary heads need 4×4 maps at 4a, i.e. 63×63).
+          momentum, epsilon: of every BatchNorm, the auxiliary heads' included (None:
+            :class:`~jaxconv.nn.ConvBN`'s defaults, 0.9 and 1e-5); only with ``batch_norm=True``.
+            torchvision's GoogLeNet uses ``epsilon=1e-3``.
+    <<<<<<< HEAD
+          kernel_sizes: the k of every inception's ``branch_3x3`` and ``branch_5x5`` (the paper's
+            ``(3, 5)``; torchvision's GoogLeNet has ``(3, 3)``).
+          pool4_size: the window of ``pool4`` (stride 2; 3 in the paper, 2 in torchvision).
+          aux_pool: the auxiliary heads' pool, as :class:`AuxClassifier`'s ``pool``.
+          transform_input: first map ImageNet-normalized input onto mean/std 0.5, channel by
+            channel (torchvision's ``transform_input``; :data:`TRANSFORM_SCALE`, 3 channels only).
+          kernel_init: initializer of every conv kernel (``fc`` keeps Flax's).
+    =======
+          kernel_init: initializer of every conv kernel (``fc`` keeps LeCun normal, Flax's default).
+    >>>>>>> fast-init
+          dtype, param_dtype, precision: as for the convs.
+          rngs: ``nnx.Rngs`` (``params``; ``dropout`` for training).
 
-    Call:
-      ``[N, H, W, in_features]`` → ``[N, num_classes]`` logits (or :class:`GoogLeNetOutputs`).
+        Call:
+          ``[N, H, W, in_features]`` → ``[N, num_classes]`` logits (or :class:`GoogLeNetOutputs`).
 
-    Examples:
-      >>> import jax, jax.numpy as jnp
-      >>> from flax import nnx
-      >>> from jaxconv.models import GoogLeNet
-      >>> model = nnx.eval_shape(lambda: GoogLeNet(aux_logits=False, rngs=nnx.Rngs(0)))
-      >>> model.eval()
-      >>> sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
-      6998552
-      >>> model.inception_4a.branch_5x5.reduce.kernel.shape
-      (1, 1, 480, 16)
+        Examples:
+          >>> import jax, jax.numpy as jnp
+          >>> from flax import nnx
+          >>> from jaxconv.models import GoogLeNet
+          >>> model = nnx.eval_shape(lambda: GoogLeNet(aux_logits=False, rngs=nnx.Rngs(0)))
+          >>> model.eval()
+          >>> sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+          6998552
+          >>> model.inception_4a.branch_5x5.reduce.kernel.shape
+          (1, 1, 480, 16)
     """
 
     def __init__(
@@ -435,7 +436,7 @@ class GoogLeNet(nnx.Module):
                 setattr(self, f"aux_{name}", head)
         self.avg_pool = GlobalAvgPool(keepdims=True)  # the paper's 1×1×1024 row
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
-        self.fc = _linear(channels, num_classes, rngs, **common)
+        self.fc = linear(channels, num_classes, rngs=rngs, **common)
 
     def __call__(self, x: Array) -> Array | GoogLeNetOutputs:
         check_channels(x, self.in_features, type(self).__name__)

@@ -10,7 +10,7 @@ from flax import nnx
 
 from jaxconv._check import check_bool, check_int
 from jaxconv.nn import Conv, ConvBN, GlobalAvgPool, Inception, MaxPool
-from jaxconv.nn._conv import Initializer, default_kernel_init
+from jaxconv.nn._conv import Initializer, default_kernel_init, linear
 from jaxconv.nn._inception import bn_options, check_kernel_init
 from jaxconv.nn._validate import check_channels
 
@@ -51,7 +51,7 @@ class MiniInception(nnx.Module):
       dropout: rate before ``fc``.
       momentum, epsilon: of every BatchNorm (None: :class:`~jaxconv.nn.ConvBN`'s defaults,
         0.9 and 1e-5); only with ``batch_norm=True``.
-      kernel_init: initializer of every conv kernel (``fc`` keeps Flax's).
+      kernel_init: initializer of every conv kernel (``fc`` keeps LeCun normal, Flax's default).
       dtype, param_dtype, precision: as for the convs.
       rngs: ``nnx.Rngs`` (``params``; ``dropout`` for training).
 
@@ -124,7 +124,7 @@ class MiniInception(nnx.Module):
         self.layer_names = tuple(names)
         self.avg_pool = GlobalAvgPool()
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
-        self.fc = nnx.Linear(
+        self.fc = linear(
             channels,
             num_classes,
             rngs=rngs,

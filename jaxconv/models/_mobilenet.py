@@ -19,7 +19,8 @@ from flax import nnx
 from jaxconv._check import check_int
 from jaxconv.nn import ConvBN, GlobalAvgPool
 from jaxconv.nn._blocks import InvertedResidual, he_normal_fan_out
-from jaxconv.nn._conv import Initializer
+from jaxconv.nn._conv import Initializer, linear
+from jaxconv.nn._init import Normal
 from jaxconv.nn._validate import check_channels
 
 __all__ = ["MOBILENETV2_BLOCKS", "MobileNetV2", "make_divisible"]
@@ -187,10 +188,10 @@ class MobileNetV2(nnx.Module):
         self.features = nnx.List(layers)
         self.avgpool = GlobalAvgPool()
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
-        self.classifier = nnx.Linear(
+        self.classifier = linear(
             self.out_features,
             self.num_classes,
-            kernel_init=nnx.initializers.normal(0.01),
+            kernel_init=Normal(0.01),
             dtype=dtype,
             param_dtype=param_dtype,
             precision=precision,

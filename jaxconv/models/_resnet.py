@@ -19,7 +19,7 @@ from flax import nnx
 from jaxconv._check import check_bool, check_int
 from jaxconv.nn import ConvBN, GlobalAvgPool, MaxPool
 from jaxconv.nn._blocks import BasicBlock, ResNetBottleneck, he_normal_fan_out
-from jaxconv.nn._conv import Initializer
+from jaxconv.nn._conv import Initializer, linear
 from jaxconv.nn._validate import check_channels
 
 __all__ = [
@@ -180,7 +180,7 @@ class ResNet(nnx.Module):
             setattr(self, name, nnx.List(blocks))
         self.out_features = channels
         self.avgpool = GlobalAvgPool()
-        self.fc = nnx.Linear(
+        self.fc = linear(
             channels,
             self.num_classes,
             dtype=dtype,

@@ -4,7 +4,9 @@ Importing ``jaxconv.nn`` imports Flax; ``import jaxconv`` alone does not.
 
 Modules are thin — canonicalize the arguments, create the parameters, call a ``jaxconv`` op,
 add the bias, apply the activation — and their submodule names are stable: parameter paths are
-the checkpoint format. :func:`summary` tabulates a model's modules (shapes, parameters, MACs).
+the checkpoint format. Their default initializers (:class:`VarianceScaling`, :class:`Normal`) have
+Flax's distributions but compile once for every parameter shape, so models build in seconds.
+:func:`summary` tabulates a model's modules (shapes, parameters, MACs).
 """
 
 from jaxconv.nn._blocks import BasicBlock as BasicBlock
@@ -16,6 +18,8 @@ from jaxconv.nn._conv import ConvBN as ConvBN
 from jaxconv.nn._inception import Bottleneck as Bottleneck
 from jaxconv.nn._inception import Inception as Inception
 from jaxconv.nn._inception import PoolProjection as PoolProjection
+from jaxconv.nn._init import Normal as Normal
+from jaxconv.nn._init import VarianceScaling as VarianceScaling
 from jaxconv.nn._mlpconv import MLPConv as MLPConv
 from jaxconv.nn._modern import ConvTranspose as ConvTranspose
 from jaxconv.nn._modern import DepthwiseConv as DepthwiseConv
@@ -44,11 +48,13 @@ __all__ = [
     "LocalResponseNorm",
     "MLPConv",
     "MaxPool",
+    "Normal",
     "PoolProjection",
     "ResNetBottleneck",
     "SeparableConv",
     "Summary",
     "SummaryRow",
+    "VarianceScaling",
     "local_response_norm",
     "summary",
 ]

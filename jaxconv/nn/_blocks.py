@@ -33,6 +33,7 @@ from flax import nnx
 
 from jaxconv._check import check_bool, check_int
 from jaxconv.nn._conv import Activation, ConvBN, Initializer, check_activation
+from jaxconv.nn._init import VarianceScaling
 from jaxconv.nn._validate import check_channels
 
 __all__ = ["BasicBlock", "InvertedResidual", "ResNetBottleneck", "he_normal_fan_out"]
@@ -41,7 +42,7 @@ Array = jax.Array
 
 #: torchvision's ``kaiming_normal_(mode="fan_out", nonlinearity="relu")``: N(0, 2/fan_out), where
 #: fan_out = kh·kw·C_out (C_out per group for a grouped kernel — the same in both libraries).
-he_normal_fan_out: Initializer = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
+he_normal_fan_out: Initializer = VarianceScaling(2.0, "fan_out", "normal")
 
 
 def _zero_scale(unit: ConvBN) -> None:

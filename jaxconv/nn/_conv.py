@@ -17,6 +17,7 @@ from flax.nnx.nn.dtypes import promote_dtype
 import jaxconv
 from jaxconv import kernels
 from jaxconv._check import check_bool, check_dtype, check_int
+from jaxconv.nn._init import VarianceScaling, zeros
 from jaxconv.nn._validate import check_channels, foreign_spellings, with_batch
 
 __all__ = ["Conv", "Conv1x1", "ConvBN"]
@@ -25,9 +26,30 @@ Array = jax.Array
 Initializer = Callable[..., Array]
 Activation = Callable[[Array], Array]
 
-#: LeCun normal over the fan-in ``kh·kw·C_in/groups`` (Flax's default for Conv).
-default_kernel_init: Initializer = nnx.initializers.lecun_normal()
-default_bias_init: Initializer = nnx.initializers.zeros_init()
+#: LeCun normal over the fan-in ``kh·kw·C_in/groups``: Flax's default for Conv
+#: (``nnx.initializers.lecun_normal()``), drawn by one compiled sampler for every shape.
+default_kernel_init: Initializer = VarianceScaling(1.0, "fan_in", "truncated_normal")
+default_bias_init: Initializer = zeros
+
+
+def linear(
+    in_features: int,
+    out_features: int,
+    *,
+    kernel_init: Initializer = default_kernel_init,
+    rngs: nnx.Rngs,
+    **options: Any,
+) -> nnx.Linear:
+    """``nnx.Linear`` with jaxconv's initializers: its own defaults' distributions (LeCun
+    normal kernel, zero bias), without a compile per shape. ``options`` go to ``nnx.Linear``."""
+    return nnx.Linear(
+        in_features,
+        out_features,
+        kernel_init=kernel_init,
+        bias_init=default_bias_init,
+        rngs=rngs,
+        **options,
+    )
 
 
 def _kernel_size(kernel_size: int | Sequence[int]) -> tuple[int, ...]:
