@@ -253,67 +253,63 @@ class AuxClassifier(nnx.Module):
 class GoogLeNet(nnx.Module):
     """GoogLeNet, faithful to Table 1 of Szegedy et al. 2015.
 
-        ``conv1`` 7×7/2 64 → ``pool1`` 3×3/2 → ``norm1`` (LRN) → ``conv2_reduce`` 1×1 64 →
-        ``conv2`` 3×3 192 → ``norm2`` (LRN) → ``pool2`` 3×3/2 → inception 3a, 3b → ``pool3`` →
-        4a…4e → ``pool4`` → 5a, 5b → ``avg_pool`` (7×7 on 224 inputs; global, so any size works) →
-        ``dropout`` 40% → ``fc``. Max pools use ``ceil_mode`` as the Caffe reference did, so
-        224 → 112 → 56 → 28 → 14 → 7. Convs pad ``k // 2`` on both sides (Caffe's pads). Every
-        conv is followed by ReLU. The inception widths are :data:`GOOGLENET_INCEPTION`.
+    ``conv1`` 7×7/2 64 → ``pool1`` 3×3/2 → ``norm1`` (LRN) → ``conv2_reduce`` 1×1 64 →
+    ``conv2`` 3×3 192 → ``norm2`` (LRN) → ``pool2`` 3×3/2 → inception 3a, 3b → ``pool3`` →
+    4a…4e → ``pool4`` → 5a, 5b → ``avg_pool`` (7×7 on 224 inputs; global, so any size works) →
+    ``dropout`` 40% → ``fc``. Max pools use ``ceil_mode`` as the Caffe reference did, so
+    224 → 112 → 56 → 28 → 14 → 7. Convs pad ``k // 2`` on both sides (Caffe's pads). Every
+    conv is followed by ReLU. The inception widths are :data:`GOOGLENET_INCEPTION`.
 
-        Paper-faithful (``aux_logits=False``, the default ``batch_norm=False``): 6,998,552
-        parameters and ≈1.58 G multiply-accumulates per 224×224 image (see
-        :func:`jaxconv.nn.summary`). Table 1's ops column is reproduced for every inception row
-        except 5a, whose printed 54M disagrees with the paper's own widths (they give 51.1M).
+    Paper-faithful (``aux_logits=False``, the default ``batch_norm=False``): 6,998,552
+    parameters and ≈1.58 G multiply-accumulates per 224×224 image (see
+    :func:`jaxconv.nn.summary`). Table 1's ops column is reproduced for every inception row
+    except 5a, whose printed 54M disagrees with the paper's own widths (they give 51.1M).
 
-        Train/eval follows NNX's ``model.train()`` (the state after construction) and
-        ``model.eval()``: in training mode dropout is on, BatchNorm uses batch statistics, and
-        with ``aux_logits`` the model returns :class:`GoogLeNetOutputs` ``(logits, aux_4a,
-        aux_4d)``; in eval mode it returns the logits only and the auxiliary heads do not run.
+    Train/eval follows NNX's ``model.train()`` (the state after construction) and
+    ``model.eval()``: in training mode dropout is on, BatchNorm uses batch statistics, and
+    with ``aux_logits`` the model returns :class:`GoogLeNetOutputs` ``(logits, aux_4a,
+    aux_4d)``; in eval mode it returns the logits only and the auxiliary heads do not run.
 
-        Args:
-          num_classes: classes of ``fc`` (1000 for ImageNet).
-          in_features: input channels.
-          aux_logits: build the two auxiliary classifiers on 4a and 4d (§5).
-          batch_norm: the BN variant: every conv a :class:`~jaxconv.nn.ConvBN`, no conv biases.
-          dropout: rate before ``fc`` (40% in the paper).
-          aux_dropout: rate inside the auxiliary heads (70%).
-          lrn: local response normalization after ``pool1`` and ``conv2`` (the Caffe reference
-            has it); None (default) means ``not batch_norm`` — paper-faithful without BN, and off
-            for the BN variant as in Ioffe & Szegedy 2015.
-          stem: ``"imagenet"`` (Table 1) or ``"cifar"``: for 32×32 inputs, ``conv1`` is a 3×3/1 conv
-            to 192 channels and ``pool1``…``pool2`` are dropped, so the inception stages run at
-            32×32, 16×16 and 8×8 (the usual CIFAR port). The ImageNet stem needs inputs of at least
-            31×31 (:func:`minimum_input_size`; its auxiliary heads need 4×4 maps at 4a, i.e. 63×63).
-          momentum, epsilon: of every BatchNorm, the auxiliary heads' included (None:
-            :class:`~jaxconv.nn.ConvBN`'s defaults, 0.9 and 1e-5); only with ``batch_norm=True``.
-            torchvision's GoogLeNet uses ``epsilon=1e-3``.
-    <<<<<<< HEAD
-          kernel_sizes: the k of every inception's ``branch_3x3`` and ``branch_5x5`` (the paper's
-            ``(3, 5)``; torchvision's GoogLeNet has ``(3, 3)``).
-          pool4_size: the window of ``pool4`` (stride 2; 3 in the paper, 2 in torchvision).
-          aux_pool: the auxiliary heads' pool, as :class:`AuxClassifier`'s ``pool``.
-          transform_input: first map ImageNet-normalized input onto mean/std 0.5, channel by
-            channel (torchvision's ``transform_input``; :data:`TRANSFORM_SCALE`, 3 channels only).
-          kernel_init: initializer of every conv kernel (``fc`` keeps Flax's).
-    =======
-          kernel_init: initializer of every conv kernel (``fc`` keeps LeCun normal, Flax's default).
-    >>>>>>> fast-init
-          dtype, param_dtype, precision: as for the convs.
-          rngs: ``nnx.Rngs`` (``params``; ``dropout`` for training).
+    Args:
+      num_classes: classes of ``fc`` (1000 for ImageNet).
+      in_features: input channels.
+      aux_logits: build the two auxiliary classifiers on 4a and 4d (§5).
+      batch_norm: the BN variant: every conv a :class:`~jaxconv.nn.ConvBN`, no conv biases.
+      dropout: rate before ``fc`` (40% in the paper).
+      aux_dropout: rate inside the auxiliary heads (70%).
+      lrn: local response normalization after ``pool1`` and ``conv2`` (the Caffe reference
+        has it); None (default) means ``not batch_norm`` — paper-faithful without BN, and off
+        for the BN variant as in Ioffe & Szegedy 2015.
+      stem: ``"imagenet"`` (Table 1) or ``"cifar"``: for 32×32 inputs, ``conv1`` is a 3×3/1 conv
+        to 192 channels and ``pool1``…``pool2`` are dropped, so the inception stages run at
+        32×32, 16×16 and 8×8 (the usual CIFAR port). The ImageNet stem needs inputs of at least
+        31×31 (:func:`minimum_input_size`; its auxiliary heads need 4×4 maps at 4a, i.e. 63×63).
+      momentum, epsilon: of every BatchNorm, the auxiliary heads' included (None:
+        :class:`~jaxconv.nn.ConvBN`'s defaults, 0.9 and 1e-5); only with ``batch_norm=True``.
+        torchvision's GoogLeNet uses ``epsilon=1e-3``.
+      kernel_sizes: the k of every inception's ``branch_3x3`` and ``branch_5x5`` (the paper's
+        ``(3, 5)``; torchvision's GoogLeNet has ``(3, 3)``).
+      pool4_size: the window of ``pool4`` (stride 2; 3 in the paper, 2 in torchvision).
+      aux_pool: the auxiliary heads' pool, as :class:`AuxClassifier`'s ``pool``.
+      transform_input: first map ImageNet-normalized input onto mean/std 0.5, channel by
+        channel (torchvision's ``transform_input``; :data:`TRANSFORM_SCALE`, 3 channels only).
+      kernel_init: initializer of every conv kernel (``fc`` keeps LeCun normal, Flax's default).
+      dtype, param_dtype, precision: as for the convs.
+      rngs: ``nnx.Rngs`` (``params``; ``dropout`` for training).
 
-        Call:
-          ``[N, H, W, in_features]`` → ``[N, num_classes]`` logits (or :class:`GoogLeNetOutputs`).
+    Call:
+      ``[N, H, W, in_features]`` → ``[N, num_classes]`` logits (or :class:`GoogLeNetOutputs`).
 
-        Examples:
-          >>> import jax, jax.numpy as jnp
-          >>> from flax import nnx
-          >>> from jaxconv.models import GoogLeNet
-          >>> model = nnx.eval_shape(lambda: GoogLeNet(aux_logits=False, rngs=nnx.Rngs(0)))
-          >>> model.eval()
-          >>> sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
-          6998552
-          >>> model.inception_4a.branch_5x5.reduce.kernel.shape
-          (1, 1, 480, 16)
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from jaxconv.models import GoogLeNet
+      >>> model = nnx.eval_shape(lambda: GoogLeNet(aux_logits=False, rngs=nnx.Rngs(0)))
+      >>> model.eval()
+      >>> sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+      6998552
+      >>> model.inception_4a.branch_5x5.reduce.kernel.shape
+      (1, 1, 480, 16)
     """
 
     def __init__(
