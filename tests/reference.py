@@ -15,7 +15,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["avg_pool", "conv", "max_pool", "mode_pairs", "out_size", "pad_pairs", "same_pairs"]
+__all__ = [
+    "avg_pool",
+    "conv",
+    "max_pool",
+    "max_pool_grad",
+    "mode_pairs",
+    "out_size",
+    "pad_pairs",
+    "same_pairs",
+]
 
 #: ``np.pad`` modes for the value-filling padding modes.
 NP_PAD_MODES = {"CIRCULAR": "wrap", "REFLECT": "reflect", "REPLICATE": "edge"}
@@ -194,6 +203,38 @@ def max_pool(x, window, *, stride=None, padding="VALID", ceil_mode=False) -> np.
         return patch.max(axis=tuple(range(1, patch.ndim - 1)))
 
     return _pool(x, window, stride, padding, ceil_mode, reduce)
+
+
+def max_pool_grad(x, dy, window, *, stride=None, padding="VALID", ceil_mode=False) -> np.ndarray:
+    """The gradient of :func:`max_pool` (zero/explicit padding) for output cotangent ``dy``:
+    each output's ``dy`` goes to the FIRST maximum of its window's real pixels in row-major
+    order (``np.argmax``: a NaN counts as the maximum). ``[N, *spatial, C]``."""
+    x = np.asarray(x, np.float64)
+    dy = np.asarray(dy, np.float64)
+    ndim = x.ndim - 2
+    window = _per_dim(window, ndim)
+    stride = window if stride is None else _per_dim(stride, ndim)
+    pairs, mode = pad_pairs(padding, x.shape[1:-1], window, stride, (1,) * ndim)
+    if mode != "constant":
+        raise ValueError("max_pool_grad covers zero/explicit padding only")
+    per_dim = [
+        _pool_bounds(n, k, s, lo, hi, ceil_mode)
+        for n, k, s, (lo, hi) in zip(x.shape[1:-1], window, stride, pairs)
+    ]
+    dx = np.zeros_like(x)
+    n_idx, c_idx = np.meshgrid(np.arange(x.shape[0]), np.arange(x.shape[-1]), indexing="ij")
+    for index in itertools.product(*(range(len(b)) for b in per_dim)):
+        starts = [max(per_dim[i][o][0], 0) for i, o in enumerate(index)]
+        real = tuple(
+            slice(start, min(per_dim[i][o][1], n))
+            for i, (o, start, n) in enumerate(zip(index, starts, x.shape[1:-1]))
+        )
+        patch = x[(slice(None), *real, slice(None))]
+        flat = patch.reshape(patch.shape[0], -1, patch.shape[-1]).argmax(axis=1)  # [N, C]
+        offsets = np.unravel_index(flat, patch.shape[1:-1])
+        where = tuple(start + off for start, off in zip(starts, offsets))
+        np.add.at(dx, (n_idx, *where, c_idx), dy[(slice(None), *index, slice(None))])
+    return dx
 
 
 def avg_pool(

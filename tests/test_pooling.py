@@ -15,6 +15,7 @@ from conftest import tol
 from jax.test_util import check_grads
 
 import jaxconv
+from jaxconv.ops.pool import _max_pool_reference, pool_spec
 
 PADDING_FORMS = ("VALID", "SAME", "int", "pairs", "CIRCULAR", "REFLECT", "REPLICATE")
 
@@ -420,6 +421,65 @@ def test_max_pool_grads(rng):
         # the gradient routes to the argmax only
         g = jax.grad(lambda x: jaxconv.max_pool(x, 2).sum())(x)
         assert float(g.sum()) == 3 * 3 * 2 and set(np.unique(np.asarray(g))) == {0.0, 1.0}
+
+
+MAX_GRAD_CASES = [
+    ((2, 9, 11, 3), dict(window=3, stride=1, padding="SAME")),  # Inception's pool branch
+    ((2, 9, 11, 3), dict(window=3, stride=2, ceil_mode=True)),  # GoogLeNet's stage pools
+    ((2, 8, 10, 3), dict(window=2)),  # non-overlapping: the value from reduce_window
+    ((2, 8, 7, 3), dict(window=(3, 2), stride=(2, 3), padding=((1, 2), (0, 1)))),
+    ((2, 10, 3), dict(window=4, stride=3, ceil_mode=True)),  # 1-D
+    ((1, 5, 6, 7, 2), dict(window=2, stride=(1, 2, 1), padding="SAME")),  # 3-D
+]
+
+
+@pytest.mark.parametrize("values", ["distinct", "ties", "nan"])
+@pytest.mark.parametrize("shape, kw", MAX_GRAD_CASES, ids=lambda v: str(v).replace(" ", ""))
+def test_max_pool_gradient_goes_to_the_first_maximum(rng, shape, kw, values):
+    """Forward and reverse mode against the float64 NumPy reference: each output's cotangent
+    lands on the first maximum of its window in row-major order (PyTorch's and lax's rule),
+    also where ReLU zeros tie, and on the first NaN where a window holds one."""
+    x = rng.standard_normal(shape)
+    if values != "distinct":
+        x = np.maximum(np.round(x), 0.0)  # mostly ties
+    if values == "nan":
+        x.flat[::7] = np.nan
+    x32 = jnp.asarray(x, jnp.float32)
+    f = lambda v: jaxconv.max_pool(v, **kw)  # noqa: E731
+    y, vjp = jax.vjp(f, x32)
+    dy = rng.standard_normal(y.shape)
+    got = vjp(jnp.asarray(dy, jnp.float32))[0]
+    want = reference.max_pool_grad(x.astype(np.float32), dy, **kw)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    # forward mode routes the same way: <jvp(t), dy> == <t, vjp(dy)>
+    t = rng.standard_normal(shape)
+    _, y_dot = jax.jvp(f, (x32,), (jnp.asarray(t, jnp.float32),))
+    np.testing.assert_allclose(float(jnp.sum(y_dot * dy)), float(np.sum(t * want)), rtol=1e-5)
+    if values != "nan":  # lax's reduce_window routes ties the same way (NaNs elsewhere)
+        spec = pool_spec(x32, **{k: v for k, v in kw.items()})
+        ref = jax.vjp(lambda v: _max_pool_reference(v, spec), x32)[1](jnp.asarray(dy, jnp.float32))
+        np.testing.assert_allclose(got, ref[0], rtol=1e-6, atol=1e-6)
+
+
+def test_max_pool_forms_by_window(rng):
+    """Overlapping windows run as separable slices, value and gradient; non-overlapping ones
+    take the value from reduce_window, and the gradient from the slices unless the window
+    is large (then select_and_scatter). Same values every way."""
+    x = jnp.asarray(rng.standard_normal((1, 18, 18, 2)), jnp.float32)
+
+    def ops(window, stride, grad):
+        f = lambda v: jaxconv.max_pool(v, window, stride=stride)  # noqa: E731
+        fn = jax.grad(lambda v: f(v).sum()) if grad else f
+        return str(jax.make_jaxpr(fn)(x))
+
+    assert "reduce_window" not in ops(3, 1, False) and "reduce_window" not in ops(3, 2, True)
+    assert "reduce_window_max" in ops(2, 2, False) and "select_and" not in ops(2, 2, True)
+    assert "reduce_window_max" in ops(9, 9, False) and "select_and" in ops(9, 9, True)
+    for window, stride in ((9, 3), (9, 9), (2, 2)):
+        np.testing.assert_array_equal(
+            jaxconv.max_pool(x, window, stride=stride),
+            reference.max_pool(np.asarray(x), window, stride=stride),
+        )
 
 
 def test_pooling_jit_and_vmap(rng):
