@@ -547,11 +547,17 @@ class XlaCost:
     XLA counts only the taps that touch real input (taps on padding are skipped), so ``flops``
     is lower than the analytic convention for padded convs.
 
+    XLA cannot see into custom calls (jaxconv's oneDNN convs are FFI custom calls): it counts
+    each as -1 flop and -1 byte. ``flops`` and ``bytes_accessed`` leave them out (the -1s
+    undone), and ``uncounted_calls`` says how many there were: with any, the counts cover
+    XLA's own ops only.
+
     Attributes:
       flops: XLA's flop count (0.0 where the backend reports none).
       bytes_accessed: XLA's bytes accessed estimate.
       transcendentals: transcendental ops.
       raw: the full dict XLA returned.
+      uncounted_calls: custom calls in the optimized program, whose work is not counted.
 
     Examples:
       >>> import jax, jax.numpy as jnp, jaxconv
@@ -569,6 +575,7 @@ class XlaCost:
     bytes_accessed: float
     transcendentals: float
     raw: dict
+    uncounted_calls: int = 0
 
 
 def xla_cost(fn: Callable, *args: Any, **kwargs: Any) -> XlaCost:
@@ -610,9 +617,11 @@ def compiled_cost(compiled: Any) -> XlaCost:
     if isinstance(analysis, (list, tuple)):  # older jaxlibs return one dict per computation
         analysis = analysis[0] if analysis else {}
     analysis = dict(analysis or {})
+    calls = compiled.as_text().count(" custom-call(")
     return XlaCost(
-        flops=float(analysis.get("flops", 0.0)),
-        bytes_accessed=float(analysis.get("bytes accessed", 0.0)),
+        flops=float(analysis.get("flops", 0.0)) + calls,
+        bytes_accessed=float(analysis.get("bytes accessed", 0.0)) + calls,
         transcendentals=float(analysis.get("transcendentals", 0.0)),
         raw=analysis,
+        uncounted_calls=calls,
     )

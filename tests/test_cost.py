@@ -183,6 +183,21 @@ def test_xla_cost_of_a_pointwise_conv_matches_ours():
     assert xla.flops == jaxconv.conv_cost((8, 8, 4), 16, 1, bias=False).flops == 2 * 64 * 4 * 16
 
 
+def test_xla_cost_leaves_out_custom_calls_and_says_so():
+    """XLA counts a custom call (a oneDNN conv) as -1 flop; xla_cost undoes that and counts
+    the calls, so a fused program's own ops are still counted right."""
+    x = jax.ShapeDtypeStruct((1, 8, 8, 16), jnp.float32)
+    w = jax.ShapeDtypeStruct((1, 1, 16, 8), jnp.float32)
+    plain = jaxconv.xla_cost(lambda x, w: jaxconv.conv(x, w, implementation="xla"), x, w)
+    assert (plain.flops, plain.uncounted_calls) == (2 * 64 * 16 * 8, 0)
+    if jaxconv.kernels.available(jaxconv.kernels.conv_spec(x, w))["onednn"] is not None:
+        pytest.skip("the oneDNN extension is not loaded here")
+    alone = jaxconv.xla_cost(lambda x, w: jaxconv.conv(x, w, implementation="onednn"), x, w)
+    assert (alone.flops, alone.bytes_accessed, alone.uncounted_calls) == (0.0, 0.0, 1)
+    doubled = jaxconv.xla_cost(lambda x, w: 2 * jaxconv.conv(x, w, implementation="onednn"), x, w)
+    assert (doubled.flops, doubled.uncounted_calls) == (64 * 8, 1)
+
+
 def test_residual_block_cost_is_what_the_modules_run():
     """The cost helper's bottleneck and basic block equal jaxconv.nn's blocks, summed by
     jaxconv.nn.summary (which counts the modules that actually ran)."""

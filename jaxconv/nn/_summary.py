@@ -47,7 +47,8 @@ class SummaryRow:
         kernel tap counted; convolutions and ``nnx.Linear`` only), over the whole batch.
       flops: ``2·macs``.
       xla_flops: XLA's ``cost_analysis`` flops for this module alone (taps on padding skipped,
-        elementwise ops counted), or None when not requested.
+        elementwise ops counted), or None when not requested or when the module runs a
+        custom call XLA cannot count (a oneDNN conv: :attr:`jaxconv.XlaCost.uncounted_calls`).
       calls: how many times the module ran.
     """
 
@@ -341,11 +342,13 @@ def summary(model: nnx.Module, *args: Any, xla: str | None = "total", **kwargs: 
     return Summary(rows, total)
 
 
-def _module_xla_flops(module: nnx.Module, args: tuple, kwargs: dict) -> float:
-    """XLA's flops for calling ``module`` alone (compiled, never run)."""
+def _module_xla_flops(module: nnx.Module, args: tuple, kwargs: dict) -> float | None:
+    """XLA's flops for calling ``module`` alone (compiled, never run); None when XLA cannot
+    count all of it (custom calls)."""
     graphdef, state = nnx.split(module)
 
     def call(state: Any, args: tuple, kwargs: dict) -> Any:
         return nnx.merge(graphdef, state)(*args, **kwargs)
 
-    return jaxconv.xla_cost(call, _abstract(state), args, kwargs).flops
+    cost = jaxconv.xla_cost(call, _abstract(state), args, kwargs)
+    return None if cost.uncounted_calls else cost.flops
