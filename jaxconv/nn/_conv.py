@@ -293,8 +293,31 @@ class Conv(_ConvBase):
         )
 
 
+def pointwise(
+    x: Array,
+    matrix: Array,
+    bias: Array | None,
+    *,
+    precision: Any = None,
+    activation: Activation | None = None,
+) -> Array:
+    """``activation(x @ matrix + bias)`` over the last dim of ``x`` ``[..., C_in]``.
+
+    A batch of 1-, 2- or 3-D maps (rank 3 to 5) runs as a 1×1 :func:`jaxconv.conv`, so it
+    gets the conv dispatch: oneDNN with the bias and a ReLU fused where the extension loads
+    (faster than the einsum and its separate bias/ReLU loop, forward and backward), else one
+    einsum. Other ranks run :func:`jaxconv.conv1x1`, the einsum, directly.
+    """
+    if 3 <= x.ndim <= 5:
+        kernel = matrix.reshape((1,) * (x.ndim - 2) + matrix.shape)
+        return jaxconv.conv(x, kernel, bias, precision=precision, activation=activation)
+    return activate(jaxconv.conv1x1(x, matrix, bias, precision=precision), activation)
+
+
 class Conv1x1(_ConvBase):
-    """A 1×1 convolution calling :func:`jaxconv.conv1x1` (one einsum over the channels).
+    """A 1×1 convolution: :func:`jaxconv.conv`'s dispatch for a batch of maps (oneDNN with
+    the bias and a ReLU fused where the extension loads, else one einsum), one
+    :func:`jaxconv.conv1x1` einsum for any other rank.
 
     The kernel is stored as a 1×1 HWIO kernel ``[1, 1, C_in, C_out]`` — the same parameter
     tree as ``Conv(C_in, C_out, 1)``, so a checkpoint does not care which one a model used —
@@ -306,7 +329,7 @@ class Conv1x1(_ConvBase):
       use_bias: add a ``[C_out]`` bias.
       dtype: computation dtype (None: promote the input and the parameters).
       param_dtype: parameter dtype.
-      precision: passed to ``jnp.einsum``.
+      precision: passed to the conv (or ``jnp.einsum``).
       kernel_init, bias_init: initializers for ``kernel`` ``[1, 1, C_in, C_out]`` and ``bias``.
       activation: applied after the bias; None (default) for none.
       rngs: ``nnx.Rngs`` with a ``params`` stream.
@@ -352,7 +375,7 @@ class Conv1x1(_ConvBase):
     def __call__(self, x: Array) -> Array:
         check_channels(x, self.in_features, type(self).__name__)
         x, w, bias = promote_dtype((x, self.matrix(), self._bias()), dtype=self.dtype)
-        return activate(jaxconv.conv1x1(x, w, bias, precision=self.precision), self.activation)
+        return pointwise(x, w, bias, precision=self.precision, activation=self.activation)
 
     def cost(self, input_shape: Sequence[int]) -> jaxconv.ConvCost:
         """The analytic cost for an input of ``input_shape`` ``(N, *spatial, C_in)``.

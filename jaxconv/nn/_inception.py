@@ -29,7 +29,6 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.nnx.nn.dtypes import promote_dtype
 
-import jaxconv
 from jaxconv._check import check_bool, check_int, check_number
 from jaxconv.nn._conv import (
     Activation,
@@ -40,6 +39,7 @@ from jaxconv.nn._conv import (
     activate,
     check_activation,
     default_kernel_init,
+    pointwise,
 )
 from jaxconv.nn._pool import MaxPool
 from jaxconv.nn._validate import check_channels
@@ -323,8 +323,9 @@ class Inception(nnx.Module):
     branch.
 
     ``fuse_1x1`` is an execution choice, not a parameterization: the 1×1 convs that read the
-    block input (``branch_1x1``, ``branch_3x3.reduce``, ``branch_5x5.reduce``) run as ONE
-    :func:`jaxconv.conv1x1` over their kernels concatenated at call time. The parameter tree is
+    block input (``branch_1x1``, ``branch_3x3.reduce``, ``branch_5x5.reduce``) run as ONE 1×1
+    conv over their kernels concatenated at call time (with the bias and ReLU inside it:
+    one oneDNN primitive where the extension loads). The parameter tree is
     the same either way, so the same ``rngs`` give the same parameters and the fused and
     unfused outputs agree to float rounding.
 
@@ -481,7 +482,9 @@ class Inception(nnx.Module):
         self.out_features = n1 + n3 + n5 + pp
 
     def _fused_pointwise(self, x: Array, units: list[Unit]) -> list[Array]:
-        """The input-reading 1×1 units as one einsum; returns each unit's activated output."""
+        """The input-reading 1×1 units as one 1×1 conv (:func:`pointwise`); returns each
+        unit's activated output. When the units share their activation (the paper: ReLU
+        everywhere) it runs inside that conv, fused by oneDNN where it can."""
         parts = [_pointwise_parts(u) for u in units]
         w = jnp.concatenate([m for m, _, _ in parts], axis=1)
         b = None
@@ -493,10 +496,17 @@ class Inception(nnx.Module):
                 ]
             )
         x, w, b = promote_dtype((x, w, b), dtype=self.dtype)
-        y = jaxconv.conv1x1(x, w, b, precision=self.precision)
+        shared = len({u.activation for u in units}) == 1 and all(
+            isinstance(u, Conv1x1) for u in units
+        )
+        activation = units[0].activation if shared else None
+        y = pointwise(x, w, b, precision=self.precision, activation=activation)
         splits = [m.shape[1] for m, _, _ in parts]
         cuts = [sum(splits[: i + 1]) for i in range(len(splits) - 1)]
-        return [after(part) for (_, _, after), part in zip(parts, jnp.split(y, cuts, axis=-1))]
+        pieces = jnp.split(y, cuts, axis=-1)
+        if shared:
+            return pieces
+        return [after(part) for (_, _, after), part in zip(parts, pieces)]
 
     def __call__(self, x: Array) -> Array:
         check_channels(x, self.in_features, type(self).__name__)
