@@ -108,6 +108,23 @@ class TorchPeer:
         return self._timed(lambda: fn())
 
 
+def check_agreement(name: str, y: Any, y_torch: Any, tolerance: float) -> float:
+    """``max |torch - jaxconv| / max |jaxconv|`` of an NHWC jax output and the peer's NCHW
+    tensor; raises RuntimeError when it exceeds ``tolerance`` or the shapes differ (the peer
+    computes something else: a wrong weight layout, padding or branch order)."""
+    ref = np.asarray(y, dtype=np.float32)
+    got = y_torch.float().permute(0, 2, 3, 1).cpu().numpy()
+    if got.shape != ref.shape:
+        raise RuntimeError(f"{name}: torch's output is {got.shape}, jaxconv's {ref.shape}")
+    err = float(np.max(np.abs(got - ref)) / max(float(np.max(np.abs(ref))), 1e-30))
+    if err > tolerance:
+        raise RuntimeError(
+            f"{name}: torch and jaxconv disagree (max error {err:.2g} of the output's max): "
+            "not the same computation"
+        )
+    return err
+
+
 def load(names: tuple[str, ...], platform: str) -> TorchPeer | None:
     """The peer for ``--peers`` (only ``torch`` exists), or None."""
     if "torch" in names:

@@ -192,7 +192,7 @@ def test_torch_peer_runs_the_same_grouped_and_transposed_conv(name):
     import jax
 
     from bench._harness import Context
-    from bench._peers import TorchPeer
+    from bench._peers import TorchPeer, check_agreement
     from bench.suites import groups
 
     (s,) = [t for t in groups.TINY if t.name == name]
@@ -207,9 +207,35 @@ def test_torch_peer_runs_the_same_grouped_and_transposed_conv(name):
     )
     y = groups.conv_functions(None, **s.conv_args())[0](x, w[::-1, ::-1] if transposed else w)
     *_, y_torch = groups._torch(ctx, s, x, w, dy, "float32")
-    assert groups._check_peer(s, "float32", y, y_torch) < 1e-5
-    with pytest.raises(RuntimeError, match="not the same conv"):
-        groups._check_peer(s, "float32", y + 1, y_torch)
+    assert check_agreement(s.name, y, y_torch, 1e-4) < 1e-5
+    with pytest.raises(RuntimeError, match="not the same computation"):
+        check_agreement(s.name, y + 1, y_torch, 1e-4)
+
+
+def test_inception_peer_runs_the_same_block_with_jaxconvs_weights():
+    """The inception suite's torch peer: jaxconv's weights, jaxconv's output, and gradients
+    for every weight and bias in its fwd+bwd."""
+    pytest.importorskip("torch")
+    import jax
+
+    from bench._harness import Context
+    from bench._peers import TorchPeer, check_agreement
+    from bench.suites import inception
+
+    block = inception.TINY
+    ctx = Context(
+        options=Options(quick=True), device=jax.devices("cpu")[0], env={}, peer=TorchPeer("cpu")
+    )
+    (x,) = ctx.rng_arrays(0, [(2, block.size, block.size, block.c_in)], "float32")
+    params, passes = inception._functions(block, "float32", fuse=False)
+    forward, forward_backward, y_torch = inception._torch(ctx, block, params, x, "float32")
+    y = passes["forward"](params, x)
+    assert check_agreement(block.name, y, y_torch, 1e-4) < 1e-5
+    assert bool((forward() == y_torch).all())
+    grads = forward_backward()
+    assert len(grads) == 12 and all(float(g.abs().sum()) > 0 for g in grads)
+    with pytest.raises(RuntimeError, match="not the same computation"):
+        check_agreement(block.name, y[..., ::-1], y_torch, 1e-4)
 
 
 def test_torch_peer_runs_the_same_model_with_jaxconvs_weights():

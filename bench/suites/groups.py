@@ -45,10 +45,10 @@ import statistics
 from typing import NamedTuple
 
 import jax
-import numpy as np
 
 import jaxconv
 from bench._harness import Context
+from bench._peers import check_agreement
 from bench.suites.lowering import conv_functions
 
 NAME = "groups"
@@ -150,22 +150,6 @@ def _torch(ctx: Context, s: Shape, x, w, dy, dtype: str):
     return forward, ctx.peer.train_runner(backward), forward()
 
 
-def _check_peer(s: Shape, dtype: str, y, y_torch) -> float:
-    """``max |torch - jaxconv| / max |jaxconv|`` of the forward outputs; raises if the peer
-    computes another conv (a wrong weight layout, a wrong transposed-conv padding)."""
-    ref = np.asarray(y, dtype=np.float32)
-    got = y_torch.float().permute(0, 2, 3, 1).numpy()
-    if got.shape != ref.shape:
-        raise RuntimeError(f"{s.name}: torch's output is {got.shape}, jaxconv's {ref.shape}")
-    err = float(np.max(np.abs(got - ref)) / max(float(np.max(np.abs(ref))), 1e-30))
-    if err > PEER_TOLERANCE.get(dtype, 3e-2):
-        raise RuntimeError(
-            f"{s.name} {dtype}: torch and jaxconv disagree (max error "
-            f"{err:.2g} of the output's max): not the same conv"
-        )
-    return err
-
-
 def _case(ctx: Context, s: Shape, dtype: str) -> list[dict]:
     spec = _spec(s, dtype)
     plan = jaxconv.kernels.choose(spec, platform=ctx.platform).plan
@@ -193,7 +177,12 @@ def _case(ctx: Context, s: Shape, dtype: str) -> list[dict]:
     peer, peer_err = None, None
     if ctx.peer is not None:
         *peer, y_torch = _torch(ctx, s, x, w, dy, dtype)
-        peer_err = _check_peer(s, dtype, compiled["fwd"]["default"](), y_torch)
+        peer_err = check_agreement(
+            f"{s.name} {dtype}",
+            compiled["fwd"]["default"](),
+            y_torch,
+            PEER_TOLERANCE.get(dtype, 3e-2),
+        )
     macs = s.macs(spec.out_shape[1:3])
     records = []
     for i, pass_name in enumerate(PASSES):
