@@ -469,6 +469,55 @@ def test_inception_jit_and_grad(rng):
     assert float(jnp.abs(grads.branch_5x5.reduce.kernel[...]).sum()) > 0
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
+def test_concat_channels_is_concatenate_in_value_and_derivative(rng, dtype):
+    """16-bit floats are concatenated as their bits (XLA:CPU copies them slowly as floats):
+    the same bits as jnp.concatenate, NaN payloads and -0.0 included; forward and reverse
+    mode as the plain concatenate's."""
+    from jaxconv.nn._inception import concat_channels
+
+    ys = [jnp.asarray(rng.standard_normal((2, 3, 3, c)), dtype) for c in (4, 1, 5)]
+    ys[1] = ys[1].at[0, 0, 0, 0].set(jnp.nan).at[0, 0, 1, 0].set(-0.0)
+    got, want = concat_channels(ys), jnp.concatenate(ys, axis=-1)
+    assert got.dtype == want.dtype
+    bits = jnp.uint16 if want.dtype.itemsize == 2 else jnp.uint32
+    np.testing.assert_array_equal(
+        jax.lax.bitcast_convert_type(got, bits), jax.lax.bitcast_convert_type(want, bits)
+    )
+    ct = jnp.asarray(rng.standard_normal(want.shape), dtype)
+    for a, b in zip(
+        jax.vjp(concat_channels, ys)[1](ct)[0],
+        jax.vjp(lambda v: jnp.concatenate(v, axis=-1), ys)[1](ct)[0],
+    ):
+        np.testing.assert_array_equal(a, b)
+    ts = [jnp.ones_like(y) * (i + 1) for i, y in enumerate(ys)]
+    np.testing.assert_array_equal(
+        jax.jvp(concat_channels, (ys,), (ts,))[1], jnp.concatenate(ts, axis=-1)
+    )
+
+
+def test_bfloat16_inception_and_max_pool_match_float32(rng):
+    """The bfloat16 paths (pool upcast, concatenate as bits) give the float32 result rounded."""
+    x = randn(rng, 2, 6, 6, 8)
+    pooled = jaxconv.max_pool(x.astype(jnp.bfloat16), 3, stride=2, padding="SAME")
+    np.testing.assert_array_equal(
+        pooled, jaxconv.max_pool(x, 3, stride=2, padding="SAME").astype(jnp.bfloat16)
+    )
+    g16 = jax.grad(lambda v: jaxconv.max_pool(v, 3, stride=1, padding="SAME").sum())(
+        x.astype(jnp.bfloat16)
+    )
+    g32 = jax.grad(lambda v: jaxconv.max_pool(v, 3, stride=1, padding="SAME").sum())(
+        x.astype(jnp.bfloat16).astype(jnp.float32)
+    )
+    assert g16.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(g16.astype(jnp.float32), g32)
+    block = Inception(8, SMALL_WIDTHS, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+    ref = Inception(8, SMALL_WIDTHS, rngs=nnx.Rngs(0))
+    y16, y32 = block(x), ref(x)
+    assert y16.dtype == jnp.bfloat16
+    np.testing.assert_allclose(y16.astype(jnp.float32), y32, rtol=0, atol=tol("bfloat16", 8) * 8)
+
+
 @pytest.mark.parametrize(
     "widths, err, match",
     [

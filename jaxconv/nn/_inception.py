@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 from flax.nnx.nn.dtypes import promote_dtype
+from jax import lax
 
 from jaxconv._check import check_bool, check_int, check_number
 from jaxconv.nn._conv import (
@@ -149,6 +150,27 @@ def make_unit(
         rngs=rngs,
         **common,
     )
+
+
+@jax.custom_jvp
+def concat_channels(ys: list[Array]) -> Array:
+    """``jnp.concatenate(ys, axis=-1)``; 16-bit floats are concatenated as their bits.
+
+    XLA:CPU copies bfloat16 through float32 element by element: Inception 3a's output
+    (8×28×28×256) took 1.55 ms to concatenate as bfloat16 and 0.37 ms as uint16 (float32:
+    0.49). A bitcast is free on every backend. The derivative is the plain concatenate's.
+    """
+    dtype = ys[0].dtype
+    if not jnp.issubdtype(dtype, jnp.floating) or dtype.itemsize != 2:
+        return jnp.concatenate(ys, axis=-1)
+    bits = [lax.bitcast_convert_type(y, jnp.uint16) for y in ys]
+    return lax.bitcast_convert_type(jnp.concatenate(bits, axis=-1), dtype)
+
+
+@concat_channels.defjvp
+def _concat_channels_jvp(primals, tangents):
+    ((ys,), (ts,)) = primals, tangents
+    return concat_channels(ys), jnp.concatenate(ts, axis=-1)
 
 
 def _pointwise_parts(unit: Unit) -> tuple[Array, Array | None, Callable[[Array], Array]]:
@@ -514,7 +536,7 @@ class Inception(nnx.Module):
             ys = [self.branch_1x1(x), self.branch_3x3(x), self.branch_5x5(x)]
             if self.branch_pool is not None:
                 ys.append(self.branch_pool(x))
-            return jnp.concatenate(ys, axis=-1)
+            return concat_channels(ys)
         b3, b5 = self.branch_3x3, self.branch_5x5
         units = [self.branch_1x1, *(b.reduce for b in (b3, b5) if b.reduce is not None)]
         outs = iter(self._fused_pointwise(x, units))
@@ -524,4 +546,4 @@ class Inception(nnx.Module):
         ys = [y1, b3.conv(h3), b5.conv(h5)]
         if self.branch_pool is not None:
             ys.append(self.branch_pool(x))
-        return jnp.concatenate(ys, axis=-1)
+        return concat_channels(ys)

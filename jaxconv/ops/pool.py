@@ -325,6 +325,18 @@ def max_pool(
             x, window, stride=stride, padding=padding, ceil_mode=ceil_mode, layout=layout
         )
         _max_init(x.dtype)  # the dtype check
+        if jnp.issubdtype(x.dtype, jnp.floating) and x.dtype.itemsize < 4:
+            # exact either way; XLA:CPU runs 16-bit float maxima through float32 element by
+            # element (Inception 3a's pool in bfloat16: 3.9 ms, 1.4 ms upcast first)
+            y = max_pool(
+                x.astype(jnp.float32),
+                window,
+                stride=stride,
+                padding=padding,
+                ceil_mode=ceil_mode,
+                layout=layout,
+            )
+            return y.astype(x.dtype)
         x = spec.prepare(x)
         if any(s < k for k, s in zip(spec.window, spec.stride)):  # overlapping windows
             return _max_separable(x, spec)
