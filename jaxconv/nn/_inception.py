@@ -366,9 +366,11 @@ class Inception(nnx.Module):
       momentum, epsilon: of every BatchNorm (None: :class:`ConvBN`'s defaults, 0.9 and
         1e-5); only with ``norm="batch"``.
       kernel_init: initializer of every conv kernel (default: :class:`Conv`'s LeCun normal).
-      fuse_1x1: run the input-reading 1×1 convs as one einsum (see above). The default, False,
-        measured faster on XLA:CPU (see the commit that set it; the bench ``inception`` suite
-        re-measures it). This attribute is the option's one home: to switch it in a built
+      fuse_1x1: run the input-reading 1×1 convs as one conv (see above). The default, False:
+        on the 2-core AVX-512/AMX CPU of ``bench/results/cpu-x86_64-amx-2c/inception.md`` the
+        fused form was faster on 3 of GoogLeNet's 9 blocks in float32 (forward, and
+        forward+backward), on 7 and 6 of 9 in bfloat16 (the ``inception`` bench suite
+        re-measures it; fusing should pay more on a GPU). This attribute is the option's one home: to switch it in a built
         model, ``model.set_attributes(fuse_1x1=True)`` (as ``model.eval()`` sets its flags).
       dtype, param_dtype, precision: as for :class:`Conv`.
       implementation: lowering of the 3×3 and 5×5 convs.
