@@ -370,8 +370,9 @@ class Inception(nnx.Module):
         on the 2-core AVX-512/AMX CPU of ``bench/results/cpu-x86_64-amx-2c/inception.md`` the
         fused form was faster on 3 of GoogLeNet's 9 blocks in float32 (forward, and
         forward+backward), on 7 and 6 of 9 in bfloat16 (the ``inception`` bench suite
-        re-measures it; fusing should pay more on a GPU). This attribute is the option's one home: to switch it in a built
-        model, ``model.set_attributes(fuse_1x1=True)`` (as ``model.eval()`` sets its flags).
+        re-measures it; fusing should pay more on a GPU). This attribute is the option's one
+        home: to switch it in a built model, ``model.set_attributes(fuse_1x1=True)`` (as
+        ``model.eval()`` sets its flags).
       dtype, param_dtype, precision: as for :class:`Conv`.
       implementation: lowering of the 3×3 and 5×5 convs.
       rngs: ``nnx.Rngs`` with a ``params`` stream.
