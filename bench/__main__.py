@@ -56,6 +56,14 @@ def _peer(text: str) -> str | None:
     return text if text == "torch" else None
 
 
+def _name(text: str) -> str | None:
+    return text or None
+
+
+#: The suites that take ``--only`` (their shapes and blocks have names).
+ONLY_SUITES = ("lowering", "groups", "inception")
+
+
 def _count(name: str, minimum: int) -> Callable[[str], int]:
     def convert(text: str) -> int:
         try:
@@ -157,6 +165,14 @@ def build_parser(suites: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument(
         "--device", metavar="PLATFORM", help="cpu, gpu or tpu (default: jax's default device)"
     )
+    parser.add_argument(
+        "--only",
+        type=_csv("--only", _name, "comma-separated shape or block names"),
+        metavar="NAME,…",
+        help="time only these shapes/blocks, by the name in a table's layer column (e.g. "
+        "seed.direct_5x5,googlenet.3a.3x3 for lowering; inception_3a for inception); "
+        "lowering, groups and inception take it; not with --update-results",
+    )
     parser.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG plots")
     return parser
 
@@ -170,6 +186,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     unknown = [s for s in ns.suites if s not in REGISTRY]
     if unknown:
         parser.error(f"unknown suite {unknown[0]!r}; choose from {', '.join(REGISTRY)}")
+    if ns.only is not None:
+        if ns.update_results:
+            parser.error("`--only` times a subset: it cannot replace the committed results")
+        others = [s for s in ns.suites or DEFAULT if s not in ONLY_SUITES]
+        if others:
+            parser.error(f"`--only` works with {', '.join(ONLY_SUITES)}, not {others[0]!r}")
     if ns.out is not None and ns.out.exists() and not ns.out.is_dir():
         parser.error(f"`--out` must be a directory, got the file {str(ns.out)!r}")
     return Options(
@@ -185,6 +207,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         peers=tuple(ns.peers),
         device=ns.device,
         plots=ns.plots,
+        only=tuple(dict.fromkeys(ns.only)) if ns.only else None,
     )
 
 
@@ -283,7 +306,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
-    run(options, ctx)
+    from bench._harness import Unselected
+
+    try:
+        run(options, ctx)
+    except Unselected as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

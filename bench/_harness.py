@@ -87,6 +87,7 @@ class Options:
     peers: tuple[str, ...] = ()
     device: str | None = None
     plots: bool = True
+    only: tuple[str, ...] | None = None  # None: every shape/block of each suite
 
     @property
     def n_repeats(self) -> int:
@@ -95,6 +96,10 @@ class Options:
     @property
     def n_warmup(self) -> int:
         return self.warmup if self.warmup is not None else (1 if self.quick else 3)
+
+
+class Unselected(ValueError):
+    """``--only`` selected nothing in a suite (a user error: ``python -m bench`` exits 2)."""
 
 
 @dataclass(frozen=True)
@@ -345,6 +350,19 @@ class Context:
     def seed(*parts: Any) -> int:
         """A stable seed from a case's description (Python's ``hash`` is salted per process)."""
         return zlib.crc32("/".join(map(str, parts)).encode())
+
+    def select(self, items: Sequence[Any], suite: str) -> tuple[Any, ...]:
+        """``items`` (shapes or blocks with a ``name``) cut to ``--only``'s names; every item
+        without ``--only``. :class:`Unselected` naming the suite's names when none is."""
+        if self.options.only is None:
+            return tuple(items)
+        chosen = tuple(i for i in items if i.name in self.options.only)
+        if not chosen:
+            raise Unselected(
+                f"`--only` ({', '.join(self.options.only)}) names nothing in suite {suite!r}; "
+                f"its names: {', '.join(i.name for i in items)}"
+            )
+        return chosen
 
     def track(self, items: Iterable[Any], label: Callable[[Any], str] = str) -> Iterator[Any]:
         """Iterates ``items`` advancing the progress bar by one step per finished item."""

@@ -533,6 +533,9 @@ def test_parse_args_defaults_and_lists():
         (["--peers", "tf"], r"`--peers` must be 'torch', got 'tf'"),
         (["--bogus"], r"unrecognized arguments: --bogus"),
         (["--out", ".", "--update-results"], r"--update-results: not allowed with argument --out"),
+        (["lowering", "--only", "a", "--update-results"], r"`--only` times a subset: it cannot"),
+        (["bottleneck", "--only", "a"], r"`--only` works with lowering, groups, inception, not"),
+        (["lowering", "--only", ","], r"`--only` must be comma-separated shape or block names"),
     ],
 )
 def test_bad_flags_are_one_line_errors(argv, message, capsys):
@@ -542,6 +545,22 @@ def test_bad_flags_are_one_line_errors(argv, message, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("python -m bench: error: ")
     assert re.search(message, err), err
+
+
+def test_only_times_the_named_shapes_and_says_when_it_names_none(tmp_path):
+    proc = _bench("lowering", "--quick", "--only", "tiny.3x3", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert {r["layer"] for r in _load(tmp_path, "lowering")["records"]} == {"tiny.3x3"}
+    assert cli.parse_args(["inception", "--only", "inception_3a,inception_3a"]).only == (
+        "inception_3a",
+    )
+    proc = _bench("lowering", "--quick", "--only", "nosuch", "--out", str(tmp_path))
+    assert proc.returncode == 2
+    assert re.search(
+        r"python -m bench: error: `--only` \(nosuch\) names nothing in suite 'lowering'; its "
+        r"names: tiny\.3x3, tiny\.1x1",
+        proc.stderr,
+    ), proc.stderr[-2000:]
 
 
 def test_out_must_be_a_directory(tmp_path, capsys):
@@ -609,5 +628,6 @@ def test_help_explains_every_option():
         "--update-results",
         "--peers",
         "--device",
+        "--only",
     ):
         assert flag in text

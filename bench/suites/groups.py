@@ -286,7 +286,7 @@ def _notes(ctx: Context, records: list[dict]) -> None:
 def run(ctx: Context) -> list[dict]:
     """Times the variants per shape, dtype and pass; see the module docstring. ``--batch``
     replaces each shape's own batch size."""
-    base = TINY if ctx.options.quick else SHAPES
+    base = ctx.select(TINY if ctx.options.quick else SHAPES, NAME)
     batches = ctx.options.batches or (None,)
     grid = [
         (s._replace(batch=n or s.batch), d)

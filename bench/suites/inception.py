@@ -200,7 +200,7 @@ def run(ctx: Context) -> list[dict]:
 
     default_fuse = inspect.signature(Inception.__init__).parameters["fuse_1x1"].default
     quick = ctx.options.quick
-    blocks = (TINY,) if quick else BLOCKS
+    blocks = ctx.select((TINY,) if quick else BLOCKS, NAME)
     dtypes = ctx.dtypes(("float32",) if quick else ("float32", "bfloat16"))
     grid = [(b, n, d) for b in blocks for d in dtypes for n in ctx.batches((8,), quick=(2,))]
     records = []

@@ -270,7 +270,7 @@ def _notes(ctx: Context, records: list[dict]) -> None:
 def run(ctx: Context) -> list[dict]:
     """Times every candidate lowering per shape and pass; see the module docstring. ``--batch``
     replaces each shape's own batch size."""
-    base = TINY if ctx.options.quick else shapes()
+    base = ctx.select(TINY if ctx.options.quick else shapes(), NAME)
     batches = ctx.options.batches or (None,)
     grid = [
         (s._replace(batch=n or s.batch), d) for s in base for n in batches for d in ctx.dtypes()
