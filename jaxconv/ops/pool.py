@@ -6,7 +6,7 @@ pools, one spatial dim at a time (the window max is separable), each the maximum
 window's shifted slices with a JVP that routes the tangent to the window's first maximum.
 XLA:CPU fuses each into one elementwise loop; its own ``reduce_window`` ran Inception's 3×3/1
 pool 4–6× slower and the stem's 3×3/2 one 2× slower, and its ``select_and_scatter`` gradient
-15–25× and 4× slower (8×28×28×192, 8×14×14×480, 8×112×112×64, 2 cores). Non-overlapping
+20–25× and 4× slower (8×28×28×192, 8×14×14×480, 8×112×112×64, 2 cores). Non-overlapping
 windows keep ``reduce_window`` for the value, where it is faster. ``_max_pool_reference`` is
 the plain ``reduce_window`` form, kept beside it for the tests.
 """
