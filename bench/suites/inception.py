@@ -39,8 +39,10 @@ NAME = "inception"
 #: ``--quick``: a tiny block with every branch.
 TINY = Block("tiny_inception", 8, 16, 8, 4, 8, 2, 4, 4)
 PASSES = ("forward", "fwd+bwd")
-#: Largest ``max |y_torch - y_jaxconv| / max |y_jaxconv|`` accepted before timing the peer.
-PEER_TOLERANCE = {"float32": 1e-4, "bfloat16": 3e-2}
+#: Largest ``max |y_torch - y_jaxconv| / max |y_jaxconv|`` accepted before timing the peer: a
+#: wrong weight layout or branch order errs by O(1); bfloat16 rounds the reduce outputs between
+#: the block's two convs, and a GPU library may accumulate differently, hence 5e-2 there.
+PEER_TOLERANCE = {"float32": 1e-4, "bfloat16": 5e-2}
 
 
 def block_macs(block: Block, batch: int) -> int:
