@@ -88,7 +88,7 @@ def _torch(ctx: Context, block: Block, params, x, dtype: str):
     weights of ``params`` (an unfused :class:`jaxconv.nn.Inception`'s state)."""
     peer = ctx.peer
     torch, F = peer.torch, peer.torch.nn.functional
-    p = nnx_state_dict(params)
+    p = _flat_arrays(params)
     names = ("branch_1x1", "branch_3x3.reduce", "branch_3x3.conv", "branch_5x5.reduce")
     names += ("branch_5x5.conv", "branch_pool.proj")
     weights = {
@@ -121,7 +121,7 @@ def _torch(ctx: Context, block: Block, params, x, dtype: str):
     return forward, peer.train_runner(forward_backward), forward()
 
 
-def nnx_state_dict(params) -> dict[str, np.ndarray]:
+def _flat_arrays(params) -> dict[str, np.ndarray]:
     """``{"branch_3x3.conv.kernel": array, ...}`` from an ``nnx.State``."""
     from flax import nnx
 
