@@ -425,6 +425,7 @@ JAXCONV_EXPORT XLA_FFI_Error* JaxconvOnednnForward(XLA_FFI_CallFrame* call_frame
 JAXCONV_EXPORT XLA_FFI_Error* JaxconvOnednnBackwardData(XLA_FFI_CallFrame* call_frame);
 JAXCONV_EXPORT XLA_FFI_Error* JaxconvOnednnBackwardWeights(XLA_FFI_CallFrame* call_frame);
 JAXCONV_EXPORT int jaxconv_onednn_native_bf16();
+JAXCONV_EXPORT int jaxconv_onednn_amx();
 JAXCONV_EXPORT int64_t jaxconv_onednn_cache_size();
 
 #define JAXCONV_CONV_ATTRS                          \
@@ -460,6 +461,14 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxconvOnednnBackwardWeights, BackwardWeightsImpl,
 int jaxconv_onednn_native_bf16() {
   const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
   const auto need = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_bf16);
+  return (isa & need) == need ? 1 : 0;
+}
+
+// 1 when oneDNN dispatches AMX (bf16 tile) kernels on this CPU: there a grouped bf16 conv with
+// few channels per group runs faster with its groups merged into block-diagonal ones (Python).
+int jaxconv_onednn_amx() {
+  const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  const auto need = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_amx);
   return (isa & need) == need ? 1 : 0;
 }
 

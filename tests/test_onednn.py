@@ -230,6 +230,128 @@ def test_ieee_specials_propagate_as_in_the_direct_conv(rng):
     np.testing.assert_allclose(got[finite], want[finite], rtol=0, atol=tol("float32", 27))
 
 
+@pytest.mark.parametrize(
+    ("groups", "c_in", "c_out", "dtype", "amx", "merged"),
+    [
+        (32, 256, 256, "bfloat16", True, 2),  # ResNeXt's groups of 8 -> groups of 16
+        (32, 128, 128, "bfloat16", True, 4),
+        (16, 16, 32, "bfloat16", True, 16),  # depthwise, channel multiplier 2
+        (5, 10, 20, "bfloat16", True, 5),  # the largest divisor of G that stays <= 16 wide
+        (6, 36, 36, "bfloat16", True, 2),  # 6 per group: 2 groups of 6 (12 wide), not 3 (18)
+        (32, 32, 32, "bfloat16", True, 1),  # plain depthwise: oneDNN's own kernel is faster
+        (8, 128, 128, "bfloat16", True, 1),  # 16 per group already
+        (1, 64, 64, "bfloat16", True, 1),
+        (32, 256, 256, "float32", True, 1),  # no AMX for float32
+        (32, 256, 256, "bfloat16", False, 1),  # AVX512_BF16 without AMX: no tile unit to feed
+    ],
+)
+def test_merged_groups_rule(groups, c_in, c_out, dtype, amx, merged, monkeypatch):
+    monkeypatch.setattr(_onednn, "amx", lambda: amx)
+    spec = make_spec((2, 8, 8, c_in), (3, 3, c_in // groups, c_out), dtype, groups=groups)
+    assert _onednn.merged_groups(spec) == merged
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_block_diagonal_kernel(channels_last, rng):
+    """Merging m=2 of 4 groups (3 in, 2 out each) puts each group's kernel on the diagonal of
+    its merged group and zeros elsewhere; the transpose (for the weight gradient) keeps
+    exactly the diagonal blocks."""
+    groups, m, cin, cg = 4, 2, 3, 2
+    hwio = rng.standard_normal((2, 1, cin, groups * cg)).astype(np.float32)
+    want = np.zeros((2, 1, m * cin, groups * cg), np.float32)
+    for g in range(groups):
+        a = g % m  # the position of group g inside its merged group
+        want[:, :, a * cin : (a + 1) * cin, g * cg : (g + 1) * cg] = hwio[
+            ..., g * cg : (g + 1) * cg
+        ]
+    to_oihw = (3, 2, 0, 1)
+    w, expect = (
+        (hwio, want) if channels_last else (hwio.transpose(to_oihw), want.transpose(to_oihw))
+    )
+    got = _onednn._block_diagonal(jnp.asarray(w), groups, m, channels_last)
+    np.testing.assert_array_equal(np.asarray(got), expect)
+    ct = rng.standard_normal(expect.shape).astype(np.float32)
+    _, vjp = jax.vjp(lambda v: _onednn._block_diagonal(v, groups, m, channels_last), jnp.asarray(w))
+    np.testing.assert_array_equal(
+        np.asarray(vjp(jnp.asarray(ct))[0]), _diagonal_blocks(ct, groups, m, cin, cg, channels_last)
+    )
+
+
+def _diagonal_blocks(full, groups, m, cin, cg, channels_last):
+    """The inverse of the block-diagonal layout in NumPy: each group's block back in place."""
+    hwio = full if channels_last else full.transpose(2, 3, 1, 0)
+    out = np.stack(
+        [
+            hwio[..., (g % m) * cin : (g % m + 1) * cin, g * cg : (g + 1) * cg]
+            for g in range(groups)
+        ],
+        axis=-2,
+    )  # [*k, cin, groups, cg]
+    out = out.reshape(*out.shape[:-2], groups * cg)
+    return out if channels_last else out.transpose(3, 2, 0, 1)
+
+
+MERGED_CASES = [
+    # (x shape, w shape, conv kwargs): all merge on AMX (see test_merged_groups_rule)
+    ((2, 9, 9, 32), (3, 3, 8, 32), dict(groups=4, padding=1)),
+    ((2, 9, 9, 32), (3, 3, 4, 32), dict(groups=8, stride=2, padding=((1, 0), (2, 1)))),
+    ((2, 9, 9, 16), (3, 3, 1, 32), dict(groups=16, padding=1)),  # channel multiplier 2
+    ((2, 32, 9, 9), (32, 8, 3, 3), dict(groups=4, padding=1, layout="NCHW")),
+    ((2, 16, 9, 9), (48, 1, 3, 3), dict(groups=16, padding=2, dilation=2, layout="NCHW")),
+    ((2, 11, 24), (3, 2, 24), dict(groups=12, padding="SAME")),
+    ((1, 5, 5, 5, 12), (3, 3, 3, 4, 12), dict(groups=3, padding="SAME")),
+    ((2, 6, 6, 32), (4, 4, 8, 16), dict(groups=4, input_dilation=2, padding=((2, 2), (1, 2)))),
+    ((2, 9, 9, 10), (3, 3, 2, 20), dict(groups=5, padding=1)),
+]
+
+
+@pytest.mark.skipif(not _onednn.amx(), reason="no AMX on this CPU: groups are not merged")
+@pytest.mark.parametrize(("x_shape", "w_shape", "kw"), MERGED_CASES)
+def test_merged_groups_match_float64_reference(x_shape, w_shape, kw, rng):
+    """bfloat16 convs whose groups run merged (block diagonal) on AMX: y with a fused bias and
+    ReLU against the float64 reference, dx and dw against float64 autodiff."""
+    spec = make_spec(x_shape, w_shape, "bfloat16", **kw)
+    assert _onednn.merged_groups(spec) > 1
+    channels_last = kw.get("layout", "NHWC") == "NHWC"
+    x = jnp.asarray(rng.standard_normal(x_shape), jnp.bfloat16)
+    w = jnp.asarray(rng.standard_normal(w_shape), jnp.bfloat16)
+    b = jnp.asarray(rng.standard_normal(spec.out_channels), jnp.bfloat16)
+    x64, w64, b64 = (np.asarray(v, np.float64) for v in (x, w, b))
+    if not channels_last:  # the reference is channels-last
+        nd = x.ndim
+        x64, w64 = np.moveaxis(x64, 1, -1), np.transpose(w64, (*range(2, nd), 1, 0))
+    ref_kw = {k: v for k, v in kw.items() if k != "layout"}
+    if isinstance(ref_kw.get("padding"), str):
+        ref_kw["padding"] = [tuple(p) for p in spec.padding]
+    want = np.maximum(reference.conv(x64, w64, b64, **ref_kw), 0)
+    if not channels_last:
+        want = np.moveaxis(want, -1, 1)
+    y = jax.jit(
+        lambda a, c, d: jaxconv.conv(a, c, d, activation=jax.nn.relu, implementation="onednn", **kw)
+    )(x, w, b)
+    k = math.prod(spec.kernel) * spec.in_channels // spec.groups
+    atol = 2**-8 * np.abs(want).max() + tol("float32", k)
+    np.testing.assert_allclose(np.asarray(y, np.float64), want, rtol=0, atol=atol)
+
+    dy = jnp.asarray(rng.standard_normal(spec.out_shape), jnp.float32)
+
+    def loss(impl, a, c):
+        return jnp.sum(jaxconv.conv(a, c, implementation=impl, **kw).astype(dy.dtype) * dy)
+
+    dx, dw = jax.grad(functools.partial(loss, "onednn"), argnums=(0, 1))(x, w)
+    with jax.enable_x64(True):
+        rx, rw = jax.grad(functools.partial(loss, "xla"), argnums=(0, 1))(
+            jnp.asarray(x, jnp.float64), jnp.asarray(w, jnp.float64)
+        )
+    for got, ref in ((dx, rx), (dw, rw)):
+        np.testing.assert_allclose(
+            np.asarray(got, np.float64),
+            np.asarray(ref),
+            rtol=0,
+            atol=tol("bfloat16", 1) * float(np.abs(np.asarray(ref)).max()),
+        )
+
+
 @pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
 def test_bias_is_fused_and_differentiable(layout, rng):
     x = jnp.asarray(
