@@ -197,9 +197,7 @@ def round_robin(
     return {n: Timing(t) for n, t in timings.items()}
 
 
-def compile_timed(
-    fn: Callable, *args: Any, compiler_options: dict | None = None, platform: str = "cpu"
-) -> Compiled:
+def compile_timed(fn: Callable, *args: Any, platform: str = "cpu") -> Compiled:
     """Lowers and compiles ``jax.jit(fn)`` for ``args``, timing each step; reads XLA's costs.
 
     ``fn`` is wrapped afresh so that jit's trace cache (keyed on the function) never turns a
@@ -210,7 +208,7 @@ def compile_timed(
     lowered = jitted.lower(*args)
     lower_s = time.perf_counter() - start
     start = time.perf_counter()
-    compiled = lowered.compile(compiler_options) if compiler_options else lowered.compile()
+    compiled = lowered.compile()
     compile_s = time.perf_counter() - start
     cost = compiled_cost(compiled).raw
     peak = None
@@ -395,12 +393,10 @@ class Context:
         return out
 
     # -- measuring ----------------------------------------------------------------------
-    def compile(self, fn: Callable, *args: Any, compiler_options: dict | None = None) -> Compiled:
+    def compile(self, fn: Callable, *args: Any) -> Compiled:
         """:func:`compile_timed`; under device timing with its inputs rotated beyond L2
         (2 copies under ``--quick``)."""
-        compiled = compile_timed(
-            fn, *args, compiler_options=compiler_options, platform=self.platform
-        )
+        compiled = compile_timed(fn, *args, platform=self.platform)
         if self.device_timing:
             compiled.rotate(0 if self.options.quick else ROTATE_BYTES)
         return compiled
