@@ -36,7 +36,8 @@ Every record has:
   ``suite``, ``variant``; ``default`` (True for what jaxconv's public API does with default
   arguments under jit); ``batch``; ``dtype``; ``median_s``, ``min_s``, ``max_s`` (seconds per
   call over ``repeats`` runs after warm-up); ``macs`` (analytic, every tap counted — the papers'
-  ops); ``xla_flops`` (``cost_analysis()``, skips padding taps; None for peers); ``gflops``
+  ops); ``xla_flops`` (``cost_analysis()``, skips padding taps; None for peers and for programs
+  with custom calls, e.g. oneDNN convs, whose work XLA does not count); ``gflops``
   (``2·macs / median_s``, so ops per second in the papers' convention).
 
 Most also have ``peak_fraction`` (``gflops`` / the GEMM peak measured in the same run),

@@ -150,7 +150,8 @@ def markdown(
         "`*` = jaxconv's default path. Times are medians of "
         f"{'/'.join(map(str, repeats))} runs after warm-up "
         "(variants interleaved round-robin). MACs count every tap (the papers' ops); "
-        "XLA GFLOP is `cost_analysis()` (skips padding taps). GFLOP/s = 2·MACs / median, "
+        "XLA GFLOP is `cost_analysis()` (skips padding taps; — where the program calls "
+        "oneDNN, which XLA cannot count). GFLOP/s = 2·MACs / median, "
         "so a kernel faster than XLA's own dot (oneDNN's) can pass 100% of "
         "the GEMM peak, which is the best of a few large `jnp.dot`s measured at the "
         "start of the run.",

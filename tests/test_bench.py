@@ -4,6 +4,7 @@ unit tests); the smoke run only checks that the harness measures and writes what
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -12,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax.numpy as jnp
 import pytest
 
 import jaxconv
@@ -20,7 +22,8 @@ import jaxconv
 # `pythonpath` puts the repo root on sys.path.
 from bench import __main__ as cli
 from bench._fusion import fusion_report, parse_hlo
-from bench._harness import REQUIRED_KEYS, Options, device_dirname, round_robin
+from bench._harness import REQUIRED_KEYS, Options, compile_timed, device_dirname, round_robin
+from jaxconv import kernels
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -139,6 +142,18 @@ def test_conv1x1_records_compare_against_lax_conv(quick_run):
         assert 0 < rec["roofline_s"] and rec["roofline_fraction"] > 0
         # the three run the same GEMM: XLA counts the same flops for each
         assert rec["xla_flops"] == pytest.approx(2 * cost.macs)
+
+
+def test_xla_counts_are_none_where_a_custom_call_runs():
+    """XLA counts a custom call (a oneDNN conv) as -1 flop and -1 byte, not its work: a record
+    then has no XLA count rather than a wrong one; plain lax.conv keeps XLA's."""
+    x, w = jnp.ones((2, 8, 8, 4)), jnp.ones((3, 3, 4, 8))
+    lax_conv = functools.partial(jaxconv.conv, implementation="xla")
+    plain = compile_timed(lax_conv, x, w)
+    assert plain.xla_flops == jaxconv.xla_cost(lax_conv, x, w).flops > 0
+    if kernels.available(kernels.conv_spec(x, w))["onednn"] is None:
+        custom = compile_timed(lambda a, b: jaxconv.conv(a, b, implementation="onednn"), x, w)
+        assert custom.xla_flops is None and custom.xla_bytes is None
 
 
 @pytest.fixture(scope="module")
