@@ -558,7 +558,8 @@ def merged_groups(spec: ConvSpec) -> int:
         or not amx()
     ):
         return 1
-    return max(m for m in range(1, spec.groups + 1) if spec.groups % m == 0 and m * cin <= 16)
+    factors = range(1, _AMX_GROUP_CHANNELS // cin + 1)  # m·cin <= 16
+    return max(m for m in factors if spec.groups % m == 0)
 
 
 def _block_diagonal(w: jax.Array, groups: int, m: int, channels_last: bool) -> jax.Array:
