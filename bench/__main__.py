@@ -16,7 +16,7 @@ from typing import Any
 # set XLA_PYTHON_CLIENT_MEM_FRACTION yourself for a fixed share).
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-from bench._harness import Options
+from bench._harness import Options, Unselected
 
 DTYPES = ("float32", "bfloat16", "float16")
 PROG = "python -m bench"
@@ -306,8 +306,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
-    from bench._harness import Unselected
-
     try:
         run(options, ctx)
     except Unselected as err:

@@ -456,21 +456,21 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxconvOnednnBackwardWeights, BackwardWeightsImpl,
                                   .Arg<ffi::AnyBuffer>()
                                   .Ret<ffi::AnyBuffer>() JAXCONV_CONV_ATTRS);
 
+namespace {
+// 1 when oneDNN's effective ISA on this CPU includes `need`.
+int Dispatches(dnnl::cpu_isa need) {
+  const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  return (isa & static_cast<unsigned>(need)) == static_cast<unsigned>(need) ? 1 : 0;
+}
+}  // namespace
+
 // 1 when oneDNN dispatches native bfloat16 kernels on this CPU (AVX512_BF16 or AMX); without
 // them its bf16 convs fall back to slow reference code, so Python keeps the f32 upcast there.
-int jaxconv_onednn_native_bf16() {
-  const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
-  const auto need = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_bf16);
-  return (isa & need) == need ? 1 : 0;
-}
+int jaxconv_onednn_native_bf16() { return Dispatches(dnnl::cpu_isa::avx512_core_bf16); }
 
 // 1 when oneDNN dispatches AMX (bf16 tile) kernels on this CPU: there a grouped bf16 conv with
 // few channels per group runs faster with its groups merged into block-diagonal ones (Python).
-int jaxconv_onednn_amx() {
-  const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
-  const auto need = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_amx);
-  return (isa & need) == need ? 1 : 0;
-}
+int jaxconv_onednn_amx() { return Dispatches(dnnl::cpu_isa::avx512_core_amx); }
 
 // How many primitives are cached (tests check that equal shapes build nothing new).
 int64_t jaxconv_onednn_cache_size() {

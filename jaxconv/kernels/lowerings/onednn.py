@@ -125,18 +125,22 @@ def unavailable() -> str | None:
     return _load()[1]
 
 
+def _dispatches(symbol: str) -> bool:
+    """The extension's answer to an ISA question (False where it is not loaded)."""
+    lib, _ = _load()
+    return lib is not None and bool(getattr(lib, symbol)())
+
+
 @functools.cache
 def native_bf16() -> bool:
     """Whether oneDNN runs bfloat16 convs natively here (AVX512_BF16 or AMX)."""
-    lib, _ = _load()
-    return lib is not None and bool(lib.jaxconv_onednn_native_bf16())
+    return _dispatches("jaxconv_onednn_native_bf16")
 
 
 @functools.cache
 def amx() -> bool:
     """Whether oneDNN runs AMX (bfloat16 tile) kernels here."""
-    lib, _ = _load()
-    return lib is not None and bool(lib.jaxconv_onednn_amx())
+    return _dispatches("jaxconv_onednn_amx")
 
 
 def cache_size() -> int:
@@ -567,18 +571,17 @@ def _block_diagonal(w: jax.Array, groups: int, m: int, channels_last: bool) -> j
     HWIO ``[*k, I/G, O]`` → ``[*k, m·I/G, O]``, OIHW ``[O, I/G, *k]`` → ``[O, m·I/G, *k]``
     (the output channels keep their order). Its transpose, for the weight gradient, keeps
     the diagonal blocks."""
-    zero = jnp.zeros((), w.dtype)
     if channels_last:
         *k, cin, cout = w.shape
         # [*k, i, G/m, b, o] -> [*k, a, i, G/m, b, o], nonzero where a == b
         blocks = w.reshape(*k, 1, cin, groups // m, m, cout // groups)
         eye = np.eye(m, dtype=bool).reshape((1,) * len(k) + (m, 1, 1, m, 1))
-        return jnp.where(eye, blocks, zero).reshape(*k, m * cin, cout)
+        return jnp.where(eye, blocks, 0).reshape(*k, m * cin, cout)
     cout, cin, *k = w.shape
     # [G/m, b, o, i, *k] -> [G/m, b, o, a, i, *k], nonzero where a == b
     blocks = w.reshape(groups // m, m, cout // groups, 1, cin, *k)
     eye = np.eye(m, dtype=bool).reshape((1, m, 1, m, 1) + (1,) * len(k))
-    return jnp.where(eye, blocks, zero).reshape(cout, m * cin, *k)
+    return jnp.where(eye, blocks, 0).reshape(cout, m * cin, *k)
 
 
 def _prepared(w: jax.Array, spec: ConvSpec) -> tuple[jax.Array, Geometry]:
