@@ -26,6 +26,7 @@ from jaxconv._geometry import conv_output_size as conv_output_size
 from jaxconv._geometry import pool_output_size as pool_output_size
 from jaxconv._geometry import receptive_field as receptive_field
 from jaxconv._geometry import resolve_padding as resolve_padding
+from jaxconv._host_memory import retain_host_memory as retain_host_memory
 from jaxconv.kernels.autotune import autotune as autotune
 from jaxconv.ops import avg_pool as avg_pool
 from jaxconv.ops import bottleneck as bottleneck
@@ -72,6 +73,7 @@ __all__ = [
     "receptive_field",
     "residual_block_cost",
     "resolve_padding",
+    "retain_host_memory",
     "separable_conv",
     "separable_cost",
     "xla_cost",

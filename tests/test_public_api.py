@@ -43,6 +43,7 @@ PUBLIC = [
     "receptive_field",
     "residual_block_cost",
     "resolve_padding",
+    "retain_host_memory",
     "separable_conv",
     "separable_cost",
     "xla_cost",

@@ -62,6 +62,11 @@ devices:
   HOST:PORT --num-processes P --process-id I; every process computes the same global batch
   and feeds its own devices' rows; process 0 prints and writes metrics.
 
+host memory:
+  On Linux with glibc the command keeps the memory XLA:CPU frees for the next step instead of
+  returning it to the OS (jaxconv.retain_host_memory: one malloc arena, blocks up to 2 GiB
+  kept), so a step's temporaries stop page-faulting in afresh every step.
+
 checkpoints:
   With --ckpt-dir, a checkpoint (parameters, optimizer state, BatchNorm statistics, RNG
   state, step) is saved every --ckpt-every steps, at the end, and on SIGTERM/Ctrl-C; the last
