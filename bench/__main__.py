@@ -173,6 +173,12 @@ def build_parser(suites: Mapping[str, str]) -> argparse.ArgumentParser:
         "seed.direct_5x5,googlenet.3a.3x3 for lowering; inception_3a for inception); "
         "lowering, groups and inception take it; not with --update-results",
     )
+    parser.add_argument(
+        "--retain-host-memory",
+        action="store_true",
+        help="call jaxconv.retain_host_memory() first: glibc keeps freed memory for XLA's next "
+        "buffers instead of mapping fresh pages (process-wide: torch gets it too)",
+    )
     parser.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG plots")
     return parser
 
@@ -208,6 +214,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         device=ns.device,
         plots=ns.plots,
         only=tuple(dict.fromkeys(ns.only)) if ns.only else None,
+        retain_host_memory=ns.retain_host_memory,
     )
 
 
@@ -223,11 +230,16 @@ def output_dir(options: Options, device_kind: str) -> Path:
 
 
 def _setup(options: Options):
+    import jaxconv
     from bench import _harness, _peers
 
+    # before jax's first computation starts its threads (see jaxconv.retain_host_memory)
+    retained = jaxconv.retain_host_memory() if options.retain_host_memory else None
     device = _harness.resolve_device(options.device)
     peer = _peers.load(options.peers, device.platform)
     env = _harness.environment(device)
+    if retained is not None:  # --retain-host-memory
+        env["host_memory"] = "retained" if retained else "not retained (not glibc)"
     if peer is not None:
         env["torch"] = f"{peer.version} ({peer.threads} threads, {peer.device})"
     return _harness.Context(options=options, device=device, env=env, peer=peer)

@@ -88,6 +88,7 @@ class Options:
     device: str | None = None
     plots: bool = True
     only: tuple[str, ...] | None = None  # None: every shape/block of each suite
+    retain_host_memory: bool = False  # jaxconv.retain_host_memory() before the first run
 
     @property
     def n_repeats(self) -> int:
@@ -269,7 +270,7 @@ def git_revision() -> str:
 
 def environment(device: jax.Device) -> dict[str, Any]:
     """Device kind (jax's, and jaxconv's that names the results folder), CPU model and cores,
-    versions, XLA_FLAGS, the git revision and the date."""
+    versions, XLA_FLAGS and glibc malloc settings, the git revision and the date."""
     import jaxlib
 
     return {
@@ -287,6 +288,9 @@ def environment(device: jax.Device) -> dict[str, Any]:
         "python": platform.python_version(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "xla_preallocate": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE", ""),
+        "malloc_env": " ".join(  # glibc malloc's settings (jaxconv.retain_host_memory)
+            f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith(("MALLOC_", "GLIBC_"))
+        ),
         "timer": (
             f"device: calls queued for ~{TARGET_S * 1e3:g} ms per sample, synced once; jax "
             f"inputs rotated over {ROTATE_BYTES >> 20} MiB of copies (--quick: a tenth of "

@@ -127,6 +127,8 @@ def markdown(
         "jax",
         "jaxlib",
         "xla_flags",
+        "malloc_env",
+        "host_memory",
         "git",
         "date",
         "argv",
