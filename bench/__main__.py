@@ -61,7 +61,7 @@ def _name(text: str) -> str | None:
 
 
 #: The suites that take ``--only`` (their shapes and blocks have names).
-ONLY_SUITES = ("lowering", "groups", "inception")
+ONLY_SUITES = ("lowering", "groups", "inception", "untuned")
 
 
 def _count(name: str, minimum: int) -> Callable[[str], int]:
@@ -171,7 +171,7 @@ def build_parser(suites: Mapping[str, str]) -> argparse.ArgumentParser:
         metavar="NAME,…",
         help="time only these shapes/blocks, by the name in a table's layer column (e.g. "
         "seed.direct_5x5,googlenet.3a.3x3 for lowering; inception_3a for inception); "
-        "lowering, groups and inception take it; not with --update-results",
+        "lowering, groups, inception and untuned take it; not with --update-results",
     )
     parser.add_argument(
         "--retain-host-memory",

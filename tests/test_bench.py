@@ -201,6 +201,37 @@ def test_groups_records_time_every_applicable_lowering(groups_run):
         assert any("skipped on" in n for n in _load(out, "groups")["notes"])
 
 
+def test_untuned_times_the_default_against_lax_at_two_batches(tmp_path):
+    from bench.suites import untuned
+
+    proc = _bench("untuned", "--quick", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = _load(tmp_path, "untuned")
+    records = data["records"]
+    assert {r["layer"] for r in records} == {s.name for s in untuned.TINY}
+    assert {r["batch"] for r in records} == {1, 2}
+    for s in untuned.TINY:
+        for batch in (1, 2):
+            rows = {
+                r["variant"]: r for r in records if r["layer"] == s.name and r["batch"] == batch
+            }
+            spec = untuned._spec(s, batch, "float32")
+            fallback = untuned.without_extension(spec, "cpu")
+            assert fallback == ("einsum" if s.kernel == (1,) * len(s.kernel) else "xla")
+            variants = {"default", "xla"} | ({fallback} if fallback != "xla" else set())
+            assert set(rows) == {f"{v} {p}" for v in variants for p in untuned.PASSES}
+            fwd = rows["default fwd"]
+            assert fwd["plan"] == "/".join(jaxconv.kernels.choose(spec, platform="cpu").plan)
+            assert fwd["without_extension"] == fallback
+            cost = jaxconv.conv_cost(
+                (*s.spatial, s.c_in), s.c_out, s.kernel, bias=False, batch=batch, **s.conv_args()
+            )
+            assert fwd["macs"] == cost.macs and rows["default fwd+bwd"]["macs"] == 3 * cost.macs
+            assert rows["xla fwd"]["speedup_vs_lax"] == 1.0
+    rule = [n for n in data["notes"] if "plain lax's speed" in n]
+    assert len(rule) == 2 * 2 * 2  # (default, without the extension) × passes × batches
+
+
 @pytest.mark.parametrize("name", ["tiny.g4_3x3", "tiny.dw3x3_m2", "tiny.transposed_4x4_s2"])
 def test_torch_peer_runs_the_same_grouped_and_transposed_conv(name):
     pytest.importorskip("torch")
@@ -549,7 +580,10 @@ def test_parse_args_defaults_and_lists():
         (["--bogus"], r"unrecognized arguments: --bogus"),
         (["--out", ".", "--update-results"], r"--update-results: not allowed with argument --out"),
         (["lowering", "--only", "a", "--update-results"], r"`--only` times a subset: it cannot"),
-        (["bottleneck", "--only", "a"], r"`--only` works with lowering, groups, inception, not"),
+        (
+            ["bottleneck", "--only", "a"],
+            r"`--only` works with lowering, groups, inception, untuned, not",
+        ),
         (["lowering", "--only", ","], r"`--only` must be comma-separated shape or block names"),
     ],
 )

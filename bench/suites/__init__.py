@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from bench.suites import bottleneck, conv1x1, groups, inception, lowering, model
+from bench.suites import bottleneck, conv1x1, groups, inception, lowering, model, untuned
 
 #: Suites in the order ``python -m bench`` runs them when several are named.
 REGISTRY: dict[str, Callable] = {
@@ -20,6 +20,7 @@ REGISTRY: dict[str, Callable] = {
     "inception": inception.run,
     "lowering": lowering.run,
     "model": model.run,
+    "untuned": untuned.run,
 }
 #: What ``python -m bench`` runs with no suite named.
 DEFAULT = ("bottleneck",)
