@@ -264,9 +264,10 @@ def test_jit_does_not_retrace_with_selection():
 
 # --- the cost model ----------------------------------------------------------------------------
 def test_default_plan_rules(monkeypatch):
-    """onednn for every role wherever it applies; else on a CPU einsum for a pointwise conv,
-    else xla — on a GPU always xla (cuDNN/cuBLAS); never a lowering tuned on another machine
-    (only a measured table picks those)."""
+    """onednn for every role wherever it applies; else on a CPU einsum for a pointwise conv
+    (for a channels-last 1-D one only the weight gradient), else xla — on a GPU always xla
+    (cuDNN/cuBLAS); never a lowering tuned on another machine (only a measured table picks
+    those)."""
     pointwise = _spec_of((8, 28, 28, 192), (1, 1, 192, 64), padding="VALID")
     seed_5x5 = _spec_of((32, 14, 14, 480), (5, 5, 480, 48))
     stem = _spec_of((8, 224, 224, 3), (7, 7, 3, 64), stride=2, padding=3)
@@ -282,6 +283,15 @@ def test_default_plan_rules(monkeypatch):
             assert kernels.default_plan(spec, "cpu") == plan("onednn", "onednn", "onednn")
     monkeypatch.setattr(onednn, "unavailable", lambda: "switched off for this test")
     assert kernels.default_plan(pointwise, "cpu") == plan("einsum", "einsum", "einsum")
+    # a channels-last 1-D 1×1: XLA's own forward and input gradient, einsum's weight gradient
+    pointwise_1d = _spec_of((32, 1000, 256), (1, 256, 64), padding="VALID")
+    assert kernels.default_plan(pointwise_1d, "cpu") == plan("xla", "xla", "einsum")
+    assert (
+        "per role, fwd=xla, dx=xla, dw=einsum are preferred"
+        in kernels.choose(pointwise_1d, platform="cpu").reason
+    )
+    pointwise_ncw = _spec_of((32, 256, 1000), (64, 256, 1), padding="VALID", layout="NCHW")
+    assert kernels.default_plan(pointwise_ncw, "cpu") == plan("einsum", "einsum", "einsum")
     for spec in (seed_5x5, stem, depthwise, transposed):
         assert kernels.default_plan(spec, "cpu") == plan("xla", "xla", "xla")
 
