@@ -42,8 +42,8 @@ def default_plan(spec: ConvSpec, platform: str, *, without: tuple[str, ...] = ()
     - else, on a CPU, ``einsum`` for a pointwise conv (a dot XLA runs on every core, where its
       conv may run on one) — but for a channels-last 1-D one only its weight gradient: XLA turns
       that conv into a dot itself and its forward and input gradient beat the einsum's
-      (32×1000×256 → 256: 23.5 against 30.1 ms forward; forward+backward with this plan 24.1 ms,
-      all-einsum 29.8, all-xla 43.2; bench ``untuned``);
+      (forward of 32×1000×256 → 256: 23.5 against 30.1 ms; forward+backward of 32×1000×64 →
+      256: 24.1 ms with this plan, all-einsum 29.8, all-xla 43.2; bench ``untuned``);
     - else ``xla``: plain ``lax.conv_general_dilated`` — on a GPU, cuDNN and cuBLAS through XLA,
       which only a measured table overrides.
 
