@@ -31,11 +31,11 @@ def retain_host_memory() -> bool:
     Sets glibc's malloc to one arena (``M_ARENA_MAX=1``: XLA's worker threads allocate from the
     main heap, which can grow past 64 MiB), to serve blocks up to 2 GiB from that heap
     (``M_MMAP_THRESHOLD``) and to return its top to the OS only beyond 2 GiB
-    (``M_TRIM_THRESHOLD``). Once the heap has settled (~10 runs of a program) its buffers come
-    back as pages already mapped: on a 2-core Xeon a ResNet-50 SGD step at batch 8 went from
-    258,000 page faults and 0.5-0.7 s of system time to none and 0.01 s, and its images/s rose
-    1.26x (MobileNetV2's 1.50x). The price: the process keeps its peak heap instead of giving
-    it back to the OS.
+    (``M_TRIM_THRESHOLD``). Once the heap has grown to what a program keeps alive (10-30 runs
+    of it here) its buffers come back as pages already mapped: on a 2-core Xeon a ResNet-50
+    SGD step at batch 8 went from 258,000 page faults and 0.5-0.7 s of system time to none and
+    0.01 s, and its images/s rose 1.26x (MobileNetV2's 1.50x). The price: the process keeps its
+    peak heap instead of giving it back to the OS.
 
     This is process-wide and cannot be undone, so jaxconv never calls it on its own (only
     ``python -m jaxconv.train``, which owns its process, does). Call it first thing, before the
