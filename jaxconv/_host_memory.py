@@ -61,4 +61,5 @@ def retain_host_memory() -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     settings = ((_M_ARENA_MAX, 1), (_M_MMAP_THRESHOLD, _INT_MAX), (_M_TRIM_THRESHOLD, _INT_MAX))
+    # a list, not a generator: every setting is applied even when an earlier one is refused
     return all([mallopt(param, value) == 1 for param, value in settings])
