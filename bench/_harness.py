@@ -45,6 +45,8 @@ TARGET_S = 2e-3
 ROTATE_BYTES = 192 << 20
 #: ... and the most copies (a tiny input needs no 1000 copies to leave the cache).
 MAX_COPIES = 16
+#: Samples of a slow baseline (``Context.time(..., baseline=True)``).
+BASELINE_REPEATS = 3
 
 GPU_PLATFORMS = ("gpu", "cuda", "rocm")
 
@@ -408,13 +410,24 @@ class Context:
         return compiled
 
     def time(
-        self, runners: dict[str, Callable[[], Any]], default_repeats: int | None = None
+        self,
+        runners: dict[str, Callable[[], Any]],
+        default_repeats: int | None = None,
+        *,
+        baseline: bool = False,
     ) -> dict[str, Timing]:
         """Times ``runners`` round-robin; ``default_repeats`` lets a slow suite run fewer than
-        the usual 20 when ``--repeats`` is not given (``--quick`` keeps its 3)."""
+        the usual 20 when ``--repeats`` is not given (``--quick`` keeps its 3).
+
+        ``baseline=True`` is for a reference far slower than what is compared (plain lax on a
+        depthwise conv: 30–1000×, seconds a call), whose median only sets a ratio: at most
+        :data:`BASELINE_REPEATS` samples and no warm-up round (each sample is still primed by
+        an untimed call), so the time goes to the variants being compared."""
         repeats = self.options.n_repeats
         if default_repeats and self.options.repeats is None and not self.options.quick:
             repeats = default_repeats
+        if baseline:
+            return round_robin(runners, min(repeats, BASELINE_REPEATS), 0, self.target_s)
         return round_robin(runners, repeats, self.options.n_warmup, self.target_s)
 
     def gemm_peak(self, dtype: str) -> float:

@@ -447,6 +447,21 @@ def test_round_robin_interleaves_primes_and_counts_runs():
     assert "".join(calls) == "abc" + "aabbcc" + "bbccaa" + "ccaabb"
 
 
+def test_a_slow_baseline_gets_at_most_three_primed_samples_and_no_warmup():
+    import jax
+
+    from bench._harness import BASELINE_REPEATS, Context
+
+    ctx = Context(options=Options(repeats=7, warmup=2), device=jax.devices("cpu")[0], env={})
+    calls = []
+    runners = {name: (lambda n=name: calls.append(n)) for name in "ab"}
+    timed = ctx.time(runners)
+    assert {n: len(t.times) for n, t in timed.items()} == {"a": 7, "b": 7}
+    calls.clear()
+    lax = ctx.time({"x": lambda: calls.append("x")}, baseline=True)
+    assert BASELINE_REPEATS == 3 and len(lax["x"].times) == 3 and calls == ["x"] * 6
+
+
 def test_queued_timing_queues_calls_and_syncs_once_per_sample():
     calls, finishes = [], []
     runner = lambda: calls.append(1)  # noqa: E731

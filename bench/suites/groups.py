@@ -11,6 +11,10 @@ PyTorch), in float32 and bfloat16, under ``jax.jit``:
 - with ``--peers torch``: ``torch`` — eager ``conv2d`` (``conv_transpose2d``) channels_last on
   every core, under ``torch.inference_mode`` forward, timed in the same round-robin.
 
+``default``, ``onednn`` and ``torch`` run round-robin, 15 samples each unless ``--repeats``
+says otherwise; ``xla`` (seconds a call here) is timed after them as a baseline, at most 3
+samples (``Context.time(baseline=True)``): its median only sets ``speedup_vs_lax``.
+
 - ``speed_vs_torch``: torch time / this variant's time (> 1: faster than torch).
 - ``speedup_vs_lax``: plain lax time / this variant's time.
 
@@ -187,9 +191,11 @@ def _case(ctx: Context, s: Shape, dtype: str) -> list[dict]:
     records = []
     for i, pass_name in enumerate(PASSES):
         runners = dict(compiled[pass_name])
+        lax_runner = {"xla": runners.pop("xla")}
         if peer is not None:
             runners["torch"] = peer[i]
-        timings = ctx.time(runners, default_repeats=7)
+        timings = ctx.time(runners, default_repeats=15) | ctx.time(lax_runner, baseline=True)
+        timings = {v: timings[v] for v in [*compiled[pass_name], *runners]}  # table order
         lax_s = timings["xla"].median
         torch_s = timings["torch"].median if peer is not None else None
         for variant, timing in timings.items():
