@@ -246,20 +246,12 @@ def choose(
             whys.append(f"the table {candidate.path} is {candidate.problem}")
     why = "; ".join(whys) or "no tuning table entry for this conv"
     plan = default_plan(spec, platform)
+    if len(set(plan)) == 1:
+        preferred = f"{plan.fwd} applies and is preferred"
+    else:
+        roles = ", ".join(f"{r}={n}" for r, n in zip(plan._fields, plan))
+        preferred = f"per role, {roles} are preferred"
     kind, first = consulted[0]
     return Choice(
-        spec,
-        plan,
-        "cost model",
-        why
-        + (
-            f"; {plan.fwd} applies and is preferred"
-            if len(set(plan)) == 1
-            else "; per role, "
-            + ", ".join(f"{r}={n}" for r, n in zip(plan._fields, plan))
-            + " are preferred"
-        ),
-        kind,
-        first.path,
-        available(spec),
+        spec, plan, "cost model", f"{why}; {preferred}", kind, first.path, available(spec)
     )
