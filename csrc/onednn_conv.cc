@@ -10,13 +10,20 @@
 //
 // XLA's buffers are used in place: every activation is described to oneDNN with its own
 // strides, so nothing but the (small) weights is ever reordered. Primitives are built once per
-// configuration and cached; Python has validated every argument before a call reaches here,
-// so an error below is an internal one and comes back as an FFI error, never an abort.
+// configuration and kept in a least-recently-used cache of bounded size (Cache below); Python
+// has validated every argument (including that every geometry value fits oneDNN's 32-bit
+// kernels) before a call reaches here, so an error below is an internal one and comes back as
+// an FFI error, never an abort.
 //
-// Threads: oneDNN (OpenMP build) uses every core for one primitive. Calls are serialized by
-// one mutex so that two XLA threads never start two OpenMP teams on the same cores.
+// Threads: oneDNN (OpenMP build) uses every core for one primitive. Executions are serialized
+// by one mutex (ExecutionMutex) so that two XLA threads never start two OpenMP teams on the
+// same cores (on 2 cores, two teams of 2 spinning threads each run slower than one after the
+// other) and so that they can share one scratchpad and one stream. The cache has its own
+// mutex, held only to look up, insert or evict; a cached primitive is reference-counted, so
+// evicting it never frees one that another thread is about to run.
 #include <cstdint>
 #include <cstdlib>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -42,9 +49,17 @@ dnnl::engine& Engine() {
   return engine;
 }
 
-std::mutex& Mutex() {
+// Held while a primitive runs (see the threads note at the top).
+std::mutex& ExecutionMutex() {
   static std::mutex mu;
   return mu;
+}
+
+// One stream for every call: oneDNN's CPU stream is stateless between executions, and calls
+// are serialized by ExecutionMutex, so creating one per call bought nothing.
+dnnl::stream& Stream() {
+  static dnnl::stream stream(Engine());
+  return stream;
 }
 
 bool ToDnnl(ffi::DataType t, dt* out) {
@@ -83,13 +98,13 @@ struct Geometry {
   dims stride, dilation, pad_lo, pad_hi;   // dilation in oneDNN's convention (lax's - 1)
   dt src_dt, wei_dt, dst_dt, bias_dt;
   int64_t out_channels;
-  bool bias, relu;
+  bool bias;
   bool transposed;  // a deconvolution (lax: an input-dilated conv), see Python's Geometry
 
   std::vector<int64_t> Key(Role role) const {
     std::vector<int64_t> k{role, static_cast<int64_t>(src_dt), static_cast<int64_t>(wei_dt),
                            static_cast<int64_t>(dst_dt), static_cast<int64_t>(bias_dt), bias,
-                           relu, transposed};
+                           transposed};
     for (const dims* v : {&src, &wei, &dst, &src_strides, &wei_strides, &dst_strides, &stride,
                           &dilation, &pad_lo, &pad_hi}) {
       k.push_back(static_cast<int64_t>(v->size()));
@@ -183,7 +198,7 @@ ffi::Error Describe(const Attrs& a, ffi::AnyBuffer::Dimensions x, ffi::DataType 
   g->dilation.clear();
   for (int64_t d : a.dilation) g->dilation.push_back(d - 1);
   g->bias_dt = g->dst_dt;
-  g->bias = g->relu = false;
+  g->bias = false;
   g->transposed = a.transposed;
   return ffi::Error::Success();
 }
@@ -200,15 +215,12 @@ std::string Describe(const char* role, ffi::AnyBuffer::Dimensions a, ffi::AnyBuf
 
 // Every primitive uses a scratchpad jaxconv provides (Scratchpad below): oneDNN's own global
 // one is thread-local to the thread that created the primitive, and XLA runs a primitive from
-// whichever of its threads executes the call.
-dnnl::primitive_attr Attributes(const Geometry& g) {
+// whichever of its threads executes the call. No activation post-op: oneDNN 3.2's ReLU
+// (max(x, 0) in its jit kernels) turns a NaN into 0, where jax.nn.relu propagates it, so
+// Python applies the activation in XLA.
+dnnl::primitive_attr Attributes() {
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  if (g.relu) {
-    dnnl::post_ops ops;
-    ops.append_eltwise(dnnl::algorithm::eltwise_relu, 0.f, 0.f);
-    attr.set_post_ops(ops);
-  }
   return attr;
 }
 
@@ -221,10 +233,10 @@ typename Fwd::primitive_desc ForwardDesc(const Geometry& g, dnnl::algorithm alg)
   if (g.bias) {
     return typename Fwd::primitive_desc(Engine(), prop, alg, g.SrcDesc(), g.AnyWei(),
                                         g.BiasDesc(), g.DstDesc(), g.stride, g.dilation,
-                                        g.pad_lo, g.pad_hi, Attributes(g));
+                                        g.pad_lo, g.pad_hi, Attributes());
   }
   return typename Fwd::primitive_desc(Engine(), prop, alg, g.SrcDesc(), g.AnyWei(), g.DstDesc(),
-                                      g.stride, g.dilation, g.pad_lo, g.pad_hi, Attributes(g));
+                                      g.stride, g.dilation, g.pad_lo, g.pad_hi, Attributes());
 }
 
 // One cached primitive with the weights layout it wants.
@@ -234,19 +246,42 @@ struct Entry {
   memory::desc scratchpad;  // the temporary memory it needs
 };
 
-// One scratchpad for every primitive, grown to the largest asked for: calls are serialized by
-// Mutex(), so one buffer suffices. Call with the mutex held.
+// One scratchpad for every primitive, grown to the largest asked for: executions are
+// serialized by ExecutionMutex(), so one buffer suffices. A buffer over kRetainedScratchpad is
+// released after the call that needed it (ReleaseLargeScratchpad), so what stays allocated
+// between calls is bounded. Call both with the execution mutex held.
+constexpr size_t kRetainedScratchpad = size_t{64} << 20;
+
+struct ScratchpadBuffer {
+  std::unique_ptr<char, decltype(&std::free)> data{nullptr, &std::free};
+  size_t capacity = 0;
+};
+
+ScratchpadBuffer& ScratchpadState() {
+  static ScratchpadBuffer state;
+  return state;
+}
+
 memory Scratchpad(const memory::desc& desc) {
-  static std::unique_ptr<char, decltype(&std::free)> buffer(nullptr, &std::free);
-  static size_t capacity = 0;
+  ScratchpadBuffer& state = ScratchpadState();
   const size_t need = desc.get_size();
-  if (need > capacity) {
+  if (need > state.capacity) {
     const size_t bytes = (need + 63) / 64 * 64;
-    buffer.reset(static_cast<char*>(std::aligned_alloc(64, bytes)));
-    if (!buffer) throw std::bad_alloc();
-    capacity = bytes;
+    state.data.reset();  // free the old one first: peak memory is the new size, not both
+    state.capacity = 0;
+    state.data.reset(static_cast<char*>(std::aligned_alloc(64, bytes)));
+    if (!state.data) throw std::bad_alloc();
+    state.capacity = bytes;
   }
-  return memory(desc, Engine(), buffer.get());
+  return memory(desc, Engine(), state.data.get());
+}
+
+void ReleaseLargeScratchpad() {
+  ScratchpadBuffer& state = ScratchpadState();
+  if (state.capacity > kRetainedScratchpad) {
+    state.data.reset();
+    state.capacity = 0;
+  }
 }
 
 template <typename Fwd, typename BwdData, typename BwdWeights>
@@ -257,17 +292,17 @@ Entry Build(Role role, const Geometry& g, dnnl::algorithm alg) {
   }
   // The hint: the forward these gradients belong to (without bias or post-ops).
   Geometry plain = g;
-  plain.bias = plain.relu = false;
+  plain.bias = false;
   auto hint = ForwardDesc<Fwd>(plain, alg);
   if (role == kBackwardData) {
     typename BwdData::primitive_desc pd(Engine(), alg, g.SrcDesc(), g.AnyWei(), g.DstDesc(),
                                         g.stride, g.dilation, g.pad_lo, g.pad_hi, hint,
-                                        Attributes(plain));
+                                        Attributes());
     return Entry{BwdData(pd), pd.weights_desc(), pd.scratchpad_desc()};
   }
   typename BwdWeights::primitive_desc pd(Engine(), alg, g.SrcDesc(), g.AnyWei(), g.DstDesc(),
                                          g.stride, g.dilation, g.pad_lo, g.pad_hi, hint,
-                                         Attributes(plain));
+                                         Attributes());
   return Entry{BwdWeights(pd), pd.diff_weights_desc(), pd.scratchpad_desc()};
 }
 
@@ -280,24 +315,67 @@ memory Weights(const Entry& e, const Geometry& g, void* data, dnnl::stream& s) {
   return wei;
 }
 
-std::map<std::vector<int64_t>, Entry>& Cache() {
-  static std::map<std::vector<int64_t>, Entry> cache;
+// The primitive cache: least recently used first out, at most Capacity() entries (oneDNN's
+// own primitive cache holds 1024 by default; so does this one). JAXCONV_ONEDNN_CACHE_CAPACITY
+// sets it at load, jaxconv_onednn_set_cache_capacity at any time. Entries are shared_ptrs: a
+// caller keeps its primitive alive while it runs, whatever is evicted meanwhile.
+using Key = std::vector<int64_t>;
+
+struct Cache {
+  std::mutex mu;
+  size_t capacity = 1024;
+  std::list<Key> order;  // most recently used first
+  std::map<Key, std::pair<std::shared_ptr<const Entry>, std::list<Key>::iterator>> entries;
+
+  Cache() {
+    if (const char* env = std::getenv("JAXCONV_ONEDNN_CACHE_CAPACITY")) {
+      char* end = nullptr;
+      const long long n = std::strtoll(env, &end, 10);
+      if (end != env && *end == '\0' && n >= 1) capacity = static_cast<size_t>(n);
+    }
+  }
+
+  // Call with mu held.
+  void Trim() {
+    while (entries.size() > capacity) {
+      entries.erase(order.back());
+      order.pop_back();
+    }
+  }
+};
+
+Cache& PrimitiveCache() {
+  static Cache cache;
   return cache;
 }
 
-const Entry& Lookup(Role role, const Geometry& g) {
+std::shared_ptr<const Entry> Lookup(Role role, const Geometry& g) {
   auto key = g.Key(role);
-  auto& cache = Cache();
-  auto it = cache.find(key);
-  if (it != cache.end()) return it->second;
-  Entry e = g.transposed
-                ? Build<dnnl::deconvolution_forward, dnnl::deconvolution_backward_data,
-                        dnnl::deconvolution_backward_weights>(
-                      role, g, dnnl::algorithm::deconvolution_direct)
-                : Build<dnnl::convolution_forward, dnnl::convolution_backward_data,
-                        dnnl::convolution_backward_weights>(
-                      role, g, dnnl::algorithm::convolution_direct);
-  return cache.emplace(std::move(key), std::move(e)).first->second;
+  Cache& cache = PrimitiveCache();
+  {
+    std::lock_guard<std::mutex> lock(cache.mu);
+    auto it = cache.entries.find(key);
+    if (it != cache.entries.end()) {
+      cache.order.splice(cache.order.begin(), cache.order, it->second.second);
+      return it->second.first;
+    }
+  }
+  // Built outside the cache's lock (building a jit kernel takes milliseconds); two threads
+  // that miss on the same key both build, and the second insert keeps the first's.
+  auto e = std::make_shared<const Entry>(
+      g.transposed ? Build<dnnl::deconvolution_forward, dnnl::deconvolution_backward_data,
+                           dnnl::deconvolution_backward_weights>(
+                         role, g, dnnl::algorithm::deconvolution_direct)
+                   : Build<dnnl::convolution_forward, dnnl::convolution_backward_data,
+                           dnnl::convolution_backward_weights>(
+                         role, g, dnnl::algorithm::convolution_direct));
+  std::lock_guard<std::mutex> lock(cache.mu);
+  auto it = cache.entries.find(key);
+  if (it != cache.entries.end()) return it->second.first;
+  cache.order.push_front(key);
+  cache.entries.emplace(std::move(key), std::make_pair(e, cache.order.begin()));
+  cache.Trim();
+  return e;
 }
 
 Attrs MakeAttrs(ffi::Span<const int64_t> stride, ffi::Span<const int64_t> pad_lo,
@@ -310,7 +388,7 @@ ffi::Error ForwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::RemainingArgs re
                        ffi::Result<ffi::AnyBuffer> y, ffi::Span<const int64_t> stride,
                        ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi,
                        ffi::Span<const int64_t> dilation, int64_t groups, int64_t channels_last,
-                       int64_t transposed, int64_t relu) {
+                       int64_t transposed) {
   Attrs a = MakeAttrs(stride, pad_lo, pad_hi, dilation, groups, channels_last, transposed);
   Geometry g;
   if (auto err = Describe(a, x.dimensions(), x.element_type(), w.dimensions(), w.element_type(),
@@ -318,7 +396,6 @@ ffi::Error ForwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::RemainingArgs re
       !err.success()) {
     return err;
   }
-  g.relu = relu != 0;
   void* bias_data = nullptr;
   if (rest.size() > 0) {
     auto b = rest.get<ffi::AnyBuffer>(0);
@@ -332,19 +409,20 @@ ffi::Error ForwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::RemainingArgs re
     bias_data = b->untyped_data();
   }
   try {
-    std::lock_guard<std::mutex> lock(Mutex());
-    const Entry& e = Lookup(kForward, g);
-    dnnl::stream s(Engine());
+    const auto e = Lookup(kForward, g);
+    std::lock_guard<std::mutex> lock(ExecutionMutex());
+    dnnl::stream& s = Stream();
     memory src(g.SrcDesc(), Engine(), x.untyped_data());
     memory dst(g.DstDesc(), Engine(), y->untyped_data());
-    memory wei = Weights(e, g, w.untyped_data(), s);
+    memory wei = Weights(*e, g, w.untyped_data(), s);
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src},
                                          {DNNL_ARG_WEIGHTS, wei},
                                          {DNNL_ARG_DST, dst},
-                                         {DNNL_ARG_SCRATCHPAD, Scratchpad(e.scratchpad)}};
+                                         {DNNL_ARG_SCRATCHPAD, Scratchpad(e->scratchpad)}};
     if (g.bias) args.emplace(DNNL_ARG_BIAS, memory(g.BiasDesc(), Engine(), bias_data));
-    e.prim.execute(s, args);
+    e->prim.execute(s, args);
     s.wait();
+    ReleaseLargeScratchpad();
   } catch (const std::exception& ex) {
     return ffi::Error::Internal(Describe("forward", x.dimensions(), w.dimensions(),
                                          y->dimensions(), a) + ": " + ex.what());
@@ -364,17 +442,18 @@ ffi::Error BackwardDataImpl(ffi::AnyBuffer dy, ffi::AnyBuffer w, ffi::Result<ffi
     return err;
   }
   try {
-    std::lock_guard<std::mutex> lock(Mutex());
-    const Entry& e = Lookup(kBackwardData, g);
-    dnnl::stream s(Engine());
+    const auto e = Lookup(kBackwardData, g);
+    std::lock_guard<std::mutex> lock(ExecutionMutex());
+    dnnl::stream& s = Stream();
     memory diff_dst(g.DstDesc(), Engine(), dy.untyped_data());
     memory diff_src(g.SrcDesc(), Engine(), dx->untyped_data());
-    memory wei = Weights(e, g, w.untyped_data(), s);
-    e.prim.execute(s, {{DNNL_ARG_DIFF_DST, diff_dst},
-                       {DNNL_ARG_WEIGHTS, wei},
-                       {DNNL_ARG_DIFF_SRC, diff_src},
-                       {DNNL_ARG_SCRATCHPAD, Scratchpad(e.scratchpad)}});
+    memory wei = Weights(*e, g, w.untyped_data(), s);
+    e->prim.execute(s, {{DNNL_ARG_DIFF_DST, diff_dst},
+                        {DNNL_ARG_WEIGHTS, wei},
+                        {DNNL_ARG_DIFF_SRC, diff_src},
+                        {DNNL_ARG_SCRATCHPAD, Scratchpad(e->scratchpad)}});
     s.wait();
+    ReleaseLargeScratchpad();
   } catch (const std::exception& ex) {
     return ffi::Error::Internal(Describe("input gradient", dy.dimensions(), w.dimensions(),
                                          dx->dimensions(), a) + ": " + ex.what());
@@ -395,21 +474,22 @@ ffi::Error BackwardWeightsImpl(ffi::AnyBuffer x, ffi::AnyBuffer dy,
     return err;
   }
   try {
-    std::lock_guard<std::mutex> lock(Mutex());
-    const Entry& e = Lookup(kBackwardWeights, g);
-    dnnl::stream s(Engine());
+    const auto e = Lookup(kBackwardWeights, g);
+    std::lock_guard<std::mutex> lock(ExecutionMutex());
+    dnnl::stream& s = Stream();
     memory src(g.SrcDesc(), Engine(), x.untyped_data());
     memory diff_dst(g.DstDesc(), Engine(), dy.untyped_data());
     memory user_dw(g.WeiDesc(), Engine(), dw->untyped_data());
     memory diff_w = user_dw;
-    const bool reorder = e.weights != user_dw.get_desc();
-    if (reorder) diff_w = memory(e.weights, Engine());
-    e.prim.execute(s, {{DNNL_ARG_SRC, src},
-                       {DNNL_ARG_DIFF_DST, diff_dst},
-                       {DNNL_ARG_DIFF_WEIGHTS, diff_w},
-                       {DNNL_ARG_SCRATCHPAD, Scratchpad(e.scratchpad)}});
+    const bool reorder = e->weights != user_dw.get_desc();
+    if (reorder) diff_w = memory(e->weights, Engine());
+    e->prim.execute(s, {{DNNL_ARG_SRC, src},
+                        {DNNL_ARG_DIFF_DST, diff_dst},
+                        {DNNL_ARG_DIFF_WEIGHTS, diff_w},
+                        {DNNL_ARG_SCRATCHPAD, Scratchpad(e->scratchpad)}});
     if (reorder) dnnl::reorder(diff_w, user_dw).execute(s, diff_w, user_dw);
     s.wait();
+    ReleaseLargeScratchpad();
   } catch (const std::exception& ex) {
     return ffi::Error::Internal(Describe("weight gradient", x.dimensions(), dy.dimensions(),
                                          dw->dimensions(), a) + ": " + ex.what());
@@ -419,7 +499,9 @@ ffi::Error BackwardWeightsImpl(ffi::AnyBuffer x, ffi::AnyBuffer dy,
 
 }  // namespace
 
-// The library is built with hidden visibility; these four are its whole interface.
+// The library is built with hidden visibility; these are its whole interface. Python checks
+// jaxconv_onednn_version and jaxconv_onednn_ffi_api before registering the handlers, so a
+// stale or foreign build is refused with a warning rather than called.
 #define JAXCONV_EXPORT extern "C" __attribute__((visibility("default")))
 JAXCONV_EXPORT XLA_FFI_Error* JaxconvOnednnForward(XLA_FFI_CallFrame* call_frame);
 JAXCONV_EXPORT XLA_FFI_Error* JaxconvOnednnBackwardData(XLA_FFI_CallFrame* call_frame);
@@ -427,6 +509,11 @@ JAXCONV_EXPORT XLA_FFI_Error* JaxconvOnednnBackwardWeights(XLA_FFI_CallFrame* ca
 JAXCONV_EXPORT int jaxconv_onednn_native_bf16();
 JAXCONV_EXPORT int jaxconv_onednn_amx();
 JAXCONV_EXPORT int64_t jaxconv_onednn_cache_size();
+JAXCONV_EXPORT int64_t jaxconv_onednn_cache_capacity();
+JAXCONV_EXPORT void jaxconv_onednn_set_cache_capacity(int64_t capacity);
+JAXCONV_EXPORT int64_t jaxconv_onednn_scratchpad_bytes();
+JAXCONV_EXPORT const char* jaxconv_onednn_version();
+JAXCONV_EXPORT int64_t jaxconv_onednn_ffi_api();
 
 #define JAXCONV_CONV_ATTRS                          \
   .Attr<ffi::Span<const int64_t>>("stride")         \
@@ -442,7 +529,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxconvOnednnForward, ForwardImpl,
                                   .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>()
                                   .RemainingArgs()
-                                  .Ret<ffi::AnyBuffer>() JAXCONV_CONV_ATTRS.Attr<int64_t>("relu"));
+                                  .Ret<ffi::AnyBuffer>() JAXCONV_CONV_ATTRS);
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxconvOnednnBackwardData, BackwardDataImpl,
                               ffi::Ffi::Bind()
@@ -474,6 +561,40 @@ int jaxconv_onednn_amx() { return Dispatches(dnnl::cpu_isa::avx512_core_amx); }
 
 // How many primitives are cached (tests check that equal shapes build nothing new).
 int64_t jaxconv_onednn_cache_size() {
-  std::lock_guard<std::mutex> lock(Mutex());
-  return static_cast<int64_t>(Cache().size());
+  Cache& cache = PrimitiveCache();
+  std::lock_guard<std::mutex> lock(cache.mu);
+  return static_cast<int64_t>(cache.entries.size());
+}
+
+// The cache's bound, and a new one (at least 1; the least recently used are evicted at once).
+int64_t jaxconv_onednn_cache_capacity() {
+  Cache& cache = PrimitiveCache();
+  std::lock_guard<std::mutex> lock(cache.mu);
+  return static_cast<int64_t>(cache.capacity);
+}
+
+void jaxconv_onednn_set_cache_capacity(int64_t capacity) {
+  Cache& cache = PrimitiveCache();
+  std::lock_guard<std::mutex> lock(cache.mu);
+  cache.capacity = static_cast<size_t>(capacity < 1 ? 1 : capacity);
+  cache.Trim();
+}
+
+// The scratchpad kept between calls (at most kRetainedScratchpad).
+int64_t jaxconv_onednn_scratchpad_bytes() {
+  std::lock_guard<std::mutex> lock(ExecutionMutex());
+  return static_cast<int64_t>(ScratchpadState().capacity);
+}
+
+#ifndef JAXCONV_VERSION
+#error "the build passes -DJAXCONV_VERSION (CMakeLists.txt: the project's version)"
+#endif
+
+// The jaxconv version this was built from: Python loads only a build of its own version.
+const char* jaxconv_onednn_version() { return JAXCONV_VERSION; }
+
+// The XLA FFI API version (major << 16 | minor) of the headers this was built against: Python
+// refuses a build whose major differs from the running jaxlib's or whose minor is newer.
+int64_t jaxconv_onednn_ffi_api() {
+  return (int64_t{XLA_FFI_API_MAJOR} << 16) | int64_t{XLA_FFI_API_MINOR};
 }

@@ -27,6 +27,7 @@ from jaxconv._geometry import pool_output_size as pool_output_size
 from jaxconv._geometry import receptive_field as receptive_field
 from jaxconv._geometry import resolve_padding as resolve_padding
 from jaxconv._host_memory import retain_host_memory as retain_host_memory
+from jaxconv._version import __version__ as __version__
 from jaxconv.kernels.autotune import autotune as autotune
 from jaxconv.ops import avg_pool as avg_pool
 from jaxconv.ops import bottleneck as bottleneck
@@ -39,8 +40,6 @@ from jaxconv.ops import explain as explain
 from jaxconv.ops import global_avg_pool as global_avg_pool
 from jaxconv.ops import max_pool as max_pool
 from jaxconv.ops import separable_conv as separable_conv
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BottleneckCost",

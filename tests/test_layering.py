@@ -17,7 +17,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "jaxconv"
 
 #: Lowest first. A module is placed by the longest prefix that names it.
 LAYERS = [
-    ("jaxconv._check",),
+    ("jaxconv._check", "jaxconv._version"),
     ("jaxconv._geometry", "jaxconv._device", "jaxconv._timing", "jaxconv._host_memory"),
     ("jaxconv._cost",),
     ("jaxconv.kernels.spec",),

@@ -793,13 +793,15 @@ def test_conv_activation_after_the_bias_values_and_gradients(implementation, act
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
-def test_conv_relu_is_fused_into_onednn(rng):
+def test_conv_relu_runs_in_xla_after_one_onednn_conv(rng):
+    """The conv is one oneDNN call; its ReLU is XLA's maximum, which propagates NaN (oneDNN
+    3.2's ReLU post-op turned it into 0: tests/test_hostile.py)."""
     x, w = jnp.ones((2, 8, 8, 4)), jnp.ones((3, 3, 4, 4))
     if jaxconv.explain(x, w).plan.fwd != "onednn":
         pytest.skip("the onednn lowering is not available here")
     hlo = jax.jit(lambda x, w: jaxconv.conv(x, w, activation=jax.nn.relu)).lower(x, w)
     text = hlo.compile().as_text()
-    assert text.count("jaxconv_onednn_fwd") == 1 and "maximum" not in text
+    assert text.count("jaxconv_onednn_fwd") == 1 and "maximum" in text
 
 
 def test_conv_activation_must_be_callable():

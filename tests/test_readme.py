@@ -26,3 +26,10 @@ def test_coming_from_pytorch_names_every_difference_the_issue_lists():
     table = _section("Coming from PyTorch")
     for row in ("layout", "strided padding", "BatchNorm", "init", "bias", "pooling", "transposed"):
         assert f"| {row}" in table, row
+
+
+def test_semantics_and_export_runs_as_written():
+    blocks = re.findall(r"```python\n(.*?)```", _section("Semantics and export"), re.S)
+    assert blocks, "the section lost its example"
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), {})

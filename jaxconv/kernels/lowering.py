@@ -40,8 +40,8 @@ class Plan(NamedTuple):
 
 
 Forward = Callable[[jax.Array, jax.Array, ConvSpec], jax.Array]
-#: ``fused(x, w, b, spec, relu)``: ``conv(x, w) + b`` (then ReLU) as one call.
-Fused = Callable[[jax.Array, jax.Array, jax.Array, ConvSpec, bool], jax.Array]
+#: ``fused(x, w, b, spec)``: ``conv(x, w) + b`` as one call.
+Fused = Callable[[jax.Array, jax.Array, jax.Array, ConvSpec], jax.Array]
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,9 @@ class Lowering:
         ``implementation=`` runs it anywhere it ``supports``.
       error_factor: its max error against a float64 reference, in units of the dtype tolerance
         of the tests (1 for an exact-order method).
-      fused: optional ``fused(x, w, b, spec, relu)``: ``fwd`` plus bias (and ReLU) in one call,
-        used for the forward when the plan's ``fwd`` is this lowering.
+      fused: optional ``fused(x, w, b, spec)``: ``fwd`` plus bias in one call, used for the
+        forward when the plan's ``fwd`` is this lowering. (An activation is never fused here:
+        :func:`jaxconv.kernels.run` applies it in XLA, where NaN propagates.)
       summary: one line on what it is and where it wins.
     """
 

@@ -92,7 +92,9 @@ class Choice:
       device_kind: the device kind whose table decided, else the first one consulted (None for
         a table handed to :func:`choose`).
       table: the table file consulted (None when none was).
-      available: every lowering's answer for ``spec`` (None where it applies, else why not).
+      available: every lowering's answer for ``spec`` (None where it applies, else why not),
+        asked on first read: a choice made with ``implementation="xla"`` never loads the
+        oneDNN extension unless this is read.
     """
 
     spec: ConvSpec
@@ -101,7 +103,10 @@ class Choice:
     reason: str
     device_kind: str | None
     table: Path | None
-    available: dict[str, str | None]
+
+    @functools.cached_property
+    def available(self) -> dict[str, str | None]:
+        return available(self.spec)
 
     def __str__(self) -> str:
         lines = [
@@ -195,31 +200,26 @@ def choose(
         problem = _problem(spec, implementation)
         if problem is not None:
             raise ValueError(f"`implementation` {implementation} {problem}")
-        return Choice(
-            spec,
-            implementation,
-            "implementation",
-            "the Plan asked for",
-            None,
-            None,
-            available(spec),
-        )
+        return Choice(spec, implementation, "implementation", "the Plan asked for", None, None)
     if implementation is not None:
         lowering = get(implementation)
         why = lowering.supports(spec)
         if why is not None:
             raise ValueError(f"`implementation` (={implementation!r}) does not apply: {why}")
-        fallback = default_plan(spec, platform)
-        plan = Plan(
-            *(
-                lowering.name if role in lowering.roles else getattr(fallback, role)
-                for role in ROLES
+        if set(ROLES) <= set(lowering.roles):
+            plan = Plan(lowering.name, lowering.name, lowering.name)
+        else:
+            fallback = default_plan(spec, platform)
+            plan = Plan(
+                *(
+                    lowering.name if role in lowering.roles else getattr(fallback, role)
+                    for role in ROLES
+                )
             )
-        )
         reason = f"implementation={implementation!r}"
         if plan != Plan(lowering.name, lowering.name, lowering.name):
             reason += "; the roles it does not compute come from the cost model"
-        return Choice(spec, plan, "implementation", reason, None, None, available(spec))
+        return Choice(spec, plan, "implementation", reason, None, None)
     for seen in _RECORDERS.get():
         seen.append(spec.lowered())
     if table is not None:
@@ -239,7 +239,6 @@ def choose(
                     f"measured by autotune ({candidate.path})",
                     kind,
                     candidate.path,
-                    available(spec),
                 )
             whys.append(f"the table entry {tuple(tuned)} {problem}")
         elif candidate.problem is not None:
@@ -252,6 +251,4 @@ def choose(
         roles = ", ".join(f"{r}={n}" for r, n in zip(plan._fields, plan))
         preferred = f"per role, {roles} are preferred"
     kind, first = consulted[0]
-    return Choice(
-        spec, plan, "cost model", f"{why}; {preferred}", kind, first.path, available(spec)
-    )
+    return Choice(spec, plan, "cost model", f"{why}; {preferred}", kind, first.path)

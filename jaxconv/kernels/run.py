@@ -1,7 +1,7 @@
 """Running a :class:`~jaxconv.kernels.Plan`: the one derivative rule every conv goes through.
 
 A conv is bilinear, so its tangent is ``conv(dx, w) + conv(x, dw)`` (``+ db``; times the
-ReLU's mask when one is fused): :func:`run` computes the forward with the plan's ``fwd``
+ReLU's mask when one is applied): :func:`run` computes the forward with the plan's ``fwd``
 lowering and the two tangent terms with the ``dx`` and ``dw`` lowerings' forwards. Reverse mode
 transposes those terms, so the input gradient is the transpose of the ``dx`` lowering's forward
 in ``x`` and the weight gradient that of the ``dw`` lowering's in ``w``. Higher derivatives
@@ -33,12 +33,14 @@ def _forward(
     x: jax.Array, w: jax.Array, b: jax.Array | None, spec: ConvSpec, plan: Plan, relu: bool
 ) -> jax.Array:
     lowering = LOWERINGS[plan.fwd]
-    if lowering.fused is not None and (b is not None or relu):
-        bias = b if b is not None else jnp.zeros((spec.out_channels,), spec.out_dtype)
-        return lowering.fused(x, w, bias.astype(spec.out_dtype), spec, relu)
-    y = lowering.fwd(x, w, spec)
-    if b is not None:
-        y = y + _bias(y, b, spec)
+    if b is not None and lowering.fused is not None:
+        y = lowering.fused(x, w, b.astype(spec.out_dtype), spec)
+    else:
+        y = lowering.fwd(x, w, spec)
+        if b is not None:
+            y = y + _bias(y, b, spec)
+    # Always in XLA, never a lowering's post-op: jax.nn.relu propagates NaN (max(NaN, 0) is
+    # NaN), oneDNN 3.2's ReLU post-op gives 0 for it and would hide a diverging run.
     return jax.nn.relu(y) if relu else y
 
 
@@ -85,7 +87,7 @@ def run(
       w: the kernel, ``spec.w_shape``.
       spec: from :func:`jaxconv.kernels.conv_spec`.
       b: optional bias ``[C_out]``, cast to the output dtype.
-      relu: apply a ReLU last (fused into the lowering's call where it can).
+      relu: apply ``jax.nn.relu`` last (in XLA, so a NaN propagates as it does there).
 
     Returns:
       ``spec.out_shape`` of ``spec.out_dtype``; empty for an empty batch, as ``lax`` gives.

@@ -20,13 +20,16 @@ for every spec and the dispatch uses the XLA lowerings.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import importlib.metadata
 import math
 import os
 import platform
+import re
+import site
 import sys
+import sysconfig
+import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -40,6 +43,8 @@ from jax.interpreters import ad, batching, mlir
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxconv._check import check_int
+from jaxconv._version import __version__
 from jaxconv.kernels.lowering import ROLES, Lowering
 from jaxconv.kernels.spec import ConvSpec
 
@@ -57,45 +62,137 @@ _TARGETS = {
     "jaxconv_onednn_bwd_data": "JaxconvOnednnBackwardData",
     "jaxconv_onednn_bwd_weights": "JaxconvOnednnBackwardWeights",
 }
+#: The extension's plain C functions and their result types (all must be present).
+_SYMBOLS = {
+    "jaxconv_onednn_version": ctypes.c_char_p,
+    "jaxconv_onednn_ffi_api": ctypes.c_int64,
+    "jaxconv_onednn_native_bf16": ctypes.c_int,
+    "jaxconv_onednn_amx": ctypes.c_int,
+    "jaxconv_onednn_cache_size": ctypes.c_int64,
+    "jaxconv_onednn_cache_capacity": ctypes.c_int64,
+    "jaxconv_onednn_set_cache_capacity": None,
+    "jaxconv_onednn_scratchpad_bytes": ctypes.c_int64,
+    **dict.fromkeys(_TARGETS.values(), ctypes.c_void_p),
+}
 
 
 # --- loading -------------------------------------------------------------------------------
+#
+# Only files of this installation are ever loaded: the extension from jaxconv's own tree, and
+# libdnnl.so.3 from the onednn-cpu-gomp distribution installed in the same site-packages as
+# jaxconv. Distributions are looked up in the interpreter's own site-packages (sysconfig), never
+# through sys.path, which holds the current directory: a planted ``*.dist-info`` there must not
+# decide what is loaded into the process.
 
 
-def _installed_file(dist: str, filename: str) -> Path | None:
-    """Where the installed distribution ``dist`` put ``filename`` (a venv, an editable
-    install), from its RECORD."""
-    try:
-        files = importlib.metadata.distribution(dist).files or []
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    for f in files:
+class OnednnUnavailableWarning(RuntimeWarning):
+    """The oneDNN extension is installed but cannot be used (it fails to load, lacks a symbol,
+    or was built for another jaxconv or XLA FFI version); jaxconv runs on XLA instead."""
+
+
+def _site_dirs() -> list[Path]:
+    """The interpreter's own site-packages (a venv's, the system's, the user's), resolved."""
+    names = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
+    if site.ENABLE_USER_SITE:
+        names.add(site.getusersitepackages())
+    dirs = [Path(n).resolve() for n in sorted(n for n in names if n)]
+    return [d for d in dirs if d.is_dir()]
+
+
+def _distribution(name: str, where: list[Path]) -> tuple[Path, importlib.metadata.Distribution]:
+    """The directory holding distribution ``name``'s metadata, and the distribution, searched
+    in ``where`` only; raises ``LookupError`` when it is in none of them."""
+    for directory in where:
+        for dist in importlib.metadata.distributions(name=name, path=[str(directory)]):
+            return directory, dist
+    raise LookupError(name)
+
+
+def _recorded(dist: importlib.metadata.Distribution, filename: str, root: Path) -> Path | None:
+    """Where ``dist``'s RECORD put ``filename``, if that file exists inside ``root``."""
+    for f in dist.files or []:
         if f.name == filename:
             path = Path(str(f.locate())).resolve()
-            if path.exists():
+            if path.is_file() and path.is_relative_to(root):
                 return path
     return None
 
 
+def _jaxconv_site() -> Path | None:
+    """The site-packages that holds the installed ``jaxconv`` (a wheel or an editable install)."""
+    try:
+        return _distribution("jaxconv", _site_dirs())[0]
+    except LookupError:
+        return None
+
+
 def _extension_path() -> Path | None:
-    """The built extension: beside this module (a wheel, or a build copied into the tree), else
-    where the installed ``jaxconv`` distribution recorded it (an editable install, with the
-    source tree first on ``sys.path`` as pytest and ``python -m bench`` run it)."""
+    """The built extension, in jaxconv's own tree only: beside this module (a wheel, or a build
+    copied into the tree), else where the installed ``jaxconv`` distribution recorded it in its
+    own site-packages (an editable install run from its source tree, as pytest and
+    ``python -m bench`` do)."""
     here = Path(__file__).with_name(LIBRARY)
-    if here.exists():
+    if here.is_file():
         return here
-    return _installed_file("jaxconv", LIBRARY)
+    try:
+        directory, dist = _distribution("jaxconv", _site_dirs())
+    except LookupError:
+        return None
+    return _recorded(dist, LIBRARY, directory / "jaxconv")
 
 
-def _dnnl_path() -> str | None:
-    """``libdnnl.so.3`` from the ``onednn-cpu-gomp`` wheel, else the system's."""
-    found = _installed_file("onednn-cpu-gomp", "libdnnl.so.3")
-    return str(found) if found else ctypes.util.find_library("dnnl")
+def _dnnl_path() -> Path | None:
+    """``libdnnl.so.3`` from the ``onednn-cpu-gomp`` distribution installed in the same
+    site-packages as jaxconv (its library lies in the environment's ``lib/``), else None."""
+    site_dir = _jaxconv_site()  # None: jaxconv is not installed, a build copied into its tree
+    try:
+        _, dist = _distribution("onednn-cpu-gomp", [site_dir] if site_dir else _site_dirs())
+    except LookupError:
+        return None
+    return _recorded(dist, "libdnnl.so.3", Path(sys.prefix).resolve())
+
+
+def _ffi_api_of_jaxlib() -> tuple[int, int] | None:
+    """The XLA FFI API version (major, minor) of the running jaxlib, from its headers."""
+    try:
+        text = (Path(jax.ffi.include_dir()) / "xla" / "ffi" / "api" / "c_api.h").read_text()
+    except (OSError, AttributeError):
+        return None
+    found = dict(re.findall(r"#define XLA_FFI_API_(MAJOR|MINOR) (\d+)", text))
+    if set(found) != {"MAJOR", "MINOR"}:
+        return None
+    return int(found["MAJOR"]), int(found["MINOR"])
+
+
+def _check_and_register(lib: ctypes.CDLL) -> str | None:
+    """Checks the loaded extension's version and FFI API and registers its handlers; None
+    when that worked, else why not."""
+    for name, restype in _SYMBOLS.items():
+        fn = getattr(lib, name)  # AttributeError: a build without it (stale or foreign)
+        fn.restype = restype
+    built = lib.jaxconv_onednn_version().decode()
+    if built != __version__:
+        return f"it was built for jaxconv {built}, this is jaxconv {__version__}; reinstall jaxconv"
+    packed = lib.jaxconv_onednn_ffi_api()
+    api, running = (packed >> 16, packed & 0xFFFF), _ffi_api_of_jaxlib()
+    if running is not None and (api[0] != running[0] or api[1] > running[1]):
+        return (
+            f"it was built against XLA FFI API {api[0]}.{api[1]}, the installed jaxlib "
+            f"{jax.lib.__version__} has {running[0]}.{running[1]}; reinstall jaxconv"
+        )
+    for target, symbol in _TARGETS.items():
+        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
+    return None
 
 
 @functools.cache
 def _load() -> tuple[ctypes.CDLL | None, str | None]:
-    """``(library, None)``, or ``(None, why it is unavailable)``; runs once per process."""
+    """``(library, None)``, or ``(None, why it is unavailable)``; runs once per process.
+
+    Never raises. Where the extension exists but cannot be used (it does not load, lacks a
+    symbol, was built for another jaxconv or XLA FFI version) it warns once
+    (:class:`OnednnUnavailableWarning`) and jaxconv runs on XLA; where it was never built, is
+    disabled, or the platform has none, it says so only in :func:`supports`."""
     if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
         return None, f"onednn is disabled by {DISABLE_ENV}={os.environ[DISABLE_ENV]}"
     if sys.platform != "linux" or platform.machine().lower() not in ("x86_64", "amd64"):
@@ -108,16 +205,20 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
             f"onednn extension {LIBRARY} was not built (no C++ compiler, CMake or "
             f"oneDNN at install time?); reinstall jaxconv to build it"
         )
-    dnnl = _dnnl_path()
     try:
-        if dnnl is not None:  # its soname then resolves for the extension, wherever it lives
-            ctypes.CDLL(dnnl, mode=ctypes.RTLD_GLOBAL)
+        dnnl = _dnnl_path()
+        if dnnl is not None:  # loaded first, so the extension's soname resolves to it
+            ctypes.CDLL(str(dnnl))
         lib = ctypes.CDLL(str(path))
-    except OSError as e:
-        return None, f"onednn extension {path} could not be loaded: {e}"
-    for target, symbol in _TARGETS.items():
-        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
-    return lib, None
+        why = _check_and_register(lib)
+    except Exception as e:  # any failure here means: run on XLA, and say why
+        why = f"{type(e).__name__}: {e}"
+        lib = None
+    if why is None:
+        return lib, None
+    why = f"onednn extension {path} cannot be used: {why}"
+    warnings.warn(f"{why}; jaxconv runs its convs on XLA", OnednnUnavailableWarning, stacklevel=2)
+    return None, why
 
 
 def unavailable() -> str | None:
@@ -144,16 +245,109 @@ def amx() -> bool:
 
 
 def cache_size() -> int:
-    """How many oneDNN primitives the extension has built in this process (0 if not loaded)."""
+    """How many oneDNN primitives the extension holds in its cache now (0 if not loaded)."""
+    lib, _ = _load()
+    return 0 if lib is None else int(lib.jaxconv_onednn_cache_size())
+
+
+def cache_capacity(capacity: int | None = None) -> int:
+    """The primitive cache's bound (least recently used evicted first; 1024 unless the
+    ``JAXCONV_ONEDNN_CACHE_CAPACITY`` environment variable says otherwise at load), after
+    setting it to ``capacity`` (>= 1) if given; 0 if the extension is not loaded."""
     lib, _ = _load()
     if lib is None:
         return 0
-    lib.jaxconv_onednn_cache_size.restype = ctypes.c_int64
-    return int(lib.jaxconv_onednn_cache_size())
+    if capacity is not None:
+        lib.jaxconv_onednn_set_cache_capacity(ctypes.c_int64(check_int(capacity, "capacity")))
+    return int(lib.jaxconv_onednn_cache_capacity())
+
+
+def scratchpad_bytes() -> int:
+    """The scratchpad the extension keeps between calls (at most 64 MiB: a larger one is freed
+    after the call that needed it); 0 if not loaded."""
+    lib, _ = _load()
+    return 0 if lib is None else int(lib.jaxconv_onednn_scratchpad_bytes())
+
+
+#: oneDNN 3.2's jit kernels keep geometry and offsets in 32-bit ints: every value below must be
+#: under this (2**31). Past it a conv crashed the process (dilation 1431655766 on a 6x5 input),
+#: failed to create its primitive, or gave wrong values (dilation 2**32 + 1) where lax is exact.
+INT32_LIMIT = 2**31
+
+
+def _int32_quantities(spec: ConvSpec) -> list[tuple[str, int]]:
+    """Every geometry value of ``spec`` oneDNN sees, and every 32-bit quantity it forms from them:
+    sizes, strides, dilations, padding, the dilated kernel span ``(k-1)·d``, the padded (and
+    input-dilated) input, and the bytes of one image (padded input, output) and of the kernel,
+    which bound the element and byte offsets its kernels compute, e.g. ``(k-1)·d·C·itemsize``."""
+    itemsize = np.dtype(spec.dtype).itemsize
+    out_itemsize = np.dtype(spec.out_dtype).itemsize
+    quantities: list[tuple[str, int]] = [
+        ("the batch", spec.batch),
+        ("input channels", spec.in_channels),
+        ("output channels", spec.out_channels),
+    ]
+    padded: list[int] = []
+    for i, (n, k, s, d, v, (lo, hi), o) in enumerate(
+        zip(
+            spec.in_spatial,
+            spec.kernel,
+            spec.stride,
+            spec.dilation,
+            spec.input_dilation,
+            spec.padding,
+            spec.out_spatial,
+        )
+    ):
+        extent = (n - 1) * v + 1 + lo + hi
+        padded.append(extent)
+        quantities += [
+            (f"input size[{i}]", n),
+            (f"kernel size[{i}]", k),
+            (f"stride[{i}]", s),
+            (f"dilation[{i}]", d),
+            (f"input_dilation[{i}]", v),
+            (f"padding[{i}]", max(abs(lo), abs(hi))),
+            (f"dilated kernel span (k-1)·d [{i}]", (k - 1) * d),
+            (f"padded input size[{i}]", extent),
+            (f"output size[{i}]", o),
+        ]
+    quantities += [
+        ("one padded input image's bytes", math.prod(padded) * spec.in_channels * itemsize),
+        (
+            "one output image's bytes",
+            math.prod(spec.out_spatial) * spec.out_channels * out_itemsize,
+        ),
+        ("the kernel's bytes", math.prod(spec.w_shape) * itemsize),
+    ]
+    return quantities
+
+
+def int32_problem(spec: ConvSpec) -> str | None:
+    """Why oneDNN cannot run ``spec`` exactly because a value it keeps in 32 bits would not
+    fit (see :data:`INT32_LIMIT`), else None. The one statement of these limits.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxconv.kernels import conv_spec
+      >>> spec = conv_spec(jax.ShapeDtypeStruct((1, 6, 5, 2), jnp.float32),
+      ...                  jax.ShapeDtypeStruct((2, 2, 2, 3), jnp.float32),
+      ...                  dilation=(1431655766, 1))
+      >>> print(int32_problem(spec))  # (what crashed oneDNN 3.2's jit kernel)
+      onednn keeps geometry in 32-bit ints: one padded input image's bytes (=68719477056) must
+      be < 2**31 (XLA runs this conv)
+    """
+    for name, value in _int32_quantities(spec):
+        if not 0 <= value < INT32_LIMIT:
+            return (
+                f"onednn keeps geometry in 32-bit ints: {name} (={value}) must be < 2**31 "
+                f"(XLA runs this conv)"
+            )
+    return None
 
 
 def supports(spec: ConvSpec) -> str | None:
-    """None where the extension runs ``spec``, else why not."""
+    """None where the extension runs ``spec`` exactly, else why not."""
     why = unavailable()
     if why is not None:
         return why
@@ -171,6 +365,9 @@ def supports(spec: ConvSpec) -> str | None:
         )
     if any(p < 0 for pair in spec.padding for p in pair):
         return f"onednn needs non-negative padding, got {spec.padding}"
+    too_big = int32_problem(spec)
+    if too_big is not None:
+        return too_big
     if any(v != 1 for v in spec.input_dilation):
         # A deconvolution in oneDNN: its padding k_eff - 1 - p must not be negative.
         span = tuple((k - 1) * d for k, d in zip(spec.kernel, spec.dilation))
@@ -248,34 +445,60 @@ class Geometry(NamedTuple):
 
 
 fwd_p = Primitive("onednn_conv_fwd")  # (x, w) -> y
-fused_p = Primitive("onednn_conv_fwd_bias")  # (x, w, b) -> act(y + b)
+fused_p = Primitive("onednn_conv_fwd_bias")  # (x, w, b) -> y + b
 bwd_data_p = Primitive("onednn_conv_bwd_data")  # (dy, w) -> dx
 bwd_weights_p = Primitive("onednn_conv_bwd_weights")  # (x, dy) -> dw
 
+try:  # under shard_map(check_vma=True): operands made varying over the same manual axes
+    from jax._src.core import auto_insert_reshard as _match_varying
+except ImportError:  # a jax without it has no varying-axes types to keep
 
-def _fwd_abstract(x, w, *b, geometry, out_dtype, relu=False):
-    del b, relu
-    return jax.core.ShapedArray(geometry.out_shape(x.shape, w.shape), out_dtype)
+    def _match_varying(*args):
+        return args
+
+
+def _bind(prim: Primitive, *args, **params) -> jax.Array:
+    return prim.bind(*_match_varying(*args), **params)
+
+
+def _aval(like, shape, dtype, *, batch: bool):
+    """The result's abstract value: ``shape`` and ``dtype`` on ``like``'s mesh, varying over
+    the same shard_map axes as the operand ``like`` (the operands vary alike: :func:`_bind`),
+    sharded like it on the leading (batch) dim when ``batch`` (an activation), else replicated
+    (a kernel)."""
+    spec: tuple = tuple(getattr(like.sharding, "spec", ()))
+    lead = spec[0] if batch and spec else None
+    sharding = NamedSharding(like.sharding.mesh, P(lead, *[None] * (len(shape) - 1)))
+    return like.update(
+        shape=tuple(shape), dtype=jnp.dtype(dtype), weak_type=False, sharding=sharding
+    )
+
+
+def _fwd_abstract(x, w, *b, geometry, out_dtype):
+    del b
+    return _aval(x, geometry.out_shape(x.shape, w.shape), out_dtype, batch=True)
 
 
 def _bwd_data_abstract(dy, w, *, geometry, x_shape, x_dtype):
-    del dy, w, geometry
-    return jax.core.ShapedArray(x_shape, x_dtype)
+    del w, geometry
+    return _aval(dy, x_shape, x_dtype, batch=True)
 
 
 def _bwd_weights_abstract(x, dy, *, geometry, w_shape, w_dtype):
-    del x, dy, geometry
-    return jax.core.ShapedArray(w_shape, w_dtype)
+    del dy, geometry
+    return _aval(x, w_shape, w_dtype, batch=False)
 
 
-@functools.cache
-def _jitted(prim: Primitive, params: tuple) -> Any:
-    return jax.jit(lambda *args: prim.bind(*args, **dict(params)))
+try:  # eager calls as lax's primitives make them (jax.debug_nans then names the primitive)
+    from jax._src.dispatch import apply_primitive as _apply_primitive
+except ImportError:  # a later jax: one cached jit per primitive and parameters
 
+    @functools.lru_cache(maxsize=256)
+    def _jitted(prim: Primitive, params: tuple) -> Any:
+        return jax.jit(lambda *args: prim.bind(*args, **dict(params)))
 
-def _impl(prim: Primitive, *args, **params):
-    """Eager calls: one cached jit per primitive and parameters."""
-    return _jitted(prim, tuple(sorted(params.items())))(*args)
+    def _apply_primitive(prim, *args, **params):
+        return _jitted(prim, tuple(sorted(params.items())))(*args)
 
 
 for _p, _abstract in (
@@ -285,7 +508,7 @@ for _p, _abstract in (
     (bwd_weights_p, _bwd_weights_abstract),
 ):
     _p.def_abstract_eval(_abstract)
-    _p.def_impl(functools.partial(_impl, _p))
+    _p.def_impl(functools.partial(_apply_primitive, _p))
 
 
 # --- lowering, with a sharding rule ---------------------------------------------------------
@@ -320,12 +543,9 @@ def _factors(geometry: Geometry, nargs: int, role: str) -> str:
     return f"{x}, {y} -> {w}"
 
 
-def _ffi(role: str, geometry: Geometry, out_shape, out_dtype, relu: bool | None, *args):
-    attrs = geometry.attributes()
-    if relu is not None:
-        attrs["relu"] = np.int64(relu)
+def _ffi(role: str, geometry: Geometry, out_shape, out_dtype, *args):
     return jax.ffi.ffi_call(_TARGET[role], jax.ShapeDtypeStruct(out_shape, out_dtype))(
-        *args, **attrs
+        *args, **geometry.attributes()
     )
 
 
@@ -342,10 +562,10 @@ def _partitioned(role: str) -> Any:
     """The FFI call under ``custom_partitioning``: activations keep their batch sharding, the
     rest is replicated, the weight gradient is summed over the batch axes."""
 
-    def call(geometry, out_shape, out_dtype, relu, *args):
-        return _ffi(role, geometry, out_shape, out_dtype, relu, *args)
+    def call(geometry, out_shape, out_dtype, *args):
+        return _ffi(role, geometry, out_shape, out_dtype, *args)
 
-    fn = custom_partitioning(call, static_argnums=(0, 1, 2, 3))
+    fn = custom_partitioning(call, static_argnums=(0, 1, 2))
     activations = (0, 1) if role == "bwd_weights" else (0,)
 
     def shardings(mesh, arg_shapes):
@@ -357,10 +577,10 @@ def _partitioned(role: str) -> Any:
         )
         return batch, args, NamedSharding(mesh, P() if role == "bwd_weights" else P(batch))
 
-    def infer(geometry, out_shape, out_dtype, relu, mesh, arg_shapes, result_shape):
+    def infer(geometry, out_shape, out_dtype, mesh, arg_shapes, result_shape):
         return shardings(mesh, arg_shapes)[2]
 
-    def partition(geometry, out_shape, out_dtype, relu, mesh, arg_shapes, result_shape):
+    def partition(geometry, out_shape, out_dtype, mesh, arg_shapes, result_shape):
         batch, args, out = shardings(mesh, arg_shapes)
 
         def lower(*local):
@@ -369,14 +589,13 @@ def _partitioned(role: str) -> Any:
                 geometry,
                 _local_shape(role, geometry, out_shape, local),
                 out_dtype,
-                relu,
                 *local,
             )
             return lax.psum(y, batch) if role == "bwd_weights" and batch is not None else y
 
         return mesh, lower, out, args
 
-    def rule(geometry, out_shape, out_dtype, relu, mesh, operand_types, result_types):
+    def rule(geometry, out_shape, out_dtype, mesh, operand_types, result_types):
         rule = _factors(geometry, len(operand_types), role)
         in_order = dict.fromkeys(rule.replace(",", " ").replace("->", " ").split())
         return rule, dict(
@@ -388,25 +607,98 @@ def _partitioned(role: str) -> Any:
     return fn
 
 
+# --- the same three (and the biased forward) in plain lax ----------------------------------
+#
+# Where the FFI call cannot go, each primitive lowers to the lax conv it computes: on every
+# platform but the CPU (a GPU or TPU program, or an export for one), and on the CPU when
+# lowering for ``jax.export`` — an FFI call has no compatibility guarantee and would make the
+# artifact unloadable elsewhere. Plain ``jit`` on a CPU keeps oneDNN.
+
+_SPATIAL = {1: "W", 2: "HW", 3: "DHW"}
+
+
+def _lax_conv(x, w, geometry: Geometry, out_dtype) -> jax.Array:
+    """The primitive's forward as ``lax.conv_general_dilated`` (a deconvolution as the
+    input-dilated conv it is: stride 1, input dilation = its stride, the kernel flipped back)."""
+    nsp = len(geometry.stride)
+    sp = _SPATIAL[nsp]
+    if geometry.channels_last:
+        specs = (f"N{sp}C", f"{sp}IO", f"N{sp}C")
+        kernel, spatial_axes = w.shape[:nsp], tuple(range(nsp))
+    else:
+        specs = (f"NC{sp}", f"OI{sp}", f"NC{sp}")
+        kernel, spatial_axes = w.shape[2:], tuple(range(2, nsp + 2))
+    if geometry.transposed:
+        span = [(k - 1) * d for k, d in zip(kernel, geometry.dilation)]
+        pads = [(e - lo, e - hi) for e, lo, hi in zip(span, geometry.pad_lo, geometry.pad_hi)]
+        strides, lhs_dilation, w = (1,) * nsp, geometry.stride, jnp.flip(w, spatial_axes)
+    else:
+        pads = list(zip(geometry.pad_lo, geometry.pad_hi))
+        strides, lhs_dilation = geometry.stride, (1,) * nsp
+    y = lax.conv_general_dilated(
+        x,
+        w.astype(x.dtype),
+        strides,
+        pads,
+        lhs_dilation=lhs_dilation,
+        rhs_dilation=geometry.dilation,
+        dimension_numbers=specs,
+        feature_group_count=geometry.groups,
+        preferred_element_type=jnp.dtype(out_dtype),
+    )
+    return y.astype(out_dtype)
+
+
+def _lax_reference(role: str, geometry: Geometry, aval, *args) -> jax.Array:
+    """What the primitive of ``role`` computes, in lax (``aval``: its result)."""
+    if role == "fwd":
+        x, w, *b = args
+        y = _lax_conv(x, w, geometry, aval.dtype)
+        if b:
+            nsp = len(geometry.stride)
+            shape = (1,) * (nsp + 1) + (-1,) if geometry.channels_last else (1, -1) + (1,) * nsp
+            y = y + b[0].astype(aval.dtype).reshape(shape)
+        return y
+    if role == "bwd_data":
+        dy, w = args
+        x = jax.ShapeDtypeStruct(aval.shape, aval.dtype)
+        (dx,) = jax.linear_transpose(lambda a: _lax_conv(a, w, geometry, dy.dtype), x)(dy)
+        return dx
+    x, dy = args
+    w = jax.ShapeDtypeStruct(aval.shape, aval.dtype)
+    (dw,) = jax.linear_transpose(lambda c: _lax_conv(x, c, geometry, dy.dtype), w)(dy)
+    return dw
+
+
 def _register(prim: Primitive, role: str) -> None:
     sharded_call = _partitioned(role)
 
-    def lower(ctx, *args, geometry, relu=False, **params):
+    def reference(ctx, *args, geometry, **params):
         del params
         (aval,) = ctx.avals_out
-        flag = bool(relu) if role == "fwd" else None  # only the forward handler takes it
-        context = ctx.module_context.axis_context
+        return mlir.lower_fun(
+            lambda *a: _lax_reference(role, geometry, aval, *a), multiple_results=False
+        )(ctx, *args)
+
+    def lower(ctx, *args, geometry, **params):
+        module = ctx.module_context
+        if tuple(module.platforms) != ("cpu",) or module.lowering_parameters.for_export:
+            return reference(ctx, *args, geometry=geometry)
+        (aval,) = ctx.avals_out
+        context = module.axis_context
         sharded = (
             getattr(context, "num_devices", 1) > 1
             and getattr(context, "device_assignment", None) is not None
         )
         call = sharded_call if sharded else functools.partial(_ffi, role)
         return mlir.lower_fun(
-            lambda *a: call(geometry, aval.shape, aval.dtype, flag, *a), multiple_results=False
+            lambda *a: call(geometry, aval.shape, aval.dtype, *a), multiple_results=False
         )(ctx, *args)
 
-    # Not cacheable, and lowered with the device assignment: custom_partitioning needs both.
-    mlir.register_lowering(prim, lower, platform="cpu", cacheable=False)
+    # One rule for every platform (the FFI call only for a CPU-only program that is not being
+    # exported). Not cacheable, and lowered with the device assignment: custom_partitioning
+    # needs both.
+    mlir.register_lowering(prim, lower, cacheable=False)
     if _NEEDS_DEVICES is not None:
         _NEEDS_DEVICES.add(prim)
 
@@ -425,25 +717,36 @@ def _as(a: jax.Array, dtype: Any) -> jax.Array:
 
 
 def forward(x, w, geometry: Geometry, out_dtype: Any) -> jax.Array:
-    return fwd_p.bind(x, w, geometry=geometry, out_dtype=jnp.dtype(out_dtype))
+    return _bind(fwd_p, x, w, geometry=geometry, out_dtype=jnp.dtype(out_dtype))
 
 
 def backward_data(dy, w, geometry: Geometry, x_shape, x_dtype) -> jax.Array:
     """The input gradient ``dx`` of ``y = conv(x, w)`` for the output gradient ``dy``."""
-    return bwd_data_p.bind(
-        _as(dy, w.dtype), w, geometry=geometry, x_shape=tuple(x_shape), x_dtype=jnp.dtype(x_dtype)
+    return _bind(
+        bwd_data_p,
+        _as(dy, w.dtype),
+        w,
+        geometry=geometry,
+        x_shape=tuple(x_shape),
+        x_dtype=jnp.dtype(x_dtype),
     )
 
 
 def backward_weights(x, dy, geometry: Geometry, w_shape, w_dtype) -> jax.Array:
     """The weight gradient ``dw`` of ``y = conv(x, w)`` for the output gradient ``dy``."""
-    return bwd_weights_p.bind(
-        x, _as(dy, x.dtype), geometry=geometry, w_shape=tuple(w_shape), w_dtype=jnp.dtype(w_dtype)
+    return _bind(
+        bwd_weights_p,
+        x,
+        _as(dy, x.dtype),
+        geometry=geometry,
+        w_shape=tuple(w_shape),
+        w_dtype=jnp.dtype(w_dtype),
     )
 
 
 # Each primitive is bilinear; its transposes are the other two (so every order of reverse
-# mode, and forward mode, runs on oneDNN).
+# mode, and forward mode, runs on oneDNN). The operand being transposed is an undefined
+# primal: only its ``aval`` is known.
 def _fwd_t_x(ct, x, w, *, geometry, out_dtype):
     del out_dtype
     return backward_data(ct, w, geometry, x.aval.shape, x.aval.dtype)
@@ -461,7 +764,7 @@ def _bwd_data_t_dy(ct, dy, w, *, geometry, x_shape, x_dtype):
 
 def _bwd_data_t_w(ct, dy, w, *, geometry, x_shape, x_dtype):
     del x_shape, x_dtype
-    return backward_weights(_as(ct, w.dtype), dy, geometry, w.aval.shape, w.aval.dtype)
+    return backward_weights(_as(ct, w.aval.dtype), dy, geometry, w.aval.shape, w.aval.dtype)
 
 
 def _bwd_weights_t_x(ct, x, dy, *, geometry, w_shape, w_dtype):
@@ -493,7 +796,7 @@ def _sequential(prim: Primitive, args, dims, params) -> tuple[jax.Array, int]:
         operands = list(args)
         for i, v in zip(mapped, xs):
             operands[i] = v
-        return prim.bind(*operands, **params)
+        return _bind(prim, *operands, **params)
 
     return lax.map(one, tuple(jnp.moveaxis(args[i], dims[i], 0) for i in mapped)), 0
 
@@ -510,7 +813,7 @@ def _batch_rule(prim: Primitive):
         if prim is bwd_data_p:
             n = params["x_shape"][0]
             params = dict(params, x_shape=(size * n, *params["x_shape"][1:]))
-        y = prim.bind(folded, *args[1:], **params)
+        y = _bind(prim, folded, *args[1:], **params)
         return y.reshape(size, y.shape[0] // size, *y.shape[1:]), 0
 
     return rule
@@ -604,23 +907,14 @@ def conv(x: jax.Array, w: jax.Array, spec: ConvSpec) -> jax.Array:
     return forward(x, w, geometry, spec.out_dtype)
 
 
-def conv_bias(
-    x: jax.Array, w: jax.Array, b: jax.Array, spec: ConvSpec, relu: bool = False
-) -> jax.Array:
-    """``conv(x, w) + b`` (then ReLU when ``relu``) as one oneDNN primitive with the bias and
-    the activation as post-ops; ``b`` is ``[C_out]``, cast to the output dtype. No derivative
-    rule of its own: :func:`jaxconv.kernels.run` differentiates it through :func:`conv`."""
+def conv_bias(x: jax.Array, w: jax.Array, b: jax.Array, spec: ConvSpec) -> jax.Array:
+    """``conv(x, w) + b`` as one oneDNN primitive with the bias as a post-op; ``b`` is
+    ``[C_out]``, cast to the output dtype. No derivative rule of its own:
+    :func:`jaxconv.kernels.run` differentiates it through :func:`conv`."""
     if math.prod(x.shape) == 0:
         return _empty(x, w, spec)
     w, geometry = _prepared(w, spec)
-    return fused_p.bind(
-        x,
-        w,
-        _as(b, spec.out_dtype),
-        geometry=geometry,
-        out_dtype=spec.out_dtype,
-        relu=relu,
-    )
+    return _bind(fused_p, x, w, _as(b, spec.out_dtype), geometry=geometry, out_dtype=spec.out_dtype)
 
 
 LOWERING = Lowering(
