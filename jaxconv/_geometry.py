@@ -11,6 +11,7 @@ size, ``d`` the kernel dilation and ``s`` the stride.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,12 +19,15 @@ from typing import Any
 from jaxconv._check import check_int
 
 __all__ = [
+    "ELEMENT_LIMIT",
+    "INT32_LIMIT",
     "PADDING_MODES",
     "PADDING_STRINGS",
     "Padding",
     "ReceptiveField",
     "canonicalize_padding",
     "canonicalize_spatial",
+    "check_xla_limits",
     "conv_output_shape",
     "conv_output_size",
     "dilated_size",
@@ -75,6 +79,140 @@ def canonicalize_spatial(value: Any, ndim: int, name: str, *, minimum: int = 1) 
         if v < minimum:
             raise ValueError(f"`{name}` entries must be >= {minimum}, got {value!r}")
     return out
+
+
+#: Bound on the window geometry XLA holds in 32-bit ints: strides, dilations, pads, kernel and
+#: window sizes and every position a window reaches (the input-dilated and the padded input),
+#: plus a conv's batch and channel counts. Past it XLA:CPU's convolution kernels (Eigen's
+#: transposed-conv path keeps sizes, pads and loop counters in ``int``) and cuDNN's descriptors
+#: overflow: lax on XLA:CPU segfaulted (a low pad and a stride of 2**31 on a 5×5 input), gave
+#: NaN and garbage outputs (``padding`` and ``stride`` 2**31 - 1) and wrong weight gradients
+#: (``dilation`` 2**31 - 1 under SAME) (``tests/test_size_limits.py``).
+INT32_LIMIT = 2**31
+#: Bound on the elements of any one array an op builds (inputs, kernel, output and the padded
+#: or expanded intermediates XLA makes): XLA counts an array's bytes in int64 and aborts the
+#: whole process past 2**63 ("overflow in static extent product": ``conv_transpose(x, w,
+#: stride=2**32 + 1)`` on a 4×4 input did); 2**60 elements keeps every dtype of up to 8 bytes
+#: inside that.
+ELEMENT_LIMIT = 2**60
+
+_WHY_INT32 = (
+    "XLA holds convolution and pooling geometry in 32-bit ints and crashes or computes wrong "
+    "values past it"
+)
+_WHY_INT64 = "XLA counts an array's bytes in int64 and aborts the process past 2**63"
+
+
+def check_xla_limits(
+    *,
+    spatial: Sequence[int] = (),
+    kernel: Sequence[int] = (),
+    stride: Sequence[int] = (),
+    dilation: Sequence[int] | None = None,
+    input_dilation: Sequence[int] | None = None,
+    padding: Sequence[tuple[int, int]] | None = None,
+    extra: Sequence[int] | None = None,
+    sizes: Sequence[tuple[str, int]] = (),
+    arrays: Sequence[tuple[str, Sequence[int]]] = (),
+    names: dict[str, str] | None = None,
+) -> None:
+    """``ValueError`` unless XLA can run this geometry: the one place jaxconv's size limits live.
+
+    Every op calls it at trace time with what it hands XLA, so a size that would abort XLA, make
+    it read out of bounds or compute a wrong value is an error naming the argument, the rule
+    and the value instead. Two rules:
+
+    - :data:`INT32_LIMIT` (2**31), per spatial dim: the input size, each stride, dilation,
+      input dilation, kernel size and pad (in ``(-2**31, 2**31)``), the input-dilated size
+      ``(n - 1)·input_dilation + 1``, the dilated kernel ``dilation·(kernel - 1) + 1`` and the
+      padded input; and each of ``sizes`` (a conv's batch and channel counts, whatever else an
+      op's kernels hold in 32 bits).
+    - :data:`ELEMENT_LIMIT` (2**60): the elements of each of ``arrays``.
+
+    Args:
+      spatial: input sizes, one per spatial dim (before any input dilation or padding).
+      kernel: kernel (or window) sizes.
+      stride: strides.
+      dilation, input_dilation: kernel and input dilations (None: 1).
+      padding: ``(lo, hi)`` per dim (None: no padding); negative amounts crop.
+      extra: cells a pool's ``ceil_mode`` adds past the high padding, per dim (None: 0).
+      sizes: ``(label, size)`` of other sizes held in 32 bits.
+      arrays: ``(label, shape)`` of every array the op builds.
+      names: labels for the messages, by key: ``"x"`` (input sizes, default "`x` spatial
+        size"), ``"kernel"`` ("the kernel size"), ``"stride"``, ``"dilation"``,
+        ``"input_dilation"``, ``"padding"`` (each default its own name in backticks).
+
+    Raises:
+      ValueError: naming the first value past a limit.
+
+    Examples:
+      >>> check_xla_limits(spatial=(224,), kernel=(3,), stride=(2,), padding=((1, 1),))
+      >>> check_xla_limits(spatial=(5,), kernel=(3,), stride=(2**32 + 1,))
+      Traceback (most recent call last):
+      ...
+      ValueError: `stride` (=4294967297) must be < 2**31: XLA holds convolution ...
+    """
+    label = {
+        "x": "`x` spatial size",
+        "kernel": "the kernel size",
+        "stride": "`stride`",
+        "dilation": "`dilation`",
+        "input_dilation": "`input_dilation`",
+        "padding": "`padding`",
+        **(names or {}),
+    }
+    ndim = len(spatial)
+    ones = (1,) * ndim
+    dilation = ones if dilation is None else dilation
+    input_dilation = ones if input_dilation is None else input_dilation
+    padding = ((0, 0),) * ndim if padding is None else padding
+    extra = (0,) * ndim if extra is None else extra
+
+    def too_big(what: str, value: int, made: str = "") -> ValueError:
+        rule = f"{made}, which must be < 2**31" if made else " must be < 2**31"
+        return ValueError(f"{what} (={value}){rule}: {_WHY_INT32}")
+
+    for key, values in (
+        ("x", spatial),
+        ("kernel", kernel),
+        ("stride", stride),
+        ("dilation", dilation),
+        ("input_dilation", input_dilation),
+    ):
+        for v in values:
+            if v >= INT32_LIMIT:
+                raise too_big(label[key], v)
+    for n, k, d, i in zip(spatial, kernel, dilation, input_dilation):
+        n_dil = dilated_size(n, i)
+        if n_dil >= INT32_LIMIT:
+            made = f" stretches the input size {n} to ({n}-1)·{i}+1 = {n_dil}"
+            raise too_big(label["input_dilation"], i, made)
+        span = dilated_size(k, d)
+        if span >= INT32_LIMIT:
+            made = f" spreads the kernel size {k} over {d}·({k}-1)+1 = {span}"
+            raise too_big(label["dilation"], d, made)
+    for what, v in sizes:
+        if v >= INT32_LIMIT:
+            raise too_big(what, v)
+    for lo, hi in padding:
+        if not -INT32_LIMIT < min(lo, hi) <= max(lo, hi) < INT32_LIMIT:
+            raise ValueError(
+                f"{label['padding']} (=({lo}, {hi})) must lie in (-2**31, 2**31): {_WHY_INT32}"
+            )
+    for n, i, (lo, hi), e in zip(spatial, input_dilation, padding, extra):
+        n_dil = dilated_size(n, i)
+        if n_dil + lo + hi + e >= INT32_LIMIT:
+            more = f" + {e} (`ceil_mode`)" if e else ""
+            raise ValueError(
+                f"the padded input (={n_dil + lo + hi + e}: size {n_dil} + {label['padding']} "
+                f"{lo} + {hi}{more}) must be < 2**31: {_WHY_INT32}"
+            )
+    for what, shape in arrays:
+        if math.prod(shape) >= ELEMENT_LIMIT:
+            raise ValueError(
+                f"{what} (shape {tuple(shape)}: {math.prod(shape)} elements) must have fewer "
+                f"than 2**60 elements: {_WHY_INT64}"
+            )
 
 
 def dilated_size(n: int, dilation: int) -> int:

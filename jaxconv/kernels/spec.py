@@ -325,6 +325,28 @@ def conv_spec(
         geo._out_size(s, k, st, d, lo, hi)
         for s, k, st, d, (lo, hi) in zip(dilated_in, kernel_t, strides, dilations, pads)
     )
+    lowered_x = (n, *spatial_t, c_in) if channels_last else (n, c_in, *spatial_t)
+    out_shape = (n, *out_spatial, c_out) if channels_last else (n, c_out, *out_spatial)
+    arrays = [("`x`", x_shape), ("`w`", w_shape), ("the output of `x` and `w`", out_shape)]
+    if mode is not None:
+        arrays.append((f"`x` padded by `padding` {padding!r}", lowered_x))
+    if groups > 1:  # XLA expands a grouped conv's kernel (its gradient's) to every channel pair
+        what = f"the kernel XLA expands {groups} `groups` of `x`'s {c_in} channels to"
+        arrays.append((what, (*kernel_t, c_in, c_out)))
+    geo.check_xla_limits(
+        spatial=tuple(spatial),
+        kernel=kernel_t,
+        stride=strides,
+        dilation=dilations,
+        input_dilation=in_dilations,
+        padding=pre_pad or pads,
+        sizes=(("`x` batch", n), ("`x` channels", c_in), ("`w` output channels", c_out)),
+        arrays=arrays,
+        names={
+            "kernel": "`w` kernel size",
+            "padding": f"`padding` {padding!r}" if isinstance(padding, str) else "`padding`",
+        },
+    )
     return ConvSpec(
         ndim=ndim,
         channels_last=channels_last,

@@ -224,6 +224,10 @@ def conv1x1(
         check_array(w, "w")
         check_same_dtype(x, w)
         channels_last = _check_matrix(x, w, layout, "w")
+        c_out = w.shape[-1] if channels_last else w.shape[0]
+        out = (*x.shape[:-1], c_out) if channels_last else (x.shape[0], c_out, *x.shape[2:])
+        output = ("the output of `x` and `w`", out)
+        geo.check_xla_limits(arrays=(("`x`", x.shape), ("`w`", w.shape), output))
         y = matmul(
             x,
             w,
@@ -336,16 +340,20 @@ def bottleneck(
             h = activation(h)
         if preferred_element_type is not None:
             h = h.astype(w_spatial.dtype)
-        return conv(
-            h,
-            w_spatial,
-            b_spatial,
-            stride=stride,
-            padding=padding,
-            dilation=dilation,
-            groups=groups,
-            layout=layout,
-            precision=precision,
-            preferred_element_type=preferred_element_type,
-            implementation=implementation,
-        )
+        try:
+            return conv(
+                h,
+                w_spatial,
+                b_spatial,
+                stride=stride,
+                padding=padding,
+                dilation=dilation,
+                groups=groups,
+                layout=layout,
+                precision=precision,
+                preferred_element_type=preferred_element_type,
+                implementation=implementation,
+            )
+        except (TypeError, ValueError) as err:  # in the words of the bottleneck's arguments
+            message = str(err).replace("`w`", "`w_spatial`").replace("`b`", "`b_spatial`")
+            raise type(err)(message) from None

@@ -7,13 +7,16 @@ window's shifted slices with a JVP that routes the tangent to the window's first
 XLA:CPU fuses each into one elementwise loop; its own ``reduce_window`` ran Inception's 3×3/1
 pool 4–6× slower and the stem's 3×3/2 one 2× slower, and its ``select_and_scatter`` gradient
 20–25× and 4× slower (8×28×28×192, 8×14×14×480, 8×112×112×64, 2 cores). Non-overlapping
-windows keep ``reduce_window`` for the value, where it is faster. ``_max_pool_reference`` is
-the plain ``reduce_window`` form, kept beside it for the tests.
+windows keep ``reduce_window`` for the value, where it is faster, and windows wider than
+``_MAX_SEPARABLE_WINDOW`` run as ``reduce_window`` throughout (the slices' count grows with the
+window). ``_max_pool_reference`` is the plain ``reduce_window`` form, kept beside it for the
+tests.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,9 +137,41 @@ def pool_spec(
         max((o - 1) * s + k - (n + lo + hi), 0)
         for o, n, k, s, (lo, hi) in zip(outs, sizes, win, strides, pads)
     )
+    padded = tuple(n + lo + hi + e for n, (lo, hi), e in zip(sizes, pads, extra))
+    n_c = (x.shape[0], x.shape[-1] if channels_last else x.shape[1])
+    geo.check_xla_limits(
+        spatial=spatial,
+        kernel=win,
+        stride=strides,
+        padding=pre_pad or pads,
+        extra=extra,
+        arrays=(
+            ("`x`", x.shape),
+            (
+                f"`x` padded by `padding` {padding!r} for `window` {win}",
+                _with_batch_channels(padded, n_c, channels_last),
+            ),
+            (
+                f"the output of `x` and `window` {win}",
+                _with_batch_channels(outs, n_c, channels_last),
+            ),
+        ),
+        names={
+            "kernel": "`window`",
+            "padding": f"`padding` {padding!r}" if isinstance(padding, str) else "`padding`",
+        },
+    )
     if mode is not None:
         return PoolSpec(channels_last, spatial, win, strides, pads, extra, outs, mode, pre_pad)
     return PoolSpec(channels_last, spatial, win, strides, pads, extra, outs)
+
+
+def _with_batch_channels(
+    spatial: tuple[int, ...], n_c: tuple[int, int], channels_last: bool
+) -> tuple[int, ...]:
+    """The full shape of ``spatial`` sizes with batch and channels ``n_c`` in the layout."""
+    n, c = n_c
+    return (n, *spatial, c) if channels_last else (n, c, *spatial)
 
 
 def _layout_hint(shape: tuple[int, ...], window: tuple[int, ...], channels_last: bool) -> str:
@@ -174,6 +209,15 @@ def _reduce_windows(x: Array, init: Any, op: Any, spec: PoolSpec) -> Array:
 #: 8.8 (a 4×4/4 one 5.2 against 1.1, a 2×2/2 one 56 against 2.1; 8×28×28×128, XLA:CPU).
 _MAX_WINDOW_TAPS = 25
 
+#: Overlapping windows wider than this in any dim also run as ``reduce_window``: the separable
+#: form emits one slice (and one compare in its derivative) per tap, and its compile time grows
+#: with the square of the window, where ``reduce_window`` takes the window as a number. Value and
+#: gradient of an 8×4096×16 1-D pool at stride 1, separable against reduce_window: window 129,
+#: compiled in 1.2 s against 0.2 s, run in 41 against 115 ms; 512: 8.8 s against 0.2 s, 382
+#: against 374 ms; 2048: 77 s against 0.2 s, 3.0 against 1.3 s (2 cores). A window of 2**20
+#: would not finish tracing.
+_MAX_SEPARABLE_WINDOW = 128
+
 
 def _max_init(dtype: Any) -> np.ndarray:
     """The value padding holds in a max pool: -inf, or an int dtype's minimum.
@@ -202,15 +246,21 @@ def _phase_slices(x: Array, axis: int, k: int, s: int, o: int) -> list[Array]:
     transpose is one concatenate. Taking each phase by index instead, the gradient padded
     every tap back to the full axis and added those: a stem 3×3/2 pool's gradient
     (8×112×112×64 float32) took 40–43 ms against 30 now (14.3–14.7 against 12.6 with
-    :func:`jaxconv.retain_host_memory`)."""
-    if s == 1:
+    :func:`jaxconv.retain_host_memory`).
+
+    Only the phases the taps read are split off (``min(k, s)`` of them, the rest stays one
+    piece), and a single window needs no phases at all: a stride of millions would otherwise
+    split (and pad) the axis into millions of pieces."""
+    if s == 1 or o == 1:
         return _window_slices(x, axis, k, s, o)
     phases = -(-x.shape[axis] // s)
     pads = [(0, 0, 0)] * x.ndim
     pads[axis] = (0, phases * s - x.shape[axis], 0)
     x = lax.pad(x, np.array(0, x.dtype), pads)
     x = x.reshape(*x.shape[:axis], phases, s, *x.shape[axis + 1 :])
-    split = [lax.squeeze(p, (axis + 1,)) for p in lax.split(x, [1] * s, axis + 1)]
+    used = min(k, s)  # tap i reads phase i % s, which is below min(k, s)
+    pieces = lax.split(x, [1] * used + ([s - used] if s > used else []), axis + 1)
+    split = [lax.squeeze(p, (axis + 1,)) for p in pieces[:used]]
     return [lax.slice_in_dim(split[i % s], i // s, i // s + o, 1, axis) for i in range(k)]
 
 
@@ -331,23 +381,25 @@ def max_pool(
             # element (Inception 3a's pool in bfloat16: 3.9 ms, 1.4 ms upcast first)
             x = x.astype(jnp.float32)
         x = spec.prepare(x)
-        if any(s < k for k, s in zip(spec.window, spec.stride)):  # overlapping windows
+        if max(spec.window) > _MAX_SEPARABLE_WINDOW:
+            y = _max_pool_reference(x, spec)
+        elif any(s < k for k, s in zip(spec.window, spec.stride)):  # overlapping windows
             y = _max_separable(x, spec)
-        elif np.prod(spec.window) > _MAX_WINDOW_TAPS:
+        elif math.prod(spec.window) > _MAX_WINDOW_TAPS:
             y = _max_pool_reference(x, spec)
         else:
             y = _max_windowed(x, spec)
         return y.astype(dtype)
 
 
-def _window_counts(
-    n: int, k: int, s: int, lo: int, hi: int, extra: int, out: int, count_pad: bool
-) -> np.ndarray:
-    pad_value = 1.0 if count_pad else 0.0
-    mask = np.concatenate(
-        [np.full(lo, pad_value), np.ones(n), np.full(hi, pad_value), np.zeros(extra)]
-    )
-    return np.array([mask[o * s : o * s + k].sum() for o in range(out)])
+def _window_counts(n: int, k: int, s: int, lo: int, hi: int, out: int, count_pad: bool) -> Array:
+    """How many cells of each of the ``out`` windows (``k`` wide, ``s`` apart, from the start of
+    the padding) the divisor counts: those of the input and, with ``count_pad``, of the padding
+    ``(lo, hi)`` — never ``ceil_mode``'s extra cells past it. Computed on the device from the
+    window bounds, so no host array grows with the output (positions stay below 2**31: int32)."""
+    start = lax.iota(np.int32, out) * s
+    first, end = (0, lo + n + hi) if count_pad else (lo, lo + n)
+    return jnp.minimum(start + k, end) - jnp.maximum(start, first)
 
 
 def avg_pool(
@@ -399,20 +451,16 @@ def avg_pool(
         if not jnp.issubdtype(x.dtype, jnp.floating):
             raise TypeError(f"`x` must be a float array for avg_pool, got dtype {x.dtype}")
         total = _reduce_windows(spec.prepare(x), np.array(0, x.dtype), lax.add, spec)
-        # The divisor is static: a separable product of per-dim window counts.
-        counts = np.ones((), np.float64)
-        for n, k, s, (lo, hi), e, o in zip(
-            spec.padded_spatial,
-            spec.window,
-            spec.stride,
-            spec.padding,
-            spec.extra,
-            spec.out_spatial,
+        # The divisor is a separable product of per-dim window counts.
+        dtype = jnp.promote_types(x.dtype, jnp.float32)
+        counts = jnp.ones(spec.full((1,) * len(spec.window), 1), dtype)
+        for d, (n, k, s, (lo, hi), o) in enumerate(
+            zip(spec.padded_spatial, spec.window, spec.stride, spec.padding, spec.out_spatial)
         ):
-            c = _window_counts(n, k, s, lo, hi, e, o, count_include_pad)
-            counts = np.multiply.outer(counts, c)
-        counts = counts.reshape(spec.full(spec.out_spatial, 1))
-        return total / jnp.asarray(counts, dtype=x.dtype)
+            c = _window_counts(n, k, s, lo, hi, o, count_include_pad).astype(dtype)
+            one_dim = tuple(o if i == d else 1 for i in range(len(spec.window)))
+            counts = counts * c.reshape(spec.full(one_dim, 1))
+        return total / counts.astype(x.dtype)
 
 
 def global_avg_pool(x: Array, *, layout: str = "NHWC", keepdims: bool = False) -> Array:
@@ -437,5 +485,6 @@ def global_avg_pool(x: Array, *, layout: str = "NHWC", keepdims: bool = False) -
         cl = geo._channels_last(layout)
         if x.ndim < 3:
             raise ValueError(f"`x` must have rank >= 3, got shape {tuple(x.shape)}")
+        geo.check_xla_limits(arrays=(("`x`", x.shape),))
         axes = tuple(range(1, x.ndim - 1)) if cl else tuple(range(2, x.ndim))
         return jnp.mean(x, axis=axes, keepdims=keepdims)

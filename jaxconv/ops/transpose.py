@@ -267,6 +267,7 @@ def conv_transpose(
         dilations = geo.canonicalize_spatial(dilation, ndim, "dilation")
         spatial = x.shape[1:-1] if channels_last else x.shape[2:]
         spans = tuple(geo.dilated_size(k, d) - 1 for k, d in zip(kernel, dilations))
+        out_sizes = []
         for n, s, e, (lo, hi) in zip(spatial, strides, spans, pads):
             size = geo.dilated_size(n, s) + lo + hi - e
             if size < 1:
@@ -275,10 +276,41 @@ def conv_transpose(
                     f"positive: `padding` (={padding!r}) crops more than the transposed conv "
                     f"produces for input size {n}"
                 )
+            out_sizes.append(size)
         # Pads past the kernel's reach (d·(k-1)) only add zero outputs and negative pads only
         # crop: the conv gets pads clamped to [0, d·(k-1)] (what oneDNN's deconvolution takes)
         # and the rest is done on its output.
         inner = tuple((min(max(lo, 0), e), min(max(hi, 0), e)) for (lo, hi), e in zip(pads, spans))
+        # XLA's limits in this function's words (the conv below would name `input_dilation`).
+        n_batch, c_out = x.shape[0], w_hwio.shape[-1]
+        out_shape = (n_batch, *out_sizes, c_out) if channels_last else (n_batch, c_out, *out_sizes)
+        geo.check_xla_limits(
+            spatial=tuple(spatial),
+            kernel=kernel,
+            stride=(1,) * ndim,
+            dilation=dilations,
+            input_dilation=strides,
+            padding=inner,
+            sizes=(
+                ("`x` batch", n_batch),
+                ("`x` channels", c_in),
+                ("`w` output channels", c_out),
+                *(
+                    (f"the output size ({n}-1)·{s} + 1 + {lo} + {hi} - {e} of `x` and `w`", size)
+                    for n, s, e, (lo, hi), size in zip(spatial, strides, spans, pads, out_sizes)
+                ),
+            ),
+            arrays=(
+                ("`x`", x.shape),
+                ("`w`", w.shape),
+                ("the output of `x`, `w`, `stride` and `padding`", out_shape),
+            ),
+            names={
+                "input_dilation": "`stride`",
+                "kernel": "`w` kernel size",
+                "padding": "the pads `w` and `padding` give",
+            },
+        )
         zeros = tuple((max(lo - e, 0), max(hi - e, 0)) for (lo, hi), e in zip(pads, spans))
         crops = tuple((max(-lo, 0), max(-hi, 0)) for lo, hi in pads)
         flipped = jnp.flip(w_hwio, tuple(range(ndim)))

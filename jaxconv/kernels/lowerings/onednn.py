@@ -44,6 +44,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxconv._check import check_int
+from jaxconv._geometry import INT32_LIMIT
 from jaxconv._version import __version__
 from jaxconv.kernels.lowering import ROLES, Lowering
 from jaxconv.kernels.spec import ConvSpec
@@ -269,10 +270,10 @@ def scratchpad_bytes() -> int:
     return 0 if lib is None else int(lib.jaxconv_onednn_scratchpad_bytes())
 
 
-#: oneDNN 3.2's jit kernels keep geometry and offsets in 32-bit ints: every value below must be
-#: under this (2**31). Past it a conv crashed the process (dilation 1431655766 on a 6x5 input),
-#: failed to create its primitive, or gave wrong values (dilation 2**32 + 1) where lax is exact.
-INT32_LIMIT = 2**31
+# oneDNN 3.2's jit kernels keep geometry and offsets in 32-bit ints: every value below must be
+# under INT32_LIMIT (2**31, the bound XLA's own geometry has too). Past it a conv crashed the
+# process (dilation 1431655766 on a 6x5 input), failed to create its primitive, or gave wrong
+# values (dilation 2**32 + 1).
 
 
 def _int32_quantities(spec: ConvSpec) -> list[tuple[str, int]]:
