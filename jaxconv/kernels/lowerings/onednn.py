@@ -12,9 +12,13 @@ batch-sharded input each device runs its shard (``custom_partitioning``); ``shar
 On AMX, bfloat16 groups narrower than 16 channels are merged into block-diagonal ones
 (:func:`merged_groups`).
 
-The shared library is loaded on first use, never on ``import jaxconv``. Where it cannot be
-(not built, another OS or CPU, ``JAXCONV_DISABLE_ONEDNN=1``), :func:`supports` gives the reason
-for every spec and the dispatch uses the XLA lowerings.
+The shared library is loaded on first use, never on ``import jaxconv``, and only from this
+installation (see "loading" below). Where it cannot be (not built, another OS or CPU,
+``JAXCONV_DISABLE_ONEDNN=1``, a stale build), :func:`supports` gives the reason for every spec
+and the dispatch uses the XLA lowerings. It also declines any conv whose geometry oneDNN would
+hold past 32 bits (:func:`int32_problem`). Each primitive lowers to the lax conv it computes on
+every platform but the CPU and whenever a program is lowered for ``jax.export``, so exported
+programs hold no custom call. No activation runs as a oneDNN post-op (NaN must propagate).
 """
 
 from __future__ import annotations
