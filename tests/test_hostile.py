@@ -109,6 +109,11 @@ BOUNDS = [
         dict(x=(1, 1, 1, 2**14), w=(1, 1, 2**14, 2**15), padding="VALID"),
     ),
     (
+        "input_dilation[0] times one input row's bytes",  # oneDNN's deconvolution failed
+        dict(x=(1, 2, 1, 4), w=(1, 1, 4, 1), input_dilation=(2**27 - 1, 1), padding="VALID"),
+        dict(x=(1, 2, 1, 4), w=(1, 1, 4, 1), input_dilation=(2**27, 1), padding="VALID"),
+    ),
+    (
         "input_dilation[0]",
         dict(x=(1, 2, 1, 1), w=(1, 1, 1, 1), input_dilation=(2**28, 1), padding="VALID"),
         dict(x=(1, 2, 1, 1), w=(1, 1, 1, 1), input_dilation=(LIMIT, 1), padding="VALID"),
@@ -146,7 +151,7 @@ def test_past_the_limit_the_default_is_lax_and_onednn_is_refused():
     (2**31, 1)) are past XLA's own 32-bit geometry too (lax's weight gradient is wrong there):
     a ValueError naming `dilation` whatever the implementation (tests/test_size_limits.py)."""
     out = _python("""
-        import jax.numpy as jnp, numpy as np, jaxconv
+        import jax, jax.numpy as jnp, numpy as np, jaxconv
         rng = np.random.default_rng(0)
         for kw in (dict(dilation=2**32 + 1), dict(dilation=(2**31, 1))):
             x = jnp.asarray(rng.standard_normal((1, 5, 5, 2)), jnp.float32)
@@ -176,6 +181,19 @@ def test_past_the_limit_the_default_is_lax_and_onednn_is_refused():
         w = jnp.asarray(rng.standard_normal((2, 2, 2, 3)), jnp.float32)
         kw = dict(stride=(2**31 - 1, 1), padding="VALID")
         assert jaxconv.explain(x, w, **kw).plan.fwd == "onednn"
+        np.testing.assert_allclose(jaxconv.conv(x, w, **kw),
+                                   jaxconv.conv(x, w, implementation="xla", **kw), atol=1e-5)
+        # an input dilation (oneDNN's deconvolution stride) of 2**31 - 1 on a one-pixel input
+        # failed to create oneDNN's primitive (INTERNAL): declined, XLA's value and gradient
+        x1 = jnp.asarray(rng.standard_normal((1, 1, 5, 2)), jnp.float32)
+        w1 = jnp.asarray(rng.standard_normal((3, 3, 2, 3)), jnp.float32)
+        kw = dict(input_dilation=(2**31 - 1, 1))
+        assert jaxconv.explain(x1, w1, **kw).plan.fwd == "xla"
+        loss = lambda impl: lambda a, c: jnp.sum(jaxconv.conv(a, c, implementation=impl, **kw))
+        got, want = (jax.grad(loss(impl), (0, 1))(x1, w1) for impl in (None, "xla"))
+        for g, r in zip(got, want):
+            np.testing.assert_allclose(g, r, atol=1e-5)
+        kw = dict(stride=(2**31 - 1, 1), padding="VALID")
         np.testing.assert_allclose(jaxconv.conv(x, w, **kw),
                                    jaxconv.conv(x, w, implementation="xla", **kw), atol=1e-5)
         print("ok")

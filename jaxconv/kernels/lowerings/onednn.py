@@ -317,6 +317,15 @@ def _int32_quantities(spec: ConvSpec) -> list[tuple[str, int]]:
             (f"padded input size[{i}]", extent),
             (f"output size[{i}]", o),
         ]
+        if v != 1:  # a deconvolution: its stride is v; one step of it spans these bytes
+            later = math.prod(
+                (m - 1) * u + 1 + a + b
+                for m, u, (a, b) in zip(
+                    spec.in_spatial[i + 1 :], spec.input_dilation[i + 1 :], spec.padding[i + 1 :]
+                )
+            )
+            step = v * later * spec.in_channels * itemsize
+            quantities.append((f"input_dilation[{i}] times one input row's bytes", step))
     quantities += [
         ("one padded input image's bytes", math.prod(padded) * spec.in_channels * itemsize),
         (
