@@ -315,7 +315,7 @@ memory Weights(const Entry& e, const Geometry& g, void* data, dnnl::stream& s) {
   return wei;
 }
 
-// The primitive cache: least recently used first out, at most Capacity() entries (oneDNN's
+// The primitive cache: least recently used first out, at most `capacity` entries (oneDNN's
 // own primitive cache holds 1024 by default; so does this one). JAXCONV_ONEDNN_CACHE_CAPACITY
 // sets it at load, jaxconv_onednn_set_cache_capacity at any time. Entries are shared_ptrs: a
 // caller keeps its primitive alive while it runs, whatever is evicted meanwhile.

@@ -48,7 +48,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxconv._check import check_int
-from jaxconv._geometry import INT32_LIMIT
+from jaxconv._geometry import INT32_LIMIT, dilated_size
 from jaxconv._version import __version__
 from jaxconv.kernels.lowering import ROLES, Lowering
 from jaxconv.kernels.spec import ConvSpec
@@ -292,7 +292,10 @@ def _int32_quantities(spec: ConvSpec) -> list[tuple[str, int]]:
         ("input channels", spec.in_channels),
         ("output channels", spec.out_channels),
     ]
-    padded: list[int] = []
+    padded = [  # the input as oneDNN's kernels walk it: input-dilated, then padded
+        dilated_size(n, v) + lo + hi
+        for n, v, (lo, hi) in zip(spec.in_spatial, spec.input_dilation, spec.padding)
+    ]
     for i, (n, k, s, d, v, (lo, hi), o) in enumerate(
         zip(
             spec.in_spatial,
@@ -304,8 +307,6 @@ def _int32_quantities(spec: ConvSpec) -> list[tuple[str, int]]:
             spec.out_spatial,
         )
     ):
-        extent = (n - 1) * v + 1 + lo + hi
-        padded.append(extent)
         quantities += [
             (f"input size[{i}]", n),
             (f"kernel size[{i}]", k),
@@ -314,17 +315,11 @@ def _int32_quantities(spec: ConvSpec) -> list[tuple[str, int]]:
             (f"input_dilation[{i}]", v),
             (f"padding[{i}]", max(abs(lo), abs(hi))),
             (f"dilated kernel span (k-1)·d [{i}]", (k - 1) * d),
-            (f"padded input size[{i}]", extent),
+            (f"padded input size[{i}]", padded[i]),
             (f"output size[{i}]", o),
         ]
         if v != 1:  # a deconvolution: its stride is v; one step of it spans these bytes
-            later = math.prod(
-                (m - 1) * u + 1 + a + b
-                for m, u, (a, b) in zip(
-                    spec.in_spatial[i + 1 :], spec.input_dilation[i + 1 :], spec.padding[i + 1 :]
-                )
-            )
-            step = v * later * spec.in_channels * itemsize
+            step = v * math.prod(padded[i + 1 :]) * spec.in_channels * itemsize
             quantities.append((f"input_dilation[{i}] times one input row's bytes", step))
     quantities += [
         ("one padded input image's bytes", math.prod(padded) * spec.in_channels * itemsize),
