@@ -4,7 +4,7 @@ bench/ stands outside the package and uses jaxconv exactly as a user would; jaxc
 imports it. With no arguments it runs the ``bottleneck`` suite (the seed's Inception 4a 5×5
 branch over batches 1, 8, 32) and writes ``bottleneck.{json,md,png}`` into a fresh folder under
 the system's temporary directory (``--out DIR`` elsewhere; ``--update-results`` over the committed
-``bench/results/<device-kind>/``), ``<device-kind>`` being :func:`jaxconv.kernels.device_kind`
+``bench/results/<device-kind>/``), ``<device-kind>`` being :func:`jaxconv.convolution.device_kind`
 (``cpu-x86_64-avx2-2c``: architecture, widest vector ISA and core count; ``gpu-nvidia-h200``),
 so machines of different kinds keep their own results.
 

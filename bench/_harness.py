@@ -162,11 +162,11 @@ class Compiled:
 
 
 def device_dirname(device: jax.Device) -> str:
-    """The folder under ``bench/results/`` for ``device``: :func:`jaxconv.kernels.device_kind`,
+    """The folder under ``bench/results/`` for ``device``: :func:`jaxconv.convolution.device_kind`,
     the class of machine results transfer between — on a CPU the architecture, widest vector ISA
     and core count (``cpu-x86_64-avx2-2c``), else platform and model (``gpu-nvidia-h200``). A bare
     ``cpu`` would let every CPU overwrite every other's results."""
-    return jaxconv.kernels.device_kind(device.platform, device.device_kind)
+    return jaxconv.convolution.device_kind(device.platform, device.device_kind)
 
 
 def resolve_device(name: str | None) -> jax.Device:
@@ -281,7 +281,7 @@ def environment(device: jax.Device) -> dict[str, Any]:
         "platform": device.platform,
         "device": str(device),
         "device_count": len(jax.devices(device.platform)),
-        "cpu_model": jaxconv.kernels.cpu_model(),
+        "cpu_model": jaxconv.convolution.cpu_model(),
         "cpu_count": os.cpu_count(),
         "jax": jax.__version__,
         "jaxlib": jaxlib.__version__,

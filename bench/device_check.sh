@@ -130,7 +130,7 @@ for name in ("jax", "jaxlib", "flax", "optax", "numpy", "torch", "pytest", "matp
         print(name, "not installed")
 import jax, jaxconv
 print("devices", jax.devices())
-print("jaxconv device_kind", jaxconv.kernels.device_kind())
+print("jaxconv device_kind", jaxconv.convolution.device_kind())
 EOF
 }
 export PY

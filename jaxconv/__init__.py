@@ -5,8 +5,10 @@ The functional core — geometry, cost model, lowerings and pure ops — loads w
 training path (``jaxconv.train``) import Flax/optax only when they are imported themselves.
 """
 
-from jaxconv import kernels as kernels
-from jaxconv import ops as ops
+from jaxconv import convolution as convolution
+from jaxconv import kernels as kernels  # deprecated alias of convolution
+from jaxconv import ops as ops  # deprecated alias
+from jaxconv import pooling as pooling
 from jaxconv._cost import BottleneckCost as BottleneckCost
 from jaxconv._cost import ConvCost as ConvCost
 from jaxconv._cost import ResidualBlockCost as ResidualBlockCost
@@ -28,22 +30,27 @@ from jaxconv._geometry import receptive_field as receptive_field
 from jaxconv._geometry import resolve_padding as resolve_padding
 from jaxconv._host_memory import retain_host_memory as retain_host_memory
 from jaxconv._version import __version__ as __version__
-from jaxconv.kernels.autotune import autotune as autotune
-from jaxconv.ops import avg_pool as avg_pool
-from jaxconv.ops import bottleneck as bottleneck
-from jaxconv.ops import conv as conv
-from jaxconv.ops import conv1x1 as conv1x1
-from jaxconv.ops import conv_transpose as conv_transpose
-from jaxconv.ops import conv_transpose_padding as conv_transpose_padding
-from jaxconv.ops import depthwise_conv as depthwise_conv
-from jaxconv.ops import explain as explain
-from jaxconv.ops import global_avg_pool as global_avg_pool
-from jaxconv.ops import max_pool as max_pool
-from jaxconv.ops import separable_conv as separable_conv
+from jaxconv.convolution import ConvSpec as ConvSpec
+from jaxconv.convolution import Plan as Plan
+from jaxconv.convolution import autotune as autotune
+from jaxconv.convolution import bottleneck as bottleneck
+from jaxconv.convolution import conv as conv
+from jaxconv.convolution import conv1x1 as conv1x1
+from jaxconv.convolution import conv_spec as conv_spec
+from jaxconv.convolution import conv_transpose as conv_transpose
+from jaxconv.convolution import conv_transpose_padding as conv_transpose_padding
+from jaxconv.convolution import depthwise_conv as depthwise_conv
+from jaxconv.convolution import explain as explain
+from jaxconv.convolution import separable_conv as separable_conv
+from jaxconv.pooling import avg_pool as avg_pool
+from jaxconv.pooling import global_avg_pool as global_avg_pool
+from jaxconv.pooling import max_pool as max_pool
 
 __all__ = [
     "BottleneckCost",
     "ConvCost",
+    "ConvSpec",
+    "Plan",
     "ReceptiveField",
     "ResidualBlockCost",
     "SeparableCost",
@@ -59,8 +66,10 @@ __all__ = [
     "conv_cost",
     "conv_output_shape",
     "conv_output_size",
+    "conv_spec",
     "conv_transpose",
     "conv_transpose_padding",
+    "convolution",
     "depthwise_conv",
     "depthwise_cost",
     "explain",
@@ -69,6 +78,7 @@ __all__ = [
     "max_pool",
     "ops",
     "pool_output_size",
+    "pooling",
     "receptive_field",
     "residual_block_cost",
     "resolve_padding",

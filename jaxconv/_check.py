@@ -10,7 +10,16 @@ import math
 import operator
 from typing import Any
 
-__all__ = ["check_bool", "check_dtype", "check_int", "check_number"]
+__all__ = [
+    "check_activation",
+    "check_array",
+    "check_bias",
+    "check_bool",
+    "check_dtype",
+    "check_int",
+    "check_number",
+    "check_same_dtype",
+]
 
 
 def check_int(value: Any, name: str, *, minimum: int | None = 1, allow_none: bool = False) -> Any:
@@ -84,3 +93,43 @@ def check_dtype(dtype: Any, name: str) -> Any:
         return jnp.dtype(dtype)
     except TypeError:
         raise TypeError(f"`{name}` must be None or a dtype, got {dtype!r}") from None
+
+
+def check_array(value: Any, name: str, empty_batch: bool = False) -> Any:
+    """``value`` if it has a ``shape`` and ``dtype`` and no zero-size dim (but the first, when
+    ``empty_batch``); TypeError / ValueError naming ``name`` otherwise."""
+    if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+        raise TypeError(f"`{name}` must be an array, got {type(value).__name__}")
+    dims = value.shape[1:] if empty_batch else value.shape
+    if any(d == 0 for d in dims):
+        raise ValueError(f"`{name}` must not have zero-size dims, got shape {tuple(value.shape)}")
+    return value
+
+
+def check_same_dtype(x: Any, w: Any, w_name: str = "w", x_name: str = "x") -> None:
+    """TypeError unless ``w`` has ``x``'s dtype (jaxconv does not promote silently)."""
+    import jax.numpy as jnp  # keeps this module importable without initializing jax
+
+    if jnp.dtype(x.dtype) != jnp.dtype(w.dtype):
+        raise TypeError(
+            f"`{w_name}` dtype (={jnp.dtype(w.dtype).name}) must equal `{x_name}` dtype "
+            f"(={jnp.dtype(x.dtype).name}); cast one of them (jaxconv does not promote silently)"
+        )
+
+
+def check_bias(b: Any, c: int, name: str = "b") -> None:
+    """TypeError / ValueError unless ``b`` is None or an array of shape ``(c,)`` (one per output
+    channel), naming ``name``."""
+    if b is None:
+        return
+    check_array(b, name)
+    if tuple(b.shape) != (c,):
+        raise ValueError(
+            f"`{name}` must have shape ({c},) (one per output channel), got {tuple(b.shape)}"
+        )
+
+
+def check_activation(activation: Any) -> None:
+    """TypeError unless ``activation`` is None or a callable."""
+    if activation is not None and not callable(activation):
+        raise TypeError(f"`activation` must be a callable or None, got {activation!r}")

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import jaxconv
-from jaxconv import kernels
-from jaxconv.kernels import autotune as autotune_module
-from jaxconv.kernels import tables
+from jaxconv import convolution as kernels
+from jaxconv.convolution import autotune as autotune_module
+from jaxconv.convolution import tables
 
 
 @pytest.fixture
@@ -199,7 +199,7 @@ def test_device_family_drops_what_tuning_does_not_depend_on():
 def test_tables_fall_back_from_the_device_kind_to_its_family(cache, monkeypatch):
     """An H200 without a table of its own uses one tuned on any sm90 (an H100), conv by conv,
     before the cost model; its own entries win where it has them."""
-    from jaxconv.kernels import plan as plan_module
+    from jaxconv.convolution import plan as plan_module
 
     monkeypatch.setattr(plan_module, "_kinds", lambda platform: ("gpu-nvidia-h200", "gpu-sm90"))
     spec, other = _spec(k=1, padding="VALID"), _spec()

@@ -23,7 +23,7 @@ import jaxconv
 from bench import __main__ as cli
 from bench._fusion import fusion_report, parse_hlo
 from bench._harness import REQUIRED_KEYS, Options, compile_timed, device_dirname, round_robin
-from jaxconv import kernels
+from jaxconv import convolution as kernels
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -178,7 +178,7 @@ def test_groups_records_time_every_applicable_lowering(groups_run):
     for s in groups.TINY:
         for dtype in ("float32", "bfloat16"):
             spec = groups._spec(s, dtype)
-            onednn = jaxconv.kernels.available(spec)["onednn"]
+            onednn = jaxconv.convolution.available(spec)["onednn"]
             rows = {
                 r["variant"]: r for r in records if r["layer"] == s.name and r["dtype"] == dtype
             }
@@ -221,7 +221,7 @@ def test_untuned_times_the_default_against_lax_at_two_batches(tmp_path):
             variants = {"default", "xla"} | ({"no extension"} if "einsum" in fallback else set())
             assert set(rows) == {f"{v} {p}" for v in variants for p in untuned.PASSES}
             fwd = rows["default fwd"]
-            assert fwd["plan"] == "/".join(jaxconv.kernels.choose(spec, platform="cpu").plan)
+            assert fwd["plan"] == "/".join(jaxconv.convolution.choose(spec, platform="cpu").plan)
             assert fwd["without_extension"] == "/".join(fallback)
             cost = jaxconv.conv_cost(
                 (*s.spatial, s.c_in), s.c_out, s.kernel, bias=False, batch=batch, **s.conv_args()
@@ -541,9 +541,9 @@ def test_model_suite_macs_come_from_the_summary():
 def test_results_go_to_a_folder_per_device_kind():
     import jax
 
-    # bench/results/<jaxconv.kernels.device_kind()>/: "cpu-x86_64-avx2-2c", not a bare "cpu"
+    # bench/results/<jaxconv.convolution.device_kind()>/: "cpu-x86_64-avx2-2c", not a bare "cpu"
     cpu = jax.devices("cpu")[0]
-    assert device_dirname(cpu) == jaxconv.kernels.device_kind("cpu")
+    assert device_dirname(cpu) == jaxconv.convolution.device_kind("cpu")
     assert re.fullmatch(r"cpu-[a-z0-9_]+-[a-z0-9_]+-\d+c", device_dirname(cpu))
 
 

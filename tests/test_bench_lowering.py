@@ -27,7 +27,7 @@ def test_every_candidate_is_timed_and_the_default_marked_once(records):
     _, recs = records
     for shape in lowering.TINY:
         spec = lowering._spec(shape, "float32")
-        names = set(jaxconv.kernels.candidates(spec))
+        names = set(jaxconv.convolution.candidates(spec))
         for pass_name in lowering.PASSES:
             rows = [r for r in recs if r["layer"] == shape.name and r["pass"] == pass_name]
             timed = {r["variant"].rsplit(" ", 1)[0] for r in rows}

@@ -14,9 +14,9 @@ from conftest import tol
 from jax.test_util import check_grads
 
 import jaxconv
-from jaxconv.ops.transpose import conv_transpose, conv_transpose_padding
+from jaxconv.convolution import conv_transpose, conv_transpose_padding
 
-IMPLEMENTATIONS = (None, *jaxconv.kernels.LOWERINGS)
+IMPLEMENTATIONS = (None, *jaxconv.convolution.LOWERINGS)
 
 
 def scatter_reference(x, w, b=None, *, stride, padding, output_padding, dilation, groups):

@@ -190,7 +190,7 @@ def test_xla_cost_leaves_out_custom_calls_and_says_so():
     w = jax.ShapeDtypeStruct((1, 1, 16, 8), jnp.float32)
     plain = jaxconv.xla_cost(lambda x, w: jaxconv.conv(x, w, implementation="xla"), x, w)
     assert (plain.flops, plain.uncounted_calls) == (2 * 64 * 16 * 8, 0)
-    if jaxconv.kernels.available(jaxconv.kernels.conv_spec(x, w))["onednn"] is not None:
+    if jaxconv.convolution.available(jaxconv.convolution.conv_spec(x, w))["onednn"] is not None:
         pytest.skip("the oneDNN extension is not loaded here")
     alone = jaxconv.xla_cost(lambda x, w: jaxconv.conv(x, w, implementation="onednn"), x, w)
     assert (alone.flops, alone.bytes_accessed, alone.uncounted_calls) == (0.0, 0.0, 1)

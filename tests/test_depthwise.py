@@ -14,7 +14,7 @@ from conftest import tol
 from jax.test_util import check_grads
 
 from jaxconv._cost import conv_cost, depthwise_cost, separable_cost
-from jaxconv.ops.depthwise import depthwise_conv, separable_conv
+from jaxconv.convolution import depthwise_conv, separable_conv
 
 IMPLEMENTATIONS = (None, "xla", "onednn")
 

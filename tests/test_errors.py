@@ -360,7 +360,7 @@ CONV = [
         r"`preferred_element_type` \(=int32\) must be a float dtype for float32 inputs",
     ),
 ]
-if "einsum" in jaxconv.kernels.LOWERINGS:
+if "einsum" in jaxconv.convolution.LOWERINGS:
     CONV.append(
         (
             "implementation-does-not-apply",

@@ -29,9 +29,9 @@ from conftest import tol
 from flax import nnx
 
 import jaxconv
-from jaxconv import kernels
+from jaxconv import convolution as kernels
 from jaxconv import nn as jnn
-from jaxconv.kernels.lowerings import onednn
+from jaxconv.convolution.lowerings import onednn
 
 needs_onednn = pytest.mark.skipif(
     onednn.unavailable() is not None, reason=f"onednn: {onednn.unavailable()}"
@@ -476,7 +476,7 @@ def test_plain_jit_keeps_onednn():
 def test_planted_distributions_in_the_working_directory_are_never_loaded(tmp_path):
     """A ``*.dist-info`` + ``libdnnl.so.3`` (and an extension) planted in the current directory,
     which ``python -c`` puts first on ``sys.path``, are not what gets loaded."""
-    real = onednn._dnnl_path()
+    real = onednn.library._dnnl_path()
     assert real is not None
     for dist, lib in (
         ("onednn_cpu_gomp-9.9.9", "libdnnl.so.3"),
@@ -491,7 +491,7 @@ def test_planted_distributions_in_the_working_directory_are_never_loaded(tmp_pat
     out = _python(
         """
         import jax.numpy as jnp, jaxconv
-        from jaxconv.kernels.lowerings import onednn
+        from jaxconv.convolution.lowerings import onednn
         assert onednn.unavailable() is None, onednn.unavailable()
         jaxconv.conv(jnp.ones((1, 5, 5, 2)), jnp.ones((3, 3, 2, 2))).block_until_ready()
         print(open("/proc/self/maps").read())
@@ -505,13 +505,14 @@ def test_planted_distributions_in_the_working_directory_are_never_loaded(tmp_pat
 def _fallback(patch: str) -> subprocess.CompletedProcess:
     return _python(f"""
         import warnings, jax.numpy as jnp, numpy as np, jaxconv
-        from jaxconv.kernels.lowerings import onednn
+        from jaxconv.convolution.lowerings import onednn
         {patch}
         x, w = jnp.ones((1, 5, 5, 2)), jnp.ones((3, 3, 2, 2))
         with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
             want = jaxconv.conv(x, w, implementation="xla")
-            assert not seen and onednn._load.cache_info().currsize == 0, "xla touched onednn"
+            loaded = onednn.library._load.cache_info().currsize
+            assert not seen and loaded == 0, "xla touched onednn"
             for _ in range(3):
                 y = jaxconv.conv(x, w)
             assert jaxconv.explain(x, w).plan.fwd == "xla"
@@ -523,8 +524,10 @@ def _fallback(patch: str) -> subprocess.CompletedProcess:
 
 @needs_onednn
 def test_a_stale_build_missing_a_symbol_warns_once_and_runs_xla():
-    stale = onednn._dnnl_path()  # loads fine, has none of the extension's symbols
-    out = _fallback(f"onednn._extension_path = lambda: __import__('pathlib').Path({str(stale)!r})")
+    stale = onednn.library._dnnl_path()  # loads fine, has none of the extension's symbols
+    out = _fallback(
+        f"onednn.library._extension_path = lambda: __import__('pathlib').Path({str(stale)!r})"
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     count, message = out.stdout.split("|", 1)
     assert count.strip() == "1" and "cannot be used" in message and "jaxconv_onednn" in message
@@ -532,7 +535,7 @@ def test_a_stale_build_missing_a_symbol_warns_once_and_runs_xla():
 
 @needs_onednn
 def test_a_build_of_another_version_warns_once_and_runs_xla():
-    out = _fallback("onednn.__version__ = '0.0.0'")
+    out = _fallback("onednn.library.__version__ = '0.0.0'")
     assert out.returncode == 0, out.stderr[-3000:]
     count, message = out.stdout.split("|", 1)
     assert count.strip() == "1" and "built for jaxconv" in message and "0.0.0" in message
@@ -541,7 +544,7 @@ def test_a_build_of_another_version_warns_once_and_runs_xla():
 def test_no_warning_where_onednn_is_disabled_or_not_built():
     for patch, env in (
         ("", {"JAXCONV_DISABLE_ONEDNN": "1"}),
-        ("onednn._extension_path = lambda: None", {}),
+        ("onednn.library._extension_path = lambda: None", {}),
     ):
         out = (
             _fallback(patch)
@@ -551,7 +554,7 @@ def test_no_warning_where_onednn_is_disabled_or_not_built():
             import warnings
             warnings.simplefilter("error")
             import jax.numpy as jnp, jaxconv
-            from jaxconv.kernels.lowerings import onednn
+            from jaxconv.convolution.lowerings import onednn
             jaxconv.conv(jnp.ones((1, 5, 5, 2)), jnp.ones((3, 3, 2, 2))).block_until_ready()
             assert "disabled" in onednn.unavailable()
             print("0 |")
@@ -565,10 +568,10 @@ def test_no_warning_where_onednn_is_disabled_or_not_built():
 
 @needs_onednn
 def test_extension_has_no_runpath_and_matches_this_version():
-    path = onednn._extension_path()
+    path = onednn.library._extension_path()
     data = path.read_bytes()
     assert b"$ORIGIN" not in data
-    lib, _ = onednn._load()
+    lib, _ = onednn.library._load()
     assert lib.jaxconv_onednn_version().decode() == jaxconv.__version__
 
 
@@ -580,7 +583,7 @@ def test_primitive_cache_is_lru_bounded_and_rss_stops_growing():
     out = _python(
         """
         import os, jax, jax.numpy as jnp, numpy as np, jaxconv
-        from jaxconv.kernels.lowerings import onednn
+        from jaxconv.convolution.lowerings import onednn
         assert onednn.cache_capacity() == 8  # from the environment
         def rss():
             with open("/proc/self/statm") as f:
@@ -616,7 +619,7 @@ def test_eviction_never_frees_a_primitive_another_thread_runs():
     another thread's primitive while it may be running): results equal lax, no crash."""
     out = _python("""
         import threading, jax, jax.numpy as jnp, numpy as np, jaxconv
-        from jaxconv.kernels.lowerings import onednn
+        from jaxconv.convolution.lowerings import onednn
         onednn.cache_capacity(1)
         rng = np.random.default_rng(0)
         xs = [jnp.asarray(rng.standard_normal((2, 10 + i, 11, 6)), jnp.float32) for i in range(4)]

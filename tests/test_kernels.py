@@ -17,8 +17,8 @@ from conftest import highest, tol
 from jax import lax
 
 import jaxconv
-from jaxconv import kernels
-from jaxconv.kernels.lowerings import onednn
+from jaxconv import convolution as kernels
+from jaxconv.convolution.lowerings import onednn
 
 LOWERINGS = tuple(kernels.LOWERINGS)
 
@@ -281,7 +281,7 @@ def test_default_plan_rules(monkeypatch):
     if onednn.unavailable() is None:
         for spec in (pointwise, seed_5x5, stem, depthwise, transposed):
             assert kernels.default_plan(spec, "cpu") == plan("onednn", "onednn", "onednn")
-    monkeypatch.setattr(onednn, "unavailable", lambda: "switched off for this test")
+    monkeypatch.setattr(onednn.lowering, "unavailable", lambda: "switched off for this test")
     assert kernels.default_plan(pointwise, "cpu") == plan("einsum", "einsum", "einsum")
     # a channels-last 1-D 1×1: XLA's own forward and input gradient, einsum's weight gradient
     pointwise_1d = _spec_of((32, 1000, 256), (1, 256, 64), padding="VALID")

@@ -1,9 +1,9 @@
-"""The import layering of DESIGN.md, pinned: every arrow points down.
+"""The import layering of docs/design.md, pinned: every arrow points down.
 
 Each module of the package is given its layer; a module may import only from its own layer or
-below (imports inside functions count too). Inside ``kernels`` the order of its parts is pinned
-as well, so the dispatch contract reads one way: spec → lowering → lowerings → registry →
-tables → plan → run → autotune.
+below (imports inside functions count too). Inside ``convolution`` the order of its parts is pinned
+as well, so the dispatch contract reads one way: spec → (cost) → lowering → lowerings →
+registry → tables → plan → run → autotune → the ops.
 """
 
 from __future__ import annotations
@@ -17,18 +17,36 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "jaxconv"
 
 #: Lowest first. A module is placed by the longest prefix that names it.
 LAYERS = [
-    ("jaxconv._check", "jaxconv._version"),
+    ("jaxconv._check", "jaxconv._version", "jaxconv._aliases"),
     ("jaxconv._geometry", "jaxconv._device", "jaxconv._timing", "jaxconv._host_memory"),
+    ("jaxconv.convolution.spec",),
     ("jaxconv._cost",),
-    ("jaxconv.kernels.spec",),
-    ("jaxconv.kernels.lowering",),
-    ("jaxconv.kernels.lowerings",),
-    ("jaxconv.kernels.registry",),
-    ("jaxconv.kernels.tables",),
-    ("jaxconv.kernels.plan",),
-    ("jaxconv.kernels.run",),
-    ("jaxconv.kernels.autotune", "jaxconv.kernels"),
-    ("jaxconv.ops",),
+    ("jaxconv.convolution.lowering",),
+    (
+        "jaxconv.convolution.lowerings.onednn.library",
+        "jaxconv.convolution.lowerings.onednn.geometry",
+    ),
+    ("jaxconv.convolution.lowerings.onednn.partition",),
+    ("jaxconv.convolution.lowerings.onednn.primitives",),
+    ("jaxconv.convolution.lowerings",),
+    ("jaxconv.convolution.registry",),
+    ("jaxconv.convolution.tables",),
+    ("jaxconv.convolution.plan",),
+    ("jaxconv.convolution.run",),
+    ("jaxconv.convolution.autotune",),
+    # the public conv ops, each through plan and run
+    (
+        "jaxconv.convolution.conv",
+        "jaxconv.convolution.conv1x1",
+        "jaxconv.convolution.bottleneck",
+        "jaxconv.convolution.depthwise",
+        "jaxconv.convolution.separable",
+        "jaxconv.convolution.transpose",
+        "jaxconv.convolution.explain",
+    ),
+    ("jaxconv.convolution",),
+    ("jaxconv.pooling",),
+    ("jaxconv.kernels", "jaxconv.ops"),  # the old import paths, aliases of the two above
     ("jaxconv",),  # the package's own __init__: the functional core only
     ("jaxconv.nn",),
     ("jaxconv.models",),
@@ -63,7 +81,7 @@ def _imports(path: pathlib.Path) -> set[str]:
             found |= {a.name for a in node.names if a.name.split(".")[0] == "jaxconv"}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             if node.module.split(".")[0] == "jaxconv":
-                # `from jaxconv.kernels import tables` imports the module jaxconv.kernels.tables
+                # `from jaxconv.convolution import tables` imports jaxconv.convolution.tables
                 found |= {
                     f"{node.module}.{a.name}"
                     if _is_module(f"{node.module}.{a.name}")
@@ -84,7 +102,7 @@ def test_imports_point_down(path):
             continue  # a package's __init__ gathers its own modules
         assert _rank(target) <= _rank(source), (
             f"{source} (layer {_rank(source)}) imports {target} (layer {_rank(target)}): "
-            f"arrows must point down (DESIGN.md)"
+            f"arrows must point down (docs/design.md)"
         )
 
 

@@ -24,8 +24,8 @@ import reference
 from conftest import tol
 
 import jaxconv
-from jaxconv import kernels
-from jaxconv.kernels.lowerings import onednn as _onednn
+from jaxconv import convolution as kernels
+from jaxconv.convolution.lowerings import onednn as _onednn
 
 LINUX_X86 = sys.platform == "linux" and platform.machine().lower() in ("x86_64", "amd64")
 
@@ -246,7 +246,7 @@ def test_ieee_specials_propagate_as_in_the_direct_conv(rng):
     ],
 )
 def test_merged_groups_rule(groups, c_in, c_out, dtype, amx, merged, monkeypatch):
-    monkeypatch.setattr(_onednn, "amx", lambda: amx)
+    monkeypatch.setattr(_onednn.lowering, "amx", lambda: amx)
     spec = make_spec((2, 8, 8, c_in), (3, 3, c_in // groups, c_out), dtype, groups=groups)
     assert _onednn.merged_groups(spec) == merged
 
@@ -268,10 +268,12 @@ def test_block_diagonal_kernel(channels_last, rng):
     w, expect = (
         (hwio, want) if channels_last else (hwio.transpose(to_oihw), want.transpose(to_oihw))
     )
-    got = _onednn._block_diagonal(jnp.asarray(w), groups, m, channels_last)
+    got = _onednn.lowering._block_diagonal(jnp.asarray(w), groups, m, channels_last)
     np.testing.assert_array_equal(np.asarray(got), expect)
     ct = rng.standard_normal(expect.shape).astype(np.float32)
-    _, vjp = jax.vjp(lambda v: _onednn._block_diagonal(v, groups, m, channels_last), jnp.asarray(w))
+    _, vjp = jax.vjp(
+        lambda v: _onednn.lowering._block_diagonal(v, groups, m, channels_last), jnp.asarray(w)
+    )
     np.testing.assert_array_equal(
         np.asarray(vjp(jnp.asarray(ct))[0]), _diagonal_blocks(ct, groups, m, cin, cg, channels_last)
     )

@@ -3,7 +3,7 @@
 The grid is SAMPLED with a fixed seed (not the full product): 1-D/2-D/3-D, non-square kernels
 1..7, stride and dilation 1..3, input dilation, groups (incl. depthwise), every padding form,
 NHWC and NCHW, with and without bias, float32 and bfloat16; each case runs through
-``implementation=None`` and every lowering in ``jaxconv.kernels.LOWERINGS`` that applies.
+``implementation=None`` and every lowering in ``jaxconv.convolution.LOWERINGS`` that applies.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from jax.test_util import check_grads
 
 import jaxconv
 
-LOWERINGS = tuple(jaxconv.kernels.LOWERINGS)
+LOWERINGS = tuple(jaxconv.convolution.LOWERINGS)
 PADDING_FORMS = (
     "VALID",
     "SAME",
@@ -263,7 +263,7 @@ def test_conv_matches_float64_reference(case: Case):
         except ValueError as e:  # a named lowering that does not apply says so, and why
             assert "does not apply" in str(e), e
             continue
-        factors[name] = getattr(jaxconv.kernels.get(name), "error_factor", 1.0)
+        factors[name] = getattr(jaxconv.convolution.get(name), "error_factor", 1.0)
         assert y.shape == expected.shape
         np.testing.assert_allclose(
             y,

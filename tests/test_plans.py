@@ -47,7 +47,7 @@ def _model_specs(seen_by: dict) -> None:
 def _recording():
     import jaxconv
 
-    return jaxconv.kernels.recording()
+    return jaxconv.convolution.recording()
 
 
 def specs() -> dict:
@@ -65,7 +65,7 @@ def specs() -> dict:
     del bottleneck_suite
     for s in (*untuned.SHAPES, *untuned.TINY):
         for batch in untuned.BATCHES:
-            spec = jaxconv.kernels.conv_spec(
+            spec = jaxconv.convolution.conv_spec(
                 jax.ShapeDtypeStruct(s.input_shape(batch), jnp.float32),
                 jax.ShapeDtypeStruct(s.kernel_shape, jnp.float32),
                 **s.conv_args(),
@@ -86,7 +86,7 @@ def specs() -> dict:
 def _plans(spec) -> dict:
     import jaxconv
 
-    kernels = jaxconv.kernels
+    kernels = jaxconv.convolution
     out = {
         "cpu_without_onednn": list(kernels.default_plan(spec, "cpu", without=("onednn",))),
         "gpu": list(kernels.default_plan(spec, "gpu")),
@@ -113,11 +113,11 @@ def _spec(fields: dict):
         for k, v in fields.items()
         if isinstance(v, list)
     }
-    return jaxconv.kernels.ConvSpec(**{**fields, **tuples})
+    return jaxconv.convolution.ConvSpec(**{**fields, **tuples})
 
 
 def test_every_bench_conv_keeps_its_plan():
-    from jaxconv.kernels.lowerings import onednn
+    from jaxconv.convolution.lowerings import onednn
 
     loaded = onednn.unavailable() is None
     rows = json.loads(LISTING.read_text())

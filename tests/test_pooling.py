@@ -15,7 +15,8 @@ from conftest import tol
 from jax.test_util import check_grads
 
 import jaxconv
-from jaxconv.ops.pool import _max_pool_reference, pool_spec
+from jaxconv.pooling import pool_spec
+from jaxconv.pooling.max_pool import _max_pool_reference
 
 PADDING_FORMS = ("VALID", "SAME", "int", "pairs", "CIRCULAR", "REFLECT", "REPLICATE")
 

@@ -15,6 +15,8 @@ import jaxconv
 PUBLIC = [
     "BottleneckCost",
     "ConvCost",
+    "ConvSpec",
+    "Plan",
     "ReceptiveField",
     "ResidualBlockCost",
     "SeparableCost",
@@ -30,8 +32,10 @@ PUBLIC = [
     "conv_cost",
     "conv_output_shape",
     "conv_output_size",
+    "conv_spec",
     "conv_transpose",
     "conv_transpose_padding",
+    "convolution",
     "depthwise_conv",
     "depthwise_cost",
     "explain",
@@ -40,6 +44,7 @@ PUBLIC = [
     "max_pool",
     "ops",
     "pool_output_size",
+    "pooling",
     "receptive_field",
     "residual_block_cost",
     "resolve_padding",
@@ -128,7 +133,7 @@ def test_every_public_callable_is_documented_with_examples():
 
 
 def test_subpackages_pin_their_surface_and_document_it():
-    for module in (jaxconv.kernels, jaxconv.ops):
+    for module in (jaxconv.convolution, jaxconv.pooling, jaxconv.ops):
         for name in module.__all__:
             obj = getattr(module, name)
             if inspect.isfunction(obj) or inspect.isclass(obj):

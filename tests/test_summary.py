@@ -159,7 +159,9 @@ def test_xla_flops_beside_the_cost_model():
     x = jax.ShapeDtypeStruct((1, 8, 8, 16), jnp.float32)
     rows = summary(block, x, xla="rows")
     # XLA cannot count a oneDNN call: rows that run one say so with None, never a -1 count
-    onednn = jaxconv.kernels.available(jaxconv.kernels.conv_spec(x, jnp.ones((1, 1, 16, 8))))
+    onednn = jaxconv.convolution.available(
+        jaxconv.convolution.conv_spec(x, jnp.ones((1, 1, 16, 8)))
+    )
     uncounted = {"branch_1x1", "branch_3x3.reduce", "branch_5x5.reduce", "branch_pool.proj"}
     uncounted |= {"branch_3x3", "branch_5x5", "branch_pool"}
     for row in rows:

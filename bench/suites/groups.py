@@ -6,7 +6,7 @@ PyTorch), in float32 and bfloat16, under ``jax.jit``:
 
 - ``default`` — ``jaxconv.conv`` with ``implementation=None`` (its plan is in ``plan``);
 - ``xla`` — ``implementation="xla"``, plain ``lax.conv_general_dilated``;
-- ``onednn`` — ``implementation="onednn"``, where ``jaxconv.kernels.available`` says it applies
+- ``onednn`` — ``implementation="onednn"``, where ``jaxconv.convolution.available`` says it applies
   (else skipped, the reason in the notes and in every record's ``skipped``);
 - with ``--peers torch``: ``torch`` — eager ``conv2d`` (``conv_transpose2d``) channels_last on
   every core, under ``torch.inference_mode`` forward, timed in the same round-robin.
@@ -122,7 +122,7 @@ TINY = (
 
 
 def _spec(s: Shape, dtype: str):
-    return jaxconv.kernels.conv_spec(
+    return jaxconv.convolution.conv_spec(
         jax.ShapeDtypeStruct((s.batch, s.size, s.size, s.c_in), dtype),
         jax.ShapeDtypeStruct(s.kernel_shape, dtype),
         **s.conv_args(),
@@ -156,12 +156,12 @@ def _torch(ctx: Context, s: Shape, x, w, dy, dtype: str):
 
 def _case(ctx: Context, s: Shape, dtype: str) -> list[dict]:
     spec = _spec(s, dtype)
-    plan = jaxconv.kernels.choose(spec, platform=ctx.platform).plan
-    reasons = jaxconv.kernels.available(spec)
+    plan = jaxconv.convolution.choose(spec, platform=ctx.platform).plan
+    reasons = jaxconv.convolution.available(spec)
     skipped = {}
     for variant, name in VARIANTS.items():
         why = reasons.get(name, f"no {name!r} lowering in this jaxconv") if name else None
-        if why is None and name and name not in jaxconv.kernels.candidates(spec, ctx.platform):
+        if why is None and name and name not in jaxconv.convolution.candidates(spec, ctx.platform):
             why = f"{name} does not run on {ctx.platform}"
         if why is not None:
             skipped[variant] = why

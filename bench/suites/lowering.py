@@ -3,9 +3,9 @@
 For each conv shape, forward and forward+backward (the output, and the input and weight
 gradients of ``sum(conv(x, w) · dy)``: what ``y.backward(dy)`` computes in PyTorch), the
 default plan's lowerings, ``einsum`` and ``xla`` (with ``--full``: every lowering that
-selection may choose on this platform, ``jaxconv.kernels.candidates``) run
+selection may choose on this platform, ``jaxconv.convolution.candidates``) run
 under ``jax.jit``; ``xla`` is plain ``lax.conv_general_dilated``. ``*`` marks what
-``jaxconv.conv`` does with ``implementation=None`` (its :class:`jaxconv.kernels.Plan`; a plan
+``jaxconv.conv`` does with ``implementation=None`` (its :class:`jaxconv.convolution.Plan`; a plan
 whose gradients use other lowerings than its forward is timed as its own ``default`` variant
 in fwd+bwd).
 
@@ -88,7 +88,7 @@ TINY = (Shape("tiny.3x3", 2, 8, 32, 32, 3), Shape("tiny.1x1", 2, 8, 16, 8, 1))
 
 
 def _spec(s: Shape, dtype: str):
-    return jaxconv.kernels.conv_spec(
+    return jaxconv.convolution.conv_spec(
         jax.ShapeDtypeStruct((s.batch, s.size, s.size, s.c_in), dtype),
         jax.ShapeDtypeStruct((s.k, s.k, s.c_in, s.c_out), dtype),
         stride=s.stride,
@@ -137,8 +137,8 @@ def _torch(ctx: Context, s: Shape, x, w, dy, dtype: str):
 
 def _case(ctx: Context, s: Shape, dtype: str) -> list[dict]:
     spec = _spec(s, dtype)
-    plan = jaxconv.kernels.choose(spec, platform=ctx.platform).plan
-    names = list(jaxconv.kernels.candidates(spec, ctx.platform))
+    plan = jaxconv.convolution.choose(spec, platform=ctx.platform).plan
+    names = list(jaxconv.convolution.candidates(spec, ctx.platform))
     if not ctx.options.full and not ctx.options.quick:
         # The default's lowerings, plain lax and einsum (with --full: every candidate).
         keep = {*plan, "xla", "einsum"}

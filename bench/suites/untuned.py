@@ -114,21 +114,21 @@ TINY = (
 
 
 def _spec(s: Shape, batch: int, dtype: str):
-    return jaxconv.kernels.conv_spec(
+    return jaxconv.convolution.conv_spec(
         jax.ShapeDtypeStruct(s.input_shape(batch), dtype),
         jax.ShapeDtypeStruct(s.kernel_shape, dtype),
         **s.conv_args(),
     )
 
 
-def without_extension(spec, platform: str) -> jaxconv.kernels.Plan:
+def without_extension(spec, platform: str) -> jaxconv.convolution.Plan:
     """The default plan where the oneDNN extension is not loaded."""
-    return jaxconv.kernels.default_plan(spec, platform, without=("onednn",))
+    return jaxconv.convolution.default_plan(spec, platform, without=("onednn",))
 
 
 def _case(ctx: Context, s: Shape, batch: int, dtype: str) -> list[dict]:
     spec = _spec(s, batch, dtype)
-    plan = jaxconv.kernels.choose(spec, platform=ctx.platform).plan
+    plan = jaxconv.convolution.choose(spec, platform=ctx.platform).plan
     variants: dict[str, Any] = {"default": None, "xla": "xla"}
     fallback = without_extension(spec, ctx.platform)
     if set(fallback) != {"xla"}:

@@ -15,7 +15,7 @@ from flax import nnx
 from flax.nnx.nn.dtypes import promote_dtype
 
 import jaxconv
-from jaxconv import kernels
+from jaxconv import convolution as kernels
 from jaxconv._check import check_bool, check_dtype, check_int
 from jaxconv.nn._init import VarianceScaling, zeros
 from jaxconv.nn._validate import check_channels, foreign_spellings, with_batch

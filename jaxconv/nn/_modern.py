@@ -17,7 +17,7 @@ from flax import nnx
 from flax.nnx.nn.dtypes import promote_dtype
 
 import jaxconv
-from jaxconv import kernels
+from jaxconv import convolution as kernels
 from jaxconv._check import check_bool, check_int
 from jaxconv.nn._conv import (
     Activation,

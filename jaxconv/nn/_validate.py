@@ -30,7 +30,7 @@ FOREIGN_SPELLINGS = {
     "padding_mode": 'jaxconv takes the mode as `padding=` (e.g. `padding="REFLECT"`)',
     "depth_multiplier": "jaxconv spells it `multiplier=`",
     "conv_general_dilated": (
-        "jaxconv chooses the lowering by name with `implementation=` (see jaxconv.kernels)"
+        "jaxconv chooses the lowering by name with `implementation=` (see jaxconv.convolution)"
     ),
     "mask": "jaxconv has no kernel mask; multiply the kernel parameter by the mask instead",
     "promote_dtype": "jaxconv promotes with Flax's promote_dtype; set `dtype=` instead",

@@ -1,4 +1,4 @@
-"""Running a :class:`~jaxconv.kernels.Plan`: the one derivative rule every conv goes through.
+"""Running a :class:`~jaxconv.convolution.Plan`: the one derivative rule every conv goes through.
 
 A conv is bilinear, so its tangent is ``conv(dx, w) + conv(x, dw)`` (``+ db``; times the
 ReLU's mask when one is applied): :func:`run` computes the forward with the plan's ``fwd``
@@ -17,9 +17,9 @@ import jax
 import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
-from jaxconv.kernels.lowering import Plan
-from jaxconv.kernels.registry import LOWERINGS
-from jaxconv.kernels.spec import ConvSpec
+from jaxconv.convolution.lowering import Plan
+from jaxconv.convolution.registry import LOWERINGS
+from jaxconv.convolution.spec import ConvSpec
 
 __all__ = ["run"]
 
@@ -81,11 +81,11 @@ def run(
     """``conv(x, w) (+ b) (then ReLU)`` for ``spec``, by ``plan``.
 
     Args:
-      plan: the lowering per role (see :func:`jaxconv.kernels.choose`); every name must apply
+      plan: the lowering per role (see :func:`jaxconv.convolution.choose`); every name must apply
         to ``spec`` (``choose`` checks it).
       x: the input as the caller has it (``spec``'s padding mode, if any, is applied here).
       w: the kernel, ``spec.w_shape``.
-      spec: from :func:`jaxconv.kernels.conv_spec`.
+      spec: from :func:`jaxconv.convolution.conv_spec`.
       b: optional bias ``[C_out]``, cast to the output dtype.
       relu: apply ``jax.nn.relu`` last (in XLA, so a NaN propagates as it does there).
 
@@ -94,7 +94,7 @@ def run(
 
     Examples:
       >>> import jax.numpy as jnp
-      >>> from jaxconv.kernels import Plan, conv_spec, run
+      >>> from jaxconv.convolution import Plan, conv_spec, run
       >>> x, w = jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 1))
       >>> spec = conv_spec(x, w, padding="VALID")
       >>> run(Plan("xla", "xla", "xla"), x, w, spec)[0, :, :, 0]

@@ -1,7 +1,7 @@
 """What a lowering is: one frozen :class:`Lowering` record, the same for every lowering.
 
 A lowering computes a conv's forward ``fwd(x, w, spec)``. Its gradients come from the plan's
-``run`` (:mod:`jaxconv.kernels.run`): a conv is bilinear, so the input gradient is the
+``run`` (:mod:`jaxconv.convolution.run`): a conv is bilinear, so the input gradient is the
 transpose of *some* lowering's forward in ``x`` and the weight gradient the transpose of some
 lowering's forward in ``w``. ``roles`` lists which of those a lowering is fit to be: ``"fwd"``
 always; ``"dx"``/``"dw"`` when JAX's transpose of its forward (or the transpose rule of its
@@ -17,12 +17,12 @@ from typing import Literal, NamedTuple
 
 import jax
 
-from jaxconv.kernels.spec import ConvSpec
+from jaxconv.convolution.spec import ConvSpec
 
 __all__ = ["ROLES", "Lowering", "Plan", "Role"]
 
 Role = Literal["fwd", "dx", "dw"]
-#: The three gradient roles of a conv step, in :class:`~jaxconv.kernels.Plan` order.
+#: The three gradient roles of a conv step, in :class:`~jaxconv.convolution.Plan` order.
 ROLES: tuple[Role, ...] = ("fwd", "dx", "dw")
 
 
@@ -60,7 +60,7 @@ class Lowering:
         of the tests (1 for an exact-order method).
       fused: optional ``fused(x, w, b, spec)``: ``fwd`` plus bias in one call, used for the
         forward when the plan's ``fwd`` is this lowering. (An activation is never fused here:
-        :func:`jaxconv.kernels.run` applies it in XLA, where NaN propagates.)
+        :func:`jaxconv.convolution.run` applies it in XLA, where NaN propagates.)
       summary: one line on what it is and where it wins.
     """
 

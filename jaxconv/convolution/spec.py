@@ -7,6 +7,7 @@ takes the spec and nothing else, so a conv's arguments travel one way only.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -14,9 +15,9 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxconv import _geometry as geo
-from jaxconv._check import check_int
+from jaxconv._check import check_array, check_int, check_same_dtype
 
-__all__ = ["ConvSpec", "check_array", "conv_spec"]
+__all__ = ["ConvSpec", "conv_spec"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,13 @@ class ConvSpec:
       out_spatial: spatial output sizes.
       padding_mode: ``"wrap"``, ``"reflect"``, ``"edge"`` or None.
       pre_pad: ``(lo, hi)`` per spatial dim applied with ``padding_mode`` (``()`` without one).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, jaxconv
+      >>> spec = jaxconv.conv_spec(jax.ShapeDtypeStruct((8, 14, 14, 480), jnp.float32),
+      ...                          jax.ShapeDtypeStruct((1, 1, 480, 16), jnp.float32))
+      >>> spec.is_pointwise, spec.out_shape
+      (True, (8, 14, 14, 16))
     """
 
     ndim: int
@@ -120,28 +128,17 @@ class ConvSpec:
 
     def lowered(self) -> ConvSpec:
         """This spec as its lowering sees it: the pre-pad done (a padding mode no longer
-        matters to which lowering is fastest, so tuning tables key on this)."""
+        matters to which lowering is fastest, so tuning tables key on this).
+
+        Examples:
+          >>> import jax, jax.numpy as jnp, jaxconv
+          >>> spec = jaxconv.conv_spec(jax.ShapeDtypeStruct((1, 8, 8, 4), jnp.float32),
+          ...                          jax.ShapeDtypeStruct((3, 3, 4, 4), jnp.float32),
+          ...                          padding="REFLECT")
+          >>> spec.in_spatial, spec.lowered().padding_mode
+          ((10, 10), None)
+        """
         return replace(self, padding_mode=None, pre_pad=())
-
-
-def check_array(value: Any, name: str, empty_batch: bool = False) -> Any:
-    """``value`` if it has a ``shape`` and ``dtype`` and no zero-size dim (but the first, when
-    ``empty_batch``); TypeError / ValueError naming ``name`` otherwise."""
-    if not hasattr(value, "shape") or not hasattr(value, "dtype"):
-        raise TypeError(f"`{name}` must be an array, got {type(value).__name__}")
-    dims = value.shape[1:] if empty_batch else value.shape
-    if any(d == 0 for d in dims):
-        raise ValueError(f"`{name}` must not have zero-size dims, got shape {tuple(value.shape)}")
-    return value
-
-
-def check_same_dtype(x: Any, w: Any, w_name: str = "w") -> None:
-    """TypeError unless ``w`` has ``x``'s dtype (jaxconv does not promote silently)."""
-    if jnp.dtype(x.dtype) != jnp.dtype(w.dtype):
-        raise TypeError(
-            f"`{w_name}` dtype (={jnp.dtype(w.dtype).name}) must equal `x` dtype "
-            f"(={jnp.dtype(x.dtype).name}); cast one of them (jaxconv does not promote silently)"
-        )
 
 
 def canonical_precision(precision: Any) -> Any:
@@ -243,13 +240,23 @@ def conv_spec(
     layout: str = "NHWC",
     precision: Any = None,
     preferred_element_type: Any = None,
+    names: Mapping[str, str] | None = None,
 ) -> ConvSpec:
     """Validates a conv call and canonicalizes it into a :class:`ConvSpec`.
 
-    Takes the arguments of :func:`jaxconv.conv` (without the bias and ``implementation``);
-    ``x`` and ``w`` may be arrays or anything with ``shape`` and ``dtype``
-    (``jax.ShapeDtypeStruct``). Raises ``TypeError``/``ValueError`` naming the argument, the
-    rule and the value.
+    Args:
+      x, w: the input and kernel, arrays or anything with ``shape`` and ``dtype``
+        (``jax.ShapeDtypeStruct``), as :func:`jaxconv.conv` takes them.
+      stride, padding, dilation, input_dilation, groups, layout, precision,
+        preferred_element_type: as :func:`jaxconv.conv` takes them.
+      names: what the caller calls ``x`` and ``w`` (``{"w": "w_reduce"}``), so that an
+        error names the caller's argument.
+
+    Returns:
+      The :class:`ConvSpec`.
+
+    Raises:
+      TypeError, ValueError: naming the argument, the rule and the value.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -265,23 +272,24 @@ def conv_spec(
       >>> conv_spec(x, w, stride=3, padding="SAME").padding
       ((1, 2), (1, 2))
     """
-    check_array(x, "x", empty_batch=True)
-    check_array(w, "w")
-    check_same_dtype(x, w)
+    xn, wn = (names or {}).get("x", "x"), (names or {}).get("w", "w")
+    check_array(x, xn, empty_batch=True)
+    check_array(w, wn)
+    check_same_dtype(x, w, wn, xn)
     x_shape, w_shape = tuple(x.shape), tuple(w.shape)
     channels_last = geo._channels_last(layout)
     if len(w_shape) not in (3, 4, 5):
         hint = " (for a [C_in, C_out] matrix use `conv1x1`)" if len(w_shape) == 2 else ""
         raise ValueError(
-            f"`w` must have rank 3, 4 or 5 (1-3 spatial dims + 2 channel dims), got rank "
+            f"`{wn}` must have rank 3, 4 or 5 (1-3 spatial dims + 2 channel dims), got rank "
             f"{len(w_shape)} with shape {w_shape}{hint}"
         )
     ndim = len(w_shape) - 2
     if len(x_shape) != ndim + 2:
         form = "(N, *spatial, C)" if channels_last else "(N, C, *spatial)"
         raise ValueError(
-            f"`x` must have rank {ndim + 2} {form} to match the {ndim}-D kernel `w` {w_shape}, "
-            f"got rank {len(x_shape)} with shape {x_shape}"
+            f"`{xn}` must have rank {ndim + 2} {form} to match the {ndim}-D kernel `{wn}` "
+            f"{w_shape}, got rank {len(x_shape)} with shape {x_shape}"
         )
     if channels_last:
         n, *spatial, c_in = x_shape
@@ -297,8 +305,8 @@ def conv_spec(
         raise ValueError(f"`groups` (={groups}) must divide the output channels (={c_out})")
     if w_in * groups != c_in:
         raise ValueError(
-            f"`w` in-channel dim (={w_in}) times `groups` (={groups}) must equal the input "
-            f"channels of `x` (={c_in}); w has shape {w_shape}, x has shape {x_shape}"
+            f"`{wn}` in-channel dim (={w_in}) times `groups` (={groups}) must equal the input "
+            f"channels of `{xn}` (={c_in}); {wn} has shape {w_shape}, {xn} has shape {x_shape}"
             + _layout_hint(x_shape, w_shape, groups, channels_last)
         )
     strides = geo.canonicalize_spatial(stride, ndim, "stride")
@@ -327,11 +335,15 @@ def conv_spec(
     )
     lowered_x = (n, *spatial_t, c_in) if channels_last else (n, c_in, *spatial_t)
     out_shape = (n, *out_spatial, c_out) if channels_last else (n, c_out, *out_spatial)
-    arrays = [("`x`", x_shape), ("`w`", w_shape), ("the output of `x` and `w`", out_shape)]
+    arrays = [
+        (f"`{xn}`", x_shape),
+        (f"`{wn}`", w_shape),
+        (f"the output of `{xn}` and `{wn}`", out_shape),
+    ]
     if mode is not None:
-        arrays.append((f"`x` padded by `padding` {padding!r}", lowered_x))
+        arrays.append((f"`{xn}` padded by `padding` {padding!r}", lowered_x))
     if groups > 1:  # XLA expands a grouped conv's kernel (its gradient's) to every channel pair
-        what = f"the kernel XLA expands {groups} `groups` of `x`'s {c_in} channels to"
+        what = f"the kernel XLA expands {groups} `groups` of `{xn}`'s {c_in} channels to"
         arrays.append((what, (*kernel_t, c_in, c_out)))
     geo.check_xla_limits(
         spatial=tuple(spatial),
@@ -340,10 +352,14 @@ def conv_spec(
         dilation=dilations,
         input_dilation=in_dilations,
         padding=pre_pad or pads,
-        sizes=(("`x` batch", n), ("`x` channels", c_in), ("`w` output channels", c_out)),
+        sizes=(
+            (f"`{xn}` batch", n),
+            (f"`{xn}` channels", c_in),
+            (f"`{wn}` output channels", c_out),
+        ),
         arrays=arrays,
         names={
-            "kernel": "`w` kernel size",
+            "kernel": f"`{wn}` kernel size",
             "padding": f"`padding` {padding!r}" if isinstance(padding, str) else "`padding`",
         },
     )

@@ -14,10 +14,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxconv import _geometry as geo
-from jaxconv import kernels
-from jaxconv._check import check_bool, check_int
-from jaxconv.kernels.spec import check_array
-from jaxconv.ops.conv import _add_bias, _check_bias, conv
+from jaxconv._check import check_array, check_bias, check_bool, check_int
+from jaxconv.convolution.conv import conv
+from jaxconv.convolution.lowering import Plan
 
 __all__ = ["conv_transpose", "conv_transpose_padding"]
 
@@ -123,6 +122,16 @@ def conv_transpose_padding(
     return tuple((e - lo, e - hi + a) for e, (lo, hi), a in zip(spans, pairs, extra))
 
 
+def _add_bias(y: Array, b: Any, channels_last: bool, name: str = "b") -> Array:
+    c = y.shape[-1] if channels_last else y.shape[1]
+    check_bias(b, c, name)
+    if b is None:
+        return y
+    shape = (1,) * (y.ndim - 1) + (c,) if channels_last else (1, c) + (1,) * (y.ndim - 2)
+    # Documented rule: the bias is cast to the output dtype.
+    return y + jnp.reshape(b, shape).astype(y.dtype)
+
+
 def _forward_kernel(w: Array, groups: int, c_in: int) -> Array:
     """A forward conv's HWIO kernel ``[*k, C_out/groups, C_in]`` (``transpose_kernel=True``)
     as the transposed conv's ``[*k, C_in/groups, C_out]``: the kernel of the conv whose
@@ -155,7 +164,7 @@ def conv_transpose(
     precision: Any = None,
     preferred_element_type: Any = None,
     transpose_kernel: bool = False,
-    implementation: str | kernels.Plan | None = None,
+    implementation: str | Plan | None = None,
 ) -> Array:
     """N-d transposed convolution ("deconvolution"): PyTorch's ``ConvTranspose`` padding with
     ints, Flax's with ``"SAME"``/``"VALID"``.
@@ -222,7 +231,7 @@ def conv_transpose(
       size; so does Flax's ``"SAME"``:
 
       >>> import jax.numpy as jnp
-      >>> from jaxconv.ops.transpose import conv_transpose
+      >>> from jaxconv.convolution import conv_transpose
       >>> x = jnp.ones((1, 7, 7, 8))
       >>> w = jnp.ones((3, 3, 8, 4))
       >>> conv_transpose(x, w, stride=2, padding=1, output_padding=1).shape
@@ -341,5 +350,5 @@ def conv_transpose(
             y = jnp.pad(y, widths)
             y = _add_bias(y, b, channels_last)
         else:
-            _check_bias(b, y.shape[-1] if channels_last else y.shape[1])
+            check_bias(b, y.shape[-1] if channels_last else y.shape[1])
         return y

@@ -1,8 +1,8 @@
 """``jaxconv.autotune``: measure the plans for the convs a function runs, persist the winners.
 
 The winners (one lowering each for the forward, the input gradient and the weight gradient)
-are merged into the tuning table for this device kind (:mod:`jaxconv.kernels.tables`), which
-:func:`jaxconv.kernels.choose` reads when a conv with ``implementation=None`` is traced.
+are merged into the tuning table for this device kind (:mod:`jaxconv.convolution.tables`), which
+:func:`jaxconv.convolution.choose` reads when a conv with ``implementation=None`` is traced.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import numpy as np
 
 from jaxconv._device import device_kind
 from jaxconv._timing import round_robin
-from jaxconv.kernels import tables
-from jaxconv.kernels.lowering import ROLES, Plan, Role
-from jaxconv.kernels.plan import default_plan, recording
-from jaxconv.kernels.registry import LOWERINGS, candidates
-from jaxconv.kernels.run import run
-from jaxconv.kernels.spec import ConvSpec
+from jaxconv.convolution import tables
+from jaxconv.convolution.lowering import ROLES, Plan, Role
+from jaxconv.convolution.plan import default_plan, recording
+from jaxconv.convolution.registry import LOWERINGS, candidates
+from jaxconv.convolution.run import run
+from jaxconv.convolution.spec import ConvSpec
 
 __all__ = ["autotune"]
 
@@ -145,19 +145,19 @@ def autotune(
     against every lowering that does all three roles itself, and the fastest plan is kept.
     The plans are merged into the table for this device kind, where every conv traced from
     then on finds them (a function traced before for the same shapes keeps its plan until
-    ``jax.clear_caches()``; see :mod:`jaxconv.kernels.tables`).
+    ``jax.clear_caches()``; see :mod:`jaxconv.convolution.tables`).
 
     Args:
       fn: the function to tune for (e.g. a model's loss); None to tune ``specs`` only.
       *args, **kwargs: its arguments (arrays or ``jax.ShapeDtypeStruct``).
-      specs: extra :class:`jaxconv.kernels.ConvSpec` to tune.
+      specs: extra :class:`jaxconv.convolution.ConvSpec` to tune.
       grad: tune for training: also time the two gradients, and the forward + backward as a
         whole (the kept plan is the fastest whole step, which may give up a slightly faster
         forward). False tunes the forward alone; the gradients stay the cost model's.
       lowerings: restrict the candidates to these names.
       repeats, warmup: timed and untimed runs per candidate.
       path: the JSON table to merge into (default: this device kind's,
-        :func:`jaxconv.kernels.tables.table_path`).
+        :func:`jaxconv.convolution.tables.table_path`).
       save: False to measure and return without writing.
 
     Returns:

@@ -7,13 +7,13 @@ from typing import Literal
 
 import jax
 
-from jaxconv.kernels.lowering import Lowering, Role
-from jaxconv.kernels.lowerings import einsum, onednn, xla
-from jaxconv.kernels.spec import ConvSpec
+from jaxconv.convolution.lowering import Lowering, Role
+from jaxconv.convolution.lowerings import einsum, onednn, xla
+from jaxconv.convolution.spec import ConvSpec
 
 __all__ = ["LOWERINGS", "Implementation", "available", "candidates", "get"]
 
-#: The names ``implementation=`` takes (besides a :class:`~jaxconv.kernels.Plan`).
+#: The names ``implementation=`` takes (besides a :class:`~jaxconv.convolution.Plan`).
 Implementation = Literal["onednn", "einsum", "xla"]
 
 #: Every lowering by name, in the order selection prefers them (the reference ``"xla"`` last).

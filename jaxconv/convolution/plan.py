@@ -1,4 +1,4 @@
-"""Choosing a :class:`~jaxconv.kernels.Plan` for a conv: :func:`choose`, the one selection rule.
+"""Choosing a :class:`~jaxconv.convolution.Plan` for a conv: :func:`choose`, the one selection rule.
 
 Dispatch (:func:`jaxconv.conv`), :func:`jaxconv.explain`, autotune and bench all call
 :func:`choose`; nothing else decides which lowering runs. In order:
@@ -6,8 +6,8 @@ Dispatch (:func:`jaxconv.conv`), :func:`jaxconv.explain`, autotune and bench all
 1. ``implementation=``: a :class:`Plan`, or a lowering name (that lowering for the forward and
    for each gradient role it owns; the cost model's choice for the others). One that does not
    apply raises ``ValueError`` with its reason.
-2. the tuning table for this device kind (:mod:`jaxconv.kernels.tables`), else for its family
-   (:func:`jaxconv.kernels.device_kinds`: ``gpu-nvidia-h200`` then ``gpu-sm90``), when it has an
+2. the tuning table for this device kind (:mod:`jaxconv.convolution.tables`), else for its family
+   (:func:`jaxconv.convolution.device_kinds`: ``gpu-nvidia-h200`` then ``gpu-sm90``), when it has an
    entry for the conv whose lowerings all still exist, apply, own their roles and target the
    platform;
 3. the cost model, :func:`default_plan`.
@@ -25,10 +25,10 @@ from pathlib import Path
 import jax
 
 from jaxconv._device import device_kinds
-from jaxconv.kernels import tables
-from jaxconv.kernels.lowering import ROLES, Plan
-from jaxconv.kernels.registry import LOWERINGS, available, candidates, get
-from jaxconv.kernels.spec import ConvSpec
+from jaxconv.convolution import tables
+from jaxconv.convolution.lowering import ROLES, Plan
+from jaxconv.convolution.registry import LOWERINGS, available, candidates, get
+from jaxconv.convolution.spec import ConvSpec
 
 __all__ = ["Choice", "choose", "default_plan", "recording"]
 
@@ -60,7 +60,7 @@ def default_plan(spec: ConvSpec, platform: str, *, without: tuple[str, ...] = ()
 
     Examples:
       >>> import jax, jax.numpy as jnp
-      >>> from jaxconv.kernels import conv_spec
+      >>> from jaxconv.convolution import conv_spec
       >>> spec = conv_spec(jax.ShapeDtypeStruct((8, 28, 28, 64), jnp.float32),
       ...                  jax.ShapeDtypeStruct((1, 1, 64, 32), jnp.float32), padding="VALID")
       >>> default_plan(spec, "cpu").fwd in ("onednn", "einsum")
@@ -177,10 +177,10 @@ def choose(
     """The plan for ``spec``, and why: see the module doc for the order.
 
     Args:
-      spec: from :func:`jaxconv.kernels.conv_spec`.
+      spec: from :func:`jaxconv.convolution.conv_spec`.
       implementation: None, a lowering name, or a :class:`Plan`.
       platform: the platform to choose for (default: jax's default backend).
-      table: the tuning table to consult (default: :func:`jaxconv.kernels.tables.load` for the
+      table: the tuning table to consult (default: :func:`jaxconv.convolution.tables.load` for the
         platform's device kind, then for its family, each read again whenever its file changes
         — the one place a table enters dispatch).
 
@@ -189,7 +189,7 @@ def choose(
 
     Examples:
       >>> import jax, jax.numpy as jnp
-      >>> from jaxconv.kernels import conv_spec
+      >>> from jaxconv.convolution import conv_spec
       >>> spec = conv_spec(jax.ShapeDtypeStruct((2, 8, 8, 4), jnp.float32),
       ...                  jax.ShapeDtypeStruct((3, 3, 4, 4), jnp.float32))
       >>> choose(spec, "xla").plan

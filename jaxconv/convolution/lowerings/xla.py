@@ -7,8 +7,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxconv.kernels.lowering import Lowering
-from jaxconv.kernels.spec import ConvSpec
+from jaxconv.convolution.lowering import Lowering
+from jaxconv.convolution.spec import ConvSpec
 
 __all__ = ["LOWERING", "conv"]
 

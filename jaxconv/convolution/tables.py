@@ -2,8 +2,8 @@
 
 A table lives at ``$JAXCONV_CACHE_DIR/<device-kind>.json`` (default
 ``$XDG_CACHE_HOME/jaxconv``, else ``~/.cache/jaxconv``). It enters dispatch in one place:
-:func:`jaxconv.kernels.choose` calls :func:`load` for the default platform's device kind, then
-for its family (:func:`jaxconv.kernels.device_kinds`: ``gpu-nvidia-h200`` then ``gpu-sm90``;
+:func:`jaxconv.convolution.choose` calls :func:`load` for the default platform's device kind, then
+for its family (:func:`jaxconv.convolution.device_kinds`: ``gpu-nvidia-h200`` then ``gpu-sm90``;
 ``cpu-x86_64-amx-2c`` then ``cpu-x86_64-amx``), conv by conv, when it is not handed a table.
 :func:`jaxconv.autotune` writes the exact kind's table; copy or rename it to the family's name
 to share it with every machine of that family. :func:`load` re-reads the file whenever its
@@ -33,8 +33,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from jaxconv.kernels.lowering import ROLES, Plan
-from jaxconv.kernels.spec import ConvSpec
+from jaxconv.convolution.lowering import ROLES, Plan
+from jaxconv.convolution.spec import ConvSpec
 
 __all__ = ["Table", "cache_dir", "load", "save", "spec_key", "table_path"]
 
@@ -97,7 +97,7 @@ class Table:
 
     Examples:
       >>> import jax, jax.numpy as jnp
-      >>> from jaxconv.kernels import conv_spec
+      >>> from jaxconv.convolution import conv_spec
       >>> spec = conv_spec(jax.ShapeDtypeStruct((8, 8, 8, 4), jnp.float32),
       ...                  jax.ShapeDtypeStruct((3, 3, 4, 4), jnp.float32))
       >>> table = Table(None, {spec_key(spec): {32: Plan("xla", "xla", "xla")}})

@@ -12,8 +12,8 @@ import math
 import jax
 import jax.numpy as jnp
 
-from jaxconv.kernels.lowering import Lowering
-from jaxconv.kernels.spec import ConvSpec
+from jaxconv.convolution.lowering import Lowering
+from jaxconv.convolution.spec import ConvSpec
 
 __all__ = ["LOWERING", "conv", "matmul"]
 

@@ -1,0 +1,134 @@
+"""The 1×1 convolution: :func:`conv1x1`, channel mixing at every position."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+
+from jaxconv import _geometry as geo
+from jaxconv._check import check_array, check_same_dtype
+from jaxconv.convolution.conv import apply
+from jaxconv.convolution.lowering import Plan
+from jaxconv.convolution.spec import conv_spec
+
+__all__ = ["conv1x1"]
+
+Array = jax.Array
+
+
+def _check_matrix(x: Any, w: Any, layout: str, name: str) -> bool:
+    """Checks a 1×1 conv's matrix ``w`` against ``x``; returns whether ``layout`` is
+    channels-last."""
+    channels_last = geo._channels_last(layout)
+    if w.ndim != 2:
+        raise ValueError(
+            f"`{name}` must be a matrix ([C_in, C_out], or [C_out, C_in] for NCHW), got shape "
+            f"{tuple(w.shape)} (for a kernel with spatial dims use `conv`)"
+        )
+    if x.ndim < (1 if channels_last else 2):
+        form = "[..., C_in]" if channels_last else "[N, C_in, ...]"
+        raise ValueError(
+            f"`x` must have rank >= {1 if channels_last else 2} ({form}), got shape "
+            f"{tuple(x.shape)}"
+        )
+    c_x, c_w = (x.shape[-1], w.shape[0]) if channels_last else (x.shape[1], w.shape[1])
+    if c_x != c_w:
+        wdim = "first" if channels_last else "second"
+        raise ValueError(
+            f"`{name}` {wdim} dim (={c_w}) must equal the input channels of `x` (={c_x}); "
+            f"{name} has shape {tuple(w.shape)}, x has shape {tuple(x.shape)}"
+        )
+    return channels_last
+
+
+def conv1x1(
+    x: Array,
+    w: Array,
+    b: Array | None = None,
+    *,
+    layout: str = "NHWC",
+    precision: Any = None,
+    preferred_element_type: Any = None,
+    implementation: str | Plan | None = None,
+) -> Array:
+    """A 1×1 convolution: channel mixing at every position, through the one conv dispatch.
+
+    It mixes channels at every position independently, so any number of leading dims works.
+    It runs as the 1×1 :func:`jaxconv.conv` it is, so it gets that conv's plan
+    (:func:`jaxconv.explain` shows it): on a CPU with the oneDNN extension oneDNN's conv,
+    elsewhere on a CPU the mission's ONE ``jnp.einsum`` over the channel dim (a channels-last
+    1-D one's forward as XLA's own dot), on a GPU ``lax``'s conv.
+
+    Args:
+      x: ``[..., C_in]`` (channels-last, any leading dims) or ``[N, C_in, ...]`` when
+        ``layout`` is channels-first (``"NCHW"``).
+      w: ``[C_in, C_out]`` for channels-last; ``[C_out, C_in]`` (OI, as in an OIHW 1×1 kernel)
+        for channels-first. Must have ``x``'s dtype.
+      b: optional bias ``[C_out]``.
+      layout: ``"NHWC"`` (default) or ``"NCHW"``.
+      precision, preferred_element_type: as for :func:`jaxconv.conv`.
+      implementation: as for :func:`jaxconv.conv`.
+
+    Returns:
+      ``[..., C_out]`` (or ``[N, C_out, ...]``).
+
+    Examples:
+      The seed's example: a 4×4 map of 1..16 through one 1×1 filter of weight 2.
+
+      >>> import jax.numpy as jnp, jaxconv
+      >>> x = jnp.arange(1.0, 17.0).reshape(1, 4, 4, 1)
+      >>> jaxconv.conv1x1(x, jnp.full((1, 1), 2.0))[0, :, :, 0]
+      Array([[ 2.,  4.,  6.,  8.],
+             [10., 12., 14., 16.],
+             [18., 20., 22., 24.],
+             [26., 28., 30., 32.]], dtype=float32)
+    """
+    with jax.named_scope("jaxconv.conv1x1"):
+        return pointwise(x, w, b, layout, precision, preferred_element_type, implementation)
+
+
+def pointwise(
+    x: Array,
+    w: Array,
+    b: Array | None,
+    layout: str,
+    precision: Any,
+    preferred_element_type: Any,
+    implementation: str | Plan | None,
+    *,
+    w_name: str = "w",
+    b_name: str = "b",
+) -> Array:
+    """:func:`conv1x1`'s body, its errors naming the caller's ``w_name`` and ``b_name``."""
+    check_array(x, "x")
+    check_array(w, w_name)
+    check_same_dtype(x, w, w_name)
+    channels_last = _check_matrix(x, w, layout, w_name)
+    x_conv = _as_conv_input(x, channels_last)
+    kernel = (1,) * (x_conv.ndim - 2)
+    w_conv = w.reshape(kernel + w.shape if channels_last else w.shape + kernel)
+    spec = conv_spec(
+        x_conv,
+        w_conv,
+        padding="VALID",
+        layout=layout,
+        precision=precision,
+        preferred_element_type=preferred_element_type,
+        names={"w": w_name},
+    )
+    y = apply(x_conv, w_conv, b, spec, implementation, b_name=b_name)
+    if channels_last:
+        return y.reshape(*x.shape[:-1], w.shape[-1])
+    return y.reshape(x.shape[0], w.shape[0], *x.shape[2:])
+
+
+def _as_conv_input(x: Array, channels_last: bool) -> Array:
+    """``x`` as a conv's input: as it is with 1-3 spatial dims, else its positions flattened
+    into one spatial dim (channels last: ``[M, 1, C]``, every leading dim a batch)."""
+    if 3 <= x.ndim <= 5:
+        return x
+    if channels_last:
+        return x.reshape(math.prod(x.shape[:-1]), 1, x.shape[-1])
+    return x.reshape(x.shape[0], x.shape[1], math.prod(x.shape[2:]))
