@@ -32,7 +32,6 @@ from jaxconv._host_memory import retain_host_memory as retain_host_memory
 from jaxconv._version import __version__ as __version__
 from jaxconv.convolution import ConvSpec as ConvSpec
 from jaxconv.convolution import Plan as Plan
-from jaxconv.convolution import autotune as autotune
 from jaxconv.convolution import bottleneck as bottleneck
 from jaxconv.convolution import conv as conv
 from jaxconv.convolution import conv1x1 as conv1x1
@@ -42,6 +41,7 @@ from jaxconv.convolution import conv_transpose_padding as conv_transpose_padding
 from jaxconv.convolution import depthwise_conv as depthwise_conv
 from jaxconv.convolution import explain as explain
 from jaxconv.convolution import separable_conv as separable_conv
+from jaxconv.convolution.autotune import autotune as autotune
 from jaxconv.pooling import avg_pool as avg_pool
 from jaxconv.pooling import global_avg_pool as global_avg_pool
 from jaxconv.pooling import max_pool as max_pool

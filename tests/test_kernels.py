@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import typing
 
 import jax
 import jax.numpy as jnp
@@ -402,3 +403,20 @@ def test_split_plan_roles_use_their_lowerings():
     assert einsum in fwd and "conv_general_dilated" not in fwd
     assert "conv_general_dilated" in dx and einsum not in dx
     assert einsum in dw and "conv_general_dilated" not in dw
+
+
+def test_implementation_literal_is_the_registry():
+    # The names `implementation=` is typed with are exactly the registered lowerings, in order.
+    assert typing.get_args(kernels.Implementation) == tuple(kernels.LOWERINGS)
+
+
+def test_default_plan_reads_only_what_each_lowering_prefers(monkeypatch):
+    # A lowering that prefers nothing is never the cost model's choice, even where it applies.
+    spec = kernels.conv_spec(jnp.ones((2, 8, 8, 4)), jnp.ones((1, 1, 4, 4)), padding="VALID")
+    einsum = kernels.LOWERINGS["einsum"]
+    patched = dict(kernels.LOWERINGS)
+    patched["einsum"] = dataclasses.replace(einsum, prefers=lambda spec, platform: ())
+    monkeypatch.setattr(kernels.plan, "LOWERINGS", patched)
+    assert kernels.default_plan(spec, "cpu", without=("onednn",)) == kernels.Plan(
+        "xla", "xla", "xla"
+    )

@@ -19,7 +19,7 @@ import jax
 
 from jaxconv.convolution.spec import ConvSpec
 
-__all__ = ["ROLES", "Lowering", "Plan", "Role"]
+__all__ = ["ROLES", "Lowering", "Plan", "Role", "everywhere"]
 
 Role = Literal["fwd", "dx", "dw"]
 #: The three gradient roles of a conv step, in :class:`~jaxconv.convolution.Plan` order.
@@ -42,6 +42,14 @@ class Plan(NamedTuple):
 Forward = Callable[[jax.Array, jax.Array, ConvSpec], jax.Array]
 #: ``fused(x, w, b, spec)``: ``conv(x, w) + b`` as one call.
 Fused = Callable[[jax.Array, jax.Array, jax.Array, ConvSpec], jax.Array]
+#: ``prefers(spec, platform)``: the roles the cost model gives this lowering where it applies.
+Prefers = Callable[[ConvSpec, str], tuple[Role, ...]]
+
+
+def everywhere(spec: ConvSpec, platform: str) -> tuple[Role, ...]:
+    """Every role, on every platform: the reference lowering's preference (the fallback)."""
+    del spec, platform
+    return ROLES
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,7 @@ class Lowering:
     backends: tuple[str, ...] | None = None
     error_factor: float = 1.0
     fused: Fused | None = None
+    prefers: Prefers = everywhere
     summary: str = ""
 
     def __repr__(self) -> str:

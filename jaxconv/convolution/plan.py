@@ -36,18 +36,14 @@ __all__ = ["Choice", "choose", "default_plan", "recording"]
 def default_plan(spec: ConvSpec, platform: str, *, without: tuple[str, ...] = ()) -> Plan:
     """The cost model: the plan for a conv no table has measured.
 
-    - ``onednn`` for all three roles wherever it applies (a CPU with the extension loaded,
-      float32, or bfloat16 where the CPU has native bf16): PyTorch's own CPU kernels, 0.94–1.23×
-      PyTorch's speed on GoogLeNet's convs (bench/results/);
-    - else, on a CPU, ``einsum`` for a pointwise conv (a dot XLA runs on every core, where its
-      conv may run on one) — but for a channels-last 1-D one only its weight gradient: XLA turns
-      that conv into a dot itself and its forward and input gradient beat the einsum's
-      (forward of 32×1000×256 → 256: 23.5 against 30.1 ms; forward+backward of 32×1000×64 →
-      256: 24.1 ms with this plan, all-einsum 29.8, all-xla 43.2; bench ``untuned``);
-    - else ``xla``: plain ``lax.conv_general_dilated`` — on a GPU, cuDNN and cuBLAS through XLA,
-      which only a measured table overrides.
-
-    Nothing here depends on a CPU model, so the default is safe where nobody tuned.
+    Each role goes to the first lowering, in :data:`~jaxconv.convolution.LOWERINGS` order,
+    that applies on ``platform`` (:func:`~jaxconv.convolution.candidates`) and whose
+    ``prefers(spec, platform)`` names the role; each lowering's ``prefers`` carries the
+    measurement behind it. Today: ``onednn`` for every role on a CPU where it applies;
+    else ``einsum`` on a CPU for a pointwise conv (only its weight gradient for a channels-last
+    1-D one); else ``xla`` — plain ``lax.conv_general_dilated``, on a GPU cuDNN and cuBLAS
+    through XLA, which only a measured table overrides. Nothing here depends on a CPU model,
+    so the default is safe where nobody tuned.
 
     Args:
       spec: the conv.
@@ -71,13 +67,8 @@ def default_plan(spec: ConvSpec, platform: str, *, without: tuple[str, ...] = ()
       Plan(fwd='xla', dx='xla', dw='xla')
     """
     ok = [name for name in candidates(spec, platform) if name not in without]
-    if platform == "cpu" and "onednn" in ok:
-        return Plan("onednn", "onednn", "onednn")
-    if platform == "cpu" and "einsum" in ok:
-        if spec.ndim == 1 and spec.channels_last:
-            return Plan("xla", "xla", "einsum")
-        return Plan("einsum", "einsum", "einsum")
-    return Plan("xla", "xla", "xla")
+    preferred = {name: LOWERINGS[name].prefers(spec, platform) for name in ok}
+    return Plan(*(next((n for n in ok if role in preferred[n]), "xla") for role in ROLES))
 
 
 @dataclass(frozen=True)
