@@ -152,7 +152,8 @@ def build_parser(suites: Mapping[str, str]) -> argparse.ArgumentParser:
         "--update-results",
         action="store_true",
         help="overwrite the committed results in bench/results/<device-kind>/ (the numbers "
-        "the README quotes); only for a full run meant to be committed",
+        "the README's results tables and docs/performance.md quote); only for a full run "
+        "meant to be committed",
     )
     parser.add_argument(
         "--peers",

@@ -147,7 +147,7 @@ def test_apply_trains_batch_stats_and_matches_the_nnx_modules(net_and_variables)
 
 
 def _eval_mode(cls):
-    """A factory for to_linen that builds the NNX model in eval mode (the README recipe)."""
+    """A factory for to_linen that builds the NNX model in eval mode (docs/linen.md)."""
 
     def make(*args, **kwargs):
         model = cls(*args, **kwargs)
