@@ -420,3 +420,48 @@ def test_default_plan_reads_only_what_each_lowering_prefers(monkeypatch):
     assert kernels.default_plan(spec, "cpu", without=("onednn",)) == kernels.Plan(
         "xla", "xla", "xla"
     )
+
+
+def test_every_conv_op_answers_explain_and_implementation():
+    # Every public conv op runs through choose: explain(fn, ...) lists its convs, and
+    # implementation="xla" reaches each of them.
+    x = jnp.ones((2, 8, 8, 4))
+    cases = {
+        "conv": (jaxconv.conv, (x, jnp.ones((3, 3, 4, 6))), [(3, 3)]),
+        "conv1x1": (jaxconv.conv1x1, (x, jnp.ones((4, 6))), [(1, 1)]),
+        "bottleneck": (
+            jaxconv.bottleneck,
+            (x, jnp.ones((4, 2)), jnp.ones((5, 5, 2, 6))),
+            [(1, 1), (5, 5)],
+        ),
+        "depthwise_conv": (jaxconv.depthwise_conv, (x, jnp.ones((3, 3, 1, 4))), [(3, 3)]),
+        "separable_conv": (
+            jaxconv.separable_conv,
+            (x, jnp.ones((3, 3, 1, 4)), jnp.ones((4, 6))),
+            [(3, 3), (1, 1)],
+        ),
+        "conv_transpose": (jaxconv.conv_transpose, (x, jnp.ones((3, 3, 4, 6))), [(3, 3)]),
+    }
+    for name, (fn, args, kernels_run) in cases.items():
+        got = jaxconv.explain(fn, *args)
+        assert [c.spec.kernel for c in got] == kernels_run, name
+        assert all(c.source in ("cost model", "table") for c in got), name
+        forced = jaxconv.explain(lambda *a, fn=fn: fn(*a, implementation="xla"), *args)
+        xla = kernels.Plan("xla", "xla", "xla")
+        assert any(c.plan == xla and c.source == "implementation" for c in forced), name
+
+
+def test_conv1x1_takes_the_plan_of_its_1x1_conv():
+    # The mission's einsum wherever the cost model picks it, and explain says so.
+    x, w = jnp.ones((2, 8, 8, 16)), jnp.ones((16, 4))
+    (choice,) = jaxconv.explain(jaxconv.conv1x1, x, w)
+    assert choice.spec.is_pointwise
+    assert choice.plan == kernels.default_plan(choice.spec, jax.default_backend())
+    assert kernels.default_plan(choice.spec, "cpu", without=("onednn",)) == kernels.Plan(
+        "einsum", "einsum", "einsum"
+    )
+    y = jaxconv.conv1x1(x, w, implementation="einsum")
+    np.testing.assert_allclose(y, jnp.einsum("nhwc,co->nhwo", x, w), rtol=1e-6)
+    for shape in ((16,), (3, 16), (2, 3, 4, 5, 6, 16)):  # any leading dims
+        a = jnp.arange(math.prod(shape), dtype=jnp.float32).reshape(shape) / 100
+        np.testing.assert_allclose(jaxconv.conv1x1(a, w), a @ w, rtol=1e-5)

@@ -6,7 +6,7 @@ from typing import Any
 
 import jax
 
-from jaxconv.convolution.plan import Choice, choose
+from jaxconv.convolution.plan import Choice, choices, choose
 from jaxconv.convolution.spec import conv_spec
 
 __all__ = ["explain"]
@@ -14,16 +14,29 @@ __all__ = ["explain"]
 Array = jax.Array
 
 
-def explain(x: Any, w: Any, **conv_kwargs: Any) -> Choice:
-    """Which plan :func:`conv` gives this call, and why — from the function dispatch uses.
+def explain(x: Any, *args: Any, **kwargs: Any) -> Choice | list[Choice]:
+    """Which plan a conv gets, and why — from the function dispatch uses.
+
+    Two forms:
+
+    - ``explain(x, w, **conv_kwargs)``: the :class:`Choice` :func:`jaxconv.conv` makes for
+      that call.
+    - ``explain(fn, *args, **kwargs)``: every :class:`Choice` made while ``fn(*args,
+      **kwargs)`` runs, in order — for any op (``jaxconv.conv1x1``, ``jaxconv.bottleneck``:
+      its reduce and its k×k, ``jaxconv.separable_conv``, ``jaxconv.conv_transpose``…), a
+      module or a whole model. It is traced with ``jax.eval_shape``: nothing is computed.
 
     Args:
-      x, w: arrays or ``jax.ShapeDtypeStruct`` (only shapes and dtypes matter).
-      **conv_kwargs: :func:`conv`'s keyword arguments (``implementation`` included).
+      x: the conv's input, or a function.
+      *args: ``w`` for the conv form (arrays or ``jax.ShapeDtypeStruct``: only shapes and
+        dtypes matter); the function's arguments for the other.
+      **kwargs: :func:`jaxconv.conv`'s keyword arguments (``implementation`` included), or
+        the function's.
 
     Returns:
-      A :class:`jaxconv.Choice`: the plan, its source (``"implementation"``,
-      ``"table"`` or ``"cost model"``), the reason, and every lowering's answer; ``print`` it.
+      A :class:`jaxconv.convolution.Choice` (conv form) or a list of them: the plan, its
+      source (``"implementation"``, ``"table"`` or ``"cost model"``), the reason, and every
+      lowering's answer; ``print`` it.
 
     Examples:
       >>> import jax.numpy as jnp, jaxconv
@@ -31,7 +44,16 @@ def explain(x: Any, w: Any, **conv_kwargs: Any) -> Choice:
       ...                          implementation="xla")
       >>> choice.plan, choice.source
       (Plan(fwd='xla', dx='xla', dw='xla'), 'implementation')
+      >>> [c.spec.kernel for c in jaxconv.explain(
+      ...     jaxconv.bottleneck, jnp.ones((1, 14, 14, 480)), jnp.ones((480, 16)),
+      ...     jnp.ones((5, 5, 16, 48)))]
+      [(1, 1), (5, 5)]
     """
-    implementation = conv_kwargs.pop("implementation", None)
-    conv_kwargs.pop("b", None)
-    return choose(conv_spec(x, w, **conv_kwargs), implementation)
+    if callable(x):
+        with choices() as seen:
+            jax.eval_shape(lambda *a: x(*a, **kwargs), *args)
+        return seen
+    (w,) = args
+    implementation = kwargs.pop("implementation", None)
+    kwargs.pop("b", None)
+    return choose(conv_spec(x, w, **kwargs), implementation)

@@ -30,7 +30,7 @@ from jaxconv.convolution.lowering import ROLES, Plan
 from jaxconv.convolution.registry import LOWERINGS, available, candidates, get
 from jaxconv.convolution.spec import ConvSpec
 
-__all__ = ["Choice", "choose", "default_plan", "recording"]
+__all__ = ["Choice", "choices", "choose", "default_plan", "recording"]
 
 
 def default_plan(spec: ConvSpec, platform: str, *, without: tuple[str, ...] = ()) -> Plan:
@@ -140,8 +140,9 @@ def recording() -> Iterator[list[ConvSpec]]:
 
     Examples:
       >>> import jax, jax.numpy as jnp, jaxconv
-      >>> with recording() as seen:
-      ...     _ = jax.eval_shape(jaxconv.conv, jnp.ones((1, 8, 8, 4)), jnp.ones((3, 3, 4, 4)))
+      >>> with recording() as seen:  # traced afresh: a cached trace would make no choice
+      ...     _ = jax.eval_shape(lambda x, w: jaxconv.conv(x, w), jnp.ones((1, 8, 8, 4)),
+      ...                        jnp.ones((3, 3, 4, 4)))
       >>> [spec.kernel for spec in seen]
       [(3, 3)]
     """
@@ -186,6 +187,46 @@ def choose(
       >>> choose(spec, "xla").plan
       Plan(fwd='xla', dx='xla', dw='xla')
     """
+    choice = _choose(spec, implementation, platform=platform, table=table)
+    for seen in _CHOICES.get():
+        seen.append(choice)
+    return choice
+
+
+#: The lists :func:`choices` collects into.
+_CHOICES: contextvars.ContextVar[tuple[list[Choice], ...]] = contextvars.ContextVar(
+    "jaxconv_choices", default=()
+)
+
+
+@contextlib.contextmanager
+def choices() -> Iterator[list[Choice]]:
+    """Collects every :class:`Choice` :func:`choose` returns inside the block, in order (what
+    :func:`jaxconv.explain` shows for a function). Only an observer.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, jaxconv
+      >>> with choices() as seen:  # traced afresh: a cached trace would make no choice
+      ...     _ = jax.eval_shape(lambda x, w: jaxconv.conv(x, w), jnp.ones((1, 8, 8, 4)),
+      ...                        jnp.ones((3, 3, 4, 4)))
+      >>> [c.spec.kernel for c in seen]
+      [(3, 3)]
+    """
+    seen: list[Choice] = []
+    token = _CHOICES.set((*_CHOICES.get(), seen))
+    try:
+        yield seen
+    finally:
+        _CHOICES.reset(token)
+
+
+def _choose(
+    spec: ConvSpec,
+    implementation: str | Plan | None,
+    *,
+    platform: str | None,
+    table: tables.Table | None,
+) -> Choice:
     platform = platform or jax.default_backend()
     if isinstance(implementation, Plan):
         problem = _problem(spec, implementation)
