@@ -15,9 +15,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+import jax
 import numpy as np
 
-from jaxconv._geometry import Padding, canonicalize_spatial, conv_output_shape
+from jaxconv._check import check_int
+from jaxconv._geometry import Padding, canonicalize_spatial
+from jaxconv.convolution.spec import ConvSpec, conv_spec
 
 __all__ = [
     "BottleneckCost",
@@ -122,36 +125,54 @@ def conv_cost(
     if len(input_shape) < 2:
         raise ValueError(f"`input_shape` must be one image (*spatial, C_in), got {input_shape!r}")
     ndim = len(input_shape) - 1
-    c_in = input_shape[-1]
     ks = canonicalize_spatial(kernel, ndim, "kernel")
-    (groups,) = canonicalize_spatial(groups, 1, "groups")
-    (out_channels,) = canonicalize_spatial(out_channels, 1, "out_channels")
     (batch,) = canonicalize_spatial(batch, 1, "batch")
-    if c_in % groups or out_channels % groups:
-        raise ValueError(
-            f"`groups` (={groups}) must divide the input channels (={c_in}) and "
-            f"`out_channels` (={out_channels})"
-        )
-    out = conv_output_shape(
-        (1, *input_shape),
-        ks,
-        out_channels,
+    (out_channels,) = canonicalize_spatial(out_channels, 1, "out_channels")
+    groups = check_int(groups, "groups")
+    c_in = input_shape[-1]
+    np_dtype = _canonical_dtype(dtype)
+    spec = conv_spec(
+        jax.ShapeDtypeStruct((batch, *input_shape), np_dtype),
+        # conv_spec checks the groups first (a kernel of 1 in-channel stands in where they
+        # do not divide C_in)
+        jax.ShapeDtypeStruct((*ks, max(c_in // groups, 1), out_channels), np_dtype),
         stride=stride,
         padding=padding,
         dilation=dilation,
         input_dilation=input_dilation,
-    )[1:]
-    taps = math.prod(ks) * (c_in // groups)
-    weights = taps * out_channels
-    params = weights + (out_channels if bias else 0)
-    macs = math.prod(out) * taps * batch
-    np_dtype = _canonical_dtype(dtype)
+        groups=groups,
+        names={"x": "input_shape", "w": "kernel"},
+    )
+    return spec_cost(spec, bias=bias)
+
+
+def spec_cost(spec: ConvSpec, *, bias: bool = True) -> ConvCost:
+    """The analytic cost of the conv ``spec`` describes, totalled over its batch (what
+    :func:`conv_cost` computes once it has the spec; channels-last shapes in the result).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, jaxconv
+      >>> spec = jaxconv.conv_spec(jax.ShapeDtypeStruct((1, 14, 14, 480), jnp.float32),
+      ...                          jax.ShapeDtypeStruct((5, 5, 480, 48), jnp.float32))
+      >>> spec_cost(spec, bias=False).macs
+      112896000
+    """
+    # The input as the caller gives it: before a padding mode's pre-pad.
+    pre_pad = spec.pre_pad or ((0, 0),) * spec.ndim
+    in_spatial = tuple(n - lo - hi for n, (lo, hi) in zip(spec.in_spatial, pre_pad))
+    input_shape = (*in_spatial, spec.in_channels)
+    out = (*spec.out_spatial, spec.out_channels)
+    taps = math.prod(spec.kernel) * (spec.in_channels // spec.groups)
+    weights = taps * spec.out_channels
+    params = weights + (spec.out_channels if bias else 0)
+    macs = math.prod(out) * taps * spec.batch
+    np_dtype = np.dtype(spec.dtype)
     size = np_dtype.itemsize
-    moved = (math.prod(input_shape) * batch + params + math.prod(out) * batch) * size
+    moved = (math.prod(input_shape) * spec.batch + params + math.prod(out) * spec.batch) * size
     return ConvCost(
         input_shape=input_shape,
-        output_shape=tuple(out),
-        batch=batch,
+        output_shape=out,
+        batch=spec.batch,
         weights=weights,
         params=params,
         macs=macs,

@@ -701,8 +701,7 @@ def test_geometry_and_cost_errors():
         jaxconv.conv_output_shape((8, 3), 3, 4)
     with pytest.raises(
         ValueError,
-        match=r"`groups` \(=3\) must divide the input channels \(=8\) "
-        r"and `out_channels` \(=6\)",
+        match=r"`groups` \(=3\) must divide the input channels \(=8\)$",
     ):
         jaxconv.conv_cost((8, 8, 8), 6, 3, groups=3)
     with pytest.raises(ValueError, match=r"`stride` entries must be >= 1, got 0"):
