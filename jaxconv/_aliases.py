@@ -1,5 +1,5 @@
-"""Old import paths kept working: ``jaxconv.kernels.*`` and ``jaxconv.ops.*`` (moved in 0.2.0
-to :mod:`jaxconv.convolution` and :mod:`jaxconv.pooling`; CHANGELOG.md lists them)."""
+"""Old import paths kept working: ``jaxconv.kernels.*`` and ``jaxconv.ops.*``, moved after 0.1.0
+to :mod:`jaxconv.convolution` and :mod:`jaxconv.pooling` (CHANGELOG.md lists them)."""
 
 from __future__ import annotations
 

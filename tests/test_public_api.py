@@ -216,3 +216,40 @@ def test_py_typed_ships():
 
 def test_version_matches_pyproject():
     assert jaxconv.__version__ == _pyproject()["project"]["version"]
+
+
+def test_old_import_paths_are_the_new_objects():
+    # jaxconv.kernels.* and jaxconv.ops.* moved after 0.1.0 (CHANGELOG.md); the old paths are
+    # the very same objects, so a monkeypatch through either reaches the one module.
+    import jaxconv.kernels.lowerings.onednn
+    import jaxconv.kernels.tables
+    from jaxconv.kernels.plan import choose
+    from jaxconv.ops.conv import bottleneck, conv, conv1x1, explain
+    from jaxconv.ops.depthwise import depthwise_conv, separable_conv
+    from jaxconv.ops.pool import PoolSpec, avg_pool, max_pool
+    from jaxconv.ops.transpose import conv_transpose
+
+    import jaxconv.convolution.lowerings.onednn
+    from jaxconv.kernels import Plan, conv_spec, run
+
+    new = jaxconv.convolution
+    assert jaxconv.kernels.lowerings.onednn is jaxconv.convolution.lowerings.onednn
+    assert jaxconv.kernels.tables is new.tables and jaxconv.kernels.autotune is new.autotune
+    assert (Plan, conv_spec, run, choose) == (new.Plan, new.conv_spec, new.run, new.choose)
+    assert (conv, conv1x1, bottleneck, explain) == (
+        jaxconv.conv,
+        jaxconv.conv1x1,
+        jaxconv.bottleneck,
+        jaxconv.explain,
+    )
+    assert (depthwise_conv, separable_conv, conv_transpose) == (
+        jaxconv.depthwise_conv,
+        jaxconv.separable_conv,
+        jaxconv.conv_transpose,
+    )
+    assert (PoolSpec, avg_pool, max_pool) == (
+        jaxconv.pooling.PoolSpec,
+        jaxconv.avg_pool,
+        jaxconv.max_pool,
+    )
+    assert jaxconv.ops.conv is jaxconv.conv and jaxconv.kernels.run is jaxconv.convolution.run

@@ -1,5 +1,6 @@
-"""Deprecated alias of :mod:`jaxconv.convolution` (the contract and lowerings moved there in
-0.2.0): every name and submodule of ``jaxconv.kernels`` is the same object under its new path."""
+"""Deprecated alias of :mod:`jaxconv.convolution`, where the contract and lowerings moved after
+0.1.0: every name and submodule of ``jaxconv.kernels`` is the same object under its new path
+(CHANGELOG.md)."""
 
 from jaxconv._aliases import alias_modules
 from jaxconv.convolution import *  # noqa: F403

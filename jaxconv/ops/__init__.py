@@ -1,4 +1,4 @@
-"""Deprecated alias of the public ops (moved in 0.2.0): the convs are in
+"""Deprecated alias of the public ops (moved after 0.1.0): the convs are in
 :mod:`jaxconv.convolution`, the pools in :mod:`jaxconv.pooling`, and all of them at the top
 level (``jaxconv.conv``, ``jaxconv.max_pool``, …)."""
 

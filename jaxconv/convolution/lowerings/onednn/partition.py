@@ -72,8 +72,8 @@ def _partitioned(role: str) -> Any:
     activations = (0, 1) if role == "bwd_weights" else (0,)
 
     def shardings(mesh, arg_shapes):
-        spec = getattr(arg_shapes[0].sharding, "spec", ())
-        batch = spec[0] if len(spec) else None
+        spec: tuple = tuple(getattr(arg_shapes[0].sharding, "spec", ()))
+        batch = spec[0] if spec else None
         args = tuple(
             NamedSharding(mesh, P(batch) if i in activations else P())
             for i in range(len(arg_shapes))
