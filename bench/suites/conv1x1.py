@@ -6,7 +6,9 @@ pool projections, Szegedy et al. 2015, Table 1). A 1×1 conv *is* the GEMM
 that GEMM, and ``roofline_s = max(FLOPs / GEMM peak, bytes / memory bandwidth)`` (both measured
 in the same run) is the bound no lowering beats.
 
-- ``einsum`` — ``jaxconv.conv1x1`` (the default path: one ``jnp.einsum``).
+- ``einsum`` — ``jaxconv.conv1x1(..., implementation="einsum")``: one ``jnp.einsum`` (the
+  default on a CPU without the oneDNN extension; with it the default is oneDNN's conv, which
+  the ``lowering`` suite times).
 - ``lax.conv`` — ``jaxconv.conv(..., implementation="xla")`` with a ``[1, 1, C_in, C_out]`` kernel.
 - ``jnp.dot`` — the reshaped GEMM.
 - with ``--peers torch``: ``torch conv2d 1x1`` (channels_last).
@@ -35,7 +37,7 @@ TINY = (Pointwise("tiny_narrow", 8, 32, 16), Pointwise("tiny_wide", 4, 64, 96))
 
 
 def einsum(x, w):
-    return jaxconv.conv1x1(x, w)
+    return jaxconv.conv1x1(x, w, implementation="einsum")
 
 
 def lax_conv(x, w):
