@@ -34,8 +34,6 @@ import numpy as np
 
 import jaxconv
 from bench._fusion import fusion_report
-from jaxconv import _timing
-from jaxconv._cost import compiled_cost
 
 #: ``JAXCONV_BENCH_TIMER=queued``: device timing on any platform (see the module doc).
 TIMER_ENV = "JAXCONV_BENCH_TIMER"
@@ -194,9 +192,9 @@ def round_robin(
     target_s: float | None = None,
 ) -> dict[str, Timing]:
     """Each runner timed ``repeats`` times after ``warmup`` rounds, primed and interleaved
-    round-robin — jaxconv's own timing (``jaxconv._timing.round_robin``, which autotune uses),
-    as :class:`Timing`; ``target_s`` queues calls per sample (device timing)."""
-    timings = _timing.round_robin(runners, repeats, warmup, target_s)
+    round-robin — jaxconv's own timing (:func:`jaxconv.convolution.round_robin`, which autotune
+    uses), as :class:`Timing`; ``target_s`` queues calls per sample (device timing)."""
+    timings = jaxconv.convolution.round_robin(runners, repeats, warmup, target_s)
     return {n: Timing(t) for n, t in timings.items()}
 
 
@@ -213,7 +211,7 @@ def compile_timed(fn: Callable, *args: Any, platform: str = "cpu") -> Compiled:
     start = time.perf_counter()
     compiled = lowered.compile()
     compile_s = time.perf_counter() - start
-    cost = compiled_cost(compiled)
+    cost = jaxconv.compiled_cost(compiled)
     # XLA does not see into custom calls (oneDNN convs): its counts then miss the conv itself.
     counted = cost.uncounted_calls == 0
     peak = None

@@ -88,7 +88,7 @@ class TorchPeer:
 
     def _timed(self, run: Callable[[], Any]) -> Callable[[], Any]:
         """``run`` with its ``finish``: the timer calls it once after the calls it queued
-        (``jaxconv._timing``), so torch's calls queue on the GPU as jax's do."""
+        (:func:`jaxconv.convolution.round_robin`), so torch's calls queue on the GPU as jax's do."""
         cuda = self.device.type == "cuda"
         run.finish = self.torch.cuda.synchronize if cuda else (lambda: None)  # type: ignore[attr-defined]
         return run

@@ -15,6 +15,7 @@ from jaxconv._cost import ResidualBlockCost as ResidualBlockCost
 from jaxconv._cost import SeparableCost as SeparableCost
 from jaxconv._cost import XlaCost as XlaCost
 from jaxconv._cost import bottleneck_cost as bottleneck_cost
+from jaxconv._cost import compiled_cost as compiled_cost
 from jaxconv._cost import conv_cost as conv_cost
 from jaxconv._cost import depthwise_cost as depthwise_cost
 from jaxconv._cost import residual_block_cost as residual_block_cost
@@ -61,6 +62,7 @@ __all__ = [
     "bottleneck_cost",
     "canonicalize_padding",
     "canonicalize_spatial",
+    "compiled_cost",
     "conv",
     "conv1x1",
     "conv_cost",

@@ -28,6 +28,7 @@ __all__ = [
     "SeparableCost",
     "XlaCost",
     "bottleneck_cost",
+    "compiled_cost",
     "conv_cost",
     "depthwise_cost",
     "separable_cost",
@@ -625,8 +626,18 @@ def xla_cost(fn: Callable, *args: Any, **kwargs: Any) -> XlaCost:
 
 
 def compiled_cost(compiled: Any) -> XlaCost:
-    """XLA's ``cost_analysis()`` of an already compiled function, as an :class:`XlaCost`
-    (bench reads it of the executables it times, so nothing is compiled twice).
+    """XLA's ``cost_analysis()`` of an already compiled function, as an :class:`XlaCost`.
+
+    :func:`xla_cost` compiles and then reads this; a caller that already holds the executable
+    (bench reads it of the executables it times) calls it directly, so nothing is compiled
+    twice.
+
+    Args:
+      compiled: what ``jax.jit(fn).lower(*args).compile()`` returns (a ``jax.stages.Compiled``).
+
+    Returns:
+      An :class:`XlaCost`; custom calls (oneDNN convs) are counted in ``uncounted_calls``, not
+      in ``flops`` or ``bytes_accessed``.
 
     Examples:
       >>> import jax, jax.numpy as jnp

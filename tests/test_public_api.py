@@ -27,6 +27,7 @@ PUBLIC = [
     "bottleneck_cost",
     "canonicalize_padding",
     "canonicalize_spatial",
+    "compiled_cost",
     "conv",
     "conv1x1",
     "conv_cost",

@@ -11,9 +11,9 @@ A :class:`Lowering` (lowering.py) is a frozen record — name, ``supports(spec)`
 optional fused bias forward — and :data:`LOWERINGS` the immutable mapping of all of them, in
 preference order (registry.py; the lowerings themselves in ``lowerings/``: ``onednn``,
 ``einsum`` and ``xla``, the reference and fallback). A :class:`Plan` names one lowering per
-role: forward, input gradient, weight gradient. :func:`jaxconv.autotune` measures plans and
-writes them to a tuning table (tables.py), which :func:`choose` reads — the only hidden input
-to dispatch, and :func:`explain` shows it.
+role: forward, input gradient, weight gradient. :func:`jaxconv.autotune` measures plans (with
+:func:`round_robin`, the timing bench uses too) and writes them to a tuning table (tables.py),
+which :func:`choose` reads — the only hidden input to dispatch, and :func:`explain` shows it.
 
 The public ops, one file each, all through that dispatch (so ``implementation=`` and
 :func:`explain` answer for each): :func:`conv`, :func:`conv1x1`, :func:`bottleneck`,
@@ -24,6 +24,7 @@ from jaxconv._device import cpu_model as cpu_model
 from jaxconv._device import device_family as device_family
 from jaxconv._device import device_kind as device_kind
 from jaxconv._device import device_kinds as device_kinds
+from jaxconv._timing import round_robin as round_robin
 from jaxconv.convolution import autotune as autotune  # the module; jaxconv.autotune is the function
 from jaxconv.convolution import tables as tables
 from jaxconv.convolution.bottleneck import bottleneck as bottleneck
@@ -79,6 +80,7 @@ __all__ = [
     "explain",
     "get",
     "recording",
+    "round_robin",
     "run",
     "separable_conv",
     "tables",
