@@ -23,7 +23,7 @@ import statistics
 import sys
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,7 +186,7 @@ def sync(out: Any) -> Any:
 
 
 def round_robin(
-    runners: dict[str, Callable[[], Any]],
+    runners: Mapping[str, Callable[[], Any]],
     repeats: int,
     warmup: int,
     target_s: float | None = None,
@@ -194,7 +194,7 @@ def round_robin(
     """Each runner timed ``repeats`` times after ``warmup`` rounds, primed and interleaved
     round-robin — jaxconv's own timing (:func:`jaxconv.convolution.round_robin`, which autotune
     uses), as :class:`Timing`; ``target_s`` queues calls per sample (device timing)."""
-    timings = jaxconv.convolution.round_robin(runners, repeats, warmup, target_s)
+    timings = jaxconv.convolution.round_robin(dict(runners), repeats, warmup, target_s)
     return {n: Timing(t) for n, t in timings.items()}
 
 
@@ -216,9 +216,9 @@ def compile_timed(fn: Callable, *args: Any, platform: str = "cpu") -> Compiled:
     counted = cost.uncounted_calls == 0
     peak = None
     try:
-        memory = compiled.memory_analysis()
+        memory = compiled.memory_analysis()  # None where the backend has none
         peak = getattr(memory, "peak_memory_in_bytes", None)
-        if not peak:  # backends that leave it 0: arguments + outputs + temporaries - aliased
+        if not peak and memory is not None:  # left 0: arguments + outputs + temporaries - aliased
             peak = (
                 memory.argument_size_in_bytes
                 + memory.output_size_in_bytes
@@ -409,7 +409,7 @@ class Context:
 
     def time(
         self,
-        runners: dict[str, Callable[[], Any]],
+        runners: Mapping[str, Callable[[], Any]],
         default_repeats: int | None = None,
         *,
         baseline: bool = False,

@@ -377,8 +377,8 @@ def _plot_layers(axes, records, layers, dtypes, key) -> None:
         shown = []
         for label in labels:
             by_layer = {r.get("layer", ""): r for r in records if _series_label(r, dtypes) == label}
-            y = [by_layer[n].get(field) if n in by_layer else None for n in layers]
-            y = [np.nan if v is None else v * (1e3 if field == "median_s" else 1) for v in y]
+            values = [by_layer[n].get(field) if n in by_layer else None for n in layers]
+            y = [np.nan if v is None else v * (1e3 if field == "median_s" else 1) for v in values]
             if panel == 1 and all(np.isnan(v) or math.isclose(v, 1.0) for v in y):
                 continue  # the baseline itself
             shown.append((label, y))

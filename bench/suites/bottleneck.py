@@ -22,6 +22,8 @@ branches. Every variant has bias + ReLU after each conv, so fusion has something
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import jax
 
@@ -111,7 +113,7 @@ def _case(ctx: Context, block: Block, batch: int, dtype: str) -> list[dict]:
         LAX: ctx.compile(bottleneck_lax, x, *bottleneck_args),
         EINSUM: ctx.compile(bottleneck_einsum, x, *bottleneck_args),
     }
-    runners = {
+    runners: dict[str, Callable[[], Any]] = {
         DIRECT: compiled[DIRECT],
         EAGER: lambda: bottleneck_einsum(x, *bottleneck_args),
         LAX: compiled[LAX],

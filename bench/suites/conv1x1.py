@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
+from typing import Any
 
 import jax.numpy as jnp
 
@@ -60,7 +62,7 @@ def _case(ctx: Context, shape: Pointwise, batch: int, dtype: str) -> list[dict]:
         LAX: ctx.compile(lax_conv, x, w),
         DOT: ctx.compile(dot, x, w),
     }
-    runners = dict(compiled)
+    runners: dict[str, Callable[[], Any]] = dict(compiled)
     if ctx.peer is not None:
         F = ctx.peer.torch.nn.functional
         xt, wt = ctx.peer.activation(x, dtype), ctx.peer.kernel(w, dtype)
@@ -79,7 +81,7 @@ def _case(ctx: Context, shape: Pointwise, batch: int, dtype: str) -> list[dict]:
     roofline = max(cost.flops / (ctx.gemm_peak(dtype) * 1e9), cost.bytes / (ctx.bandwidth() * 1e9))
     records = []
     for variant, timing in timings.items():
-        extra = {}
+        extra: dict[str, Any] = {}
         if variant == TORCH:
             extra = {"peer": "torch", "ratio_vs_jaxconv": timing.median / timings[EINSUM].median}
         records.append(

@@ -46,12 +46,12 @@ replaces each shape's batch. ``macs`` of fwd+bwd count 3× the forward's.
 from __future__ import annotations
 
 import statistics
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 
 import jaxconv
-from bench._harness import Context
+from bench._harness import Compiled, Context
 from bench._peers import check_agreement
 from bench.suites.lowering import conv_functions
 
@@ -173,7 +173,7 @@ def _case(ctx: Context, s: Shape, dtype: str) -> list[dict]:
         [1.0, (s.k * s.k * s.c_in // s.groups) ** -0.5, 1.0],
     )
     w_jaxconv = w[::-1, ::-1] if s.transposed else w  # lax's transposed conv: flipped kernel
-    compiled = {p: {} for p in PASSES}
+    compiled: dict[str, dict[str, Compiled]] = {p: {} for p in PASSES}
     for variant, name in variants.items():
         fwd, fb = conv_functions(name, **s.conv_args())
         compiled["fwd"][variant] = ctx.compile(fwd, x, w_jaxconv)
@@ -200,7 +200,7 @@ def _case(ctx: Context, s: Shape, dtype: str) -> list[dict]:
         torch_s = timings["torch"].median if peer is not None else None
         for variant, timing in timings.items():
             is_default = variant == "default"
-            extra = dict(
+            extra: dict[str, Any] = dict(
                 layer=s.name,
                 spatial=s.size,
                 c_in=s.c_in,

@@ -25,6 +25,7 @@ variant's (> 1: faster than torch).
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -89,8 +90,14 @@ def _torch(ctx: Context, block: Block, params, x, dtype: str):
     peer = ctx.peer
     torch, F = peer.torch, peer.torch.nn.functional
     p = _flat_arrays(params)
-    names = ("branch_1x1", "branch_3x3.reduce", "branch_3x3.conv", "branch_5x5.reduce")
-    names += ("branch_5x5.conv", "branch_pool.proj")
+    names = (
+        "branch_1x1",
+        "branch_3x3.reduce",
+        "branch_3x3.conv",
+        "branch_5x5.reduce",
+        "branch_5x5.conv",
+        "branch_pool.proj",
+    )
     weights = {
         n: (peer.kernel(p[f"{n}.kernel"], dtype), peer.vector(p[f"{n}.bias"], dtype)) for n in names
     }
@@ -156,6 +163,12 @@ def _case(ctx: Context, block: Block, batch: int, dtype: str, default_fuse: bool
     if ctx.peer is not None:
         for pass_name in PASSES:
             timing = timings[f"torch {pass_name}"]
+            fields: dict[str, Any] = {
+                "layer": block.name,
+                "peer": "torch",
+                "peer_max_rel_err": peer_err,
+                "pass": pass_name,
+            }
             records.append(
                 ctx.record(
                     NAME,
@@ -165,17 +178,21 @@ def _case(ctx: Context, block: Block, batch: int, dtype: str, default_fuse: bool
                     dtype=dtype,
                     timing=timing,
                     macs=macs * (1 if pass_name == "forward" else 3),
-                    layer=block.name,
-                    peer="torch",
-                    peer_max_rel_err=peer_err,
-                    **{"pass": pass_name},
+                    **fields,
                 )
             )
     for (pass_name, fuse), c in compiled.items():
         timing = timings[names[(pass_name, fuse)]]
         unfused = timings[names[(pass_name, False)]]
         torch_s = timings.get(f"torch {pass_name}")
-        extra = {} if torch_s is None else {"speed_vs_torch": torch_s.median / timing.median}
+        extra: dict[str, Any] = {
+            "layer": block.name,
+            "fuse_1x1": fuse,
+            "pass": pass_name,
+            "speedup_vs_unfused": unfused.median / timing.median,
+        }
+        if torch_s is not None:
+            extra["speed_vs_torch"] = torch_s.median / timing.median
         records.append(
             ctx.record(
                 NAME,
@@ -186,10 +203,6 @@ def _case(ctx: Context, block: Block, batch: int, dtype: str, default_fuse: bool
                 timing=timing,
                 macs=macs * (1 if pass_name == "forward" else 3),
                 compiled=c,
-                layer=block.name,
-                fuse_1x1=fuse,
-                **{"pass": pass_name},
-                speedup_vs_unfused=unfused.median / timing.median,
                 **extra,
             )
         )

@@ -24,12 +24,12 @@ they dominate), each Inception block's 3×3, 5×5 and 1×1s (batch 32); NiN's CI
 from __future__ import annotations
 
 import statistics
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 
 import jaxconv
-from bench._harness import Context
+from bench._harness import Compiled, Context
 from bench.suites._googlenet import BLOCKS
 from jaxconv.models import NIN_CIFAR10
 
@@ -149,7 +149,7 @@ def _case(ctx: Context, s: Shape, dtype: str) -> list[dict]:
         dtype,
         [1.0, (s.k * s.k * s.c_in) ** -0.5, 1.0],
     )
-    compiled = {p: {} for p in PASSES}
+    compiled: dict[str, dict[str, Compiled]] = {p: {} for p in PASSES}
     for name in names:
         fwd, fb = _functions(name, s)
         compiled["fwd"][name] = ctx.compile(fwd, x, w)
@@ -180,7 +180,7 @@ def _case(ctx: Context, s: Shape, dtype: str) -> list[dict]:
         macs = cost.macs * (1 if pass_name == "fwd" else 3)
         for variant, timing in timings.items():
             is_default = variant == chosen[pass_name]
-            extra = dict(
+            extra: dict[str, Any] = dict(
                 layer=s.name,
                 spatial=s.size,
                 c_in=s.c_in,

@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 import jax
 
 import jaxconv
-from bench._harness import Context
+from bench._harness import Compiled, Context
 from bench.suites.lowering import conv_functions
 
 NAME = "untuned"
@@ -140,7 +140,7 @@ def _case(ctx: Context, s: Shape, batch: int, dtype: str) -> list[dict]:
         dtype,
         [1.0, fan_in**-0.5, 1.0],
     )
-    compiled = {p: {} for p in PASSES}
+    compiled: dict[str, dict[str, Compiled]] = {p: {} for p in PASSES}
     for variant, name in variants.items():
         fwd, fb = conv_functions(name, **s.conv_args())
         compiled["fwd"][variant] = ctx.compile(fwd, x, w)
@@ -160,6 +160,18 @@ def _case(ctx: Context, s: Shape, batch: int, dtype: str) -> list[dict]:
         lax_s = timings["xla"].median
         for variant, timing in timings.items():
             is_default = variant == "default"
+            extra: dict[str, Any] = {
+                "layer": s.name,
+                "spatial": "×".join(map(str, s.spatial)),
+                "c_in": s.c_in,
+                "c_out": s.c_out,
+                "k": "×".join(map(str, s.kernel)),
+                "stride": s.stride,
+                "pass": pass_name,
+                "plan": "/".join(plan) if is_default else None,
+                "without_extension": "/".join(fallback) if is_default else None,
+                "speedup_vs_lax": lax_s / timing.median,
+            }
             records.append(
                 ctx.record(
                     NAME,
@@ -170,16 +182,7 @@ def _case(ctx: Context, s: Shape, batch: int, dtype: str) -> list[dict]:
                     timing=timing,
                     macs=cost.macs * (1 if pass_name == "fwd" else 3),
                     compiled=compiled[pass_name][variant],
-                    layer=s.name,
-                    spatial="×".join(map(str, s.spatial)),
-                    c_in=s.c_in,
-                    c_out=s.c_out,
-                    k="×".join(map(str, s.kernel)),
-                    stride=s.stride,
-                    **{"pass": pass_name},
-                    plan="/".join(plan) if is_default else None,
-                    without_extension="/".join(fallback) if is_default else None,
-                    speedup_vs_lax=lax_s / timing.median,
+                    **extra,
                 )
             )
     return records
