@@ -247,22 +247,15 @@ def git_revision() -> str:
     import subprocess
 
     root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str, check: bool) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=check
+        ).stdout
+
     try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout
+        rev = git("rev-parse", "--short", "HEAD", check=True)
+        dirty = git("status", "--porcelain", "--untracked-files=no", check=False)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return rev.strip() + ("+dirty" if dirty.strip() else "")

@@ -30,6 +30,11 @@ def _num(value: float | None, fmt: str) -> str:
     return "—" if value is None else format(value, fmt)
 
 
+def _ratio(key: str) -> Callable[[Record], str]:
+    """Formats ``record[key]`` as ``1.23×``, or ``—`` where the record has none."""
+    return lambda r: _num(r.get(key), ".2f") + "×" if r.get(key) is not None else "—"
+
+
 def columns(records: Sequence[Record]) -> list[tuple[str, Callable[[Record], str]]]:
     """``(header, formatter)`` for the columns these records fill."""
     has = {k for r in records for k, v in r.items() if v is not None}
@@ -68,31 +73,13 @@ def columns(records: Sequence[Record]) -> list[tuple[str, Callable[[Record], str
         label = "speedup vs " + key.removeprefix("speedup_vs_").replace("_", " ")
         cols.append((label, lambda r: _num(r.get(key), ".2f") + "×"))
     if "speed_vs_torch" in has:
-        cols.append(
-            (
-                "speed vs torch",
-                lambda r: (
-                    _num(r.get("speed_vs_torch"), ".2f") + "×"
-                    if r.get("speed_vs_torch") is not None
-                    else "—"
-                ),
-            )
-        )
+        cols.append(("speed vs torch", _ratio("speed_vs_torch")))
     if "analytic_ratio" in has:
         cols.append(("analytic", lambda r: _num(r.get("analytic_ratio"), ".1f") + "×"))
     if "roofline_fraction" in has:
         cols.append(("% roofline", lambda r: _num(r.get("roofline_fraction", 0) * 100, ".0f")))
     if "ratio_vs_jaxconv" in has:
-        cols.append(
-            (
-                "peer/jaxconv time",
-                lambda r: (
-                    _num(r.get("ratio_vs_jaxconv"), ".2f") + "×"
-                    if r.get("ratio_vs_jaxconv") is not None
-                    else "—"
-                ),
-            )
-        )
+        cols.append(("peer/jaxconv time", _ratio("ratio_vs_jaxconv")))
     if "kernels" in has:
         cols.append(
             (

@@ -46,6 +46,7 @@ replaces each shape's batch. ``macs`` of fwd+bwd count 3× the forward's.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -53,7 +54,7 @@ import jax
 import jaxconv
 from bench._harness import Compiled, Context
 from bench._peers import check_agreement
-from bench.suites.lowering import conv_functions
+from bench.suites.lowering import conv_functions, layer_fields, pass_records
 
 NAME = "groups"
 PASSES = ("fwd", "fwd+bwd")
@@ -188,53 +189,29 @@ def _case(ctx: Context, s: Shape, dtype: str) -> list[dict]:
             PEER_TOLERANCE.get(dtype, 3e-2),
         )
     macs = s.macs(spec.out_shape[1:3])
+    layer = {**layer_fields(s), "groups": s.groups, "transposed": s.transposed}
     records = []
     for i, pass_name in enumerate(PASSES):
-        runners = dict(compiled[pass_name])
+        runners: dict[str, Callable[[], Any]] = dict(compiled[pass_name])
         lax_runner = {"xla": runners.pop("xla")}
         if peer is not None:
             runners["torch"] = peer[i]
         timings = ctx.time(runners, default_repeats=15) | ctx.time(lax_runner, baseline=True)
-        timings = {v: timings[v] for v in [*compiled[pass_name], *runners]}  # table order
-        lax_s = timings["xla"].median
-        torch_s = timings["torch"].median if peer is not None else None
-        for variant, timing in timings.items():
-            is_default = variant == "default"
-            extra: dict[str, Any] = dict(
-                layer=s.name,
-                spatial=s.size,
-                c_in=s.c_in,
-                c_out=s.c_out,
-                k=s.k,
-                stride=s.stride,
-                groups=s.groups,
-                transposed=s.transposed,
-                **{"pass": pass_name},
-                plan="/".join(plan) if is_default else None,
-                speedup_vs_lax=lax_s / timing.median,
-                skipped=skipped or None,
-            )
-            if variant == "torch":
-                extra.update(
-                    peer="torch",
-                    ratio_vs_jaxconv=timing.median / timings["default"].median,
-                    peer_max_rel_err=peer_err,
-                )
-            elif torch_s is not None:
-                extra["speed_vs_torch"] = torch_s / timing.median
-            records.append(
-                ctx.record(
-                    NAME,
-                    f"{variant} {pass_name}",
-                    default=is_default,
-                    batch=s.batch,
-                    dtype=dtype,
-                    timing=timing,
-                    macs=macs * (1 if pass_name == "fwd" else 3),
-                    compiled=compiled[pass_name].get(variant),
-                    **extra,
-                )
-            )
+        records += pass_records(
+            ctx,
+            NAME,
+            pass_name,
+            {v: timings[v] for v in [*compiled[pass_name], *runners]},  # table order
+            compiled[pass_name],
+            default="default",
+            plan=plan,
+            batch=s.batch,
+            dtype=dtype,
+            macs=macs * (1 if pass_name == "fwd" else 3),
+            layer=layer,
+            after={"skipped": skipped or None},
+            peer={"peer_max_rel_err": peer_err},
+        )
     return records
 
 

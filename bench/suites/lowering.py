@@ -24,14 +24,18 @@ they dominate), each Inception block's 3×3, 5×5 and 1×1s (batch 32); NiN's CI
 from __future__ import annotations
 
 import statistics
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 
 import jaxconv
-from bench._harness import Compiled, Context
+from bench._harness import Compiled, Context, Timing
 from bench.suites._googlenet import BLOCKS
 from jaxconv.models import NIN_CIFAR10
+
+if TYPE_CHECKING:
+    from bench.suites import groups
 
 NAME = "lowering"
 PASSES = ("fwd", "fwd+bwd")
@@ -110,6 +114,76 @@ def conv_functions(implementation: str | None, **conv_args):
     return forward, forward_backward
 
 
+def layer_fields(s: Shape | groups.Shape) -> dict[str, Any]:
+    """The fields that name a conv in its records (the tables and notes read them); also the
+    groups suite's."""
+    return {
+        "layer": s.name,
+        "spatial": s.size,
+        "c_in": s.c_in,
+        "c_out": s.c_out,
+        "k": s.k,
+        "stride": s.stride,
+    }
+
+
+def pass_records(
+    ctx: Context,
+    suite: str,
+    pass_name: str,
+    timings: Mapping[str, Timing],
+    compiled: Mapping[str, Compiled],
+    *,
+    default: str,
+    plan: jaxconv.convolution.Plan,
+    batch: int,
+    dtype: str,
+    macs: int,
+    layer: Mapping[str, Any],
+    after: Mapping[str, Any] | None = None,
+    peer: Mapping[str, Any] | None = None,
+) -> list[dict]:
+    """The records of one pass of a conv, one per timed variant; also the groups suite's.
+
+    Each has ``layer``'s fields, ``pass``, the ``plan`` (on the ``default`` variant),
+    ``speedup_vs_lax`` (against variant ``xla``) and ``after``'s fields; with a ``torch``
+    variant, the torch row has ``peer``, ``ratio_vs_jaxconv`` (against ``default``) and
+    ``peer``'s fields, the others ``speed_vs_torch``. fwd+bwd variants count ``macs`` too: pass
+    them 3× the forward's.
+    """
+    lax_s = timings["xla"].median
+    torch_s = timings["torch"].median if "torch" in timings else None
+    records = []
+    for variant, timing in timings.items():
+        is_default = variant == default
+        extra: dict[str, Any] = {
+            **layer,
+            "pass": pass_name,
+            "plan": "/".join(plan) if is_default else None,
+            "speedup_vs_lax": lax_s / timing.median,
+            **(after or {}),
+        }
+        if variant == "torch":
+            extra.update(peer="torch", ratio_vs_jaxconv=timing.median / timings[default].median)
+            extra.update(peer or {})
+        elif torch_s is not None:
+            extra["speed_vs_torch"] = torch_s / timing.median
+        records.append(
+            ctx.record(
+                suite,
+                f"{variant} {pass_name}",
+                default=is_default,
+                batch=batch,
+                dtype=dtype,
+                timing=timing,
+                macs=macs,
+                compiled=compiled.get(variant),
+                **extra,
+            )
+        )
+    return records
+
+
 def _functions(name: str | None, s: Shape):
     return conv_functions(name, stride=s.stride, padding=s.k // 2)
 
@@ -171,45 +245,22 @@ def _case(ctx: Context, s: Shape, dtype: str) -> list[dict]:
     )
     records = []
     for i, pass_name in enumerate(PASSES):
-        runners = dict(compiled[pass_name])
+        runners: dict[str, Callable[[], Any]] = dict(compiled[pass_name])
         if peer is not None:
             runners["torch"] = peer[i]
-        timings = ctx.time(runners, default_repeats=7)
-        lax_s = timings["xla"].median
-        torch_s = timings["torch"].median if peer is not None else None
-        macs = cost.macs * (1 if pass_name == "fwd" else 3)
-        for variant, timing in timings.items():
-            is_default = variant == chosen[pass_name]
-            extra: dict[str, Any] = dict(
-                layer=s.name,
-                spatial=s.size,
-                c_in=s.c_in,
-                c_out=s.c_out,
-                k=s.k,
-                stride=s.stride,
-                **{"pass": pass_name},
-                plan="/".join(plan) if is_default else None,
-                speedup_vs_lax=lax_s / timing.median,
-            )
-            if variant == "torch":
-                extra.update(
-                    peer="torch", ratio_vs_jaxconv=timing.median / timings[chosen[pass_name]].median
-                )
-            elif torch_s is not None:
-                extra["speed_vs_torch"] = torch_s / timing.median
-            records.append(
-                ctx.record(
-                    NAME,
-                    f"{variant} {pass_name}",
-                    default=is_default,
-                    batch=s.batch,
-                    dtype=dtype,
-                    timing=timing,
-                    macs=macs,
-                    compiled=compiled[pass_name].get(variant),
-                    **extra,
-                )
-            )
+        records += pass_records(
+            ctx,
+            NAME,
+            pass_name,
+            ctx.time(runners, default_repeats=7),
+            compiled[pass_name],
+            default=chosen[pass_name],
+            plan=plan,
+            batch=s.batch,
+            dtype=dtype,
+            macs=cost.macs * (1 if pass_name == "fwd" else 3),
+            layer=layer_fields(s),
+        )
     return records
 
 
