@@ -6,12 +6,14 @@ import math
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from jaxconv import _geometry as geo
-from jaxconv._check import check_array, check_same_dtype
+from jaxconv._check import check_array, check_bias, check_same_dtype
 from jaxconv.convolution.conv import apply
 from jaxconv.convolution.lowering import Plan
-from jaxconv.convolution.spec import conv_spec
+from jaxconv.convolution.lowerings.einsum import matmul
+from jaxconv.convolution.spec import canonical_precision, canonical_preferred, conv_spec
 
 __all__ = ["conv1x1"]
 
@@ -60,6 +62,8 @@ def conv1x1(
     (:func:`jaxconv.explain` shows it): on a CPU with the oneDNN extension oneDNN's conv,
     elsewhere on a CPU the mission's ONE ``jnp.einsum`` over the channel dim (a channels-last
     1-D one's forward as XLA's own dot), on a GPU ``lax``'s conv.
+    An ``x`` whose conv form passes the 32-bit geometry every conv keeps (2**31 rows or more)
+    runs as that einsum directly.
 
     Args:
       x: ``[..., C_in]`` (channels-last, any leading dims) or ``[N, C_in, ...]`` when
@@ -106,7 +110,9 @@ def pointwise(
     check_array(w, w_name)
     check_same_dtype(x, w, w_name)
     channels_last = _check_matrix(x, w, layout, w_name)
-    x_conv = _as_conv_input(x, channels_last)
+    if max(*_conv_input_shape(tuple(x.shape), channels_last), *w.shape) >= geo.INT32_LIMIT:
+        return _matmul(x, w, b, channels_last, precision, preferred_element_type, w_name, b_name)
+    x_conv = x.reshape(_conv_input_shape(tuple(x.shape), channels_last))
     kernel = (1,) * (x_conv.ndim - 2)
     w_conv = w.reshape(kernel + w.shape if channels_last else w.shape + kernel)
     spec = conv_spec(
@@ -124,11 +130,42 @@ def pointwise(
     return y.reshape(x.shape[0], w.shape[0], *x.shape[2:])
 
 
-def _as_conv_input(x: Array, channels_last: bool) -> Array:
-    """``x`` as a conv's input: as it is with 1-3 spatial dims, else its positions flattened
-    into one spatial dim (channels last: ``[M, 1, C]``, every leading dim a batch)."""
-    if 3 <= x.ndim <= 5:
-        return x
+def _conv_input_shape(shape: tuple[int, ...], channels_last: bool) -> tuple[int, ...]:
+    """``x``'s shape as a conv's input: as it is with 1-3 spatial dims, else its positions
+    flattened into one spatial dim (channels last: ``[M, 1, C]``, every leading dim a batch)."""
+    if 3 <= len(shape) <= 5:
+        return shape
     if channels_last:
-        return x.reshape(math.prod(x.shape[:-1]), 1, x.shape[-1])
-    return x.reshape(x.shape[0], x.shape[1], math.prod(x.shape[2:]))
+        return (math.prod(shape[:-1]), 1, shape[-1])
+    return (shape[0], shape[1], math.prod(shape[2:]))
+
+
+def _matmul(
+    x: Array,
+    w: Array,
+    b: Array | None,
+    channels_last: bool,
+    precision: Any,
+    preferred_element_type: Any,
+    w_name: str,
+    b_name: str,
+) -> Array:
+    """The einsum alone, for a ``x`` whose conv form passes the 32-bit geometry every conv
+    lowering keeps (e.g. ``[2**31, C]`` rows: a conv batch that large is refused, a matmul's
+    rows are not); XLA's own element limit still applies."""
+    c_out = w.shape[-1] if channels_last else w.shape[0]
+    out = (*x.shape[:-1], c_out) if channels_last else (x.shape[0], c_out, *x.shape[2:])
+    output = (f"the output of `x` and `{w_name}`", out)
+    geo.check_xla_limits(arrays=(("`x`", x.shape), (f"`{w_name}`", w.shape), output))
+    check_bias(b, c_out, b_name)
+    y = matmul(
+        x,
+        w,
+        channels_last=channels_last,
+        precision=canonical_precision(precision),
+        preferred_element_type=canonical_preferred(preferred_element_type, x.dtype),
+    )
+    if b is None:
+        return y
+    shape = (1,) * (y.ndim - 1) + (c_out,) if channels_last else (1, c_out) + (1,) * (y.ndim - 2)
+    return y + jnp.reshape(b, shape).astype(y.dtype)
