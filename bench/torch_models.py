@@ -15,10 +15,13 @@ Example (needs torch)::
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
 __all__ = [
+    "MODELS",
     "BasicBlock",
     "BasicConv2d",
     "Bottleneck",
@@ -357,3 +360,14 @@ def calibrate(model: nn.Module, x: torch.Tensor, rng) -> nn.Module:
             if isinstance(m, nn.BatchNorm2d):
                 m.momentum = 0.1
     return model.eval()
+
+
+#: The transcriptions by the names of jaxconv's model registry (``jaxconv.models.MODELS``): one
+#: per entry with a torchvision layout, built ``MODELS[name](num_classes, **kwargs)``
+#: (tests/test_registry.py checks that they agree).
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "googlenet": googlenet,
+    "resnet18": resnet18,
+    "resnet50": resnet50,
+    "mobilenetv2": mobilenet_v2,
+}
