@@ -8,9 +8,11 @@ import os
 import re
 import signal
 import sys
+import textwrap
 import warnings
 from collections.abc import Sequence
 
+from jaxconv.models.registry import MODELS
 from jaxconv.train._config import DEFAULT_STEPS, DEFAULTS, DTYPES, TrainConfig
 from jaxconv.train._models import model_names
 
@@ -34,17 +36,7 @@ data:
   random crop (pad 4) + horizontal flip drawn from (seed, step). A resumed run sees exactly
   the batches the uninterrupted run would have.
 
-models:
-  nin                   NiN (Lin et al. 2013, CIFAR-10 model) with BatchNorm after every conv;
-                        nin-paper is the paper's NiN without BN (slow to start from scratch)
-  googlenet             GoogLeNet with BN and the CIFAR stem (3x3 conv, no early pools),
-                        auxiliary classifiers weighted --aux-weight in training
-  inception-bottleneck  MiniInception: a small Inception net for 32x32, 1x1 reduce before 5x5
-  inception-direct5x5   the same without the 1x1 reduce before each 5x5
-  resnet18, resnet50    ResNet-18/-50 (He et al. 2016, torchvision v1.5) with the CIFAR stem
-                        (3x3/1 conv, no max pool)
-  mobilenetv2           MobileNetV2 (Sandler et al. 2018) with the CIFAR stem (stride 1 in the
-                        stem and the first stride-2 row)
+{{models}}
 
 optimizer:
   sgd: Nesterov momentum, lr {_SGD["lr"]}, weight decay {_SGD["weight_decay"]};
@@ -93,6 +85,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see --help)\n")
 
 
+def _models_help() -> str:
+    """The epilog's ``models:`` section: one row per registry model."""
+    rows = ["models:"]
+    for entry in MODELS.values():
+        also = f"; alias: {', '.join(entry.aliases)}" if entry.aliases else ""
+        rows.append(
+            textwrap.fill(
+                entry.summary + also,
+                width=96,
+                initial_indent=f"  {entry.name:<22}",
+                subsequent_indent=" " * 24,
+            )
+        )
+    return "\n".join(rows)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m jaxconv.train`` argument parser.
 
@@ -104,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="python -m jaxconv.train",
         description=_DESCRIPTION,
-        epilog=_EPILOG,
+        epilog=_EPILOG.replace("{models}", _models_help()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     d = TrainConfig()
