@@ -9,8 +9,10 @@ entry's ``aliases``; :func:`canonical_name` turns either into the name.
 
 Everything that names a model reads this table: :func:`~jaxconv.models.from_torchvision`, the
 training CLI (``jaxconv.train.model_names``), the bench's ``model`` suite and the torch
-transcriptions of ``bench/torch_models.py``. Adding a model is its own file and one line
-below.
+transcriptions of ``bench/torch_models.py``. Adding a model is its own file and one entry
+below; one that loads torchvision's weights also needs its name rewrites in ``_torchvision.py``
+(they are per class: they name a lone block's arrays too) and a transcription in
+``bench/torch_models.py`` to be tested against.
 """
 
 from __future__ import annotations
