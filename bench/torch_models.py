@@ -15,10 +15,13 @@ Example (needs torch)::
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
 __all__ = [
+    "MODELS",
     "BasicBlock",
     "BasicConv2d",
     "Bottleneck",
@@ -105,13 +108,15 @@ class ResNet(nn.Module):
         self.bn1, self.relu = nn.BatchNorm2d(64), nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         inplanes = 64
+        stages = []
         for i, (planes, n) in enumerate(zip((64, 128, 256, 512), layers)):
             blocks = []
             for j in range(n):
                 stride = 2 if i > 0 and j == 0 else 1
                 blocks.append(make_block(block, inplanes, planes, stride))
                 inplanes = planes * block.expansion
-            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(inplanes, num_classes)
 
@@ -147,7 +152,7 @@ class InvertedResidual(nn.Module):
         super().__init__()
         hidden = round(inp * expand_ratio)
         self.use_res_connect = stride == 1 and inp == oup
-        layers = [] if expand_ratio == 1 else [_conv_bn_relu6(inp, hidden, k=1)]
+        layers: list[nn.Module] = [] if expand_ratio == 1 else [_conv_bn_relu6(inp, hidden, k=1)]
         layers += [
             _conv_bn_relu6(hidden, hidden, stride=stride, groups=hidden),
             nn.Conv2d(hidden, oup, 1, 1, 0, bias=False),
@@ -160,8 +165,8 @@ class InvertedResidual(nn.Module):
 
 
 #: torchvision's ``inverted_residual_setting``: expansion t, channels c, repeats n, stride s.
-_SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1))
-_SETTING += ((6, 160, 3, 2), (6, 320, 1, 1))
+_SETTING: tuple[tuple[int, int, int, int], ...] = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2))
+_SETTING += ((6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
 
 
 class MobileNetV2(nn.Module):
@@ -271,12 +276,13 @@ class GoogLeNet(nn.Module):
         self.conv2 = BasicConv2d(64, 64, kernel_size=1)
         self.conv3 = BasicConv2d(64, 192, kernel_size=3, padding=1)
         self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-        for name, widths in _INCEPTION.items():
-            setattr(self, f"inception{name}", Inception(*widths))
-            if name == "3b":
-                self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-            if name == "4e":
-                self.maxpool4 = nn.MaxPool2d(2, stride=2, ceil_mode=True)
+        blocks = [Inception(*widths) for widths in _INCEPTION.values()]
+        self.inception3a, self.inception3b = blocks[:2]
+        self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.inception4a, self.inception4b, self.inception4c = blocks[2:5]
+        self.inception4d, self.inception4e = blocks[5:7]
+        self.maxpool4 = nn.MaxPool2d(2, stride=2, ceil_mode=True)
+        self.inception5a, self.inception5b = blocks[7:]
         self.aux1 = InceptionAux(512, num_classes, dropout_aux) if aux_logits else None
         self.aux2 = InceptionAux(528, num_classes, dropout_aux) if aux_logits else None
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
@@ -331,7 +337,8 @@ def randomize_batchnorm(model: nn.Module, rng) -> None:
                     (m.running_mean, lambda n: rng.normal(0, 0.5, n)),
                     (m.running_var, lambda n: rng.uniform(0.5, 2.0, n)),
                 ):
-                    tensor.copy_(torch.from_numpy(draw(tensor.shape).astype("float32")))
+                    if tensor is not None:  # always there: affine=True, track_running_stats
+                        tensor.copy_(torch.from_numpy(draw(tensor.shape).astype("float32")))
 
 
 def calibrate(model: nn.Module, x: torch.Tensor, rng) -> nn.Module:
@@ -357,3 +364,14 @@ def calibrate(model: nn.Module, x: torch.Tensor, rng) -> nn.Module:
             if isinstance(m, nn.BatchNorm2d):
                 m.momentum = 0.1
     return model.eval()
+
+
+#: The transcriptions by the names of jaxconv's model registry (``jaxconv.models.MODELS``): one
+#: per entry with a torchvision layout, built ``MODELS[name](num_classes, **kwargs)``
+#: (tests/test_registry.py checks that they agree).
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "googlenet": googlenet,
+    "resnet18": resnet18,
+    "resnet50": resnet50,
+    "mobilenetv2": mobilenet_v2,
+}

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxconv.models import GoogLeNet, ResNet18, from_torchvision, to_torchvision_state_dict
+from jaxconv.models import MODELS, GoogLeNet, ResNet18, from_torchvision, to_torchvision_state_dict
 
-NAMES = ["resnet18", "resnet50", "mobilenet_v2", "googlenet"]
+#: Every registry model with a torchvision layout (tests/test_registry.py: the torch side too).
+NAMES = [name for name, entry in MODELS.items() if entry.torchvision is not None]
 CLASSES = 10
 SIZE = 64
 
@@ -41,7 +42,7 @@ def _reference(name: str, seed: int = 0, **kwargs):
     rng = np.random.default_rng(seed)
     if name == "googlenet":  # as torchvision's googlenet(weights=...) builds it
         kwargs = {"transform_input": True} | kwargs
-    model = getattr(tm, name)(CLASSES, **kwargs)
+    model = tm.MODELS[name](CLASSES, **kwargs)
     calibration = rng.standard_normal((8, 3, SIZE, SIZE)).astype(np.float32)
     return tm.calibrate(model, torch.from_numpy(calibration), rng)
 
@@ -96,7 +97,7 @@ def test_export_then_import_is_exact(loaded):
 def test_torch_loads_the_export_strictly(loaded):
     torch, tm = _torch()
     name, ref, _, ours, _, _ = loaded
-    fresh = getattr(tm, name)(CLASSES, **({"aux_logits": False} if name == "googlenet" else {}))
+    fresh = tm.MODELS[name](CLASSES, **({"aux_logits": False} if name == "googlenet" else {}))
     exported = to_torchvision_state_dict(ours)
     result = fresh.load_state_dict({k: torch.from_numpy(v) for k, v in exported.items()})
     assert not result.missing_keys and not result.unexpected_keys
@@ -212,7 +213,11 @@ def test_num_classes_that_disagree_with_the_state_dict(resnet18_state_dict):
 @pytest.mark.parametrize(
     ("call", "error", "match"),
     [
-        (lambda: from_torchvision("resnet34"), ValueError, r"`name` must be one of 'googlenet'"),
+        (
+            lambda: from_torchvision("resnet34"),
+            ValueError,
+            r"`name` must be one of googlenet, resnet18",
+        ),
         (lambda: from_torchvision("resnet18", [1]), TypeError, r"`state_dict` must be a mapping"),
         (lambda: from_torchvision("resnet18", aux_logits=True), ValueError, r"'googlenet' only"),
         (

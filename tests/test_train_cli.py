@@ -24,7 +24,7 @@ from test_train_support import (
 )
 
 from jaxconv.train import TrainConfig, train
-from jaxconv.train._cli import build_parser
+from jaxconv.train._cli import _config, build_parser
 
 SMALL = ("--train-size", "96", "--test-size", "24", "--batch-size", "16")
 
@@ -156,6 +156,13 @@ def test_help_documents_every_flag():
         assert flag in proc.stdout, flag
     for topic in ("CIFAR-10", ".npz", "SIGTERM", "resume", "--distributed", "exit status"):
         assert topic in proc.stdout, topic
+
+
+def test_every_config_field_is_a_flag_with_its_default():
+    args = build_parser().parse_args([])
+    assert set(TrainConfig.__dataclass_fields__) <= set(vars(args))
+    assert _config(args) == TrainConfig()
+    assert build_parser().parse_args(["--train-size", "7", "--clip-norm", "1"]).clip_norm == 1.0
 
 
 def _train_lines(path) -> list[int]:

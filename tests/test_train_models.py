@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import pytest
 from flax import nnx
 
+from jaxconv.models import MODELS
 from jaxconv.train import build_model, eval_metrics, eval_step, make_optimizer, train_step
-from jaxconv.train._models import MODELS
 
 BUILTIN = (
     "nin",

@@ -23,7 +23,8 @@ in ``train()`` mode (bfloat16: ``torch.autocast``, float32 parameters, as jaxcon
 Before timing, the peer gets jaxconv's own weights (``to_torchvision_state_dict``) and must give
 the same logits; ``speed_vs_torch`` on jaxconv's records is torch time / jaxconv time (> 1:
 faster). GoogLeNet and NiN have no torch peer: torchvision's GoogLeNet is a different network
-(3×3 in the "5×5" branch, no LRN) and NiN is in no torch library.
+(3×3 in the "5×5" branch, no LRN) and NiN is in no torch library. The models, their sizes and
+which of them have a peer come from the registry, :data:`jaxconv.models.MODELS`.
 
 ``images_per_s = batch / median_s``. ``macs`` follows the cost model (every tap of every conv
 and linear layer, :func:`jaxconv.nn.summary`): the forward pass for inference; for the training
@@ -41,39 +42,37 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench._harness import Context
+from jaxconv.models import MODELS
 
 NAME = "model"
 
 
 class ModelCase(NamedTuple):
-    name: str
+    name: str  # the registry's (jaxconv.models.MODELS)
     size: int
     classes: int
 
 
-CASES = (
-    ModelCase("googlenet", 224, 1000),
-    ModelCase("resnet50", 224, 1000),
-    ModelCase("mobilenetv2", 224, 1000),
-    ModelCase("nin", 32, 10),
-)
+#: The models timed, by their registry names: each entry's reference model at its input size.
+TIMED = ("googlenet", "resnet50", "mobilenetv2", "nin")
+CASES = tuple(ModelCase(n, MODELS[n].input_size, MODELS[n].num_classes) for n in TIMED)
 TINY = (ModelCase("nin", 16, 10),)
-#: The models with a torch peer: jaxconv's name → bench/torch_models.py's builder.
-TORCH_MODELS = {"resnet50": "resnet50", "mobilenetv2": "mobilenet_v2"}
 #: Largest ``max |logits_torch - logits_jaxconv| / max |logits_jaxconv|`` accepted.
 PEER_TOLERANCE = {"float32": 1e-3, "bfloat16": 1e-1, "float16": 2e-2}
+
+
+def has_torch_peer(name: str) -> bool:
+    """Whether the reference model ``name`` is torchvision's too (its torchvision variant adds
+    no keywords), so ``bench/torch_models.py``'s transcription is the same network."""
+    layout = MODELS[name].torchvision
+    return layout is not None and not layout.options
 
 
 def _build(case: ModelCase, dtype: str):
     from flax import nnx
 
-    from jaxconv.models import GoogLeNet, MobileNetV2, NiN, ResNet50
-
     rngs = nnx.Rngs(params=0, dropout=1)
-    if case.name == "googlenet":
-        return GoogLeNet(case.classes, aux_logits=True, dtype=jnp.dtype(dtype), rngs=rngs)
-    build = {"resnet50": ResNet50, "mobilenetv2": MobileNetV2, "nin": NiN}[case.name]
-    return build(case.classes, dtype=jnp.dtype(dtype), rngs=rngs)
+    return MODELS[case.name].build(case.classes, dtype=jnp.dtype(dtype), rngs=rngs)
 
 
 def forward_macs(case: ModelCase, batch: int, *, train: bool) -> int:
@@ -135,7 +134,8 @@ def _torch_runners(ctx: Context, case: ModelCase, eval_state, x, labels, dtype: 
     torch, F = peer.torch, peer.torch.nn.functional
     model = nnx.eval_shape(lambda: _build(case, dtype))  # shapes only: the values come next
     nnx.update(model, eval_state)
-    net = getattr(torch_models, TORCH_MODELS[case.name])(case.classes)
+    # Any: torch's stubs of Module.to lack the memory_format it takes
+    net: Any = torch_models.MODELS[case.name](case.classes)
     net.load_state_dict(
         {k: torch.from_numpy(np.array(v)) for k, v in to_torchvision_state_dict(model).items()}
     )
@@ -194,7 +194,7 @@ def _case(ctx: Context, case: ModelCase, batch: int, dtype: str) -> list[dict]:
     }
     runners: dict[str, Any] = dict(compiled)
     peer_err = None
-    if ctx.peer is not None and case.name in TORCH_MODELS:
+    if ctx.peer is not None and has_torch_peer(case.name):
         logits = compiled["inference"]()
         peer_runners, peer_err = _torch_runners(ctx, case, eval_state, x, labels, dtype, logits)
         runners.update(peer_runners)

@@ -13,6 +13,47 @@ a torchvision ``state_dict``; :func:`to_torchvision_state_dict` goes back.
 
 Models take NHWC input; train/eval behaviour follows ``model.train()`` / ``model.eval()``.
 Importing ``jaxconv.models`` imports Flax.
+
+The registry (:mod:`jaxconv.models.registry`)
+----------------------------------------------
+:data:`MODELS` maps each model's one canonical name to its :class:`ModelEntry`:
+
+>>> from flax import nnx
+>>> from jaxconv.models import MODELS, model_entry
+>>> tuple(MODELS)
+('nin', 'googlenet', 'inception-bottleneck', 'inception-direct5x5', 'nin-paper', 'resnet18',
+ 'resnet50', 'mobilenetv2')
+
+An entry holds:
+
+- ``name`` and ``aliases``: old spellings that still work (``mobilenet_v2``, torchvision's name
+  for ``mobilenetv2``); :func:`canonical_name` resolves them, :func:`model_entry` returns the
+  entry. An unknown name is a ``ValueError`` that lists the known ones.
+- ``module``: the class. Its variants are keywords for it (``entry.keywords(variant)``,
+  ``entry.build(num_classes, variant=..., rngs=...)``):
+
+  - ``"reference"`` (``options``): the paper's model, at ``input_size`` × ``input_size`` with
+    ``num_classes`` classes (224 and 1000 for the ImageNet models); the bench times it.
+  - ``"train"`` (``options`` + ``train``): what ``python -m jaxconv.train --model NAME``
+    trains on 32×32 images: the CIFAR stem, BatchNorm where the paper's model trains poorly
+    from scratch without it.
+  - ``"torchvision"`` (``options`` + ``torchvision.options``), where torchvision has the
+    model: its variant (GoogLeNet's differs from the paper's), which :func:`from_torchvision`
+    builds; the :class:`TorchvisionLayout` also names the ``state_dict`` key that counts the
+    classes, the auxiliary heads and whether it takes ``transform_input``.
+
+- ``summary``: the line ``--help`` shows.
+
+:func:`from_torchvision`, the training CLI (``jaxconv.train.model_names``), the bench's
+``model`` suite and the PyTorch transcriptions in ``bench/torch_models.py`` (keyed by these
+names) all read it: adding a model is its own file and one ``ModelEntry`` line in
+``registry.py`` (plus, for torchvision weights, its name rewrites in ``_torchvision.py``).
+
+>>> model_entry("mobilenet_v2").name
+'mobilenetv2'
+>>> model = nnx.eval_shape(lambda: MODELS["resnet18"].build(10, variant="train", rngs=nnx.Rngs(0)))
+>>> model.stem, model.num_classes
+('cifar', 10)
 """
 
 from jaxconv.models._googlenet import GOOGLENET_INCEPTION as GOOGLENET_INCEPTION
@@ -39,11 +80,17 @@ from jaxconv.models._resnet import ResNet101 as ResNet101
 from jaxconv.models._resnet import ResNet152 as ResNet152
 from jaxconv.models._torchvision import from_torchvision as from_torchvision
 from jaxconv.models._torchvision import to_torchvision_state_dict as to_torchvision_state_dict
+from jaxconv.models.registry import MODELS as MODELS
+from jaxconv.models.registry import ModelEntry as ModelEntry
+from jaxconv.models.registry import TorchvisionLayout as TorchvisionLayout
+from jaxconv.models.registry import canonical_name as canonical_name
+from jaxconv.models.registry import model_entry as model_entry
 
 __all__ = [
     "GOOGLENET_INCEPTION",
     "MINI_INCEPTION",
     "MOBILENETV2_BLOCKS",
+    "MODELS",
     "NIN_CIFAR10",
     "RESNET_LAYERS",
     "RESNET_WIDTHS",
@@ -52,6 +99,7 @@ __all__ = [
     "GoogLeNetOutputs",
     "MiniInception",
     "MobileNetV2",
+    "ModelEntry",
     "NiN",
     "ResNet",
     "ResNet18",
@@ -59,10 +107,13 @@ __all__ = [
     "ResNet50",
     "ResNet101",
     "ResNet152",
+    "TorchvisionLayout",
     "aux_pool_geometry",
+    "canonical_name",
     "from_torchvision",
     "make_divisible",
     "minimum_input_size",
+    "model_entry",
     "stage_sizes",
     "to_torchvision_state_dict",
 ]

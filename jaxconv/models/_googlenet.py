@@ -58,6 +58,21 @@ GOOGLENET_INCEPTION: dict[str, tuple[int, int, int, int, int, int]] = {
 }
 _POOL_BEFORE = {"4a": "pool3", "5a": "pool4"}
 
+#: The keywords of torchvision's variant of GoogLeNet (its ``googlenet.py``): conv + BatchNorm
+#: (eps 1e-3, torch momentum 0.1) + ReLU everywhere and no LRN, a 3×3 in each inception's
+#: "5×5" branch, a 2×2/2 ``pool4``, auxiliary heads with an adaptive average pool to 4×4,
+#: dropout 0.2 (0.7 in the heads).
+TORCHVISION_GOOGLENET: dict[str, Any] = dict(
+    batch_norm=True,
+    momentum=0.9,
+    epsilon=1e-3,
+    kernel_sizes=(3, 3),
+    pool4_size=2,
+    aux_pool="adaptive",
+    dropout=0.2,
+    aux_dropout=0.7,
+)
+
 #: The auxiliary heads' 5×5/3 average pool leaves a 4×4 grid on the 14×14 maps of 4a/4d (§5).
 AUX_GRID = 4
 

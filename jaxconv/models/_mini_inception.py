@@ -96,8 +96,8 @@ class MiniInception(nnx.Module):
         self.bottleneck = bottleneck
         norm = "batch" if batch_norm else None
         bn = bn_options(norm, momentum, epsilon)
-        common = dict(dtype=dtype, param_dtype=param_dtype, precision=precision)
-        common["kernel_init"] = check_kernel_init(kernel_init)
+        dtypes = dict(dtype=dtype, param_dtype=param_dtype, precision=precision)
+        common = dict(kernel_init=check_kernel_init(kernel_init), **dtypes)
         channels = in_features
         names = []
         pools = 0
@@ -124,14 +124,7 @@ class MiniInception(nnx.Module):
         self.layer_names = tuple(names)
         self.avg_pool = GlobalAvgPool()
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
-        self.fc = linear(
-            channels,
-            num_classes,
-            rngs=rngs,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            precision=precision,
-        )
+        self.fc = linear(channels, num_classes, rngs=rngs, **dtypes)
 
     def __call__(self, x: Array) -> Array:
         check_channels(x, self.in_features, type(self).__name__)

@@ -10,7 +10,7 @@ module docstring. ``layer2[0].conv2`` is torchvision's ``layer2.0.conv2``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -215,7 +215,17 @@ class ResNet(nnx.Module):
         return self.fc(self.avgpool(y))
 
 
-class ResNet50(ResNet):
+class _PaperResNet(ResNet):
+    """A depth of Table 1, ``RESNET_LAYERS[depth]``: each subclass names its ``depth``."""
+
+    depth: ClassVar[int]
+
+    def __init__(self, num_classes: int = 1000, **kwargs: Any):
+        block, layers = RESNET_LAYERS[self.depth]
+        super().__init__(layers, block=block, num_classes=num_classes, **kwargs)
+
+
+class ResNet50(_PaperResNet):
     """ResNet-50 (He et al. 2016, Table 1, the 50-layer column), torchvision's v1.5.
 
     Bottleneck blocks (3, 4, 6, 3) of widths 64, 128, 256, 512 (outputs 256 … 2048 channels);
@@ -245,12 +255,10 @@ class ResNet50(ResNet):
       (1, 28, 28, 128)
     """
 
-    def __init__(self, num_classes: int = 1000, **kwargs: Any):
-        block, layers = RESNET_LAYERS[50]
-        super().__init__(layers, block=block, num_classes=num_classes, **kwargs)
+    depth = 50
 
 
-class ResNet18(ResNet):
+class ResNet18(_PaperResNet):
     """ResNet-18 (He et al. 2016, Table 1): basic blocks (2, 2, 2, 2); 11,689,512 parameters
     at 1000 classes, 1.81 G MACs at 224×224 (torchvision's figures).
 
@@ -269,12 +277,10 @@ class ResNet18(ResNet):
       (1, 4, 4, 512)
     """
 
-    def __init__(self, num_classes: int = 1000, **kwargs: Any):
-        block, layers = RESNET_LAYERS[18]
-        super().__init__(layers, block=block, num_classes=num_classes, **kwargs)
+    depth = 18
 
 
-class ResNet34(ResNet):
+class ResNet34(_PaperResNet):
     """ResNet-34 (He et al. 2016, Table 1): basic blocks (3, 4, 6, 3); 21,797,672 parameters
     at 1000 classes, 3.66 G MACs at 224×224 (torchvision's figures).
 
@@ -291,12 +297,10 @@ class ResNet34(ResNet):
       21797672
     """
 
-    def __init__(self, num_classes: int = 1000, **kwargs: Any):
-        block, layers = RESNET_LAYERS[34]
-        super().__init__(layers, block=block, num_classes=num_classes, **kwargs)
+    depth = 34
 
 
-class ResNet101(ResNet):
+class ResNet101(_PaperResNet):
     """ResNet-101 (He et al. 2016, Table 1): bottlenecks (3, 4, 23, 3); 44,549,160 parameters
     at 1000 classes (torchvision's figure).
 
@@ -311,12 +315,10 @@ class ResNet101(ResNet):
       23
     """
 
-    def __init__(self, num_classes: int = 1000, **kwargs: Any):
-        block, layers = RESNET_LAYERS[101]
-        super().__init__(layers, block=block, num_classes=num_classes, **kwargs)
+    depth = 101
 
 
-class ResNet152(ResNet):
+class ResNet152(_PaperResNet):
     """ResNet-152 (He et al. 2016, Table 1): bottlenecks (3, 8, 36, 3); 60,192,808 parameters
     at 1000 classes (torchvision's figure).
 
@@ -331,6 +333,4 @@ class ResNet152(ResNet):
       36
     """
 
-    def __init__(self, num_classes: int = 1000, **kwargs: Any):
-        block, layers = RESNET_LAYERS[152]
-        super().__init__(layers, block=block, num_classes=num_classes, **kwargs)
+    depth = 152

@@ -8,6 +8,10 @@ and the leaf names map one to one: ``kernel`` → ``weight`` (HWIO ↔ OIHW for 
 ↔ ``[out, in]`` for a linear layer), ``bias`` → ``bias``, BatchNorm's ``scale`` / ``mean`` /
 ``var`` → ``weight`` / ``running_mean`` / ``running_var``. torch is never imported: a torch
 tensor is read through ``.detach().cpu().numpy()``.
+
+Which names :func:`from_torchvision` takes, and how it builds each model, is the registry's
+(:mod:`jaxconv.models.registry`: an entry's ``torchvision`` layout). The rewrite tables stay
+here, by class: they also name a lone block's arrays.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from flax import nnx
 from jaxconv._check import check_int
 from jaxconv.models._googlenet import GoogLeNet
 from jaxconv.models._mobilenet import MobileNetV2
-from jaxconv.models._resnet import ResNet, ResNet18, ResNet50
+from jaxconv.models._resnet import ResNet
+from jaxconv.models.registry import MODELS, canonical_name
 from jaxconv.nn._blocks import BasicBlock, InvertedResidual, ResNetBottleneck
 
 __all__ = ["from_torchvision", "to_torchvision_state_dict"]
@@ -287,39 +292,6 @@ def to_torchvision_state_dict(model: nnx.Module) -> dict[str, np.ndarray]:
     return out
 
 
-#: The models :func:`from_torchvision` builds, and the key that gives their number of classes.
-_CLASSIFIER = {
-    "googlenet": "fc.weight",
-    "resnet18": "fc.weight",
-    "resnet50": "fc.weight",
-    "mobilenet_v2": "classifier.1.weight",
-}
-
-
-def _build(name: str, num_classes: int, rngs: nnx.Rngs, options: dict[str, Any]) -> nnx.Module:
-    if name == "resnet18":
-        return ResNet18(num_classes, rngs=rngs)
-    if name == "resnet50":
-        return ResNet50(num_classes, rngs=rngs)
-    if name == "mobilenet_v2":
-        return MobileNetV2(num_classes, rngs=rngs)
-    # torchvision's googlenet.py: BasicConv2d (conv, BN eps 1e-3, ReLU) everywhere, a 3×3 in
-    # the "5×5" branch, a 2×2/2 pool4, adaptive-pool aux heads, dropout 0.2.
-    return GoogLeNet(
-        num_classes,
-        batch_norm=True,
-        momentum=0.9,
-        epsilon=1e-3,
-        kernel_sizes=(3, 3),
-        pool4_size=2,
-        aux_pool="adaptive",
-        dropout=0.2,
-        aux_dropout=0.7,
-        rngs=rngs,
-        **options,
-    )
-
-
 def from_torchvision(
     name: str,
     state_dict: Mapping[str, Any] | None = None,
@@ -332,13 +304,14 @@ def from_torchvision(
     """torchvision's ``name`` as a jaxconv model, with ``state_dict``'s weights, in eval mode.
 
     The architecture is torchvision's layer for layer, so logits on an NHWC input equal
-    torchvision's on the same input in NCHW, to float32 rounding: ``"resnet18"`` and
-    ``"resnet50"`` (:class:`ResNet18`, :class:`ResNet50`: v1.5, BN eps 1e-5), ``"mobilenet_v2"``
-    (:class:`MobileNetV2`) and ``"googlenet"`` — torchvision's variant of :class:`GoogLeNet`,
-    which differs from the paper: conv + BatchNorm (eps 1e-3, torch momentum 0.1) + ReLU
-    everywhere and no LRN, a 3×3 conv in each inception's "5×5" branch, a 2×2/2 ``pool4``,
-    dropout 0.2, auxiliary heads with an adaptive average pool to 4×4, and
-    ``transform_input``.
+    torchvision's on the same input in NCHW, to float32 rounding: every model of the registry
+    (:data:`MODELS`) with a ``torchvision`` layout, built in its ``"torchvision"`` variant:
+    ``"resnet18"`` and ``"resnet50"`` (:class:`ResNet18`, :class:`ResNet50`: v1.5, BN eps 1e-5),
+    ``"mobilenetv2"`` (:class:`MobileNetV2`; torchvision's ``"mobilenet_v2"`` is its alias) and
+    ``"googlenet"`` — torchvision's variant of :class:`GoogLeNet`, which differs from the
+    paper: conv + BatchNorm (eps 1e-3, torch momentum 0.1) + ReLU everywhere and no LRN, a 3×3
+    conv in each inception's "5×5" branch, a 2×2/2 ``pool4``, dropout 0.2, auxiliary heads
+    with an adaptive average pool to 4×4, and ``transform_input``.
 
     Nothing is ever downloaded: pass the weights, e.g. ``torchvision.models.resnet50(
     weights="DEFAULT").state_dict()``, a ``torch.load``-ed checkpoint, or a dict of NumPy
@@ -351,7 +324,8 @@ def from_torchvision(
     it, so no initializer runs; its dropout RNG streams come from ``rngs``.
 
     Args:
-      name: ``"googlenet"``, ``"resnet18"``, ``"resnet50"`` or ``"mobilenet_v2"``.
+      name: ``"googlenet"``, ``"resnet18"``, ``"resnet50"`` or ``"mobilenetv2"`` (or an alias:
+        ``"mobilenet_v2"``).
       state_dict: torchvision's names → torch tensors or arrays (OIHW conv weights, ``[out,
         in]`` linear weights, BatchNorm ``weight``/``bias``/``running_mean``/``running_var``);
         None for a fresh random initialization (jaxconv's initializers for the model).
@@ -373,8 +347,8 @@ def from_torchvision(
       ``[N, num_classes]``. GoogLeNet needs inputs of at least 15×15.
 
     Raises:
-      ValueError: an unknown ``name``, a ``state_dict`` that does not match (every bad key
-        named), or a GoogLeNet option for another model.
+      ValueError: an unknown ``name`` (the message lists the known ones), a ``state_dict``
+        that does not match (every bad key named), or a GoogLeNet option for another model.
       TypeError: ``state_dict`` not a mapping, ``rngs`` not an ``nnx.Rngs``.
 
     Examples:
@@ -403,8 +377,9 @@ def from_torchvision(
       ...
       ValueError: `state_dict` does not fit ... ResNet18 ...: missing keys (1): fc.bias
     """
-    if name not in _CLASSIFIER:
-        raise ValueError(f"`name` must be one of {', '.join(map(repr, _CLASSIFIER))}, got {name!r}")
+    layouts = {n: e.torchvision for n, e in MODELS.items() if e.torchvision is not None}
+    canonical = canonical_name(name, layouts)
+    entry, layout = MODELS[canonical], layouts[canonical]
     if rngs is None:
         rngs = nnx.Rngs(0)
     if not isinstance(rngs, nnx.Rngs):
@@ -414,24 +389,35 @@ def from_torchvision(
             "`state_dict` must be a mapping of torchvision's names to arrays (a torch "
             f"state_dict() or a dict of NumPy arrays), got {type(state_dict).__name__}"
         )
-    options: dict[str, Any] = {}
+    takers = {
+        "aux_logits": [n for n, tv in layouts.items() if tv.aux_heads],
+        "transform_input": [n for n, tv in layouts.items() if tv.transform_input],
+    }
     for option, value in (("aux_logits", aux_logits), ("transform_input", transform_input)):
-        if value is not None and name != "googlenet":
-            raise ValueError(f"`{option}` applies to 'googlenet' only, got name={name!r}")
-    if name == "googlenet":
-        options["aux_logits"] = False if aux_logits is None else aux_logits
-        options["transform_input"] = (
-            state_dict is not None if transform_input is None else transform_input
-        )
+        if value is not None and canonical not in takers[option]:
+            raise ValueError(
+                f"`{option}` applies to {', '.join(map(repr, takers[option]))} only, "
+                f"got name={name!r}"
+            )
+    options: dict[str, Any] = {}
+    if layout.aux_heads:
+        options["aux_logits"] = bool(aux_logits)
+    if layout.transform_input:
+        with_weights = state_dict is not None
+        options["transform_input"] = with_weights if transform_input is None else transform_input
     if num_classes is None:
-        head = None if state_dict is None else state_dict.get(_CLASSIFIER[name])
-        num_classes = 1000 if head is None else int(head.shape[0])
+        head = None if state_dict is None else state_dict.get(layout.classifier)
+        num_classes = entry.num_classes if head is None else int(head.shape[0])
     num_classes = check_int(num_classes, "num_classes")
+
+    def build(rngs: nnx.Rngs) -> nnx.Module:
+        return entry.build(num_classes, variant="torchvision", rngs=rngs, **options)
+
     if state_dict is None:
-        model = _build(name, num_classes, rngs, options)
+        model = build(rngs)
     else:
-        model = nnx.eval_shape(lambda: _build(name, num_classes, nnx.Rngs(0), options))
-        dropped = ("aux1.", "aux2.") if name == "googlenet" and not aux_logits else ()
+        model = nnx.eval_shape(lambda: build(nnx.Rngs(0)))
+        dropped = () if aux_logits else layout.aux_heads
         load_state_dict(model, state_dict, dropped=dropped)
         for _, variable in nnx.to_flat_state(nnx.state(model, nnx.RngState)):
             if isinstance(variable, nnx.RngKey):

@@ -8,9 +8,12 @@ import os
 import re
 import signal
 import sys
+import textwrap
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
+from jaxconv.models.registry import MODELS
 from jaxconv.train._config import DEFAULT_STEPS, DEFAULTS, DTYPES, TrainConfig
 from jaxconv.train._models import model_names
 
@@ -34,17 +37,7 @@ data:
   random crop (pad 4) + horizontal flip drawn from (seed, step). A resumed run sees exactly
   the batches the uninterrupted run would have.
 
-models:
-  nin                   NiN (Lin et al. 2013, CIFAR-10 model) with BatchNorm after every conv;
-                        nin-paper is the paper's NiN without BN (slow to start from scratch)
-  googlenet             GoogLeNet with BN and the CIFAR stem (3x3 conv, no early pools),
-                        auxiliary classifiers weighted --aux-weight in training
-  inception-bottleneck  MiniInception: a small Inception net for 32x32, 1x1 reduce before 5x5
-  inception-direct5x5   the same without the 1x1 reduce before each 5x5
-  resnet18, resnet50    ResNet-18/-50 (He et al. 2016, torchvision v1.5) with the CIFAR stem
-                        (3x3/1 conv, no max pool)
-  mobilenetv2           MobileNetV2 (Sandler et al. 2018) with the CIFAR stem (stride 1 in the
-                        stem and the first stride-2 row)
+{{models}}
 
 optimizer:
   sgd: Nesterov momentum, lr {_SGD["lr"]}, weight decay {_SGD["weight_decay"]};
@@ -93,6 +86,129 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see --help)\n")
 
 
+#: One flag: (its name, its help, more ``add_argument`` keywords).
+_Flag = tuple[str, str, dict[str, Any]]
+_CONFIG = TrainConfig()  # the defaults
+
+
+def _flags(models: tuple[str, ...]) -> dict[str, tuple[_Flag | list[_Flag], ...]]:
+    """The flags by help group, in order; a list is a mutually exclusive group.
+
+    A flag named after a :class:`TrainConfig` field with a default (and no ``action``) takes
+    that default, its type, and a help ending ``(default: value)``; the others say theirs.
+    """
+    n = {"metavar": "N"}
+    return {
+        "model and data": (
+            ("--model", f"one of {', '.join(models)}", {"metavar": "NAME"}),
+            (
+                "--data",
+                "CIFAR-10 directory or .npz file (default: embedded synthetic data)",
+                {"metavar": "PATH"},
+            ),
+            ("--train-size", "synthetic training images", n),
+            ("--test-size", "synthetic test images", n),
+            (
+                "--dtype",
+                "compute dtype; bfloat16 keeps float32 parameters and optimizer state",
+                {"choices": DTYPES},
+            ),
+        ),
+        "length": (
+            [
+                ("--steps", f"training steps (default: {DEFAULT_STEPS})", {"type": int, **n}),
+                ("--epochs", "passes over the training set instead of --steps", {"type": int, **n}),
+            ],
+            ("--batch-size", "global batch size, split over the devices", {"metavar": "B"}),
+            (
+                "--eval-every",
+                "evaluate on the test split every N steps (default: 4 times per "
+                "run; 0: at the end only)",
+                {"type": int, **n},
+            ),
+        ),
+        "optimization": (
+            ("--optimizer", "", {"choices": ("sgd", "adamw")}),
+            ("--lr", "peak learning rate (default: per optimizer)", {"type": float}),
+            ("--momentum", "SGD momentum", {}),
+            (
+                "--weight-decay",
+                "decoupled weight decay on kernels (default: per optimizer)",
+                {"type": float, "metavar": "WD"},
+            ),
+            ("--warmup-steps", "linear warmup steps", n),
+            ("--clip-norm", "clip gradients to global norm C, 0 = off", {"metavar": "C"}),
+            ("--label-smoothing", "label smoothing", {"metavar": "E"}),
+            ("--aux-weight", "weight of auxiliary classifier losses", {"metavar": "W"}),
+            ("--no-augment", "no random crop / flip", {"dest": "augment", "action": "store_false"}),
+            ("--seed", "seeds init, dropout, data order, augmentation", {}),
+        ),
+        "devices": (
+            ("--devices", "data-parallel devices (default: all)", {"type": int, **n}),
+            (
+                "--distributed",
+                "multi-host: call jax.distributed.initialize() (auto-detect)",
+                {"action": "store_true"},
+            ),
+            ("--coordinator", "multi-host coordinator address", {"metavar": "HOST:PORT"}),
+            ("--num-processes", "multi-host process count", {"type": int, "metavar": "P"}),
+            ("--process-id", "this process's index", {"type": int, "metavar": "I"}),
+        ),
+        "checkpoints and logs": (
+            ("--ckpt-dir", "checkpoint directory; resumes from it", {"metavar": "DIR"}),
+            ("--ckpt-every", "checkpoint every N steps", n),
+            ("--keep", "checkpoints to keep", n),
+            (
+                "--metrics",
+                'JSON lines: {"step", "kind": "train", "loss", "accuracy", '
+                '"grad_norm", "lr", "images_per_second"} per step and {"step", "kind": "eval", '
+                '"test_loss", "test_accuracy"} per evaluation',
+                {"metavar": "FILE.jsonl"},
+            ),
+            ("--no-progress", "no progress bar", {"dest": "progress", "action": "store_false"}),
+        ),
+        "experiment": (
+            (
+                "--compare",
+                "train inception-direct5x5 and inception-bottleneck and compare them "
+                "(--model is ignored)",
+                {"action": "store_true"},
+            ),
+            (
+                "--plot",
+                "--compare's plot (default: inception-compare.png; needs matplotlib)",
+                {"default": "inception-compare.png", "metavar": "FILE"},
+            ),
+            ("--report", "--compare's numbers as JSON", {"metavar": "FILE.json"}),
+        ),
+    }
+
+
+def _add(group: Any, flag: str, text: str, options: dict[str, Any]) -> None:
+    default = getattr(_CONFIG, flag.removeprefix("--").replace("-", "_"), None)
+    if default is not None and "action" not in options:
+        type_ = {} if isinstance(default, str) else {"type": type(default)}
+        options = {"default": default, **type_, **options}
+        text = f"{text} (default: {default})".lstrip()
+    group.add_argument(flag, help=text, **options)
+
+
+def _models_help() -> str:
+    """The epilog's ``models:`` section: one row per registry model."""
+    rows = ["models:"]
+    for entry in MODELS.values():
+        also = f"; alias: {', '.join(entry.aliases)}" if entry.aliases else ""
+        rows.append(
+            textwrap.fill(
+                entry.summary + also,
+                width=96,
+                initial_indent=f"  {entry.name:<22}",
+                subsequent_indent=" " * 24,
+            )
+        )
+    return "\n".join(rows)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m jaxconv.train`` argument parser.
 
@@ -104,167 +220,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="python -m jaxconv.train",
         description=_DESCRIPTION,
-        epilog=_EPILOG,
+        epilog=_EPILOG.replace("{models}", _models_help()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    d = TrainConfig()
-    g = p.add_argument_group("model and data")
-    g.add_argument(
-        "--model",
-        default=d.model,
-        metavar="NAME",
-        help=f"one of {', '.join(model_names())} (default: {d.model})",
-    )
-    g.add_argument(
-        "--data",
-        metavar="PATH",
-        help="CIFAR-10 directory or .npz file (default: embedded synthetic data)",
-    )
-    g.add_argument(
-        "--train-size",
-        type=int,
-        default=d.train_size,
-        metavar="N",
-        help=f"synthetic training images (default: {d.train_size})",
-    )
-    g.add_argument(
-        "--test-size",
-        type=int,
-        default=d.test_size,
-        metavar="N",
-        help=f"synthetic test images (default: {d.test_size})",
-    )
-    g.add_argument(
-        "--dtype",
-        default=d.dtype,
-        choices=DTYPES,
-        help="compute dtype; bfloat16 keeps float32 parameters and optimizer state "
-        f"(default: {d.dtype})",
-    )
-    g = p.add_argument_group("length")
-    length = g.add_mutually_exclusive_group()
-    length.add_argument(
-        "--steps", type=int, metavar="N", help=f"training steps (default: {DEFAULT_STEPS})"
-    )
-    length.add_argument(
-        "--epochs", type=int, metavar="N", help="passes over the training set instead of --steps"
-    )
-    g.add_argument(
-        "--batch-size",
-        type=int,
-        default=d.batch_size,
-        metavar="B",
-        help=f"global batch size, split over the devices (default: {d.batch_size})",
-    )
-    g.add_argument(
-        "--eval-every",
-        type=int,
-        metavar="N",
-        help="evaluate on the test split every N steps (default: 4 times per run; "
-        "0: at the end only)",
-    )
-    g = p.add_argument_group("optimization")
-    g.add_argument(
-        "--optimizer",
-        default=d.optimizer,
-        choices=("sgd", "adamw"),
-        help=f"(default: {d.optimizer})",
-    )
-    g.add_argument("--lr", type=float, help="peak learning rate (default: per optimizer)")
-    g.add_argument(
-        "--momentum", type=float, default=d.momentum, help=f"SGD momentum (default: {d.momentum})"
-    )
-    g.add_argument(
-        "--weight-decay",
-        type=float,
-        metavar="WD",
-        help="decoupled weight decay on kernels (default: per optimizer)",
-    )
-    g.add_argument(
-        "--warmup-steps",
-        type=int,
-        default=d.warmup_steps,
-        metavar="N",
-        help=f"linear warmup steps (default: {d.warmup_steps})",
-    )
-    g.add_argument(
-        "--clip-norm",
-        type=float,
-        default=d.clip_norm,
-        metavar="C",
-        help=f"clip gradients to global norm C, 0 = off (default: {d.clip_norm})",
-    )
-    g.add_argument(
-        "--label-smoothing",
-        type=float,
-        default=d.label_smoothing,
-        metavar="E",
-        help=f"label smoothing (default: {d.label_smoothing})",
-    )
-    g.add_argument(
-        "--aux-weight",
-        type=float,
-        default=d.aux_weight,
-        metavar="W",
-        help=f"weight of auxiliary classifier losses (default: {d.aux_weight})",
-    )
-    g.add_argument(
-        "--no-augment", dest="augment", action="store_false", help="no random crop / flip"
-    )
-    g.add_argument(
-        "--seed",
-        type=int,
-        default=d.seed,
-        help=f"seeds init, dropout, data order, augmentation (default: {d.seed})",
-    )
-    g = p.add_argument_group("devices")
-    g.add_argument("--devices", type=int, metavar="N", help="data-parallel devices (default: all)")
-    g.add_argument(
-        "--distributed",
-        action="store_true",
-        help="multi-host: call jax.distributed.initialize() (auto-detect)",
-    )
-    g.add_argument("--coordinator", metavar="HOST:PORT", help="multi-host coordinator address")
-    g.add_argument("--num-processes", type=int, metavar="P", help="multi-host process count")
-    g.add_argument("--process-id", type=int, metavar="I", help="this process's index")
-    g = p.add_argument_group("checkpoints and logs")
-    g.add_argument("--ckpt-dir", metavar="DIR", help="checkpoint directory; resumes from it")
-    g.add_argument(
-        "--ckpt-every",
-        type=int,
-        default=d.ckpt_every,
-        metavar="N",
-        help=f"checkpoint every N steps (default: {d.ckpt_every})",
-    )
-    g.add_argument(
-        "--keep",
-        type=int,
-        default=d.keep,
-        metavar="N",
-        help=f"checkpoints to keep (default: {d.keep})",
-    )
-    g.add_argument(
-        "--metrics",
-        metavar="FILE.jsonl",
-        help='JSON lines: {"step", "kind": "train", "loss", "accuracy", "grad_norm", '
-        '"lr", "images_per_second"} per step and {"step", "kind": "eval", '
-        '"test_loss", "test_accuracy"} per evaluation',
-    )
-    g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    g = p.add_argument_group("experiment")
-    g.add_argument(
-        "--compare",
-        action="store_true",
-        help="train inception-direct5x5 and inception-bottleneck and compare them "
-        "(--model is ignored)",
-    )
-    g.add_argument(
-        "--plot",
-        default="inception-compare.png",
-        metavar="FILE",
-        help="--compare's plot (default: inception-compare.png; needs matplotlib)",
-    )
-    g.add_argument("--report", metavar="FILE.json", help="--compare's numbers as JSON")
+    for title, flags in _flags(model_names()).items():
+        group = p.add_argument_group(title)
+        for flag in flags:
+            if isinstance(flag, list):
+                exclusive = group.add_mutually_exclusive_group()
+                for one in flag:
+                    _add(exclusive, *one)
+            else:
+                _add(group, *flag)
     return p
 
 

@@ -52,8 +52,8 @@ class TrainConfig:
     Errors name the field (``batch_size``); the command line reports them as the flag.
 
     Attributes:
-      model: a registered model name (``nin``, ``googlenet``, ``inception-bottleneck``,
-        ``inception-direct5x5``, or one added with :func:`register_model`).
+      model: a ``--model`` name (:func:`model_names`: the registry's, ``nin``, ``googlenet``,
+        …, or one added with :func:`register_model`) or a registry alias.
       data: ``None`` for the embedded synthetic dataset, a CIFAR-10 directory or an ``.npz``.
       train_size: synthetic training images.
       test_size: synthetic test images.
@@ -126,10 +126,9 @@ class TrainConfig:
           ValueError: a field is out of range, naming the field and the value.
           TypeError: a field has the wrong type.
         """
-        from jaxconv.train._models import MODELS
+        from jaxconv.train._models import canonical_model_name
 
-        if self.model not in MODELS:
-            raise ValueError(f"`model` must be one of {', '.join(MODELS)}, got {self.model!r}")
+        canonical_model_name(self.model)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(
                 f"`optimizer` must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
@@ -169,8 +168,11 @@ class TrainConfig:
           num_train: training images (for ``epochs``).
 
         Returns:
-          a config whose ``steps``, ``lr``, ``weight_decay`` and ``eval_every`` are set.
+          a config whose ``steps``, ``lr``, ``weight_decay`` and ``eval_every`` are set, and
+          whose ``model`` is the canonical name (an alias resolved: a checkpoint's identity).
         """
+        from jaxconv.train._models import canonical_model_name
+
         self.validate()
         per_epoch = num_train // self.batch_size
         if per_epoch < 1:
@@ -184,6 +186,7 @@ class TrainConfig:
         defaults = DEFAULTS[self.optimizer]
         return dataclasses.replace(
             self,
+            model=canonical_model_name(self.model),
             steps=steps,
             lr=defaults["lr"] if self.lr is None else float(self.lr),
             weight_decay=(

@@ -1,4 +1,5 @@
-"""Which model ``--model`` names: a small registry over ``jaxconv.models`` (no model code here)."""
+"""Which model ``--model`` names: the registry of :mod:`jaxconv.models` (its ``train`` variants)
+and the models registered here at run time (no model code here)."""
 
 from __future__ import annotations
 
@@ -8,75 +9,22 @@ from typing import Any
 
 from flax import nnx
 
-__all__ = ["MODELS", "build_model", "model_names", "register_model", "registered_model"]
+from jaxconv.models.registry import MODELS, canonical_name
 
-ModelFactory = Callable[[int, nnx.Rngs], nnx.Module]
+__all__ = ["build_model", "model_names", "register_model", "registered_model"]
 
+ModelFactory = Callable[..., nnx.Module]
 
-def _nin(batch_norm: bool) -> ModelFactory:
-    def factory(num_classes: int, rngs: nnx.Rngs, **kwargs: Any) -> nnx.Module:
-        from jaxconv.models import NiN
-
-        return NiN(num_classes=num_classes, batch_norm=batch_norm, rngs=rngs, **kwargs)
-
-    return factory
-
-
-def _googlenet(num_classes: int, rngs: nnx.Rngs, **kwargs: Any) -> nnx.Module:
-    from jaxconv.models import GoogLeNet
-
-    # The CIFAR port: a 3×3 stem and no early pools, so the inception stages run at 32/16/8.
-    return GoogLeNet(
-        num_classes, aux_logits=True, batch_norm=True, stem="cifar", rngs=rngs, **kwargs
-    )
-
-
-def _inception(bottleneck: bool) -> ModelFactory:
-    def factory(num_classes: int, rngs: nnx.Rngs, **kwargs: Any) -> nnx.Module:
-        from jaxconv.models import MiniInception
-
-        return MiniInception(num_classes=num_classes, bottleneck=bottleneck, rngs=rngs, **kwargs)
-
-    return factory
-
-
-def _resnet(depth: int) -> ModelFactory:
-    def factory(num_classes: int, rngs: nnx.Rngs, **kwargs: Any) -> nnx.Module:
-        from jaxconv.models._resnet import ResNet18, ResNet50
-
-        model = {18: ResNet18, 50: ResNet50}[depth]
-        # The CIFAR port: a 3×3/1 stem and no max pool, so the stages run at 32/16/8/4.
-        return model(num_classes, stem="cifar", rngs=rngs, **kwargs)
-
-    return factory
-
-
-def _mobilenetv2(num_classes: int, rngs: nnx.Rngs, **kwargs: Any) -> nnx.Module:
-    from jaxconv.models._mobilenet import MobileNetV2
-
-    # The CIFAR port: stride 1 in the stem and the first stride-2 row, ending on 4×4 maps.
-    return MobileNetV2(num_classes, stem="cifar", rngs=rngs, **kwargs)
-
-
-#: ``--model`` name → factory ``(num_classes, rngs, **kwargs) -> nnx.Module`` (kwargs: the
-#: model's own, e.g. ``dtype=jnp.bfloat16``).
-#: ``nin`` is NiN with BatchNorm after every conv: the paper's NiN (``nin-paper``: no BN, a
-#: ReLU on the logits) sits at chance for its first hundreds of steps from scratch.
-#: ``resnet18``, ``resnet50`` and ``mobilenetv2`` are the ImageNet models with their CIFAR stems.
-MODELS: dict[str, ModelFactory] = {
-    "nin": _nin(batch_norm=True),
-    "googlenet": _googlenet,
-    "inception-bottleneck": _inception(True),
-    "inception-direct5x5": _inception(False),
-    "nin-paper": _nin(batch_norm=False),
-    "resnet18": _resnet(18),
-    "resnet50": _resnet(50),
-    "mobilenetv2": _mobilenetv2,
-}
+#: ``--model`` names added with :func:`register_model` → factory ``(num_classes, rngs,
+#: **kwargs) -> nnx.Module``; they come after (and may shadow) the registry's.
+_REGISTERED: dict[str, ModelFactory] = {}
 
 
 def register_model(name: str, factory: ModelFactory) -> None:
     """Makes ``factory`` available as ``--model name`` (e.g. a variant with other widths).
+
+    jaxconv's own models are in :data:`jaxconv.models.MODELS` (the registry); this adds one of
+    yours to training only.
 
     Args:
       name: the ``--model`` name.
@@ -88,6 +36,7 @@ def register_model(name: str, factory: ModelFactory) -> None:
 
     Raises:
       TypeError: ``factory`` is not callable.
+      ValueError: ``name`` is an alias of a registry model.
 
     Examples:
       Call it once at start-up; tests and examples use :func:`registered_model`, which
@@ -101,7 +50,10 @@ def register_model(name: str, factory: ModelFactory) -> None:
     """
     if not callable(factory):
         raise TypeError(f"`factory` must be callable, got {type(factory).__name__}")
-    MODELS[name] = factory
+    aliases = {alias: entry.name for entry in MODELS.values() for alias in entry.aliases}
+    if name in aliases:
+        raise ValueError(f"`name` {name!r} is an alias of the registry's {aliases[name]!r}")
+    _REGISTERED[name] = factory
 
 
 @contextlib.contextmanager
@@ -123,42 +75,44 @@ def registered_model(name: str, factory: ModelFactory) -> Iterator[None]:
       >>> "linear" in model_names()
       False
     """
-    previous = MODELS.get(name)
+    previous = _REGISTERED.get(name)
     register_model(name, factory)
     try:
         yield
     finally:
         if previous is None:
-            del MODELS[name]
+            del _REGISTERED[name]
         else:
-            MODELS[name] = previous
+            _REGISTERED[name] = previous
 
 
 def model_names() -> tuple[str, ...]:
-    """The registered ``--model`` names.
+    """The ``--model`` names: the registry's (:data:`jaxconv.models.MODELS`), then those
+    added with :func:`register_model`. The registry's aliases are accepted too.
 
     Examples:
       >>> from jaxconv.train import model_names
       >>> model_names()[:2]
       ('nin', 'googlenet')
     """
-    return tuple(MODELS)
+    return (*MODELS, *(name for name in _REGISTERED if name not in MODELS))
 
 
 def build_model(name: str, num_classes: int, rngs: nnx.Rngs, **kwargs: Any) -> nnx.Module:
-    """Instantiates the registered model ``name``.
+    """Instantiates the model ``--model name`` trains: a registry model's ``train`` variant
+    (see :mod:`jaxconv.models.registry`), or a factory added with :func:`register_model`.
 
     Args:
-      name: a registered ``--model`` name.
+      name: a ``--model`` name (or a registry alias).
       num_classes: the classifier's width.
       rngs: the initialization (and dropout) RNG streams.
-      **kwargs: passed on to the factory.
+      **kwargs: passed on to the model (e.g. ``dtype``).
 
     Returns:
       the ``nnx.Module``, in training mode.
 
     Raises:
-      ValueError: ``name`` is not registered.
+      ValueError: ``name`` is not registered; the message lists the names.
 
     Examples:
       >>> from flax import nnx
@@ -171,6 +125,16 @@ def build_model(name: str, num_classes: int, rngs: nnx.Rngs, **kwargs: Any) -> n
       ...
       ValueError: `model` must be one of nin, googlenet, ..., got 'vgg'
     """
-    if name not in MODELS:
-        raise ValueError(f"`model` must be one of {', '.join(MODELS)}, got {name!r}")
-    return MODELS[name](num_classes, rngs, **kwargs)
+    name = canonical_model_name(name)
+    if name in _REGISTERED:
+        return _REGISTERED[name](num_classes, rngs, **kwargs)
+    return MODELS[name].build(num_classes, variant="train", rngs=rngs, **kwargs)
+
+
+def canonical_model_name(name: str) -> str:
+    """``name`` as :func:`model_names` spells it (a registry alias resolved).
+
+    Raises:
+      ValueError: ``name`` is not a ``--model`` name; the message lists them.
+    """
+    return canonical_name(name, model_names(), argument="model")
