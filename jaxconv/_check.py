@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Callable
 from typing import Any
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "check_bias",
     "check_bool",
     "check_dtype",
+    "check_groups",
     "check_int",
     "check_number",
     "check_same_dtype",
@@ -51,6 +53,48 @@ def check_int(value: Any, name: str, *, minimum: int | None = 1, allow_none: boo
         rule = "a positive int" if minimum == 1 else f"an int >= {minimum}"
         raise ValueError(f"`{name}` must be {rule}, got {value}")
     return int(value)
+
+
+def check_groups(
+    groups: Any,
+    in_channels: int,
+    out_channels: int,
+    *,
+    in_name: str = "the input channels",
+    out_name: str = "the output channels",
+    hint: Callable[[int], str] | None = None,
+) -> int:
+    """``groups`` as a positive int that divides ``in_channels`` and ``out_channels``.
+
+    The one home of the feature-groups rule: the conv contract, the NNX modules and the cost
+    model call it, each naming the channels as its caller knows them.
+
+    Args:
+      groups: the value to check.
+      in_channels, out_channels: the channel counts ``groups`` must divide.
+      in_name, out_name: how the messages name them (``"`in_features`"`` in a module).
+      hint: called with the checked ``groups`` when they do not divide ``in_channels``; its
+        text is appended to the message (the conv contract's layout hint).
+
+    Raises:
+      TypeError: ``groups`` is not an int.
+      ValueError: ``groups`` is below 1 or does not divide one of the channel counts.
+
+    Examples:
+      >>> check_groups(4, 32, 64)
+      4
+      >>> check_groups(3, 8, 6, in_name="`in_features`")
+      Traceback (most recent call last):
+      ...
+      ValueError: `groups` (=3) must divide `in_features` (=8)
+    """
+    groups = check_int(groups, "groups")
+    if in_channels % groups:
+        more = hint(groups) if hint is not None else ""
+        raise ValueError(f"`groups` (={groups}) must divide {in_name} (={in_channels}){more}")
+    if out_channels % groups:
+        raise ValueError(f"`groups` (={groups}) must divide {out_name} (={out_channels})")
+    return groups
 
 
 def check_number(value: Any, name: str, low: float = -math.inf, high: float = math.inf) -> float:

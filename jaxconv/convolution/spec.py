@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxconv import _geometry as geo
-from jaxconv._check import check_array, check_int, check_same_dtype
+from jaxconv._check import check_array, check_groups, check_same_dtype
 
 __all__ = ["ConvSpec", "conv_spec"]
 
@@ -297,12 +297,9 @@ def conv_spec(
     else:
         n, c_in, *spatial = x_shape
         c_out, w_in, *kernel = w_shape
-    groups = check_int(groups, "groups")
-    if c_in % groups:
-        hint = _layout_hint(x_shape, w_shape, groups, channels_last)
-        raise ValueError(f"`groups` (={groups}) must divide the input channels (={c_in}){hint}")
-    if c_out % groups:
-        raise ValueError(f"`groups` (={groups}) must divide the output channels (={c_out})")
+    groups = check_groups(
+        groups, c_in, c_out, hint=lambda g: _layout_hint(x_shape, w_shape, g, channels_last)
+    )
     if w_in * groups != c_in:
         raise ValueError(
             f"`{wn}` in-channel dim (={w_in}) times `groups` (={groups}) must equal the input "

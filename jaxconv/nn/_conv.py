@@ -16,7 +16,7 @@ from flax.nnx.nn.dtypes import promote_dtype
 
 import jaxconv
 from jaxconv import convolution as kernels
-from jaxconv._check import check_bool, check_dtype, check_int
+from jaxconv._check import check_bool, check_dtype, check_groups, check_int
 from jaxconv.nn._init import VarianceScaling, zeros
 from jaxconv.nn._validate import check_channels, foreign_spellings, with_batch
 
@@ -223,15 +223,13 @@ class Conv(_ConvBase):
         self.dilation = jaxconv.canonicalize_spatial(dilation, ndim, "dilation")
         self.input_dilation = jaxconv.canonicalize_spatial(input_dilation, ndim, "input_dilation")
         self.preferred_element_type = check_dtype(preferred_element_type, "preferred_element_type")
-        self.groups = check_int(groups, "groups")
-        if self.in_features % self.groups:
-            raise ValueError(
-                f"`groups` (={self.groups}) must divide `in_features` (={self.in_features})"
-            )
-        if self.out_features % self.groups:
-            raise ValueError(
-                f"`groups` (={self.groups}) must divide `out_features` (={self.out_features})"
-            )
+        self.groups = check_groups(
+            groups,
+            self.in_features,
+            self.out_features,
+            in_name="`in_features`",
+            out_name="`out_features`",
+        )
         self.padding = jaxconv.canonicalize_padding(padding, ndim)
         if implementation is not None:
             kernels.get(implementation)  # unknown names fail here, not at the first call

@@ -18,7 +18,7 @@ from flax.nnx.nn.dtypes import promote_dtype
 
 import jaxconv
 from jaxconv import convolution as kernels
-from jaxconv._check import check_bool, check_int
+from jaxconv._check import check_bool, check_groups, check_int
 from jaxconv.nn._conv import (
     Activation,
     Conv1x1,
@@ -468,10 +468,13 @@ class ConvTranspose(_ConvBase):
         self.output_padding = jaxconv.canonicalize_spatial(
             output_padding, ndim, "output_padding", minimum=0
         )
-        self.groups = check_int(groups, "groups")
-        for name, features in (("in_features", self.in_features), ("out_features", out_features)):
-            if features % self.groups:
-                raise ValueError(f"`groups` (={self.groups}) must divide `{name}` (={features})")
+        self.groups = check_groups(
+            groups,
+            self.in_features,
+            self.out_features,
+            in_name="`in_features`",
+            out_name="`out_features`",
+        )
         self.transpose_kernel = check_bool(transpose_kernel, "transpose_kernel")
         # Checks padding and output_padding together (output_padding < max(stride, dilation),
         # none with a string padding) now rather than at the first call.
