@@ -27,6 +27,7 @@ __all__ = [
     "ReceptiveField",
     "canonicalize_padding",
     "canonicalize_spatial",
+    "channels_last",
     "check_xla_limits",
     "conv_output_shape",
     "conv_output_size",
@@ -460,11 +461,11 @@ def conv_output_shape(
       >>> conv_output_shape((8, 3, 28, 28), (3, 3), 16, padding="VALID", layout="NCHW")
       (8, 16, 26, 26)
     """
-    channels_last = _channels_last(layout)
+    last = channels_last(layout)
     ndim = len(input_shape) - 2
     if ndim < 1:
         raise ValueError(f"`input_shape` must be (N, *spatial, C), got {tuple(input_shape)!r}")
-    spatial = tuple(input_shape[1:-1]) if channels_last else tuple(input_shape[2:])
+    spatial = tuple(input_shape[1:-1]) if last else tuple(input_shape[2:])
     ks = canonicalize_spatial(kernel, ndim, "kernel")
     ss = canonicalize_spatial(stride, ndim, "stride")
     ds = canonicalize_spatial(dilation, ndim, "dilation")
@@ -473,10 +474,19 @@ def conv_output_shape(
     pads = resolve_padding(padding, ns, ks, ss, ds)
     out = tuple(_out_size(n, k, s, d, lo, hi) for n, k, s, d, (lo, hi) in zip(ns, ks, ss, ds, pads))
     n_batch = input_shape[0]
-    return (n_batch, *out, out_channels) if channels_last else (n_batch, out_channels, *out)
+    return (n_batch, *out, out_channels) if last else (n_batch, out_channels, *out)
 
 
-def _channels_last(layout: str) -> bool:
+def channels_last(layout: str) -> bool:
+    """Whether ``layout`` puts the channels last (``"NHWC"``…) or first (``"NCHW"``…).
+
+    The one reading of a ``layout`` argument: every op, pool and geometry function calls it, so
+    the accepted spellings (any case) and the error are the same everywhere.
+
+    Examples:
+      >>> channels_last("NHWC"), channels_last("ncw")
+      (True, False)
+    """
     if not isinstance(layout, str):
         raise TypeError(f"`layout` must be a string such as 'NHWC' or 'NCHW', got {layout!r}")
     key = layout.upper()

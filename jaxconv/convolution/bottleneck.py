@@ -23,7 +23,7 @@ def _as_kernel(w_reduce: Array, x: Any, layout: str) -> Array:
     """The 1×1 reduce as a kernel in ``layout``: a matrix gets unit spatial dims."""
     check_array(w_reduce, "w_reduce")
     check_array(x, "x", empty_batch=True)
-    channels_last = geo._channels_last(layout)
+    channels_last = geo.channels_last(layout)
     if w_reduce.ndim == 2:
         check_same_dtype(x, w_reduce, "w_reduce")
         _check_matrix(x, w_reduce, layout, "w_reduce")

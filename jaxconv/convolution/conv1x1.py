@@ -23,7 +23,7 @@ Array = jax.Array
 def _check_matrix(x: Any, w: Any, layout: str, name: str) -> bool:
     """Checks a 1×1 conv's matrix ``w`` against ``x``; returns whether ``layout`` is
     channels-last."""
-    channels_last = geo._channels_last(layout)
+    channels_last = geo.channels_last(layout)
     if w.ndim != 2:
         raise ValueError(
             f"`{name}` must be a matrix ([C_in, C_out], or [C_out, C_in] for NCHW), got shape "

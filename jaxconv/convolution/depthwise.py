@@ -27,7 +27,7 @@ def _check_depthwise(x: Any, w: Any, multiplier: Any, layout: str, name: str = "
     """Checks a depthwise kernel against ``x``; returns ``C_in`` (the groups)."""
     check_array(x, "x", empty_batch=True)
     check_array(w, name)
-    channels_last = geo._channels_last(layout)
+    channels_last = geo.channels_last(layout)
     multiplier = check_int(multiplier, "multiplier", allow_none=True)
     form = "[*kernel, 1, C_in·multiplier]" if channels_last else "[C_in·multiplier, 1, *kernel]"
     if w.ndim not in (3, 4, 5) or x.ndim != w.ndim:

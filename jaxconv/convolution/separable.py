@@ -80,9 +80,9 @@ def separable_conv(
         check_activation(activation)
         c_in = _check_depthwise(x, w_depthwise, multiplier, layout, "w_depthwise")
         check_array(w_pointwise, "w_pointwise")
-        c_mid = w_depthwise.shape[-1] if geo._channels_last(layout) else w_depthwise.shape[0]
+        c_mid = w_depthwise.shape[-1] if geo.channels_last(layout) else w_depthwise.shape[0]
         if w_pointwise.ndim == 2:
-            pw_in = w_pointwise.shape[0] if geo._channels_last(layout) else w_pointwise.shape[1]
+            pw_in = w_pointwise.shape[0] if geo.channels_last(layout) else w_pointwise.shape[1]
             if pw_in != c_mid:
                 raise ValueError(
                     f"`w_pointwise` in-channel dim (={pw_in}) must equal the depthwise conv's "

@@ -277,7 +277,7 @@ def conv_spec(
     check_array(w, wn)
     check_same_dtype(x, w, wn, xn)
     x_shape, w_shape = tuple(x.shape), tuple(w.shape)
-    channels_last = geo._channels_last(layout)
+    channels_last = geo.channels_last(layout)
     if len(w_shape) not in (3, 4, 5):
         hint = " (for a [C_in, C_out] matrix use `conv1x1`)" if len(w_shape) == 2 else ""
         raise ValueError(

@@ -252,7 +252,7 @@ def conv_transpose(
         check_array(x, "x", empty_batch=True)
         check_array(w, "w")
         check_bool(transpose_kernel, "transpose_kernel")
-        channels_last = geo._channels_last(layout)
+        channels_last = geo.channels_last(layout)
         if w.ndim not in (3, 4, 5) or x.ndim != w.ndim:
             raise ValueError(
                 f"`x` and `w` must have the same rank, 3, 4 or 5 (1-3 spatial dims), got "

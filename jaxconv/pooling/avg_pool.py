@@ -109,7 +109,7 @@ def global_avg_pool(x: Array, *, layout: str = "NHWC", keepdims: bool = False) -
     with jax.named_scope("jaxconv.global_avg_pool"):
         check_array(x, "x", empty_batch=True)
         check_bool(keepdims, "keepdims")
-        cl = geo._channels_last(layout)
+        cl = geo.channels_last(layout)
         if x.ndim < 3:
             raise ValueError(f"`x` must have rank >= 3, got shape {tuple(x.shape)}")
         geo.check_xla_limits(arrays=(("`x`", x.shape),))

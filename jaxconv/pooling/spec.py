@@ -88,7 +88,7 @@ def pool_spec(
       (56, 56)
     """
     check_array(x, "x", empty_batch=True)
-    channels_last = geo._channels_last(layout)
+    channels_last = geo.channels_last(layout)
     if x.ndim < 3:
         form = "(N, *spatial, C)" if channels_last else "(N, C, *spatial)"
         raise ValueError(f"`x` must have rank >= 3 {form}, got shape {tuple(x.shape)}")
