@@ -31,6 +31,7 @@ __all__ = [
     "check_xla_limits",
     "conv_output_shape",
     "conv_output_size",
+    "conv_transpose_output_size",
     "dilated_size",
     "padding_mode",
     "pool_output_size",
@@ -411,6 +412,56 @@ def conv_output_size(
     (d,) = canonicalize_spatial(dilation, 1, "dilation")
     ((lo, hi),) = resolve_padding(_one_dim(padding), (n,), (k,), (s,), (d,))
     return _out_size(n, k, s, d, lo, hi)
+
+
+def conv_transpose_output_size(
+    n: int,
+    kernel: int,
+    *,
+    stride: int = 1,
+    padding: tuple[int, int] = (0, 0),
+    dilation: int = 1,
+    padding_name: str = "the padding",
+) -> int:
+    """Output length of a transposed convolution along one spatial dim.
+
+    A transposed conv is the stride-1 conv of the input dilated by ``stride``, so this is
+    :func:`conv_output_size`'s formula at stride 1 on ``dilated_size(n, stride)`` inputs:
+    ``(n - 1)·stride + 1 + lo + hi - dilation·(kernel - 1)``.
+
+    Args:
+      n: input length.
+      kernel: kernel length.
+      stride: the upsampling factor.
+      padding: ``(lo, hi)`` of the stride-dilated input, as
+        :func:`jaxconv.conv_transpose_padding` gives them for every padding
+        :func:`jaxconv.conv_transpose` takes (PyTorch's ``padding`` ``p`` and
+        ``output_padding`` ``a``: ``(d·(k-1) - p, d·(k-1) - p + a)``); negative amounts crop.
+      dilation: kernel dilation.
+      padding_name: what the caller calls the padding, for the error.
+
+    Returns:
+      The output length (an int >= 1).
+
+    Raises:
+      ValueError: if the padding crops every output.
+
+    Examples:
+      >>> conv_transpose_output_size(7, 3, stride=2, padding=(1, 2))  # p=1, output_padding=1
+      14
+      >>> conv_transpose_output_size(7, 3, stride=2, padding=(2, 2))  # p=0: (7-1)·2 + 3
+      15
+    """
+    span = dilated_size(kernel, dilation) - 1
+    lo, hi = padding
+    size = dilated_size(n, stride) + lo + hi - span
+    if size < 1:
+        raise ValueError(
+            f"the output size (={size} = ({n}-1)·{stride} + 1 + {lo} + {hi} - {span}) must be "
+            f"positive: {padding_name} crops more than the transposed conv produces for input "
+            f"size {n}"
+        )
+    return size
 
 
 def _check_fits(n: int, k: int, d: int, lo: int, hi: int, what: str) -> None:

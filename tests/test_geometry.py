@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import jaxconv
+from jaxconv._geometry import conv_transpose_output_size
 
 
 # --- the seed's table ------------------------------------------------------------------------
@@ -159,6 +160,42 @@ def test_same_gives_ceil_n_over_s_everywhere():
 )
 def test_conv_output_shape(input_shape, kernel, c_out, kwargs, expected):
     assert jaxconv.conv_output_shape(input_shape, kernel, c_out, **kwargs) == expected
+
+
+# --- transposed-conv sizes ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "n, kernel, kwargs, expected",
+    [
+        (7, 3, dict(stride=2, padding=(1, 2)), 14),  # PyTorch p=1, output_padding=1: 2n
+        (7, 3, dict(stride=2, padding=(2, 2)), 15),  # p=0: (7-1)·2 + 3
+        (2, 3, dict(stride=2, padding=(2, 2)), 5),  # two pixels scattered 2 apart by 3 taps
+        (4, 3, dict(stride=1, padding=(0, 0)), 2),  # stride 1, full crop: a VALID conv
+        (3, 3, dict(stride=3, padding=(4, 4), dilation=2), 11),  # (3-1)·3 + 1 + 8 - 4
+        (5, 1, dict(stride=2, padding=(-1, 0)), 8),  # a negative pad crops: 9 - 1
+    ],
+)
+def test_conv_transpose_output_size(n, kernel, kwargs, expected):
+    assert conv_transpose_output_size(n, kernel, **kwargs) == expected
+
+
+def test_conv_transpose_output_size_matches_conv_transpose():
+    for n, k, s, p, a, d in [(7, 3, 2, 1, 1, 1), (5, 4, 3, 0, 2, 1), (6, 3, 1, 2, 0, 2)]:
+        x = jax.ShapeDtypeStruct((1, n, 1), jnp.float32)
+        w = jax.ShapeDtypeStruct((k, 1, 1), jnp.float32)
+        kw = dict(stride=s, padding=p, output_padding=a, dilation=d)
+        shape = jax.eval_shape(lambda x, w, kw=kw: jaxconv.conv_transpose(x, w, **kw), x, w).shape
+        ((lo, hi),) = jaxconv.conv_transpose_padding((k,), **kw)
+        size = conv_transpose_output_size(n, k, stride=s, padding=(lo, hi), dilation=d)
+        assert size == shape[1], (n, k, s, p, a, d)
+
+
+def test_conv_transpose_output_size_rejects_a_crop_of_everything():
+    with pytest.raises(
+        ValueError,
+        match=r"the output size \(=-1 = \(1-1\)·1 \+ 1 \+ -1 \+ -1 - 0\) must be positive: "
+        r"`padding` crops more",
+    ):
+        conv_transpose_output_size(1, 1, padding=(-1, -1), padding_name="`padding`")
 
 
 def test_canonicalize_spatial_broadcasts_and_checks():

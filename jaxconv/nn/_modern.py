@@ -19,6 +19,7 @@ from flax.nnx.nn.dtypes import promote_dtype
 import jaxconv
 from jaxconv import convolution as kernels
 from jaxconv._check import check_bool, check_groups, check_int
+from jaxconv._geometry import conv_transpose_output_size
 from jaxconv.nn._conv import (
     Activation,
     Conv1x1,
@@ -558,9 +559,9 @@ class ConvTranspose(_ConvBase):
             dilation=self.dilation,
         )
         out = tuple(
-            (size - 1) * s + 1 + lo + hi - d * (k - 1)
-            for size, s, (lo, hi), d, k in zip(
-                spatial, self.stride, pads, self.dilation, self.kernel_size
+            conv_transpose_output_size(size, k, stride=s, padding=pad, dilation=d)
+            for size, k, s, pad, d in zip(
+                spatial, self.kernel_size, self.stride, pads, self.dilation
             )
         )
         weights = math.prod(self.kernel_size) * (self.in_features // self.groups)
