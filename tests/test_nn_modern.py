@@ -13,8 +13,7 @@ from conftest import tol
 from flax import nnx
 
 import jaxconv
-from jaxconv.nn import Conv
-from jaxconv.nn._modern import ConvTranspose, DepthwiseConv, SeparableConv
+from jaxconv.nn import Conv, ConvTranspose, DepthwiseConv, SeparableConv
 
 
 def param_paths(module) -> list[str]:

@@ -15,23 +15,23 @@ from jaxconv.nn._blocks import ResNetBottleneck as ResNetBottleneck
 from jaxconv.nn._conv import Conv as Conv
 from jaxconv.nn._conv import Conv1x1 as Conv1x1
 from jaxconv.nn._conv import ConvBN as ConvBN
+from jaxconv.nn._depthwise import DepthwiseConv as DepthwiseConv
 from jaxconv.nn._inception import Bottleneck as Bottleneck
 from jaxconv.nn._inception import Inception as Inception
 from jaxconv.nn._inception import PoolProjection as PoolProjection
 from jaxconv.nn._init import Normal as Normal
 from jaxconv.nn._init import VarianceScaling as VarianceScaling
 from jaxconv.nn._mlpconv import MLPConv as MLPConv
-from jaxconv.nn._modern import ConvTranspose as ConvTranspose
-from jaxconv.nn._modern import DepthwiseConv as DepthwiseConv
-from jaxconv.nn._modern import SeparableConv as SeparableConv
 from jaxconv.nn._norm import LocalResponseNorm as LocalResponseNorm
 from jaxconv.nn._norm import local_response_norm as local_response_norm
 from jaxconv.nn._pool import AvgPool as AvgPool
 from jaxconv.nn._pool import GlobalAvgPool as GlobalAvgPool
 from jaxconv.nn._pool import MaxPool as MaxPool
+from jaxconv.nn._separable import SeparableConv as SeparableConv
 from jaxconv.nn._summary import Summary as Summary
 from jaxconv.nn._summary import SummaryRow as SummaryRow
 from jaxconv.nn._summary import summary as summary
+from jaxconv.nn._transpose import ConvTranspose as ConvTranspose
 
 __all__ = [
     "AvgPool",

@@ -15,10 +15,14 @@ from flax import nnx
 from flax.nnx.nn.dtypes import promote_dtype
 
 import jaxconv
-from jaxconv import convolution as kernels
 from jaxconv._check import check_bool, check_dtype, check_groups, check_int
 from jaxconv.nn._init import VarianceScaling, zeros
-from jaxconv.nn._validate import check_channels, foreign_spellings, with_batch
+from jaxconv.nn._validate import (
+    check_channels,
+    check_implementation,
+    foreign_spellings,
+    with_batch,
+)
 
 __all__ = ["Conv", "Conv1x1", "ConvBN"]
 
@@ -231,9 +235,7 @@ class Conv(_ConvBase):
             out_name="`out_features`",
         )
         self.padding = jaxconv.canonicalize_padding(padding, ndim)
-        if implementation is not None:
-            kernels.get(implementation)  # unknown names fail here, not at the first call
-        self.implementation = implementation
+        self.implementation = check_implementation(implementation)
         shape = (*self.kernel_size, self.in_features // self.groups, self.out_features)
         self._create_params(shape, kernel_init, bias_init, rngs)
 

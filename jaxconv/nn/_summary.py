@@ -22,7 +22,9 @@ from flax import nnx
 
 import jaxconv
 from jaxconv.nn._conv import Conv, Conv1x1
-from jaxconv.nn._modern import ConvTranspose, DepthwiseConv, SeparableConv
+from jaxconv.nn._depthwise import DepthwiseConv
+from jaxconv.nn._separable import SeparableConv
+from jaxconv.nn._transpose import ConvTranspose
 
 __all__ = ["Summary", "SummaryRow", "summary"]
 

@@ -1,5 +1,6 @@
-"""The argument checks only the NNX modules need: the channels and rank of their input, and
-the keywords of ``flax.nnx.Conv`` (or PyTorch) that jaxconv spells differently.
+"""The argument checks only the NNX modules need: the channels and rank of their input, the
+lowering a module is built with, and the keywords of ``flax.nnx.Conv`` (or PyTorch) that jaxconv
+spells differently.
 
 Every other check (ints, dtypes, bools) comes from :mod:`jaxconv._check` directly.
 """
@@ -11,7 +12,9 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["check_channels", "foreign_spellings", "with_batch"]
+from jaxconv import convolution
+
+__all__ = ["check_channels", "check_implementation", "foreign_spellings", "with_batch"]
 
 Init = TypeVar("Init", bound=Callable[..., None])
 
@@ -60,6 +63,14 @@ def foreign_spellings(init: Init) -> Init:
         init(self, *args, **kwargs)
 
     return checked  # type: ignore[return-value]
+
+
+def check_implementation(implementation: Any) -> str | None:
+    """``implementation`` if it is None or a lowering's name: a module checks the name when it
+    is built, so a misspelling fails there rather than at the first call."""
+    if implementation is not None:
+        convolution.get(implementation)
+    return implementation
 
 
 def check_channels(x: Any, expected: int, owner: str) -> None:

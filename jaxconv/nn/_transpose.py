@@ -1,0 +1,258 @@
+"""The transposed convolution module, :class:`ConvTranspose` (PyTorch's and Flax's conventions).
+
+Thin like :class:`jaxconv.nn.Conv`: canonicalize the arguments → create the parameters → call
+:func:`jaxconv.conv_transpose`. Kernels are HWIO (``[*kernel, I, O]``), parameter names are
+``kernel`` and ``bias``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from flax.nnx.nn.dtypes import promote_dtype
+
+import jaxconv
+from jaxconv._check import check_bool, check_groups
+from jaxconv._geometry import conv_transpose_output_size
+from jaxconv.nn._conv import (
+    Activation,
+    Initializer,
+    _ConvBase,
+    _kernel_size,
+    activate,
+    default_bias_init,
+    default_kernel_init,
+)
+from jaxconv.nn._validate import check_channels, check_implementation, foreign_spellings, with_batch
+
+__all__ = ["ConvTranspose"]
+
+Array = jax.Array
+
+
+class ConvTranspose(_ConvBase):
+    """A transposed convolution layer calling :func:`jaxconv.conv_transpose` (NHWC, HWIO).
+
+    An int ``padding`` (or one int or ``(lo, hi)`` pair per dim) and ``output_padding`` mean
+    what they mean in PyTorch's ``ConvTranspose2d`` (the padding crops the output); ``"SAME"``
+    and ``"VALID"`` mean what they mean in Flax's ``nnx.ConvTranspose`` (SAME: ``n·stride``
+    outputs). Output size per dim with ints: ``(n-1)·stride - lo - hi + dilation·(k-1) +
+    output_padding + 1``. An int ``kernel_size`` is a square 2-D kernel (Flax: 1-D).
+
+    The ``kernel``, and how to load one:
+
+    - ``transpose_kernel=False`` (default): ``[*kernel, C_in/groups, C_out]``, the weights that
+      scatter the input's channels into the output's. From PyTorch's ``ConvTranspose2d.weight``
+      ``w`` ``(C_in, C_out/groups, kh, kw)``: for ``groups=1`` ``w.transpose(2, 3, 0, 1)``; for
+      ``groups=g`` ``w.reshape(g, C_in/g, C_out/g, kh, kw).transpose(3, 4, 1, 0, 2)
+      .reshape(kh, kw, C_in/g, C_out)``. From Flax's ``nnx.ConvTranspose(transpose_kernel=
+      False)`` ``kernel`` ``k`` ``(kh, kw, C_in, C_out)``: ``jnp.flip(k, (0, 1))`` (Flax runs
+      it unflipped on the stride-dilated input).
+    - ``transpose_kernel=True``: ``[*kernel, C_out/groups, C_in]``, the kernel of the forward
+      conv whose gradient this layer is. From PyTorch's weight, any ``groups``:
+      ``w.transpose(2, 3, 1, 0)``. From Flax's ``nnx.ConvTranspose(transpose_kernel=True)``
+      ``kernel`` ``(kh, kw, C_out, C_in)``: as it is.
+
+    Either way ``bias`` ``[C_out]`` is PyTorch's and Flax's ``bias`` as it is. Flax's explicit
+    ``padding=((lo, hi), …)`` pads the dilated input; the same layer here is ``padding=
+    ((d·(k-1) - lo, d·(k-1) - hi), …)`` where those are ``>= 0``.
+
+    Args:
+      in_features: input channels ``C_in``.
+      out_features: output channels ``C_out``.
+      kernel_size: int (square 2-D) or one int per spatial dim (1–3).
+      stride: the upsampling factor, int or one per spatial dim.
+      padding: int, one int or ``(lo, hi)`` pair per dim (PyTorch's), or ``"SAME"`` /
+        ``"VALID"`` (Flax's). Default 0, as PyTorch.
+      output_padding: extra outputs on the high side, ``< max(stride, dilation)`` (PyTorch's;
+        only with int/pair ``padding``).
+      dilation: kernel dilation.
+      groups: feature groups; must divide ``in_features`` and ``out_features``.
+      transpose_kernel: the kernel convention (above).
+      use_bias: add a ``[C_out]`` bias.
+      dtype, param_dtype, precision: as for :class:`jaxconv.nn.Conv`.
+      kernel_init, bias_init: initializers for ``kernel`` and ``bias``.
+      activation: applied after the bias; None (default) for none.
+      implementation: lowering of the underlying input-dilated conv (None: dispatch).
+      rngs: ``nnx.Rngs`` with a ``params`` stream.
+
+    Call:
+      ``x`` ``[N, *spatial, C_in]`` → ``[N, *spatial_out, C_out]``; an unbatched ``x``
+      ``[*spatial, C_in]`` (as ``nnx.Conv`` takes) → ``[*spatial_out, C_out]``.
+
+    Examples:
+      PyTorch's ``ConvTranspose2d(64, 32, 3, stride=2, padding=1, output_padding=1)`` doubles
+      the size, and so does Flax's ``"SAME"``:
+
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from jaxconv.nn import ConvTranspose
+      >>> up = ConvTranspose(64, 32, 3, stride=2, padding=1, output_padding=1, rngs=nnx.Rngs(0))
+      >>> up.kernel.shape, up(jnp.ones((1, 7, 7, 64))).shape
+      ((3, 3, 64, 32), (1, 14, 14, 32))
+      >>> ConvTranspose(64, 32, 3, stride=2, padding="SAME", rngs=nnx.Rngs(0))(
+      ...     jnp.ones((1, 7, 7, 64))).shape
+      (1, 14, 14, 32)
+    """
+
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: str | tuple[tuple[int, int], ...]
+    output_padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    groups: int
+    transpose_kernel: bool
+    implementation: str | None
+
+    @foreign_spellings
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        kernel_size: int | Sequence[int],
+        *,
+        stride: int | Sequence[int] = 1,
+        padding: Any = 0,
+        output_padding: int | Sequence[int] = 0,
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+        transpose_kernel: bool = False,
+        use_bias: bool = True,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        precision: Any = None,
+        kernel_init: Initializer = default_kernel_init,
+        bias_init: Initializer = default_bias_init,
+        activation: Activation | None = None,
+        implementation: str | None = None,
+        rngs: nnx.Rngs,
+    ):
+        self._set_features(
+            in_features, out_features, use_bias, dtype, param_dtype, precision, activation
+        )
+        self.kernel_size = _kernel_size(kernel_size)
+        ndim = len(self.kernel_size)
+        self.stride = jaxconv.canonicalize_spatial(stride, ndim, "stride")
+        self.dilation = jaxconv.canonicalize_spatial(dilation, ndim, "dilation")
+        self.output_padding = jaxconv.canonicalize_spatial(
+            output_padding, ndim, "output_padding", minimum=0
+        )
+        self.groups = check_groups(
+            groups,
+            self.in_features,
+            self.out_features,
+            in_name="`in_features`",
+            out_name="`out_features`",
+        )
+        self.transpose_kernel = check_bool(transpose_kernel, "transpose_kernel")
+        # Checks padding and output_padding together (output_padding < max(stride, dilation),
+        # none with a string padding) now rather than at the first call.
+        jaxconv.conv_transpose_padding(
+            self.kernel_size,
+            stride=self.stride,
+            padding=padding,
+            output_padding=self.output_padding,
+            dilation=self.dilation,
+        )
+        self.padding = (
+            padding.upper()
+            if isinstance(padding, str)
+            else jaxconv.canonicalize_padding(padding, ndim)
+        )
+        self.implementation = check_implementation(implementation)
+        if self.transpose_kernel:
+            io = (self.out_features // self.groups, self.in_features)
+        else:
+            io = (self.in_features // self.groups, self.out_features)
+        # Not _create_params: with transpose_kernel the kernel's last dim is C_in, not C_out.
+        shape = (*self.kernel_size, *io)
+        self.kernel = nnx.Param(kernel_init(rngs.params(), shape, self.param_dtype))
+        if self.use_bias:
+            self.bias = nnx.Param(bias_init(rngs.params(), (self.out_features,), self.param_dtype))
+        else:
+            self.bias = nnx.data(None)
+
+    def __call__(self, x: Array) -> Array:
+        return with_batch(x, self.kernel_size, type(self).__name__, self._batched)
+
+    def _batched(self, x: Array) -> Array:
+        check_channels(x, self.in_features, type(self).__name__)
+        x, kernel, bias = promote_dtype((x, self.kernel[...], self._bias()), dtype=self.dtype)
+        y = jaxconv.conv_transpose(
+            x,
+            kernel,
+            bias,
+            stride=self.stride,
+            padding=self.padding,
+            output_padding=self.output_padding,
+            dilation=self.dilation,
+            groups=self.groups,
+            precision=self.precision,
+            transpose_kernel=self.transpose_kernel,
+            implementation=self.implementation,
+        )
+        return activate(y, self.activation)
+
+    def cost(self, input_shape: Sequence[int]) -> jaxconv.ConvCost:
+        """The analytic cost for an input of ``input_shape`` ``(N, *spatial, C_in)``.
+
+        MACs count the scatter: every input pixel through every tap, ``N·H·W·kh·kw·
+        (C_in/groups)·C_out`` — what PyTorch's profilers count, and exactly the MACs of the
+        forward conv whose gradient this layer is (the multiplications by the inserted zeros
+        of the stride-dilated input are not counted).
+
+        Returns:
+          A :class:`jaxconv.ConvCost` totalled over the ``N`` images.
+
+        Examples:
+          >>> from flax import nnx
+          >>> from jaxconv.nn import ConvTranspose
+          >>> up = ConvTranspose(64, 32, 3, stride=2, padding=1, output_padding=1,
+          ...                    rngs=nnx.Rngs(0))
+          >>> c = up.cost((1, 7, 7, 64))
+          >>> c.output_shape, c.macs, c.macs == 7 * 7 * 3 * 3 * 64 * 32
+          ((14, 14, 32), 903168, True)
+        """
+        n, *spatial, c_in = (int(v) for v in input_shape)
+        if len(spatial) != len(self.kernel_size) or c_in != self.in_features:
+            raise ValueError(
+                f"`input_shape` must be (N, *spatial, {self.in_features}) with "
+                f"{len(self.kernel_size)} spatial dims, got {tuple(input_shape)!r}"
+            )
+        pads = jaxconv.conv_transpose_padding(
+            self.kernel_size,
+            stride=self.stride,
+            padding=self.padding,
+            output_padding=self.output_padding,
+            dilation=self.dilation,
+        )
+        out = tuple(
+            conv_transpose_output_size(size, k, stride=s, padding=pad, dilation=d)
+            for size, k, s, pad, d in zip(
+                spatial, self.kernel_size, self.stride, pads, self.dilation
+            )
+        )
+        weights = math.prod(self.kernel_size) * (self.in_features // self.groups)
+        weights *= self.out_features
+        params = weights + (self.out_features if self.use_bias else 0)
+        macs = n * math.prod(spatial) * weights
+        dtype = jnp.dtype(self.dtype or self.param_dtype)
+        elements = n * math.prod(spatial) * c_in + n * math.prod(out) * self.out_features
+        moved = (elements + params) * dtype.itemsize
+        return jaxconv.ConvCost(
+            input_shape=(*spatial, c_in),
+            output_shape=(*out, self.out_features),
+            batch=n,
+            weights=weights,
+            params=params,
+            macs=macs,
+            flops=2 * macs,
+            bytes=moved,
+            intensity=2 * macs / moved,
+            dtype=dtype.name,
+        )
