@@ -173,7 +173,8 @@ def check_bias(b: Any, c: int, name: str = "b") -> None:
         )
 
 
-def check_activation(activation: Any) -> None:
-    """TypeError unless ``activation`` is None or a callable."""
+def check_activation(activation: Any) -> Callable[..., Any] | None:
+    """``activation`` if it is None or a callable; TypeError otherwise."""
     if activation is not None and not callable(activation):
         raise TypeError(f"`activation` must be a callable or None, got {activation!r}")
+    return activation

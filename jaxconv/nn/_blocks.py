@@ -31,8 +31,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxconv._check import check_bool, check_int
-from jaxconv.nn._conv import Activation, ConvBN, Initializer, check_activation
+from jaxconv._check import check_activation, check_bool, check_int
+from jaxconv.nn._conv import Activation, ConvBN, Initializer
 from jaxconv.nn._init import VarianceScaling
 from jaxconv.nn._validate import check_channels
 

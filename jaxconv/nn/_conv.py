@@ -15,7 +15,7 @@ from flax import nnx
 from flax.nnx.nn.dtypes import promote_dtype
 
 import jaxconv
-from jaxconv._check import check_bool, check_dtype, check_groups, check_int
+from jaxconv._check import check_activation, check_bool, check_dtype, check_groups, check_int
 from jaxconv.nn._init import VarianceScaling, zeros
 from jaxconv.nn._validate import (
     check_channels,
@@ -69,20 +69,14 @@ def _kernel_size(kernel_size: int | Sequence[int]) -> tuple[int, ...]:
     return (k, k)
 
 
-def check_activation(activation: Any) -> Activation | None:
-    """``activation`` if it is a callable or None; TypeError otherwise."""
-    if activation is not None and not callable(activation):
-        raise TypeError(f"`activation` must be a callable or None, got {activation!r}")
-    return activation
-
-
 def activate(y: Array, activation: Activation | None) -> Array:
     """``activation(y)``, or ``y`` when there is none: every module applies its activation here."""
     return y if activation is None else activation(y)
 
 
 class _ConvBase(nnx.Module):
-    """The attributes, parameters and bias handling :class:`Conv` and :class:`Conv1x1` share."""
+    """What every conv module with its own parameters shares: the features, the numerics and
+    the activation, the parameters (``kernel``, then ``bias`` ``[C_out]``) and the bias."""
 
     in_features: int
     out_features: int
@@ -122,7 +116,8 @@ class _ConvBase(nnx.Module):
         """``kernel`` of ``shape``, then ``bias`` ``[C_out]`` (or None): always in this order."""
         self.kernel = nnx.Param(kernel_init(rngs.params(), shape, self.param_dtype))
         if self.use_bias:
-            self.bias = nnx.Param(bias_init(rngs.params(), (shape[-1],), self.param_dtype))
+            shape = (self.out_features,)
+            self.bias = nnx.Param(bias_init(rngs.params(), shape, self.param_dtype))
         else:
             self.bias = nnx.data(None)
 
@@ -130,7 +125,51 @@ class _ConvBase(nnx.Module):
         return None if self.bias is None else self.bias[...]
 
 
-class Conv(_ConvBase):
+class _WindowConv(_ConvBase):
+    """What the convs with a spatial kernel share (:class:`Conv`, :class:`DepthwiseConv`,
+    :class:`ConvTranspose`): the window's canonical form, the lowering, and the call on a
+    batched or an unbatched input, which ends in the op :meth:`_conv` names."""
+
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    padding: str | tuple[tuple[int, int], ...]
+    implementation: str | None
+    groups: int  # Conv's and ConvTranspose's (a depthwise conv's groups are its C_in)
+
+    def _set_window(self, kernel_size: Any, stride: Any, dilation: Any, implementation: Any) -> int:
+        """``kernel_size``, ``stride``, ``dilation`` (one per spatial dim) and the lowering;
+        returns the number of spatial dims."""
+        self.kernel_size = _kernel_size(kernel_size)
+        ndim = len(self.kernel_size)
+        self.stride = jaxconv.canonicalize_spatial(stride, ndim, "stride")
+        self.dilation = jaxconv.canonicalize_spatial(dilation, ndim, "dilation")
+        self.implementation = check_implementation(implementation)
+        return ndim
+
+    def _set_groups(self, groups: Any) -> None:
+        self.groups = check_groups(
+            groups,
+            self.in_features,
+            self.out_features,
+            in_name="`in_features`",
+            out_name="`out_features`",
+        )
+
+    def __call__(self, x: Array) -> Array:
+        return with_batch(x, self.kernel_size, type(self).__name__, self._batched)
+
+    def _batched(self, x: Array) -> Array:
+        check_channels(x, self.in_features, type(self).__name__)
+        x, kernel, bias = promote_dtype((x, self.kernel[...], self._bias()), dtype=self.dtype)
+        return self._conv(x, kernel, bias)
+
+    def _conv(self, x: Array, kernel: Array, bias: Array | None) -> Array:
+        """The module's op on ``x`` ``[N, *spatial, C_in]`` and the promoted parameters."""
+        raise NotImplementedError
+
+
+class Conv(_WindowConv):
     """A convolution layer calling :func:`jaxconv.conv` (NHWC input, HWIO kernel).
 
     An int ``kernel_size`` is a square 2-D kernel — unlike ``nnx.Conv``, where an int means a
@@ -186,14 +225,8 @@ class Conv(_ConvBase):
       dtype('float32')
     """
 
-    kernel_size: tuple[int, ...]
-    stride: tuple[int, ...]
-    dilation: tuple[int, ...]
     input_dilation: tuple[int, ...]
-    groups: int
     preferred_element_type: Any
-    padding: str | tuple[tuple[int, int], ...]
-    implementation: str | None
 
     @foreign_spellings
     def __init__(
@@ -221,30 +254,15 @@ class Conv(_ConvBase):
         self._set_features(
             in_features, out_features, use_bias, dtype, param_dtype, precision, activation
         )
-        self.kernel_size = _kernel_size(kernel_size)
-        ndim = len(self.kernel_size)
-        self.stride = jaxconv.canonicalize_spatial(stride, ndim, "stride")
-        self.dilation = jaxconv.canonicalize_spatial(dilation, ndim, "dilation")
+        ndim = self._set_window(kernel_size, stride, dilation, implementation)
         self.input_dilation = jaxconv.canonicalize_spatial(input_dilation, ndim, "input_dilation")
         self.preferred_element_type = check_dtype(preferred_element_type, "preferred_element_type")
-        self.groups = check_groups(
-            groups,
-            self.in_features,
-            self.out_features,
-            in_name="`in_features`",
-            out_name="`out_features`",
-        )
+        self._set_groups(groups)
         self.padding = jaxconv.canonicalize_padding(padding, ndim)
-        self.implementation = check_implementation(implementation)
         shape = (*self.kernel_size, self.in_features // self.groups, self.out_features)
         self._create_params(shape, kernel_init, bias_init, rngs)
 
-    def __call__(self, x: Array) -> Array:
-        return with_batch(x, self.kernel_size, type(self).__name__, self._batched)
-
-    def _batched(self, x: Array) -> Array:
-        check_channels(x, self.in_features, type(self).__name__)
-        x, kernel, bias = promote_dtype((x, self.kernel[...], self._bias()), dtype=self.dtype)
+    def _conv(self, x: Array, kernel: Array, bias: Array | None) -> Array:
         return jaxconv.conv(
             x,
             kernel,

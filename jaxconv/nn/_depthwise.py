@@ -13,26 +13,24 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from flax.nnx.nn.dtypes import promote_dtype
 
 import jaxconv
 from jaxconv._check import check_int
 from jaxconv.nn._conv import (
     Activation,
     Initializer,
-    _ConvBase,
-    _kernel_size,
+    _WindowConv,
     default_bias_init,
     default_kernel_init,
 )
-from jaxconv.nn._validate import check_channels, check_implementation, foreign_spellings, with_batch
+from jaxconv.nn._validate import foreign_spellings
 
 __all__ = ["DepthwiseConv"]
 
 Array = jax.Array
 
 
-class DepthwiseConv(_ConvBase):
+class DepthwiseConv(_WindowConv):
     """A depthwise convolution layer calling :func:`jaxconv.depthwise_conv` (NHWC, HWIO).
 
     Each input channel is convolved with its own ``multiplier`` filters: output channel
@@ -83,11 +81,6 @@ class DepthwiseConv(_ConvBase):
     """
 
     multiplier: int
-    kernel_size: tuple[int, ...]
-    stride: tuple[int, ...]
-    dilation: tuple[int, ...]
-    padding: str | tuple[tuple[int, int], ...]
-    implementation: str | None
 
     @foreign_spellings
     def __init__(
@@ -120,20 +113,11 @@ class DepthwiseConv(_ConvBase):
             precision,
             activation,
         )
-        self.kernel_size = _kernel_size(kernel_size)
-        ndim = len(self.kernel_size)
-        self.stride = jaxconv.canonicalize_spatial(stride, ndim, "stride")
-        self.dilation = jaxconv.canonicalize_spatial(dilation, ndim, "dilation")
+        ndim = self._set_window(kernel_size, stride, dilation, implementation)
         self.padding = jaxconv.canonicalize_padding(padding, ndim)
-        self.implementation = check_implementation(implementation)
         self._create_params((*self.kernel_size, 1, self.out_features), kernel_init, bias_init, rngs)
 
-    def __call__(self, x: Array) -> Array:
-        return with_batch(x, self.kernel_size, type(self).__name__, self._batched)
-
-    def _batched(self, x: Array) -> Array:
-        check_channels(x, self.in_features, type(self).__name__)
-        x, kernel, bias = promote_dtype((x, self.kernel[...], self._bias()), dtype=self.dtype)
+    def _conv(self, x: Array, kernel: Array, bias: Array | None) -> Array:
         return jaxconv.depthwise_conv(
             x,
             kernel,

@@ -30,7 +30,7 @@ from flax import nnx
 from flax.nnx.nn.dtypes import promote_dtype
 from jax import lax
 
-from jaxconv._check import check_bool, check_int, check_number
+from jaxconv._check import check_activation, check_bool, check_int, check_number
 from jaxconv.nn._conv import (
     Activation,
     Conv,
@@ -38,7 +38,6 @@ from jaxconv.nn._conv import (
     ConvBN,
     Initializer,
     activate,
-    check_activation,
     default_kernel_init,
     pointwise,
 )

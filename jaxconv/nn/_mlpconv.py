@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxconv._check import check_int
-from jaxconv.nn._conv import Activation, Conv, ConvBN, check_activation
+from jaxconv._check import check_activation, check_int
+from jaxconv.nn._conv import Activation, Conv, ConvBN
 from jaxconv.nn._inception import _check_norm, make_unit
 from jaxconv.nn._validate import check_channels
 

@@ -14,11 +14,11 @@ from flax import nnx
 from flax.nnx.nn.dtypes import promote_dtype
 
 import jaxconv
+from jaxconv._check import check_activation
 from jaxconv.nn._conv import (
     Activation,
     Conv1x1,
     Initializer,
-    check_activation,
     default_bias_init,
     default_kernel_init,
 )

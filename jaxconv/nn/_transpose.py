@@ -14,28 +14,26 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from flax.nnx.nn.dtypes import promote_dtype
 
 import jaxconv
-from jaxconv._check import check_bool, check_groups
+from jaxconv._check import check_bool
 from jaxconv._geometry import conv_transpose_output_size
 from jaxconv.nn._conv import (
     Activation,
     Initializer,
-    _ConvBase,
-    _kernel_size,
+    _WindowConv,
     activate,
     default_bias_init,
     default_kernel_init,
 )
-from jaxconv.nn._validate import check_channels, check_implementation, foreign_spellings, with_batch
+from jaxconv.nn._validate import foreign_spellings
 
 __all__ = ["ConvTranspose"]
 
 Array = jax.Array
 
 
-class ConvTranspose(_ConvBase):
+class ConvTranspose(_WindowConv):
     """A transposed convolution layer calling :func:`jaxconv.conv_transpose` (NHWC, HWIO).
 
     An int ``padding`` (or one int or ``(lo, hi)`` pair per dim) and ``output_padding`` mean
@@ -100,14 +98,8 @@ class ConvTranspose(_ConvBase):
       (1, 14, 14, 32)
     """
 
-    kernel_size: tuple[int, ...]
-    stride: tuple[int, ...]
-    padding: str | tuple[tuple[int, int], ...]
     output_padding: tuple[int, ...]
-    dilation: tuple[int, ...]
-    groups: int
     transpose_kernel: bool
-    implementation: str | None
 
     @foreign_spellings
     def __init__(
@@ -135,20 +127,11 @@ class ConvTranspose(_ConvBase):
         self._set_features(
             in_features, out_features, use_bias, dtype, param_dtype, precision, activation
         )
-        self.kernel_size = _kernel_size(kernel_size)
-        ndim = len(self.kernel_size)
-        self.stride = jaxconv.canonicalize_spatial(stride, ndim, "stride")
-        self.dilation = jaxconv.canonicalize_spatial(dilation, ndim, "dilation")
+        ndim = self._set_window(kernel_size, stride, dilation, implementation)
         self.output_padding = jaxconv.canonicalize_spatial(
             output_padding, ndim, "output_padding", minimum=0
         )
-        self.groups = check_groups(
-            groups,
-            self.in_features,
-            self.out_features,
-            in_name="`in_features`",
-            out_name="`out_features`",
-        )
+        self._set_groups(groups)
         self.transpose_kernel = check_bool(transpose_kernel, "transpose_kernel")
         # Checks padding and output_padding together (output_padding < max(stride, dilation),
         # none with a string padding) now rather than at the first call.
@@ -164,25 +147,13 @@ class ConvTranspose(_ConvBase):
             if isinstance(padding, str)
             else jaxconv.canonicalize_padding(padding, ndim)
         )
-        self.implementation = check_implementation(implementation)
-        if self.transpose_kernel:
+        if self.transpose_kernel:  # the kernel of the forward conv: [*kernel, C_out/g, C_in]
             io = (self.out_features // self.groups, self.in_features)
         else:
             io = (self.in_features // self.groups, self.out_features)
-        # Not _create_params: with transpose_kernel the kernel's last dim is C_in, not C_out.
-        shape = (*self.kernel_size, *io)
-        self.kernel = nnx.Param(kernel_init(rngs.params(), shape, self.param_dtype))
-        if self.use_bias:
-            self.bias = nnx.Param(bias_init(rngs.params(), (self.out_features,), self.param_dtype))
-        else:
-            self.bias = nnx.data(None)
+        self._create_params((*self.kernel_size, *io), kernel_init, bias_init, rngs)
 
-    def __call__(self, x: Array) -> Array:
-        return with_batch(x, self.kernel_size, type(self).__name__, self._batched)
-
-    def _batched(self, x: Array) -> Array:
-        check_channels(x, self.in_features, type(self).__name__)
-        x, kernel, bias = promote_dtype((x, self.kernel[...], self._bias()), dtype=self.dtype)
+    def _conv(self, x: Array, kernel: Array, bias: Array | None) -> Array:
         y = jaxconv.conv_transpose(
             x,
             kernel,
