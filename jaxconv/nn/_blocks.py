@@ -25,7 +25,7 @@ initialization over the fan-out, as torchvision initializes ResNet and MobileNet
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import jax
 import jax.numpy as jnp
@@ -52,50 +52,19 @@ def _zero_scale(unit: ConvBN) -> None:
         scale[...] = jnp.zeros_like(scale[...])
 
 
-def _stride(stride: Any) -> int:
-    return check_int(stride, "stride")
+class ConvBNOptions(TypedDict):
+    """What a block passes to every :class:`ConvBN` unit it builds (see :func:`conv_bn_options`)."""
+
+    momentum: float
+    epsilon: float
+    kernel_init: Initializer
+    dtype: Any
+    param_dtype: Any
+    precision: Any
+    implementation: str | None
 
 
-class _ResidualBlock(nnx.Module):
-    """What the two ResNet blocks share: the shortcut and the final add + activation."""
-
-    in_features: int
-    out_features: int
-    stride: int
-    activation: Activation | None
-    downsample: ConvBN | None
-
-    def _shortcut(
-        self,
-        in_features: int,
-        out_features: int,
-        stride: int,
-        common: dict[str, Any],
-        rngs: nnx.Rngs,
-    ) -> None:
-        # The projection shortcut (He et al. 2016, eq. 2; torchvision's option B): a 1×1 conv
-        # + BN whenever the shape changes, the identity otherwise.
-        if stride != 1 or in_features != out_features:
-            self.downsample = ConvBN(
-                in_features,
-                out_features,
-                1,
-                stride=stride,
-                padding=0,
-                activation=None,
-                rngs=rngs,
-                **common,
-            )
-        else:
-            self.downsample = nnx.data(None)
-
-    def _finish(self, x: Array, y: Array) -> Array:
-        shortcut = x if self.downsample is None else self.downsample(x)
-        y = y + shortcut
-        return y if self.activation is None else self.activation(y)
-
-
-def _common(
+def conv_bn_options(
     momentum: float,
     epsilon: float,
     kernel_init: Initializer,
@@ -103,8 +72,9 @@ def _common(
     param_dtype: Any,
     precision: Any,
     implementation: str | None,
-) -> dict[str, Any]:
-    return dict(
+) -> ConvBNOptions:
+    """The block's constructor options that every one of its units takes, gathered once."""
+    return ConvBNOptions(
         momentum=momentum,
         epsilon=epsilon,
         kernel_init=kernel_init,
@@ -113,6 +83,56 @@ def _common(
         precision=precision,
         implementation=implementation,
     )
+
+
+class _ResidualBlock(nnx.Module):
+    """What the two ResNet blocks share: their features, stride and activation, the residual
+    branch's zero init, the shortcut, and the final add + activation."""
+
+    expansion: int
+    in_features: int
+    out_features: int
+    stride: int
+    activation: Activation | None
+    downsample: ConvBN | None
+
+    def _set_features(self, in_features: Any, features: Any, stride: Any, activation: Any) -> int:
+        """Sets ``in_features``, ``out_features`` (``expansion·features``), ``stride`` and
+        ``activation``; returns ``features`` checked."""
+        self.in_features = check_int(in_features, "in_features")
+        features = check_int(features, "features")
+        self.out_features = features * self.expansion
+        self.stride = check_int(stride, "stride")
+        self.activation = check_activation(activation)
+        return features
+
+    def _add_shortcut(
+        self, last: ConvBN, zero_init_residual: Any, options: ConvBNOptions, rngs: nnx.Rngs
+    ) -> None:
+        """Zero-initializes the residual branch's ``last`` BatchNorm if asked, then adds the
+        shortcut."""
+        if check_bool(zero_init_residual, "zero_init_residual"):
+            _zero_scale(last)
+        # The projection shortcut (He et al. 2016, eq. 2; torchvision's option B): a 1×1 conv
+        # + BN whenever the shape changes, the identity otherwise.
+        if self.stride != 1 or self.in_features != self.out_features:
+            self.downsample = ConvBN(
+                self.in_features,
+                self.out_features,
+                1,
+                stride=self.stride,
+                padding=0,
+                activation=None,
+                rngs=rngs,
+                **options,
+            )
+        else:
+            self.downsample = nnx.data(None)
+
+    def _finish(self, x: Array, y: Array) -> Array:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        y = y + shortcut
+        return y if self.activation is None else self.activation(y)
 
 
 class BasicBlock(_ResidualBlock):
@@ -167,12 +187,8 @@ class BasicBlock(_ResidualBlock):
         implementation: str | None = None,
         rngs: nnx.Rngs,
     ):
-        self.in_features = check_int(in_features, "in_features")
-        features = check_int(features, "features")
-        self.out_features = features * self.expansion
-        self.stride = _stride(stride)
-        self.activation = check_activation(activation)
-        common = _common(
+        features = self._set_features(in_features, features, stride, activation)
+        options = conv_bn_options(
             momentum, epsilon, kernel_init, dtype, param_dtype, precision, implementation
         )
         self.conv1 = ConvBN(
@@ -183,12 +199,10 @@ class BasicBlock(_ResidualBlock):
             padding=1,
             activation=activation,
             rngs=rngs,
-            **common,
+            **options,
         )
-        self.conv2 = ConvBN(features, features, 3, padding=1, activation=None, rngs=rngs, **common)
-        if check_bool(zero_init_residual, "zero_init_residual"):
-            _zero_scale(self.conv2)
-        self._shortcut(self.in_features, self.out_features, self.stride, common, rngs)
+        self.conv2 = ConvBN(features, features, 3, padding=1, activation=None, rngs=rngs, **options)
+        self._add_shortcut(self.conv2, zero_init_residual, options, rngs)
 
     def __call__(self, x: Array) -> Array:
         check_channels(x, self.in_features, type(self).__name__)
@@ -260,25 +274,21 @@ class ResNetBottleneck(_ResidualBlock):
         implementation: str | None = None,
         rngs: nnx.Rngs,
     ):
-        self.in_features = check_int(in_features, "in_features")
-        features = check_int(features, "features")
+        features = self._set_features(in_features, features, stride, activation)
         groups = check_int(groups, "groups")
         base_width = check_int(base_width, "base_width")
-        self.out_features = features * self.expansion
-        self.stride = _stride(stride)
         self.stride_in_1x1 = check_bool(stride_in_1x1, "stride_in_1x1")
-        self.activation = check_activation(activation)
         width = features * base_width // 64 * groups
         if width == 0:
             raise ValueError(
                 f"`features` (={features}) · `base_width` (={base_width}) / 64 must be >= 1"
             )
-        common = _common(
+        options = conv_bn_options(
             momentum, epsilon, kernel_init, dtype, param_dtype, precision, implementation
         )
         s1, s3 = (self.stride, 1) if self.stride_in_1x1 else (1, self.stride)
         self.conv1 = ConvBN(
-            in_features, width, 1, stride=s1, padding=0, activation=activation, rngs=rngs, **common
+            in_features, width, 1, stride=s1, padding=0, activation=activation, rngs=rngs, **options
         )
         self.conv2 = ConvBN(
             width,
@@ -289,14 +299,12 @@ class ResNetBottleneck(_ResidualBlock):
             groups=groups,
             activation=activation,
             rngs=rngs,
-            **common,
+            **options,
         )
         self.conv3 = ConvBN(
-            width, self.out_features, 1, padding=0, activation=None, rngs=rngs, **common
+            width, self.out_features, 1, padding=0, activation=None, rngs=rngs, **options
         )
-        if check_bool(zero_init_residual, "zero_init_residual"):
-            _zero_scale(self.conv3)
-        self._shortcut(self.in_features, self.out_features, self.stride, common, rngs)
+        self._add_shortcut(self.conv3, zero_init_residual, options, rngs)
 
     def __call__(self, x: Array) -> Array:
         check_channels(x, self.in_features, type(self).__name__)
@@ -365,7 +373,7 @@ class InvertedResidual(nnx.Module):
     ):
         self.in_features = check_int(in_features, "in_features")
         self.out_features = check_int(out_features, "out_features")
-        self.stride = _stride(stride)
+        self.stride = check_int(stride, "stride")
         if isinstance(expand_ratio, bool) or not isinstance(expand_ratio, (int, float)):
             raise TypeError(f"`expand_ratio` must be a number, got {expand_ratio!r}")
         if not expand_ratio >= 1:
@@ -374,12 +382,12 @@ class InvertedResidual(nnx.Module):
         check_activation(activation)
         self.hidden_features = hidden = round(self.in_features * expand_ratio)
         self.use_residual = self.stride == 1 and self.in_features == self.out_features
-        common = _common(
+        options = conv_bn_options(
             momentum, epsilon, kernel_init, dtype, param_dtype, precision, implementation
         )
         if expand_ratio != 1:
             self.expand = ConvBN(
-                in_features, hidden, 1, padding=0, activation=activation, rngs=rngs, **common
+                in_features, hidden, 1, padding=0, activation=activation, rngs=rngs, **options
             )
         else:
             self.expand = nnx.data(None)
@@ -392,10 +400,10 @@ class InvertedResidual(nnx.Module):
             groups=hidden,
             activation=activation,
             rngs=rngs,
-            **common,
+            **options,
         )
         self.project = ConvBN(
-            hidden, self.out_features, 1, padding=0, activation=None, rngs=rngs, **common
+            hidden, self.out_features, 1, padding=0, activation=None, rngs=rngs, **options
         )
 
     def __call__(self, x: Array) -> Array:

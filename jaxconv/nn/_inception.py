@@ -106,6 +106,45 @@ def check_kernel_init(kernel_init: Any) -> Initializer:
     return kernel_init
 
 
+class UnitOptions(TypedDict):
+    """What a block passes to every unit :func:`make_unit` builds (and its branch blocks take
+    as keywords), with the BatchNorm keywords checked once by :func:`unit_options`."""
+
+    norm: str | None
+    activation: Activation | None
+    kernel_init: Initializer
+    dtype: Any
+    param_dtype: Any
+    precision: Any
+
+
+def unit_options(
+    norm: Any,
+    activation: Any,
+    momentum: Any,
+    epsilon: Any,
+    kernel_init: Any,
+    dtype: Any,
+    param_dtype: Any,
+    precision: Any,
+) -> tuple[UnitOptions, BatchNormOptions]:
+    """A block's constructor options for its units, checked: ``norm``, ``activation`` and
+    ``kernel_init`` with the numerics as given, and the BatchNorm keywords (:func:`bn_options`).
+    """
+    norm = _check_norm(norm)
+    activation = check_activation(activation)
+    bn = bn_options(norm, momentum, epsilon)
+    options = UnitOptions(
+        norm=norm,
+        activation=activation,
+        kernel_init=check_kernel_init(kernel_init),
+        dtype=dtype,
+        param_dtype=param_dtype,
+        precision=precision,
+    )
+    return options, bn
+
+
 def make_unit(
     in_features: int,
     out_features: int,
@@ -123,7 +162,7 @@ def make_unit(
     ``norm="batch"`` gives a :class:`ConvBN` (no conv bias) with the BatchNorm keywords ``bn``
     (from :func:`bn_options`); otherwise a :class:`Conv1x1` for a 1×1 and a :class:`Conv`
     (SAME padding) for a k×k. ``common`` (dtype, param_dtype, precision, kernel_init) goes to
-    every conv.
+    every conv; :func:`unit_options` gathers all of these.
     """
     if norm == "batch":
         return ConvBN(
@@ -238,21 +277,14 @@ class Bottleneck(nnx.Module):
         implementation: str | None = None,
         rngs: nnx.Rngs,
     ):
-        norm = _check_norm(norm)
-        common: dict[str, Any] = dict(
-            norm=norm,
-            activation=check_activation(activation),
-            bn=bn_options(norm, momentum, epsilon),
-            kernel_init=check_kernel_init(kernel_init),
-            dtype=dtype,
-            param_dtype=param_dtype,
-            precision=precision,
+        options, bn = unit_options(
+            norm, activation, momentum, epsilon, kernel_init, dtype, param_dtype, precision
         )
         self.in_features = check_int(in_features, "in_features")
         kernel_size = check_int(kernel_size, "kernel_size")
         reduce_features = check_int(reduce_features, "reduce_features", minimum=0)
         if reduce_features:
-            self.reduce = make_unit(in_features, reduce_features, 1, rngs=rngs, **common)
+            self.reduce = make_unit(in_features, reduce_features, 1, bn=bn, rngs=rngs, **options)
         else:
             self.reduce = nnx.data(None)
         self.conv = make_unit(
@@ -260,8 +292,9 @@ class Bottleneck(nnx.Module):
             out_features,
             kernel_size,
             implementation=implementation,
+            bn=bn,
             rngs=rngs,
-            **common,
+            **options,
         )
         self.out_features = self.conv.out_features
 
@@ -312,20 +345,10 @@ class PoolProjection(nnx.Module):
         rngs: nnx.Rngs,
     ):
         self.pool = MaxPool(check_int(pool_size, "pool_size"), stride=1, padding="SAME")
-        norm = _check_norm(norm)
-        self.proj = make_unit(
-            in_features,
-            out_features,
-            1,
-            norm=norm,
-            activation=check_activation(activation),
-            bn=bn_options(norm, momentum, epsilon),
-            kernel_init=check_kernel_init(kernel_init),
-            rngs=rngs,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            precision=precision,
+        options, bn = unit_options(
+            norm, activation, momentum, epsilon, kernel_init, dtype, param_dtype, precision
         )
+        self.proj = make_unit(in_features, out_features, 1, bn=bn, rngs=rngs, **options)
         self.in_features = self.proj.in_features
         self.out_features = self.proj.out_features
 
@@ -477,31 +500,25 @@ class Inception(nnx.Module):
         self.widths = widths
         self.kernel_sizes = (k3, k5)
         self.pool_size = pool_size
-        self.norm = norm = _check_norm(norm)
+        options, bn = unit_options(
+            norm, activation, momentum, epsilon, kernel_init, dtype, param_dtype, precision
+        )
+        self.norm = options["norm"]
         self.fuse_1x1 = check_bool(fuse_1x1, "fuse_1x1")
         self.dtype = dtype
         self.precision = precision
-        common: dict[str, Any] = dict(
-            norm=norm,
-            activation=check_activation(activation),
-            dtype=dtype,
-            param_dtype=param_dtype,
-            precision=precision,
-            kernel_init=check_kernel_init(kernel_init),
-        )
-        bn = bn_options(norm, momentum, epsilon)
-        self.branch_1x1 = make_unit(in_features, n1, 1, bn=bn, rngs=rngs, **common)
+        self.branch_1x1 = make_unit(in_features, n1, 1, bn=bn, rngs=rngs, **options)
         self.branch_3x3 = Bottleneck(
-            in_features, r3, n3, k3, implementation=implementation, rngs=rngs, **bn, **common
+            in_features, r3, n3, k3, implementation=implementation, rngs=rngs, **bn, **options
         )
         self.branch_5x5 = Bottleneck(
-            in_features, r5, n5, k5, implementation=implementation, rngs=rngs, **bn, **common
+            in_features, r5, n5, k5, implementation=implementation, rngs=rngs, **bn, **options
         )
         if pool_size is None:
             self.branch_pool = nnx.data(None)
         else:
             self.branch_pool = PoolProjection(
-                in_features, pp, pool_size=pool_size, rngs=rngs, **bn, **common
+                in_features, pp, pool_size=pool_size, rngs=rngs, **bn, **options
             )
         self.out_features = n1 + n3 + n5 + pp
 
