@@ -459,6 +459,10 @@ def test_transpose_cost_is_the_forward_convs():
     assert grouped.cost((1, 3, 3, 8)).macs == 3 * 3 * 4 * 4 * 4
     with pytest.raises(ValueError, match=r"`input_shape` must be \(N, \*spatial, 64\)"):
         up.cost((2, 7, 7, 32))
+    # padding 1 crops a 1-tap scatter of one pixel to nothing: (1-1)·1 + 1 - 1 - 1 - 0 = -1
+    crop = nnx.eval_shape(lambda: ConvTranspose(4, 4, 1, padding=1, rngs=nnx.Rngs(0)))
+    with pytest.raises(ValueError, match=r"the output size \(=-1 = .*\) must be positive"):
+        crop.cost((1, 1, 1, 4))
 
 
 @pytest.mark.parametrize(
