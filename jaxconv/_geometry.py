@@ -33,7 +33,9 @@ __all__ = [
     "conv_output_size",
     "conv_transpose_output_size",
     "dilated_size",
+    "out_size",
     "padding_mode",
+    "pool_out_size",
     "pool_output_size",
     "receptive_field",
     "resolve_padding",
@@ -411,7 +413,7 @@ def conv_output_size(
     (s,) = canonicalize_spatial(stride, 1, "stride")
     (d,) = canonicalize_spatial(dilation, 1, "dilation")
     ((lo, hi),) = resolve_padding(_one_dim(padding), (n,), (k,), (s,), (d,))
-    return _out_size(n, k, s, d, lo, hi)
+    return out_size(n, k, s, d, lo, hi)
 
 
 def conv_transpose_output_size(
@@ -477,7 +479,9 @@ def _check_fits(n: int, k: int, d: int, lo: int, hi: int, what: str) -> None:
     )
 
 
-def _out_size(n: int, k: int, s: int, d: int, lo: int, hi: int, what: str = "kernel") -> int:
+def out_size(n: int, k: int, s: int, d: int, lo: int, hi: int, what: str = "kernel") -> int:
+    """The conv output-size formula on one dim, for canonical ints: ``floor((n + lo + hi -
+    d·(k-1) - 1) / s) + 1``, after checking the (dilated) ``what`` fits the padded input."""
     _check_fits(n, k, d, lo, hi, what)
     return (n + lo + hi - dilated_size(k, d)) // s + 1
 
@@ -523,7 +527,7 @@ def conv_output_shape(
     ids = canonicalize_spatial(input_dilation, ndim, "input_dilation")
     ns = tuple(dilated_size(n, i) for n, i in zip(spatial, ids))
     pads = resolve_padding(padding, ns, ks, ss, ds)
-    out = tuple(_out_size(n, k, s, d, lo, hi) for n, k, s, d, (lo, hi) in zip(ns, ks, ss, ds, pads))
+    out = tuple(out_size(n, k, s, d, lo, hi) for n, k, s, d, (lo, hi) in zip(ns, ks, ss, ds, pads))
     n_batch = input_shape[0]
     return (n_batch, *out, out_channels) if last else (n_batch, out_channels, *out)
 
@@ -592,12 +596,14 @@ def pool_output_size(
     ((lo, hi),) = resolve_padding(padding, (n,), (k,), (s,), (1,))
     if padding_mode(padding) is not None:  # value-filled: the padded input is all input
         n, lo, hi = n + lo + hi, 0, 0
-    return _pool_out(n, k, s, lo, hi, ceil_mode)
+    return pool_out_size(n, k, s, lo, hi, ceil_mode)
 
 
-def _pool_out(n: int, k: int, s: int, lo: int, hi: int, ceil_mode: bool) -> int:
+def pool_out_size(n: int, k: int, s: int, lo: int, hi: int, ceil_mode: bool) -> int:
+    """The pool output-size formula on one dim, for canonical ints (``ceil_mode``: PyTorch's
+    last partial window, when it starts inside the input or its low padding)."""
     if not ceil_mode:
-        return _out_size(n, k, s, 1, lo, hi, what="window")
+        return out_size(n, k, s, 1, lo, hi, what="window")
     out = -(-(n + lo + hi - k) // s) + 1  # ceil; below 1 when k overhangs by >= s
     if out < 1:
         raise ValueError(

@@ -327,7 +327,7 @@ def conv_spec(
         dilated_in = spatial_t
         pads = ((0, 0),) * ndim
     out_spatial = tuple(
-        geo._out_size(s, k, st, d, lo, hi)
+        geo.out_size(s, k, st, d, lo, hi)
         for s, k, st, d, (lo, hi) in zip(dilated_in, kernel_t, strides, dilations, pads)
     )
     lowered_x = (n, *spatial_t, c_in) if channels_last else (n, c_in, *spatial_t)

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxconv import _geometry as geo
-from jaxconv._check import check_array, check_bias, check_bool, check_int
+from jaxconv._check import check_array, check_bias, check_bool, check_groups, check_int
 from jaxconv.convolution.conv import conv
 from jaxconv.convolution.lowering import Plan
 
@@ -143,8 +143,7 @@ def _forward_kernel(w: Array, groups: int, c_in: int) -> Array:
             f"input channels of `x` (={c_in}): `w` is the kernel of the conv whose transpose "
             f"this is, [*kernel, C_out/groups, C_in]; got shape {tuple(w.shape)}"
         )
-    if c_in % groups:
-        raise ValueError(f"`groups` (={groups}) must divide the input channels (={c_in})")
+    check_groups(groups, c_in, groups * c_out_g)
     g_w = w.reshape(*ks, c_out_g, groups, c_in // groups)
     g_w = jnp.swapaxes(g_w, -3, -1)  # [*k, C_in/g, g, C_out/g]
     return g_w.reshape(*ks, c_in // groups, groups * c_out_g)
@@ -276,16 +275,12 @@ def conv_transpose(
         dilations = geo.canonicalize_spatial(dilation, ndim, "dilation")
         spatial = x.shape[1:-1] if channels_last else x.shape[2:]
         spans = tuple(geo.dilated_size(k, d) - 1 for k, d in zip(kernel, dilations))
-        out_sizes = []
-        for n, s, e, (lo, hi) in zip(spatial, strides, spans, pads):
-            size = geo.dilated_size(n, s) + lo + hi - e
-            if size < 1:
-                raise ValueError(
-                    f"the output size (={size} = ({n}-1)·{s} + 1 + {lo} + {hi} - {e}) must be "
-                    f"positive: `padding` (={padding!r}) crops more than the transposed conv "
-                    f"produces for input size {n}"
-                )
-            out_sizes.append(size)
+        out_sizes = [
+            geo.conv_transpose_output_size(
+                n, k, stride=s, padding=pad, dilation=d, padding_name=f"`padding` (={padding!r})"
+            )
+            for n, k, s, d, pad in zip(spatial, kernel, strides, dilations, pads)
+        ]
         # Pads past the kernel's reach (d·(k-1)) only add zero outputs and negative pads only
         # crop: the conv gets pads clamped to [0, d·(k-1)] (what oneDNN's deconvolution takes)
         # and the rest is done on its output.

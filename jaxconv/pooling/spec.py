@@ -108,7 +108,7 @@ def pool_spec(
         sizes = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pre_pad))
     try:
         outs = tuple(
-            geo._pool_out(n, k, s, lo, hi, ceil_mode)
+            geo.pool_out_size(n, k, s, lo, hi, ceil_mode)
             for n, k, s, (lo, hi) in zip(sizes, win, strides, pads)
         )
     except ValueError as err:

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from jaxconv._geometry import conv_transpose_output_size, out_size
 from jaxconv.convolution.spec import ConvSpec
 
 
@@ -61,8 +62,13 @@ class Geometry(NamedTuple):
         else:
             spatial, kernel, c_out = x_shape[2:], w_shape[2:], w_shape[0]
         args = zip(spatial, kernel, self.stride, self.dilation, self.pad_lo, self.pad_hi)
-        if self.transposed:
-            out = tuple((n - 1) * s + (k - 1) * d + 1 - lo - hi for n, k, s, d, lo, hi in args)
+        if self.transposed:  # oneDNN's deconvolution pads are d·(k-1) - the dilated input's
+            out = tuple(
+                conv_transpose_output_size(
+                    n, k, stride=s, padding=(d * (k - 1) - lo, d * (k - 1) - hi), dilation=d
+                )
+                for n, k, s, d, lo, hi in args
+            )
         else:
-            out = tuple((n + lo + hi - (k - 1) * d - 1) // s + 1 for n, k, s, d, lo, hi in args)
+            out = tuple(out_size(n, k, s, d, lo, hi) for n, k, s, d, lo, hi in args)
         return (x_shape[0], *out, c_out) if self.channels_last else (x_shape[0], c_out, *out)
