@@ -17,6 +17,7 @@ from jaxconv._cost import XlaCost as XlaCost
 from jaxconv._cost import bottleneck_cost as bottleneck_cost
 from jaxconv._cost import compiled_cost as compiled_cost
 from jaxconv._cost import conv_cost as conv_cost
+from jaxconv._cost import conv_transpose_cost as conv_transpose_cost
 from jaxconv._cost import depthwise_cost as depthwise_cost
 from jaxconv._cost import residual_block_cost as residual_block_cost
 from jaxconv._cost import separable_cost as separable_cost
@@ -26,6 +27,7 @@ from jaxconv._geometry import canonicalize_padding as canonicalize_padding
 from jaxconv._geometry import canonicalize_spatial as canonicalize_spatial
 from jaxconv._geometry import conv_output_shape as conv_output_shape
 from jaxconv._geometry import conv_output_size as conv_output_size
+from jaxconv._geometry import conv_transpose_padding as conv_transpose_padding
 from jaxconv._geometry import pool_output_size as pool_output_size
 from jaxconv._geometry import receptive_field as receptive_field
 from jaxconv._geometry import resolve_padding as resolve_padding
@@ -38,7 +40,6 @@ from jaxconv.convolution import conv as conv
 from jaxconv.convolution import conv1x1 as conv1x1
 from jaxconv.convolution import conv_spec as conv_spec
 from jaxconv.convolution import conv_transpose as conv_transpose
-from jaxconv.convolution import conv_transpose_padding as conv_transpose_padding
 from jaxconv.convolution import depthwise_conv as depthwise_conv
 from jaxconv.convolution import explain as explain
 from jaxconv.convolution import separable_conv as separable_conv
@@ -70,6 +71,7 @@ __all__ = [
     "conv_output_size",
     "conv_spec",
     "conv_transpose",
+    "conv_transpose_cost",
     "conv_transpose_padding",
     "convolution",
     "depthwise_conv",

@@ -18,8 +18,13 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxconv._check import check_int
-from jaxconv._geometry import Padding, canonicalize_spatial
+from jaxconv._check import check_groups, check_int
+from jaxconv._geometry import (
+    Padding,
+    canonicalize_spatial,
+    conv_transpose_output_size,
+    conv_transpose_padding,
+)
 from jaxconv.convolution.spec import ConvSpec, conv_spec
 
 __all__ = [
@@ -30,6 +35,7 @@ __all__ = [
     "bottleneck_cost",
     "compiled_cost",
     "conv_cost",
+    "conv_transpose_cost",
     "depthwise_cost",
     "separable_cost",
     "xla_cost",
@@ -164,16 +170,31 @@ def spec_cost(spec: ConvSpec, *, bias: bool = True) -> ConvCost:
     input_shape = (*in_spatial, spec.in_channels)
     out = (*spec.out_spatial, spec.out_channels)
     taps = math.prod(spec.kernel) * (spec.in_channels // spec.groups)
-    weights = taps * spec.out_channels
-    params = weights + (spec.out_channels if bias else 0)
-    macs = math.prod(out) * taps * spec.batch
-    np_dtype = np.dtype(spec.dtype)
-    size = np_dtype.itemsize
-    moved = (math.prod(input_shape) * spec.batch + params + math.prod(out) * spec.batch) * size
+    macs = math.prod(spec.out_spatial) * spec.out_channels * taps * spec.batch
+    return _layer_cost(
+        input_shape, out, spec.batch, taps * spec.out_channels, bias, macs, spec.dtype
+    )
+
+
+def _layer_cost(
+    input_shape: tuple[int, ...],
+    output_shape: tuple[int, ...],
+    batch: int,
+    weights: int,
+    bias: bool,
+    macs: int,
+    dtype: Any,
+) -> ConvCost:
+    """The :class:`ConvCost` of one layer from its shapes (one image each), weights and MACs:
+    params add the bias, bytes move the input, the parameters and the output once."""
+    np_dtype = np.dtype(dtype)
+    params = weights + (output_shape[-1] if bias else 0)
+    elements = (math.prod(input_shape) + math.prod(output_shape)) * batch
+    moved = (elements + params) * np_dtype.itemsize
     return ConvCost(
         input_shape=input_shape,
-        output_shape=out,
-        batch=spec.batch,
+        output_shape=output_shape,
+        batch=batch,
         weights=weights,
         params=params,
         macs=macs,
@@ -181,6 +202,66 @@ def spec_cost(spec: ConvSpec, *, bias: bool = True) -> ConvCost:
         bytes=moved,
         intensity=2 * macs / moved,
         dtype=np_dtype.name,
+    )
+
+
+def conv_transpose_cost(
+    input_shape: Sequence[int],
+    out_channels: int,
+    kernel: int | Sequence[int],
+    *,
+    stride: Any = 1,
+    padding: Any = 0,
+    output_padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+    bias: bool = True,
+    batch: int = 1,
+    dtype: Any = "float32",
+) -> ConvCost:
+    """Analytic cost of a transposed convolution (same arguments as
+    :func:`jaxconv.conv_transpose`): every input pixel times every kernel tap, the scatter
+    form's multiply-adds (the input-dilated conv it runs as adds only zeros beyond these).
+
+    Args:
+      input_shape: one image, channels last: ``(*spatial, C_in)``.
+      out_channels: ``C_out``.
+      kernel: spatial kernel size; an int broadcasts to every spatial dim.
+      stride, padding, output_padding, dilation, groups: as for
+        :func:`jaxconv.conv_transpose` (an int ``padding`` is PyTorch's, ``"SAME"`` /
+        ``"VALID"`` Flax's).
+      bias, batch, dtype: as for :func:`conv_cost`.
+
+    Returns:
+      A :class:`ConvCost`.
+
+    Examples:
+      >>> c = conv_transpose_cost((7, 7, 64), 32, 3, stride=2, padding=1, output_padding=1)
+      >>> c.output_shape, c.macs == 7 * 7 * 3 * 3 * 64 * 32
+      ((14, 14, 32), True)
+    """
+    input_shape = tuple(int(v) for v in input_shape)
+    if len(input_shape) < 2:
+        raise ValueError(f"`input_shape` must be one image (*spatial, C_in), got {input_shape!r}")
+    *spatial, c_in = input_shape
+    ndim = len(spatial)
+    ks = canonicalize_spatial(kernel, ndim, "kernel")
+    (out_channels,) = canonicalize_spatial(out_channels, 1, "out_channels")
+    (batch,) = canonicalize_spatial(batch, 1, "batch")
+    groups = check_groups(groups, c_in, out_channels)
+    strides = canonicalize_spatial(stride, ndim, "stride")
+    dilations = canonicalize_spatial(dilation, ndim, "dilation")
+    pads = conv_transpose_padding(
+        ks, stride=strides, padding=padding, output_padding=output_padding, dilation=dilations
+    )
+    out = tuple(
+        conv_transpose_output_size(n, k, stride=s, padding=p, dilation=d)
+        for n, k, s, p, d in zip(spatial, ks, strides, pads, dilations)
+    )
+    weights = math.prod(ks) * (c_in // groups) * out_channels
+    macs = batch * math.prod(spatial) * weights
+    return _layer_cost(
+        input_shape, (*out, out_channels), batch, weights, bias, macs, _canonical_dtype(dtype)
     )
 
 

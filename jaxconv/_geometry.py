@@ -32,6 +32,7 @@ __all__ = [
     "conv_output_shape",
     "conv_output_size",
     "conv_transpose_output_size",
+    "conv_transpose_padding",
     "dilated_size",
     "out_size",
     "padding_mode",
@@ -675,3 +676,85 @@ def receptive_field(
         jump = jump * s
         out.append(ReceptiveField(size=size, jump=jump, start=start))
     return out
+
+
+#: The string paddings :func:`jaxconv.conv_transpose` accepts (Flax's meaning).
+TRANSPOSE_PADDINGS = ("SAME", "VALID")
+
+
+def _flax_pads(k_eff: int, s: int, padding: str) -> tuple[int, int]:
+    """``lax.conv_transpose``'s pads on the dilated input for a string padding (what
+    ``flax.nnx.ConvTranspose`` uses): SAME gives ``n·s`` outputs, VALID ``n·s + max(k - s, 0)``."""
+    if padding == "SAME":
+        total = k_eff + s - 2
+        lo = k_eff - 1 if s > k_eff - 1 else -(-total // 2)
+    else:  # VALID
+        total = k_eff + s - 2 + max(k_eff - s, 0)
+        lo = k_eff - 1
+    return lo, total - lo
+
+
+def conv_transpose_padding(
+    kernel: Any,
+    *,
+    stride: Any = 1,
+    padding: Any = 0,
+    output_padding: Any = 0,
+    dilation: Any = 1,
+) -> tuple[tuple[int, int], ...]:
+    """The ``(lo, hi)`` padding of the stride-dilated input that :func:`conv_transpose` convolves.
+
+    Plain integers, no arrays: a PyTorch ``padding`` ``p`` and ``output_padding`` ``a`` give
+    ``(d·(k-1) - p, d·(k-1) - p + a)``; ``"SAME"``/``"VALID"`` give ``lax.conv_transpose``'s
+    pads. Output size per dim: ``(n-1)·s + 1 + lo + hi - d·(k-1)``.
+
+    Args:
+      kernel: spatial kernel size(s); its length (or 1 for an int) sets the number of dims.
+      stride, padding, output_padding, dilation: as for :func:`conv_transpose`.
+
+    Returns:
+      One ``(lo, hi)`` pair per spatial dim (negative where the output is cropped past the
+      kernel's reach).
+
+    Examples:
+      >>> conv_transpose_padding((3, 3), stride=2, padding=1, output_padding=1)
+      ((1, 2), (1, 2))
+      >>> conv_transpose_padding((3,), stride=2, padding="SAME")   # lax: 2n outputs
+      ((2, 1),)
+    """
+    ks = (kernel,) if isinstance(kernel, int) else tuple(kernel)
+    ndim = len(ks)
+    ks = canonicalize_spatial(ks, ndim, "kernel")
+    ss = canonicalize_spatial(stride, ndim, "stride")
+    ds = canonicalize_spatial(dilation, ndim, "dilation")
+    spans = tuple(dilated_size(k, d) - 1 for k, d in zip(ks, ds))
+    if isinstance(padding, str):
+        key = padding.upper()
+        if key not in TRANSPOSE_PADDINGS:
+            raise ValueError(
+                f"`padding` must be 'SAME' or 'VALID' (Flax's nnx.ConvTranspose meaning), an "
+                f"int or one int or (lo, hi) pair per spatial dim (PyTorch's meaning); got "
+                f"{padding!r}"
+            )
+        extra = canonicalize_spatial(output_padding, ndim, "output_padding", minimum=0)
+        if any(extra):
+            raise ValueError(
+                f"`output_padding` (={output_padding!r}) needs an int or per-dim `padding` "
+                f"(PyTorch's convention); with the string padding {padding!r} the output size "
+                f"is fixed by Flax's rule"
+            )
+        return tuple(_flax_pads(e + 1, s, key) for e, s in zip(spans, ss))
+    pairs = canonicalize_padding(padding, ndim)
+    assert not isinstance(pairs, str)  # a string was handled above
+    if any(p < 0 for pair in pairs for p in pair):
+        raise ValueError(
+            f"`padding` must not be negative (it crops the output, as in PyTorch), got {padding!r}"
+        )
+    extra = canonicalize_spatial(output_padding, ndim, "output_padding", minimum=0)
+    for a, s, d in zip(extra, ss, ds):
+        if a >= max(s, d):
+            raise ValueError(
+                f"`output_padding` (={output_padding!r}) must be smaller than either `stride` "
+                f"(={ss}) or `dilation` (={ds}) in every dim, as in PyTorch"
+            )
+    return tuple((e - lo, e - hi + a) for e, (lo, hi), a in zip(spans, pairs, extra))

@@ -7,6 +7,7 @@ kernel tap at every output position, ``H_out·W_out·C_out·(C_in/groups)·kh·k
 from __future__ import annotations
 
 import functools
+import math
 from fractions import Fraction
 
 import jax
@@ -214,3 +215,16 @@ def test_residual_block_cost_is_what_the_modules_run():
     assert summary(bottleneck, x, xla=None).total.macs == r.macs_bottleneck
     assert summary(basic, x, xla=None).total.macs == r.macs_basic
     assert r.macs_ratio == r.weights_ratio == Fraction(288, 17)  # same maps: MACs ∝ weights
+
+
+def test_conv_transpose_cost_counts_every_input_pixel_times_every_tap():
+    x = jax.ShapeDtypeStruct((3, 7, 9, 8), jnp.float32)
+    w = jax.ShapeDtypeStruct((3, 2, 4, 6), jnp.float32)  # groups=2: [kh, kw, C_in/g, C_out]
+    kw = dict(stride=(2, 3), padding=1, output_padding=(1, 0), dilation=(1, 2), groups=2)
+    c = jaxconv.conv_transpose_cost((7, 9, 8), 6, (3, 2), batch=3, bias=False, **kw)
+    y = jax.eval_shape(lambda x, w: jaxconv.conv_transpose(x, w, **kw), x, w)
+    assert (3, *c.output_shape) == y.shape
+    assert c.weights == 3 * 2 * 4 * 6 and c.macs == 3 * 7 * 9 * c.weights
+    assert c.bytes == (3 * 7 * 9 * 8 + 3 * math.prod(c.output_shape) + c.params) * 4
+    with pytest.raises(ValueError, match=r"`groups` \(=3\) must divide the input channels"):
+        jaxconv.conv_transpose_cost((7, 7, 8), 6, 3, groups=3)

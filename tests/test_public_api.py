@@ -35,6 +35,7 @@ PUBLIC = [
     "conv_output_size",
     "conv_spec",
     "conv_transpose",
+    "conv_transpose_cost",
     "conv_transpose_padding",
     "convolution",
     "depthwise_conv",

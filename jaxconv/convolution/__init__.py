@@ -24,6 +24,7 @@ from jaxconv._device import cpu_model as cpu_model
 from jaxconv._device import device_family as device_family
 from jaxconv._device import device_kind as device_kind
 from jaxconv._device import device_kinds as device_kinds
+from jaxconv._geometry import conv_transpose_padding as conv_transpose_padding
 from jaxconv._timing import round_robin as round_robin
 from jaxconv.convolution import autotune as autotune  # the module; jaxconv.autotune is the function
 from jaxconv.convolution import tables as tables
@@ -50,7 +51,6 @@ from jaxconv.convolution.separable import separable_conv as separable_conv
 from jaxconv.convolution.spec import ConvSpec as ConvSpec
 from jaxconv.convolution.spec import conv_spec as conv_spec
 from jaxconv.convolution.transpose import conv_transpose as conv_transpose
-from jaxconv.convolution.transpose import conv_transpose_padding as conv_transpose_padding
 
 __all__ = [
     "LOWERINGS",

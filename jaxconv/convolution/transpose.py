@@ -18,12 +18,9 @@ from jaxconv._check import check_array, check_bias, check_bool, check_groups, ch
 from jaxconv.convolution.conv import conv
 from jaxconv.convolution.lowering import Plan
 
-__all__ = ["conv_transpose", "conv_transpose_padding"]
+__all__ = ["conv_transpose"]
 
 Array = jax.Array
-
-#: The string paddings ``conv_transpose`` accepts (Flax's / ``lax.conv_transpose``'s meaning).
-STRING_PADDINGS = ("SAME", "VALID")
 
 
 def _spatial_axes(ndim: int, channels_last: bool) -> tuple[int, ...]:
@@ -42,84 +39,6 @@ def _from_hwio(w: Array, channels_last: bool) -> Array:
     if channels_last:
         return w
     return jnp.moveaxis(jnp.moveaxis(w, -1, 0), -1, 1)
-
-
-def _flax_pads(k_eff: int, s: int, padding: str) -> tuple[int, int]:
-    """``lax.conv_transpose``'s pads on the dilated input for a string padding (what
-    ``flax.nnx.ConvTranspose`` uses): SAME gives ``n·s`` outputs, VALID ``n·s + max(k - s, 0)``."""
-    if padding == "SAME":
-        total = k_eff + s - 2
-        lo = k_eff - 1 if s > k_eff - 1 else -(-total // 2)
-    else:  # VALID
-        total = k_eff + s - 2 + max(k_eff - s, 0)
-        lo = k_eff - 1
-    return lo, total - lo
-
-
-def conv_transpose_padding(
-    kernel: Any,
-    *,
-    stride: Any = 1,
-    padding: Any = 0,
-    output_padding: Any = 0,
-    dilation: Any = 1,
-) -> tuple[tuple[int, int], ...]:
-    """The ``(lo, hi)`` padding of the stride-dilated input that :func:`conv_transpose` convolves.
-
-    Plain integers, no arrays: a PyTorch ``padding`` ``p`` and ``output_padding`` ``a`` give
-    ``(d·(k-1) - p, d·(k-1) - p + a)``; ``"SAME"``/``"VALID"`` give ``lax.conv_transpose``'s
-    pads. Output size per dim: ``(n-1)·s + 1 + lo + hi - d·(k-1)``.
-
-    Args:
-      kernel: spatial kernel size(s); its length (or 1 for an int) sets the number of dims.
-      stride, padding, output_padding, dilation: as for :func:`conv_transpose`.
-
-    Returns:
-      One ``(lo, hi)`` pair per spatial dim (negative where the output is cropped past the
-      kernel's reach).
-
-    Examples:
-      >>> conv_transpose_padding((3, 3), stride=2, padding=1, output_padding=1)
-      ((1, 2), (1, 2))
-      >>> conv_transpose_padding((3,), stride=2, padding="SAME")   # lax: 2n outputs
-      ((2, 1),)
-    """
-    ks = (kernel,) if isinstance(kernel, int) else tuple(kernel)
-    ndim = len(ks)
-    ks = geo.canonicalize_spatial(ks, ndim, "kernel")
-    ss = geo.canonicalize_spatial(stride, ndim, "stride")
-    ds = geo.canonicalize_spatial(dilation, ndim, "dilation")
-    spans = tuple(geo.dilated_size(k, d) - 1 for k, d in zip(ks, ds))
-    if isinstance(padding, str):
-        key = padding.upper()
-        if key not in STRING_PADDINGS:
-            raise ValueError(
-                f"`padding` must be 'SAME' or 'VALID' (Flax's nnx.ConvTranspose meaning), an "
-                f"int or one int or (lo, hi) pair per spatial dim (PyTorch's meaning); got "
-                f"{padding!r}"
-            )
-        extra = geo.canonicalize_spatial(output_padding, ndim, "output_padding", minimum=0)
-        if any(extra):
-            raise ValueError(
-                f"`output_padding` (={output_padding!r}) needs an int or per-dim `padding` "
-                f"(PyTorch's convention); with the string padding {padding!r} the output size "
-                f"is fixed by Flax's rule"
-            )
-        return tuple(_flax_pads(e + 1, s, key) for e, s in zip(spans, ss))
-    pairs = geo.canonicalize_padding(padding, ndim)
-    assert not isinstance(pairs, str)  # a string was handled above
-    if any(p < 0 for pair in pairs for p in pair):
-        raise ValueError(
-            f"`padding` must not be negative (it crops the output, as in PyTorch), got {padding!r}"
-        )
-    extra = geo.canonicalize_spatial(output_padding, ndim, "output_padding", minimum=0)
-    for a, s, d in zip(extra, ss, ds):
-        if a >= max(s, d):
-            raise ValueError(
-                f"`output_padding` (={output_padding!r}) must be smaller than either `stride` "
-                f"(={ss}) or `dilation` (={ds}) in every dim, as in PyTorch"
-            )
-    return tuple((e - lo, e - hi + a) for e, (lo, hi), a in zip(spans, pairs, extra))
 
 
 def _add_bias(y: Array, b: Any, channels_last: bool, name: str = "b") -> Array:
@@ -264,7 +183,7 @@ def conv_transpose(
         if transpose_kernel:
             w_hwio = _forward_kernel(w_hwio, groups, c_in)
         kernel = tuple(w_hwio.shape[:ndim])
-        pads = conv_transpose_padding(
+        pads = geo.conv_transpose_padding(
             kernel,
             stride=stride,
             padding=padding,

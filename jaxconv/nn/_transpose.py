@@ -7,7 +7,6 @@ Thin like :class:`jaxconv.nn.Conv`: canonicalize the arguments → create the pa
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,7 +16,6 @@ from flax import nnx
 
 import jaxconv
 from jaxconv._check import check_bool
-from jaxconv._geometry import conv_transpose_output_size
 from jaxconv.nn._conv import (
     Activation,
     Initializer,
@@ -195,35 +193,16 @@ class ConvTranspose(_WindowConv):
                 f"`input_shape` must be (N, *spatial, {self.in_features}) with "
                 f"{len(self.kernel_size)} spatial dims, got {tuple(input_shape)!r}"
             )
-        pads = jaxconv.conv_transpose_padding(
+        return jaxconv.conv_transpose_cost(
+            (*spatial, c_in),
+            self.out_features,
             self.kernel_size,
             stride=self.stride,
             padding=self.padding,
             output_padding=self.output_padding,
             dilation=self.dilation,
-        )
-        out = tuple(
-            conv_transpose_output_size(size, k, stride=s, padding=pad, dilation=d)
-            for size, k, s, pad, d in zip(
-                spatial, self.kernel_size, self.stride, pads, self.dilation
-            )
-        )
-        weights = math.prod(self.kernel_size) * (self.in_features // self.groups)
-        weights *= self.out_features
-        params = weights + (self.out_features if self.use_bias else 0)
-        macs = n * math.prod(spatial) * weights
-        dtype = jnp.dtype(self.dtype or self.param_dtype)
-        elements = n * math.prod(spatial) * c_in + n * math.prod(out) * self.out_features
-        moved = (elements + params) * dtype.itemsize
-        return jaxconv.ConvCost(
-            input_shape=(*spatial, c_in),
-            output_shape=(*out, self.out_features),
+            groups=self.groups,
+            bias=self.use_bias,
             batch=n,
-            weights=weights,
-            params=params,
-            macs=macs,
-            flops=2 * macs,
-            bytes=moved,
-            intensity=2 * macs / moved,
-            dtype=dtype.name,
+            dtype=self.dtype or self.param_dtype,
         )
