@@ -142,5 +142,6 @@ def test_listing_covers_every_bench_conv():
 
 
 if __name__ == "__main__" and "--write" in sys.argv:
-    LISTING.write_text(json.dumps(listing(), indent=1) + "\n")
+    rows = ",\n".join(json.dumps(row, sort_keys=True) for row in listing())
+    LISTING.write_text(f"[\n{rows}\n]\n")  # one conv per line
     print(f"wrote {LISTING}")

@@ -67,7 +67,11 @@ def default_plan(spec: ConvSpec, platform: str, *, without: tuple[str, ...] = ()
       Plan(fwd='xla', dx='xla', dw='xla')
     """
     ok = [name for name in candidates(spec, platform) if name not in without]
-    preferred = {name: LOWERINGS[name].prefers(spec, platform) for name in ok}
+    # the roles each prefers and owns
+    preferred = {
+        name: set(LOWERINGS[name].prefers(spec, platform)) & set(LOWERINGS[name].roles)
+        for name in ok
+    }
     return Plan(*(next((n for n in ok if role in preferred[n]), "xla") for role in ROLES))
 
 
