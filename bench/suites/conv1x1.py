@@ -6,9 +6,8 @@ pool projections, Szegedy et al. 2015, Table 1). A 1×1 conv *is* the GEMM
 that GEMM, and ``roofline_s = max(FLOPs / GEMM peak, bytes / memory bandwidth)`` (both measured
 in the same run) is the bound no lowering beats.
 
-- ``einsum`` — ``jaxconv.conv1x1(..., implementation="einsum")``: one ``jnp.einsum`` (the
-  default on a CPU without the oneDNN extension; with it the default is oneDNN's conv, which
-  the ``lowering`` suite times).
+- ``einsum`` — ``jaxconv.conv1x1`` (its default: one ``jnp.einsum``; asked for by name so the
+  suite times the einsum whatever a tuning table says).
 - ``lax.conv`` — ``jaxconv.conv(..., implementation="xla")`` with a ``[1, 1, C_in, C_out]`` kernel.
 - ``jnp.dot`` — the reshaped GEMM.
 - with ``--peers torch``: ``torch conv2d 1x1`` (channels_last).

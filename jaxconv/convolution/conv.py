@@ -110,11 +110,13 @@ def apply(
     activation: Callable[[Array], Array] | None = None,
     *,
     b_name: str = "b",
+    default: tuple[Plan, str] | None = None,
 ) -> Array:
     """``activation(conv(x, w) + b)`` for a validated ``spec``, by the plan :func:`choose`
-    picks: the one body every public conv op ends in (``b_name`` names the bias in errors)."""
+    picks: the one body every public conv op ends in (``b_name`` names the bias in errors;
+    ``default``: the op's own default plan, see :func:`choose`)."""
     check_bias(b, spec.out_channels, b_name)
     check_activation(activation)
     relu = activation is jax.nn.relu
-    y = run(choose(spec, implementation).plan, x, w, spec, b, relu=relu)
+    y = run(choose(spec, implementation, default=default).plan, x, w, spec, b, relu=relu)
     return y if activation is None or relu else activation(y)

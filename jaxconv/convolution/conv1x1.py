@@ -17,6 +17,18 @@ from jaxconv.convolution.spec import canonical_precision, canonical_preferred, c
 
 __all__ = ["conv1x1"]
 
+#: conv1x1's own default plan: the mission's one einsum, every role. The cost model would give
+#: the same 1×1 conv to oneDNN on a CPU with the extension, which ran slower here: 30 GoogLeNet
+#: 1×1s at batch 8 without a bias, AMD EPYC (AVX2), 2 cores, oneDNN against the einsum, median
+#: (range) of 15 interleaved runs: forward 0.84× (0.59–1.14×), forward+backward 0.99×
+#: (0.65–1.49×). (`jaxconv.conv` with a 1×1 kernel, and `jaxconv.nn.Conv1x1`, keep the cost
+#: model's oneDNN, with the bias and a ReLU fused.)
+EINSUM = (
+    Plan("einsum", "einsum", "einsum"),
+    "conv1x1's own default is the mission's einsum (faster forward than oneDNN on most 1×1s "
+    "measured, jaxconv/convolution/conv1x1.py)",
+)
+
 Array = jax.Array
 
 
@@ -58,12 +70,12 @@ def conv1x1(
     """A 1×1 convolution: channel mixing at every position, through the one conv dispatch.
 
     It mixes channels at every position independently, so any number of leading dims works.
-    It runs as the 1×1 :func:`jaxconv.conv` it is, so it gets that conv's plan
-    (:func:`jaxconv.explain` shows it): on a CPU with the oneDNN extension oneDNN's conv,
-    elsewhere on a CPU the mission's ONE ``jnp.einsum`` over the channel dim (a channels-last
-    1-D one's forward as XLA's own dot), on a GPU ``lax``'s conv.
-    An ``x`` whose conv form passes the 32-bit geometry every conv keeps (2**31 rows or more)
-    runs as that einsum directly.
+    It goes through the conv dispatch as the 1×1 conv it is, with its own default: the mission's
+    ONE ``jnp.einsum`` over the channel dim, on every platform (:func:`jaxconv.explain` shows
+    it as ``"op default"``); ``implementation=`` or a tuning table entry for that conv runs
+    another lowering (``"onednn"``: one oneDNN conv with the bias fused). An ``x`` whose
+    conv form passes the 32-bit geometry every conv keeps (2**31 rows or more) runs as the
+    einsum directly.
 
     Args:
       x: ``[..., C_in]`` (channels-last, any leading dims) or ``[N, C_in, ...]`` when
@@ -124,7 +136,7 @@ def pointwise(
         preferred_element_type=preferred_element_type,
         names={"w": w_name},
     )
-    y = apply(x_conv, w_conv, b, spec, implementation, b_name=b_name)
+    y = apply(x_conv, w_conv, b, spec, implementation, b_name=b_name, default=EINSUM)
     if channels_last:
         return y.reshape(*x.shape[:-1], w.shape[-1])
     return y.reshape(x.shape[0], w.shape[0], *x.shape[2:])

@@ -82,7 +82,8 @@ class Choice:
     Attributes:
       spec: the conv.
       plan: the lowering per role.
-      source: ``"implementation"``, ``"table"`` or ``"cost model"``.
+      source: ``"implementation"``, ``"table"``, ``"op default"`` (an op's own default, e.g.
+        :func:`jaxconv.conv1x1`'s einsum) or ``"cost model"``.
       reason: one sentence on why.
       device_kind: the device kind whose table decided, else the first one consulted (None for
         a table handed to :func:`choose`).
@@ -169,6 +170,7 @@ def choose(
     *,
     platform: str | None = None,
     table: tables.Table | None = None,
+    default: tuple[Plan, str] | None = None,
 ) -> Choice:
     """The plan for ``spec``, and why: see the module doc for the order.
 
@@ -179,6 +181,10 @@ def choose(
       table: the tuning table to consult (default: :func:`jaxconv.convolution.tables.load` for the
         platform's device kind, then for its family, each read again whenever its file changes
         — the one place a table enters dispatch).
+      default: an op's own default ``(plan, why)``, taken instead of the cost model (after
+        ``implementation`` and the tables) where it applies: :func:`jaxconv.conv1x1` keeps the
+        mission's einsum this way, where the cost model would give the same 1×1 conv to
+        oneDNN.
 
     Raises:
       TypeError, ValueError: an unknown or inapplicable ``implementation``.
@@ -191,7 +197,7 @@ def choose(
       >>> choose(spec, "xla").plan
       Plan(fwd='xla', dx='xla', dw='xla')
     """
-    choice = _choose(spec, implementation, platform=platform, table=table)
+    choice = _choose(spec, implementation, platform=platform, table=table, default=default)
     for seen in _CHOICES.get():
         seen.append(choice)
     return choice
@@ -230,6 +236,7 @@ def _choose(
     *,
     platform: str | None,
     table: tables.Table | None,
+    default: tuple[Plan, str] | None,
 ) -> Choice:
     platform = platform or jax.default_backend()
     if isinstance(implementation, Plan):
@@ -280,11 +287,13 @@ def _choose(
         elif candidate.problem is not None:
             whys.append(f"the table {candidate.path} is {candidate.problem}")
     why = "; ".join(whys) or "no tuning table entry for this conv"
+    kind, first = consulted[0]
+    if default is not None and _problem(spec, default[0], platform) is None:
+        return Choice(spec, default[0], "op default", f"{why}; {default[1]}", kind, first.path)
     plan = default_plan(spec, platform)
     if len(set(plan)) == 1:
         preferred = f"{plan.fwd} applies and is preferred"
     else:
         roles = ", ".join(f"{r}={n}" for r, n in zip(plan._fields, plan))
         preferred = f"per role, {roles} are preferred"
-    kind, first = consulted[0]
     return Choice(spec, plan, "cost model", f"{why}; {preferred}", kind, first.path)
