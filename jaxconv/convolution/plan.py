@@ -21,6 +21,7 @@ import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jax
 
@@ -131,6 +132,17 @@ def _problem(spec: ConvSpec, plan: Plan, platform: str | None = None) -> str | N
     return None
 
 
+@contextlib.contextmanager
+def _observing(observers: contextvars.ContextVar[tuple[list[Any], ...]]) -> Iterator[list[Any]]:
+    """A fresh list added to ``observers`` for the block (nested blocks each get theirs)."""
+    seen: list[Any] = []
+    token = observers.set((*observers.get(), seen))
+    try:
+        yield seen
+    finally:
+        observers.reset(token)
+
+
 #: The lists :func:`recording` collects into (a context variable: per thread and task).
 _RECORDERS: contextvars.ContextVar[tuple[list[ConvSpec], ...]] = contextvars.ContextVar(
     "jaxconv_recorders", default=()
@@ -151,12 +163,8 @@ def recording() -> Iterator[list[ConvSpec]]:
       >>> [spec.kernel for spec in seen]
       [(3, 3)]
     """
-    seen: list[ConvSpec] = []
-    token = _RECORDERS.set((*_RECORDERS.get(), seen))
-    try:
+    with _observing(_RECORDERS) as seen:
         yield seen
-    finally:
-        _RECORDERS.reset(token)
 
 
 @functools.cache
@@ -222,12 +230,8 @@ def choices() -> Iterator[list[Choice]]:
       >>> [c.spec.kernel for c in seen]
       [(3, 3)]
     """
-    seen: list[Choice] = []
-    token = _CHOICES.set((*_CHOICES.get(), seen))
-    try:
+    with _observing(_CHOICES) as seen:
         yield seen
-    finally:
-        _CHOICES.reset(token)
 
 
 def _choose(
