@@ -141,7 +141,7 @@ def test_subpackages_pin_their_surface_and_document_it():
             if inspect.isfunction(obj) or inspect.isclass(obj):
                 doc = inspect.getdoc(obj) or ""
                 assert doc.split("\n", 1)[0].strip(), f"{module.__name__}.{name}: no summary"
-    assert not hasattr(jaxconv, "__getattr__"), "no lazy imports (DESIGN.md)"
+    assert not hasattr(jaxconv, "__getattr__"), "no lazy imports (docs/design.md)"
 
 
 #: jaxconv.models' public names (importing it imports Flax).
