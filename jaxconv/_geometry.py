@@ -702,7 +702,8 @@ def conv_transpose_padding(
     output_padding: Any = 0,
     dilation: Any = 1,
 ) -> tuple[tuple[int, int], ...]:
-    """The ``(lo, hi)`` padding of the stride-dilated input that :func:`conv_transpose` convolves.
+    """The ``(lo, hi)`` padding of the stride-dilated input :func:`jaxconv.conv_transpose`
+    convolves.
 
     Plain integers, no arrays: a PyTorch ``padding`` ``p`` and ``output_padding`` ``a`` give
     ``(d·(k-1) - p, d·(k-1) - p + a)``; ``"SAME"``/``"VALID"`` give ``lax.conv_transpose``'s
@@ -710,7 +711,7 @@ def conv_transpose_padding(
 
     Args:
       kernel: spatial kernel size(s); its length (or 1 for an int) sets the number of dims.
-      stride, padding, output_padding, dilation: as for :func:`conv_transpose`.
+      stride, padding, output_padding, dilation: as for :func:`jaxconv.conv_transpose`.
 
     Returns:
       One ``(lo, hi)`` pair per spatial dim (negative where the output is cropped past the
