@@ -626,7 +626,7 @@ def test_inception_kernel_sizes_and_pool_size_reach_the_branches():
     assert block.kernel_sizes == (5, 7) and block.pool_size == 5
     assert block.branch_3x3.conv.conv.kernel.shape == (5, 5, 3, 6)
     assert block.branch_5x5.conv.conv.kernel.shape == (7, 7, 2, 5)
-    assert block.branch_pool.pool.window == 5
+    assert block.branch_pool.pool.window == (5, 5)
     assert abstract_call(block, (2, 6, 6, 8)).shape == (2, 6, 6, 18)
 
 
@@ -703,7 +703,7 @@ def test_bottleneck_and_pool_projection_take_the_options():
     p = PoolProjection(
         8, 3, pool_size=5, norm="batch", epsilon=1e-2, kernel_init=init, rngs=nnx.Rngs(0)
     )
-    assert p.pool.window == 5
+    assert p.pool.window == (5, 5)
     assert (p.proj.bn.momentum, p.proj.bn.epsilon) == (0.9, 1e-2)  # momentum: ConvBN's default
     np.testing.assert_array_equal(p.proj.conv.kernel[...], -0.5)
 
@@ -711,7 +711,7 @@ def test_bottleneck_and_pool_projection_take_the_options():
 def test_inception_defaults_are_the_papers():
     block = nnx.eval_shape(lambda: Inception(8, SMALL_WIDTHS, norm="batch", rngs=nnx.Rngs(0)))
     assert block.kernel_sizes == (3, 5) and block.pool_size == 3
-    assert block.branch_pool.pool.window == 3
+    assert block.branch_pool.pool.window == (3, 3)
     for path, unit in _units(block):
         assert (unit.bn.momentum, unit.bn.epsilon) == (0.9, 1e-5), path
     # The same rngs give the same parameters as ConvBN's own defaults.
@@ -853,3 +853,24 @@ def test_a_kernel_size_of_the_wrong_rank_names_kernel_size():
         Conv(3, 6, (3,), rngs=nnx.Rngs(0))(jnp.ones((2, 8, 8, 3)))
     with pytest.raises(ValueError, match=r"DepthwiseConv has a 2-D `kernel_size` \(=\(3, 3\)\)"):
         _conv_modules()[2][1]()(jnp.ones((3,)))
+
+
+def test_pools_take_unbatched_input_and_read_an_int_window_as_2d():
+    # As the conv modules do (issue 25): an unbatched (H, W, C) is pooled over H and W (it was
+    # pooled over W alone, H taken for a batch), and an int window is a square 2-D window.
+    from jaxconv.nn import AvgPool, MaxPool
+
+    x = jnp.arange(2 * 32 * 32 * 8, dtype=jnp.float32).reshape(2, 32, 32, 8)
+    for pool in (MaxPool(2), MaxPool((2, 2)), AvgPool(2), AvgPool(3, stride=2, padding=1)):
+        batched = pool(x)
+        assert pool(x[0]).shape == batched.shape[1:]
+        np.testing.assert_array_equal(pool(x[0]), batched[0])
+        np.testing.assert_array_equal(jax.vmap(pool)(x), batched)
+    assert MaxPool(2)(x[0]).shape == (16, 16, 8)
+    assert MaxPool((2,))(x[:, 0]).shape == (2, 16, 8)  # a 1-D pool takes a 1-tuple
+    with pytest.raises(ValueError, match=r"MaxPool has a 2-D `window` \(=\(2, 2\)\), so `x` must"):
+        MaxPool(2)(jnp.ones((1, 2, 8, 8, 4)))
+    with pytest.raises(
+        ValueError, match=r"`window` must be an int \(square 2-D window\) or 1-3 ints"
+    ):
+        MaxPool((2, 2, 2, 2))

@@ -111,7 +111,7 @@ def test_googlenet_is_torchvisions_variant():
     assert isinstance(model, GoogLeNet)
     assert model.inception_4a.branch_5x5.conv.conv.kernel.shape == (3, 3, 16, 48)
     assert model.conv1.bn.epsilon == 1e-3 and model.conv1.bn.momentum == 0.9
-    assert model.pool4.window == 2 and model.pool3.window == 3 and model.pool4.ceil_mode
+    assert model.pool4.window == (2, 2) and model.pool3.window == (3, 3) and model.pool4.ceil_mode
     assert model.norm1 is None and model.norm2 is None
     assert model.dropout.rate == 0.2 and model.aux_4a is None
     assert not model.transform_input  # off without weights, as torchvision's googlenet()

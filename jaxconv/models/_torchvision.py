@@ -361,7 +361,7 @@ def from_torchvision(
       >>> model.inception_3a.branch_5x5.conv.conv.kernel.shape   # torchvision's 3×3
       (3, 3, 16, 32)
       >>> model.conv1.bn.epsilon, model.pool4.window, model.transform_input
-      (0.001, 2, False)
+      (0.001, (2, 2), False)
 
       Weights in: here a random ResNet-18 exported to torchvision's names and read back.
 

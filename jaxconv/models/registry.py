@@ -300,6 +300,6 @@ def model_entry(name: str, *, argument: str = "name") -> ModelEntry:
       ('GoogLeNet', 224, ('aux1.', 'aux2.'))
       >>> model = nnx.eval_shape(lambda: entry.build(variant="torchvision", rngs=nnx.Rngs(0)))
       >>> model.pool4.window, model.fc.out_features   # torchvision's 2×2 pool4; 1000 classes
-      (2, 1000)
+      ((2, 2), 1000)
     """
     return MODELS[canonical_name(name, argument=argument)]

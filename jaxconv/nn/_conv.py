@@ -21,6 +21,7 @@ from jaxconv.nn._validate import (
     check_channels,
     check_implementation,
     foreign_spellings,
+    window_size,
     with_batch,
 )
 
@@ -54,19 +55,6 @@ def linear(
         rngs=rngs,
         **options,
     )
-
-
-def _kernel_size(kernel_size: int | Sequence[int]) -> tuple[int, ...]:
-    """An int is a square 2-D kernel (never a 1-D conv); a sequence has 1–3 entries."""
-    if isinstance(kernel_size, (list, tuple)):
-        if not 1 <= len(kernel_size) <= 3:
-            raise ValueError(
-                f"`kernel_size` must be an int (square 2-D kernel) or 1-3 ints, got "
-                f"{tuple(kernel_size)!r}"
-            )
-        return tuple(check_int(k, "kernel_size") for k in kernel_size)
-    k = check_int(kernel_size, "kernel_size")
-    return (k, k)
 
 
 def activate(y: Array, activation: Activation | None) -> Array:
@@ -140,7 +128,7 @@ class _WindowConv(_ConvBase):
     def _set_window(self, kernel_size: Any, stride: Any, dilation: Any, implementation: Any) -> int:
         """``kernel_size``, ``stride``, ``dilation`` (one per spatial dim) and the lowering;
         returns the number of spatial dims."""
-        self.kernel_size = _kernel_size(kernel_size)
+        self.kernel_size = window_size(kernel_size)
         ndim = len(self.kernel_size)
         self.stride = jaxconv.canonicalize_spatial(stride, ndim, "stride")
         self.dilation = jaxconv.canonicalize_spatial(dilation, ndim, "dilation")

@@ -9,6 +9,7 @@ from flax import nnx
 
 import jaxconv
 from jaxconv._check import check_bool
+from jaxconv.nn._validate import window_size, with_batch
 
 __all__ = ["AvgPool", "GlobalAvgPool", "MaxPool"]
 
@@ -26,10 +27,13 @@ class MaxPool(nnx.Module):
     """:func:`jaxconv.max_pool` as a module (no parameters).
 
     Args:
-      window, stride, padding, ceil_mode: as for :func:`jaxconv.max_pool`.
+      window: an int is a square 2-D window, as a conv module's int ``kernel_size`` (a 1-D
+        pool takes a 1-tuple); else one int per spatial dim.
+      stride, padding, ceil_mode: as for :func:`jaxconv.max_pool`.
 
     Call:
-      ``[N, *spatial, C]`` → ``[N, *spatial_out, C]``.
+      ``[N, *spatial, C]`` → ``[N, *spatial_out, C]``; an unbatched ``[*spatial, C]`` →
+      ``[*spatial_out, C]``, as the conv modules take it.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -41,12 +45,15 @@ class MaxPool(nnx.Module):
     def __init__(
         self, window: Any, *, stride: Any = None, padding: Any = "VALID", ceil_mode: bool = False
     ):
-        self.window = _static(window)
+        self.window = window_size(window, "window")
         self.stride = _static(stride)
         self.padding = _static(padding)
         self.ceil_mode = check_bool(ceil_mode, "ceil_mode")
 
     def __call__(self, x: Array) -> Array:
+        return with_batch(x, self.window, type(self).__name__, self._batched, "window")
+
+    def _batched(self, x: Array) -> Array:
         return jaxconv.max_pool(
             x, self.window, stride=self.stride, padding=self.padding, ceil_mode=self.ceil_mode
         )
@@ -56,10 +63,13 @@ class AvgPool(nnx.Module):
     """:func:`jaxconv.avg_pool` as a module (no parameters).
 
     Args:
-      window, stride, padding, ceil_mode, count_include_pad: as for :func:`jaxconv.avg_pool`.
+      window: an int is a square 2-D window, as a conv module's int ``kernel_size`` (a 1-D
+        pool takes a 1-tuple); else one int per spatial dim.
+      stride, padding, ceil_mode, count_include_pad: as for :func:`jaxconv.avg_pool`.
 
     Call:
-      ``[N, *spatial, C]`` → ``[N, *spatial_out, C]``.
+      ``[N, *spatial, C]`` → ``[N, *spatial_out, C]``; an unbatched ``[*spatial, C]`` →
+      ``[*spatial_out, C]``, as the conv modules take it.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -77,13 +87,16 @@ class AvgPool(nnx.Module):
         ceil_mode: bool = False,
         count_include_pad: bool = True,
     ):
-        self.window = _static(window)
+        self.window = window_size(window, "window")
         self.stride = _static(stride)
         self.padding = _static(padding)
         self.ceil_mode = check_bool(ceil_mode, "ceil_mode")
         self.count_include_pad = check_bool(count_include_pad, "count_include_pad")
 
     def __call__(self, x: Array) -> Array:
+        return with_batch(x, self.window, type(self).__name__, self._batched, "window")
+
+    def _batched(self, x: Array) -> Array:
         return jaxconv.avg_pool(
             x,
             self.window,

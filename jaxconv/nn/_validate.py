@@ -13,8 +13,15 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from jaxconv import convolution
+from jaxconv._check import check_int
 
-__all__ = ["check_channels", "check_implementation", "foreign_spellings", "with_batch"]
+__all__ = [
+    "check_channels",
+    "check_implementation",
+    "foreign_spellings",
+    "window_size",
+    "with_batch",
+]
 
 Init = TypeVar("Init", bound=Callable[..., None])
 
@@ -85,16 +92,36 @@ def check_channels(x: Any, expected: int, owner: str) -> None:
         )
 
 
+def window_size(value: Any, name: str = "kernel_size") -> tuple[int, ...]:
+    """A window (a conv's ``kernel_size``, a pool's ``window``) as one int per spatial dim: an
+    int is a square 2-D window (never a silent 1-D one, as ``nnx.Conv`` reads an int); a
+    sequence has 1-3 entries (a 1-D window is a 1-tuple)."""
+    if isinstance(value, (list, tuple)):
+        if not 1 <= len(value) <= 3:
+            noun = "kernel" if name == "kernel_size" else "window"
+            raise ValueError(
+                f"`{name}` must be an int (square 2-D {noun}) or 1-3 ints, got {tuple(value)!r}"
+            )
+        return tuple(check_int(k, name) for k in value)
+    k = check_int(value, name)
+    return (k, k)
+
+
 def with_batch(
-    x: Any, kernel_size: tuple[int, ...], owner: str, apply: Callable[[Any], Any]
+    x: Any,
+    window: tuple[int, ...],
+    owner: str,
+    apply: Callable[[Any], Any],
+    name: str = "kernel_size",
 ) -> Any:
     """``apply(x)`` for ``x`` ``[N, *spatial, C]``; for an unbatched ``x`` ``[*spatial, C]``
     (as ``nnx.Conv`` accepts) a batch axis is added for ``apply`` and removed after.
 
-    Any other rank is a ValueError naming ``kernel_size``, whose length fixes the spatial dims.
+    Any other rank is a ValueError naming the window argument ``name``, whose length fixes the
+    spatial dims.
     """
     shape = tuple(getattr(x, "shape", ()))
-    ndim = len(kernel_size)
+    ndim = len(window)
     if len(shape) == ndim + 2:
         return apply(x)
     if len(shape) == ndim + 1:
@@ -102,11 +129,12 @@ def with_batch(
     hint = ""
     if 1 <= len(shape) - 2 <= 3:
         hint = (
-            f"; for a {len(shape) - 2}-D conv give `kernel_size` {len(shape) - 2} entries "
-            f"(an int is a square 2-D kernel)"
+            f"; for a {len(shape) - 2}-D {'conv' if name == 'kernel_size' else 'pool'} give "
+            f"`{name}` {len(shape) - 2} entries (an int is a square 2-D "
+            f"{'kernel' if name == 'kernel_size' else 'window'})"
         )
     raise ValueError(
-        f"{owner} has a {ndim}-D `kernel_size` (={kernel_size}), so `x` must have rank "
+        f"{owner} has a {ndim}-D `{name}` (={window}), so `x` must have rank "
         f"{ndim + 2} (N, *spatial, C) or {ndim + 1} (unbatched *spatial, C), got rank "
         f"{len(shape)} with shape {shape}{hint}"
     )
