@@ -53,7 +53,6 @@ def _recording():
 def specs() -> dict:
     """Every bench conv's lowered spec → the names of what runs it."""
     import jaxconv
-    from bench.suites import bottleneck as bottleneck_suite
     from bench.suites import groups, lowering, untuned
     from bench.suites._googlenet import BY_NAME, SEED
 
@@ -62,7 +61,6 @@ def specs() -> dict:
         seen_by.setdefault(lowering._spec(s, "float32").lowered(), set()).add(s.name)
     for s in (*groups.SHAPES, *groups.TINY):
         seen_by.setdefault(groups._spec(s, "float32").lowered(), set()).add(s.name)
-    del bottleneck_suite
     for s in (*untuned.SHAPES, *untuned.TINY):
         for batch in untuned.BATCHES:
             spec = jaxconv.convolution.conv_spec(

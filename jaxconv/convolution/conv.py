@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from jaxconv import _geometry as geo
 from jaxconv._check import check_activation, check_bias
@@ -19,7 +20,7 @@ from jaxconv.convolution.plan import choose
 from jaxconv.convolution.run import run
 from jaxconv.convolution.spec import ConvSpec, conv_spec
 
-__all__ = ["apply", "conv"]
+__all__ = ["add_bias", "apply", "conv"]
 
 Array = jax.Array
 
@@ -120,3 +121,16 @@ def apply(
     relu = activation is jax.nn.relu
     y = run(choose(spec, implementation, default=default).plan, x, w, spec, b, relu=relu)
     return y if activation is None or relu else activation(y)
+
+
+def add_bias(y: Array, b: Any, channels_last: bool, name: str = "b") -> Array:
+    """``y + b`` with ``b`` ``[C]`` checked (naming ``name``) and broadcast over ``y``'s channel
+    dim, cast to ``y``'s dtype; ``y`` when ``b`` is None. For the ops that add a bias
+    outside :func:`run` (a matmul, a cropped or padded conv output)."""
+    c = y.shape[-1] if channels_last else y.shape[1]
+    check_bias(b, c, name)
+    if b is None:
+        return y
+    shape = (1,) * (y.ndim - 1) + (c,) if channels_last else (1, c) + (1,) * (y.ndim - 2)
+    # Documented rule: the bias is cast to the output dtype.
+    return y + jnp.reshape(b, shape).astype(y.dtype)

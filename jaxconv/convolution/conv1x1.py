@@ -6,11 +6,10 @@ import math
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
 from jaxconv import _geometry as geo
-from jaxconv._check import check_array, check_bias, check_same_dtype
-from jaxconv.convolution.conv import apply
+from jaxconv._check import check_array, check_same_dtype
+from jaxconv.convolution.conv import add_bias, apply
 from jaxconv.convolution.lowering import Plan
 from jaxconv.convolution.lowerings.einsum import matmul
 from jaxconv.convolution.spec import canonical_precision, canonical_preferred, conv_spec
@@ -122,9 +121,10 @@ def pointwise(
     check_array(w, w_name)
     check_same_dtype(x, w, w_name)
     channels_last = _check_matrix(x, w, layout, w_name)
-    if max(*_conv_input_shape(tuple(x.shape), channels_last), *w.shape) >= geo.INT32_LIMIT:
+    conv_shape = _conv_input_shape(tuple(x.shape), channels_last)
+    if max(*conv_shape, *w.shape) >= geo.INT32_LIMIT:
         return _matmul(x, w, b, channels_last, precision, preferred_element_type, w_name, b_name)
-    x_conv = x.reshape(_conv_input_shape(tuple(x.shape), channels_last))
+    x_conv = x.reshape(conv_shape)
     kernel = (1,) * (x_conv.ndim - 2)
     w_conv = w.reshape(kernel + w.shape if channels_last else w.shape + kernel)
     spec = conv_spec(
@@ -169,7 +169,6 @@ def _matmul(
     out = (*x.shape[:-1], c_out) if channels_last else (x.shape[0], c_out, *x.shape[2:])
     output = (f"the output of `x` and `{w_name}`", out)
     geo.check_xla_limits(arrays=(("`x`", x.shape), (f"`{w_name}`", w.shape), output))
-    check_bias(b, c_out, b_name)
     y = matmul(
         x,
         w,
@@ -177,7 +176,4 @@ def _matmul(
         precision=canonical_precision(precision),
         preferred_element_type=canonical_preferred(preferred_element_type, x.dtype),
     )
-    if b is None:
-        return y
-    shape = (1,) * (y.ndim - 1) + (c_out,) if channels_last else (1, c_out) + (1,) * (y.ndim - 2)
-    return y + jnp.reshape(b, shape).astype(y.dtype)
+    return add_bias(y, b, channels_last, b_name)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from jaxconv import _geometry as geo
 from jaxconv._check import check_array, check_bias, check_bool, check_groups, check_int
-from jaxconv.convolution.conv import conv
+from jaxconv.convolution.conv import add_bias, conv
 from jaxconv.convolution.lowering import Plan
 
 __all__ = ["conv_transpose"]
@@ -39,16 +39,6 @@ def _from_hwio(w: Array, channels_last: bool) -> Array:
     if channels_last:
         return w
     return jnp.moveaxis(jnp.moveaxis(w, -1, 0), -1, 1)
-
-
-def _add_bias(y: Array, b: Any, channels_last: bool, name: str = "b") -> Array:
-    c = y.shape[-1] if channels_last else y.shape[1]
-    check_bias(b, c, name)
-    if b is None:
-        return y
-    shape = (1,) * (y.ndim - 1) + (c,) if channels_last else (1, c) + (1,) * (y.ndim - 2)
-    # Documented rule: the bias is cast to the output dtype.
-    return y + jnp.reshape(b, shape).astype(y.dtype)
 
 
 def _forward_kernel(w: Array, groups: int, c_in: int) -> Array:
@@ -262,7 +252,7 @@ def conv_transpose(
             for axis, pair in zip(axes, zeros):
                 widths[axis] = pair
             y = jnp.pad(y, widths)
-            y = _add_bias(y, b, channels_last)
+            y = add_bias(y, b, channels_last)
         else:
             check_bias(b, y.shape[-1] if channels_last else y.shape[1])
         return y

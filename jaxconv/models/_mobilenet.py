@@ -18,7 +18,7 @@ from flax import nnx
 
 from jaxconv._check import check_int
 from jaxconv.nn import ConvBN, GlobalAvgPool
-from jaxconv.nn._blocks import InvertedResidual, he_normal_fan_out
+from jaxconv.nn._blocks import InvertedResidual, conv_bn_options, he_normal_fan_out
 from jaxconv.nn._conv import Initializer, linear
 from jaxconv.nn._init import Normal
 from jaxconv.nn._validate import check_channels
@@ -134,14 +134,8 @@ class MobileNetV2(nnx.Module):
         self.in_features = check_int(in_features, "in_features")
         self.width = width
         self.stem = stem
-        common = dict(
-            momentum=momentum,
-            epsilon=epsilon,
-            kernel_init=kernel_init,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            precision=precision,
-            implementation=implementation,
+        common = conv_bn_options(
+            momentum, epsilon, kernel_init, dtype, param_dtype, precision, implementation
         )
         cifar = stem == "cifar"
         channels = make_divisible(STEM_FEATURES * width, round_nearest)

@@ -18,7 +18,7 @@ from flax import nnx
 
 from jaxconv._check import check_bool, check_int
 from jaxconv.nn import ConvBN, GlobalAvgPool, MaxPool
-from jaxconv.nn._blocks import BasicBlock, ResNetBottleneck, he_normal_fan_out
+from jaxconv.nn._blocks import BasicBlock, ResNetBottleneck, conv_bn_options, he_normal_fan_out
 from jaxconv.nn._conv import Initializer, linear
 from jaxconv.nn._validate import check_channels
 
@@ -138,14 +138,8 @@ class ResNet(nnx.Module):
         self.stem = stem
         self.num_classes = check_int(num_classes, "num_classes")
         self.in_features = check_int(in_features, "in_features")
-        common = dict(
-            momentum=momentum,
-            epsilon=epsilon,
-            kernel_init=kernel_init,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            precision=precision,
-            implementation=implementation,
+        common = conv_bn_options(
+            momentum, epsilon, kernel_init, dtype, param_dtype, precision, implementation
         )
         if stem == "imagenet":
             self.conv1 = ConvBN(self.in_features, 64, 7, stride=2, padding=3, rngs=rngs, **common)
