@@ -53,7 +53,7 @@ def _dtype(text: str) -> str | None:
 
 
 def _peer(text: str) -> str | None:
-    return text if text == "torch" else None
+    return text if text in ("torch", "none") else None
 
 
 def _name(text: str) -> str | None:
@@ -62,6 +62,25 @@ def _name(text: str) -> str | None:
 
 #: The suites that take ``--only`` (their shapes and blocks have names).
 ONLY_SUITES = ("lowering", "groups", "inception", "untuned")
+#: The suites that time a torch peer (``untuned`` compares against plain lax only).
+PEER_SUITES = ("bottleneck", "conv1x1", "groups", "inception", "lowering", "model")
+#: The suites that have a ``--full`` sweep.
+FULL_SUITES = ("bottleneck", "conv1x1", "lowering")
+#: The options that time something: ``--replot`` takes none of them.
+RUN_OPTIONS = (
+    "batch",
+    "dtype",
+    "repeats",
+    "warmup",
+    "full",
+    "quick",
+    "out",
+    "update_results",
+    "peers",
+    "device",
+    "only",
+    "retain_host_memory",
+)
 
 
 def _count(name: str, minimum: int) -> Callable[[str], int]:
@@ -157,11 +176,11 @@ def build_parser(suites: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--peers",
-        type=_csv("--peers", _peer, "'torch'"),
-        default=(),
-        metavar="torch",
-        help="also time PyTorch conv2d on the same shapes, "
-        "alternating with jaxconv (torch is imported only then)",
+        type=_csv("--peers", _peer, "'torch' or 'none'"),
+        metavar="torch|none",
+        help="time PyTorch on the same shapes beside jaxconv, alternating with it (default: "
+        "torch when it is installed, in the suites that have a peer: "
+        f"{', '.join(PEER_SUITES)}); none: jaxconv and plain lax only",
     )
     parser.add_argument(
         "--device", metavar="PLATFORM", help="cpu, gpu or tpu (default: jax's default device)"
@@ -181,6 +200,13 @@ def build_parser(suites: Mapping[str, str]) -> argparse.ArgumentParser:
         "buffers instead of mapping fresh pages (process-wide: torch gets it too)",
     )
     parser.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG plots")
+    parser.add_argument(
+        "--replot",
+        type=Path,
+        metavar="DIR",
+        help="run nothing: redraw the PNG, the Markdown page and the peer table of each suite's "
+        "JSON in DIR (of the SUITEs named, else all), e.g. bench/results/<device-kind>",
+    )
     return parser
 
 
@@ -193,6 +219,19 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     unknown = [s for s in ns.suites if s not in REGISTRY]
     if unknown:
         parser.error(f"unknown suite {unknown[0]!r}; choose from {', '.join(REGISTRY)}")
+    if ns.replot is not None:
+        given = [o for o in RUN_OPTIONS if getattr(ns, o) not in (None, False)]
+        if given or not ns.plots:
+            flag = "--" + (given[0] if given else "no_plots").replace("_", "-")
+            parser.error(f"`--replot` runs nothing and redraws in DIR: `{flag}` has no effect")
+        if not ns.replot.is_dir():
+            parser.error(f"`--replot` must be a directory of results, got {str(ns.replot)!r}")
+    suites = tuple(dict.fromkeys(ns.suites)) or (() if ns.replot else DEFAULT)
+    if ns.peers is not None and len(set(ns.peers)) > 1:
+        parser.error(f"`--peers` must be 'torch' or 'none', not both, got {','.join(ns.peers)!r}")
+    peers = None if ns.peers is None else tuple(p for p in dict.fromkeys(ns.peers) if p != "none")
+    _check_applies(parser, "--full", ns.full, suites, FULL_SUITES)
+    _check_applies(parser, "--peers torch", bool(peers), suites, PEER_SUITES)
     if ns.only is not None:
         if ns.update_results:
             parser.error("`--only` times a subset: it cannot replace the committed results")
@@ -202,7 +241,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     if ns.out is not None and ns.out.exists() and not ns.out.is_dir():
         parser.error(f"`--out` must be a directory, got the file {str(ns.out)!r}")
     return Options(
-        suites=tuple(dict.fromkeys(ns.suites)) or DEFAULT,
+        suites=suites,
         batches=ns.batch,
         dtypes=tuple(dict.fromkeys(ns.dtype)) if ns.dtype else None,
         repeats=ns.repeats,
@@ -211,12 +250,33 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         quick=ns.quick,
         out=ns.out,
         update_results=ns.update_results,
-        peers=tuple(ns.peers),
+        peers=peers,
         device=ns.device,
         plots=ns.plots,
         only=tuple(dict.fromkeys(ns.only)) if ns.only else None,
         retain_host_memory=ns.retain_host_memory,
+        replot=ns.replot,
     )
+
+
+def _check_applies(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    given: bool,
+    suites: Sequence[str],
+    takers: Sequence[str],
+) -> None:
+    """A flag no named suite reads is a usage error; one that only some read gets a note on
+    stderr naming the others, so that no flag is ignored without a word."""
+    if not given:
+        return
+    ignore = [s for s in suites if s not in takers]
+    if len(ignore) == len(suites):
+        parser.error(
+            f"`{flag}` has no effect on {', '.join(ignore)}; it applies to {', '.join(takers)}"
+        )
+    if ignore:
+        print(f"{PROG}: note: `{flag}` has no effect on {', '.join(ignore)}", file=sys.stderr)
 
 
 def output_dir(options: Options, device_kind: str) -> Path:
@@ -237,12 +297,18 @@ def _setup(options: Options):
     # before jax's first computation starts its threads (see jaxconv.retain_host_memory)
     retained = jaxconv.retain_host_memory() if options.retain_host_memory else None
     device = _harness.resolve_device(options.device)
-    peer = _peers.load(options.peers, device.platform)
+    peer, peer_note = None, None
+    if options.peers is not None:  # --peers torch|none
+        peer = _peers.load(options.peers, device.platform)
+    elif any(s in PEER_SUITES for s in options.suites):  # torch where it is installed
+        peer, peer_note = _peers.auto(device.platform)
     env = _harness.environment(device)
     if retained is not None:  # --retain-host-memory
         env["host_memory"] = "retained" if retained else "not retained (not glibc)"
     if peer is not None:
         env["torch"] = f"{peer.version} ({peer.threads} threads, {peer.device})"
+    if peer_note is not None:
+        env["peer_note"] = peer_note
     return _harness.Context(options=options, device=device, env=env, peer=peer)
 
 
@@ -288,32 +354,81 @@ def run(options: Options, ctx=None) -> dict[str, list[dict]]:
             progress.update(task, description=name)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    stdout = Console(width=None if sys.stdout.isatty() else 200)
+    stdout = _stdout()
     opts = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(options).items()}
     for name, (records, notes, seconds) in results.items():
         stdout.print(_report.rich_table(name, records))
         for line in notes:
             stdout.print(line, markup=False, highlight=False)
-        plot = out_dir / f"{name}.png"
-        has_plot = options.plots and _report.write_plot(plot, name, records, ctx.env)
         _report.write_json(
             out_dir / f"{name}.json", name, ctx.env, {**opts, "seconds": seconds}, notes, records
         )
-        (out_dir / f"{name}.md").write_text(
-            _report.markdown(name, ctx.env, notes, records, plot.name if has_plot else None)
-        )
-        written = ", ".join(
-            f"{name}.{ext}" for ext in ("json", "md", "png") if ext != "png" or has_plot
-        )
+        written = _write_pages(out_dir, name, ctx.env, notes, records, options.plots, stdout)
         stdout.print(
-            f"{name}: {len(records)} records in {seconds:.1f} s → {out_dir}/ ({written})",
+            f"{name}: {len(records)} records in {seconds:.1f} s → {out_dir}/ ({name}.json, "
+            f"{written})",
             highlight=False,
         )
     return {name: r[0] for name, r in results.items()}
 
 
+def _stdout():
+    """The console for tables: the terminal's width, else 200 columns (a pipe or a file)."""
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
+def _write_pages(
+    out_dir: Path, name: str, env: dict, notes: list[str], records: list[dict], plots: bool, stdout
+) -> str:
+    """Writes a suite's PNG (with ``plots``, when a peer was measured) and Markdown page and
+    prints its peer table; returns the names of the files it wrote, for the summary line."""
+    from bench import _report
+
+    plot = out_dir / f"{name}.png"
+    has_plot = plots and _report.write_plot(plot, name, records, env)
+    (out_dir / f"{name}.md").write_text(
+        _report.markdown(name, env, notes, records, plot.name if has_plot else None)
+    )
+    stdout.print(_report.rich_peer_table(name, records, env))
+    return ", ".join(f"{name}.{ext}" for ext in ("md", "png") if ext != "png" or has_plot)
+
+
+def replot(folder: Path, suites: Sequence[str] = ()) -> dict[str, list[dict]]:
+    """``--replot DIR``: redraws the PNG and Markdown page of each suite's JSON in ``folder``
+    (of ``suites``, else every ``*.json`` there) and prints its peer table; times and compiles
+    nothing. Returns the records per suite; ValueError where there is nothing to redraw."""
+    import json
+
+    files = [folder / f"{s}.json" for s in suites] if suites else sorted(folder.glob("*.json"))
+    missing = [str(f) for f in files if not f.is_file()] or ([] if files else [str(folder)])
+    if missing:
+        raise ValueError(f"`--replot` found no results to redraw in {missing[0]}")
+    stdout = _stdout()
+    results = {}
+    for path in files:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or not {"suite", "env", "notes", "records"} <= set(data):
+            raise ValueError(
+                f"`--replot`: {path} is not a suite's results (python -m bench's JSON)"
+            )
+        name, records = data["suite"], data["records"]
+        written = _write_pages(folder, name, data["env"], data["notes"], records, True, stdout)
+        stdout.print(f"{name}: redrawn from {path.name} → {folder}/ ({written})", highlight=False)
+        results[name] = records
+    return results
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
+    if options.replot is not None:
+        try:
+            replot(options.replot, options.suites)
+        except ValueError as err:
+            print(f"{PROG}: error: {err}", file=sys.stderr)
+            return 2
+        return 0
     try:
         ctx = _setup(options)  # device and peer problems are user errors: one line, exit 2
     except ValueError as err:

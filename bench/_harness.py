@@ -84,11 +84,12 @@ class Options:
     quick: bool = False
     out: Path | None = None
     update_results: bool = False
-    peers: tuple[str, ...] = ()
+    peers: tuple[str, ...] | None = None  # None: torch where installed (--peers torch|none)
     device: str | None = None
     plots: bool = True
     only: tuple[str, ...] | None = None  # None: every shape/block of each suite
     retain_host_memory: bool = False  # jaxconv.retain_host_memory() before the first run
+    replot: Path | None = None  # --replot DIR: redraw from the JSON there, run nothing
 
     @property
     def n_repeats(self) -> int:

@@ -7,6 +7,7 @@ Its ``conv2d`` (and ``conv_transpose2d``) runs channels_last (oneDNN on CPU, cuD
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable
 from typing import Any
@@ -130,3 +131,21 @@ def load(names: tuple[str, ...], platform: str) -> TorchPeer | None:
     if "torch" in names:
         return TorchPeer(platform)
     return None
+
+
+#: What a run without ``--peers`` says when torch is not installed.
+INSTALL_HINT = (
+    "torch is not installed: jaxconv is compared with plain lax only; `pip install torch` adds "
+    "PyTorch as a peer (`--peers none` silences this)."
+)
+
+
+def auto(platform: str) -> tuple[TorchPeer | None, str | None]:
+    """The peer when ``--peers`` is not given: ``(torch, None)`` where torch is installed and
+    runs on ``platform``, else ``(None, a one-line note saying why and how to add it)``."""
+    if importlib.util.find_spec("torch") is None:
+        return None, INSTALL_HINT
+    try:
+        return TorchPeer(platform), None
+    except ValueError as err:  # torch without CUDA on a GPU, or a broken install
+        return None, f"no torch peer: {err}; `--peers none` leaves it out."

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
+import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from bench import _compare
 
 Record = dict[str, Any]
 
@@ -105,7 +107,10 @@ def markdown(
     suite: str, env: dict, notes: list[str], records: list[Record], plot_name: str | None
 ) -> str:
     """The Markdown page: environment, notes, the table, and fusion reports."""
-    lines = [f"# `python -m bench {suite}`", ""]
+    lines = [f"# `python -m bench {suite}`", "", *markdown_peer_table(records, env)]
+    if plot_name:
+        lines += [f"![{suite}: jaxconv vs the fastest peer]({plot_name})", ""]
+    lines += ["## The run", ""]
     keys = (
         "device_kind",
         "jaxconv_device_kind",
@@ -141,13 +146,12 @@ def markdown(
         "(variants interleaved round-robin). MACs count every tap (the papers' ops); "
         "XLA GFLOP is `cost_analysis()` (skips padding taps; — where the program calls "
         "oneDNN, which XLA cannot count). GFLOP/s = 2·MACs / median, "
-        "so a kernel faster than XLA's own dot (oneDNN's) can pass 100% of "
+        "so a kernel faster than XLA's own dot (oneDNN's), or one that multiplies less "
+        "than every tap (the Winograd lowerings of older runs), can pass 100% of "
         "the GEMM peak, which is the best of a few large `jnp.dot`s measured at the "
         "start of the run.",
         "",
     ]
-    if plot_name:
-        lines += [f"![{suite}]({plot_name})", ""]
     reports = _fusion_examples(records)
     if reports:
         lines += ["## Fusion reports (optimized HLO)", ""]
@@ -201,206 +205,216 @@ def rich_table(suite: str, records: list[Record]):
     return table
 
 
-def _series_label(rec: Record, dtypes: set[str]) -> str:
-    return rec["variant"] + (f" ({rec['dtype']})" if len(dtypes) > 1 else "")
+# --- jaxconv against its peers: the summary table and the plot --------------------------------
+
+PEER_CAPTION = "peer time / jaxconv time: > 1 = jaxconv faster"
+PEER_EXPLAINED = (
+    "Peer time / jaxconv time on jaxconv's default path: > 1 means jaxconv is faster; "
+    "median and worst (the lowest) over the rows, each a conv or model at one batch. Plain lax "
+    "is `lax.conv_general_dilated`, what JAX code runs without jaxconv."
+)
+#: Each peer's colour in the plot (the only colours it uses: which peer was the fastest).
+PEER_COLORS = {"torch": "#ee4c2c", "lax": "#4c72b0"}
+#: What one row of a suite is, in the plot's title.
+ROW_NOUN = {"model": "model", "inception": "block"}
+
+
+def _times(value: float) -> str:
+    """``1.05×``; ``27×`` from 10 up; two significant digits below 0.1."""
+    return f"{value:.0f}×" if value >= 10 else f"{value:.2f}×" if value >= 0.1 else f"{value:.2g}×"
+
+
+def peer_table(records: Sequence[Record], env: dict) -> tuple[list[str], list[list[str]]]:
+    """``(headers, rows)`` of the summary: one row per (peer, pass or variant, dtype), the
+    columns that vary only (a suite of one dtype has no dtype column)."""
+    lines = _compare.summary(_compare.comparisons(records))
+    if not lines:
+        return [], []
+    what = "pass" if all("pass" in r for r in records if r.get("default")) else "variant"
+    cols: list[tuple[str, Callable[[_compare.PeerLine], str]]] = [
+        ("peer", lambda line: _compare.PEER_NAMES.get(line.peer, line.peer))
+    ]
+    if len({line.what for line in lines}) > 1:
+        cols.append((what, lambda line: line.what))
+    if len({line.dtype for line in lines}) > 1:
+        cols.append(("dtype", lambda line: line.dtype))
+    cols += [
+        ("rows", lambda line: str(line.count)),
+        ("median", lambda line: _times(line.median)),
+        ("worst", lambda line: _times(line.worst)),
+        ("worst at", lambda line: line.worst_at),
+    ]
+    return [h for h, _ in cols], [[f(line) for _, f in cols] for line in lines]
+
+
+def peer_notes(records: Sequence[Record], env: dict) -> list[str]:
+    """What the table cannot show: rows no peer was measured on, and how to add torch when it
+    was wanted but is not installed (``env["peer_note"]``)."""
+    notes = []
+    if not _compare.comparisons(records):
+        notes.append("no peer was measured.")
+    missing = _compare.unpeered(records, _compare.comparisons(records))
+    if missing and len(missing) < len(_compare.unpeered(records, [])):
+        notes.append(f"no peer for {', '.join(missing)}.")
+    if env.get("peer_note"):
+        notes.append(env["peer_note"])
+    return notes
+
+
+def rich_peer_table(suite: str, records: Sequence[Record], env: dict):
+    """The summary for the terminal: a table and its notes, or the notes alone."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    headers, rows = peer_table(records, env)
+    parts: list[Any] = []
+    if rows:
+        table = Table(title=f"{suite}: jaxconv vs its peers", caption=PEER_CAPTION)
+        for header in headers:
+            left = header in ("peer", "pass", "variant", "dtype", "worst at")
+            table.add_column(header, justify="left" if left else "right")
+        for row in rows:
+            table.add_row(*row)
+        parts.append(table)
+    parts += [Text(f"{suite}: {note}") for note in peer_notes(records, env)]
+    return Group(*parts)
+
+
+def markdown_peer_table(records: Sequence[Record], env: dict) -> list[str]:
+    """The summary's Markdown lines (a heading, the table and its notes)."""
+    headers, rows = peer_table(records, env)
+    lines = ["## jaxconv vs its peers", ""]
+    if rows:
+        lines += [PEER_EXPLAINED, ""]
+        lines.append("| " + " | ".join(headers) + " |")
+        lines.append("|" + "---|" * len(headers))
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        lines.append("")
+    notes = peer_notes(records, env)
+    return lines + ([" ".join(notes), ""] if notes else [])
+
+
+def machine(env: dict) -> str:
+    """``cpu-x86_64-amx-2c (Intel(R) Xeon(R) Processor), 2 cores, 2026-11-30``: where and when
+    a run was measured, from its environment record (old ones lack jaxconv's device kind)."""
+    kind = env.get("jaxconv_device_kind") or env.get("device_kind", "")
+    host = env.get("cpu_model") if env.get("platform") == "cpu" else env.get("device_kind")
+    where = f"{kind} ({host})" if host and host != kind else str(kind)
+    return f"{where}, {env.get('cpu_count', '?')} cores, {str(env.get('date', ''))[:10]}"
 
 
 def write_plot(path: Path, suite: str, records: list[Record], env: dict) -> bool:
-    """Time and speedup plots (Agg backend). Returns False when there is nothing to plot.
-
-    Batch sweep (several batches): time vs batch and speedup vs batch for the first layer, with
-    the analytic ratio drawn in; with several layers also a bar chart of measured vs analytic
-    speedup per layer at the largest batch. One batch, several layers: grouped bars per layer.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not records:
+    """Writes :func:`peer_figure` as a PNG; returns False, writing nothing, when no peer was
+    measured."""
+    fig = peer_figure(suite, records, env)
+    if fig is None:
         return False
-    layers = list(dict.fromkeys(r.get("layer", "") for r in records))
-    batches = sorted({r["batch"] for r in records})
-    dtypes = {r["dtype"] for r in records}
-    key = speedup_key(records)
-    sweep = len(batches) > 1
-    panels = 1 + bool(key) + bool(key and sweep and len(layers) > 1)
-    fig, axes = plt.subplots(1, panels, figsize=(6.4 * panels, 4.8), squeeze=False)
-    axes = axes[0]
-    title = f"{suite} — {env.get('device_kind', '')}, {env.get('cpu_count', '')} cores"
-    fig.suptitle(title + f"  ({env.get('date', '')[:10]})", fontsize=11)
-    if sweep:
-        _plot_sweep(axes, records, layers[0], dtypes, key)
-        if panels == 3:
-            _plot_layer_bars(axes[2], records, layers, max(batches), key)
-    else:
-        _plot_layers(axes, records, layers, dtypes, key)
-    fig.tight_layout()
+    import matplotlib.pyplot as plt  # after peer_figure chose the Agg backend
+
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
 
 
-def _plot_sweep(axes, records, layer, dtypes, key) -> None:
-    rows = [r for r in records if r.get("layer", "") == layer]
-    series: dict[str, list[Record]] = {}
-    for rec in rows:
-        series.setdefault(_series_label(rec, dtypes), []).append(rec)
-    color = {label: f"C{i % 10}" for i, label in enumerate(series)}  # same colour in each panel
-    ax = axes[0]
-    for label, recs in series.items():
-        recs = sorted(recs, key=lambda r: r["batch"])
-        x = [r["batch"] for r in recs]
-        ax.plot(
-            x,
-            [r["median_s"] * 1e3 for r in recs],
-            marker="o",
-            label=label,
-            color=color[label],
-            linestyle="--" if recs[0].get("peer") else "-",
-        )
-        ax.fill_between(
-            x,
-            [r["min_s"] * 1e3 for r in recs],
-            [r["max_s"] * 1e3 for r in recs],
-            color=color[label],
-            alpha=0.1,
-        )
-    ax.set(
-        xscale="log",
-        yscale="log",
-        xlabel="batch",
-        ylabel="time per call (ms; median, band = min–max)",
-        title=f"time vs batch{' — ' + layer if layer else ''}",
+def peer_figure(suite: str, records: Sequence[Record], env: dict):
+    """The peer plot (a matplotlib Figure on the Agg backend; None when no peer was measured):
+    per pass (or variant) and dtype, one horizontal bar per row — a conv or model at one batch
+    — of jaxconv's speed against the fastest peer on that row (peer time / jaxconv time),
+    sorted with the worst on top, coloured by which peer was the fastest, with a line at 1. The
+    axis is logarithmic only where the ratios span more than 10×, and then says so."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    comps = _compare.comparisons(records)
+    best = _compare.best_per_row(comps)
+    if not best:
+        return None
+    panels: dict[tuple[str, str], list[_compare.Comparison]] = {}
+    for c in best:
+        panels.setdefault((c.what, c.dtype), []).append(c)
+    dtypes = {c.dtype for c in best}
+    ncols = 1 if len(panels) == 1 else 2
+    nrows = -(-len(panels) // ncols)
+    names = {key: _compare.labels(rows, keep_layer=False) for key, rows in panels.items()}
+    widest = max(len(n) for ns in names.values() for n in ns)
+    tallest = max(len(rows) for rows in panels.values())
+    ratios = [c.ratio for c in best]
+    span = max(ratios) / min(ratios)
+    log = span > 10
+    width = max(ncols * (4.8 + 0.075 * widest), 7.0)
+    height = nrows * (0.26 * tallest + 1.0) + 1.2
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(width, height), squeeze=False, layout="constrained"
     )
-    ax.set_xticks(
-        sorted({r["batch"] for r in rows}),
-        labels=[str(b) for b in sorted({r["batch"] for r in rows})],
-    )
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    if not key:
-        return
-    ax = axes[1]
-    for label, recs in series.items():
-        recs = sorted(
-            (r for r in recs if r.get(key) is not None and not r.get("info")),
-            key=lambda r: r["batch"],
-        )
-        if not recs or all(math.isclose(r[key], 1.0) for r in recs):
-            continue  # the baseline itself
-        ax.plot(
-            [r["batch"] for r in recs],
-            [r[key] for r in recs],
-            marker="o",
-            label=label,
-            color=color[label],
-            linestyle="--" if recs[0].get("peer") else "-",
-        )
-    ratios = sorted(
-        {
-            round(r["analytic_ratio"], 3)
-            for r in rows
-            if r.get("analytic_ratio") not in (None, 1.0) and not r.get("info")
-        }
-    )
-    for ratio in ratios:
-        ax.axhline(ratio, color="black", linewidth=1.2, label=f"analytic {ratio:.1f}×")
-        ax.axhline(
-            0.9 * ratio,
-            color="gray",
-            linewidth=1,
-            linestyle=":",
-            label=f"0.9 × analytic = {0.9 * ratio:.1f}×",
-        )
-    ax.set(
-        xscale="log",
-        xlabel="batch",
-        ylabel="speedup (×)",
-        title=key.replace("_", " ") + (f" — {layer}" if layer else ""),
-    )
-    ax.set_xticks(
-        sorted({r["batch"] for r in rows}),
-        labels=[str(b) for b in sorted({r["batch"] for r in rows})],
-    )
-    # headroom above the highest line, where the legend goes
-    shown = [r[key] for r in rows if r.get(key) is not None and not r.get("info")]
-    ax.set_ylim(0, 1.6 * max([*ratios, *shown]))
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="upper left")
-
-
-def _plot_layer_bars(ax, records, layers, batch, key) -> None:
-    import numpy as np
-
-    rows = [
-        r
-        for r in records
-        if r["batch"] == batch and r["default"] and r.get(key) and not math.isclose(r[key], 1.0)
-    ]
-    measured = {r.get("layer", ""): r[key] for r in rows}
-    analytic = {r.get("layer", ""): r.get("analytic_ratio") for r in rows}
-    names = [n for n in layers if n in measured]
-    x = np.arange(len(names))
-    ax.bar(x - 0.2, [measured[n] for n in names], 0.4, label="measured (default path)")
-    ax.bar(x + 0.2, [analytic[n] or 0 for n in names], 0.4, label="analytic (MACs)")
-    ax.set_xticks(x, labels=names, rotation=45, ha="right", fontsize=8)
-    ax.set(ylabel="speedup (×)", title=f"measured vs analytic per layer, batch {batch}")
-    ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
-
-
-def _plot_layers(axes, records, layers, dtypes, key) -> None:
-    import numpy as np
-
-    labels = list(dict.fromkeys(_series_label(r, dtypes) for r in records))
-    color = {label: f"C{i % 10}" for i, label in enumerate(labels)}
-    x = np.arange(len(layers))
-    rate = all(r.get("images_per_s") for r in records)  # whole models: images/s reads better
-    first = "images_per_s" if rate else "median_s"
-    for panel, field in enumerate((first, key)):
-        if field is None or panel >= len(axes):
-            continue
-        shown = []
-        for label in labels:
-            by_layer = {r.get("layer", ""): r for r in records if _series_label(r, dtypes) == label}
-            values = [by_layer[n].get(field) if n in by_layer else None for n in layers]
-            y = [np.nan if v is None else v * (1e3 if field == "median_s" else 1) for v in values]
-            if panel == 1 and all(np.isnan(v) or math.isclose(v, 1.0) for v in y):
-                continue  # the baseline itself
-            shown.append((label, y))
-        width = 0.8 / max(len(shown), 1)
-        for i, (label, y) in enumerate(shown):
-            axes[panel].bar(
-                x + (i - (len(shown) - 1) / 2) * width, y, width, label=label, color=color[label]
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, ((what, dtype), rows) in zip(axes.flat, panels.items()):
+        order = sorted(range(len(rows)), key=lambda i: rows[i].ratio)
+        shown = [rows[i] for i in order]
+        y = list(range(len(shown)))
+        ax.barh(y, [c.ratio for c in shown], height=0.7, color=[PEER_COLORS[c.peer] for c in shown])
+        ax.set_yticks(y, labels=[names[(what, dtype)][i] for i in order], fontsize=8)
+        ax.set_ylim(len(shown) - 0.5, -0.5)  # the worst on top
+        ax.axvline(1.0, color="black", linewidth=1)
+        for yi, c in zip(y, shown):
+            ax.text(
+                c.ratio,
+                yi,
+                f" {_times(c.ratio)}",
+                va="center",
+                fontsize=7,
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 0.5},
             )
-    c_out = {r.get("layer", ""): r.get("c_out") for r in records}
-    layers = [f"{n} →{c_out[n]}" if c_out.get(n) else n for n in layers]
-    batch = records[0]["batch"]
-    if rate:
-        axes[0].set(
-            yscale="log", ylabel="images/s (median time)", title=f"throughput, batch {batch}"
+        layers = {c.layer for c in rows}
+        title = ", ".join(
+            [what]
+            + ([dtype] if len(dtypes) > 1 else [])
+            + ([rows[0].layer] if len(layers) == 1 and len(rows) > 1 else [])
         )
-    else:
-        axes[0].set(
-            yscale="log",
-            ylabel="time per call (ms, median)",
-            title=f"time per layer, batch {batch}",
-        )
-    few = len(layers) <= 6
-    if key and len(axes) > 1:
-        axes[1].axhline(1.0, color="black", linewidth=1)
-        axes[1].set(ylabel="speedup (×)", title=key.replace("_", " ") + f", batch {batch}")
-    for ax in axes[: 1 + bool(key)]:
-        ax.set_xticks(
-            x,
-            labels=layers,
-            rotation=0 if few else 60,
-            ha="center" if few else "right",
-            fontsize=9 if few else 7,
-        )
-        ax.grid(True, axis="y", alpha=0.3)
-        if len(labels) > 3:  # leave headroom so the legend sits above the bars
-            low, high = ax.get_ylim()
-            ax.set_ylim(low, high * 4 if ax.get_yscale() == "log" else high * 1.4)
-        ax.legend(fontsize=7, ncol=2 if len(labels) > 3 else 1, loc="upper left")
+        median = statistics.median(c.ratio for c in rows)
+        ax.set_title(f"{title} — median {_times(median)}", fontsize=10)
+        if log:
+            ax.set_xscale("log")
+            ax.set_xlim(min(min(ratios), 1.0) / 1.25, max(ratios) * 1.6)
+            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xlabel(f"peer time / jaxconv time (log scale: the ratios span {span:.0f}×)")
+        else:
+            ax.set_xlim(0, max(max(ratios), 1.0) * 1.2)
+            ax.set_xlabel("peer time / jaxconv time")
+        ax.grid(True, axis="x", alpha=0.3)
+    noun = ROW_NOUN.get(suite, "conv")
+    fig.suptitle(
+        f"{suite}: jaxconv's speed against the fastest peer, per {noun}\n"
+        "bar = peer time / jaxconv time: > 1 = jaxconv faster\n" + machine(env),
+        fontsize=10,
+    )
+    measured = [p for p in _compare.PEER_NAMES if any(c.peer == p for c in comps)]
+    version = {"torch": " " + str(env.get("torch", "")).split(" ")[0]}
+    handles = [
+        Patch(color=PEER_COLORS[p], label=_compare.PEER_NAMES[p] + version.get(p, "").rstrip())
+        for p in measured
+        if any(c.peer == p for c in best)
+    ]
+    title = "fastest peer" + (
+        f" (of {', '.join(_compare.PEER_NAMES[p] for p in measured)})" if len(measured) > 1 else ""
+    )
+    missing = _compare.unpeered(records, comps)
+    fig.legend(
+        handles=handles,
+        title=title,
+        loc="outside lower center",
+        ncol=len(handles),
+        frameon=False,
+        fontsize=8,
+        title_fontsize=8,
+    )
+    if missing:
+        fig.text(0.01, 0.01, f"no peer: {', '.join(missing)}", fontsize=7)
+    return fig

@@ -16,7 +16,19 @@ bench_main = pytest.importorskip("bench.__main__")
 def records(tmp_path_factory):
     out = tmp_path_factory.mktemp("lowering")
     options = bench_main.parse_args(
-        ["lowering", "--quick", "--repeats", "1", "--warmup", "0", "--no-plots", "--out", str(out)]
+        [
+            "lowering",
+            "--quick",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--peers",
+            "none",
+            "--no-plots",
+            "--out",
+            str(out),
+        ]
     )
     return out, bench_main.run(options)["lowering"]
 

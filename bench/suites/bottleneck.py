@@ -11,12 +11,15 @@ branches. Every variant has bias + ReLU after each conv, so fusion has something
 - ``c: jit, 1x1 as lax.conv`` — the 1×1 lowered as a ``lax.conv`` (``reduce_implementation="xla"``).
 - ``d: jit, jaxconv default`` — ``jaxconv.bottleneck`` as it ships (the 1×1 reduce as one
   oneDNN conv with bias and ReLU fused where the extension loads, else an einsum).
-- information (``info: true``, left out of the speedup plot): ``(d) part: 1x1 reduce`` and
-  ``(d) part: 5x5 on reduced``, the two halves of (d) timed alone (where its time goes);
-  ``direct 5x5 on XLA``: the direct conv as plain ``lax.conv`` (``implementation="xla"``), to
-  show what the default's lowering buys over XLA's own kernel.
-- with ``--peers torch``: ``torch direct 5x5`` and ``torch bottleneck`` (channels_last conv2d),
-  timed in the same round-robin.
+- information (``info: true``): ``(d) part: 1x1 reduce`` and ``(d) part: 5x5 on reduced``, the
+  two halves of (d) timed alone (where its time goes); the peer plain lax: ``direct 5x5 on
+  XLA`` and ``bottleneck on XLA``, (a) and (d) with every conv as plain ``lax.conv``
+  (``implementation="xla"``), which set the default records' ``speedup_vs_lax``.
+- the torch peer (by default where torch is installed; ``--peers``): ``torch direct 5x5`` and
+  ``torch bottleneck`` (channels_last conv2d), timed in the same round-robin.
+
+The goal: the default path (d) at least 0.9 × the analytic speedup over the direct 5×5 at the
+largest batch; the notes report its status (met or not met), which never changes the exit code.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ EAGER = "b: op-by-op, no jit"
 LAX = "c: jit, 1x1 as lax.conv"
 EINSUM = "d: jit, jaxconv default"
 XLA_DIRECT = "direct 5x5 on XLA (info)"
+XLA_BOTTLENECK = "bottleneck on XLA (info)"
 PART_REDUCE = "(d) part: 1x1 reduce (info)"
 PART_SPATIAL = "(d) part: 5x5 on reduced (info)"
 TORCH_DIRECT = "torch direct 5x5"
@@ -44,6 +48,8 @@ TORCH_BOTTLENECK = "torch bottleneck"
 #: ``--quick``: a tiny 5×5 branch with the same structure.
 TINY = Block("tiny_5x5", 7, 32, 0, 0, 0, 4, 8, 0)
 KERNEL = 5
+#: The goal: the default path's speedup over the direct 5×5, as a fraction of the analytic one.
+GOAL = 0.9
 
 
 def direct(x, w, b):
@@ -60,6 +66,20 @@ def bottleneck_einsum(x, w_reduce, b_reduce, w_spatial, b_spatial):
 
 def reduce_only(x, w_reduce, b_reduce):
     return jax.nn.relu(jaxconv.conv1x1(x, w_reduce, b_reduce))
+
+
+def bottleneck_xla(x, w_reduce, b_reduce, w_spatial, b_spatial):
+    return jax.nn.relu(
+        jaxconv.bottleneck(
+            x,
+            w_reduce,
+            w_spatial,
+            b_reduce,
+            b_spatial,
+            implementation="xla",
+            reduce_implementation="xla",
+        )
+    )
 
 
 def bottleneck_lax(x, w_reduce, b_reduce, w_spatial, b_spatial):
@@ -124,7 +144,9 @@ def _case(ctx: Context, block: Block, batch: int, dtype: str) -> list[dict]:
     compiled[PART_REDUCE] = ctx.compile(reduce_only, x, w_r, b_r)
     compiled[PART_SPATIAL] = ctx.compile(direct, h, w_s, b_s)
     compiled[XLA_DIRECT] = ctx.compile(direct_xla, x, w_d, b_d)
-    runners.update({k: compiled[k] for k in (PART_REDUCE, PART_SPATIAL, XLA_DIRECT)})
+    compiled[XLA_BOTTLENECK] = ctx.compile(bottleneck_xla, x, *bottleneck_args)
+    info = (PART_REDUCE, PART_SPATIAL, XLA_DIRECT, XLA_BOTTLENECK)
+    runners.update({k: compiled[k] for k in info})
     if ctx.peer is not None:
         runners.update(_torch_runners(ctx, arrays, dtype))
     timings = ctx.time(runners)
@@ -145,6 +167,9 @@ def _case(ctx: Context, block: Block, batch: int, dtype: str) -> list[dict]:
             extra = {"peer": "torch", "ratio_vs_jaxconv": timing.median / timings[twin].median}
         else:
             baseline, extra = timings[DIRECT], {}
+        if variant in (DIRECT, EINSUM):  # the peer plain lax: the same convs on lax.conv
+            lax = timings[XLA_DIRECT if variant == DIRECT else XLA_BOTTLENECK]
+            extra["speedup_vs_lax"] = lax.median / timing.median
         records.append(
             ctx.record(
                 NAME,
@@ -160,11 +185,25 @@ def _case(ctx: Context, block: Block, batch: int, dtype: str) -> list[dict]:
                 layer=block.name,
                 speedup_vs_direct=baseline.median / timing.median,
                 analytic_ratio=cost.macs_direct / macs.get(variant, cost.macs_bottleneck),
-                info=variant in (PART_REDUCE, PART_SPATIAL, XLA_DIRECT),
+                info=variant in info,
                 **extra,
             )
         )
     return records
+
+
+def goal_status(speedup: float, analytic: float, where: str) -> str:
+    """The goal's status, met or not, as a note (a goal not met is a result, not an error).
+
+    >>> print(goal_status(14.7, 21.4, "inception_4a, batch 32, float32"))
+    goal: the default path (d) ≥ 0.9 × the analytic speedup (≥ 19.3×) — not met: 14.7×,
+    0.69 × analytic (inception_4a, batch 32, float32).
+    """
+    status = "met" if speedup >= GOAL * analytic else "not met"
+    return (
+        f"goal: the default path (d) ≥ {GOAL} × the analytic speedup (≥ {GOAL * analytic:.1f}×) "
+        f"— {status}: {speedup:.1f}×, {speedup / analytic:.2f} × analytic ({where})."
+    )
 
 
 def _notes(ctx: Context, records: list[dict]) -> None:
@@ -177,12 +216,10 @@ def _notes(ctx: Context, records: list[dict]) -> None:
         batch = 32 if 32 in batches else batches[-1]
         at = {r["variant"]: r for r in rows if r["batch"] == batch}
         d, ratio = at[EINSUM], at[EINSUM]["analytic_ratio"]
-        target = 0.9 * ratio
-        verdict = "met" if d["speedup_vs_direct"] >= target else "NOT met"
+        ctx.note(goal_status(d["speedup_vs_direct"], ratio, f"{layer}, batch {batch}, {dtype}"))
         ctx.note(
-            f"{layer} 5×5 branch, batch {batch}, {dtype}: the default path (d) is "
-            f"{d['speedup_vs_direct']:.1f}× faster than the direct 5×5 (analytic {ratio:.1f}×; "
-            f"target ≥ 0.9 × analytic = {target:.1f}×: {verdict})."
+            f"  {layer} 5×5 branch, batch {batch}, {dtype}: the default path (d) runs "
+            f"{d['speedup_vs_direct']:.1f}× the direct 5×5's speed (analytic {ratio:.1f}×)."
         )
         ctx.note(
             f"  jit vs op-by-op: {at[EAGER]['median_s'] / d['median_s']:.1f}× (what compilation "
@@ -201,9 +238,6 @@ def _notes(ctx: Context, records: list[dict]) -> None:
             f"analytic {ratio:.1f}× times the bottleneck's efficiency relative to it "
             f"({d['gflops'] / at[DIRECT]['gflops']:.2f})."
         )
-        if XLA_DIRECT in at:
-            gain = at[XLA_DIRECT]["median_s"] / at[DIRECT]["median_s"]
-            ctx.note(f"  the default's direct 5×5 runs {gain:.2f}× as fast as plain lax.conv.")
         if TORCH_BOTTLENECK in at:
             ctx.note(
                 f"  torch: direct {at[TORCH_DIRECT]['ratio_vs_jaxconv']:.2f}× and bottleneck "

@@ -166,6 +166,8 @@ def _case(ctx: Context, block: Block, batch: int, dtype: str, default_fuse: bool
             fields: dict[str, Any] = {
                 "layer": block.name,
                 "peer": "torch",
+                "ratio_vs_jaxconv": timing.median
+                / timings[names[(pass_name, default_fuse)]].median,
                 "peer_max_rel_err": peer_err,
                 "pass": pass_name,
             }

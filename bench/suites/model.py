@@ -29,8 +29,8 @@ which of them have a peer come from the registry, :data:`jaxconv.models.MODELS`.
 ``images_per_s = batch / median_s``. ``macs`` follows the cost model (every tap of every conv
 and linear layer, :func:`jaxconv.nn.summary`): the forward pass for inference; for the training
 step 3× the training-mode forward (auxiliary heads included) — forward, input gradient and
-weight gradient each cost one forward's MACs, the usual convention. ``--quick`` runs NiN only,
-on 16×16 inputs.
+weight gradient each cost one forward's MACs, the usual convention. ``--quick`` runs NiN on
+16×16 inputs and ResNet-18 (torchvision's, so with its torch peer) on 32×32, batch 2.
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ class ModelCase(NamedTuple):
 #: The models timed, by their registry names: each entry's reference model at its input size.
 TIMED = ("googlenet", "resnet50", "mobilenetv2", "nin")
 CASES = tuple(ModelCase(n, MODELS[n].input_size, MODELS[n].num_classes) for n in TIMED)
-TINY = (ModelCase("nin", 16, 10),)
+#: ``--quick``: two tiny models, one with a torch peer (ResNet-18's ImageNet stem takes 32×32
+#: to 8×8 and its last stage to 1×1).
+TINY = (ModelCase("nin", 16, 10), ModelCase("resnet18", 32, 10))
 #: Largest ``max |logits_torch - logits_jaxconv| / max |logits_jaxconv|`` accepted.
 PEER_TOLERANCE = {"float32": 1e-3, "bfloat16": 1e-1, "float16": 2e-2}
 
@@ -204,7 +206,12 @@ def _case(ctx: Context, case: ModelCase, batch: int, dtype: str) -> list[dict]:
         base = variant.removeprefix("torch ")
         extra: dict[str, Any] = {}
         if variant.startswith("torch "):
-            extra = dict(peer="torch", torch_version=ctx.peer.version, peer_max_rel_err=peer_err)
+            extra = dict(
+                peer="torch",
+                ratio_vs_jaxconv=timing.median / timings[base].median,
+                torch_version=ctx.peer.version,
+                peer_max_rel_err=peer_err,
+            )
         elif f"torch {variant}" in timings:
             extra = dict(speed_vs_torch=timings[f"torch {variant}"].median / timing.median)
         records.append(
