@@ -210,9 +210,9 @@ def rich_table(suite: str, records: list[Record]):
 PEER_CAPTION = "peer time / jaxconv time: > 1 = jaxconv faster"
 PEER_EXPLAINED = (
     "Peer time / jaxconv time on jaxconv's default path: > 1 means jaxconv is faster; "
-    "median and worst (the lowest) over the rows, each a conv or model at one batch. Plain lax "
-    "is `lax.conv_general_dilated`, what JAX code runs without jaxconv."
+    "median and worst (the lowest) over the rows, each a conv or model at one batch."
 )
+LAX_EXPLAINED = "Plain lax is `lax.conv_general_dilated`, what JAX code runs without jaxconv."
 #: Each peer's colour in the plot (the only colours it uses: which peer was the fastest).
 PEER_COLORS = {"torch": "#ee4c2c", "lax": "#4c72b0"}
 #: What one row of a suite is, in the plot's title.
@@ -286,12 +286,13 @@ def markdown_peer_table(records: Sequence[Record], env: dict) -> list[str]:
     headers, rows = peer_table(records, env)
     lines = ["## jaxconv vs its peers", ""]
     if rows:
-        lines += [PEER_EXPLAINED, ""]
+        lax = any(row[0] == _compare.PEER_NAMES["lax"] for row in rows)
+        lines += [PEER_EXPLAINED + (" " + LAX_EXPLAINED if lax else ""), ""]
         lines.append("| " + " | ".join(headers) + " |")
         lines.append("|" + "---|" * len(headers))
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         lines.append("")
-    notes = peer_notes(records, env)
+    notes = [note[:1].upper() + note[1:] for note in peer_notes(records, env)]
     return lines + ([" ".join(notes), ""] if notes else [])
 
 
