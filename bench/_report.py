@@ -32,9 +32,9 @@ def _num(value: float | None, fmt: str) -> str:
     return "—" if value is None else format(value, fmt)
 
 
-def _ratio(key: str) -> Callable[[Record], str]:
+def _ratio(key: str, fmt: str = ".2f") -> Callable[[Record], str]:
     """Formats ``record[key]`` as ``1.23×``, or ``—`` where the record has none."""
-    return lambda r: _num(r.get(key), ".2f") + "×" if r.get(key) is not None else "—"
+    return lambda r: _num(r.get(key), fmt) + "×" if r.get(key) is not None else "—"
 
 
 def columns(records: Sequence[Record]) -> list[tuple[str, Callable[[Record], str]]]:
@@ -73,11 +73,11 @@ def columns(records: Sequence[Record]) -> list[tuple[str, Callable[[Record], str
     key = speedup_key(records)
     if key:
         label = "speedup vs " + key.removeprefix("speedup_vs_").replace("_", " ")
-        cols.append((label, lambda r: _num(r.get(key), ".2f") + "×"))
+        cols.append((label, _ratio(key)))
     if "speed_vs_torch" in has:
         cols.append(("speed vs torch", _ratio("speed_vs_torch")))
     if "analytic_ratio" in has:
-        cols.append(("analytic", lambda r: _num(r.get("analytic_ratio"), ".1f") + "×"))
+        cols.append(("analytic", _ratio("analytic_ratio", ".1f")))
     if "roofline_fraction" in has:
         cols.append(("% roofline", lambda r: _num(r.get("roofline_fraction", 0) * 100, ".0f")))
     if "ratio_vs_jaxconv" in has:
