@@ -306,7 +306,7 @@ def test_quick_model_suite_times_resnet18_against_torch(tmp_path):
         ("torch", "inference", "resnet18"),
         ("torch", "train step", "resnet18"),
     ]
-    assert "no peer for nin" in (tmp_path / "model.md").read_text()
+    assert "No peer for nin." in (tmp_path / "model.md").read_text()
 
 
 # --- goals ----------------------------------------------------------------------------------------
