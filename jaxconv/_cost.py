@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxconv._check import check_groups, check_int
+from jaxconv._check import as_array, as_arrays, check_groups, check_int
 from jaxconv._geometry import (
     Padding,
     canonicalize_spatial,
@@ -703,7 +703,8 @@ def xla_cost(fn: Callable, *args: Any, **kwargs: Any) -> XlaCost:
     import jax
 
     jitted = fn if hasattr(fn, "lower") else jax.jit(fn)
-    return compiled_cost(jitted.lower(*args, **kwargs).compile())
+    kwargs = {k: as_array(v, k) for k, v in kwargs.items()}
+    return compiled_cost(jitted.lower(*as_arrays(args), **kwargs).compile())
 
 
 def compiled_cost(compiled: Any) -> XlaCost:

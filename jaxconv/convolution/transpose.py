@@ -157,8 +157,7 @@ def conv_transpose(
       Array([ 1.,  2., 13., 20., 30.], dtype=float32)
     """
     with jax.named_scope("jaxconv.conv_transpose"):
-        check_array(x, "x", empty_batch=True)
-        check_array(w, "w")
+        x, w = check_array(x, "x", empty_batch=True), check_array(w, "w")
         check_bool(transpose_kernel, "transpose_kernel")
         channels_last = geo.channels_last(layout)
         if w.ndim not in (3, 4, 5) or x.ndim != w.ndim:
