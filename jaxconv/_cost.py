@@ -211,7 +211,7 @@ def conv_transpose_cost(
     kernel: int | Sequence[int],
     *,
     stride: Any = 1,
-    padding: Any = 0,
+    padding: Any = "SAME",
     output_padding: Any = 0,
     dilation: Any = 1,
     groups: int = 1,
@@ -229,7 +229,7 @@ def conv_transpose_cost(
       kernel: spatial kernel size; an int broadcasts to every spatial dim.
       stride, padding, output_padding, dilation, groups: as for
         :func:`jaxconv.conv_transpose` (an int ``padding`` is PyTorch's, ``"SAME"`` /
-        ``"VALID"`` Flax's).
+        ``"VALID"`` Flax's; the default is ``"SAME"``, as there).
       bias, batch, dtype: as for :func:`conv_cost`.
 
     Returns:
