@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 __all__ = [
+    "as_array",
+    "as_arrays",
     "check_activation",
     "check_array",
     "check_bias",
@@ -139,9 +141,103 @@ def check_dtype(dtype: Any, name: str) -> Any:
         raise TypeError(f"`{name}` must be None or a dtype, got {dtype!r}") from None
 
 
+def as_array(value: Any, name: str) -> Any:
+    """``value`` as JAX reads it: a tensor of another library (PyTorch's, any object with
+    ``__dlpack__`` or ``__array__``) becomes a JAX array; everything else is returned as it is
+    (JAX and NumPy arrays, tracers, ``jax.ShapeDtypeStruct``, objects with ``__jax_array__``,
+    and what is no array at all, for the caller to judge).
+
+    jaxconv never imports torch: a tensor is read through DLPack first (the only way for
+    ``bfloat16``, which has no NumPy form), else through ``__array__``. The result is a copy
+    on JAX's default device, as ``jnp.asarray(tensor.numpy())`` would be: a JAX array must not
+    change when the tensor is later changed in place, and DLPack shares the tensor's memory.
+
+    Raises:
+      ValueError: naming ``name``, when the tensor cannot be read (one that requires grad, or
+        one on a device this JAX has no backend for).
+
+    Examples:
+      >>> import numpy as np
+      >>> class Tensor:  # a foreign array: only the NumPy protocol
+      ...     def __array__(self, dtype=None, copy=None):
+      ...         return np.ones((2, 3), np.float32)
+      >>> as_array(Tensor(), "x").shape
+      (2, 3)
+      >>> x = np.ones(3)
+      >>> as_array(x, "x") is x
+      True
+    """
+    import jax  # keeps this module importable without initializing jax
+    import numpy as np
+
+    if (
+        isinstance(value, (jax.Array, np.ndarray, np.generic))
+        or hasattr(value, "__jax_array__")
+        or not (hasattr(value, "__dlpack__") or hasattr(value, "__array__"))
+    ):
+        return value
+    what = f"`{name}` (a {type(value).__module__}.{type(value).__qualname__})"
+    if getattr(value, "requires_grad", False) is True:  # torch refuses both protocols then
+        raise ValueError(
+            f"{what} requires grad, so it cannot be read as a JAX array; pass `{name}.detach()` "
+            f"(differentiate with jax.grad, not autograd)"
+        )
+    errors = []
+    if hasattr(value, "__dlpack__") and hasattr(value, "__dlpack_device__"):
+        try:
+            shared = jax.dlpack.from_dlpack(value)
+        except Exception as err:  # BufferError, TypeError, RuntimeError: devices, views, dtypes
+            errors.append(f"DLPack: {err}")
+        else:
+            on_host = all(d.platform == "cpu" for d in shared.devices())
+            return _copy(np.asarray(shared) if on_host else shared)
+    if hasattr(value, "__array__"):
+        try:
+            return _copy(np.asarray(value))
+        except Exception as err:  # RuntimeError, TypeError: devices, dtypes NumPy lacks
+            errors.append(f"NumPy: {err}")
+    device = getattr(value, "device", None)
+    if device is not None and not str(device).startswith("cpu"):
+        fix = f"move it to the CPU first (`{name}.cpu()`)"
+    else:
+        fix = "convert it to a NumPy or JAX array first"
+    where = f" on device {device}" if device is not None else ""
+    raise ValueError(f"{what}{where} cannot be read as a JAX array ({'; '.join(errors)}); {fix}")
+
+
+def as_arrays(values: Sequence[Any], name: str = "args") -> tuple[Any, ...]:
+    """Each of a function's positional arguments through :func:`as_array`, named by position
+    (``args[1]``): for the functions that trace another with example arguments
+    (:func:`jaxconv.explain`, :func:`jaxconv.xla_cost`, :func:`jaxconv.autotune`)."""
+    return tuple(as_array(v, f"{name}[{i}]") for i, v in enumerate(values))
+
+
+def _copy(array: Any) -> Any:
+    """A JAX copy of ``array`` (a host array goes to the default device, uncommitted, as
+    ``jnp.asarray`` puts it), complete when returned, so that the source may change after.
+    Made eagerly even while a ``jit`` traces: a tensor is a constant there."""
+    import jax  # keeps this module importable without initializing jax
+
+    with jax.ensure_compile_time_eval():
+        copy = jax.numpy.array(array, copy=True)
+    return copy.block_until_ready()
+
+
 def check_array(value: Any, name: str, empty_batch: bool = False) -> Any:
-    """``value`` if it has a ``shape`` and ``dtype`` and no zero-size dim (but the first, when
-    ``empty_batch``); TypeError / ValueError naming ``name`` otherwise."""
+    """``value`` as an array (:func:`as_array`: a PyTorch tensor becomes a JAX array) with a
+    ``shape`` and ``dtype`` and no zero-size dim (but the first, when ``empty_batch``);
+    TypeError / ValueError naming ``name`` otherwise. Callers use the returned value.
+
+    Examples:
+      >>> import numpy as np
+      >>> check_array(np.ones((0, 3)), "x", empty_batch=True).shape
+      (0, 3)
+      >>> check_array([1.0, 2.0], "x")
+      Traceback (most recent call last):
+      ...
+      TypeError: `x` must be an array, got list
+    """
+    value = as_array(value, name)
     if not hasattr(value, "shape") or not hasattr(value, "dtype"):
         raise TypeError(f"`{name}` must be an array, got {type(value).__name__}")
     dims = value.shape[1:] if empty_batch else value.shape
@@ -161,16 +257,17 @@ def check_same_dtype(x: Any, w: Any, w_name: str = "w", x_name: str = "x") -> No
         )
 
 
-def check_bias(b: Any, c: int, name: str = "b") -> None:
-    """TypeError / ValueError unless ``b`` is None or an array of shape ``(c,)`` (one per output
-    channel), naming ``name``."""
+def check_bias(b: Any, c: int, name: str = "b") -> Any:
+    """``b`` as an array (see :func:`check_array`) of shape ``(c,)`` (one per output channel),
+    or None; TypeError / ValueError naming ``name`` otherwise."""
     if b is None:
-        return
-    check_array(b, name)
+        return None
+    b = check_array(b, name)
     if tuple(b.shape) != (c,):
         raise ValueError(
             f"`{name}` must have shape ({c},) (one per output channel), got {tuple(b.shape)}"
         )
+    return b
 
 
 def check_activation(activation: Any) -> Callable[..., Any] | None:

@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxconv._check import check_groups, check_int
+from jaxconv._check import as_array, as_arrays, check_groups, check_int
 from jaxconv._geometry import (
     Padding,
     canonicalize_spatial,
@@ -211,7 +211,7 @@ def conv_transpose_cost(
     kernel: int | Sequence[int],
     *,
     stride: Any = 1,
-    padding: Any = 0,
+    padding: Any = "SAME",
     output_padding: Any = 0,
     dilation: Any = 1,
     groups: int = 1,
@@ -229,7 +229,7 @@ def conv_transpose_cost(
       kernel: spatial kernel size; an int broadcasts to every spatial dim.
       stride, padding, output_padding, dilation, groups: as for
         :func:`jaxconv.conv_transpose` (an int ``padding`` is PyTorch's, ``"SAME"`` /
-        ``"VALID"`` Flax's).
+        ``"VALID"`` Flax's; the default is ``"SAME"``, as there).
       bias, batch, dtype: as for :func:`conv_cost`.
 
     Returns:
@@ -703,7 +703,8 @@ def xla_cost(fn: Callable, *args: Any, **kwargs: Any) -> XlaCost:
     import jax
 
     jitted = fn if hasattr(fn, "lower") else jax.jit(fn)
-    return compiled_cost(jitted.lower(*args, **kwargs).compile())
+    kwargs = {k: as_array(v, k) for k, v in kwargs.items()}
+    return compiled_cost(jitted.lower(*as_arrays(args), **kwargs).compile())
 
 
 def compiled_cost(compiled: Any) -> XlaCost:

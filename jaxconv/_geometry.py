@@ -698,7 +698,7 @@ def conv_transpose_padding(
     kernel: Any,
     *,
     stride: Any = 1,
-    padding: Any = 0,
+    padding: Any = "SAME",
     output_padding: Any = 0,
     dilation: Any = 1,
 ) -> tuple[tuple[int, int], ...]:
@@ -711,7 +711,8 @@ def conv_transpose_padding(
 
     Args:
       kernel: spatial kernel size(s); its length (or 1 for an int) sets the number of dims.
-      stride, padding, output_padding, dilation: as for :func:`jaxconv.conv_transpose`.
+      stride, padding, output_padding, dilation: as for :func:`jaxconv.conv_transpose`
+        (``padding`` defaults to ``"SAME"`` there and here).
 
     Returns:
       One ``(lo, hi)`` pair per spatial dim (negative where the output is cropped past the
@@ -741,8 +742,8 @@ def conv_transpose_padding(
         if any(extra):
             raise ValueError(
                 f"`output_padding` (={output_padding!r}) needs an int or per-dim `padding` "
-                f"(PyTorch's convention); with the string padding {padding!r} the output size "
-                f"is fixed by Flax's rule"
+                f"(PyTorch's convention: pass `padding=0`, PyTorch's default); with the string "
+                f"padding {padding!r} the output size is fixed by Flax's rule"
             )
         return tuple(_flax_pads(e + 1, s, key) for e, s in zip(spans, ss))
     pairs = canonicalize_padding(padding, ndim)

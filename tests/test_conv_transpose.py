@@ -256,6 +256,57 @@ def test_string_padding_matches_lax_conv_transpose(rng):
         np.testing.assert_allclose(y, ref, atol=2 * tol("float32", 3 * 4), rtol=0)
 
 
+def test_the_default_padding_is_same_as_lax_and_flax_have_it(rng):
+    """Issue 25, item 5: ``padding`` defaults to ``"SAME"`` (``n·stride`` outputs), as for
+    every conv op; PyTorch's ``padding=0`` stays one keyword away."""
+    x = jnp.asarray(rng.standard_normal((1, 7, 4)).astype(np.float32))
+    k = jnp.asarray(rng.standard_normal((3, 2, 4)).astype(np.float32))  # (k, C_out, C_in)
+    y = conv_transpose(x, k, stride=2, layout="NWC", transpose_kernel=True)
+    ref = jax.lax.conv_transpose(x, k, (2,), "SAME", transpose_kernel=True)
+    assert y.shape == ref.shape == (1, 14, 2)
+    np.testing.assert_allclose(y, ref, atol=2 * tol("float32", 3 * 4), rtol=0)
+    torch_default = conv_transpose(x, k, stride=2, padding=0, layout="NWC", transpose_kernel=True)
+    assert torch_default.shape == (1, (7 - 1) * 2 + 3, 2)
+    # the geometry and the cost model default as the op does
+    assert conv_transpose_padding((3,), stride=2) == conv_transpose_padding(
+        (3,), stride=2, padding="SAME"
+    )
+    assert jaxconv.conv_transpose_cost((7, 4), 2, (3,), stride=2).output_shape == (14, 2)
+
+
+def test_every_conv_op_module_and_cost_defaults_to_same():
+    nn = pytest.importorskip("jaxconv.nn")  # imports Flax, which the test extra installs
+    import inspect
+
+    takes_padding = [
+        jaxconv.conv,
+        jaxconv.conv_spec,
+        jaxconv.bottleneck,
+        jaxconv.depthwise_conv,
+        jaxconv.separable_conv,
+        jaxconv.conv_transpose,
+        jaxconv.conv_cost,
+        jaxconv.bottleneck_cost,
+        jaxconv.depthwise_cost,
+        jaxconv.separable_cost,
+        jaxconv.conv_transpose_cost,
+        jaxconv.conv_transpose_padding,
+        nn.Conv,
+        nn.ConvBN,
+        nn.DepthwiseConv,
+        nn.SeparableConv,
+        nn.ConvTranspose,
+        nn.MLPConv,
+    ]
+    defaults = {
+        f.__name__: inspect.signature(f.__init__ if isinstance(f, type) else f)
+        .parameters["padding"]
+        .default
+        for f in takes_padding
+    }
+    assert defaults == dict.fromkeys(defaults, "SAME")
+
+
 # --- the transpose of conv -------------------------------------------------------------------
 
 
@@ -365,11 +416,11 @@ def test_padding_helper():
     "kwargs,err,match",
     [
         (
-            dict(stride=2, output_padding=2),
+            dict(stride=2, padding=0, output_padding=2),
             ValueError,
             r"`output_padding` \(=2\) must be smaller than either `stride`",
         ),
-        (dict(stride=1, dilation=1, output_padding=1), ValueError, "smaller than either"),
+        (dict(stride=1, dilation=1, padding=0, output_padding=1), ValueError, "smaller than"),
         (
             dict(stride=2, padding="SAME", output_padding=1),
             ValueError,

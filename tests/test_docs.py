@@ -1,15 +1,25 @@
-"""The documents hold: every relative link resolves, every ```python block runs.
+"""The documents hold: every relative link resolves, every ```python block runs, every command
+line they show parses.
 
 Covers README.md, CONTRIBUTING.md, CHANGELOG.md (when present) and docs/*.md. A link resolves
 when its file exists and, for ``#anchor``, when the target file has a heading with that slug
-(GitHub's rule). A file's ```python blocks run in order in one namespace, like a notebook;
-blocks that must not run are tagged ```text or ```bash.
+(GitHub's rule). Each ```python block runs on its own, in a fresh namespace, as a reader who
+copies that one block runs it (issue 25, item 6: a block that leaned on an earlier block's
+imports failed alone) — the rule for every document, not only the README: a block may not
+lean on an earlier one. Blocks that must not run are tagged ```text or ```bash. Every
+``python -m bench …`` and ``python -m jaxconv.train …`` command, in a ```bash block or a code
+span (CHANGELOG.md aside: it records old commands), is parsed by that command's own argument
+parser, which is imported, not copied: a renamed or removed flag fails here. Nothing is run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
+import shlex
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -146,11 +156,141 @@ def test_links_are_checked():
     assert not _relative("https://github.com") and _relative("docs/design.md#x")
 
 
-@pytest.mark.parametrize("path", DOCS, ids=IDS)
-def test_python_blocks_run_in_order(path):
+def python_blocks(path: Path) -> list[tuple[int, str]]:
+    """``path``'s ```python blocks as (number among all its fenced blocks, body)."""
     _, blocks = _split(path.read_text(encoding="utf-8"))
-    namespace: dict = {"__name__": f"docs:{path.name}"}
-    for i, (info, body) in enumerate(blocks):
-        if info.split()[:1] == ["python"]:
-            where = f"{path.relative_to(ROOT)} (code block {i + 1})"
-            exec(compile(body, where, "exec"), namespace)
+    return [
+        (i + 1, body) for i, (info, body) in enumerate(blocks) if info.split()[:1] == ["python"]
+    ]
+
+
+def run_alone(body: str, where: str) -> None:
+    """Runs one block as a reader who copied it would: in a fresh namespace."""
+    exec(compile(body, where, "exec"), {"__name__": f"docs:{where}"})
+
+
+BLOCKS = [(path, n, body) for path in DOCS for n, body in python_blocks(path)]
+
+
+@pytest.mark.parametrize(
+    "path,n,body", BLOCKS, ids=[f"{p.relative_to(ROOT)}:block{n}" for p, n, _ in BLOCKS]
+)
+def test_each_python_block_runs_alone(path, n, body):
+    run_alone(body, f"{path.relative_to(ROOT)} (code block {n})")
+
+
+def test_a_block_that_leans_on_an_earlier_one_fails():
+    text = "```python\nimport math\n```\ntext\n```python\nassert math.pi > 3\n```\n"
+    (_, first), (_, second) = _split(text)[1]
+    run_alone(first, "first")
+    with pytest.raises(NameError, match="math"):
+        run_alone(second, "second")
+
+
+# --- command lines ---------------------------------------------------------------------------
+
+
+def _parse_bench(argv: list[str]) -> None:
+    from bench.__main__ import parse_args  # the command's own parser and its suite checks
+
+    parse_args(argv)
+
+
+def _parse_train(argv: list[str]) -> None:
+    from jaxconv.train._cli import build_parser
+
+    build_parser().parse_args(argv)
+
+
+#: The commands the documents show, by module, and how each parses its flags.
+CLIS: dict[str, Callable[[list[str]], None]] = {
+    "bench": _parse_bench,
+    "jaxconv.train": _parse_train,
+}
+
+_OPERATORS = {"&&", "||", ";", "|", "&"}
+
+
+def _command_lines(text: str) -> list[tuple[str, list[str]]]:
+    """Every ``python -m <cli> …`` in one shell text (comments, ``\\`` continuations and
+    ``&&`` chains understood), as (cli, argv)."""
+    found = []
+    for line in text.replace("\\\n", " ").splitlines():
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        words, command = list(lexer), []
+        for word in [*words, ";"]:
+            if word not in _OPERATORS:
+                command.append(word)
+                continue
+            if len(command) >= 3 and re.fullmatch(r"python3?", command[0]) and command[1] == "-m":
+                if command[2] in CLIS:
+                    found.append((command[2], command[3:]))
+            command = []
+    return found
+
+
+def commands(path: Path) -> list[tuple[str, list[str]]]:
+    """The CLI commands in ``path``: its ```bash blocks and, but in CHANGELOG.md, its code
+    spans (one may wrap a line)."""
+    prose, blocks = _split(path.read_text(encoding="utf-8"))
+    found = [
+        c
+        for info, body in blocks
+        if info.split()[:1] in (["bash"], ["sh"])
+        for c in _command_lines(body)
+    ]
+    if path.name != "CHANGELOG.md":
+        for span in re.findall(r"(?<!`)`([^`]+)`(?!`)", "\n".join(prose)):
+            found += _command_lines(" ".join(span.split()))
+    return found
+
+
+def parse_error(cli: str, argv: list[str]) -> str | None:
+    """None when ``cli``'s parser takes ``argv`` (``--help`` included), else its message."""
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            CLIS[cli](argv)
+    except SystemExit as exit_:
+        if exit_.code not in (0, None):
+            return err.getvalue().strip() or f"exit status {exit_.code}"
+    return None
+
+
+COMMANDS = [(path, cli, argv) for path in DOCS for cli, argv in commands(path)]
+
+
+@pytest.mark.parametrize(
+    "path,cli,argv",
+    COMMANDS,
+    ids=[f"{p.relative_to(ROOT)}:{' '.join([c, *a])}" for p, c, a in COMMANDS],
+)
+def test_each_command_line_parses(path, cli, argv):
+    problem = parse_error(cli, argv)
+    assert problem is None, (
+        f"{path.relative_to(ROOT)}: python -m {' '.join([cli, *argv])}: {problem}"
+    )
+
+
+def test_the_commands_are_found_and_checked():
+    """The README shows both command lines, and the checker reads chains, comments,
+    continuations and code spans, and reports a flag the parser does not know."""
+    assert {"bench", "jaxconv.train"} <= {cli for cli, _ in commands(ROOT / "README.md")}
+    text = (
+        "Run `python -m bench groups\n--peers torch` or:\n```bash\n"
+        "pip install -e . && python -m bench --quick   # tiny shapes\n"
+        "python -m jaxconv.train --model nin \\\n    --steps 5\npython -m pytest -q\n```\n"
+    )
+    prose, blocks = _split(text)
+    assert _command_lines(blocks[0][1]) == [
+        ("bench", ["--quick"]),
+        ("jaxconv.train", ["--model", "nin", "--steps", "5"]),
+    ]
+    assert _command_lines(" ".join(re.findall(r"`([^`]+)`", "\n".join(prose))[0].split())) == [
+        ("bench", ["groups", "--peers", "torch"])
+    ]
+    assert parse_error("bench", ["--quick"]) is None
+    assert parse_error("jaxconv.train", ["--help"]) is None
+    assert "--no-such-flag" in (parse_error("bench", ["--no-such-flag"]) or "")
+    assert "--no-such-flag" in (parse_error("jaxconv.train", ["--no-such-flag"]) or "")

@@ -429,6 +429,22 @@ def test_transpose_matches_flax_conv_transpose(rng, padding, stride, transpose_k
     np.testing.assert_allclose(y, ref, atol=tol("float32", 3 * 12), rtol=0)
 
 
+def test_transpose_default_padding_is_flax_default(rng):
+    """Issue 25, item 5: ``ConvTranspose(8, 4, 3, stride=2)`` on 8×8 gives
+    ``nnx.ConvTranspose``'s 16×16 (its default ``"SAME"``), not PyTorch's 17×17."""
+    flax_layer = nnx.ConvTranspose(8, 4, (3, 3), strides=2, rngs=nnx.Rngs(0))
+    flax_layer.bias[...] = randn(rng, 4)
+    up = ConvTranspose(8, 4, 3, stride=2, rngs=nnx.Rngs(1))
+    up.kernel[...] = jnp.flip(flax_layer.kernel[...], (0, 1))
+    up.bias[...] = flax_layer.bias[...]
+    x = randn(rng, 2, 8, 8, 8)
+    ref = flax_layer(x)
+    assert up.padding == "SAME" and up(x).shape == ref.shape == (2, 16, 16, 4)
+    np.testing.assert_allclose(up(x), ref, atol=tol("float32", 8 * 9), rtol=0)
+    torch_default = ConvTranspose(8, 4, 3, stride=2, padding=0, rngs=nnx.Rngs(1))
+    assert torch_default(x).shape == (2, 17, 17, 4)
+
+
 def test_transpose_flax_explicit_padding_maps_to_crops(rng):
     """Flax's explicit pads (lo, hi) of the dilated input are padding (d(k-1)-lo, d(k-1)-hi)."""
     flax_layer = nnx.ConvTranspose(
@@ -469,9 +485,14 @@ def test_transpose_cost_is_the_forward_convs():
     "kwargs, err, match",
     [
         (
-            dict(stride=2, output_padding=2),
+            dict(stride=2, padding=0, output_padding=2),
             ValueError,
             r"`output_padding` \(=\(2, 2\)\) must be smaller than either `stride`",
+        ),
+        (  # the default padding is "SAME"; PyTorch's output_padding needs PyTorch's padding
+            dict(stride=2, output_padding=1),
+            ValueError,
+            r"`output_padding` .* needs an int .* pass `padding=0`, PyTorch's default",
         ),
         (
             dict(stride=1, padding=1, output_padding=1),

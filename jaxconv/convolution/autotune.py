@@ -17,6 +17,7 @@ import jax
 import jaxlib
 import numpy as np
 
+from jaxconv._check import as_arrays
 from jaxconv._device import device_kind
 from jaxconv._timing import round_robin
 from jaxconv.convolution import tables
@@ -175,7 +176,7 @@ def autotune(
     found = [spec.lowered() for spec in specs]
     if fn is not None:
         with recording() as seen, jax.disable_jit():
-            jax.eval_shape(lambda *a: fn(*a, **kwargs), *args)
+            jax.eval_shape(lambda *a: fn(*a, **kwargs), *as_arrays(args))
         found += seen
     platform = jax.default_backend()
     kind = device_kind(platform)

@@ -19,10 +19,9 @@ __all__ = ["bottleneck"]
 Array = jax.Array
 
 
-def _as_kernel(w_reduce: Array, x: Any, layout: str) -> Array:
-    """The 1×1 reduce as a kernel in ``layout``: a matrix gets unit spatial dims."""
-    check_array(w_reduce, "w_reduce")
-    check_array(x, "x", empty_batch=True)
+def _as_kernel(w_reduce: Array, x: Array, layout: str) -> Array:
+    """The 1×1 reduce (checked by :func:`check_array`) as a kernel in ``layout``: a matrix
+    gets unit spatial dims."""
     channels_last = geo.channels_last(layout)
     if w_reduce.ndim == 2:
         check_same_dtype(x, w_reduce, "w_reduce")
@@ -91,6 +90,8 @@ def bottleneck(
     """
     with jax.named_scope("jaxconv.bottleneck"):
         check_activation(activation)
+        w_reduce = check_array(w_reduce, "w_reduce")
+        x = check_array(x, "x", empty_batch=True)
         k_reduce = _as_kernel(w_reduce, x, layout)
         spec = conv_spec(
             x,
@@ -101,7 +102,7 @@ def bottleneck(
             preferred_element_type=preferred_element_type,
             names={"w": "w_reduce"},
         )
-        check_array(w_spatial, "w_spatial")
+        w_spatial = check_array(w_spatial, "w_spatial")
         if w_spatial.ndim == x.ndim and type(groups) is int:  # other errors are conv's to report
             w_in = w_spatial.shape[-2] if spec.channels_last else w_spatial.shape[1]
             if w_in * groups != spec.out_channels:

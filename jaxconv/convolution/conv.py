@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxconv import _geometry as geo
-from jaxconv._check import check_activation, check_bias
+from jaxconv._check import check_activation, check_array, check_bias
 from jaxconv.convolution.lowering import Plan
 from jaxconv.convolution.plan import choose
 from jaxconv.convolution.run import run
@@ -87,6 +87,7 @@ def conv(
       32.0
     """
     with jax.named_scope("jaxconv.conv"):
+        x, w = check_array(x, "x", empty_batch=True), check_array(w, "w")
         spec = conv_spec(
             x,
             w,
@@ -116,7 +117,7 @@ def apply(
     """``activation(conv(x, w) + b)`` for a validated ``spec``, by the plan :func:`choose`
     picks: the one body every public conv op ends in (``b_name`` names the bias in errors;
     ``default``: the op's own default plan, see :func:`choose`)."""
-    check_bias(b, spec.out_channels, b_name)
+    b = check_bias(b, spec.out_channels, b_name)
     check_activation(activation)
     relu = activation is jax.nn.relu
     y = run(choose(spec, implementation, default=default).plan, x, w, spec, b, relu=relu)
@@ -128,7 +129,7 @@ def add_bias(y: Array, b: Any, channels_last: bool, name: str = "b") -> Array:
     dim, cast to ``y``'s dtype; ``y`` when ``b`` is None. For the ops that add a bias
     outside :func:`run` (a matmul, a cropped or padded conv output)."""
     c = y.shape[-1] if channels_last else y.shape[1]
-    check_bias(b, c, name)
+    b = check_bias(b, c, name)
     if b is None:
         return y
     shape = (1,) * (y.ndim - 1) + (c,) if channels_last else (1, c) + (1,) * (y.ndim - 2)

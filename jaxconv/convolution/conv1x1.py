@@ -117,8 +117,7 @@ def pointwise(
     b_name: str = "b",
 ) -> Array:
     """:func:`conv1x1`'s body, its errors naming the caller's ``w_name`` and ``b_name``."""
-    check_array(x, "x")
-    check_array(w, w_name)
+    x, w = check_array(x, "x"), check_array(w, w_name)
     check_same_dtype(x, w, w_name)
     channels_last = _check_matrix(x, w, layout, w_name)
     conv_shape = _conv_input_shape(tuple(x.shape), channels_last)

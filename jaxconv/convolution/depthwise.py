@@ -23,10 +23,12 @@ __all__ = ["depthwise_conv"]
 Array = jax.Array
 
 
-def _check_depthwise(x: Any, w: Any, multiplier: Any, layout: str, name: str = "w") -> int:
-    """Checks a depthwise kernel against ``x``; returns ``C_in`` (the groups)."""
-    check_array(x, "x", empty_batch=True)
-    check_array(w, name)
+def _check_depthwise(
+    x: Any, w: Any, multiplier: Any, layout: str, name: str = "w"
+) -> tuple[Array, Array, int]:
+    """Checks a depthwise kernel against ``x``; returns both as arrays (:func:`check_array`)
+    and ``C_in`` (the groups)."""
+    x, w = check_array(x, "x", empty_batch=True), check_array(w, name)
     channels_last = geo.channels_last(layout)
     multiplier = check_int(multiplier, "multiplier", allow_none=True)
     form = "[*kernel, 1, C_in·multiplier]" if channels_last else "[C_in·multiplier, 1, *kernel]"
@@ -47,7 +49,7 @@ def _check_depthwise(x: Any, w: Any, multiplier: Any, layout: str, name: str = "
             f"`multiplier` (={multiplier}) times the input channels (={c_in}) must equal "
             f"`{name}`'s out-channel dim (={w_out}); `{name}` has shape {tuple(w.shape)}"
         )
-    return int(c_in)
+    return x, w, int(c_in)
 
 
 def depthwise_conv(
@@ -98,7 +100,7 @@ def depthwise_conv(
       ((1, 6, 6, 6), [9.0, 9.0, 18.0, 18.0, 9.0, 9.0])
     """
     with jax.named_scope("jaxconv.depthwise_conv"):
-        c_in = _check_depthwise(x, w, multiplier, layout)
+        x, w, c_in = _check_depthwise(x, w, multiplier, layout)
         return conv(
             x,
             w,

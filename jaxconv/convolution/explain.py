@@ -6,6 +6,7 @@ from typing import Any
 
 import jax
 
+from jaxconv._check import as_arrays
 from jaxconv.convolution.plan import Choice, choices, choose
 from jaxconv.convolution.spec import conv_spec
 
@@ -28,8 +29,9 @@ def explain(x: Any, *args: Any, **kwargs: Any) -> Choice | list[Choice]:
 
     Args:
       x: the conv's input, or a function.
-      *args: ``w`` for the conv form (arrays or ``jax.ShapeDtypeStruct``: only shapes and
-        dtypes matter); the function's arguments for the other.
+      *args: ``w`` for the conv form (arrays, PyTorch tensors or ``jax.ShapeDtypeStruct``:
+        only shapes and dtypes matter); the function's arguments for the other (a PyTorch
+        tensor among them is read as a JAX array, as every op reads one).
       **kwargs: :func:`jaxconv.conv`'s keyword arguments (``implementation`` included), or
         the function's.
 
@@ -51,7 +53,7 @@ def explain(x: Any, *args: Any, **kwargs: Any) -> Choice | list[Choice]:
     """
     if callable(x):
         with choices() as seen:
-            jax.eval_shape(lambda *a: x(*a, **kwargs), *args)
+            jax.eval_shape(lambda *a: x(*a, **kwargs), *as_arrays(args))
         return seen
     (w,) = args
     implementation = kwargs.pop("implementation", None)

@@ -78,8 +78,8 @@ def separable_conv(
     """
     with jax.named_scope("jaxconv.separable_conv"):
         check_activation(activation)
-        c_in = _check_depthwise(x, w_depthwise, multiplier, layout, "w_depthwise")
-        check_array(w_pointwise, "w_pointwise")
+        x, w_depthwise, c_in = _check_depthwise(x, w_depthwise, multiplier, layout, "w_depthwise")
+        w_pointwise = check_array(w_pointwise, "w_pointwise")
         c_mid = w_depthwise.shape[-1] if geo.channels_last(layout) else w_depthwise.shape[0]
         if w_pointwise.ndim == 2:
             pw_in = w_pointwise.shape[0] if geo.channels_last(layout) else w_pointwise.shape[1]

@@ -273,8 +273,8 @@ def conv_spec(
       ((1, 2), (1, 2))
     """
     xn, wn = (names or {}).get("x", "x"), (names or {}).get("w", "w")
-    check_array(x, xn, empty_batch=True)
-    check_array(w, wn)
+    x = check_array(x, xn, empty_batch=True)
+    w = check_array(w, wn)
     check_same_dtype(x, w, wn, xn)
     x_shape, w_shape = tuple(x.shape), tuple(w.shape)
     channels_last = geo.channels_last(layout)

@@ -64,7 +64,7 @@ def conv_transpose(
     b: Array | None = None,
     *,
     stride: Any = 1,
-    padding: Any = 0,
+    padding: Any = "SAME",
     output_padding: Any = 0,
     dilation: Any = 1,
     groups: int = 1,
@@ -75,7 +75,9 @@ def conv_transpose(
     implementation: str | Plan | None = None,
 ) -> Array:
     """N-d transposed convolution ("deconvolution"): PyTorch's ``ConvTranspose`` padding with
-    ints, Flax's with ``"SAME"``/``"VALID"``.
+    ints, Flax's with ``"SAME"``/``"VALID"``; the default is ``"SAME"`` (``n·stride``
+    outputs), as for every conv op and ``nnx.ConvTranspose``. PyTorch's default is
+    ``padding=0``: pass it.
 
     Every input pixel ``i`` is scattered through the kernel: tap ``t`` adds ``x[i]·w[t]`` to
     output position ``i·stride + t·dilation - pad_lo``, so the output size per dim is
@@ -118,8 +120,9 @@ def conv_transpose(
       w: the kernel, see above. Must have ``x``'s dtype.
       b: optional bias ``[C_out]``.
       stride: int or one per spatial dim: the upsampling factor.
-      padding: an int or one int or ``(lo, hi)`` pair per dim, each ``>= 0`` (PyTorch's: crop
-        the output), or ``"SAME"`` / ``"VALID"`` (Flax's).
+      padding: ``"SAME"`` (default) / ``"VALID"`` (Flax's), or an int or one int or
+        ``(lo, hi)`` pair per dim, each ``>= 0`` (PyTorch's: crop the output; PyTorch's
+        default is ``0``).
       output_padding: int or one per dim, ``>= 0`` and ``< max(stride, dilation)``: extra
         outputs on the high side (PyTorch's; only with int/pair padding).
       dilation: kernel dilation.
@@ -146,19 +149,20 @@ def conv_transpose(
       (1, 14, 14, 4)
       >>> conv_transpose(x, w, stride=2, padding="SAME").shape
       (1, 14, 14, 4)
-      >>> conv_transpose(x, w, stride=2).shape   # padding 0: (7-1)·2 + 3
+      >>> conv_transpose(x, w, stride=2).shape   # the default, "SAME"
+      (1, 14, 14, 4)
+      >>> conv_transpose(x, w, stride=2, padding=0).shape   # PyTorch's default: (7-1)·2 + 3
       (1, 15, 15, 4)
 
       Each input pixel is scattered through the kernel (1-D, stride 2, padding 0):
 
       >>> x1 = jnp.array([1.0, 10.0]).reshape(1, 2, 1)
       >>> w1 = jnp.array([1.0, 2.0, 3.0]).reshape(3, 1, 1)
-      >>> conv_transpose(x1, w1, stride=2, layout="NWC")[0, :, 0]
+      >>> conv_transpose(x1, w1, stride=2, padding=0, layout="NWC")[0, :, 0]
       Array([ 1.,  2., 13., 20., 30.], dtype=float32)
     """
     with jax.named_scope("jaxconv.conv_transpose"):
-        check_array(x, "x", empty_batch=True)
-        check_array(w, "w")
+        x, w = check_array(x, "x", empty_batch=True), check_array(w, "w")
         check_bool(transpose_kernel, "transpose_kernel")
         channels_last = geo.channels_last(layout)
         if w.ndim not in (3, 4, 5) or x.ndim != w.ndim:

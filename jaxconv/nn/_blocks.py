@@ -205,7 +205,7 @@ class BasicBlock(_ResidualBlock):
         self._add_shortcut(self.conv2, zero_init_residual, options, rngs)
 
     def __call__(self, x: Array) -> Array:
-        check_channels(x, self.in_features, type(self).__name__)
+        x = check_channels(x, self.in_features, type(self).__name__)
         return self._finish(x, self.conv2(self.conv1(x)))
 
 
@@ -307,7 +307,7 @@ class ResNetBottleneck(_ResidualBlock):
         self._add_shortcut(self.conv3, zero_init_residual, options, rngs)
 
     def __call__(self, x: Array) -> Array:
-        check_channels(x, self.in_features, type(self).__name__)
+        x = check_channels(x, self.in_features, type(self).__name__)
         return self._finish(x, self.conv3(self.conv2(self.conv1(x))))
 
 
@@ -407,7 +407,7 @@ class InvertedResidual(nnx.Module):
         )
 
     def __call__(self, x: Array) -> Array:
-        check_channels(x, self.in_features, type(self).__name__)
+        x = check_channels(x, self.in_features, type(self).__name__)
         y = x if self.expand is None else self.expand(x)
         y = self.project(self.depthwise(y))
         return x + y if self.use_residual else y

@@ -148,7 +148,7 @@ class _WindowConv(_ConvBase):
         return with_batch(x, self.kernel_size, type(self).__name__, self._batched)
 
     def _batched(self, x: Array) -> Array:
-        check_channels(x, self.in_features, type(self).__name__)
+        x = check_channels(x, self.in_features, type(self).__name__)
         x, kernel, bias = promote_dtype((x, self.kernel[...], self._bias()), dtype=self.dtype)
         return self._conv(x, kernel, bias)
 
@@ -379,7 +379,7 @@ class Conv1x1(_ConvBase):
         return self.kernel[...].reshape(self.in_features, self.out_features)
 
     def __call__(self, x: Array) -> Array:
-        check_channels(x, self.in_features, type(self).__name__)
+        x = check_channels(x, self.in_features, type(self).__name__)
         x, w, bias = promote_dtype((x, self.matrix(), self._bias()), dtype=self.dtype)
         return pointwise(x, w, bias, precision=self.precision, activation=self.activation)
 

@@ -550,7 +550,7 @@ class Inception(nnx.Module):
         return [after(part) for (_, _, after), part in zip(parts, pieces)]
 
     def __call__(self, x: Array) -> Array:
-        check_channels(x, self.in_features, type(self).__name__)
+        x = check_channels(x, self.in_features, type(self).__name__)
         if not self.fuse_1x1:
             ys = [self.branch_1x1(x), self.branch_3x3(x), self.branch_5x5(x)]
             if self.branch_pool is not None:

@@ -104,7 +104,7 @@ class MLPConv(nnx.Module):
             )
 
     def __call__(self, x: Array) -> Array:
-        check_channels(x, self.in_features, type(self).__name__)
+        x = check_channels(x, self.in_features, type(self).__name__)
         y = self.conv(x)
         for i in range(1, len(self.features)):
             y = getattr(self, f"pointwise_{i}")(y)

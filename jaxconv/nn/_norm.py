@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxconv._check import check_int
+from jaxconv._check import as_array, check_int
 
 __all__ = ["LocalResponseNorm", "local_response_norm"]
 
@@ -43,6 +43,7 @@ def local_response_norm(
       Array([0.04975124, 0.03322259, 0.04975124], dtype=float32)
     """
     size = check_odd_size(size)
+    x = as_array(x, "x")
     half = size // 2
     sq = jnp.square(x)
     padded = jnp.pad(sq, [(0, 0)] * (x.ndim - 1) + [(half, half)])

@@ -149,7 +149,7 @@ class SeparableConv(nnx.Module):
         return with_batch(x, self.depthwise.kernel_size, type(self).__name__, self._batched)
 
     def _batched(self, x: Array) -> Array:
-        check_channels(x, self.in_features, type(self).__name__)
+        x = check_channels(x, self.in_features, type(self).__name__)
         dw, pw = self.depthwise, self.pointwise
         x, w_dw, w_pw, b_dw, b_pw = promote_dtype(
             (x, dw.kernel[...], pw.matrix(), dw._bias(), pw._bias()), dtype=self.dtype

@@ -63,8 +63,9 @@ class ConvTranspose(_WindowConv):
       out_features: output channels ``C_out``.
       kernel_size: int (square 2-D) or one int per spatial dim (1–3).
       stride: the upsampling factor, int or one per spatial dim.
-      padding: int, one int or ``(lo, hi)`` pair per dim (PyTorch's), or ``"SAME"`` /
-        ``"VALID"`` (Flax's). Default 0, as PyTorch.
+      padding: ``"SAME"`` (default, as ``nnx.ConvTranspose`` and every jaxconv conv: ``n·stride``
+        outputs) / ``"VALID"`` (Flax's), or an int, one int or ``(lo, hi)`` pair per dim
+        (PyTorch's; PyTorch's default is ``padding=0``: pass it to port a layer).
       output_padding: extra outputs on the high side, ``< max(stride, dilation)`` (PyTorch's;
         only with int/pair ``padding``).
       dilation: kernel dilation.
@@ -83,7 +84,8 @@ class ConvTranspose(_WindowConv):
 
     Examples:
       PyTorch's ``ConvTranspose2d(64, 32, 3, stride=2, padding=1, output_padding=1)`` doubles
-      the size, and so does Flax's ``"SAME"``:
+      the size, and so does the default, Flax's ``"SAME"``; PyTorch's default ``padding=0``
+      is one keyword away:
 
       >>> import jax.numpy as jnp
       >>> from flax import nnx
@@ -91,9 +93,11 @@ class ConvTranspose(_WindowConv):
       >>> up = ConvTranspose(64, 32, 3, stride=2, padding=1, output_padding=1, rngs=nnx.Rngs(0))
       >>> up.kernel.shape, up(jnp.ones((1, 7, 7, 64))).shape
       ((3, 3, 64, 32), (1, 14, 14, 32))
-      >>> ConvTranspose(64, 32, 3, stride=2, padding="SAME", rngs=nnx.Rngs(0))(
-      ...     jnp.ones((1, 7, 7, 64))).shape
+      >>> ConvTranspose(64, 32, 3, stride=2, rngs=nnx.Rngs(0))(jnp.ones((1, 7, 7, 64))).shape
       (1, 14, 14, 32)
+      >>> ConvTranspose(64, 32, 3, stride=2, padding=0, rngs=nnx.Rngs(0))(
+      ...     jnp.ones((1, 7, 7, 64))).shape   # (7-1)·2 + 3
+      (1, 15, 15, 32)
     """
 
     output_padding: tuple[int, ...]
@@ -107,7 +111,7 @@ class ConvTranspose(_WindowConv):
         kernel_size: int | Sequence[int],
         *,
         stride: int | Sequence[int] = 1,
-        padding: Any = 0,
+        padding: Any = "SAME",
         output_padding: int | Sequence[int] = 0,
         dilation: int | Sequence[int] = 1,
         groups: int = 1,

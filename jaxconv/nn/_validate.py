@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from jaxconv import convolution
-from jaxconv._check import check_int
+from jaxconv._check import as_array, check_int
 
 __all__ = [
     "check_channels",
@@ -80,8 +80,11 @@ def check_implementation(implementation: Any) -> str | None:
     return implementation
 
 
-def check_channels(x: Any, expected: int, owner: str) -> None:
-    """Raises if ``x``'s last (channel) dim is not ``expected``."""
+def check_channels(x: Any, expected: int, owner: str) -> Any:
+    """``x`` as an array (:func:`jaxconv._check.as_array`: a PyTorch tensor becomes a JAX
+    array); raises if its last (channel) dim is not ``expected``. Callers use the returned
+    value."""
+    x = as_array(x, "x")
     shape = tuple(getattr(x, "shape", ()))
     if not shape:
         raise TypeError(f"{owner} expects an array `x` with channels last, got {type(x).__name__}")
@@ -90,6 +93,7 @@ def check_channels(x: Any, expected: int, owner: str) -> None:
             f"{owner} expects `x` with {expected} input channels (`in_features`, the last dim), "
             f"got {shape[-1]} channels in shape {shape}"
         )
+    return x
 
 
 def window_size(value: Any, name: str = "kernel_size") -> tuple[int, ...]:
@@ -115,11 +119,13 @@ def with_batch(
     name: str = "kernel_size",
 ) -> Any:
     """``apply(x)`` for ``x`` ``[N, *spatial, C]``; for an unbatched ``x`` ``[*spatial, C]``
-    (as ``nnx.Conv`` accepts) a batch axis is added for ``apply`` and removed after.
+    (as ``nnx.Conv`` accepts) a batch axis is added for ``apply`` and removed after. A PyTorch
+    tensor is read as a JAX array first (:func:`jaxconv._check.as_array`).
 
     Any other rank is a ValueError naming the window argument ``name``, whose length fixes the
     spatial dims.
     """
+    x = as_array(x, "x")
     shape = tuple(getattr(x, "shape", ()))
     ndim = len(window)
     if len(shape) == ndim + 2:

@@ -72,6 +72,7 @@ def avg_pool(
     """
     with jax.named_scope("jaxconv.avg_pool"):
         check_bool(count_include_pad, "count_include_pad")
+        x = check_array(x, "x", empty_batch=True)
         spec = pool_spec(
             x, window, stride=stride, padding=padding, ceil_mode=ceil_mode, layout=layout
         )
@@ -107,7 +108,7 @@ def global_avg_pool(x: Array, *, layout: str = "NHWC", keepdims: bool = False) -
       (2, 1024)
     """
     with jax.named_scope("jaxconv.global_avg_pool"):
-        check_array(x, "x", empty_batch=True)
+        x = check_array(x, "x", empty_batch=True)
         check_bool(keepdims, "keepdims")
         cl = geo.channels_last(layout)
         if x.ndim < 3:

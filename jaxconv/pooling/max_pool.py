@@ -24,6 +24,7 @@ import numpy as np
 from jax import lax
 
 from jaxconv import _geometry as geo
+from jaxconv._check import check_array
 from jaxconv.pooling.spec import PoolSpec, _reduce_windows, pool_spec
 
 __all__ = ["max_pool"]
@@ -198,6 +199,7 @@ def max_pool(
       Array([[[3.]]], dtype=float32)
     """
     with jax.named_scope("jaxconv.max_pool"):
+        x = check_array(x, "x", empty_batch=True)
         spec = pool_spec(
             x, window, stride=stride, padding=padding, ceil_mode=ceil_mode, layout=layout
         )

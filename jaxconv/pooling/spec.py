@@ -87,7 +87,7 @@ def pool_spec(
       >>> pool_spec(x, 3, stride=2, ceil_mode=True).out_spatial
       (56, 56)
     """
-    check_array(x, "x", empty_batch=True)
+    x = check_array(x, "x", empty_batch=True)
     channels_last = geo.channels_last(layout)
     if x.ndim < 3:
         form = "(N, *spatial, C)" if channels_last else "(N, C, *spatial)"
