@@ -122,8 +122,8 @@ def _flags(models: tuple[str, ...]) -> dict[str, tuple[_Flag | list[_Flag], ...]
             ("--batch-size", "global batch size, split over the devices", {"metavar": "B"}),
             (
                 "--eval-every",
-                "evaluate on the test split every N steps (default: 4 times per "
-                "run; 0: at the end only)",
+                "evaluate on the test split every N steps and at the end (default: 4 times "
+                "per run, evenly spaced, the last at the end; 0: at the end only)",
                 {"type": int, **n},
             ),
         ),
@@ -136,7 +136,11 @@ def _flags(models: tuple[str, ...]) -> dict[str, tuple[_Flag | list[_Flag], ...]
                 "decoupled weight decay on kernels (default: per optimizer)",
                 {"type": float, "metavar": "WD"},
             ),
-            ("--warmup-steps", "linear warmup steps", n),
+            (
+                "--warmup-steps",
+                "linear warmup steps, fewer than --steps (default: min(10, 10%% of the steps))",
+                {"type": int, **n},
+            ),
             ("--clip-norm", "clip gradients to global norm C, 0 = off", {"metavar": "C"}),
             ("--label-smoothing", "label smoothing", {"metavar": "E"}),
             ("--aux-weight", "weight of auxiliary classifier losses", {"metavar": "W"}),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,10 @@ DEFAULTS = {
 }
 #: Steps when neither ``steps`` nor ``epochs`` is given (a few minutes of NiN on 2 CPU cores).
 DEFAULT_STEPS = 120
+#: The default warm-up: ``min(MAX_DEFAULT_WARMUP, steps // 10)`` steps (:meth:`TrainConfig.warmup`).
+MAX_DEFAULT_WARMUP = 10
+#: Evaluations per run when ``eval_every`` is None (:meth:`TrainConfig.evaluates_at`).
+DEFAULT_EVALUATIONS = 4
 
 # Fields that may change between a run and its resumption; every other field is part of the
 # run's identity, and a checkpoint made with other values is refused. The data fields are
@@ -64,7 +69,8 @@ class TrainConfig:
       lr: peak learning rate; ``None`` → 0.05 (sgd) / 0.002 (adamw).
       momentum: SGD momentum.
       weight_decay: decoupled weight decay on kernels only; ``None`` → 5e-4 / 0.05.
-      warmup_steps: linear warmup before the cosine decay.
+      warmup_steps: linear warmup before the cosine decay, fewer than ``steps``; ``None`` →
+        ``min(10, steps // 10)`` (:meth:`warmup`).
       clip_norm: global gradient-norm clip (0 = off).
       label_smoothing: label-smoothing mass in ``[0, 1)``.
       aux_weight: weight of auxiliary classifier losses (GoogLeNet: 0.3, §5 of the paper).
@@ -75,8 +81,8 @@ class TrainConfig:
       ckpt_every: checkpoint period in steps (also saved at the end and on SIGTERM/Ctrl-C).
       keep: how many checkpoints to keep.
       metrics: a JSON-lines file, one object per step plus evaluation lines.
-      eval_every: test-set evaluation period in steps; ``None`` → 4 times per run; 0 → at the
-        end only.
+      eval_every: test-set evaluation period in steps, and at the end; ``None`` → 4 times per
+        run, evenly spaced, the last at the end (:meth:`evaluates_at`); 0 → at the end only.
       progress: show the rich progress bar.
       dtype: the compute dtype, ``"float32"`` or ``"bfloat16"`` (mixed precision: convs,
         matmuls and activations in bf16; parameters, gradients and optimizer state in
@@ -104,7 +110,7 @@ class TrainConfig:
     lr: float | None = None
     momentum: float = 0.9
     weight_decay: float | None = None
-    warmup_steps: int = 10
+    warmup_steps: int | None = None
     clip_norm: float = 2.0
     label_smoothing: float = 0.0
     aux_weight: float = AUX_WEIGHT
@@ -139,8 +145,10 @@ class TrainConfig:
             check_int(getattr(self, name), name, allow_none=True)
         for name in ("batch_size", "train_size", "test_size", "ckpt_every", "keep"):
             check_int(getattr(self, name), name)
-        for name in ("warmup_steps", "seed"):
-            check_int(getattr(self, name), name, minimum=0)
+        check_int(self.seed, "seed", minimum=0)
+        check_int(self.warmup_steps, "warmup_steps", minimum=0, allow_none=True)
+        if self.epochs is None:  # the steps are known without the data
+            self._check_warmup(DEFAULT_STEPS if self.steps is None else self.steps)
         check_int(self.eval_every, "eval_every", minimum=0, allow_none=True)
         if self.devices is not None and self.batch_size % self.devices:
             raise ValueError(
@@ -168,8 +176,14 @@ class TrainConfig:
           num_train: training images (for ``epochs``).
 
         Returns:
-          a config whose ``steps``, ``lr``, ``weight_decay`` and ``eval_every`` are set, and
-          whose ``model`` is the canonical name (an alias resolved: a checkpoint's identity).
+          a config whose ``steps``, ``lr`` and ``weight_decay`` are set, and whose ``model``
+          is the canonical name (an alias resolved: a checkpoint's identity). A None
+          ``warmup_steps`` or ``eval_every`` stays None: its default depends on ``steps``,
+          which a resumed run may change (:meth:`warmup`, :meth:`evaluates_at`).
+
+        Raises:
+          ValueError: a field is out of range, or ``warmup_steps`` is not below the steps
+            that ``epochs`` gives.
         """
         from jaxconv.train._models import canonical_model_name
 
@@ -183,6 +197,7 @@ class TrainConfig:
         steps = self.steps
         if steps is None:
             steps = self.epochs * per_epoch if self.epochs is not None else DEFAULT_STEPS
+        self._check_warmup(steps)
         defaults = DEFAULTS[self.optimizer]
         return dataclasses.replace(
             self,
@@ -192,8 +207,55 @@ class TrainConfig:
             weight_decay=(
                 defaults["weight_decay"] if self.weight_decay is None else float(self.weight_decay)
             ),
-            eval_every=max(1, steps // 4) if self.eval_every is None else self.eval_every,
         )
+
+    def _check_warmup(self, steps: int) -> None:
+        if self.warmup_steps is not None and self.warmup_steps >= steps:
+            default = ", the default" if self.steps is None and self.epochs is None else ""
+            raise ValueError(
+                f"`warmup_steps` (={self.warmup_steps}) must be less than `steps` "
+                f"(={steps}{default})"
+            )
+
+    def warmup(self) -> int:
+        """The warm-up steps of a resolved config: ``warmup_steps``, or by default
+        ``min(10, steps // 10)`` (a 10-step run warms up for 1 step, a 120-step run for 10).
+
+        Examples:
+          >>> from jaxconv.train import TrainConfig
+          >>> [TrainConfig(steps=s).resolved(1000).warmup() for s in (5, 10, 60, 120, 1000)]
+          [0, 1, 6, 10, 10]
+          >>> TrainConfig(steps=30, warmup_steps=3).resolved(1000).warmup()
+          3
+        """
+        steps = check_int(self.steps, "steps")
+        if self.warmup_steps is not None:
+            return self.warmup_steps
+        return min(MAX_DEFAULT_WARMUP, steps // 10)
+
+    def evaluates_at(self, step: int) -> bool:
+        """Whether a resolved config's run evaluates on the test split after ``step``.
+
+        Every ``eval_every`` steps and after the last; by default (None) 4 times, evenly
+        spaced, the last after the last step (a shorter run: after every step); 0: after the
+        last step only.
+
+        Examples:
+          >>> from jaxconv.train import TrainConfig
+          >>> cfg = TrainConfig(steps=10).resolved(1000)
+          >>> [s for s in range(1, 11) if cfg.evaluates_at(s)]
+          [3, 5, 8, 10]
+          >>> cfg = TrainConfig(steps=10, eval_every=4).resolved(1000)
+          >>> [s for s in range(1, 11) if cfg.evaluates_at(s)]
+          [4, 8, 10]
+        """
+        steps = check_int(self.steps, "steps")
+        if step == steps:
+            return True
+        if self.eval_every is None:
+            n = min(DEFAULT_EVALUATIONS, steps)
+            return any(step == math.ceil(k * steps / n) for k in range(1, n))
+        return bool(self.eval_every) and step % self.eval_every == 0
 
     def to_dict(self) -> dict[str, Any]:
         """All fields as a JSON-able dict."""

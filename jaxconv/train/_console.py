@@ -76,7 +76,10 @@ def config_table(trainer: Trainer, start: int, ckpt: Checkpoints | None) -> Tabl
         "augment",
         "seed",
     ):
-        if name != "momentum" or cfg.optimizer == "sgd":
+        if name == "warmup_steps":
+            default = " (default: min(10, 10% of the steps))" if cfg.warmup_steps is None else ""
+            table.add_row(name, f"{cfg.warmup()}{default}")
+        elif name != "momentum" or cfg.optimizer == "sgd":
             table.add_row(name, str(getattr(cfg, name)))
     if ckpt is not None:
         table.add_row(

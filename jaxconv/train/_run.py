@@ -223,13 +223,50 @@ class Run:
             self.task, completed=step - self.start, loss=float(loss), acc=float(acc), ips=ips
         )
 
+    def close(self) -> None:
+        """Closes the checkpoints and the metrics file."""
+        if self.ckpt is not None:
+            self.ckpt.close()
+        self.metrics_log.close()
+
+    def nothing_to_do(self) -> RunSummary:
+        """A run resumed at (or past) its last step: says so and where its results are."""
+        cfg, summary = self.trainer.config, self.summary
+        self.close()
+        where = []
+        if self.ckpt is not None:
+            summary.checkpoint = os.path.join(self.ckpt.directory, str(self.start))
+            where.append(f"checkpoint {summary.checkpoint}")
+            where.append(f"config {os.path.join(self.ckpt.directory, 'config.json')}")
+        if cfg.metrics is not None:
+            where.append(f"metrics {os.path.abspath(cfg.metrics)}")
+        if self.start == cfg.steps:
+            state = f"the run is finished: step {self.start} of {cfg.steps}"
+        else:
+            state = f"the checkpoint is at step {self.start}, past this run's {cfg.steps} steps"
+        if jax.process_index() == 0:
+            self.console.print(
+                f"nothing to do: {state}. Results: {'; '.join(where) or '-'}. "
+                "More steps continue training.",
+                soft_wrap=True,
+                markup=False,
+                highlight=False,
+            )
+        return summary
+
     def run(self, stop_at: int | None = None) -> RunSummary:
-        """Trains to ``config.steps`` (or ``stop_at``); returns the :class:`RunSummary`."""
+        """Trains to ``config.steps`` (or ``stop_at``); returns the :class:`RunSummary`.
+
+        A run resumed at its last step (or past it) trains nothing and prints "nothing to do"
+        with where its results are (:attr:`RunSummary.step` is then its ``start_step``).
+        """
         trainer, cfg, summary = self.trainer, self.trainer.config, self.summary
         stop_at = check_int(stop_at, "stop_at", allow_none=True)
+        assert cfg.steps is not None  # set by resolved()
+        if self.start >= cfg.steps:
+            return self.nothing_to_do()
         if jax.process_index() == 0:
             self.console.print(config_table(trainer, self.start, self.ckpt))
-        assert cfg.steps is not None and cfg.eval_every is not None  # set by resolved()
         last = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
         step_times: list[float] = []
         began = time.perf_counter()
@@ -250,7 +287,7 @@ class Run:
                     if pending is not None:
                         self.record(*pending)
                     checkpoint_now = trainer.step % cfg.ckpt_every == 0
-                    evaluate_now = bool(cfg.eval_every) and trainer.step % cfg.eval_every == 0
+                    evaluate_now = cfg.evaluates_at(trainer.step)
                     if checkpoint_now or evaluate_now:
                         jax.block_until_ready(metrics)
                     now = time.perf_counter()
@@ -275,9 +312,7 @@ class Run:
                 ):
                     self.evaluate()
         finally:
-            if self.ckpt is not None:
-                self.ckpt.close()
-            self.metrics_log.close()
+            self.close()
         summary.step = trainer.step
         summary.seconds = time.perf_counter() - began
         if self.recent:

@@ -85,12 +85,12 @@ class Trainer:
         )
         assert config.steps is not None and config.lr is not None  # set by resolved()
         assert config.weight_decay is not None
-        self.schedule = learning_rate_schedule(config.lr, config.steps, config.warmup_steps)
+        self.schedule = learning_rate_schedule(config.lr, config.steps, config.warmup())
         tx = make_optimizer(
             config.optimizer,
             lr=config.lr,
             steps=config.steps,
-            warmup_steps=config.warmup_steps,
+            warmup_steps=config.warmup(),
             weight_decay=config.weight_decay,
             momentum=config.momentum,
             clip_norm=config.clip_norm,
