@@ -44,6 +44,54 @@ def _bad_inputs(tmp) -> dict[str, tuple[tuple[str, ...], str, int]]:
             r"`--warmup-steps` \(=10\) must be less than `--steps` \(=10\) \(see --help\)$",
             2,
         ),
+        "init-scheme": (
+            ("--model", "resnet18", "--init", "imagenet:w.npz"),
+            r"`--init` must be torchvision:FILE \(torchvision's weights: .npz, .safetensors, "
+            r".pth or .pt\), got 'imagenet:w.npz'",
+            2,
+        ),
+        "init-suffix": (
+            ("--model", "resnet18", "--init", "torchvision:w.bin"),
+            r"`--init` file must end in .npz, .safetensors, .pth or .pt, got 'w.bin'",
+            2,
+        ),
+        "init-model": (
+            ("--model", "nin", "--init", "torchvision:w.npz"),
+            r"`--init` needs a model with torchvision's layout \(googlenet, resnet18, .*\), "
+            r"got `--model` 'nin'",
+            2,
+        ),
+        "init-variant": (
+            ("--model", "resnet18", "--variant", "train", "--init", "torchvision:w.npz"),
+            r"`--init` needs `--variant` torchvision .*got 'train'",
+            2,
+        ),
+        "export-suffix": (
+            ("--model", "resnet18", "--export-torchvision", "w.h5"),
+            r"`--export-torchvision` file must end in .npz, .safetensors, .pth or .pt",
+            2,
+        ),
+        "no-such-variant": (
+            ("--model", "nin", "--variant", "torchvision"),
+            r"`--variant` must be one of reference, train for nin, got 'torchvision'",
+            2,
+        ),
+        "image-size": (
+            ("--model", "googlenet", "--variant", "torchvision", "--image-size", "8"),
+            r"`--image-size` \(=8\) is too small for googlenet \(torchvision variant\): it "
+            r"needs images of at least 15×15 \(see --help\)$",
+            2,
+        ),
+        "init-missing": (
+            ("--model", "resnet18", "--init", f"torchvision:{tmp}/nowhere.npz"),
+            rf"`--init` file {tmp}/nowhere.npz does not exist$",
+            1,
+        ),
+        "export-folder": (
+            ("--model", "resnet18", "--export-torchvision", f"{tmp}/no/w.npz"),
+            rf"`--export-torchvision` folder {tmp}/no does not exist$",
+            1,
+        ),
         "both-lengths": (
             ("--steps", "3", "--epochs", "1"),
             r"argument --epochs: not allowed with argument --steps",

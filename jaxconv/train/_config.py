@@ -46,8 +46,16 @@ _NOT_IDENTITY = frozenset(
         "data",
         "train_size",
         "test_size",
+        "export_torchvision",  # what is written at the end, not what is trained
     }
 )
+#: Identity fields added after checkpoints were first written, with the value that is left
+#: out of the identity (the behaviour before them), so those checkpoints still resume.
+_IDENTITY_SINCE = {"variant": "train", "image_size": None, "init": None}
+#: ``variant`` values (:func:`jaxconv.train.model_variants` says which a model has).
+VARIANTS = ("reference", "train", "torchvision")
+#: ``init``'s only scheme: ``torchvision:FILE``.
+INIT_SCHEME = "torchvision:"
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,16 @@ class TrainConfig:
     Attributes:
       model: a ``--model`` name (:func:`model_names`: the registry's, ``nin``, ``googlenet``,
         …, or one added with :func:`register_model`) or a registry alias.
+      variant: which of the model's variants (:func:`model_variants`): ``"train"`` (the
+        CIFAR stems, for 32×32), ``"reference"`` (the paper's) or ``"torchvision"``
+        (torchvision's architecture with its ImageNet stem); ``None`` → ``"torchvision"``
+        with ``init`` or ``export_torchvision``, else ``"train"``.
+      image_size: resize the images (train and test) to this square side on the device,
+        the shorter side scaled to it and the center cropped; ``None`` → as stored.
+      init: ``"torchvision:FILE"``: start from torchvision's weights, a state_dict in an
+        ``.npz``, ``.safetensors`` or ``.pth``/``.pt`` file (needs the torchvision variant).
+      export_torchvision: at the end of the run, write the weights as a torchvision
+        state_dict to this ``.npz``, ``.safetensors`` or ``.pth``/``.pt`` file.
       data: ``None`` for the embedded synthetic dataset, a CIFAR-10 directory or an ``.npz``.
       train_size: synthetic training images.
       test_size: synthetic test images.
@@ -100,6 +118,10 @@ class TrainConfig:
     """
 
     model: str = "nin"
+    variant: str | None = None
+    image_size: int | None = None
+    init: str | None = None
+    export_torchvision: str | None = None
     data: str | None = None
     train_size: int = 10_000
     test_size: int = 1_000
@@ -135,6 +157,7 @@ class TrainConfig:
         from jaxconv.train._models import canonical_model_name
 
         canonical_model_name(self.model)
+        self._check_model_options()
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(
                 f"`optimizer` must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
@@ -202,12 +225,78 @@ class TrainConfig:
         return dataclasses.replace(
             self,
             model=canonical_model_name(self.model),
+            variant=self.model_variant(),
             steps=steps,
             lr=defaults["lr"] if self.lr is None else float(self.lr),
             weight_decay=(
                 defaults["weight_decay"] if self.weight_decay is None else float(self.weight_decay)
             ),
         )
+
+    def model_variant(self) -> str:
+        """``variant``, or its default: ``"torchvision"`` with ``init`` or
+        ``export_torchvision``, else ``"train"``.
+
+        Examples:
+          >>> from jaxconv.train import TrainConfig
+          >>> TrainConfig(model="resnet18", init="torchvision:w.npz").model_variant()
+          'torchvision'
+        """
+        if self.variant is not None:
+            return self.variant
+        return "torchvision" if self.init or self.export_torchvision else "train"
+
+    def init_file(self) -> str | None:
+        """The file of ``init`` (``"torchvision:FILE"``), or None.
+
+        Raises:
+          ValueError: ``init`` is not ``torchvision:FILE`` with a known suffix.
+        """
+        from jaxconv.train._weights import weights_format
+
+        if self.init is None:
+            return None
+        if not isinstance(self.init, str) or not self.init.startswith(INIT_SCHEME):
+            raise ValueError(
+                f"`init` must be {INIT_SCHEME}FILE (torchvision's weights: .npz, .safetensors, "
+                f".pth or .pt), got {self.init!r}"
+            )
+        path = self.init.removeprefix(INIT_SCHEME)
+        weights_format(path, "init")
+        return path
+
+    def _check_model_options(self) -> None:
+        """``variant``, ``image_size``, ``init`` and ``export_torchvision`` against the model."""
+        from jaxconv.train._models import model_variants, torchvision_model_names
+        from jaxconv.train._weights import weights_format
+
+        if self.variant is not None and self.variant not in VARIANTS:
+            raise ValueError(
+                f"`variant` must be one of {', '.join(VARIANTS)}, got {self.variant!r}"
+            )
+        check_int(self.image_size, "image_size", allow_none=True)
+        self.init_file()
+        if self.export_torchvision is not None:
+            weights_format(self.export_torchvision, "export_torchvision")
+        variants = model_variants(self.model)
+        for name in ("init", "export_torchvision"):
+            if getattr(self, name) is None:
+                continue
+            if "torchvision" not in variants:
+                raise ValueError(
+                    f"`{name}` needs a model with torchvision's layout "
+                    f"({', '.join(torchvision_model_names())}), got `model` {self.model!r}"
+                )
+            if self.model_variant() != "torchvision":
+                raise ValueError(
+                    f"`{name}` needs `variant` torchvision (torchvision's architecture), "
+                    f"got {self.variant!r}"
+                )
+        if self.model_variant() not in variants:
+            raise ValueError(
+                f"`variant` must be one of {', '.join(variants)} for {self.model}, "
+                f"got {self.variant!r}"
+            )
 
     def _check_warmup(self, steps: int) -> None:
         if self.warmup_steps is not None and self.warmup_steps >= steps:
@@ -263,6 +352,12 @@ class TrainConfig:
 
     def identity(self) -> dict[str, Any]:
         """The fields a resumed run must share with the checkpoint: all but ``steps``,
-        ``epochs``, ``devices``, ``ckpt_*``, ``keep``, ``metrics``, ``eval_every``, ``progress``
-        and the data fields (the dataset is compared by its fingerprint instead)."""
-        return {k: v for k, v in self.to_dict().items() if k not in _NOT_IDENTITY}
+        ``epochs``, ``devices``, ``ckpt_*``, ``keep``, ``metrics``, ``eval_every``, ``progress``,
+        ``export_torchvision`` and the data fields (the dataset is compared by its fingerprint
+        instead). ``variant``, ``image_size`` and ``init`` are left out at their defaults
+        (``"train"``, None, None), as checkpoints made before them have them."""
+        return {
+            k: v
+            for k, v in self.to_dict().items()
+            if k not in _NOT_IDENTITY and (k not in _IDENTITY_SINCE or v != _IDENTITY_SINCE[k])
+        }
