@@ -1,5 +1,6 @@
-"""jaxconv.nn.summary: Table 1 of the GoogLeNet paper, aggregation, XLA flops, printing, and
-that it neither patches classes nor touches the model."""
+"""jaxconv.nn.summary: Table 1 of the GoogLeNet paper, aggregation, the module tree in place
+(containers with their children, ``depth=``), XLA flops only on request, printing, and that it
+neither patches classes nor touches the model."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from flax import nnx
 
 import jaxconv
-from jaxconv.models import GoogLeNet
+from jaxconv.models import GoogLeNet, MobileNetV2, ResNet18
 from jaxconv.nn import Conv, Conv1x1, Inception, summary
 
 #: Szegedy et al. 2015, Table 1: output size of each row, and the ops column (millions) of the
@@ -178,9 +179,112 @@ def test_xla_flops_beside_the_cost_model():
     # XLA skips the taps that fall in the SAME padding; the cost model counts them.
     assert 0 < rows.row("branch_5x5.conv").xla_flops < 2 * rows.row("branch_5x5.conv").macs
     assert 2 * rows.row("branch_3x3.conv").macs * 0.5 < rows.row("branch_3x3.conv").xla_flops
-    total_only = summary(block, x)
+    total_only = summary(block, x, xla="total")
     assert total_only.total.xla_flops == rows.total.xla_flops
     assert all(r.xla_flops is None for r in total_only)
+
+
+def _abstract(build):
+    model = nnx.eval_shape(build)
+    model.eval()
+    return model
+
+
+SMALL = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
+
+
+@pytest.fixture(scope="module")
+def resnet18():
+    return summary(_abstract(lambda: ResNet18(rngs=nnx.Rngs(0))), SMALL)
+
+
+def test_containers_come_in_place_with_their_children(resnet18):
+    # ResNet's layer1..4 are nnx.Lists: iterated, never called. Each comes right after the
+    # module before it and is followed by its blocks, before the next stage.
+    paths = [r.path for r in resnet18]
+    top = [p for p in paths if "." not in p]
+    assert top == ["conv1", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "fc"]
+    start, end = paths.index("layer1"), paths.index("layer2")
+    assert paths[start + 1] == "layer1.0"
+    assert all(p.startswith("layer1.") for p in paths[start + 1 : end])
+    assert paths[start + 1 : end] == sorted(paths[start + 1 : end], key=paths.index)
+    assert paths.index("layer1.1") < paths.index("layer1.1.conv2.bn") < end
+    # each row's parent comes before it, and nothing but its parent's subtree in between
+    for i, path in enumerate(paths):
+        parent = path.rpartition(".")[0]
+        if parent:
+            j = paths.index(parent)
+            assert j < i and all(p.startswith(parent + ".") for p in paths[j + 1 : i]), path
+    # a stage's blocks ran as a chain: the stage has their input and output shapes
+    layer2 = resnet18.row("layer2")
+    assert layer2.kind == "List" and layer2.calls == 0
+    assert layer2.input_shape == resnet18.row("layer2.0").input_shape == (1, 8, 8, 64)
+    assert layer2.output_shape == resnet18.row("layer2.1").output_shape == (1, 4, 4, 128)
+    assert layer2.macs == resnet18.row("layer2.0").macs + resnet18.row("layer2.1").macs
+    lines = [line.split()[1] for line in str(resnet18).splitlines() if line.startswith("│")]
+    assert lines.index("layer1") + 1 == lines.index("0") < lines.index("layer2")
+
+
+def test_mobilenet_features_come_before_the_classifier():
+    s = summary(_abstract(lambda: MobileNetV2(rngs=nnx.Rngs(0))), SMALL, depth=2)
+    paths = [r.path for r in s]
+    assert paths == [
+        "features",
+        *(f"features.{i}" for i in range(19)),
+        "avgpool",
+        "dropout",
+        "classifier",
+    ]
+    assert s.row("features").input_shape == (1, 32, 32, 3)
+    assert s.row("features").output_shape == s.row("features.18").output_shape
+
+
+def test_a_container_that_is_not_a_chain_has_no_shape():
+    class Branches(nnx.Module):  # both on the same input: not a chain
+        def __init__(self, rngs):
+            self.heads = nnx.List([nnx.Linear(3, 2, rngs=rngs), nnx.Linear(3, 4, rngs=rngs)])
+
+        def __call__(self, x):
+            return [head(x) for head in self.heads]
+
+    s = summary(Branches(nnx.Rngs(0)), jnp.ones((1, 3)))
+    assert [r.path for r in s] == ["heads", "heads.0", "heads.1"]
+    heads = s.row("heads")
+    assert heads.output_shape is None and heads.input_shape is None
+    assert heads.params == 3 * 2 + 2 + 3 * 4 + 4 and heads.macs == 3 * 2 + 3 * 4
+    assert s.total.output_shape == ((1, 2), (1, 4))
+
+
+def test_depth_folds_deeper_rows_into_their_parents(resnet18):
+    model = _abstract(lambda: ResNet18(rngs=nnx.Rngs(0)))
+    one, two = summary(model, SMALL, depth=1), summary(model, SMALL, depth=2)
+    assert [r.path for r in one] == [r.path for r in resnet18 if r.depth == 0]
+    assert list(one) == [r for r in two if r.depth == 0] == [r for r in resnet18 if r.depth == 0]
+    assert list(two) == [r for r in resnet18 if r.depth < 2]
+    assert "layer1.0" in [r.path for r in two] and "layer1.0.conv1" not in [r.path for r in two]
+    assert one.total == two.total == resnet18.total
+    assert sum(r.params for r in one) == one.total.params
+    assert sum(r.macs for r in one) == one.total.macs
+    text = str(one)
+    assert "layer4" in text and "downsample" not in text
+    assert summary(model, SMALL, depth=99) == resnet18
+
+
+def test_the_default_compiles_nothing(monkeypatch):
+    class Compiled(Exception):
+        pass
+
+    def refuse(*args, **kwargs):
+        raise Compiled
+
+    monkeypatch.setattr(jax.stages.Lowered, "compile", refuse)
+    block = nnx.eval_shape(lambda: Inception(16, (8, 4, 8, 2, 4, 4), rngs=nnx.Rngs(0)))
+    x = jax.ShapeDtypeStruct((1, 8, 8, 16), jnp.float32)
+    s = summary(block, x)
+    assert s.total.xla_flops is None and all(r.xla_flops is None for r in s)
+    assert s.total.macs > 0 and "XLA flops" not in str(s)
+    with pytest.raises(Compiled):  # asked for: it compiles
+        summary(block, x, xla="total")
 
 
 def test_printing(table, monkeypatch):
@@ -209,6 +313,10 @@ def test_summary_errors(table):
         summary(block, jnp.ones((1, 4, 4, 16)), xla="all")
     with pytest.raises(TypeError, match=r"`model` must be a flax.nnx.Module, got function"):
         summary(lambda x: x, jnp.ones((1, 4, 4, 16)))
+    with pytest.raises(ValueError, match=r"`depth` must be a positive int, got 0"):
+        summary(block, jnp.ones((1, 4, 4, 16)), depth=0)
+    with pytest.raises(TypeError, match=r"`depth` must be an int, got '2'"):
+        summary(block, jnp.ones((1, 4, 4, 16)), depth="2")
     with pytest.raises(KeyError, match=r"no module at path 'inception_9z'"):
         table.row("inception_9z")
 

@@ -21,9 +21,10 @@ from test_train_support import (
     final_tree,
     register,
     run_cli,
+    tiny_data,
 )
 
-from jaxconv.train import TrainConfig, train
+from jaxconv.train import TrainConfig, main, train
 from jaxconv.train._cli import _config, build_parser
 
 SMALL = ("--train-size", "96", "--test-size", "24", "--batch-size", "16")
@@ -38,6 +39,59 @@ def _bad_inputs(tmp) -> dict[str, tuple[tuple[str, ...], str, int]]:
         "batch": (("--batch-size", "-2"), r"`--batch-size` must be a positive int, got -2", 2),
         "momentum": (("--momentum", "1.5"), r"`--momentum` must be", 2),
         "not-a-number": (("--lr", "fast"), r"argument --lr: invalid float value: 'fast'", 2),
+        "warmup": (
+            ("--model", "tiny", "--steps", "10", "--warmup-steps", "10", *SMALL),
+            r"`--warmup-steps` \(=10\) must be less than `--steps` \(=10\) \(see --help\)$",
+            2,
+        ),
+        "init-scheme": (
+            ("--model", "resnet18", "--init", "imagenet:w.npz"),
+            r"`--init` must be torchvision:FILE \(torchvision's weights: .npz, .safetensors, "
+            r".pth or .pt\), got 'imagenet:w.npz'",
+            2,
+        ),
+        "init-suffix": (
+            ("--model", "resnet18", "--init", "torchvision:w.bin"),
+            r"`--init` file must end in .npz, .safetensors, .pth or .pt, got 'w.bin'",
+            2,
+        ),
+        "init-model": (
+            ("--model", "nin", "--init", "torchvision:w.npz"),
+            r"`--init` needs a model with torchvision's layout \(googlenet, resnet18, .*\), "
+            r"got `--model` 'nin'",
+            2,
+        ),
+        "init-variant": (
+            ("--model", "resnet18", "--variant", "train", "--init", "torchvision:w.npz"),
+            r"`--init` needs `--variant` torchvision .*got 'train'",
+            2,
+        ),
+        "export-suffix": (
+            ("--model", "resnet18", "--export-torchvision", "w.h5"),
+            r"`--export-torchvision` file must end in .npz, .safetensors, .pth or .pt",
+            2,
+        ),
+        "no-such-variant": (
+            ("--model", "nin", "--variant", "torchvision"),
+            r"`--variant` must be one of reference, train for nin, got 'torchvision'",
+            2,
+        ),
+        "image-size": (
+            ("--model", "googlenet", "--variant", "torchvision", "--image-size", "8"),
+            r"`--image-size` \(=8\) is too small for googlenet \(torchvision variant\): it "
+            r"needs images of at least 15×15 \(see --help\)$",
+            2,
+        ),
+        "init-missing": (
+            ("--model", "resnet18", "--init", f"torchvision:{tmp}/nowhere.npz"),
+            rf"`--init` file {tmp}/nowhere.npz does not exist$",
+            1,
+        ),
+        "export-folder": (
+            ("--model", "resnet18", "--export-torchvision", f"{tmp}/no/w.npz"),
+            rf"`--export-torchvision` folder {tmp}/no does not exist$",
+            1,
+        ),
         "both-lengths": (
             ("--steps", "3", "--epochs", "1"),
             r"argument --epochs: not allowed with argument --steps",
@@ -163,6 +217,37 @@ def test_every_config_field_is_a_flag_with_its_default():
     assert set(TrainConfig.__dataclass_fields__) <= set(vars(args))
     assert _config(args) == TrainConfig()
     assert build_parser().parse_args(["--train-size", "7", "--clip-norm", "1"]).clip_norm == 1.0
+
+
+def test_the_default_evaluates_as_often_as_the_help_says():
+    text = " ".join(build_parser().format_help().split())
+    assert "(default: 4 times per run, evenly spaced, the last at the end;" in text
+    register()
+    for steps, evaluated in ((10, [3, 5, 8, 10]), (3, [1, 2, 3])):
+        cfg = TrainConfig(model="tiny", steps=steps, batch_size=16, progress=False)
+        summary = train(cfg, data=tiny_data(), console=Console(quiet=True))
+        assert [record["step"] for record in summary.history] == evaluated, steps
+
+
+def test_running_a_finished_run_again_has_nothing_to_do(tmp_path, capsys):
+    register()
+    ckpt, metrics = tmp_path / "ckpt", tmp_path / "m.jsonl"
+    args = ["--model", "tiny", "--steps", "2", *SMALL, "--ckpt-dir", str(ckpt)]
+    args += ["--metrics", str(metrics), "--no-progress"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert "test loss" in first and "ms/step" in first
+    with open(metrics) as f:
+        lines = f.read()
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "nothing to do: the run is finished: step 2 of 2." in out
+    assert f"checkpoint {ckpt / '2'}" in out and f"metrics {metrics}" in out
+    assert "nan" not in out and "ms/step" not in out
+    with open(metrics) as f:
+        assert f.read() == lines  # the results are left as they were
+    assert main([*args[:3], "1", *args[4:]]) == 0  # --steps 1: the checkpoint is past it
+    assert "the checkpoint is at step 2, past this run's 1 steps" in capsys.readouterr().out
 
 
 def _train_lines(path) -> list[int]:

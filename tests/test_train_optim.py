@@ -10,9 +10,11 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from test_train_support import register, tiny_data
 
 from jaxconv.train import (
     TrainConfig,
+    Trainer,
     classification_loss,
     decay_mask,
     learning_rate_schedule,
@@ -128,9 +130,11 @@ def test_loss_label_smoothing_and_aux_heads(rng):
 
 def test_config_resolves_defaults_and_epochs():
     c = TrainConfig(optimizer="adamw", epochs=3, batch_size=10).resolved(num_train=105)
-    assert (c.steps, c.lr, c.weight_decay, c.eval_every) == (30, 2e-3, 0.05, 7)
+    assert (c.steps, c.lr, c.weight_decay, c.warmup()) == (30, 2e-3, 0.05, 3)
     c = TrainConfig(optimizer="sgd", steps=7).resolved(num_train=105)
-    assert (c.steps, c.lr, c.weight_decay, c.eval_every) == (7, 0.05, 5e-4, 1)
+    assert (c.steps, c.lr, c.weight_decay, c.warmup()) == (7, 0.05, 5e-4, 0)
+    # the defaults that depend on the steps stay None: a longer resumed run keeps its identity
+    assert c.warmup_steps is None and c.eval_every is None
     assert TrainConfig().resolved(1000).steps == DEFAULT_STEPS
     ident = TrainConfig(steps=5, ckpt_dir="a", devices=2).identity()
     assert "steps" not in ident and "devices" not in ident and ident["model"] == "nin"
@@ -152,6 +156,16 @@ def test_config_resolves_defaults_and_epochs():
         ({"momentum": True}, TypeError, r"`momentum` must be a number, got True"),
         ({"ckpt_every": 0}, ValueError, r"`ckpt_every` must be a positive int, got 0"),
         ({"warmup_steps": -1}, ValueError, r"`warmup_steps` must be an int >= 0, got -1"),
+        (
+            {"steps": 10, "warmup_steps": 10},
+            ValueError,
+            r"`warmup_steps` \(=10\) must be less than `steps` \(=10\)$",
+        ),
+        (
+            {"warmup_steps": 500},
+            ValueError,
+            r"`warmup_steps` \(=500\) must be less than `steps` \(=120, the default\)",
+        ),
         ({"augment": "no"}, TypeError, r"`augment` must be a bool, got 'no'"),
     ],
 )
@@ -164,3 +178,21 @@ def test_config_rejects_bad_values_naming_the_field(kwargs, error, match):
         r"set \(=10 images\)",
     ):
         TrainConfig(batch_size=12).resolved(num_train=10)
+
+
+def test_the_default_warmup_is_at_most_ten_steps_and_a_tenth_of_the_run():
+    warmups = [TrainConfig(steps=s).resolved(1000).warmup() for s in (3, 10, 50, 120, 5000)]
+    assert warmups == [0, 1, 5, 10, 10]
+    assert TrainConfig(steps=10, warmup_steps=9).resolved(1000).warmup() == 9
+    # a 10-step run reaches its peak rate after one step (it used to warm up for all of it)
+    register()
+    trainer = Trainer(TrainConfig(model="tiny", steps=10, batch_size=16), tiny_data())
+    lr = trainer.config.lr
+    assert [float(trainer.schedule(t)) for t in (0, 1)] == [0.0, pytest.approx(lr)]
+
+
+def test_a_warmup_not_below_the_steps_of_the_epochs_is_refused():
+    with pytest.raises(
+        ValueError, match=r"`warmup_steps` \(=30\) must be less than `steps` \(=30\)"
+    ):
+        TrainConfig(epochs=3, batch_size=10, warmup_steps=30).resolved(num_train=105)

@@ -6,13 +6,16 @@ own class (``instance.__class__``), whose ``__call__`` notes the input and outpu
 then runs the original ``__call__``. The model's classes and the model itself are never
 modified, so concurrent summaries and calls of the same classes do not interfere. A conv's MACs
 come from the cost model (:func:`jaxconv.conv_cost`, every tap counted); a block's row adds up
-its descendants'. XLA's own flop count (taps in padding skipped) can be read beside it.
+its descendants'. Rows are the module tree in call order, each container (an ``nnx.List`` too,
+which is iterated, never called) followed by its children. XLA's own flop count (taps in
+padding skipped) can be read beside it on request: it compiles the model.
 """
 
 from __future__ import annotations
 
 import functools
 import io
+import itertools
 import math
 from dataclasses import dataclass, replace
 from typing import Any
@@ -21,6 +24,7 @@ import jax
 from flax import nnx
 
 import jaxconv
+from jaxconv._check import check_int
 from jaxconv.nn._conv import Conv, Conv1x1
 from jaxconv.nn._depthwise import DepthwiseConv
 from jaxconv.nn._separable import SeparableConv
@@ -43,7 +47,9 @@ class SummaryRow:
         called).
       output_shape: shape of its output (a tuple of ints, or that structure for tuple
         outputs); None if the module did not run in this call (e.g. auxiliary heads in eval
-        mode).
+        mode). A container that is never called itself (an ``nnx.List`` of blocks) has its
+        first child's input shape and its last child's output shape when its children ran as
+        a chain, each on the previous one's output (ResNet's ``layer1``); else None.
       params: parameters (``nnx.Param`` elements) of the module and its children.
       macs: multiply-accumulates of the module and its children, cost-model convention (every
         kernel tap counted; convolutions and ``nnx.Linear`` only), over the whole batch.
@@ -51,7 +57,8 @@ class SummaryRow:
       xla_flops: XLA's ``cost_analysis`` flops for this module alone (taps on padding skipped,
         elementwise ops counted), or None when not requested or when the module runs a
         custom call XLA cannot count (a oneDNN conv: :attr:`jaxconv.XlaCost.uncounted_calls`).
-      calls: how many times the module ran.
+      calls: how many times the module's own ``__call__`` ran (0 for a container that is
+        only iterated, like an ``nnx.List``).
     """
 
     path: str
@@ -173,11 +180,14 @@ def _own_macs(module: Any, x: Any) -> int:
 
 
 class _Recorder:
-    """Collects, per module path, the first call's shapes, call counts and own MACs."""
+    """Collects, per module path, the first call's input and output, call counts and own
+    MACs."""
 
     def __init__(self) -> None:
         self.order: list[str] = []
         self.records: dict[str, dict[str, Any]] = {}
+        #: path → (input, output) objects of the first call: which module fed which
+        self.flow: dict[str, tuple[Any, Any]] = {}
 
     def call(self, path: str, module: Any, run: Any, args: tuple, kwargs: dict) -> Any:
         """``run(*args, **kwargs)`` (``module``'s real ``__call__``), recorded under ``path``."""
@@ -187,16 +197,11 @@ class _Recorder:
         if rec is None:  # registered on entry, so a block comes before its children
             self.order.append(path)
             rec = self.records[path] = dict(
-                input_shape=_shapes(x),
-                output_shape=None,
-                args=_abstract(args),
-                kwargs=_abstract(kwargs),
-                calls=0,
-                macs=0,
+                args=_abstract(args), kwargs=_abstract(kwargs), calls=0, macs=0
             )
         out = run(*args, **kwargs)
         if first:
-            rec["output_shape"] = _shapes(out)
+            self.flow[path] = (x, out)
         rec["calls"] += 1
         rec["macs"] += _own_macs(module, x)
         return out
@@ -239,36 +244,54 @@ def _dotted(path: tuple) -> str:
     return ".".join(map(str, path))
 
 
-def summary(model: nnx.Module, *args: Any, xla: str | None = "total", **kwargs: Any) -> Summary:
+def summary(
+    model: nnx.Module,
+    *args: Any,
+    depth: int | None = None,
+    xla: str | None = None,
+    **kwargs: Any,
+) -> Summary:
     """One row per module of ``model``: output shape, parameters, MACs (and XLA's flops).
 
     The model is traced once with ``jax.eval_shape`` on ``args`` (arrays or
-    ``jax.ShapeDtypeStruct``; nothing is computed) in its current train/eval mode. Rows come in
-    call order; modules that did not run (e.g. GoogLeNet's auxiliary heads in eval mode) follow
+    ``jax.ShapeDtypeStruct``; nothing is computed or compiled) in its current train/eval
+    mode. Rows are the module tree: each module comes right after its parent and before its
+    parent's next child, children in the order they first ran, so a container that is only
+    iterated (ResNet's ``layer1``, an ``nnx.List``) is followed by its blocks. Modules that
+    did not run (e.g. GoogLeNet's auxiliary heads in eval mode) come after their ran siblings,
     with ``output_shape=None``. ``fuse_1x1`` is switched off in the traced copy so that each
     1×1 conv of an Inception block is its own row (the MACs are the same either way).
 
     Args:
       model: an ``nnx.Module`` (not modified).
       *args, **kwargs: the call's arguments, e.g. an NHWC input.
-      xla: ``"total"`` (default) compiles the whole call once and reads XLA's flops into
-        ``summary.total``; ``"rows"`` also compiles every module that ran on its own (slow for
-        big models: GoogLeNet has ~150 modules); None skips XLA.
+      depth: how many levels of nesting to show: 1 shows the model's own attributes only,
+        2 also their children, …; a row's parameters and MACs always include its folded
+        descendants', so the totals do not change. None (default): every module.
+      xla: None (default) compiles nothing; ``"total"`` compiles the whole call once and
+        reads XLA's flops into ``summary.total``; ``"rows"`` also compiles every module shown
+        that ran, on its own (slow for big models: GoogLeNet has ~150 modules). XLA cannot
+        count a oneDNN conv (a custom call): with the extension on a CPU, such a row's
+        ``xla_flops`` is None.
 
     Returns:
       A :class:`Summary`: a list of :class:`SummaryRow` with a ``total``; ``print`` it for a
       table.
+
+    Raises:
+      ValueError: ``depth`` below 1, or an unknown ``xla``.
+      TypeError: ``model`` is not an ``nnx.Module``, ``depth`` not an int.
 
     Examples:
       Table 1 of the GoogLeNet paper, inception (4a): 14×14×512 and "73M" ops.
 
       >>> import jax, jax.numpy as jnp
       >>> from flax import nnx
-      >>> from jaxconv.models import GoogLeNet
+      >>> from jaxconv.models import GoogLeNet, ResNet18
       >>> from jaxconv.nn import summary
       >>> model = nnx.eval_shape(lambda: GoogLeNet(aux_logits=False, rngs=nnx.Rngs(0)))
       >>> model.eval()
-      >>> s = summary(model, jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32), xla=None)
+      >>> s = summary(model, jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32))
       >>> row = s.row("inception_4a")
       >>> row.output_shape, row.macs
       ((1, 14, 14, 512), 73608192)
@@ -276,11 +299,21 @@ def summary(model: nnx.Module, *args: Any, xla: str | None = "total", **kwargs: 
       1505280
       >>> s.total.params, round(s.total.macs / 1e9, 2)
       (6998552, 1.58)
+
+      ResNet's stages are ``nnx.List`` s of blocks; ``depth=1`` folds the blocks into them:
+
+      >>> resnet = nnx.eval_shape(lambda: ResNet18(rngs=nnx.Rngs(0)))
+      >>> s = summary(resnet, jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32), depth=1)
+      >>> [r.path for r in s]
+      ['conv1', 'maxpool', 'layer1', 'layer2', 'layer3', 'layer4', 'avgpool', 'fc']
+      >>> s.row("layer2").output_shape, s.row("layer2").params
+      ((1, 8, 8, 128), 525568)
     """
     if xla not in _XLA_MODES:
         raise ValueError(f"`xla` must be None, 'total' or 'rows', got {xla!r}")
     if not isinstance(model, nnx.Module):
         raise TypeError(f"`model` must be a flax.nnx.Module, got {type(model).__name__}")
+    depth = check_int(depth, "depth", allow_none=True)
     graphdef, state = nnx.split(model)
     recorder = _Recorder()
 
@@ -296,6 +329,7 @@ def summary(model: nnx.Module, *args: Any, xla: str | None = "total", **kwargs: 
     records = recorder.records
 
     originals = {_dotted(p): m for p, m in nnx.iter_modules(model)}
+    tree = _Tree(originals, recorder)
     own_macs = {path: rec["macs"] for path, rec in records.items()}
 
     def subtree_macs(path: str) -> int:
@@ -309,20 +343,19 @@ def summary(model: nnx.Module, *args: Any, xla: str | None = "total", **kwargs: 
     def make_row(path: str) -> SummaryRow:
         rec = records.get(path, {})
         macs = subtree_macs(path)
+        flow = tree.flow(path)
         return SummaryRow(
             path=path,
             kind=type(originals[path]).__name__,
-            input_shape=rec.get("input_shape"),
-            output_shape=rec.get("output_shape"),
+            input_shape=None if flow is None else _shapes(flow[0]),
+            output_shape=None if flow is None else _shapes(flow[1]),
             params=n_params(originals[path]),
             macs=macs,
             flops=2 * macs,
             calls=rec.get("calls", 0),
         )
 
-    called = [p for p in recorder.order if p]
-    rows = [make_row(p) for p in called]
-    rows += [make_row(p) for p in originals if p and p not in records]
+    rows = [make_row(p) for p in tree.walk("") if depth is None or p.count(".") < depth]
     total = make_row("")
 
     if xla is not None:
@@ -342,6 +375,52 @@ def summary(model: nnx.Module, *args: Any, xla: str | None = "total", **kwargs: 
             for r in rows
         ]
     return Summary(rows, total)
+
+
+class _Tree:
+    """The module paths as a tree, children in the order they first ran.
+
+    Args:
+      paths: every module's dotted path (``""``: the model), as ``nnx.iter_modules`` gives them.
+      recorder: the trace's calls.
+    """
+
+    def __init__(self, paths: Any, recorder: _Recorder):
+        self.children: dict[str, list[str]] = {}
+        for path in paths:
+            if path:
+                self.children.setdefault(path.rpartition(".")[0], []).append(path)
+        rank = {path: i for i, path in enumerate(recorder.order)}
+        self.first: dict[str, float] = {}
+
+        def first(path: str) -> float:  # the first call in the subtree (inf: none ran)
+            own = rank.get(path, math.inf)
+            self.first[path] = min([own, *(first(c) for c in self.children.get(path, ()))])
+            return self.first[path]
+
+        first("")
+        for kids in self.children.values():
+            kids.sort(key=self.first.__getitem__)  # stable: the not-run keep their order
+        self._flow = dict(recorder.flow)
+
+    def walk(self, path: str) -> Any:
+        """The descendants of ``path``, each followed by its own, depth first."""
+        for child in self.children.get(path, ()):
+            yield child
+            yield from self.walk(child)
+
+    def flow(self, path: str) -> tuple[Any, Any] | None:
+        """(input, output) of the module's first call; for a container that is never called,
+        its children's when they ran as a chain (each on the previous one's output)."""
+        if path not in self._flow:
+            ran = [c for c in self.children.get(path, ()) if self.first[c] < math.inf]
+            links = [link for link in map(self.flow, ran) if link is not None]
+            if not links or len(links) < len(ran):
+                return None
+            if any(b[0] is not a[1] for a, b in itertools.pairwise(links)):
+                return None
+            self._flow[path] = (links[0][0], links[-1][1])
+        return self._flow[path]
 
 
 def _module_xla_flops(module: nnx.Module, args: tuple, kwargs: dict) -> float | None:

@@ -12,7 +12,8 @@ Importing ``jaxconv.train`` imports Flax, optax and orbax. The pieces compose bo
 - steps: :func:`classification_loss`, :func:`train_step`, :func:`eval_step` on NNX objects.
 - loop: :class:`Trainer` (compiled steps) and :func:`train` (the whole run, resumable).
 - models: :func:`register_model` (:func:`registered_model` for a ``with`` block)
-  maps ``--model`` names to ``jaxconv.models`` factories.
+  maps ``--model`` names to ``jaxconv.models`` factories; :func:`model_variants` (the CIFAR
+  ``train`` ports, torchvision's architectures), :func:`minimum_image_size`.
 """
 
 from jaxconv.train._batches import augment as augment
@@ -34,9 +35,13 @@ from jaxconv.train._loaders import load_npz as load_npz
 from jaxconv.train._loss import AUX_WEIGHT as AUX_WEIGHT
 from jaxconv.train._loss import classification_loss as classification_loss
 from jaxconv.train._models import build_model as build_model
+from jaxconv.train._models import check_image_size as check_image_size
+from jaxconv.train._models import minimum_image_size as minimum_image_size
 from jaxconv.train._models import model_names as model_names
+from jaxconv.train._models import model_variants as model_variants
 from jaxconv.train._models import register_model as register_model
 from jaxconv.train._models import registered_model as registered_model
+from jaxconv.train._models import torchvision_model_names as torchvision_model_names
 from jaxconv.train._optim import decay_mask as decay_mask
 from jaxconv.train._optim import learning_rate_schedule as learning_rate_schedule
 from jaxconv.train._optim import make_optimizer as make_optimizer
@@ -70,6 +75,7 @@ __all__ = [
     "batch_indices",
     "build_model",
     "check_batch_size",
+    "check_image_size",
     "classification_loss",
     "data_sharding",
     "decay_mask",
@@ -84,7 +90,9 @@ __all__ = [
     "main",
     "make_mesh",
     "make_optimizer",
+    "minimum_image_size",
     "model_names",
+    "model_variants",
     "put_replicated",
     "register_model",
     "registered_model",
@@ -93,6 +101,7 @@ __all__ = [
     "state_signature",
     "state_to_tree",
     "synthetic_dataset",
+    "torchvision_model_names",
     "train",
     "train_batch",
     "train_step",

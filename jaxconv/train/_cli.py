@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from jaxconv.models.registry import MODELS
-from jaxconv.train._config import DEFAULT_STEPS, DEFAULTS, DTYPES, TrainConfig
-from jaxconv.train._models import model_names
+from jaxconv.train._config import DEFAULT_STEPS, DEFAULTS, DTYPES, VARIANTS, TrainConfig
+from jaxconv.train._models import model_names, torchvision_model_names
 
 __all__ = ["build_parser", "main"]
 
@@ -38,6 +38,20 @@ data:
   the batches the uninterrupted run would have.
 
 {{models}}
+  --variant train (the default) is the CIFAR port above; --variant torchvision is
+  torchvision's architecture with its ImageNet stem (googlenet: no auxiliary heads,
+  transform_input on, as torchvision's pretrained model).
+
+torchvision weights:
+  --init torchvision:FILE starts from a torchvision state_dict (e.g. torch.save(
+  torchvision.models.resnet18(weights="DEFAULT").state_dict(), "r18.pth")): .npz,
+  .safetensors (pip install safetensors) or .pth/.pt (needs torch). It implies --variant
+  torchvision; the model is built by jaxconv.models.from_torchvision with num_classes = the
+  data's classes. --image-size 224 resizes
+  the 32x32 images to what ImageNet weights saw (smaller sizes run too, down to the model's
+  minimum, which an error names). --export-torchvision FILE writes the weights back at the
+  end of the run, in torchvision's names and layouts (OIHW), for
+  torchvision_model.load_state_dict; run a finished run again with it to export only.
 
 optimizer:
   sgd: Nesterov momentum, lr {_SGD["lr"]}, weight decay {_SGD["weight_decay"]};
@@ -76,7 +90,8 @@ experiment:
 
 exit status: 0 done; 2 bad flags (unknown, malformed, out of range or conflicting values);
 1 bad data (a file a flag names is missing, unreadable or from another run; a device count
-this machine lacks); 130/143 stopped by SIGINT/SIGTERM (checkpoint saved; run again to resume).
+this machine lacks; a package a file format needs is not installed); 130/143 stopped by
+SIGINT/SIGTERM (checkpoint saved; run again to resume).
 default --steps: {DEFAULT_STEPS} when neither --steps nor --epochs is given."""
 
 
@@ -102,6 +117,31 @@ def _flags(models: tuple[str, ...]) -> dict[str, tuple[_Flag | list[_Flag], ...]
         "model and data": (
             ("--model", f"one of {', '.join(models)}", {"metavar": "NAME"}),
             (
+                "--variant",
+                "train: the CIFAR stem, for 32x32; torchvision: torchvision's architecture "
+                "(ImageNet stem); reference: the paper's (default: torchvision with --init or "
+                "--export-torchvision, else train)",
+                {"choices": VARIANTS},
+            ),
+            (
+                "--init",
+                "start from torchvision's weights: a state_dict in a .npz, .safetensors or "
+                ".pth/.pt file (models: " + ", ".join(torchvision_model_names()) + ")",
+                {"metavar": "torchvision:FILE"},
+            ),
+            (
+                "--export-torchvision",
+                "at the end, write the weights as a torchvision state_dict (.npz, "
+                ".safetensors or .pth/.pt)",
+                {"metavar": "FILE"},
+            ),
+            (
+                "--image-size",
+                "resize the images to N x N on the device (shorter side to N, center crop), "
+                "e.g. 224 for ImageNet weights (default: as stored)",
+                {"type": int, **n},
+            ),
+            (
                 "--data",
                 "CIFAR-10 directory or .npz file (default: embedded synthetic data)",
                 {"metavar": "PATH"},
@@ -122,8 +162,8 @@ def _flags(models: tuple[str, ...]) -> dict[str, tuple[_Flag | list[_Flag], ...]
             ("--batch-size", "global batch size, split over the devices", {"metavar": "B"}),
             (
                 "--eval-every",
-                "evaluate on the test split every N steps (default: 4 times per "
-                "run; 0: at the end only)",
+                "evaluate on the test split every N steps and at the end (default: 4 times "
+                "per run, evenly spaced, the last at the end; 0: at the end only)",
                 {"type": int, **n},
             ),
         ),
@@ -136,7 +176,11 @@ def _flags(models: tuple[str, ...]) -> dict[str, tuple[_Flag | list[_Flag], ...]
                 "decoupled weight decay on kernels (default: per optimizer)",
                 {"type": float, "metavar": "WD"},
             ),
-            ("--warmup-steps", "linear warmup steps", n),
+            (
+                "--warmup-steps",
+                "linear warmup steps, fewer than --steps (default: min(10, 10%% of the steps))",
+                {"type": int, **n},
+            ),
             ("--clip-norm", "clip gradients to global norm C, 0 = off", {"metavar": "C"}),
             ("--label-smoothing", "label smoothing", {"metavar": "E"}),
             ("--aux-weight", "weight of auxiliary classifier losses", {"metavar": "W"}),
@@ -309,11 +353,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.getLogger("absl").setLevel(logging.ERROR)  # orbax's info chatter
     from jaxconv.train._checkpoint import CheckpointMismatchError
+    from jaxconv.train._models import check_image_size
     from jaxconv.train._sharding import check_distributed_args, initialize_distributed
 
     try:  # the flags alone: a bad value exits 2, like argparse's own errors
         config = _config(args).validate()
         check_distributed_args(args.coordinator, args.num_processes, args.process_id)
+        if config.image_size is not None:
+            check_image_size(config.model, config.model_variant(), config.image_size)
     except (ValueError, TypeError) as err:
         parser.error(_as_flags(str(err)))
     with warnings.catch_warnings():
@@ -331,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from jaxconv.train._run import prepare
 
             run = prepare(config)
-        except (ValueError, TypeError, CheckpointMismatchError, OSError) as err:
+        except (ValueError, TypeError, CheckpointMismatchError, OSError, ImportError) as err:
             print(f"error: {_as_flags(str(err))}", file=sys.stderr)
             return 1
         try:

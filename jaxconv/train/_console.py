@@ -52,12 +52,22 @@ def config_table(trainer: Trainer, start: int, ckpt: Checkpoints | None) -> Tabl
     """The run's settings: model, data, devices, optimization, checkpoints."""
     cfg = trainer.config
     table = Table(title="jaxconv.train", show_header=False, box=None)
-    table.add_row("model", f"{cfg.model}  ({trainer.num_params:,} parameters)")
+    table.add_row(
+        "model", f"{cfg.model}, {cfg.model_variant()} variant  ({trainer.num_params:,} parameters)"
+    )
+    if cfg.init is not None:
+        table.add_row("init", cfg.init)
     table.add_row(
         "data",
         f"{trainer.data.source}  ({len(trainer.data.train_labels)} train / "
         f"{len(trainer.data.test_labels)} test, {trainer.data.num_classes} classes)",
     )
+    if cfg.image_size is not None:
+        size = "×".join(map(str, trainer.input_shape[:2]))
+        table.add_row(
+            "image size",
+            f"{size}  (resized from {trainer.data.image_shape[0]}×{trainer.data.image_shape[1]})",
+        )
     table.add_row(
         "devices",
         f"{trainer.mesh.devices.size} × {jax.devices()[0].platform}"
@@ -76,8 +86,13 @@ def config_table(trainer: Trainer, start: int, ckpt: Checkpoints | None) -> Tabl
         "augment",
         "seed",
     ):
-        if name != "momentum" or cfg.optimizer == "sgd":
+        if name == "warmup_steps":
+            default = " (default: min(10, 10% of the steps))" if cfg.warmup_steps is None else ""
+            table.add_row(name, f"{cfg.warmup()}{default}")
+        elif name != "momentum" or cfg.optimizer == "sgd":
             table.add_row(name, str(getattr(cfg, name)))
+    if cfg.export_torchvision is not None:
+        table.add_row("export", f"{cfg.export_torchvision}  (torchvision state_dict, at the end)")
     if ckpt is not None:
         table.add_row(
             "checkpoints",

@@ -209,7 +209,7 @@ def compare(
     measured = min(len(data.test_labels), len(data.train_labels))
     for name, run in runs:
         console.rule(name)
-        params, macs = model_cost(name, data.num_classes, data.image_shape)
+        params, macs = model_cost(name, data.num_classes, run.trainer.input_shape)
         summary = run.run()
         train_eval = run.trainer.evaluate("train", limit=measured)
         rows.append(

@@ -18,6 +18,7 @@ import numpy as np
 from rich.console import Console
 
 from jaxconv._check import check_int
+from jaxconv.models import to_torchvision_state_dict
 from jaxconv.train._checkpoint import Checkpoints
 from jaxconv.train._config import TrainConfig
 from jaxconv.train._console import config_table, progress_bar, summary_table
@@ -26,6 +27,7 @@ from jaxconv.train._loaders import load_dataset
 from jaxconv.train._metrics_log import MetricsLog
 from jaxconv.train._signals import StopSignals
 from jaxconv.train._trainer import Trainer
+from jaxconv.train._weights import check_weights_package, write_state_dict
 
 __all__ = ["Run", "RunSummary", "prepare", "train"]
 
@@ -52,6 +54,7 @@ class RunSummary:
       step_seconds: median seconds per step, compilation excluded.
       images_per_second: ``batch_size / step_seconds``.
       checkpoint: the last checkpoint's directory, if any.
+      exported: the torchvision state_dict file written (``export_torchvision``), if any.
       interrupted: ``"SIGTERM"``/``"SIGINT"`` when a signal stopped the run, else ``None``.
       history: the evaluation records.
 
@@ -73,6 +76,7 @@ class RunSummary:
     step_seconds: float = math.nan
     images_per_second: float = math.nan
     checkpoint: str | None = None
+    exported: str | None = None
     interrupted: str | None = None
     history: list = field(default_factory=list)
 
@@ -129,8 +133,10 @@ def prepare(config: TrainConfig, *, data: Dataset | None = None, console: Any = 
     an error during :meth:`Run.run` is a bug and keeps its traceback.
     """
     console = Console() if console is None else console
+    config.validate()
+    if config.export_torchvision is not None:  # fail now, not after the training
+        _check_writable(config.export_torchvision, "export_torchvision")
     if data is None:
-        config.validate()
         data = load_dataset(
             config.data, seed=config.seed, train_size=config.train_size, test_size=config.test_size
         )
@@ -157,6 +163,15 @@ def prepare(config: TrainConfig, *, data: Dataset | None = None, console: Any = 
             f"`metrics` file {cfg.metrics} cannot be written: {err.strerror}"
         ) from None
     return Run(trainer, ckpt, metrics_log, console)
+
+
+def _check_writable(path: str, argument: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"`{argument}` folder {folder} does not exist")
+    if os.path.isdir(path):
+        raise ValueError(f"`{argument}` {path} is a directory")
+    check_weights_package(path, argument)
 
 
 class Run:
@@ -223,13 +238,69 @@ class Run:
             self.task, completed=step - self.start, loss=float(loss), acc=float(acc), ips=ips
         )
 
+    def close(self) -> None:
+        """Closes the checkpoints and the metrics file."""
+        if self.ckpt is not None:
+            self.ckpt.close()
+        self.metrics_log.close()
+
+    def export(self) -> None:
+        """Writes the weights as a torchvision state_dict to ``export_torchvision``."""
+        path = self.trainer.config.export_torchvision
+        if path is None:
+            return
+        if jax.process_index() == 0:
+            state_dict = to_torchvision_state_dict(self.trainer.model())
+            write_state_dict(state_dict, path, "export_torchvision")
+            self.console.print(
+                f"exported: torchvision state_dict of step {self.trainer.step} "
+                f"({len(state_dict)} arrays) to {path}",
+                soft_wrap=True,
+                markup=False,
+                highlight=False,
+            )
+        self.summary.exported = path
+
+    def nothing_to_do(self) -> RunSummary:
+        """A run resumed at (or past) its last step: says so and where its results are (and
+        exports its weights when asked)."""
+        cfg, summary = self.trainer.config, self.summary
+        self.close()
+        where = []
+        if self.ckpt is not None:
+            summary.checkpoint = os.path.join(self.ckpt.directory, str(self.start))
+            where.append(f"checkpoint {summary.checkpoint}")
+            where.append(f"config {os.path.join(self.ckpt.directory, 'config.json')}")
+        if cfg.metrics is not None:
+            where.append(f"metrics {os.path.abspath(cfg.metrics)}")
+        if self.start == cfg.steps:
+            state = f"the run is finished: step {self.start} of {cfg.steps}"
+        else:
+            state = f"the checkpoint is at step {self.start}, past this run's {cfg.steps} steps"
+        if jax.process_index() == 0:
+            self.console.print(
+                f"nothing to do: {state}. Results: {'; '.join(where) or '-'}. "
+                "More steps continue training.",
+                soft_wrap=True,
+                markup=False,
+                highlight=False,
+            )
+        self.export()
+        return summary
+
     def run(self, stop_at: int | None = None) -> RunSummary:
-        """Trains to ``config.steps`` (or ``stop_at``); returns the :class:`RunSummary`."""
+        """Trains to ``config.steps`` (or ``stop_at``); returns the :class:`RunSummary`.
+
+        A run resumed at its last step (or past it) trains nothing and prints "nothing to do"
+        with where its results are (:attr:`RunSummary.step` is then its ``start_step``).
+        """
         trainer, cfg, summary = self.trainer, self.trainer.config, self.summary
         stop_at = check_int(stop_at, "stop_at", allow_none=True)
+        assert cfg.steps is not None  # set by resolved()
+        if self.start >= cfg.steps:
+            return self.nothing_to_do()
         if jax.process_index() == 0:
             self.console.print(config_table(trainer, self.start, self.ckpt))
-        assert cfg.steps is not None and cfg.eval_every is not None  # set by resolved()
         last = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
         step_times: list[float] = []
         began = time.perf_counter()
@@ -250,7 +321,7 @@ class Run:
                     if pending is not None:
                         self.record(*pending)
                     checkpoint_now = trainer.step % cfg.ckpt_every == 0
-                    evaluate_now = bool(cfg.eval_every) and trainer.step % cfg.eval_every == 0
+                    evaluate_now = cfg.evaluates_at(trainer.step)
                     if checkpoint_now or evaluate_now:
                         jax.block_until_ready(metrics)
                     now = time.perf_counter()
@@ -275,9 +346,7 @@ class Run:
                 ):
                     self.evaluate()
         finally:
-            if self.ckpt is not None:
-                self.ckpt.close()
-            self.metrics_log.close()
+            self.close()
         summary.step = trainer.step
         summary.seconds = time.perf_counter() - began
         if self.recent:
@@ -287,4 +356,6 @@ class Run:
             summary.images_per_second = cfg.batch_size / summary.step_seconds
         if jax.process_index() == 0:
             self.console.print(summary_table(summary))
+        if summary.interrupted is None and trainer.step == cfg.steps:
+            self.export()
         return summary

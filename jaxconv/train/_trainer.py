@@ -30,8 +30,36 @@ from jaxconv.train._sharding import (
     shard_batch,
 )
 from jaxconv.train._steps import eval_metrics, eval_step, train_step
+from jaxconv.train._weights import read_state_dict
 
-__all__ = ["Trainer"]
+__all__ = ["Trainer", "fit_images"]
+
+
+def fit_images(images: jax.Array, size: int | None) -> jax.Array:
+    """``images`` resized to ``size``×``size``: the shorter side scaled to ``size``
+    (``jax.image.resize``, bilinear, antialiased when shrinking), then the center cropped.
+
+    Args:
+      images: ``float32[B, H, W, C]``.
+      size: the side; None returns ``images`` as they are.
+
+    Returns:
+      ``float32[B, size, size, C]``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxconv.train._trainer import fit_images
+      >>> fit_images(jnp.ones((2, 32, 48, 3)), 64).shape   # 32×48 → 64×96 → center 64×64
+      (2, 64, 64, 3)
+    """
+    b, h, w, c = images.shape
+    if size is None or (h, w) == (size, size):
+        return images
+    scale = size / min(h, w)
+    rh, rw = max(size, round(h * scale)), max(size, round(w * scale))
+    resized = jax.image.resize(images, (b, rh, rw, c), method="bilinear")
+    top, left = (rh - size) // 2, (rw - size) // 2
+    return resized[:, top : top + size, left : left + size, :]
 
 
 def _local(x: jax.Array) -> float:
@@ -50,11 +78,16 @@ class Trainer:
       data: the dataset (its ``num_classes`` sizes the model's head).
       mesh: the mesh; ``None`` → :func:`make_mesh` ``(config.devices)``.
 
+    The model is ``config.model`` in its ``config.variant``, started from ``config.init``'s
+    torchvision weights when given; with ``config.image_size`` the steps resize each batch on
+    the device (:func:`fit_images`).
+
     Attributes:
       state: the whole training state (``nnx.State`` of ``(model, optimizer)``), replicated.
       step: completed training steps.
       config: the resolved config.
       mesh: the device mesh.
+      input_shape: ``(H, W, C)`` of the model's input (the data's, or ``image_size``'s).
 
     Examples:
       >>> from flax import nnx
@@ -79,18 +112,29 @@ class Trainer:
         # float32 builds the model as registered; another dtype is its compute dtype
         # (parameters stay float32: Flax's param_dtype), which a factory must accept.
         dtype = {} if config.dtype == "float32" else {"dtype": jnp.dtype(config.dtype)}
-        model = build_model(config.model, data.num_classes, nnx.Rngs(config.seed), **dtype)
+        init = config.init_file()
+        model = build_model(
+            config.model,
+            data.num_classes,
+            nnx.Rngs(config.seed),
+            variant=config.model_variant(),
+            state_dict=None if init is None else read_state_dict(init, "init"),
+            **dtype,
+        )
+        size = config.image_size
+        height, width, channels = data.image_shape
+        self.input_shape = (height, width, channels) if size is None else (size, size, channels)
         self.num_params = sum(
             int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(model, nnx.Param))
         )
         assert config.steps is not None and config.lr is not None  # set by resolved()
         assert config.weight_decay is not None
-        self.schedule = learning_rate_schedule(config.lr, config.steps, config.warmup_steps)
+        self.schedule = learning_rate_schedule(config.lr, config.steps, config.warmup())
         tx = make_optimizer(
             config.optimizer,
             lr=config.lr,
             steps=config.steps,
-            warmup_steps=config.warmup_steps,
+            warmup_steps=config.warmup(),
             weight_decay=config.weight_decay,
             momentum=config.momentum,
             clip_norm=config.clip_norm,
@@ -119,7 +163,7 @@ class Trainer:
             metrics = train_step(
                 model,
                 optimizer,
-                images,
+                fit_images(images, size),
                 labels,
                 num_classes=num_classes,
                 label_smoothing=smoothing,
@@ -135,7 +179,7 @@ class Trainer:
             mask: jax.Array,
         ) -> nnx.State:
             (model, _), metrics = nnx.merge(eval_graph, state), nnx.merge(metrics_graph, totals)
-            eval_step(model, metrics, images, labels, mask)
+            eval_step(model, metrics, fit_images(images, size), labels, mask)
             return nnx.state(metrics)
 
         batch = data_sharding(self.mesh)
@@ -151,7 +195,7 @@ class Trainer:
 
         Only the forward pass: a failure in the gradient would be a bug, not bad input.
         """
-        shape = self.data.image_shape
+        shape = self.input_shape
         images = jax.ShapeDtypeStruct((self.config.batch_size, *shape), jnp.float32)
         try:
             jax.eval_shape(
@@ -164,6 +208,15 @@ class Trainer:
                 f"{'×'.join(map(str, shape))} images of {self.data.source}: "
                 f"{reason}"
             ) from None
+
+    def model(self) -> nnx.Module:
+        """The model with the current state, in eval mode: this process's copy, on its
+        first device (a new object each call; changing it does not change the run)."""
+        local = jax.tree.map(
+            lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, self.state
+        )
+        model, _ = nnx.merge(self._eval_graph, local)
+        return model
 
     def batch(self, step: int) -> tuple[jax.Array, jax.Array]:
         """The training batch of ``step``, placed on the mesh."""
