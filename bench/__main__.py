@@ -232,6 +232,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     peers = None if ns.peers is None else tuple(p for p in dict.fromkeys(ns.peers) if p != "none")
     _check_applies(parser, "--full", ns.full, suites, FULL_SUITES)
     _check_applies(parser, "--peers torch", bool(peers), suites, PEER_SUITES)
+    if ns.quick and ns.update_results:
+        parser.error("`--quick` times tiny shapes: it cannot replace the committed results")
     if ns.only is not None:
         if ns.update_results:
             parser.error("`--only` times a subset: it cannot replace the committed results")

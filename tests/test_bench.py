@@ -602,6 +602,7 @@ def test_parse_args_defaults_and_lists():
         (["--bogus"], r"unrecognized arguments: --bogus"),
         (["--out", ".", "--update-results"], r"--update-results: not allowed with argument --out"),
         (["lowering", "--only", "a", "--update-results"], r"`--only` times a subset: it cannot"),
+        (["--quick", "--update-results"], r"`--quick` times tiny shapes: it cannot replace"),
         (
             ["bottleneck", "--only", "a"],
             r"`--only` works with lowering, groups, inception, untuned, not",
