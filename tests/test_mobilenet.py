@@ -134,7 +134,9 @@ def test_bad_arguments_are_named(build, error, match):
 
 def test_wrong_channels_are_named():
     model = MobileNetV2(10, width=0.35, stem="cifar", rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match=r"MobileNetV2 expects `x` with 3 input channels"):
+    with pytest.raises(
+        ValueError, match=r"MobileNetV2 \(layout=.NHWC.\) expects `x` \[N, H, W, C\] with C = 3 "
+    ):
         model(jnp.ones((1, 8, 8, 1)))
 
 

@@ -197,7 +197,9 @@ def test_bad_arguments_are_named(build, error, match):
 
 def test_wrong_channels_are_named():
     model = ResNet18(10, stem="cifar", rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match=r"ResNet18 expects `x` with 3 input channels"):
+    with pytest.raises(
+        ValueError, match=r"ResNet18 \(layout=.NHWC.\) expects `x` \[N, H, W, C\] with C = 3 "
+    ):
         model(jnp.ones((1, 8, 8, 4)))
     with pytest.raises(ValueError, match=r"BasicBlock expects `x` with 64 input channels"):
         model.layer1[0](jnp.ones((1, 8, 8, 3)))

@@ -17,10 +17,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxconv._check import check_bool, check_int
+from jaxconv.models._input import check_model_layout, model_input
 from jaxconv.nn import ConvBN, GlobalAvgPool, MaxPool
 from jaxconv.nn._blocks import BasicBlock, ResNetBottleneck, conv_bn_options, he_normal_fan_out
 from jaxconv.nn._conv import Initializer, linear
-from jaxconv.nn._validate import check_channels
 
 __all__ = [
     "RESNET_LAYERS",
@@ -71,6 +71,8 @@ class ResNet(nnx.Module):
         (:class:`~jaxconv.nn.ResNetBottleneck`).
       num_classes: classes of ``fc``.
       in_features: input channels.
+      layout: ``"NHWC"`` (default) or ``"NCHW"``, the batch's layout; an NCHW batch is
+        transposed once, at the stem, and gives the same logits.
       stem: ``"imagenet"`` (Table 1's conv1 and max pool) or ``"cifar"``: ``conv1`` is a 3×3/1
         conv to 64 and there is no max pool, so a 32×32 input reaches the stages at 32, 16, 8, 4
         (the usual CIFAR port of the ImageNet ResNets).
@@ -85,9 +87,10 @@ class ResNet(nnx.Module):
       rngs: ``nnx.Rngs`` with a ``params`` stream.
 
     Call:
-      ``[N, H, W, in_features]`` → ``[N, num_classes]`` logits. :meth:`stages` returns the four
-      stages' feature maps. Train/eval (BatchNorm batch or running statistics) follows
-      ``model.train()`` / ``model.eval()``.
+      ``[N, H, W, in_features]`` (``[N, in_features, H, W]`` with ``layout="NCHW"``) →
+      ``[N, num_classes]`` logits. :meth:`stages` returns the four stages' feature maps
+      (NHWC). Train/eval (BatchNorm batch or running statistics) follows ``model.train()`` /
+      ``model.eval()``.
 
     Examples:
       ResNeXt-50 32×4d (Xie et al. 2017) is a ResNet-50 with 32 groups of width 4 in each 3×3:
@@ -112,6 +115,7 @@ class ResNet(nnx.Module):
         num_classes: int = 1000,
         in_features: int = 3,
         stem: str = "imagenet",
+        layout: str = "NHWC",
         groups: int = 1,
         width_per_group: int = 64,
         stride_in_1x1: bool = False,
@@ -136,6 +140,7 @@ class ResNet(nnx.Module):
         self.layers = layers
         self.block = block
         self.stem = stem
+        self.layout = check_model_layout(layout)
         self.num_classes = check_int(num_classes, "num_classes")
         self.in_features = check_int(in_features, "in_features")
         common = conv_bn_options(
@@ -188,12 +193,13 @@ class ResNet(nnx.Module):
         with the CIFAR stem), e.g. for a detection backbone.
 
         Args:
-          x: ``[N, H, W, in_features]``.
+          x: ``[N, H, W, in_features]`` (``[N, in_features, H, W]`` with ``layout="NCHW"``).
 
         Returns:
-          ``{"layer1": [N, H/4, W/4, C1], …, "layer4": [N, H/32, W/32, C4]}``.
+          ``{"layer1": [N, H/4, W/4, C1], …, "layer4": [N, H/32, W/32, C4]}``, NHWC whatever
+          the layout.
         """
-        check_channels(x, self.in_features, type(self).__name__)
+        x = model_input(x, self.in_features, self.layout, type(self).__name__)
         y = self.conv1(x)
         if self.maxpool is not None:
             y = self.maxpool(y)
