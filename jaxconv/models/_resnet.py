@@ -6,10 +6,15 @@ with its BatchNorm: torchvision's ``conv1`` + ``bn1``), ``maxpool`` (3×3/2, pad
 Inside a block the names are :mod:`jaxconv.nn`'s (``conv1.conv.kernel``, ``conv1.bn.scale``,
 ``downsample.conv.kernel``…), mapped to torchvision's in :class:`~jaxconv.nn.ResNetBottleneck`'s
 module docstring. ``layer2[0].conv2`` is torchvision's ``layer2.0.conv2``.
+
+The depths of Table 1 are :class:`ResNet18` … :class:`ResNet152`; :class:`ResNeXt50_32x4d`
+and :class:`WideResNet50_2` are ResNet-50 with grouped or wider 3×3s, as torchvision has them.
 """
 
 from __future__ import annotations
 
+import types
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import jax
@@ -25,12 +30,14 @@ from jaxconv.nn._conv import Initializer, linear
 __all__ = [
     "RESNET_LAYERS",
     "RESNET_WIDTHS",
+    "ResNeXt50_32x4d",
     "ResNet",
     "ResNet18",
     "ResNet34",
     "ResNet50",
     "ResNet101",
     "ResNet152",
+    "WideResNet50_2",
 ]
 
 Array = jax.Array
@@ -219,10 +226,19 @@ class _PaperResNet(ResNet):
     """A depth of Table 1, ``RESNET_LAYERS[depth]``: each subclass names its ``depth``."""
 
     depth: ClassVar[int]
+    #: Keywords of :class:`ResNet` that make the model a variant (ResNeXt's groups…).
+    variant: ClassVar[Mapping[str, Any]] = types.MappingProxyType({})
 
     def __init__(self, num_classes: int = 1000, **kwargs: Any):
         block, layers = RESNET_LAYERS[self.depth]
-        super().__init__(layers, block=block, num_classes=num_classes, **kwargs)
+        taken = sorted(set(self.variant) & set(kwargs))
+        if taken:
+            raise TypeError(
+                f"{type(self).__name__} sets {', '.join(f'`{k}`' for k in taken)} itself "
+                f"({', '.join(f'{k}={self.variant[k]!r}' for k in taken)}); use ResNet for "
+                "other values"
+            )
+        super().__init__(layers, block=block, num_classes=num_classes, **self.variant, **kwargs)
 
 
 class ResNet50(_PaperResNet):
@@ -334,3 +350,50 @@ class ResNet152(_PaperResNet):
     """
 
     depth = 152
+
+
+class ResNeXt50_32x4d(_PaperResNet):
+    """ResNeXt-50 32×4d (Xie et al. 2017, Table 1): ResNet-50's layout with each bottleneck's
+    3×3 in 32 groups of width 4 at the first stage (twice the 3×3 width of ResNet-50, 128 …
+    1024); 25,028,904 parameters at 1000 classes, 4.23 G MACs at 224×224 (torchvision's
+    ``resnext50_32x4d`` figures).
+
+    Args:
+      num_classes: classes of ``fc``.
+      **kwargs: any keyword of :class:`ResNet` but ``groups`` and ``width_per_group``.
+
+    Examples:
+      >>> from flax import nnx
+      >>> from jaxconv.models import ResNeXt50_32x4d
+      >>> model = nnx.eval_shape(lambda: ResNeXt50_32x4d(rngs=nnx.Rngs(0)))
+      >>> model.layer4[0].conv2.conv.kernel.shape   # 1024 channels in 32 groups of 32
+      (3, 3, 32, 1024)
+    """
+
+    depth = 50
+    variant = types.MappingProxyType({"groups": 32, "width_per_group": 4})
+
+
+class WideResNet50_2(_PaperResNet):
+    """Wide ResNet-50-2 (Zagoruyko & Komodakis 2016, in torchvision's bottleneck form):
+    ResNet-50 with each bottleneck's inner width doubled (128 … 1024; the outputs stay 256 …
+    2048); 68,883,240 parameters at 1000 classes, 11.4 G MACs at 224×224 (torchvision's
+    ``wide_resnet50_2`` figures).
+
+    Args:
+      num_classes: classes of ``fc``.
+      **kwargs: any keyword of :class:`ResNet` but ``groups`` and ``width_per_group``.
+
+    Examples:
+      >>> import jax
+      >>> from flax import nnx
+      >>> from jaxconv.models import WideResNet50_2
+      >>> model = nnx.eval_shape(lambda: WideResNet50_2(rngs=nnx.Rngs(0)))
+      >>> sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+      68883240
+      >>> model.layer1[0].conv2.conv.kernel.shape, model.layer1[0].out_features
+      ((3, 3, 128, 128), 256)
+    """
+
+    depth = 50
+    variant = types.MappingProxyType({"width_per_group": 128})

@@ -306,12 +306,16 @@ def from_torchvision(
     The architecture is torchvision's layer for layer, so logits on an NHWC input equal
     torchvision's on the same input in NCHW, to float32 rounding: every model of the registry
     (:data:`MODELS`) with a ``torchvision`` layout, built in its ``"torchvision"`` variant:
-    ``"resnet18"`` and ``"resnet50"`` (:class:`ResNet18`, :class:`ResNet50`: v1.5, BN eps 1e-5),
-    ``"mobilenetv2"`` (:class:`MobileNetV2`; torchvision's ``"mobilenet_v2"`` is its alias) and
-    ``"googlenet"`` — torchvision's variant of :class:`GoogLeNet`, which differs from the
-    paper: conv + BatchNorm (eps 1e-3, torch momentum 0.1) + ReLU everywhere and no LRN, a 3×3
-    conv in each inception's "5×5" branch, a 2×2/2 ``pool4``, dropout 0.2, auxiliary heads
-    with an adaptive average pool to 4×4, and ``transform_input``.
+
+    - ``"resnet18"``, ``"resnet34"``, ``"resnet50"``, ``"resnet101"``, ``"resnet152"``
+      (:class:`ResNet18` … :class:`ResNet152`: v1.5, BN eps 1e-5), ``"resnext50_32x4d"``
+      (:class:`ResNeXt50_32x4d`) and ``"wide_resnet50_2"`` (:class:`WideResNet50_2`);
+    - ``"mobilenetv2"`` (:class:`MobileNetV2`; torchvision's ``"mobilenet_v2"`` is its
+      alias);
+    - ``"googlenet"``: torchvision's variant of :class:`GoogLeNet`, which differs from the
+      paper: conv + BatchNorm (eps 1e-3, torch momentum 0.1) + ReLU everywhere and no LRN, a
+      3×3 conv in each inception's "5×5" branch, a 2×2/2 ``pool4``, dropout 0.2, auxiliary
+      heads with an adaptive average pool to 4×4, and ``transform_input``.
 
     Nothing is ever downloaded: pass the weights, e.g. ``torchvision.models.resnet50(
     weights="DEFAULT").state_dict()``, a ``torch.load``-ed checkpoint, or a dict of NumPy
@@ -324,8 +328,9 @@ def from_torchvision(
     it, so no initializer runs; its dropout RNG streams come from ``rngs``.
 
     Args:
-      name: ``"googlenet"``, ``"resnet18"``, ``"resnet50"`` or ``"mobilenetv2"`` (or an alias:
-        ``"mobilenet_v2"``).
+      name: ``"googlenet"``, ``"resnet18"``, ``"resnet34"``, ``"resnet50"``,
+        ``"resnet101"``, ``"resnet152"``, ``"resnext50_32x4d"``, ``"wide_resnet50_2"`` or
+        ``"mobilenetv2"`` (or an alias: ``"mobilenet_v2"``).
       state_dict: torchvision's names → torch tensors or arrays (OIHW conv weights, ``[out,
         in]`` linear weights, BatchNorm ``weight``/``bias``/``running_mean``/``running_var``);
         None for a fresh random initialization (jaxconv's initializers for the model).

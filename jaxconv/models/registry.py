@@ -29,7 +29,15 @@ from jaxconv.models._googlenet import TORCHVISION_GOOGLENET, GoogLeNet
 from jaxconv.models._mini_inception import MiniInception
 from jaxconv.models._mobilenet import MobileNetV2
 from jaxconv.models._nin import NiN
-from jaxconv.models._resnet import ResNet18, ResNet50
+from jaxconv.models._resnet import (
+    ResNet18,
+    ResNet34,
+    ResNet50,
+    ResNet101,
+    ResNet152,
+    ResNeXt50_32x4d,
+    WideResNet50_2,
+)
 
 __all__ = ["MODELS", "ModelEntry", "TorchvisionLayout", "canonical_name", "model_entry"]
 
@@ -229,6 +237,42 @@ _register(
         "resnet50",
         ResNet50,
         "ResNet-50: the same with bottleneck blocks",
+        train={"stem": "cifar"},
+        torchvision=TorchvisionLayout("fc.weight"),
+    ),
+    # torchvision's other ResNets (issue 25); their `train` variants are CIFAR ports too.
+    ModelEntry(
+        "resnet34",
+        ResNet34,
+        "ResNet-34: ResNet-18's basic blocks, (3, 4, 6, 3) of them",
+        train={"stem": "cifar"},
+        torchvision=TorchvisionLayout("fc.weight"),
+    ),
+    ModelEntry(
+        "resnet101",
+        ResNet101,
+        "ResNet-101: ResNet-50's bottlenecks, (3, 4, 23, 3) of them",
+        train={"stem": "cifar"},
+        torchvision=TorchvisionLayout("fc.weight"),
+    ),
+    ModelEntry(
+        "resnet152",
+        ResNet152,
+        "ResNet-152: ResNet-50's bottlenecks, (3, 8, 36, 3) of them",
+        train={"stem": "cifar"},
+        torchvision=TorchvisionLayout("fc.weight"),
+    ),
+    ModelEntry(
+        "resnext50_32x4d",
+        ResNeXt50_32x4d,
+        "ResNeXt-50 32x4d (Xie et al. 2017): ResNet-50 with 32 groups in each 3x3",
+        train={"stem": "cifar"},
+        torchvision=TorchvisionLayout("fc.weight"),
+    ),
+    ModelEntry(
+        "wide_resnet50_2",
+        WideResNet50_2,
+        "Wide ResNet-50-2: ResNet-50 with each bottleneck's 3x3 twice as wide",
         train={"stem": "cifar"},
         torchvision=TorchvisionLayout("fc.weight"),
     ),
