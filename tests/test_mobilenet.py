@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from jaxconv.models import load_torchvision_state_dict
 from jaxconv.models._mobilenet import MOBILENETV2_BLOCKS, MobileNetV2, make_divisible
-from jaxconv.models._torchvision import load_state_dict
 from jaxconv.nn import summary
 from jaxconv.nn._blocks import InvertedResidual
 
@@ -155,7 +155,7 @@ def copy_from_torch(model, torch_module, rng) -> None:
     from bench.torch_models import randomize_batchnorm
 
     randomize_batchnorm(torch_module, rng)
-    load_state_dict(model, torch_module.state_dict())
+    load_torchvision_state_dict(model, torch_module.state_dict())
 
 
 @pytest.mark.parametrize(

@@ -150,6 +150,7 @@ MODELS = [
     "GOOGLENET_INCEPTION",
     "GoogLeNet",
     "GoogLeNetOutputs",
+    "LoadResult",
     "MINI_INCEPTION",
     "MOBILENETV2_BLOCKS",
     "MODELS",
@@ -172,6 +173,7 @@ MODELS = [
     "aux_pool_geometry",
     "canonical_name",
     "from_torchvision",
+    "load_torchvision_state_dict",
     "make_divisible",
     "minimum_input_size",
     "model_entry",
@@ -183,7 +185,7 @@ MODELS = [
 def test_models_pin_their_surface():
     models = pytest.importorskip("jaxconv.models")
     assert sorted(models.__all__) == MODELS
-    for name in ("from_torchvision", "to_torchvision_state_dict"):
+    for name in ("from_torchvision", "load_torchvision_state_dict", "to_torchvision_state_dict"):
         doc = inspect.getdoc(getattr(models, name)) or ""
         assert all(part in doc for part in ("Args:", "Returns:", "Examples:", ">>> ")), name
 

@@ -10,10 +10,12 @@
   reduce before each 5×5 (:data:`MINI_INCEPTION`).
 
 :func:`from_torchvision` builds torchvision's GoogLeNet, ResNets (18, 34, 50, 101, 152,
-ResNeXt-50 32×4d, Wide ResNet-50-2) or MobileNetV2 and loads a torchvision ``state_dict``;
-:func:`to_torchvision_state_dict` goes back.
+ResNeXt-50 32×4d, Wide ResNet-50-2) or MobileNetV2 and loads a torchvision ``state_dict``
+through :func:`load_torchvision_state_dict` (which also loads into a model you built, and says
+what it loaded: a :class:`LoadResult`); :func:`to_torchvision_state_dict` goes back.
 
-Models take NHWC input; train/eval behaviour follows ``model.train()`` / ``model.eval()``.
+Models take NHWC input, or NCHW when built with ``layout="NCHW"``; train/eval behaviour
+follows ``model.train()`` / ``model.eval()``.
 Importing ``jaxconv.models`` imports Flax.
 
 The registry (:mod:`jaxconv.models.registry`)
@@ -83,7 +85,11 @@ from jaxconv.models._resnet import ResNet101 as ResNet101
 from jaxconv.models._resnet import ResNet152 as ResNet152
 from jaxconv.models._resnet import ResNeXt50_32x4d as ResNeXt50_32x4d
 from jaxconv.models._resnet import WideResNet50_2 as WideResNet50_2
+from jaxconv.models._torchvision import LoadResult as LoadResult
 from jaxconv.models._torchvision import from_torchvision as from_torchvision
+from jaxconv.models._torchvision import (
+    load_torchvision_state_dict as load_torchvision_state_dict,
+)
 from jaxconv.models._torchvision import to_torchvision_state_dict as to_torchvision_state_dict
 from jaxconv.models.registry import MODELS as MODELS
 from jaxconv.models.registry import ModelEntry as ModelEntry
@@ -102,6 +108,7 @@ __all__ = [
     "AuxClassifier",
     "GoogLeNet",
     "GoogLeNetOutputs",
+    "LoadResult",
     "MiniInception",
     "MobileNetV2",
     "ModelEntry",
@@ -118,6 +125,7 @@ __all__ = [
     "aux_pool_geometry",
     "canonical_name",
     "from_torchvision",
+    "load_torchvision_state_dict",
     "make_divisible",
     "minimum_input_size",
     "model_entry",
