@@ -1,4 +1,5 @@
-"""PyTorch transcriptions of torchvision's ResNet, MobileNetV2 and GoogLeNet (no torchvision).
+"""PyTorch transcriptions of torchvision's ResNets (ResNeXt and Wide ResNet included),
+MobileNetV2 and GoogLeNet (no torchvision).
 
 torchvision from the package index cannot be imported beside the CPU torch it serves (its
 compiled ops need a CUDA build), so the bench's torch peer and the tests' reference models are
@@ -37,7 +38,12 @@ __all__ = [
     "mobilenet_v2",
     "randomize_batchnorm",
     "resnet18",
+    "resnet34",
     "resnet50",
+    "resnet101",
+    "resnet152",
+    "resnext50_32x4d",
+    "wide_resnet50_2",
 ]
 
 
@@ -102,8 +108,11 @@ def make_block(block, inplanes: int, planes: int, stride: int, **kw) -> nn.Modul
 
 
 class ResNet(nn.Module):
-    def __init__(self, block, layers, num_classes=1000):
+    def __init__(self, block, layers, num_classes=1000, groups=1, width_per_group=64):
         super().__init__()
+        if block is BasicBlock and (groups, width_per_group) != (1, 64):
+            raise ValueError("BasicBlock only supports groups=1 and base_width=64")
+        kw = {} if block is BasicBlock else {"groups": groups, "base_width": width_per_group}
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
         self.bn1, self.relu = nn.BatchNorm2d(64), nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
@@ -113,7 +122,7 @@ class ResNet(nn.Module):
             blocks = []
             for j in range(n):
                 stride = 2 if i > 0 and j == 0 else 1
-                blocks.append(make_block(block, inplanes, planes, stride))
+                blocks.append(make_block(block, inplanes, planes, stride, **kw))
                 inplanes = planes * block.expansion
             stages.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
@@ -130,8 +139,28 @@ def resnet18(num_classes: int = 1000) -> ResNet:
     return ResNet(BasicBlock, (2, 2, 2, 2), num_classes)
 
 
+def resnet34(num_classes: int = 1000) -> ResNet:
+    return ResNet(BasicBlock, (3, 4, 6, 3), num_classes)
+
+
 def resnet50(num_classes: int = 1000) -> ResNet:
     return ResNet(Bottleneck, (3, 4, 6, 3), num_classes)
+
+
+def resnet101(num_classes: int = 1000) -> ResNet:
+    return ResNet(Bottleneck, (3, 4, 23, 3), num_classes)
+
+
+def resnet152(num_classes: int = 1000) -> ResNet:
+    return ResNet(Bottleneck, (3, 8, 36, 3), num_classes)
+
+
+def resnext50_32x4d(num_classes: int = 1000) -> ResNet:
+    return ResNet(Bottleneck, (3, 4, 6, 3), num_classes, groups=32, width_per_group=4)
+
+
+def wide_resnet50_2(num_classes: int = 1000) -> ResNet:
+    return ResNet(Bottleneck, (3, 4, 6, 3), num_classes, width_per_group=128)
 
 
 def _make_divisible(v: float, divisor: int = 8) -> int:
@@ -373,5 +402,10 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "googlenet": googlenet,
     "resnet18": resnet18,
     "resnet50": resnet50,
+    "resnet34": resnet34,
+    "resnet101": resnet101,
+    "resnet152": resnet152,
+    "resnext50_32x4d": resnext50_32x4d,
+    "wide_resnet50_2": wide_resnet50_2,
     "mobilenetv2": mobilenet_v2,
 }

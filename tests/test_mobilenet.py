@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from jaxconv.models import load_torchvision_state_dict
 from jaxconv.models._mobilenet import MOBILENETV2_BLOCKS, MobileNetV2, make_divisible
-from jaxconv.models._torchvision import load_state_dict
 from jaxconv.nn import summary
 from jaxconv.nn._blocks import InvertedResidual
 
@@ -134,7 +134,9 @@ def test_bad_arguments_are_named(build, error, match):
 
 def test_wrong_channels_are_named():
     model = MobileNetV2(10, width=0.35, stem="cifar", rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match=r"MobileNetV2 expects `x` with 3 input channels"):
+    with pytest.raises(
+        ValueError, match=r"MobileNetV2 \(layout=.NHWC.\) expects `x` \[N, H, W, C\] with C = 3 "
+    ):
         model(jnp.ones((1, 8, 8, 1)))
 
 
@@ -153,7 +155,7 @@ def copy_from_torch(model, torch_module, rng) -> None:
     from bench.torch_models import randomize_batchnorm
 
     randomize_batchnorm(torch_module, rng)
-    load_state_dict(model, torch_module.state_dict())
+    load_torchvision_state_dict(model, torch_module.state_dict())
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +23,9 @@ from jaxconv.models import (
     GoogLeNet,
     GoogLeNetOutputs,
     MiniInception,
+    MobileNetV2,
     NiN,
+    ResNet18,
     aux_pool_geometry,
     minimum_input_size,
 )
@@ -144,8 +147,7 @@ def test_googlenet_imagenet_stem_sizes_and_errors():
         ) == (2, 1000)
     with pytest.raises(
         ValueError,
-        match=r"needs `x` \[N, H, W, C\] with H, W >= 31, got shape "
-        r"\(2, 30, 30, 3\) \(use stem='cifar'",
+        match=r"needs `x` with H, W >= 31, got H, W = 30, 30 \(use stem='cifar'",
     ):
         output_shape(lambda: GoogLeNet(rngs=nnx.Rngs(0)), 30, train=False)
     # 4a is 3×3 at 62 pixels: too small for the auxiliary heads' 4×4 grid (training only).
@@ -182,7 +184,7 @@ def test_models_check_input_channels():
         lambda: MiniInception(rngs=nnx.Rngs(0)),
     ):
         model = abstract(make)
-        with pytest.raises(ValueError, match=r"expects `x` with 3 input channels .* got 1 "):
+        with pytest.raises(ValueError, match=r"expects `x` \[N, H, W, C\] with C = 3 .* got 1 "):
             model(jnp.ones((1, 32, 32, 1)))
 
 
@@ -508,3 +510,79 @@ def test_eval_shape_then_reseed_materializes_dropout_rngs_for_nnx_jit():
     assert forward(model, x).shape == (2, 10)
     keys = nnx.to_flat_state(nnx.state(model, nnx.RngState))
     assert keys and not any(isinstance(v.get_value(), jax.ShapeDtypeStruct) for _, v in keys)
+
+
+# --- layout: NCHW batches, transposed once at the stem (issue 25) ----------------------------
+
+#: Every model class, small and fast: (its constructor, an input side it runs at).
+LAYOUT_MODELS = {
+    "GoogLeNet": (  # transform_input: GoogLeNet's own code after the entry, on NHWC
+        lambda **kw: GoogLeNet(
+            10,
+            stem="cifar",
+            aux_logits=False,
+            batch_norm=True,
+            transform_input=True,
+            **kw,
+            rngs=nnx.Rngs(0),
+        ),
+        8,
+    ),
+    "NiN": (lambda **kw: NiN(**kw, rngs=nnx.Rngs(0)), 16),
+    "MiniInception": (lambda **kw: MiniInception(**kw, rngs=nnx.Rngs(0)), 16),
+    "ResNet18": (lambda **kw: ResNet18(10, stem="cifar", **kw, rngs=nnx.Rngs(0)), 16),
+    "MobileNetV2": (lambda **kw: MobileNetV2(10, stem="cifar", **kw, rngs=nnx.Rngs(0)), 16),
+}
+
+
+@pytest.mark.parametrize("name", list(LAYOUT_MODELS))
+def test_an_nchw_model_gives_the_nhwc_models_logits(name, rng):
+    make, size = LAYOUT_MODELS[name]
+    nhwc, nchw = materialize(make), materialize(lambda: make(layout="NCHW"))  # same parameters
+    nhwc.eval()
+    nchw.eval()
+    assert (nhwc.layout, nchw.layout) == ("NHWC", "NCHW")
+    x = jnp.asarray(rng.standard_normal((2, size, size, 3)), jnp.float32)
+    # one compile for both (eager runs would compile every layer on its own)
+    expected, got = nnx.jit(lambda a, b, x: (a(x), b(x.transpose(0, 3, 1, 2))))(nhwc, nchw, x)
+    assert expected.shape == (2, 10) and np.abs(expected).max() > 0
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("name", list(LAYOUT_MODELS))
+def test_a_batch_in_the_other_layout_gets_the_layout_hint(name):
+    """Issue 25: an NCHW batch into a model got a channel-count error without the hint
+    jaxconv.conv gives."""
+    make, size = LAYOUT_MODELS[name]
+    for layout, shape, looks, fix in (
+        ("NHWC", (2, 3, size, size), r"channels-first \(NCHW\)", r"x\.transpose\(0, 2, 3, 1\)"),
+        ("NCHW", (2, size, size, 3), r"channels-last \(NHWC\)", r"x\.transpose\(0, 3, 1, 2\)"),
+    ):
+        model = abstract(lambda layout=layout: make(layout=layout))
+        model.eval()
+        x = np.zeros(shape, np.float32)  # raised before anything runs
+        with pytest.raises(
+            ValueError,
+            match=rf"^{name} \(layout='{layout}'\) expects `x` .* with C = 3 \(`in_features`; a "
+            rf"model's layout is set when it is built: .*\), got {size} channels in shape "
+            rf"{re.escape(str(shape))}\. `x` looks {looks}: .*`{fix}`$",
+        ):
+            model(x)
+    model = abstract(make)
+    with pytest.raises(ValueError, match=rf"^{name} \(layout='NHWC'\) expects `x` of rank 4 "):
+        model(np.zeros((size, size, 3), np.float32))
+
+
+@pytest.mark.parametrize(
+    "layout, err, match",
+    [
+        ("NCW", ValueError, r"`layout` of a model must be 'NHWC' or 'NCHW' \(2-D\), got 'NCW'"),
+        ("CHWN", ValueError, r"`layout`"),
+        (None, TypeError, r"`layout` must be a string"),
+    ],
+)
+def test_model_layouts_are_checked(layout, err, match):
+    for make, _ in LAYOUT_MODELS.values():
+        with pytest.raises(err, match=match):
+            abstract(lambda make=make: make(layout=layout))
+    assert abstract(lambda: NiN(layout="nchw", rngs=nnx.Rngs(0))).layout == "NCHW"

@@ -150,6 +150,7 @@ MODELS = [
     "GOOGLENET_INCEPTION",
     "GoogLeNet",
     "GoogLeNetOutputs",
+    "LoadResult",
     "MINI_INCEPTION",
     "MOBILENETV2_BLOCKS",
     "MODELS",
@@ -160,6 +161,7 @@ MODELS = [
     "NiN",
     "RESNET_LAYERS",
     "RESNET_WIDTHS",
+    "ResNeXt50_32x4d",
     "ResNet",
     "ResNet101",
     "ResNet152",
@@ -167,9 +169,11 @@ MODELS = [
     "ResNet34",
     "ResNet50",
     "TorchvisionLayout",
+    "WideResNet50_2",
     "aux_pool_geometry",
     "canonical_name",
     "from_torchvision",
+    "load_torchvision_state_dict",
     "make_divisible",
     "minimum_input_size",
     "model_entry",
@@ -181,7 +185,7 @@ MODELS = [
 def test_models_pin_their_surface():
     models = pytest.importorskip("jaxconv.models")
     assert sorted(models.__all__) == MODELS
-    for name in ("from_torchvision", "to_torchvision_state_dict"):
+    for name in ("from_torchvision", "load_torchvision_state_dict", "to_torchvision_state_dict"):
         doc = inspect.getdoc(getattr(models, name)) or ""
         assert all(part in doc for part in ("Args:", "Returns:", "Examples:", ">>> ")), name
 

@@ -23,7 +23,11 @@ from jaxconv.models import (
     ResNet18,
     ResNet34,
     ResNet50,
+    ResNet101,
+    ResNet152,
+    ResNeXt50_32x4d,
     TorchvisionLayout,
+    WideResNet50_2,
     canonical_name,
     from_torchvision,
     model_entry,
@@ -60,6 +64,15 @@ TRAIN_BEFORE = {
     "resnet18": (ResNet18, {"stem": "cifar"}),
     "resnet50": (ResNet50, {"stem": "cifar"}),
     "mobilenetv2": (MobileNetV2, {"stem": "cifar"}),
+}
+
+#: The models added since (issue 25: torchvision's other ResNets), each trained as a CIFAR port.
+TRAIN_ADDED = {
+    "resnet34": (ResNet34, {"stem": "cifar"}),
+    "resnet101": (ResNet101, {"stem": "cifar"}),
+    "resnet152": (ResNet152, {"stem": "cifar"}),
+    "resnext50_32x4d": (ResNeXt50_32x4d, {"stem": "cifar"}),
+    "wide_resnet50_2": (WideResNet50_2, {"stem": "cifar"}),
 }
 
 #: What the bench's model suite timed before the registry (class, keywords, size, classes).
@@ -137,7 +150,7 @@ def test_entries_check_their_variants_and_the_table_its_names():
 
 def test_the_training_cli_takes_the_registrys_names():
     assert model_names()[: len(MODELS)] == tuple(MODELS)
-    assert set(TRAIN_BEFORE) == set(MODELS)
+    assert set(TRAIN_BEFORE) | set(TRAIN_ADDED) == set(MODELS)
     parser = build_parser()
     model_help = next(a.help for a in parser._actions if a.dest == "model")
     assert model_help == f"one of {', '.join(model_names())} (default: nin)"
@@ -154,6 +167,27 @@ def test_the_training_cli_builds_what_it_built_before(name):
     module, keywords = TRAIN_BEFORE[name]
     got = _abstract(lambda: build_model(name, 10, nnx.Rngs(0)))
     assert got == _abstract(lambda: module(10, rngs=nnx.Rngs(0), **keywords))
+
+
+def test_the_training_cli_trains_the_added_resnets_as_cifar_ports():
+    """Each new ``--model`` is its ResNet with the CIFAR stem, like resnet18/resnet50: the
+    variant that trains on the CLI's 32×32 images (nothing added silently to its list)."""
+    epilog = build_parser().epilog or ""
+    for name, (module, keywords) in TRAIN_ADDED.items():
+        assert f"\n  {name:<22}" in epilog
+        assert MODELS[name].module is module and MODELS[name].options == {}
+        assert MODELS[name].keywords("train") == keywords
+
+
+# resnet101/152 are resnet50 with more blocks: spared their ~10 s abstract builds here
+@pytest.mark.parametrize("name", ["resnet34", "resnext50_32x4d", "wide_resnet50_2"])
+def test_the_added_resnets_train_on_32x32(name):
+    module, _ = TRAIN_ADDED[name]
+    model = nnx.eval_shape(lambda: build_model(name, 10, nnx.Rngs(0)))
+    assert type(model) is module and model.stem == "cifar" and model.maxpool is None
+    model.eval()
+    out = jax.eval_shape(lambda m, x: m(x), model, jax.ShapeDtypeStruct((2, 32, 32, 3), "float32"))
+    assert out.shape == (2, 10)
 
 
 def test_an_alias_trains_the_same_model():
@@ -214,21 +248,22 @@ def test_the_torch_transcriptions_are_keyed_by_the_registry():
 def test_a_new_entry_reaches_every_consumer(monkeypatch):
     from bench.suites import model as suite
 
+    name = "resnet34-copy"  # no such model: ResNet34 under another name
     entry = ModelEntry(
-        "resnet34",
+        name,
         ResNet34,
         "ResNet-34, trained with the CIFAR stem",
         train={"stem": "cifar"},
         torchvision=TorchvisionLayout("fc.weight"),
     )
-    monkeypatch.setitem(registry._MODELS, "resnet34", entry)
-    assert model_entry("resnet34") is entry
-    assert "resnet34" in model_names() and "\n  resnet34 " in (build_parser().epilog or "")
-    trained = nnx.eval_shape(lambda: build_model("resnet34", 10, nnx.Rngs(0)))
+    monkeypatch.setitem(registry._MODELS, name, entry)
+    assert model_entry(name) is entry
+    assert name in model_names() and f"\n  {name} " in (build_parser().epilog or "")
+    trained = nnx.eval_shape(lambda: build_model(name, 10, nnx.Rngs(0)))
     assert isinstance(trained, ResNet34) and trained.stem == "cifar"
-    loaded = nnx.eval_shape(lambda: from_torchvision("resnet34"))
+    loaded = nnx.eval_shape(lambda: from_torchvision(name))
     assert isinstance(loaded, ResNet34) and loaded.stem == "imagenet"
-    timed = nnx.eval_shape(lambda: suite._build(suite.ModelCase("resnet34", 224, 1000), "float32"))
-    assert isinstance(timed, ResNet34) and suite.has_torch_peer("resnet34")
+    timed = nnx.eval_shape(lambda: suite._build(suite.ModelCase(name, 224, 1000), "float32"))
+    assert isinstance(timed, ResNet34) and suite.has_torch_peer(name)
     out = jax.eval_shape(lambda m, x: m(x), timed, jax.ShapeDtypeStruct((1, 64, 64, 3), "float32"))
     assert out.shape == (1, 1000)

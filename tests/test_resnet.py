@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from jaxconv.models import load_torchvision_state_dict
 from jaxconv.models._resnet import (
     RESNET_LAYERS,
     ResNet,
@@ -24,7 +25,6 @@ from jaxconv.models._resnet import (
     ResNet101,
     ResNet152,
 )
-from jaxconv.models._torchvision import load_state_dict
 from jaxconv.nn import summary
 from jaxconv.nn._blocks import BasicBlock, ResNetBottleneck
 
@@ -197,7 +197,9 @@ def test_bad_arguments_are_named(build, error, match):
 
 def test_wrong_channels_are_named():
     model = ResNet18(10, stem="cifar", rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match=r"ResNet18 expects `x` with 3 input channels"):
+    with pytest.raises(
+        ValueError, match=r"ResNet18 \(layout=.NHWC.\) expects `x` \[N, H, W, C\] with C = 3 "
+    ):
         model(jnp.ones((1, 8, 8, 4)))
     with pytest.raises(ValueError, match=r"BasicBlock expects `x` with 64 input channels"):
         model.layer1[0](jnp.ones((1, 8, 8, 3)))
@@ -219,7 +221,7 @@ def copy_from_torch(model, torch_module, rng) -> None:
     from bench.torch_models import randomize_batchnorm
 
     randomize_batchnorm(torch_module, rng)
-    load_state_dict(model, torch_module.state_dict())
+    load_torchvision_state_dict(model, torch_module.state_dict())
 
 
 def _nchw(torch, x: np.ndarray):

@@ -3,15 +3,19 @@
 - :class:`GoogLeNet` — Szegedy et al. 2015, Table 1 (:data:`GOOGLENET_INCEPTION`).
 - :class:`NiN` — Lin et al. 2013, the CIFAR-10 model (:data:`NIN_CIFAR10`).
 - :class:`ResNet50` (18/34/101/152) — He et al. 2016, Table 1 (:data:`RESNET_LAYERS`), in
-  torchvision's v1.5 layout (stride on the 3×3).
+  torchvision's v1.5 layout (stride on the 3×3); :class:`ResNeXt50_32x4d` and
+  :class:`WideResNet50_2`, torchvision's grouped and wide ResNet-50s.
 - :class:`MobileNetV2` — Sandler et al. 2018, Table 2 (:data:`MOBILENETV2_BLOCKS`).
 - :class:`MiniInception` — a small Inception net for 32×32 inputs, with or without the 1×1
   reduce before each 5×5 (:data:`MINI_INCEPTION`).
 
-:func:`from_torchvision` builds torchvision's GoogLeNet, ResNet-18/50 or MobileNetV2 and loads
-a torchvision ``state_dict``; :func:`to_torchvision_state_dict` goes back.
+:func:`from_torchvision` builds torchvision's GoogLeNet, ResNets (18, 34, 50, 101, 152,
+ResNeXt-50 32×4d, Wide ResNet-50-2) or MobileNetV2 and loads a torchvision ``state_dict``
+through :func:`load_torchvision_state_dict` (which also loads into a model you built, and says
+what it loaded: a :class:`LoadResult`); :func:`to_torchvision_state_dict` goes back.
 
-Models take NHWC input; train/eval behaviour follows ``model.train()`` / ``model.eval()``.
+Models take NHWC input, or NCHW when built with ``layout="NCHW"``; train/eval behaviour
+follows ``model.train()`` / ``model.eval()``.
 Importing ``jaxconv.models`` imports Flax.
 
 The registry (:mod:`jaxconv.models.registry`)
@@ -22,7 +26,8 @@ The registry (:mod:`jaxconv.models.registry`)
 >>> from jaxconv.models import MODELS, model_entry
 >>> tuple(MODELS)
 ('nin', 'googlenet', 'inception-bottleneck', 'inception-direct5x5', 'nin-paper', 'resnet18',
- 'resnet50', 'mobilenetv2')
+ 'resnet50', 'resnet34', 'resnet101', 'resnet152', 'resnext50_32x4d', 'wide_resnet50_2',
+ 'mobilenetv2')
 
 An entry holds:
 
@@ -78,7 +83,13 @@ from jaxconv.models._resnet import ResNet34 as ResNet34
 from jaxconv.models._resnet import ResNet50 as ResNet50
 from jaxconv.models._resnet import ResNet101 as ResNet101
 from jaxconv.models._resnet import ResNet152 as ResNet152
+from jaxconv.models._resnet import ResNeXt50_32x4d as ResNeXt50_32x4d
+from jaxconv.models._resnet import WideResNet50_2 as WideResNet50_2
+from jaxconv.models._torchvision import LoadResult as LoadResult
 from jaxconv.models._torchvision import from_torchvision as from_torchvision
+from jaxconv.models._torchvision import (
+    load_torchvision_state_dict as load_torchvision_state_dict,
+)
 from jaxconv.models._torchvision import to_torchvision_state_dict as to_torchvision_state_dict
 from jaxconv.models.registry import MODELS as MODELS
 from jaxconv.models.registry import ModelEntry as ModelEntry
@@ -97,10 +108,12 @@ __all__ = [
     "AuxClassifier",
     "GoogLeNet",
     "GoogLeNetOutputs",
+    "LoadResult",
     "MiniInception",
     "MobileNetV2",
     "ModelEntry",
     "NiN",
+    "ResNeXt50_32x4d",
     "ResNet",
     "ResNet18",
     "ResNet34",
@@ -108,9 +121,11 @@ __all__ = [
     "ResNet101",
     "ResNet152",
     "TorchvisionLayout",
+    "WideResNet50_2",
     "aux_pool_geometry",
     "canonical_name",
     "from_torchvision",
+    "load_torchvision_state_dict",
     "make_divisible",
     "minimum_input_size",
     "model_entry",

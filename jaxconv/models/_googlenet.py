@@ -18,6 +18,7 @@ from flax import nnx
 
 import jaxconv
 from jaxconv._check import check_bool, check_int
+from jaxconv.models._input import check_model_layout, model_input
 from jaxconv.nn import (
     Conv,
     Conv1x1,
@@ -288,6 +289,8 @@ class GoogLeNet(nnx.Module):
     Args:
       num_classes: classes of ``fc`` (1000 for ImageNet).
       in_features: input channels.
+      layout: ``"NHWC"`` (default) or ``"NCHW"``, the batch's layout; an NCHW batch is
+        transposed once, at the stem, and gives the same logits.
       aux_logits: build the two auxiliary classifiers on 4a and 4d (§5).
       batch_norm: the BN variant: every conv a :class:`~jaxconv.nn.ConvBN`, no conv biases.
       dropout: rate before ``fc`` (40% in the paper).
@@ -313,7 +316,8 @@ class GoogLeNet(nnx.Module):
       rngs: ``nnx.Rngs`` (``params``; ``dropout`` for training).
 
     Call:
-      ``[N, H, W, in_features]`` → ``[N, num_classes]`` logits (or :class:`GoogLeNetOutputs`).
+      ``[N, H, W, in_features]`` (``[N, in_features, H, W]`` with ``layout="NCHW"``) →
+      ``[N, num_classes]`` logits (or :class:`GoogLeNetOutputs`).
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -344,6 +348,7 @@ class GoogLeNet(nnx.Module):
         pool4_size: int = 3,
         aux_pool: str = "paper",
         transform_input: bool = False,
+        layout: str = "NHWC",
         kernel_init: Initializer = default_kernel_init,
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
@@ -371,6 +376,7 @@ class GoogLeNet(nnx.Module):
         self.num_classes = check_int(num_classes, "num_classes")
         self.in_features = check_int(in_features, "in_features")
         self.stem = stem
+        self.layout = check_model_layout(layout)
         self.aux_logits = aux_logits
         # Training mode by default, like nnx.Dropout/BatchNorm; model.train()/.eval() toggle it.
         self.deterministic = False
@@ -450,12 +456,12 @@ class GoogLeNet(nnx.Module):
         self.fc = linear(channels, num_classes, rngs=rngs, **common)
 
     def __call__(self, x: Array) -> Array | GoogLeNetOutputs:
-        check_channels(x, self.in_features, type(self).__name__)
+        x = model_input(x, self.in_features, self.layout, type(self).__name__)
         smallest = minimum_input_size(self.stem, self.pool4_size)
-        if x.ndim != 4 or min(x.shape[1:3]) < smallest:
+        if min(x.shape[1:3]) < smallest:
             raise ValueError(
-                f"GoogLeNet with stem={self.stem!r} needs `x` [N, H, W, C] with H, W >= "
-                f"{smallest}, got shape {tuple(x.shape)}"
+                f"GoogLeNet with stem={self.stem!r} needs `x` with H, W >= {smallest}, got "
+                f"H, W = {x.shape[1]}, {x.shape[2]}"
                 + (" (use stem='cifar' for 32×32 inputs)" if self.stem == "imagenet" else "")
             )
         if self.transform_input:

@@ -9,10 +9,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxconv._check import check_bool, check_int
+from jaxconv.models._input import check_model_layout, model_input
 from jaxconv.nn import Conv, ConvBN, GlobalAvgPool, Inception, MaxPool
 from jaxconv.nn._conv import Initializer, default_kernel_init, linear
 from jaxconv.nn._inception import bn_options, check_kernel_init
-from jaxconv.nn._validate import check_channels
 
 __all__ = ["MINI_INCEPTION", "MiniInception"]
 
@@ -45,6 +45,8 @@ class MiniInception(nnx.Module):
     Args:
       num_classes: classes.
       in_features: input channels.
+      layout: ``"NHWC"`` (default) or ``"NCHW"``, the batch's layout; an NCHW batch is
+        transposed once, at the stem, and gives the same logits.
       bottleneck: keep the 1×1 reduce before each 5×5.
       batch_norm: every conv a :class:`~jaxconv.nn.ConvBN` (default; trains robustly from
         scratch); False gives biased convs as in the paper.
@@ -56,7 +58,8 @@ class MiniInception(nnx.Module):
       rngs: ``nnx.Rngs`` (``params``; ``dropout`` for training).
 
     Call:
-      ``[N, H, W, in_features]`` → ``[N, num_classes]``.
+      ``[N, H, W, in_features]`` (``[N, in_features, H, W]`` with ``layout="NCHW"``) →
+      ``[N, num_classes]``.
 
     Examples:
       Shapes only (``nnx.eval_shape`` builds the model without initializing it):
@@ -81,6 +84,7 @@ class MiniInception(nnx.Module):
         bottleneck: bool = True,
         batch_norm: bool = True,
         dropout: float = 0.0,
+        layout: str = "NHWC",
         momentum: float | None = None,
         epsilon: float | None = None,
         kernel_init: Initializer = default_kernel_init,
@@ -93,6 +97,7 @@ class MiniInception(nnx.Module):
         batch_norm = check_bool(batch_norm, "batch_norm")
         self.num_classes = check_int(num_classes, "num_classes")
         self.in_features = check_int(in_features, "in_features")
+        self.layout = check_model_layout(layout)
         self.bottleneck = bottleneck
         norm = "batch" if batch_norm else None
         bn = bn_options(norm, momentum, epsilon)
@@ -127,8 +132,7 @@ class MiniInception(nnx.Module):
         self.fc = linear(channels, num_classes, rngs=rngs, **dtypes)
 
     def __call__(self, x: Array) -> Array:
-        check_channels(x, self.in_features, type(self).__name__)
-        y = x
+        y = model_input(x, self.in_features, self.layout, type(self).__name__)
         for name in self.layer_names:
             y = getattr(self, name)(y)
         return self.fc(self.dropout(self.avg_pool(y)))

@@ -17,11 +17,11 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxconv._check import check_int
+from jaxconv.models._input import check_model_layout, model_input
 from jaxconv.nn import ConvBN, GlobalAvgPool
 from jaxconv.nn._blocks import InvertedResidual, conv_bn_options, he_normal_fan_out
 from jaxconv.nn._conv import Initializer, linear
 from jaxconv.nn._init import Normal
-from jaxconv.nn._validate import check_channels
 
 __all__ = ["MOBILENETV2_BLOCKS", "MobileNetV2", "make_divisible"]
 
@@ -79,6 +79,8 @@ class MobileNetV2(nnx.Module):
       num_classes: classes of ``classifier``.
       width: the width multiplier α (Table 4 and §6.1: 0.35 … 1.4).
       in_features: input channels.
+      layout: ``"NHWC"`` (default) or ``"NCHW"``, the batch's layout; an NCHW batch is
+        transposed once, at the stem, and gives the same logits.
       dropout: rate before the classifier (0.2, torchvision's).
       stem: ``"imagenet"`` (Table 2) or ``"cifar"``: for 32×32 inputs the stem conv and the
         first stride-2 row (c = 24) have stride 1, so the network downsamples 8× instead of
@@ -91,8 +93,9 @@ class MobileNetV2(nnx.Module):
       rngs: ``nnx.Rngs`` (``params``; ``dropout`` for training).
 
     Call:
-      ``[N, H, W, in_features]`` → ``[N, num_classes]`` logits. Train/eval (BatchNorm
-      statistics, dropout) follows ``model.train()`` / ``model.eval()``.
+      ``[N, H, W, in_features]`` (``[N, in_features, H, W]`` with ``layout="NCHW"``) →
+      ``[N, num_classes]`` logits. Train/eval (BatchNorm statistics, dropout) follows
+      ``model.train()`` / ``model.eval()``.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -116,6 +119,7 @@ class MobileNetV2(nnx.Module):
         in_features: int = 3,
         dropout: float = 0.2,
         stem: str = "imagenet",
+        layout: str = "NHWC",
         round_nearest: int = 8,
         momentum: float = 0.9,
         epsilon: float = 1e-5,
@@ -134,6 +138,7 @@ class MobileNetV2(nnx.Module):
         self.in_features = check_int(in_features, "in_features")
         self.width = width
         self.stem = stem
+        self.layout = check_model_layout(layout)
         common = conv_bn_options(
             momentum, epsilon, kernel_init, dtype, param_dtype, precision, implementation
         )
@@ -193,8 +198,7 @@ class MobileNetV2(nnx.Module):
         )
 
     def __call__(self, x: Array) -> Array:
-        check_channels(x, self.in_features, type(self).__name__)
-        y = x
+        y = model_input(x, self.in_features, self.layout, type(self).__name__)
         for layer in self.features:
             y = layer(y)
         return self.classifier(self.dropout(self.avgpool(y)))

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxconv._check import check_int
+from jaxconv.models._input import check_model_layout, model_input
 from jaxconv.nn import AvgPool, GlobalAvgPool, MaxPool, MLPConv
-from jaxconv.nn._validate import check_channels
 
 __all__ = ["NIN_CIFAR10", "NiN"]
 
@@ -40,13 +40,16 @@ class NiN(nnx.Module):
     Args:
       num_classes: classes (the last 1×1's width).
       in_features: input channels.
+      layout: ``"NHWC"`` (default) or ``"NCHW"``, the batch's layout; an NCHW batch is
+        transposed once, at the stem, and gives the same logits.
       dropout: rate after the first two blocks.
       batch_norm: every conv a :class:`~jaxconv.nn.ConvBN` (not in the paper).
       dtype, param_dtype, precision: as for the convs.
       rngs: ``nnx.Rngs`` (``params``; ``dropout`` for training).
 
     Call:
-      ``[N, H, W, in_features]`` → ``[N, num_classes]``.
+      ``[N, H, W, in_features]`` (``[N, in_features, H, W]`` with ``layout="NCHW"``) →
+      ``[N, num_classes]``.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -64,6 +67,7 @@ class NiN(nnx.Module):
         in_features: int = 3,
         dropout: float = 0.5,
         batch_norm: bool = False,
+        layout: str = "NHWC",
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
         precision: Any = None,
@@ -71,6 +75,7 @@ class NiN(nnx.Module):
     ):
         self.num_classes = check_int(num_classes, "num_classes")
         self.in_features = check_int(in_features, "in_features")
+        self.layout = check_model_layout(layout)
         common: dict[str, Any] = dict(
             norm="batch" if batch_norm else None,
             dtype=dtype,
@@ -91,7 +96,7 @@ class NiN(nnx.Module):
         self.avg_pool = GlobalAvgPool()
 
     def __call__(self, x: Array) -> Array:
-        check_channels(x, self.in_features, type(self).__name__)
+        x = model_input(x, self.in_features, self.layout, type(self).__name__)
         y = self.dropout1(self.pool1(self.mlpconv1(x)))
         y = self.dropout2(self.pool2(self.mlpconv2(y)))
         return self.avg_pool(self.mlpconv3(y))

@@ -6,10 +6,15 @@ with its BatchNorm: torchvision's ``conv1`` + ``bn1``), ``maxpool`` (3×3/2, pad
 Inside a block the names are :mod:`jaxconv.nn`'s (``conv1.conv.kernel``, ``conv1.bn.scale``,
 ``downsample.conv.kernel``…), mapped to torchvision's in :class:`~jaxconv.nn.ResNetBottleneck`'s
 module docstring. ``layer2[0].conv2`` is torchvision's ``layer2.0.conv2``.
+
+The depths of Table 1 are :class:`ResNet18` … :class:`ResNet152`; :class:`ResNeXt50_32x4d`
+and :class:`WideResNet50_2` are ResNet-50 with grouped or wider 3×3s, as torchvision has them.
 """
 
 from __future__ import annotations
 
+import types
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import jax
@@ -17,20 +22,22 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxconv._check import check_bool, check_int
+from jaxconv.models._input import check_model_layout, model_input
 from jaxconv.nn import ConvBN, GlobalAvgPool, MaxPool
 from jaxconv.nn._blocks import BasicBlock, ResNetBottleneck, conv_bn_options, he_normal_fan_out
 from jaxconv.nn._conv import Initializer, linear
-from jaxconv.nn._validate import check_channels
 
 __all__ = [
     "RESNET_LAYERS",
     "RESNET_WIDTHS",
+    "ResNeXt50_32x4d",
     "ResNet",
     "ResNet18",
     "ResNet34",
     "ResNet50",
     "ResNet101",
     "ResNet152",
+    "WideResNet50_2",
 ]
 
 Array = jax.Array
@@ -71,6 +78,8 @@ class ResNet(nnx.Module):
         (:class:`~jaxconv.nn.ResNetBottleneck`).
       num_classes: classes of ``fc``.
       in_features: input channels.
+      layout: ``"NHWC"`` (default) or ``"NCHW"``, the batch's layout; an NCHW batch is
+        transposed once, at the stem, and gives the same logits.
       stem: ``"imagenet"`` (Table 1's conv1 and max pool) or ``"cifar"``: ``conv1`` is a 3×3/1
         conv to 64 and there is no max pool, so a 32×32 input reaches the stages at 32, 16, 8, 4
         (the usual CIFAR port of the ImageNet ResNets).
@@ -85,9 +94,10 @@ class ResNet(nnx.Module):
       rngs: ``nnx.Rngs`` with a ``params`` stream.
 
     Call:
-      ``[N, H, W, in_features]`` → ``[N, num_classes]`` logits. :meth:`stages` returns the four
-      stages' feature maps. Train/eval (BatchNorm batch or running statistics) follows
-      ``model.train()`` / ``model.eval()``.
+      ``[N, H, W, in_features]`` (``[N, in_features, H, W]`` with ``layout="NCHW"``) →
+      ``[N, num_classes]`` logits. :meth:`stages` returns the four stages' feature maps
+      (NHWC). Train/eval (BatchNorm batch or running statistics) follows ``model.train()`` /
+      ``model.eval()``.
 
     Examples:
       ResNeXt-50 32×4d (Xie et al. 2017) is a ResNet-50 with 32 groups of width 4 in each 3×3:
@@ -112,6 +122,7 @@ class ResNet(nnx.Module):
         num_classes: int = 1000,
         in_features: int = 3,
         stem: str = "imagenet",
+        layout: str = "NHWC",
         groups: int = 1,
         width_per_group: int = 64,
         stride_in_1x1: bool = False,
@@ -136,6 +147,7 @@ class ResNet(nnx.Module):
         self.layers = layers
         self.block = block
         self.stem = stem
+        self.layout = check_model_layout(layout)
         self.num_classes = check_int(num_classes, "num_classes")
         self.in_features = check_int(in_features, "in_features")
         common = conv_bn_options(
@@ -188,12 +200,13 @@ class ResNet(nnx.Module):
         with the CIFAR stem), e.g. for a detection backbone.
 
         Args:
-          x: ``[N, H, W, in_features]``.
+          x: ``[N, H, W, in_features]`` (``[N, in_features, H, W]`` with ``layout="NCHW"``).
 
         Returns:
-          ``{"layer1": [N, H/4, W/4, C1], …, "layer4": [N, H/32, W/32, C4]}``.
+          ``{"layer1": [N, H/4, W/4, C1], …, "layer4": [N, H/32, W/32, C4]}``, NHWC whatever
+          the layout.
         """
-        check_channels(x, self.in_features, type(self).__name__)
+        x = model_input(x, self.in_features, self.layout, type(self).__name__)
         y = self.conv1(x)
         if self.maxpool is not None:
             y = self.maxpool(y)
@@ -213,10 +226,19 @@ class _PaperResNet(ResNet):
     """A depth of Table 1, ``RESNET_LAYERS[depth]``: each subclass names its ``depth``."""
 
     depth: ClassVar[int]
+    #: Keywords of :class:`ResNet` that make the model a variant (ResNeXt's groups…).
+    variant: ClassVar[Mapping[str, Any]] = types.MappingProxyType({})
 
     def __init__(self, num_classes: int = 1000, **kwargs: Any):
         block, layers = RESNET_LAYERS[self.depth]
-        super().__init__(layers, block=block, num_classes=num_classes, **kwargs)
+        taken = sorted(set(self.variant) & set(kwargs))
+        if taken:
+            raise TypeError(
+                f"{type(self).__name__} sets {', '.join(f'`{k}`' for k in taken)} itself "
+                f"({', '.join(f'{k}={self.variant[k]!r}' for k in taken)}); use ResNet for "
+                "other values"
+            )
+        super().__init__(layers, block=block, num_classes=num_classes, **self.variant, **kwargs)
 
 
 class ResNet50(_PaperResNet):
@@ -328,3 +350,50 @@ class ResNet152(_PaperResNet):
     """
 
     depth = 152
+
+
+class ResNeXt50_32x4d(_PaperResNet):
+    """ResNeXt-50 32×4d (Xie et al. 2017, Table 1): ResNet-50's layout with each bottleneck's
+    3×3 in 32 groups of width 4 at the first stage (twice the 3×3 width of ResNet-50, 128 …
+    1024); 25,028,904 parameters at 1000 classes, 4.23 G MACs at 224×224 (torchvision's
+    ``resnext50_32x4d`` figures).
+
+    Args:
+      num_classes: classes of ``fc``.
+      **kwargs: any keyword of :class:`ResNet` but ``groups`` and ``width_per_group``.
+
+    Examples:
+      >>> from flax import nnx
+      >>> from jaxconv.models import ResNeXt50_32x4d
+      >>> model = nnx.eval_shape(lambda: ResNeXt50_32x4d(rngs=nnx.Rngs(0)))
+      >>> model.layer4[0].conv2.conv.kernel.shape   # 1024 channels in 32 groups of 32
+      (3, 3, 32, 1024)
+    """
+
+    depth = 50
+    variant = types.MappingProxyType({"groups": 32, "width_per_group": 4})
+
+
+class WideResNet50_2(_PaperResNet):
+    """Wide ResNet-50-2 (Zagoruyko & Komodakis 2016, in torchvision's bottleneck form):
+    ResNet-50 with each bottleneck's inner width doubled (128 … 1024; the outputs stay 256 …
+    2048); 68,883,240 parameters at 1000 classes, 11.4 G MACs at 224×224 (torchvision's
+    ``wide_resnet50_2`` figures).
+
+    Args:
+      num_classes: classes of ``fc``.
+      **kwargs: any keyword of :class:`ResNet` but ``groups`` and ``width_per_group``.
+
+    Examples:
+      >>> import jax
+      >>> from flax import nnx
+      >>> from jaxconv.models import WideResNet50_2
+      >>> model = nnx.eval_shape(lambda: WideResNet50_2(rngs=nnx.Rngs(0)))
+      >>> sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+      68883240
+      >>> model.layer1[0].conv2.conv.kernel.shape, model.layer1[0].out_features
+      ((3, 3, 128, 128), 256)
+    """
+
+    depth = 50
+    variant = types.MappingProxyType({"width_per_group": 128})

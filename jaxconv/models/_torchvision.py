@@ -1,5 +1,5 @@
 """torchvision's weights in jaxconv models and back: :func:`from_torchvision`,
-:func:`to_torchvision_state_dict`.
+:func:`load_torchvision_state_dict`, :func:`to_torchvision_state_dict`.
 
 A torchvision ``state_dict`` names modules (``layer1.0.bn2``), a jaxconv model names
 submodules (``layer1[0].conv2.bn``); one table of regular-expression rewrites per model turns
@@ -7,7 +7,7 @@ the dotted path of each jaxconv conv, BatchNorm and linear layer into torchvisio
 and the leaf names map one to one: ``kernel`` → ``weight`` (HWIO ↔ OIHW for a conv, ``[in, out]``
 ↔ ``[out, in]`` for a linear layer), ``bias`` → ``bias``, BatchNorm's ``scale`` / ``mean`` /
 ``var`` → ``weight`` / ``running_mean`` / ``running_var``. torch is never imported: a torch
-tensor is read through ``.detach().cpu().numpy()``.
+tensor is read through ``.detach().cpu().numpy()`` (DLPack for bfloat16).
 
 Which names :func:`from_torchvision` takes, and how it builds each model, is the registry's
 (:mod:`jaxconv.models.registry`: an entry's ``torchvision`` layout). The rewrite tables stay
@@ -18,21 +18,29 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxconv._check import check_int
+from jaxconv._check import check_bool, check_int
 from jaxconv.models._googlenet import GoogLeNet
+from jaxconv.models._input import check_model_layout
 from jaxconv.models._mobilenet import MobileNetV2
 from jaxconv.models._resnet import ResNet
 from jaxconv.models.registry import MODELS, canonical_name
 from jaxconv.nn._blocks import BasicBlock, InvertedResidual, ResNetBottleneck
 
-__all__ = ["from_torchvision", "to_torchvision_state_dict"]
+__all__ = [
+    "LoadResult",
+    "from_torchvision",
+    "load_torchvision_state_dict",
+    "to_torchvision_state_dict",
+]
 
 _LEAF = {
     "kernel": "weight",
@@ -184,8 +192,16 @@ def _entries(module: nnx.Module) -> tuple[str, dict[str, _Entry]]:
 
 def _as_numpy(value: Any) -> np.ndarray:
     if hasattr(value, "detach"):  # a torch tensor, read without importing torch
-        value = value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        try:
+            return value.numpy()
+        except TypeError:  # bfloat16, which NumPy's protocol lacks: through DLPack
+            return np.asarray(jax.dlpack.from_dlpack(value))
     return np.asarray(value)
+
+
+def _shape(value: Any) -> tuple[int, ...]:
+    return tuple(value.shape) if hasattr(value, "shape") else np.shape(value)
 
 
 def _counters(entries: Mapping[str, _Entry]) -> set[str]:
@@ -193,47 +209,227 @@ def _counters(entries: Mapping[str, _Entry]) -> set[str]:
     return {k[: -len(suffix)] + "." + _COUNTER for k in entries if k.endswith(suffix)}
 
 
-def load_state_dict(
-    module: nnx.Module, state_dict: Mapping[str, Any], *, dropped: tuple[str, ...] = ()
-) -> None:
-    """Fill ``module`` in place from torchvision-named arrays, all of them or none.
+#: Prefixes torch puts on every key of a wrapped model's ``state_dict``: ``nn.DataParallel``'s
+#: and ``DistributedDataParallel``'s ``module.``, ``torch.compile``'s ``_orig_mod.``.
+_WRAPPERS = ("module.", "_orig_mod.")
+#: How many keys an error lists before it gives the count of the rest.
+_LISTED = 8
 
-    ``dropped``: key prefixes ignored on purpose (torchvision drops GoogLeNet's ``aux1.`` and
-    ``aux2.`` the same way when its model has no auxiliary heads).
-    """
+
+def _check_state_dict(state_dict: Any) -> None:
     if not isinstance(state_dict, Mapping):
         raise TypeError(
             "`state_dict` must be a mapping of torchvision's names to arrays (a torch "
             f"state_dict() or a dict of NumPy arrays), got {type(state_dict).__name__}"
         )
+
+
+def _wrapper_prefix(keys: Collection[str]) -> str:
+    """The wrappers' prefixes that every key carries (``"module."``, ``"_orig_mod.module."``
+    …), outermost first; ``""`` when none does. No jaxconv model has such a submodule."""
+    prefix = ""
+    while keys:
+        wrapper = next((w for w in _WRAPPERS if all(k.startswith(prefix + w) for k in keys)), None)
+        if wrapper is None:
+            return prefix
+        prefix += wrapper
+    return prefix
+
+
+def _common_prefix(keys: Collection[str]) -> str:
+    """The dotted module path every key starts with (``"backbone."``), or ``""``."""
+    split = [k.split(".")[:-1] for k in keys]  # a key's last part is its leaf
+    common = []
+    for parts in zip(*split) if split else ():
+        if len(set(parts)) > 1:
+            break
+        common.append(parts[0])
+    return "".join(part + "." for part in common)
+
+
+def _listed(keys: Sequence[str]) -> str:
+    """``keys`` joined, cut short after :data:`_LISTED` with a count of the rest."""
+    shown = ", ".join(keys[:_LISTED])
+    return shown + (f", … and {len(keys) - _LISTED} more" if len(keys) > _LISTED else "")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadResult:
+    """What :func:`load_torchvision_state_dict` did, key by key (torchvision's names, without
+    the stripped ``prefix``).
+
+    Every array of the model is in exactly one of ``replaced``, ``missing`` and
+    ``mismatched``; every key of the ``state_dict`` is in ``replaced``, ``mismatched`` or
+    ``unexpected``, but BatchNorm's ``num_batches_tracked`` (accepted and ignored).
+
+    Attributes:
+      replaced: the model's arrays loaded from the ``state_dict``, in the model's order.
+      missing: the model's arrays the ``state_dict`` lacks: they keep their values (with
+        ``strict=False``; ``strict=True`` raises).
+      unexpected: keys of the ``state_dict`` the model has no array for: ignored.
+      mismatched: keys of both whose shapes differ: not loaded, so the model's arrays keep
+        their values.
+      prefix: the prefix stripped from every key (``"module."`` from ``nn.DataParallel``,
+        ``"_orig_mod."`` from ``torch.compile``), or ``""``.
+
+    Examples:
+      >>> from jaxconv.models import LoadResult
+      >>> LoadResult(("fc.weight",), missing=("fc.bias",), prefix="module.")
+      LoadResult(replaced=('fc.weight',), missing=('fc.bias',), unexpected=(), mismatched=(),
+                 prefix='module.')
+    """
+
+    replaced: tuple[str, ...]
+    missing: tuple[str, ...] = ()
+    unexpected: tuple[str, ...] = ()
+    mismatched: tuple[str, ...] = ()
+    prefix: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Reading:
+    """A ``state_dict`` read against a model, before anything is written."""
+
+    what: str  # the model's class
+    entries: dict[str, _Entry]  # the model's arrays, by key
+    result: LoadResult
+    values: dict[str, np.ndarray]  # the arrays to load, by key
+    problems: str  # the keys that do not load, as errors and warnings list them ("": none)
+
+
+def _read(
+    module: nnx.Module, state_dict: Mapping[str, Any], *, strict: bool, skip: tuple[str, ...] = ()
+) -> _Reading:
+    """What loading ``state_dict`` into ``module`` does; nothing is written.
+
+    Keys under the prefixes ``skip`` are left out on both sides: torchvision drops GoogLeNet's
+    ``aux1.`` / ``aux2.`` the same way when its model has no auxiliary heads, and a head
+    re-initialized for other classes keeps its values.
+
+    Raises:
+      TypeError: ``state_dict`` is not a mapping.
+      ValueError: with ``strict``, a key missing, unexpected or of the wrong shape (each kind
+        listed, cut short with a count).
+    """
+    _check_state_dict(state_dict)
     what, entries = _entries(module)
+    prefix = _wrapper_prefix([str(k) for k in state_dict])
+    given = {str(k)[len(prefix) :]: v for k, v in state_dict.items()}
+    given = {k: v for k, v in given.items() if not k.startswith(skip)}
+    shapes = {k: _shape(given[k]) for k in entries if k in given}
+    wrong = {
+        k: f"{k} {shape} where the model has {entries[k].torch_shape()}"
+        for k, shape in shapes.items()
+        if shape != entries[k].torch_shape()
+    }
     counters = _counters(entries)
-    given = {k: v for k, v in state_dict.items() if not str(k).startswith(dropped)}
-    missing = sorted(set(entries) - set(given))
-    unexpected = sorted(str(k) for k in set(given) - set(entries) - counters)
-    values = {k: _as_numpy(given[k]) for k in entries if k in given}
-    wrong = sorted(
-        f"{k} {tuple(v.shape)} where the model has {entries[k].torch_shape()}"
-        for k, v in values.items()
-        if tuple(v.shape) != entries[k].torch_shape()
+    result = LoadResult(
+        replaced=tuple(k for k in shapes if k not in wrong),
+        missing=tuple(sorted(k for k in entries if k not in given and not k.startswith(skip))),
+        unexpected=tuple(sorted(k for k in given if k not in entries and k not in counters)),
+        mismatched=tuple(sorted(wrong)),
+        prefix=prefix,
     )
-    problems = [
-        f"{label} ({len(keys)}): {', '.join(keys)}"
+    problems = "; ".join(
+        f"{label} ({len(keys)}): {_listed(keys)}"
         for label, keys in (
-            ("missing keys", missing),
-            ("unexpected keys", unexpected),
-            ("wrong shapes", wrong),
+            ("missing keys", result.missing),
+            ("unexpected keys", result.unexpected),
+            ("wrong shapes", [wrong[k] for k in result.mismatched]),
         )
         if keys
-    ]
-    if problems:
+    )
+    if strict and problems:
         raise ValueError(
             f"`state_dict` does not fit torchvision's layout of this {what} (nothing was "
-            "loaded): " + "; ".join(problems)
+            f"loaded): {problems}{_prefix_note(given, entries, prefix)}"
         )
-    for key, entry in entries.items():
-        dtype = entry.variable.get_value().dtype
-        entry.variable.set_value(jnp.asarray(entry.to_jax(values[key]), dtype=dtype))
+    values = {k: _as_numpy(given[k]) for k in result.replaced}
+    return _Reading(what, entries, result, values, problems)
+
+
+def _prefix_note(given: Collection[str], entries: Collection[str], stripped: str) -> str:
+    """What the keys' prefixes tell about a ``state_dict`` that does not fit (``""``: nothing):
+    the wrapper prefix that was stripped, or a prefix every key has and no array of the model."""
+    note = f" (the prefix {stripped!r} was stripped from every key)" if stripped else ""
+    common = _common_prefix(given)
+    if common and not any(k.startswith(common) for k in entries):
+        note += (
+            f"; every key of `state_dict` starts with {common!r}, which no key of the model "
+            f"does: strip it, e.g. {{k.removeprefix({common!r}): v for k, v in "
+            "state_dict.items()}"
+        )
+    return note
+
+
+def _write(entries: Mapping[str, _Entry], values: Mapping[str, np.ndarray]) -> None:
+    for key, value in values.items():
+        variable = entries[key].variable
+        dtype = variable.get_value().dtype
+        variable.set_value(jnp.asarray(entries[key].to_jax(value), dtype=dtype))
+
+
+def load_torchvision_state_dict(
+    model: nnx.Module, state_dict: Mapping[str, Any], *, strict: bool = True
+) -> LoadResult:
+    """Loads a torchvision ``state_dict`` into ``model`` in place; says what it loaded.
+
+    The names and layouts are :func:`to_torchvision_state_dict`'s: OIHW conv weights
+    (``[C_out, C_in/groups, kh, kw]``), ``[out, in]`` linear weights, BatchNorm ``weight`` /
+    ``bias`` / ``running_mean`` / ``running_var``; ``num_batches_tracked`` is accepted and
+    ignored. torch tensors (bfloat16 included) are read without importing torch. A prefix
+    that torch puts on every key of a wrapped model — ``module.`` (``nn.DataParallel``,
+    ``DistributedDataParallel``), ``_orig_mod.`` (``torch.compile``) — is stripped and
+    reported.
+
+    Args:
+      model: a :class:`ResNet` (any depth, ResNeXt and Wide ResNet included),
+        :class:`MobileNetV2` or GoogLeNet in torchvision's variant (as
+        :func:`from_torchvision` builds them), or a lone ``BasicBlock``,
+        ``ResNetBottleneck`` or ``InvertedResidual``.
+      state_dict: torchvision's names → torch tensors or arrays.
+      strict: True: every key must fit — a missing, unexpected or wrongly shaped key is a
+        ``ValueError`` that lists them, and nothing is loaded. False: load every key that
+        fits; the model's other arrays keep their values (their initialization from the
+        model's ``rngs``), keys the model lacks and keys of the wrong shape are not loaded;
+        the result lists all three.
+
+    Returns:
+      A :class:`LoadResult`: the keys ``replaced``, ``missing``, ``unexpected`` and
+      ``mismatched`` (wrong shape), and the stripped ``prefix``.
+
+    Raises:
+      TypeError: ``model`` is none of these models, ``state_dict`` not a mapping.
+      ValueError: with ``strict=True``, a key that does not fit (each kind listed, the first
+        8 of each and a count of the rest; a prefix that every key has and the model has not
+        is named).
+
+    Examples:
+      Fine-tuning a checkpoint of another head: everything but ``fc`` loads, and ``fc``
+      keeps its initialization.
+
+      >>> import numpy as np
+      >>> from flax import nnx
+      >>> from jaxconv.models import ResNet18, load_torchvision_state_dict
+      >>> from jaxconv.models import to_torchvision_state_dict
+      >>> sd = to_torchvision_state_dict(ResNet18(1000, rngs=nnx.Rngs(0)))
+      >>> model = ResNet18(10, rngs=nnx.Rngs(1))
+      >>> result = load_torchvision_state_dict(model, sd, strict=False)
+      >>> len(result.replaced), result.missing, result.unexpected, result.mismatched
+      (100, (), (), ('fc.bias', 'fc.weight'))
+      >>> np.array_equal(model.conv1.conv.kernel, sd["conv1.weight"].transpose(2, 3, 1, 0))
+      True
+
+      A ``state_dict`` saved from ``nn.DataParallel``:
+
+      >>> wrapped = {"module." + k: v for k, v in to_torchvision_state_dict(model).items()}
+      >>> load_torchvision_state_dict(model, wrapped).prefix
+      'module.'
+    """
+    strict = check_bool(strict, "strict")
+    reading = _read(model, state_dict, strict=strict)
+    _write(reading.entries, reading.values)
+    return reading.result
 
 
 def to_torchvision_state_dict(model: nnx.Module) -> dict[str, np.ndarray]:
@@ -292,6 +488,16 @@ def to_torchvision_state_dict(model: nnx.Module) -> dict[str, np.ndarray]:
     return out
 
 
+#: The warning of a GoogLeNet whose ``transform_input`` was not given with weights.
+_TRANSFORM_INPUT_DEFAULT = (
+    "from_torchvision({name!r}, state_dict) turns `transform_input` on, as torchvision's "
+    "googlenet(weights=...) does: the input, normalized with ImageNet's mean and std, is "
+    "re-normalized to mean = std = 0.5 before conv1, as torchvision's published GoogLeNet "
+    "weights expect. Weights trained without it give wrong logits this way: pass "
+    "transform_input=False for those, or transform_input=True to silence this warning"
+)
+
+
 def from_torchvision(
     name: str,
     state_dict: Mapping[str, Any] | None = None,
@@ -299,6 +505,8 @@ def from_torchvision(
     num_classes: int | None = None,
     aux_logits: bool | None = None,
     transform_input: bool | None = None,
+    layout: str = "NHWC",
+    strict: bool = True,
     rngs: nnx.Rngs | None = None,
 ) -> nnx.Module:
     """torchvision's ``name`` as a jaxconv model, with ``state_dict``'s weights, in eval mode.
@@ -306,31 +514,47 @@ def from_torchvision(
     The architecture is torchvision's layer for layer, so logits on an NHWC input equal
     torchvision's on the same input in NCHW, to float32 rounding: every model of the registry
     (:data:`MODELS`) with a ``torchvision`` layout, built in its ``"torchvision"`` variant:
-    ``"resnet18"`` and ``"resnet50"`` (:class:`ResNet18`, :class:`ResNet50`: v1.5, BN eps 1e-5),
-    ``"mobilenetv2"`` (:class:`MobileNetV2`; torchvision's ``"mobilenet_v2"`` is its alias) and
-    ``"googlenet"`` — torchvision's variant of :class:`GoogLeNet`, which differs from the
-    paper: conv + BatchNorm (eps 1e-3, torch momentum 0.1) + ReLU everywhere and no LRN, a 3×3
-    conv in each inception's "5×5" branch, a 2×2/2 ``pool4``, dropout 0.2, auxiliary heads
-    with an adaptive average pool to 4×4, and ``transform_input``.
+
+    - ``"resnet18"``, ``"resnet34"``, ``"resnet50"``, ``"resnet101"``, ``"resnet152"``
+      (:class:`ResNet18` … :class:`ResNet152`: v1.5, BN eps 1e-5), ``"resnext50_32x4d"``
+      (:class:`ResNeXt50_32x4d`) and ``"wide_resnet50_2"`` (:class:`WideResNet50_2`);
+    - ``"mobilenetv2"`` (:class:`MobileNetV2`; torchvision's ``"mobilenet_v2"`` is its
+      alias);
+    - ``"googlenet"``: torchvision's variant of :class:`GoogLeNet`, which differs from the
+      paper: conv + BatchNorm (eps 1e-3, torch momentum 0.1) + ReLU everywhere and no LRN, a
+      3×3 conv in each inception's "5×5" branch, a 2×2/2 ``pool4``, dropout 0.2, auxiliary
+      heads with an adaptive average pool to 4×4, and ``transform_input``.
 
     Nothing is ever downloaded: pass the weights, e.g. ``torchvision.models.resnet50(
     weights="DEFAULT").state_dict()``, a ``torch.load``-ed checkpoint, or a dict of NumPy
-    arrays (:func:`to_torchvision_state_dict`'s). torch tensors are read through
-    ``.detach().cpu().numpy()``; jaxconv never imports torch. Every key must match: a missing,
-    unexpected or wrongly shaped key is a ``ValueError`` that names each of them, and nothing is
-    loaded. ``num_batches_tracked`` entries are accepted and ignored.
+    arrays (:func:`to_torchvision_state_dict`'s). They are read by
+    :func:`load_torchvision_state_dict`: torch tensors without importing torch, a
+    ``module.`` / ``_orig_mod.`` prefix on every key stripped, and with ``strict=True`` (the
+    default) every key must match — a missing, unexpected or wrongly shaped key is a
+    ``ValueError`` that lists them, and nothing is loaded.
 
-    With a ``state_dict``, the model is built abstractly (``nnx.eval_shape``) and filled from
-    it, so no initializer runs; its dropout RNG streams come from ``rngs``.
+    Fine-tuning: a ``num_classes`` other than the checkpoint's loads everything but the
+    head — ``fc`` (MobileNetV2's ``classifier.1``; with ``aux_logits`` also GoogLeNet's
+    ``aux1.fc2`` and ``aux2.fc2``) — and initializes the head from ``rngs``, as a fresh model
+    is (timm's ``pretrained=True, num_classes=...``); a ``UserWarning`` names the head's keys
+    and both class counts. ``strict=False`` loads every key that fits, initializes the rest
+    from ``rngs`` and warns with what did not load (:func:`load_torchvision_state_dict`
+    returns the same lists without a warning).
+
+    When every array comes from ``state_dict``, the model is built abstractly
+    (``nnx.eval_shape``) and filled from it, so no initializer runs; its dropout RNG streams
+    come from ``rngs``.
 
     Args:
-      name: ``"googlenet"``, ``"resnet18"``, ``"resnet50"`` or ``"mobilenetv2"`` (or an alias:
-        ``"mobilenet_v2"``).
+      name: ``"googlenet"``, ``"resnet18"``, ``"resnet34"``, ``"resnet50"``,
+        ``"resnet101"``, ``"resnet152"``, ``"resnext50_32x4d"``, ``"wide_resnet50_2"`` or
+        ``"mobilenetv2"`` (or an alias: ``"mobilenet_v2"``).
       state_dict: torchvision's names → torch tensors or arrays (OIHW conv weights, ``[out,
         in]`` linear weights, BatchNorm ``weight``/``bias``/``running_mean``/``running_var``);
         None for a fresh random initialization (jaxconv's initializers for the model).
       num_classes: classes of the classifier; None reads them from ``state_dict``'s
-        ``fc.weight`` (``classifier.1.weight`` for MobileNetV2), else 1000.
+        ``fc.weight`` (``classifier.1.weight`` for MobileNetV2), else 1000. Other classes
+        than the checkpoint's re-initialize the head (see above).
       aux_logits: GoogLeNet only: build the auxiliary heads ``aux_4a`` / ``aux_4d``
         (torchvision's ``aux1`` / ``aux2``), which then must be in ``state_dict``. None or
         False: no heads, and ``aux1.*`` / ``aux2.*`` keys are dropped, as torchvision's
@@ -338,22 +562,30 @@ def from_torchvision(
         published heads are not trained).
       transform_input: GoogLeNet only: re-normalize the input as torchvision does (see
         :class:`GoogLeNet`). None: on with a ``state_dict`` (torchvision's pretrained
-        default), off without.
+        default), with a ``UserWarning`` naming it — weights trained without it give wrong
+        logits; pass it to say which — and off without one (random weights: the default of
+        torchvision's ``GoogLeNet`` and of :class:`GoogLeNet`).
+      layout: ``"NHWC"`` (default) or ``"NCHW"``: the layout of the batches the model takes
+        (an NCHW batch is transposed once, at the stem; the logits are the same).
+      strict: True: every key of ``state_dict`` must fit; False: load what fits (see above).
       rngs: ``nnx.Rngs`` for the initialization and the dropout streams (default
         ``nnx.Rngs(0)``).
 
     Returns:
-      The model in eval mode (``model.train()`` for fine-tuning): ``[N, H, W, 3]`` →
-      ``[N, num_classes]``. GoogLeNet needs inputs of at least 15×15.
+      The model in eval mode (``model.train()`` for fine-tuning): ``[N, H, W, 3]`` (``[N, 3,
+      H, W]`` with ``layout="NCHW"``) → ``[N, num_classes]``. GoogLeNet needs inputs of at
+      least 15×15.
 
     Raises:
       ValueError: an unknown ``name`` (the message lists the known ones), a ``state_dict``
-        that does not match (every bad key named), or a GoogLeNet option for another model.
+        that does not match with ``strict=True`` (the bad keys listed), or a GoogLeNet
+        option for another model.
       TypeError: ``state_dict`` not a mapping, ``rngs`` not an ``nnx.Rngs``.
 
     Examples:
       The architecture alone (random weights), abstractly so nothing is computed:
 
+      >>> import warnings
       >>> import jax, jax.numpy as jnp
       >>> from flax import nnx
       >>> from jaxconv.models import from_torchvision, to_torchvision_state_dict
@@ -371,6 +603,20 @@ def from_torchvision(
       >>> model = from_torchvision("resnet18", sd)   # 10 classes, from fc.weight
       >>> model(jnp.ones((1, 64, 64, 3))).shape
       (1, 10)
+      >>> nchw = from_torchvision("resnet18", sd, layout="NCHW")   # PyTorch's batches
+      >>> nchw(jnp.ones((1, 3, 64, 64))).shape
+      (1, 10)
+
+      Fine-tuning for 5 classes: the 10-class head is re-initialized, with a warning.
+
+      >>> with warnings.catch_warnings(record=True) as caught:
+      ...     warnings.simplefilter("always")
+      ...     model = from_torchvision("resnet18", sd, num_classes=5)
+      >>> model.fc.kernel.shape, str(caught[0].message)[:62]
+      ((512, 5), "from_torchvision('resnet18'): the checkpoint's head has 10 cla")
+
+      A key that does not fit:
+
       >>> del sd["fc.bias"]
       >>> from_torchvision("resnet18", sd)
       Traceback (most recent call last):
@@ -379,19 +625,17 @@ def from_torchvision(
     """
     layouts = {n: e.torchvision for n, e in MODELS.items() if e.torchvision is not None}
     canonical = canonical_name(name, layouts)
-    entry, layout = MODELS[canonical], layouts[canonical]
+    entry, tv = MODELS[canonical], layouts[canonical]
     if rngs is None:
         rngs = nnx.Rngs(0)
     if not isinstance(rngs, nnx.Rngs):
         raise TypeError(f"`rngs` must be an nnx.Rngs, got {type(rngs).__name__}")
-    if state_dict is not None and not isinstance(state_dict, Mapping):
-        raise TypeError(
-            "`state_dict` must be a mapping of torchvision's names to arrays (a torch "
-            f"state_dict() or a dict of NumPy arrays), got {type(state_dict).__name__}"
-        )
+    strict = check_bool(strict, "strict")
+    if state_dict is not None:
+        _check_state_dict(state_dict)
     takers = {
-        "aux_logits": [n for n, tv in layouts.items() if tv.aux_heads],
-        "transform_input": [n for n, tv in layouts.items() if tv.transform_input],
+        "aux_logits": [n for n, t in layouts.items() if t.aux_heads],
+        "transform_input": [n for n, t in layouts.items() if t.transform_input],
     }
     for option, value in (("aux_logits", aux_logits), ("transform_input", transform_input)):
         if value is not None and canonical not in takers[option]:
@@ -399,15 +643,20 @@ def from_torchvision(
                 f"`{option}` applies to {', '.join(map(repr, takers[option]))} only, "
                 f"got name={name!r}"
             )
-    options: dict[str, Any] = {}
-    if layout.aux_heads:
+    options: dict[str, Any] = {"layout": check_model_layout(layout)}  # before any trace
+    if tv.aux_heads:
         options["aux_logits"] = bool(aux_logits)
-    if layout.transform_input:
+    if tv.transform_input:
+        if transform_input is None and state_dict is not None:
+            warnings.warn(_TRANSFORM_INPUT_DEFAULT.format(name=name), UserWarning, stacklevel=2)
         with_weights = state_dict is not None
         options["transform_input"] = with_weights if transform_input is None else transform_input
+    trained = None  # the checkpoint's classes
+    if state_dict is not None:
+        head = state_dict.get(_wrapper_prefix([str(k) for k in state_dict]) + tv.classifier)
+        trained = None if head is None else int(_shape(head)[0])
     if num_classes is None:
-        head = None if state_dict is None else state_dict.get(layout.classifier)
-        num_classes = entry.num_classes if head is None else int(head.shape[0])
+        num_classes = entry.num_classes if trained is None else trained
     num_classes = check_int(num_classes, "num_classes")
 
     def build(rngs: nnx.Rngs) -> nnx.Module:
@@ -415,10 +664,35 @@ def from_torchvision(
 
     if state_dict is None:
         model = build(rngs)
+        model.eval()
+        return model
+    heads = tv.heads(bool(aux_logits)) if trained not in (None, num_classes) else ()
+    skip = heads + (() if aux_logits else tv.aux_heads)
+    model = nnx.eval_shape(lambda: build(nnx.Rngs(0)))
+    reading = _read(model, state_dict, strict=strict, skip=skip)
+    if heads:
+        keys = ", ".join(k for k in reading.entries if k.startswith(heads))
+        warnings.warn(
+            f"from_torchvision({name!r}): the checkpoint's head has {trained} classes "
+            f"({tv.classifier}) and `num_classes` is {num_classes}: {keys} are initialized "
+            f"from `rngs`, everything else is loaded (leave `num_classes` out to load the "
+            "head too)",
+            UserWarning,
+            stacklevel=2,
+        )
+    if reading.problems:  # strict=False, or it would have raised
+        warnings.warn(
+            f"from_torchvision({name!r}, strict=False) loaded {len(reading.result.replaced)} "
+            f"arrays; the model's others are initialized from `rngs`. Not loaded: "
+            f"{reading.problems}",
+            UserWarning,
+            stacklevel=2,
+        )
+    if heads or reading.result.missing or reading.result.mismatched:
+        model = build(rngs)  # the arrays not loaded keep a fresh model's values
+        _write(_entries(model)[1], reading.values)
     else:
-        model = nnx.eval_shape(lambda: build(nnx.Rngs(0)))
-        dropped = () if aux_logits else layout.aux_heads
-        load_state_dict(model, state_dict, dropped=dropped)
+        _write(reading.entries, reading.values)
         for _, variable in nnx.to_flat_state(nnx.state(model, nnx.RngState)):
             if isinstance(variable, nnx.RngKey):
                 variable.set_value(rngs.dropout())

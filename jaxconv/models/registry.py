@@ -29,7 +29,15 @@ from jaxconv.models._googlenet import TORCHVISION_GOOGLENET, GoogLeNet
 from jaxconv.models._mini_inception import MiniInception
 from jaxconv.models._mobilenet import MobileNetV2
 from jaxconv.models._nin import NiN
-from jaxconv.models._resnet import ResNet18, ResNet50
+from jaxconv.models._resnet import (
+    ResNet18,
+    ResNet34,
+    ResNet50,
+    ResNet101,
+    ResNet152,
+    ResNeXt50_32x4d,
+    WideResNet50_2,
+)
 
 __all__ = ["MODELS", "ModelEntry", "TorchvisionLayout", "canonical_name", "model_entry"]
 
@@ -53,17 +61,36 @@ class TorchvisionLayout:
       aux_heads: key prefixes of torchvision's auxiliary heads (``("aux1.", "aux2.")``): the
         model takes ``aux_logits`` and, without them, such keys are dropped as torchvision
         drops them.
+      aux_classifier: the layer of each auxiliary head that counts the classes (``"fc2"``).
       transform_input: the model takes torchvision's ``transform_input``.
+
+    Examples:
+      >>> from jaxconv.models import model_entry
+      >>> model_entry("googlenet").torchvision.heads(aux_logits=True)
+      ('fc.', 'aux1.fc2.', 'aux2.fc2.')
     """
 
     classifier: str
     options: Mapping[str, Any] = dataclasses.field(default_factory=_no_options)
     aux_heads: tuple[str, ...] = ()
+    aux_classifier: str = ""
     transform_input: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", _frozen(self.options))
         object.__setattr__(self, "aux_heads", tuple(self.aux_heads))
+        if self.aux_heads and not self.aux_classifier:
+            raise ValueError("a layout with `aux_heads` must name their `aux_classifier`")
+
+    def heads(self, aux_logits: bool = False) -> tuple[str, ...]:
+        """Key prefixes of the layers that count the classes: the classifier's (``"fc."``)
+        and, with ``aux_logits``, each auxiliary head's — what
+        :func:`~jaxconv.models.from_torchvision` re-initializes for other classes."""
+        aux = self.aux_heads if aux_logits else ()
+        return (
+            self.classifier.rsplit(".", 1)[0] + ".",
+            *(f"{h}{self.aux_classifier}." for h in aux),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,7 +218,11 @@ _register(
         "early pools), auxiliary classifiers weighted by --aux-weight",
         train={"batch_norm": True, "stem": "cifar"},
         torchvision=TorchvisionLayout(
-            "fc.weight", TORCHVISION_GOOGLENET, aux_heads=("aux1.", "aux2."), transform_input=True
+            "fc.weight",
+            TORCHVISION_GOOGLENET,
+            aux_heads=("aux1.", "aux2."),
+            aux_classifier="fc2",
+            transform_input=True,
         ),
     ),
     ModelEntry(
@@ -229,6 +260,42 @@ _register(
         "resnet50",
         ResNet50,
         "ResNet-50: the same with bottleneck blocks",
+        train={"stem": "cifar"},
+        torchvision=TorchvisionLayout("fc.weight"),
+    ),
+    # torchvision's other ResNets (issue 25); their `train` variants are CIFAR ports too.
+    ModelEntry(
+        "resnet34",
+        ResNet34,
+        "ResNet-34: ResNet-18's basic blocks, (3, 4, 6, 3) of them",
+        train={"stem": "cifar"},
+        torchvision=TorchvisionLayout("fc.weight"),
+    ),
+    ModelEntry(
+        "resnet101",
+        ResNet101,
+        "ResNet-101: ResNet-50's bottlenecks, (3, 4, 23, 3) of them",
+        train={"stem": "cifar"},
+        torchvision=TorchvisionLayout("fc.weight"),
+    ),
+    ModelEntry(
+        "resnet152",
+        ResNet152,
+        "ResNet-152: ResNet-50's bottlenecks, (3, 8, 36, 3) of them",
+        train={"stem": "cifar"},
+        torchvision=TorchvisionLayout("fc.weight"),
+    ),
+    ModelEntry(
+        "resnext50_32x4d",
+        ResNeXt50_32x4d,
+        "ResNeXt-50 32x4d (Xie et al. 2017): ResNet-50 with 32 groups in each 3x3",
+        train={"stem": "cifar"},
+        torchvision=TorchvisionLayout("fc.weight"),
+    ),
+    ModelEntry(
+        "wide_resnet50_2",
+        WideResNet50_2,
+        "Wide ResNet-50-2: ResNet-50 with each bottleneck's 3x3 twice as wide",
         train={"stem": "cifar"},
         torchvision=TorchvisionLayout("fc.weight"),
     ),
