@@ -563,9 +563,9 @@ def test_a_batch_in_the_other_layout_gets_the_layout_hint(name):
         x = np.zeros(shape, np.float32)  # raised before anything runs
         with pytest.raises(
             ValueError,
-            match=rf"^{name} \(layout='{layout}'\) expects `x` .* with C = 3 \(`in_features`; a "
-            rf"model's layout is set when it is built: .*\), got {size} channels in shape "
-            rf"{re.escape(str(shape))}\. `x` looks {looks}: .*`{fix}`$",
+            match=rf"^{name} \(layout='{layout}'\) expects `x` .* with C = 3 \(`in_features`\), "
+            rf"got {size} channels in shape {re.escape(str(shape))}\. `x` looks {looks}: .*"
+            rf"build the model with(out)? `layout=\"NCHW\"`.*`{fix}`$",
         ):
             model(x)
     model = abstract(make)

@@ -16,7 +16,7 @@ import pytest
 from flax import nnx
 
 import jaxconv
-from jaxconv import _check, nn
+from jaxconv import _check, models, nn
 
 DTYPES = ("float32", "float16", "bfloat16")
 
@@ -233,3 +233,43 @@ def test_jax_and_numpy_arrays_and_abstract_values_pass_through():
     traced(jax_array)
     with pytest.raises(TypeError, match=r"`x` must be an array, got list"):
         _check.check_array([1.0, 2.0], "x")
+
+
+#: name → a small model in PyTorch's layout (built with ``layout="NCHW"``) and its input side.
+MODELS = {
+    "GoogLeNet": (  # transform_input: arithmetic on `x` before the first conv
+        lambda: models.GoogLeNet(
+            10,
+            stem="cifar",
+            aux_logits=False,
+            batch_norm=True,
+            transform_input=True,
+            layout="NCHW",
+            rngs=nnx.Rngs(0),
+        ),
+        8,
+    ),
+    "NiN": (lambda: models.NiN(layout="NCHW", rngs=nnx.Rngs(0)), 16),
+    "MiniInception": (lambda: models.MiniInception(layout="NCHW", rngs=nnx.Rngs(0)), 16),
+    "ResNet18": (
+        lambda: models.ResNet18(10, stem="cifar", layout="NCHW", rngs=nnx.Rngs(0)),
+        16,
+    ),
+    "MobileNetV2": (
+        lambda: models.MobileNetV2(10, stem="cifar", layout="NCHW", rngs=nnx.Rngs(0)),
+        16,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_model_reads_an_nchw_torch_batch_as_numpy(torch, rng, name):
+    """A porter's batch as it comes from a torch DataLoader: an NCHW float32 tensor, into a
+    model built with ``layout="NCHW"``."""
+    make, size = MODELS[name]
+    model = make()
+    model.eval()
+    t, a = _pair(torch, rng, (2, 3, size, size), "float32")
+    got, want = model(t), model(a)
+    assert isinstance(got, jax.Array) and got.dtype == want.dtype
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))

@@ -76,6 +76,26 @@ def test_export_then_init_gives_the_same_parameters(tmp_path):
     assert _same(read_state_dict(again), weights) == []
 
 
+def test_init_from_a_checkpoint_of_other_classes_fine_tunes_a_fresh_head(tmp_path):
+    """timm's ``pretrained=True, num_classes=10``: a 7-class checkpoint starts a 10-class run
+    with every weight but the head's, and the re-initialized head is named."""
+    from jaxconv.models import from_torchvision
+
+    weights = to_torchvision_state_dict(from_torchvision("resnet18", num_classes=7))
+    path = str(tmp_path / "seven.npz")
+    write_state_dict(weights, path)
+    data = synthetic_dataset(16, 8)  # 10 classes
+    cfg = TrainConfig(model="resnet18", steps=1, batch_size=8, init=f"torchvision:{path}")
+    with pytest.warns(
+        UserWarning,
+        match=r"head has 7 classes .* `num_classes` is 10: fc\.bias, fc\.weight are initialized",
+    ):
+        started = to_torchvision_state_dict(Trainer(cfg, data).model())
+    assert started["fc.weight"].shape == (10, 512)
+    body = [k for k in weights if not k.startswith("fc.")]
+    assert _same({k: started[k] for k in body}, {k: weights[k] for k in body}) == []
+
+
 @pytest.mark.parametrize("suffix", [".npz", ".safetensors", ".pth", ".pt"])
 def test_each_format_round_trips(tmp_path, suffix):
     pytest.importorskip("safetensors" if suffix == ".safetensors" else "numpy")

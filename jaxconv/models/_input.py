@@ -14,7 +14,6 @@ import jax.numpy as jnp
 
 from jaxconv import _geometry as geo
 from jaxconv._check import check_array
-from jaxconv.convolution.spec import _layout_hint
 
 __all__ = ["check_model_layout", "model_input"]
 
@@ -30,6 +29,26 @@ def check_model_layout(layout: Any) -> str:
     if layout.upper() not in MODEL_LAYOUTS:
         raise ValueError(f"`layout` of a model must be 'NHWC' or 'NCHW' (2-D), got {layout!r}")
     return MODEL_LAYOUTS[0] if channels_last else MODEL_LAYOUTS[1]
+
+
+def _hint(shape: tuple[int, ...], in_features: int, channels_last: bool) -> str:
+    """Where ``shape`` reads as the other layout, what to do, as ``jaxconv.conv``'s layout
+    hint says for a conv; ``""`` otherwise. A model's layout is fixed when it is built, so the
+    fix is its constructor's ``layout=`` or a transpose of ``x``."""
+    here, there = (1, -1) if channels_last else (-1, 1)
+    if shape[here] != in_features or shape[there] == in_features:
+        return ""
+    if channels_last:
+        return (
+            f". `x` looks channels-first (NCHW): its dim 1 (={shape[1]}) is the model's input "
+            'channels; build the model with `layout="NCHW"` (every model and '
+            "`from_torchvision` take it), or give NHWC `x.transpose(0, 2, 3, 1)`"
+        )
+    return (
+        f". `x` looks channels-last (NHWC): its last dim (={shape[-1]}) is the model's input "
+        'channels; build the model without `layout="NCHW"`, or give NCHW '
+        "`x.transpose(0, 3, 1, 2)`"
+    )
 
 
 def model_input(x: Any, in_features: int, layout: str, owner: str) -> jax.Array:
@@ -62,14 +81,9 @@ def model_input(x: Any, in_features: int, layout: str, owner: str) -> jax.Array:
         )
     channels = shape[-1] if channels_last else shape[1]
     if channels != in_features:
-        # The stem as a conv would read it: a kernel whose both channel readings are the
-        # model's input channels, so the hint is about `x` alone.
-        kernel = (1, in_features, in_features, 1)
-        other = '`layout="NCHW"` takes' if channels_last else "the default NHWC takes"
         raise ValueError(
             f"{owner} (layout={layout!r}) expects `x` {form} with C = {in_features} "
-            f"(`in_features`; a model's layout is set when it is built: {other} "
-            f"{FORMS[not channels_last]}), got {channels} channels in shape {shape}"
-            + _layout_hint(shape, kernel, 1, channels_last)
+            f"(`in_features`), got {channels} channels in shape {shape}"
+            + _hint(shape, in_features, channels_last)
         )
     return x if channels_last else jnp.transpose(x, (0, 2, 3, 1))
