@@ -35,3 +35,17 @@ def test_api_tour_runs_conv_spec_and_explain_from_the_top_level():
     tour = _section("API tour")
     for name in ("conv_spec", "explain"):
         assert name in jaxconv.__all__ and f"jaxconv.{name}(" in tour, name
+
+
+def test_the_names_the_readme_gives_are_the_registrys():
+    """The Training section lists every model the CLI trains, and "Coming from PyTorch" every
+    name ``from_torchvision`` loads (both read the registry; the README is written by hand)."""
+    from jaxconv.train import model_names, torchvision_model_names
+
+    training = _section("Training: `python -m jaxconv.train`")
+    for name in model_names():
+        assert f"`{name}`" in training, name
+    porting = _section("Coming from PyTorch")
+    for name in torchvision_model_names():
+        spelled = {"mobilenetv2": "mobilenet_v2"}.get(name, name)  # torchvision's spelling
+        assert f'"{spelled}"' in porting, name
