@@ -401,8 +401,8 @@ def calibrate(model: nn.Module, x: torch.Tensor, rng) -> nn.Module:
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "googlenet": googlenet,
     "resnet18": resnet18,
-    "resnet50": resnet50,
     "resnet34": resnet34,
+    "resnet50": resnet50,
     "resnet101": resnet101,
     "resnet152": resnet152,
     "resnext50_32x4d": resnext50_32x4d,

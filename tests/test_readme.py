@@ -40,12 +40,12 @@ def test_api_tour_runs_conv_spec_and_explain_from_the_top_level():
 def test_the_names_the_readme_gives_are_the_registrys():
     """The Training section lists every model the CLI trains, and "Coming from PyTorch" every
     name ``from_torchvision`` loads (both read the registry; the README is written by hand)."""
-    from jaxconv.train import model_names, torchvision_model_names
+    from jaxconv.models import MODELS
 
     training = _section("Training: `python -m jaxconv.train`")
-    for name in model_names():
+    for name in MODELS:  # (jaxconv.train.model_names() adds a test's register_model names)
         assert f"`{name}`" in training, name
     porting = _section("Coming from PyTorch")
-    for name in torchvision_model_names():
+    for name in (n for n, entry in MODELS.items() if entry.torchvision is not None):
         spelled = {"mobilenetv2": "mobilenet_v2"}.get(name, name)  # torchvision's spelling
         assert f'"{spelled}"' in porting, name

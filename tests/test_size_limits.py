@@ -121,7 +121,7 @@ def _bottleneck_cases(v):
 
 def _conv_transpose_cases(v):
     x, x1 = (1, 4, 4, 2), (1, 1, 1, 2)
-    return [
+    cases = [
         ("stride", (x, W), dict(stride=v), ("stride",)),  # the issue's abort
         ("stride-one-dim", ((1, 3, 4, 2), W), dict(stride=(v, 1)), ("stride",)),
         ("stride-one-pixel", (x1, W), dict(stride=v), ("stride",)),
@@ -142,6 +142,9 @@ def _conv_transpose_cases(v):
         ("out_channels", (x, (3, 3, 2, v)), {}, ("w",)),
         ("groups", ((1, 4, 4, v), (3, 3, 1, v)), dict(groups=v), ("groups", "x")),
     ]
+    # PyTorch's padding=0 where a case names none: the sweep was written for it (the op's
+    # default is "SAME" since issue 25; "padding-same" covers that)
+    return [(name, arrays, {"padding": 0, **kw}, args) for name, arrays, kw, args in cases]
 
 
 def _depthwise_conv_cases(v):
@@ -267,7 +270,9 @@ def _conv_ref(x, w, ct, *, stride=1, padding="SAME", dilation=1, input_dilation=
     return y, dx, dw
 
 
-def _conv_transpose_ref(x, w, ct, *, stride=1, padding=0, output_padding=0, dilation=1, groups=1):
+def _conv_transpose_ref(
+    x, w, ct, *, stride=1, padding="SAME", output_padding=0, dilation=1, groups=1
+):
     """PyTorch's transposed conv by its definition: input pixel ``q``, tap ``t`` adds
     ``x[q]·w[t]`` at output ``q·s + t·d - lo``. A string padding is ``lax.conv_transpose``'s
     pads ``(a, b)`` on the stride-dilated input, which crop ``d·(k-1) - a`` (and ``- b``)."""

@@ -293,7 +293,7 @@ def test_other_classes_reinitialize_mobilenets_and_googlenets_heads():
         (
             lambda: from_torchvision("vgg16"),
             ValueError,
-            r"`name` must be one of googlenet, resnet18, resnet50, resnet34, resnet101, "
+            r"`name` must be one of googlenet, resnet18, resnet34, resnet50, resnet101, "
             r"resnet152, resnext50_32x4d, wide_resnet50_2, mobilenetv2 \(or an alias: "
             r"mobilenet_v2\), got 'vgg16'",
         ),

@@ -26,7 +26,7 @@ The registry (:mod:`jaxconv.models.registry`)
 >>> from jaxconv.models import MODELS, model_entry
 >>> tuple(MODELS)
 ('nin', 'googlenet', 'inception-bottleneck', 'inception-direct5x5', 'nin-paper', 'resnet18',
- 'resnet50', 'resnet34', 'resnet101', 'resnet152', 'resnext50_32x4d', 'wide_resnet50_2',
+ 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnext50_32x4d', 'wide_resnet50_2',
  'mobilenetv2')
 
 An entry holds:

@@ -257,17 +257,16 @@ _register(
         torchvision=TorchvisionLayout("fc.weight"),
     ),
     ModelEntry(
-        "resnet50",
-        ResNet50,
-        "ResNet-50: the same with bottleneck blocks",
-        train={"stem": "cifar"},
-        torchvision=TorchvisionLayout("fc.weight"),
-    ),
-    # torchvision's other ResNets (issue 25); their `train` variants are CIFAR ports too.
-    ModelEntry(
         "resnet34",
         ResNet34,
         "ResNet-34: ResNet-18's basic blocks, (3, 4, 6, 3) of them",
+        train={"stem": "cifar"},
+        torchvision=TorchvisionLayout("fc.weight"),
+    ),
+    ModelEntry(
+        "resnet50",
+        ResNet50,
+        "ResNet-50: bottleneck blocks, (3, 4, 6, 3) of them",
         train={"stem": "cifar"},
         torchvision=TorchvisionLayout("fc.weight"),
     ),

@@ -131,8 +131,9 @@ def torchvision_model_names() -> tuple[str, ...]:
 
     Examples:
       >>> from jaxconv.train import torchvision_model_names
-      >>> torchvision_model_names()
-      ('googlenet', 'resnet18', 'resnet50', 'mobilenetv2')
+      >>> torchvision_model_names()  # doctest: +NORMALIZE_WHITESPACE
+      ('googlenet', 'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152',
+       'resnext50_32x4d', 'wide_resnet50_2', 'mobilenetv2')
     """
     return tuple(n for n in model_names() if "torchvision" in model_variants(n))
 
