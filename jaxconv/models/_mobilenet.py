@@ -104,7 +104,7 @@ class MobileNetV2(nnx.Module):
       >>> from jaxconv.nn import summary
       >>> model = nnx.eval_shape(lambda: MobileNetV2(rngs=nnx.Rngs(0)))
       >>> model.eval()
-      >>> s = summary(model, jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32), xla=None)
+      >>> s = summary(model, jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32))
       >>> s.total.params, round(s.total.macs / 1e6)
       (3504872, 301)
       >>> s.row("features.18").output_shape

@@ -264,7 +264,7 @@ class ResNet50(_PaperResNet):
       >>> from jaxconv.models import ResNet50
       >>> from jaxconv.nn import summary
       >>> model = nnx.eval_shape(lambda: ResNet50(rngs=nnx.Rngs(0)))
-      >>> s = summary(model, jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32), xla=None)
+      >>> s = summary(model, jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32))
       >>> s.total.params, round(s.total.macs / 1e9, 2)
       (25557032, 4.09)
       >>> s.row("layer2.0.conv2.conv").output_shape   # v1.5: the stride on the 3×3
