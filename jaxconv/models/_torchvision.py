@@ -529,9 +529,9 @@ def from_torchvision(
     weights="DEFAULT").state_dict()``, a ``torch.load``-ed checkpoint, or a dict of NumPy
     arrays (:func:`to_torchvision_state_dict`'s). They are read by
     :func:`load_torchvision_state_dict`: torch tensors without importing torch, a
-    ``module.`` / ``_orig_mod.`` prefix on every key stripped, and with ``strict=True`` (the
-    default) every key must match — a missing, unexpected or wrongly shaped key is a
-    ``ValueError`` that lists them, and nothing is loaded.
+    ``module.`` / ``_orig_mod.`` prefix on every key stripped (with a warning naming it), and
+    with ``strict=True`` (the default) every key must match — a missing, unexpected or wrongly
+    shaped key is a ``ValueError`` that lists them, and nothing is loaded.
 
     Fine-tuning: a ``num_classes`` other than the checkpoint's loads everything but the
     head — ``fc`` (MobileNetV2's ``classifier.1``; with ``aux_logits`` also GoogLeNet's
@@ -677,6 +677,14 @@ def from_torchvision(
             f"({tv.classifier}) and `num_classes` is {num_classes}: {keys} are initialized "
             f"from `rngs`, everything else is loaded (leave `num_classes` out to load the "
             "head too)",
+            UserWarning,
+            stacklevel=2,
+        )
+    if reading.result.prefix:
+        warnings.warn(
+            f"from_torchvision({name!r}): every key of `state_dict` starts with "
+            f"{reading.result.prefix!r} (a model wrapped in nn.DataParallel or torch.compile); "
+            "it was stripped, so the keys are torchvision's",
             UserWarning,
             stacklevel=2,
         )
