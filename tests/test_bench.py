@@ -598,7 +598,7 @@ def test_parse_args_defaults_and_lists():
         (["--warmup", "-1"], r"`--warmup` must be an int >= 0, got '-1'"),
         (["nosuch"], r"unknown suite 'nosuch'; choose from bottleneck, conv1x1"),
         (["--full", "--quick"], r"argument --quick: not allowed with argument --full"),
-        (["--peers", "tf"], r"`--peers` must be 'torch' or 'none', got 'tf'"),
+        (["--peers", "tf"], r"`--peers` must be 'none' or comma-separated of torch, .*, got 'tf'"),
         (["--bogus"], r"unrecognized arguments: --bogus"),
         (["--out", ".", "--update-results"], r"--update-results: not allowed with argument --out"),
         (["lowering", "--only", "a", "--update-results"], r"`--only` times a subset: it cannot"),

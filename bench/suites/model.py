@@ -119,6 +119,25 @@ def _functions(case: ModelCase, dtype: str):
     return inference, step, eval_state, train_state
 
 
+def _torch_net(ctx: Context, case: ModelCase, eval_state, dtype: str) -> Any:
+    """``bench/torch_models.py``'s transcription of ``case`` with jaxconv's own weights
+    (``to_torchvision_state_dict``), in eval mode and channels_last on the peer's device."""
+    from flax import nnx
+
+    from bench import torch_models
+    from jaxconv.models import to_torchvision_state_dict
+
+    torch = ctx.peer.torch
+    model = nnx.eval_shape(lambda: _build(case, dtype))  # shapes only: the values come next
+    nnx.update(model, eval_state)
+    # Any: torch's stubs of Module.to lack the memory_format it takes
+    net: Any = torch_models.MODELS[case.name](case.classes)
+    net.load_state_dict(
+        {k: torch.from_numpy(np.array(v)) for k, v in to_torchvision_state_dict(model).items()}
+    )
+    return net.to(ctx.peer.device, memory_format=torch.channels_last).eval()
+
+
 def _torch_runners(ctx: Context, case: ModelCase, eval_state, x, labels, dtype: str, logits):
     """``({variant: runner}, max relative logit error)`` of the torch peer for ``case``.
 
@@ -127,21 +146,9 @@ def _torch_runners(ctx: Context, case: ModelCase, eval_state, x, labels, dtype: 
     network."""
     import copy
 
-    from flax import nnx
-
-    from bench import torch_models
-    from jaxconv.models import to_torchvision_state_dict
-
     peer = ctx.peer
     torch, F = peer.torch, peer.torch.nn.functional
-    model = nnx.eval_shape(lambda: _build(case, dtype))  # shapes only: the values come next
-    nnx.update(model, eval_state)
-    # Any: torch's stubs of Module.to lack the memory_format it takes
-    net: Any = torch_models.MODELS[case.name](case.classes)
-    net.load_state_dict(
-        {k: torch.from_numpy(np.array(v)) for k, v in to_torchvision_state_dict(model).items()}
-    )
-    net = net.to(peer.device, memory_format=torch.channels_last).eval()
+    net = _torch_net(ctx, case, eval_state, dtype)
     xt, yt = peer.activation(x, "float32"), torch.from_numpy(np.array(labels)).long()
     yt = yt.to(peer.device)
     half = dtype != "float32"
@@ -177,6 +184,72 @@ def _torch_runners(ctx: Context, case: ModelCase, eval_state, x, labels, dtype: 
     return runners, err
 
 
+class PeerRun(NamedTuple):
+    """A peer's timed variant: the jaxconv variant it is compared with and its record fields."""
+
+    base: str
+    fields: dict[str, Any]
+
+
+def engines_asked(ctx: Context) -> tuple[str, ...]:
+    """The engines of ``--peers`` (:data:`bench._engines.ENGINES`) that are installed here."""
+    from bench import _engines
+
+    return _engines.available(ctx.options.peers or ())[0]
+
+
+def times_torch_eager(ctx: Context) -> bool:
+    """Whether torch eager is timed: ``--peers torch``, or torch by default where installed
+    (the engines alone load torch only to build their networks)."""
+    return ctx.peer is not None and (ctx.options.peers is None or "torch" in ctx.options.peers)
+
+
+def _engine_runners(
+    ctx: Context, case: ModelCase, eval_state, x, logits, names: tuple[str, ...]
+) -> tuple[dict[str, Any], dict[str, PeerRun]]:
+    """``({variant: runner}, {variant: PeerRun})`` of the engines ``names`` on ``case``
+    (float32 inference on the CPU only). Each engine runs the torch transcription with jaxconv's
+    weights; one whose logits disagree with jaxconv's ``logits``, or that fails to build, is
+    named in a note and not timed."""
+    import copy
+
+    from bench import _engines
+
+    net = _torch_net(ctx, case, eval_state, "float32")
+    x_nchw = np.transpose(np.asarray(x, np.float32), (0, 3, 1, 2))
+    expected = np.asarray(logits, np.float32)
+    runners: dict[str, Any] = {}
+    runs: dict[str, PeerRun] = {}
+    for name in names:
+        where = f"{case.name}, batch {x.shape[0]}: {name}"
+        try:
+            engine = _engines.build(name, copy.deepcopy(net), x_nchw, ctx.peer.threads)
+        except Exception as failure:  # an engine that cannot take the network: reported
+            ctx.note(f"{where} could not run it ({type(failure).__name__}: {failure}); not timed.")
+            continue
+        err = _engines.relative_error(engine.first_output, expected)
+        if not err <= PEER_TOLERANCE["float32"]:
+            ctx.note(
+                f"{where} disagrees with jaxconv's logits (max relative error {err:.2e} > "
+                f"{PEER_TOLERANCE['float32']:g}); not timed."
+            )
+            continue
+        variant = f"{name} inference"
+        runners[variant] = engine.run
+        runs[variant] = PeerRun(
+            "inference",
+            dict(
+                peer=name,
+                peer_version=engine.version,
+                peer_settings=engine.settings,
+                load_s=engine.load_s,
+                first_call_s=engine.first_call_s,
+                peer_max_rel_err=err,
+            ),
+        )
+    return runners, runs
+
+
 def _case(ctx: Context, case: ModelCase, batch: int, dtype: str) -> list[dict]:
     x, labels = ctx.rng_arrays(
         ctx.seed(case.name, batch, dtype), [(batch, case.size, case.size, 3), (batch,)], dtype
@@ -195,30 +268,39 @@ def _case(ctx: Context, case: ModelCase, batch: int, dtype: str) -> list[dict]:
         "train step": 3 * forward_macs(case, batch, train=True),
     }
     runners: dict[str, Any] = dict(compiled)
-    peer_err = None
-    if ctx.peer is not None and has_torch_peer(case.name):
+    peer_runs: dict[str, PeerRun] = {}
+    peered = ctx.peer is not None and has_torch_peer(case.name)
+    if peered and times_torch_eager(ctx):
         logits = compiled["inference"]()
         peer_runners, peer_err = _torch_runners(ctx, case, eval_state, x, labels, dtype, logits)
         runners.update(peer_runners)
+        for variant in peer_runners:
+            fields = dict(peer="torch", torch_version=ctx.peer.version, peer_max_rel_err=peer_err)
+            peer_runs[variant] = PeerRun(variant.removeprefix("torch "), fields)
+    engines = engines_asked(ctx) if peered else ()
+    if engines and (dtype != "float32" or ctx.platform != "cpu"):
+        ctx.note(f"{case.name}: the engines run float32 on the CPU only; not timed in {dtype}.")
+    elif engines:
+        engine_runners, engine_runs = _engine_runners(
+            ctx, case, eval_state, x, compiled["inference"](), engines
+        )
+        runners.update(engine_runners)
+        peer_runs.update(engine_runs)
     timings = ctx.time(runners, default_repeats=5)
     records = []
     for variant, timing in timings.items():
-        base = variant.removeprefix("torch ")
+        run = peer_runs.get(variant)
+        base = run.base if run is not None else variant
         extra: dict[str, Any] = {}
-        if variant.startswith("torch "):
-            extra = dict(
-                peer="torch",
-                ratio_vs_jaxconv=timing.median / timings[base].median,
-                torch_version=ctx.peer.version,
-                peer_max_rel_err=peer_err,
-            )
+        if run is not None:
+            extra = dict(run.fields, ratio_vs_jaxconv=timing.median / timings[base].median)
         elif f"torch {variant}" in timings:
             extra = dict(speed_vs_torch=timings[f"torch {variant}"].median / timing.median)
         records.append(
             ctx.record(
                 NAME,
                 variant,
-                default=not variant.startswith("torch "),
+                default=run is None,
                 batch=batch,
                 dtype=dtype,
                 timing=timing,
