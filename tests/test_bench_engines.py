@@ -74,21 +74,27 @@ def _fake_engine(name: str, scale: float = 1.0, fail: bool = False):
     return build
 
 
-def _resnet18_context():
+def _context(*peers: str):
+    """A ``--quick`` context on the CPU with the torch peer and ``--peers peers``."""
     import jax
 
     from bench._harness import Context
     from bench._peers import TorchPeer
+
+    options = Options(quick=True, peers=peers)
+    return Context(options=options, device=jax.devices("cpu")[0], env={}, peer=TorchPeer("cpu"))
+
+
+def _resnet18_context(case=None):
+    """``(ctx, case, eval state, x, jaxconv's logits)`` of ``case`` (ResNet-18 at 32×32) at
+    batch 1."""
+    import jax
+
     from bench.suites import model
 
-    case = model.ModelCase("resnet18", 32, 10)
-    ctx = Context(
-        options=Options(quick=True, peers=("openvino",)),
-        device=jax.devices("cpu")[0],
-        env={},
-        peer=TorchPeer("cpu"),
-    )
-    (x,) = ctx.rng_arrays(0, [(1, 32, 32, 3)], "float32")
+    case = case or model.ModelCase("resnet18", 32, 10)
+    ctx = _context("openvino")
+    (x,) = ctx.rng_arrays(0, [(1, case.size, case.size, 3)], "float32")
     inference, _, eval_state, _ = model._functions(case, "float32")
     logits = jax.jit(inference)(eval_state, x)
     return ctx, case, eval_state, x, logits
@@ -128,6 +134,48 @@ def test_the_engines_asked_are_the_installed_ones_and_torch_eager_only_when_name
     assert not model.times_torch_eager(ctx)  # torch is loaded only to build the engines' nets
     ctx.options = Options(peers=("torch", "onnxruntime"))
     assert model.times_torch_eager(ctx)
+
+
+def test_torchvisions_googlenet_is_the_engines_googlenet(monkeypatch):
+    """GoogLeNet's peers run torchvision's variant, built by from_torchvision with
+    transform_input stated (tests/test_bench.py checks torch's logits and train step on it)."""
+    pytest.importorskip("torch")
+    from bench.suites import model
+
+    (full,) = model.TORCHVISION
+    assert (full.name, full.label, model.peered(full)) == (
+        "googlenet",
+        "googlenet-torchvision",
+        True,
+    )
+    assert model.TORCHVISION_OPTIONS["googlenet"] == {"aux_logits": True, "transform_input": False}
+    assert not model.has_torch_peer("googlenet")  # the reference GoogLeNet is another network
+    case = full._replace(size=64, classes=10)
+    assert model.forward_macs(case, 2, train=False) > 0
+    monkeypatch.setitem(_engines.BUILDERS, "openvino", _fake_engine("openvino"))
+    ctx, case, eval_state, x, logits = _resnet18_context(case)
+    runners, _ = model._engine_runners(ctx, case, eval_state, x, logits, ("openvino",))
+    assert ctx.notes == [] and set(runners) == {"openvino inference"}
+
+
+@pytest.mark.parametrize("peer, quick", [(object(), False), (None, False), (object(), True)])
+def test_torchvisions_googlenet_is_timed_in_float32_only_beside_a_torch_peer(
+    monkeypatch, peer, quick
+):
+    import jax
+
+    from bench._harness import Context
+    from bench.suites import model
+
+    timed = []
+    monkeypatch.setattr(model, "_case", lambda ctx, case, n, d: timed.append((case, d)) or [])
+    options = Options(quick=quick, dtypes=("float32", "bfloat16"), batches=(8,))
+    model.run(Context(options=options, device=jax.devices("cpu")[0], env={}, peer=peer))
+    labels = {(case.label, dtype) for case, dtype in timed}
+    with_googlenet = peer is not None and not quick
+    assert (("googlenet-torchvision", "float32") in labels) == with_googlenet
+    assert ("googlenet-torchvision", "bfloat16") not in labels
+    assert ("resnet18" if quick else "resnet50", "bfloat16") in labels
 
 
 def _rec(variant, median_s, batch, **extra):
