@@ -178,6 +178,22 @@ def test_torchvisions_googlenet_is_timed_in_float32_only_beside_a_torch_peer(
     assert ("resnet18" if quick else "resnet50", "bfloat16") in labels
 
 
+def test_the_engines_are_timed_at_batches_1_and_8_by_default(monkeypatch):
+    import jax
+
+    from bench._harness import Context
+    from bench.suites import model
+
+    batches = set()
+    monkeypatch.setattr(model, "_case", lambda ctx, case, n, d: batches.add(n) or [])
+    monkeypatch.setattr(_engines, "missing_modules", lambda name: [])
+    for peers, expected in ((("torch", "openvino"), {1, 8}), (("torch",), {8})):
+        batches.clear()
+        options = Options(peers=peers)
+        model.run(Context(options=options, device=jax.devices("cpu")[0], env={}, peer=object()))
+        assert batches == expected
+
+
 def _rec(variant, median_s, batch, **extra):
     return {
         "suite": "model",

@@ -31,8 +31,9 @@ transcription with its weights; torch's train step adds the auxiliary losses as 
 
 ``--peers torch-compile,openvino,onnxruntime`` adds the inference engines
 (:mod:`bench._engines`: their settings, load and first-call times are in the records), float32
-inference on the CPU, each checked against jaxconv's logits before it is timed. The models,
-their sizes and which of them have a peer come from the registry, :data:`jaxconv.models.MODELS`.
+inference on the CPU, each checked against jaxconv's logits before it is timed; with an engine
+the default batches are 1 and 8 (else 8). The models, their sizes and which of them have a peer
+come from the registry, :data:`jaxconv.models.MODELS`.
 
 ``images_per_s = batch / median_s``. ``macs`` follows the cost model (every tap of every conv
 and linear layer, :func:`jaxconv.nn.summary`): the forward pass for inference; for the training
@@ -367,7 +368,7 @@ def run(ctx: Context) -> list[dict]:
         (c, n, d)
         for c in cases
         for d in ctx.dtypes()
-        for n in ctx.batches((8,), (2,))
+        for n in ctx.batches((1, 8) if engines_asked(ctx) else (8,), (2,))
         if d == "float32" or not c.torchvision
     ]
     records = []
