@@ -53,7 +53,9 @@ def _dtype(text: str) -> str | None:
 
 
 def _peer(text: str) -> str | None:
-    return text if text in ("torch", "none") else None
+    from bench._engines import ENGINES
+
+    return text if text in ("torch", "none", *ENGINES) else None
 
 
 def _name(text: str) -> str | None:
@@ -64,6 +66,10 @@ def _name(text: str) -> str | None:
 ONLY_SUITES = ("lowering", "groups", "inception", "untuned")
 #: The suites that time a torch peer (``untuned`` compares against plain lax only).
 PEER_SUITES = ("bottleneck", "conv1x1", "groups", "inception", "lowering", "model")
+#: The suites that time the inference engines (``--peers torch-compile,openvino,onnxruntime``).
+ENGINE_SUITES = ("model",)
+#: What ``--peers`` takes.
+PEERS_RULE = "'none' or comma-separated of torch, torch-compile, openvino, onnxruntime"
 #: The suites that have a ``--full`` sweep.
 FULL_SUITES = ("bottleneck", "conv1x1", "lowering")
 #: The options that time something: ``--replot`` takes none of them.
@@ -176,11 +182,14 @@ def build_parser(suites: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--peers",
-        type=_csv("--peers", _peer, "'torch' or 'none'"),
-        metavar="torch|none",
+        type=_csv("--peers", _peer, PEERS_RULE),
+        metavar="torch,…|none",
         help="time PyTorch on the same shapes beside jaxconv, alternating with it (default: "
         "torch when it is installed, in the suites that have a peer: "
-        f"{', '.join(PEER_SUITES)}); none: jaxconv and plain lax only",
+        f"{', '.join(PEER_SUITES)}); none: jaxconv and plain lax only. The model suite also "
+        "takes the inference engines torch-compile, openvino and onnxruntime (each where "
+        "installed; a missing one is named and skipped), e.g. "
+        "--peers torch,torch-compile,openvino,onnxruntime",
     )
     parser.add_argument(
         "--device", metavar="PLATFORM", help="cpu, gpu or tpu (default: jax's default device)"
@@ -227,11 +236,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         if not ns.replot.is_dir():
             parser.error(f"`--replot` must be a directory of results, got {str(ns.replot)!r}")
     suites = tuple(dict.fromkeys(ns.suites)) or (() if ns.replot else DEFAULT)
-    if ns.peers is not None and len(set(ns.peers)) > 1:
-        parser.error(f"`--peers` must be 'torch' or 'none', not both, got {','.join(ns.peers)!r}")
+    if ns.peers is not None and "none" in ns.peers and len(set(ns.peers)) > 1:
+        parser.error(f"`--peers` takes 'none' alone, not with a peer, got {','.join(ns.peers)!r}")
     peers = None if ns.peers is None else tuple(p for p in dict.fromkeys(ns.peers) if p != "none")
+    engines = [p for p in peers or () if p != "torch"]
     _check_applies(parser, "--full", ns.full, suites, FULL_SUITES)
-    _check_applies(parser, "--peers torch", bool(peers), suites, PEER_SUITES)
+    _check_applies(parser, "--peers torch", "torch" in (peers or ()), suites, PEER_SUITES)
+    _check_applies(parser, f"--peers {','.join(engines)}", bool(engines), suites, ENGINE_SUITES)
     if ns.quick and ns.update_results:
         parser.error("`--quick` times tiny shapes: it cannot replace the committed results")
     if ns.only is not None:
@@ -294,14 +305,17 @@ def output_dir(options: Options, device_kind: str) -> Path:
 
 def _setup(options: Options):
     import jaxconv
-    from bench import _harness, _peers
+    from bench import _engines, _harness, _peers
 
     # before jax's first computation starts its threads (see jaxconv.retain_host_memory)
     retained = jaxconv.retain_host_memory() if options.retain_host_memory else None
     device = _harness.resolve_device(options.device)
     peer, peer_note = None, None
-    if options.peers is not None:  # --peers torch|none
-        peer = _peers.load(options.peers, device.platform)
+    if options.peers is not None:  # --peers torch,…|none
+        # the engines run torch's transcriptions, so torch comes with any of them
+        engines, peer_note = _engines.available(options.peers)
+        torch = tuple(p for p in options.peers if p == "torch")
+        peer = _peers.load(torch + engines, device.platform)
     elif any(s in PEER_SUITES for s in options.suites):  # torch where it is installed
         peer, peer_note = _peers.auto(device.platform)
     env = _harness.environment(device)

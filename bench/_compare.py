@@ -23,7 +23,13 @@ from typing import Any
 Record = dict[str, Any]
 
 #: The peers, in the order tables list them, with the name a reader sees.
-PEER_NAMES = {"torch": "torch", "lax": "plain lax"}
+PEER_NAMES = {
+    "torch": "torch",
+    "torch-compile": "torch.compile",
+    "openvino": "OpenVINO",
+    "onnxruntime": "ONNX Runtime",
+    "lax": "plain lax",
+}
 #: Keys of a default record that hold plain lax's time / jaxconv's (conv1x1 names its baseline
 #: ``lax.conv``).
 LAX_KEYS = ("speedup_vs_lax", "speedup_vs_lax_conv")

@@ -127,10 +127,10 @@ def check_agreement(name: str, y: Any, y_torch: Any, tolerance: float) -> float:
 
 
 def load(names: tuple[str, ...], platform: str) -> TorchPeer | None:
-    """The peer for ``--peers`` (only ``torch`` exists), or None."""
-    if "torch" in names:
-        return TorchPeer(platform)
-    return None
+    """The torch peer for ``--peers names``, or None where ``names`` is empty: ``torch`` and
+    every inference engine (:data:`bench._engines.ENGINES`, which run torch's transcriptions)
+    need it."""
+    return TorchPeer(platform) if names else None
 
 
 #: What a run without ``--peers`` says when torch is not installed.

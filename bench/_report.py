@@ -82,6 +82,17 @@ def columns(records: Sequence[Record]) -> list[tuple[str, Callable[[Record], str
         cols.append(("% roofline", lambda r: _num(r.get("roofline_fraction", 0) * 100, ".0f")))
     if "ratio_vs_jaxconv" in has:
         cols.append(("peer/jaxconv time", _ratio("ratio_vs_jaxconv")))
+    if "first_call_s" in has:  # the model suite's engines: what a deployment pays once
+        cols.append(
+            (
+                "load+first call ms",
+                lambda r: (
+                    "—"
+                    if r.get("first_call_s") is None
+                    else f"{_ms(r['load_s'])}+{_ms(r['first_call_s'])}"
+                ),
+            )
+        )
     if "kernels" in has:
         cols.append(
             (
@@ -214,7 +225,13 @@ PEER_EXPLAINED = (
 )
 LAX_EXPLAINED = "Plain lax is `lax.conv_general_dilated`, what JAX code runs without jaxconv."
 #: Each peer's colour in the plot (the only colours it uses: which peer was the fastest).
-PEER_COLORS = {"torch": "#ee4c2c", "lax": "#4c72b0"}
+PEER_COLORS = {
+    "torch": "#ee4c2c",
+    "torch-compile": "#8c564b",
+    "openvino": "#6a3d9a",
+    "onnxruntime": "#2ca02c",
+    "lax": "#4c72b0",
+}
 #: What one row of a suite is, in the plot's title.
 ROW_NOUN = {"model": "model", "inception": "block"}
 

@@ -291,8 +291,12 @@ def test_inception_peer_runs_the_same_block_with_jaxconvs_weights():
         check_agreement(block.name, y[..., ::-1], y_torch, 1e-4)
 
 
-def test_torch_peer_runs_the_same_model_with_jaxconvs_weights():
-    """The model suite's torch peer gets jaxconv's weights and must give its logits."""
+@pytest.mark.parametrize(
+    "name, size, torchvision", [("mobilenetv2", 32, False), ("googlenet", 64, True)]
+)
+def test_torch_peer_runs_the_same_model_with_jaxconvs_weights(name, size, torchvision):
+    """The model suite's torch peer gets jaxconv's weights and must give its logits; on
+    torchvision's GoogLeNet its train step adds the auxiliary losses."""
     pytest.importorskip("torch")
     import jax
 
@@ -300,11 +304,11 @@ def test_torch_peer_runs_the_same_model_with_jaxconvs_weights():
     from bench._peers import TorchPeer
     from bench.suites import model
 
-    case = model.ModelCase("mobilenetv2", 32, 10)
+    case = model.ModelCase(name, size, 10, torchvision=torchvision)
     ctx = Context(
         options=Options(quick=True), device=jax.devices("cpu")[0], env={}, peer=TorchPeer("cpu")
     )
-    x, labels = ctx.rng_arrays(0, [(2, 32, 32, 3), (2,)], "float32")
+    x, labels = ctx.rng_arrays(0, [(2, size, size, 3), (2,)], "float32")
     labels = (abs(labels) * 10).astype("int32") % 10
     inference, _, eval_state, _ = model._functions(case, "float32")
     logits = jax.jit(inference)(eval_state, x)
@@ -598,7 +602,7 @@ def test_parse_args_defaults_and_lists():
         (["--warmup", "-1"], r"`--warmup` must be an int >= 0, got '-1'"),
         (["nosuch"], r"unknown suite 'nosuch'; choose from bottleneck, conv1x1"),
         (["--full", "--quick"], r"argument --quick: not allowed with argument --full"),
-        (["--peers", "tf"], r"`--peers` must be 'torch' or 'none', got 'tf'"),
+        (["--peers", "tf"], r"`--peers` must be 'none' or comma-separated of torch, .*, got 'tf'"),
         (["--bogus"], r"unrecognized arguments: --bogus"),
         (["--out", ".", "--update-results"], r"--update-results: not allowed with argument --out"),
         (["lowering", "--only", "a", "--update-results"], r"`--only` times a subset: it cannot"),

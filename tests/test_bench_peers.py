@@ -252,7 +252,7 @@ def test_without_torch_the_bottleneck_suite_still_has_a_peer_table():
     [
         (["untuned", "--peers", "torch"], r"`--peers torch` has no effect on untuned; it applies"),
         (["model", "--full"], r"`--full` has no effect on model; it applies to bottleneck"),
-        (["--peers", "torch,none"], r"`--peers` must be 'torch' or 'none', not both"),
+        (["--peers", "torch,none"], r"`--peers` takes 'none' alone, not with a peer"),
     ],
 )
 def test_a_flag_no_named_suite_reads_is_a_usage_error(argv, message, capsys):
@@ -351,7 +351,7 @@ def _context(options: Options):
 # --- the examples in bench's docstrings -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("module", ["bench._compare", "bench.suites.bottleneck"])
+@pytest.mark.parametrize("module", ["bench._compare", "bench._engines", "bench.suites.bottleneck"])
 def test_docstring_examples(module):
     import importlib
 

@@ -22,9 +22,18 @@ one ``SGD(lr=0.01, momentum=0.9)`` step of cross-entropy with ``zero_grad``/``ba
 in ``train()`` mode (bfloat16: ``torch.autocast``, float32 parameters, as jaxconv's ``dtype=``).
 Before timing, the peer gets jaxconv's own weights (``to_torchvision_state_dict``) and must give
 the same logits; ``speed_vs_torch`` on jaxconv's records is torch time / jaxconv time (> 1:
-faster). GoogLeNet and NiN have no torch peer: torchvision's GoogLeNet is a different network
-(3×3 in the "5×5" branch, no LRN) and NiN is in no torch library. The models, their sizes and
-which of them have a peer come from the registry, :data:`jaxconv.models.MODELS`.
+faster). The reference GoogLeNet and NiN have no torch peer: torchvision's GoogLeNet is a
+different network (3×3 in the "5×5" branch, no LRN) and NiN is in no torch library. Where a
+torch peer is (not under ``--quick``), torchvision's GoogLeNet is timed too, float32, as
+``googlenet-torchvision``: jaxconv's ``from_torchvision("googlenet", aux_logits=True,
+transform_input=False)`` (:data:`TORCHVISION_OPTIONS`, stated in its records) against the
+transcription with its weights; torch's train step adds the auxiliary losses as jaxconv's.
+
+``--peers torch-compile,openvino,onnxruntime`` adds the inference engines
+(:mod:`bench._engines`: their settings, load and first-call times are in the records), float32
+inference on the CPU, each checked against jaxconv's logits before it is timed; with an engine
+the default batches are 1 and 8 (else 8). The models, their sizes and which of them have a peer
+come from the registry, :data:`jaxconv.models.MODELS`.
 
 ``images_per_s = batch / median_s``. ``macs`` follows the cost model (every tap of every conv
 and linear layer, :func:`jaxconv.nn.summary`): the forward pass for inference; for the training
@@ -51,6 +60,14 @@ class ModelCase(NamedTuple):
     name: str  # the registry's (jaxconv.models.MODELS)
     size: int
     classes: int
+    #: torchvision's variant, built by ``from_torchvision(name, **TORCHVISION_OPTIONS[name])``
+    #: (float32 only; timed where a torch peer is): GoogLeNet's, whose reference model differs.
+    torchvision: bool = False
+
+    @property
+    def label(self) -> str:
+        """The ``layer`` of its records: the name, ``-torchvision`` for torchvision's variant."""
+        return f"{self.name}-torchvision" if self.torchvision else self.name
 
 
 #: The models timed, by their registry names: each entry's reference model at its input size.
@@ -59,6 +76,12 @@ CASES = tuple(ModelCase(n, MODELS[n].input_size, MODELS[n].num_classes) for n in
 #: ``--quick``: two tiny models, one with a torch peer (ResNet-18's ImageNet stem takes 32×32
 #: to 8×8 and its last stage to 1×1).
 TINY = (ModelCase("nin", 16, 10), ModelCase("resnet18", 32, 10))
+#: torchvision's variants timed beside the reference models where a torch peer is, and the
+#: keywords (stated in their records) that ``from_torchvision`` builds them with.
+TORCHVISION = (ModelCase("googlenet", 224, 1000, torchvision=True),)
+TORCHVISION_OPTIONS: dict[str, dict[str, Any]] = {
+    "googlenet": {"aux_logits": True, "transform_input": False}
+}
 #: Largest ``max |logits_torch - logits_jaxconv| / max |logits_jaxconv|`` accepted.
 PEER_TOLERANCE = {"float32": 1e-3, "bfloat16": 1e-1, "float16": 2e-2}
 
@@ -70,10 +93,21 @@ def has_torch_peer(name: str) -> bool:
     return layout is not None and not layout.options
 
 
+def peered(case: ModelCase) -> bool:
+    """Whether ``case`` has a torch transcription: torchvision's variant, or a reference model
+    that is torchvision's (:func:`has_torch_peer`)."""
+    return case.torchvision or has_torch_peer(case.name)
+
+
 def _build(case: ModelCase, dtype: str):
     from flax import nnx
 
+    from jaxconv.models import from_torchvision
+
     rngs = nnx.Rngs(params=0, dropout=1)
+    if case.torchvision:  # fresh weights: the torch peer gets them (to_torchvision_state_dict)
+        options = TORCHVISION_OPTIONS[case.name]
+        return from_torchvision(case.name, num_classes=case.classes, rngs=rngs, **options)
     return MODELS[case.name].build(case.classes, dtype=jnp.dtype(dtype), rngs=rngs)
 
 
@@ -119,6 +153,26 @@ def _functions(case: ModelCase, dtype: str):
     return inference, step, eval_state, train_state
 
 
+def _torch_net(ctx: Context, case: ModelCase, eval_state, dtype: str) -> Any:
+    """``bench/torch_models.py``'s transcription of ``case`` with jaxconv's own weights
+    (``to_torchvision_state_dict``), in eval mode and channels_last on the peer's device."""
+    from flax import nnx
+
+    from bench import torch_models
+    from jaxconv.models import to_torchvision_state_dict
+
+    torch = ctx.peer.torch
+    model = nnx.eval_shape(lambda: _build(case, dtype))  # shapes only: the values come next
+    nnx.update(model, eval_state)
+    # Any: torch's stubs of Module.to lack the memory_format it takes
+    options = TORCHVISION_OPTIONS[case.name] if case.torchvision else {}
+    net: Any = torch_models.MODELS[case.name](case.classes, **options)
+    net.load_state_dict(
+        {k: torch.from_numpy(np.array(v)) for k, v in to_torchvision_state_dict(model).items()}
+    )
+    return net.to(ctx.peer.device, memory_format=torch.channels_last).eval()
+
+
 def _torch_runners(ctx: Context, case: ModelCase, eval_state, x, labels, dtype: str, logits):
     """``({variant: runner}, max relative logit error)`` of the torch peer for ``case``.
 
@@ -127,21 +181,11 @@ def _torch_runners(ctx: Context, case: ModelCase, eval_state, x, labels, dtype: 
     network."""
     import copy
 
-    from flax import nnx
-
-    from bench import torch_models
-    from jaxconv.models import to_torchvision_state_dict
+    from jaxconv.train import AUX_WEIGHT
 
     peer = ctx.peer
     torch, F = peer.torch, peer.torch.nn.functional
-    model = nnx.eval_shape(lambda: _build(case, dtype))  # shapes only: the values come next
-    nnx.update(model, eval_state)
-    # Any: torch's stubs of Module.to lack the memory_format it takes
-    net: Any = torch_models.MODELS[case.name](case.classes)
-    net.load_state_dict(
-        {k: torch.from_numpy(np.array(v)) for k, v in to_torchvision_state_dict(model).items()}
-    )
-    net = net.to(peer.device, memory_format=torch.channels_last).eval()
+    net = _torch_net(ctx, case, eval_state, dtype)
     xt, yt = peer.activation(x, "float32"), torch.from_numpy(np.array(labels)).long()
     yt = yt.to(peer.device)
     half = dtype != "float32"
@@ -168,13 +212,84 @@ def _torch_runners(ctx: Context, case: ModelCase, eval_state, x, labels, dtype: 
     def step():
         opt.zero_grad(set_to_none=True)
         with autocast():
-            loss = F.cross_entropy(train_net(xt), yt)
+            out = train_net(xt)  # GoogLeNet's: (logits, aux2, aux1), as jaxconv's train_step
+            if isinstance(out, tuple):
+                main, *aux = (F.cross_entropy(o, yt) for o in out)
+                loss = main + AUX_WEIGHT * sum(aux)
+            else:
+                loss = F.cross_entropy(out, yt)
         loss.backward()
         opt.step()
         return loss.detach()
 
     runners = {"torch inference": peer.runner(infer), "torch train step": peer.train_runner(step)}
     return runners, err
+
+
+class PeerRun(NamedTuple):
+    """A peer's timed variant: the jaxconv variant it is compared with and its record fields."""
+
+    base: str
+    fields: dict[str, Any]
+
+
+def engines_asked(ctx: Context) -> tuple[str, ...]:
+    """The engines of ``--peers`` (:data:`bench._engines.ENGINES`) that are installed here."""
+    from bench import _engines
+
+    return _engines.available(ctx.options.peers or ())[0]
+
+
+def times_torch_eager(ctx: Context) -> bool:
+    """Whether torch eager is timed: ``--peers torch``, or torch by default where installed
+    (the engines alone load torch only to build their networks)."""
+    return ctx.peer is not None and (ctx.options.peers is None or "torch" in ctx.options.peers)
+
+
+def _engine_runners(
+    ctx: Context, case: ModelCase, eval_state, x, logits, names: tuple[str, ...]
+) -> tuple[dict[str, Any], dict[str, PeerRun]]:
+    """``({variant: runner}, {variant: PeerRun})`` of the engines ``names`` on ``case``
+    (float32 inference on the CPU only). Each engine runs the torch transcription with jaxconv's
+    weights; one whose logits disagree with jaxconv's ``logits``, or that fails to build, is
+    named in a note and not timed."""
+    import copy
+
+    from bench import _engines
+
+    net = _torch_net(ctx, case, eval_state, "float32")
+    x_nchw = np.transpose(np.asarray(x, np.float32), (0, 3, 1, 2))
+    expected = np.asarray(logits, np.float32)
+    runners: dict[str, Any] = {}
+    runs: dict[str, PeerRun] = {}
+    for name in names:
+        where = f"{case.label}, batch {x.shape[0]}: {name}"
+        try:
+            engine = _engines.build(name, copy.deepcopy(net), x_nchw, ctx.peer.threads)
+        except Exception as failure:  # an engine that cannot take the network: reported
+            ctx.note(f"{where} could not run it ({type(failure).__name__}: {failure}); not timed.")
+            continue
+        err = _engines.relative_error(engine.first_output, expected)
+        if not err <= PEER_TOLERANCE["float32"]:
+            ctx.note(
+                f"{where} disagrees with jaxconv's logits (max relative error {err:.2e} > "
+                f"{PEER_TOLERANCE['float32']:g}); not timed."
+            )
+            continue
+        variant = f"{name} inference"
+        runners[variant] = engine.run
+        runs[variant] = PeerRun(
+            "inference",
+            dict(
+                peer=name,
+                peer_version=engine.version,
+                peer_settings=engine.settings,
+                load_s=engine.load_s,
+                first_call_s=engine.first_call_s,
+                peer_max_rel_err=err,
+            ),
+        )
+    return runners, runs
 
 
 def _case(ctx: Context, case: ModelCase, batch: int, dtype: str) -> list[dict]:
@@ -195,36 +310,47 @@ def _case(ctx: Context, case: ModelCase, batch: int, dtype: str) -> list[dict]:
         "train step": 3 * forward_macs(case, batch, train=True),
     }
     runners: dict[str, Any] = dict(compiled)
-    peer_err = None
-    if ctx.peer is not None and has_torch_peer(case.name):
+    peer_runs: dict[str, PeerRun] = {}
+    has_peer = ctx.peer is not None and peered(case)
+    if has_peer and times_torch_eager(ctx):
         logits = compiled["inference"]()
         peer_runners, peer_err = _torch_runners(ctx, case, eval_state, x, labels, dtype, logits)
         runners.update(peer_runners)
+        for variant in peer_runners:
+            fields = dict(peer="torch", torch_version=ctx.peer.version, peer_max_rel_err=peer_err)
+            peer_runs[variant] = PeerRun(variant.removeprefix("torch "), fields)
+    engines = engines_asked(ctx) if has_peer else ()
+    if engines and (dtype != "float32" or ctx.platform != "cpu"):
+        ctx.note(f"{case.label}: the engines run float32 on the CPU only; not timed in {dtype}.")
+    elif engines:
+        engine_runners, engine_runs = _engine_runners(
+            ctx, case, eval_state, x, compiled["inference"](), engines
+        )
+        runners.update(engine_runners)
+        peer_runs.update(engine_runs)
     timings = ctx.time(runners, default_repeats=5)
     records = []
     for variant, timing in timings.items():
-        base = variant.removeprefix("torch ")
+        run = peer_runs.get(variant)
+        base = run.base if run is not None else variant
         extra: dict[str, Any] = {}
-        if variant.startswith("torch "):
-            extra = dict(
-                peer="torch",
-                ratio_vs_jaxconv=timing.median / timings[base].median,
-                torch_version=ctx.peer.version,
-                peer_max_rel_err=peer_err,
-            )
+        if run is not None:
+            extra = dict(run.fields, ratio_vs_jaxconv=timing.median / timings[base].median)
         elif f"torch {variant}" in timings:
             extra = dict(speed_vs_torch=timings[f"torch {variant}"].median / timing.median)
+        if case.torchvision:
+            extra["torchvision_options"] = TORCHVISION_OPTIONS[case.name]
         records.append(
             ctx.record(
                 NAME,
                 variant,
-                default=not variant.startswith("torch "),
+                default=run is None,
                 batch=batch,
                 dtype=dtype,
                 timing=timing,
                 macs=macs[base],
                 compiled=compiled.get(variant),
-                layer=case.name,
+                layer=case.label,
                 input=f"{case.size}x{case.size}x3",
                 images_per_s=batch / timing.median,
                 **extra,
@@ -236,7 +362,15 @@ def _case(ctx: Context, case: ModelCase, batch: int, dtype: str) -> list[dict]:
 def run(ctx: Context) -> list[dict]:
     """Times inference and a training step per (model, dtype, batch); see the docstring."""
     cases = TINY if ctx.options.quick else CASES
-    grid = [(c, n, d) for c in cases for d in ctx.dtypes() for n in ctx.batches((8,), (2,))]
+    if ctx.peer is not None and not ctx.options.quick:
+        cases += TORCHVISION
+    grid = [
+        (c, n, d)
+        for c in cases
+        for d in ctx.dtypes()
+        for n in ctx.batches((1, 8) if engines_asked(ctx) else (8,), (2,))
+        if d == "float32" or not c.torchvision
+    ]
     records = []
     for case, batch, dtype in ctx.track(grid, lambda c: f"{c[0].name} batch {c[1]} {c[2]}"):
         records += _case(ctx, case, batch, dtype)
