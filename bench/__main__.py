@@ -355,7 +355,11 @@ def run(options: Options, ctx=None) -> dict[str, list[dict]]:
             progress.advance(task)
         ctx.bandwidth()
         progress.advance(task)
+        # An engine alone (--peers openvino) loads torch to build the model suite's networks;
+        # the suites that would time torch eager with it get no peer then.
+        loaded, eager = ctx.peer, options.peers is None or "torch" in options.peers
         for name in options.suites:
+            ctx.peer = loaded if eager or name in ENGINE_SUITES else None
             task = progress.add_task(name, total=None)
 
             def report(item: str | None = None, *, _task=task, _name=name, **fields) -> None:

@@ -12,6 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import jax
 import pytest
 
 from bench import __main__ as cli
@@ -358,3 +359,31 @@ def test_docstring_examples(module):
     flags = doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
     result = doctest.testmod(importlib.import_module(module), optionflags=flags)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_an_engine_alone_times_no_torch_eager_in_other_suites(tmp_path, monkeypatch):
+    """``--peers openvino model lowering``: torch is loaded to build the engines' networks,
+    but lowering, which can only time torch eager, gets no peer (it timed torch unasked)."""
+    from bench import _harness
+    from bench.suites import REGISTRY
+
+    seen = {}
+
+    def suite(name):
+        def run(ctx):
+            seen[name] = ctx.peer
+            return []
+
+        return run
+
+    for name in ("model", "lowering"):
+        monkeypatch.setitem(REGISTRY, name, suite(name))
+    monkeypatch.setattr(_harness.Context, "gemm_peak", lambda self, dtype: None)
+    monkeypatch.setattr(_harness.Context, "bandwidth", lambda self: None)
+    options = cli.parse_args(
+        ["model", "lowering", "--peers", "openvino", "--out", str(tmp_path), "--no-plots"]
+    )
+    peer = object()  # what _setup loads for the engine: torch, to build their networks
+    ctx = _harness.Context(options=options, device=jax.devices()[0], env={}, peer=peer)
+    cli.run(options, ctx)
+    assert seen == {"model": peer, "lowering": None}
