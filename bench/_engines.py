@@ -8,7 +8,8 @@ an engine that is not installed is named in one line and skipped (:func:`availab
 The settings, stated in each record (``peer_settings``):
 
 - ``torch-compile``: ``torch.compile`` (inductor) with ``torch._inductor.config.freezing =
-  True`` (weights folded into the graph as constants, BatchNorm into the conv), called under
+  True`` (weights folded into the graph as constants, BatchNorm into the conv) and
+  ``compile_threads = 1`` (no forked compile workers beside JAX's threads), called under
   ``torch.no_grad()``, channels_last, ``torch.set_num_threads(threads)``. It compiles lazily:
   its ``load_s`` is the ``torch.compile`` call, its ``first_call_s`` holds the compilation.
 - ``openvino``: ``openvino.convert_model`` of the module's ``torch.export`` program (no ONNX
@@ -106,6 +107,9 @@ def _torch_compile(net: Any, x: np.ndarray, threads: int) -> Engine:
     import torch._inductor.config as inductor
 
     inductor.freezing = True  # process-wide: only this peer compiles with inductor
+    # compile in this process: inductor's worker pool forks, and a fork of a process running
+    # JAX's threads can deadlock (Python warns so); this costs compile time, not run time
+    inductor.compile_threads = 1
     torch.set_num_threads(threads)
     xt = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
     start = time.perf_counter()
@@ -120,6 +124,7 @@ def _torch_compile(net: Any, x: np.ndarray, threads: int) -> Engine:
     settings = {
         "backend": "inductor",
         "freezing": True,
+        "compile_threads": 1,
         "grad": "torch.no_grad",
         "memory_format": "channels_last",
         "threads": threads,
