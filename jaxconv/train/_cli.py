@@ -47,11 +47,12 @@ torchvision weights:
   torchvision.models.resnet18(weights="DEFAULT").state_dict(), "r18.pth")): .npz,
   .safetensors (pip install safetensors) or .pth/.pt (needs torch). It implies --variant
   torchvision; the model is built by jaxconv.models.from_torchvision with num_classes = the
-  data's classes. --image-size 224 resizes
-  the 32x32 images to what ImageNet weights saw (smaller sizes run too, down to the model's
-  minimum, which an error names). --export-torchvision FILE writes the weights back at the
-  end of the run, in torchvision's names and layouts (OIHW), for
-  torchvision_model.load_state_dict; run a finished run again with it to export only.
+  data's classes (a checkpoint of other classes loads all but its head, which starts fresh,
+  with a warning). --image-size 224 resizes the 32x32 images to what ImageNet weights saw
+  (smaller sizes run too, down to the model's minimum, which an error names).
+  --export-torchvision FILE writes the weights back at the end of the run, in torchvision's
+  names and layouts (OIHW), for torchvision_model.load_state_dict; run a finished run again
+  with it to export only.
 
 optimizer:
   sgd: Nesterov momentum, lr {_SGD["lr"]}, weight decay {_SGD["weight_decay"]};
