@@ -22,12 +22,11 @@ import warnings
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxconv._check import check_bool, check_int
+from jaxconv._check import as_array, check_bool, check_int
 from jaxconv.models._googlenet import GoogLeNet
 from jaxconv.models._input import check_model_layout
 from jaxconv.models._mobilenet import MobileNetV2
@@ -190,14 +189,13 @@ def _entries(module: nnx.Module) -> tuple[str, dict[str, _Entry]]:
     return what, entries
 
 
-def _as_numpy(value: Any) -> np.ndarray:
+def _as_numpy(value: Any, key: str) -> np.ndarray:
+    """A ``state_dict`` value as NumPy: a torch tensor is detached and moved to the CPU first
+    (a model's parameters may require grad or sit on a GPU), then read as every op reads one
+    (:func:`jaxconv._check.as_array`: DLPack, which bfloat16 needs, else ``__array__``)."""
     if hasattr(value, "detach"):  # a torch tensor, read without importing torch
         value = value.detach().cpu()
-        try:
-            return value.numpy()
-        except TypeError:  # bfloat16, which NumPy's protocol lacks: through DLPack
-            return np.asarray(jax.dlpack.from_dlpack(value))
-    return np.asarray(value)
+    return np.asarray(as_array(value, f"state_dict[{key!r}]"))
 
 
 def _shape(value: Any) -> tuple[int, ...]:
@@ -344,7 +342,7 @@ def _read(
             f"`state_dict` does not fit torchvision's layout of this {what} (nothing was "
             f"loaded): {problems}{_prefix_note(given, entries, prefix)}"
         )
-    values = {k: _as_numpy(given[k]) for k in result.replaced}
+    values = {k: _as_numpy(given[k], k) for k in result.replaced}
     return _Reading(what, entries, result, values, problems)
 
 
