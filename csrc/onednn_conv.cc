@@ -8,6 +8,12 @@
 // three are oneDNN's deconvolution (what lax calls an input-dilated conv; Python passes the
 // stride, padding and flipped kernel of that form).
 //
+// A fourth handler, Inference, is a frozen model's conv (jaxconv.nn.freeze): forward_inference
+// with the bias, an optional residual add (oneDNN's sum post-op on an output buffer that XLA
+// aliases to the residual) and ReLU or ReLU6 as post-ops, and weights that Python packed once
+// into the primitive's own layout (jaxconv_onednn_pack) — used as they are when their layout
+// fingerprint matches the primitive's, reordered from the plain weights otherwise.
+//
 // XLA's buffers are used in place: every activation is described to oneDNN with its own
 // strides, so nothing but the (small) weights is ever reordered. Primitives are built once per
 // configuration and kept in a least-recently-used cache of bounded size (Cache below); Python
@@ -21,7 +27,9 @@
 // other) and so that they can share one scratchpad and one stream. The cache has its own
 // mutex, held only to look up, insert or evict; a cached primitive is reference-counted, so
 // evicting it never frees one that another thread is about to run.
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <cstdlib>
 #include <list>
 #include <map>
@@ -100,11 +108,15 @@ struct Geometry {
   int64_t out_channels;
   bool bias;
   bool transposed;  // a deconvolution (lax: an input-dilated conv), see Python's Geometry
+  // Inference only (the Inference handler): forward_inference with these post-ops.
+  bool inference = false;
+  int64_t activation = 0;  // an Activation below
+  bool residual = false;   // a sum post-op: dst holds the residual when the primitive runs
 
   std::vector<int64_t> Key(Role role) const {
     std::vector<int64_t> k{role, static_cast<int64_t>(src_dt), static_cast<int64_t>(wei_dt),
                            static_cast<int64_t>(dst_dt), static_cast<int64_t>(bias_dt), bias,
-                           transposed};
+                           transposed, inference, activation, residual};
     for (const dims* v : {&src, &wei, &dst, &src_strides, &wei_strides, &dst_strides, &stride,
                           &dilation, &pad_lo, &pad_hi}) {
       k.push_back(static_cast<int64_t>(v->size()));
@@ -224,19 +236,46 @@ dnnl::primitive_attr Attributes() {
   return attr;
 }
 
+// The activations the Inference handler applies as post-ops (Python: frozen.ACTIVATIONS).
+enum Activation : int64_t { kNone = 0, kRelu = 1, kRelu6 = 2 };
+
+// A frozen conv's post-ops: the residual (sum), then the activation, both NaN-propagating.
+// oneDNN 3.2's eltwise_relu, clip, clip_v2 and binary_max all turn NaN into 0 (max(x, 0) with
+// the operands in the order that returns 0); its ELU with alpha = 0 is ReLU that keeps NaN
+// (x > 0 ? x : 0·(exp(x) - 1)), giving -0 instead of +0 for a negative x — equal as floats.
+// ReLU6 is min(relu(x), 6) = 6 - relu(6 - relu(x)), which keeps NaN too; it is exact where
+// relu(x) >= 3 (Sterbenz) and off by at most half an ulp of 6 (2.4e-7) below.
+dnnl::primitive_attr InferenceAttributes(const Geometry& g) {
+  dnnl::primitive_attr attr = Attributes();
+  dnnl::post_ops ops;
+  if (g.residual) ops.append_sum(1.f);
+  if (g.activation == kRelu || g.activation == kRelu6) {
+    ops.append_eltwise(dnnl::algorithm::eltwise_elu, 0.f, 0.f);
+  }
+  if (g.activation == kRelu6) {
+    ops.append_eltwise(dnnl::algorithm::eltwise_linear, -1.f, 6.f);
+    ops.append_eltwise(dnnl::algorithm::eltwise_elu, 0.f, 0.f);
+    ops.append_eltwise(dnnl::algorithm::eltwise_linear, -1.f, 6.f);
+  }
+  attr.set_post_ops(ops);
+  return attr;
+}
+
 // The forward primitive descriptor of a convolution (Fwd = convolution_forward) or a
 // deconvolution (Fwd = deconvolution_forward); also the hint for the backward ones.
 // (forward_inference was tried for the forward: oneDNN 3.2 picks the same kernels.)
 template <typename Fwd>
 typename Fwd::primitive_desc ForwardDesc(const Geometry& g, dnnl::algorithm alg) {
-  const auto prop = dnnl::prop_kind::forward_training;
+  const auto prop =
+      g.inference ? dnnl::prop_kind::forward_inference : dnnl::prop_kind::forward_training;
+  const auto attr = g.inference ? InferenceAttributes(g) : Attributes();
   if (g.bias) {
     return typename Fwd::primitive_desc(Engine(), prop, alg, g.SrcDesc(), g.AnyWei(),
                                         g.BiasDesc(), g.DstDesc(), g.stride, g.dilation,
-                                        g.pad_lo, g.pad_hi, Attributes());
+                                        g.pad_lo, g.pad_hi, attr);
   }
   return typename Fwd::primitive_desc(Engine(), prop, alg, g.SrcDesc(), g.AnyWei(), g.DstDesc(),
-                                      g.stride, g.dilation, g.pad_lo, g.pad_hi, Attributes());
+                                      g.stride, g.dilation, g.pad_lo, g.pad_hi, attr);
 }
 
 // One cached primitive with the weights layout it wants.
@@ -244,7 +283,36 @@ struct Entry {
   dnnl::primitive prim;
   memory::desc weights;     // the primitive's (diff_)weights layout
   memory::desc scratchpad;  // the temporary memory it needs
+  int64_t fingerprint = 0;  // of `weights` (Fingerprint below)
 };
+
+// A hash (FNV-1a, never 0) of everything that decides a weights layout's bytes: data type,
+// dims, padded dims, strides and inner blocks. Weights packed for one layout are used by a
+// primitive only when its layout has the same fingerprint; the oneDNN version is mixed in, so
+// a packing saved by another build never matches.
+int64_t Fingerprint(const memory::desc& d) {
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&h](int64_t v) {
+    for (int i = 0; i < 8; ++i) {
+      h ^= static_cast<uint64_t>(v >> (8 * i)) & 0xff;
+      h *= 1099511628211ull;
+    }
+  };
+  const dnnl_version_t* v = dnnl_version();
+  mix(v->major);
+  mix(v->minor);
+  mix(v->patch);
+  mix(static_cast<int64_t>(d.get_format_kind()));
+  mix(static_cast<int64_t>(d.get_data_type()));
+  mix(static_cast<int64_t>(d.get_size()));
+  for (const dims& part : {d.get_dims(), d.get_padded_dims(), d.get_padded_offsets(),
+                           d.get_strides(), d.get_inner_blks(), d.get_inner_idxs()}) {
+    mix(static_cast<int64_t>(part.size()));
+    for (int64_t x : part) mix(x);
+  }
+  const int64_t r = static_cast<int64_t>(h & 0x7fffffffffffffffull);
+  return r == 0 ? 1 : r;
+}
 
 // One scratchpad for every primitive, grown to the largest asked for: executions are
 // serialized by ExecutionMutex(), so one buffer suffices. A buffer over kRetainedScratchpad is
@@ -288,11 +356,14 @@ template <typename Fwd, typename BwdData, typename BwdWeights>
 Entry Build(Role role, const Geometry& g, dnnl::algorithm alg) {
   if (role == kForward) {
     auto pd = ForwardDesc<Fwd>(g, alg);
-    return Entry{Fwd(pd), pd.weights_desc(), pd.scratchpad_desc()};
+    return Entry{Fwd(pd), pd.weights_desc(), pd.scratchpad_desc(), Fingerprint(pd.weights_desc())};
   }
   // The hint: the forward these gradients belong to (without bias or post-ops).
   Geometry plain = g;
   plain.bias = false;
+  plain.inference = false;
+  plain.activation = kNone;
+  plain.residual = false;
   auto hint = ForwardDesc<Fwd>(plain, alg);
   if (role == kBackwardData) {
     typename BwdData::primitive_desc pd(Engine(), alg, g.SrcDesc(), g.AnyWei(), g.DstDesc(),
@@ -497,6 +568,119 @@ ffi::Error BackwardWeightsImpl(ffi::AnyBuffer x, ffi::AnyBuffer dy,
   return ffi::Error::Success();
 }
 
+// A frozen conv: y = act(conv(x, w) + b (+ residual)) with packed weights. `packed` holds the
+// weights in the layout whose fingerprint is `packed_format` (0: nothing packed); when the
+// primitive wants another layout (another CPU, or a batch size whose kernel blocks weights
+// differently) the plain `w` is reordered instead, as the training forward does on every call.
+// With `residual`, the last operand is the residual and XLA aliases it to `y`
+// (input_output_aliases), so the sum post-op finds it in the output buffer.
+ffi::Error InferenceImpl(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::AnyBuffer b,
+                         ffi::AnyBuffer packed, ffi::RemainingArgs rest,
+                         ffi::Result<ffi::AnyBuffer> y, ffi::Span<const int64_t> stride,
+                         ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi,
+                         ffi::Span<const int64_t> dilation, int64_t groups, int64_t channels_last,
+                         int64_t transposed, int64_t activation, int64_t residual,
+                         int64_t packed_format) {
+  Attrs a = MakeAttrs(stride, pad_lo, pad_hi, dilation, groups, channels_last, transposed);
+  Geometry g;
+  if (auto err = Describe(a, x.dimensions(), x.element_type(), w.dimensions(), w.element_type(),
+                          y->dimensions(), y->element_type(), &g);
+      !err.success()) {
+    return err;
+  }
+  if (b.dimensions().size() != 1 || b.dimensions()[0] != g.out_channels ||
+      !ToDnnl(b.element_type(), &g.bias_dt)) {
+    return ffi::Error::InvalidArgument("jaxconv onednn: bias must be [C_out] f32/bf16, got " +
+                                       Shape(b.dimensions()));
+  }
+  if (activation < kNone || activation > kRelu6) {
+    return ffi::Error::InvalidArgument("jaxconv onednn: unknown activation code");
+  }
+  g.bias = true;
+  g.inference = true;
+  g.activation = activation;
+  g.residual = residual != 0;
+  if (g.residual) {
+    if (rest.size() != 1) return ffi::Error::InvalidArgument("jaxconv onednn: no residual");
+    auto r = rest.get<ffi::AnyBuffer>(0);
+    if (!r.has_value()) return r.error();
+    if (r->element_type() != y->element_type() || !(r->dimensions() == y->dimensions())) {
+      return ffi::Error::InvalidArgument("jaxconv onednn: the residual must match the output");
+    }
+    if (r->untyped_data() != y->untyped_data()) {  // not aliased: copy it in
+      std::memcpy(y->untyped_data(), r->untyped_data(), y->size_bytes());
+    }
+  }
+  try {
+    const auto e = Lookup(kForward, g);
+    std::lock_guard<std::mutex> lock(ExecutionMutex());
+    dnnl::stream& s = Stream();
+    memory src(g.SrcDesc(), Engine(), x.untyped_data());
+    memory dst(g.DstDesc(), Engine(), y->untyped_data());
+    const bool fits = packed_format != 0 && packed_format == e->fingerprint &&
+                      packed.size_bytes() == e->weights.get_size();
+    memory wei = fits ? memory(e->weights, Engine(), packed.untyped_data())
+                      : Weights(*e, g, w.untyped_data(), s);
+    e->prim.execute(s, {{DNNL_ARG_SRC, src},
+                        {DNNL_ARG_WEIGHTS, wei},
+                        {DNNL_ARG_BIAS, memory(g.BiasDesc(), Engine(), b.untyped_data())},
+                        {DNNL_ARG_DST, dst},
+                        {DNNL_ARG_SCRATCHPAD, Scratchpad(e->scratchpad)}});
+    s.wait();
+    ReleaseLargeScratchpad();
+  } catch (const std::exception& ex) {
+    return ffi::Error::Internal(Describe("frozen forward", x.dimensions(), w.dimensions(),
+                                         y->dimensions(), a) + ": " + ex.what());
+  }
+  return ffi::Error::Success();
+}
+
+// A frozen conv's geometry from Python's flat description (inference.py, _flat): nsp, then
+// the x, w and y shapes (nsp + 2 each), stride, pad_lo, pad_hi, dilation (nsp each), then
+// groups, channels_last, transposed, the x, w, y and bias dtypes (0 float32, 1 bfloat16),
+// activation and residual.
+bool FromFlat(const int64_t* f, int64_t n, Geometry* g, std::string* why) {
+  if (n < 1 || f[0] < 1 || f[0] > 3 || n != 1 + 3 * (f[0] + 2) + 4 * f[0] + 9) {
+    *why = "jaxconv onednn: malformed geometry";
+    return false;
+  }
+  const size_t nsp = static_cast<size_t>(f[0]), r = nsp + 2;
+  const int64_t* p = f + 1;
+  ffi::Span<const int64_t> xs(p, r), ws(p + r, r), ys(p + 2 * r, r);
+  p += 3 * r;
+  ffi::Span<const int64_t> st(p, nsp), lo(p + nsp, nsp), hi(p + 2 * nsp, nsp),
+      dl(p + 3 * nsp, nsp);
+  p += 4 * nsp;
+  const ffi::DataType types[] = {ffi::DataType::F32, ffi::DataType::BF16};
+  for (int i = 3; i < 7; ++i) {
+    if (p[i] != 0 && p[i] != 1) {
+      *why = "jaxconv onednn: unknown dtype code";
+      return false;
+    }
+  }
+  Attrs a = MakeAttrs(st, lo, hi, dl, p[0], p[1], p[2]);
+  auto err = Describe(a, xs, types[p[3]], ws, types[p[4]], ys, types[p[5]], g);
+  if (!err.success()) {
+    *why = "jaxconv onednn: invalid geometry";
+    return false;
+  }
+  ToDnnl(types[p[6]], &g->bias_dt);
+  g->bias = true;
+  g->inference = true;
+  g->activation = p[7];
+  g->residual = p[8] != 0;
+  return true;
+}
+
+int Report(const std::string& why, char* err, int64_t errlen) {
+  if (err != nullptr && errlen > 0) {
+    const size_t n = std::min(why.size(), static_cast<size_t>(errlen - 1));
+    std::memcpy(err, why.data(), n);
+    err[n] = '\0';
+  }
+  return 1;
+}
+
 }  // namespace
 
 // The library is built with hidden visibility; these are its whole interface. Python checks
@@ -506,6 +690,11 @@ ffi::Error BackwardWeightsImpl(ffi::AnyBuffer x, ffi::AnyBuffer dy,
 JAXCONV_EXPORT XLA_FFI_Error* JaxconvOnednnForward(XLA_FFI_CallFrame* call_frame);
 JAXCONV_EXPORT XLA_FFI_Error* JaxconvOnednnBackwardData(XLA_FFI_CallFrame* call_frame);
 JAXCONV_EXPORT XLA_FFI_Error* JaxconvOnednnBackwardWeights(XLA_FFI_CallFrame* call_frame);
+JAXCONV_EXPORT XLA_FFI_Error* JaxconvOnednnInference(XLA_FFI_CallFrame* call_frame);
+JAXCONV_EXPORT int jaxconv_onednn_packed_layout(const int64_t* flat, int64_t n, int64_t* bytes,
+                                                int64_t* fingerprint, char* err, int64_t errlen);
+JAXCONV_EXPORT int jaxconv_onednn_pack(const int64_t* flat, int64_t n, const void* w, void* out,
+                                       int64_t out_bytes, char* err, int64_t errlen);
 JAXCONV_EXPORT int jaxconv_onednn_native_bf16();
 JAXCONV_EXPORT int jaxconv_onednn_amx();
 JAXCONV_EXPORT int64_t jaxconv_onednn_cache_size();
@@ -542,6 +731,60 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxconvOnednnBackwardWeights, BackwardWeightsImpl,
                                   .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>()
                                   .Ret<ffi::AnyBuffer>() JAXCONV_CONV_ATTRS);
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxconvOnednnInference, InferenceImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .RemainingArgs()
+                                  .Ret<ffi::AnyBuffer>() JAXCONV_CONV_ATTRS
+                                  .Attr<int64_t>("activation")
+                                  .Attr<int64_t>("residual")
+                                  .Attr<int64_t>("packed_format"));
+
+// The layout a frozen conv's primitive wants its weights in: its size in bytes and its
+// fingerprint (0 on success, else 1 with the reason in `err`). Builds (and caches) the
+// primitive the Inference handler will look up for the same geometry.
+int jaxconv_onednn_packed_layout(const int64_t* flat, int64_t n, int64_t* bytes,
+                                 int64_t* fingerprint, char* err, int64_t errlen) {
+  Geometry g;
+  std::string why;
+  if (!FromFlat(flat, n, &g, &why)) return Report(why, err, errlen);
+  try {
+    const auto e = Lookup(kForward, g);
+    *bytes = static_cast<int64_t>(e->weights.get_size());
+    *fingerprint = e->fingerprint;
+  } catch (const std::exception& ex) {
+    return Report(std::string("jaxconv onednn: ") + ex.what(), err, errlen);
+  }
+  return 0;
+}
+
+// Reorders the plain weights `w` (XLA's layout for this geometry) into `out`, the layout
+// jaxconv_onednn_packed_layout describes (`out_bytes` must be its size).
+int jaxconv_onednn_pack(const int64_t* flat, int64_t n, const void* w, void* out,
+                        int64_t out_bytes, char* err, int64_t errlen) {
+  Geometry g;
+  std::string why;
+  if (!FromFlat(flat, n, &g, &why)) return Report(why, err, errlen);
+  try {
+    const auto e = Lookup(kForward, g);
+    if (static_cast<int64_t>(e->weights.get_size()) != out_bytes) {
+      return Report("jaxconv onednn: the packed buffer has the wrong size", err, errlen);
+    }
+    std::lock_guard<std::mutex> lock(ExecutionMutex());
+    dnnl::stream& s = Stream();
+    memory user(g.WeiDesc(), Engine(), const_cast<void*>(w));
+    memory packed(e->weights, Engine(), out);
+    dnnl::reorder(user, packed).execute(s, user, packed);
+    s.wait();
+  } catch (const std::exception& ex) {
+    return Report(std::string("jaxconv onednn: ") + ex.what(), err, errlen);
+  }
+  return 0;
+}
 
 namespace {
 // 1 when oneDNN's effective ISA on this CPU includes `need`.

@@ -32,6 +32,7 @@ _TARGETS = {
     "jaxconv_onednn_fwd": "JaxconvOnednnForward",
     "jaxconv_onednn_bwd_data": "JaxconvOnednnBackwardData",
     "jaxconv_onednn_bwd_weights": "JaxconvOnednnBackwardWeights",
+    "jaxconv_onednn_inference": "JaxconvOnednnInference",
 }
 #: The extension's plain C functions and their result types (all must be present).
 _SYMBOLS = {
@@ -43,6 +44,8 @@ _SYMBOLS = {
     "jaxconv_onednn_cache_capacity": ctypes.c_int64,
     "jaxconv_onednn_set_cache_capacity": None,
     "jaxconv_onednn_scratchpad_bytes": ctypes.c_int64,
+    "jaxconv_onednn_packed_layout": ctypes.c_int,
+    "jaxconv_onednn_pack": ctypes.c_int,
     **dict.fromkeys(_TARGETS.values(), ctypes.c_void_p),
 }
 
