@@ -16,6 +16,9 @@ from jaxconv.nn._conv import Conv as Conv
 from jaxconv.nn._conv import Conv1x1 as Conv1x1
 from jaxconv.nn._conv import ConvBN as ConvBN
 from jaxconv.nn._depthwise import DepthwiseConv as DepthwiseConv
+from jaxconv.nn._freeze import FreezeReport as FreezeReport
+from jaxconv.nn._freeze import FrozenConv as FrozenConv
+from jaxconv.nn._freeze import freeze as freeze
 from jaxconv.nn._inception import Bottleneck as Bottleneck
 from jaxconv.nn._inception import Inception as Inception
 from jaxconv.nn._inception import PoolProjection as PoolProjection
@@ -42,6 +45,8 @@ __all__ = [
     "ConvBN",
     "ConvTranspose",
     "DepthwiseConv",
+    "FreezeReport",
+    "FrozenConv",
     "GlobalAvgPool",
     "Inception",
     "InvertedResidual",
@@ -55,6 +60,7 @@ __all__ = [
     "Summary",
     "SummaryRow",
     "VarianceScaling",
+    "freeze",
     "local_response_norm",
     "summary",
 ]

@@ -95,6 +95,7 @@ class _ResidualBlock(nnx.Module):
     stride: int
     activation: Activation | None
     downsample: ConvBN | None
+    fused_add: bool = False  # set by jaxconv.nn.freeze
 
     def _set_features(self, in_features: Any, features: Any, stride: Any, activation: Any) -> int:
         """Sets ``in_features``, ``out_features`` (``expansion·features``), ``stride`` and
@@ -129,9 +130,13 @@ class _ResidualBlock(nnx.Module):
         else:
             self.downsample = nnx.data(None)
 
-    def _finish(self, x: Array, y: Array) -> Array:
+    def _finish(self, x: Array, h: Array, last: ConvBN) -> Array:
+        """``activation(last(h) + shortcut(x))``; in a frozen block (:func:`jaxconv.nn.freeze`
+        sets ``fused_add``) ``last``'s conv adds the shortcut and activates in its one call."""
         shortcut = x if self.downsample is None else self.downsample(x)
-        y = y + shortcut
+        if self.fused_add:
+            return last.conv(h, shortcut)  # type: ignore[call-arg]  # a FrozenConv
+        y = last(h) + shortcut
         return y if self.activation is None else self.activation(y)
 
 
@@ -206,7 +211,7 @@ class BasicBlock(_ResidualBlock):
 
     def __call__(self, x: Array) -> Array:
         x = check_channels(x, self.in_features, type(self).__name__)
-        return self._finish(x, self.conv2(self.conv1(x)))
+        return self._finish(x, self.conv1(x), self.conv2)
 
 
 class ResNetBottleneck(_ResidualBlock):
@@ -308,7 +313,7 @@ class ResNetBottleneck(_ResidualBlock):
 
     def __call__(self, x: Array) -> Array:
         x = check_channels(x, self.in_features, type(self).__name__)
-        return self._finish(x, self.conv3(self.conv2(self.conv1(x))))
+        return self._finish(x, self.conv2(self.conv1(x)), self.conv3)
 
 
 class InvertedResidual(nnx.Module):
@@ -352,6 +357,7 @@ class InvertedResidual(nnx.Module):
     stride: int
     expand_ratio: float
     use_residual: bool
+    fused_add: bool = False  # set by jaxconv.nn.freeze
     expand: ConvBN | None
 
     def __init__(
@@ -409,5 +415,7 @@ class InvertedResidual(nnx.Module):
     def __call__(self, x: Array) -> Array:
         x = check_channels(x, self.in_features, type(self).__name__)
         y = x if self.expand is None else self.expand(x)
+        if self.fused_add:  # frozen (jaxconv.nn.freeze): the projection adds x in its call
+            return self.project.conv(self.depthwise(y), x)  # type: ignore[call-arg]
         y = self.project(self.depthwise(y))
         return x + y if self.use_residual else y

@@ -446,6 +446,8 @@ class Inception(nnx.Module):
     branch_pool: PoolProjection | None
     kernel_sizes: tuple[int, int]
     pool_size: int | None
+    pointwise: Any = None  # jaxconv.nn.freeze's: the fused 1×1 units as one frozen conv
+    pointwise_splits: tuple[int, ...] = ()
 
     def __init__(
         self,
@@ -558,7 +560,12 @@ class Inception(nnx.Module):
             return concat_channels(ys)
         b3, b5 = self.branch_3x3, self.branch_5x5
         units = [self.branch_1x1, *(b.reduce for b in (b3, b5) if b.reduce is not None)]
-        outs = iter(self._fused_pointwise(x, units))
+        if self.pointwise is not None:  # frozen (jaxconv.nn.freeze): the units as one conv
+            splits = self.pointwise_splits
+            cuts = [sum(splits[: i + 1]) for i in range(len(splits) - 1)]
+            outs = iter(jnp.split(self.pointwise(x), cuts, axis=-1))
+        else:
+            outs = iter(self._fused_pointwise(x, units))
         y1 = next(outs)
         h3 = next(outs) if b3.reduce is not None else x
         h5 = next(outs) if b5.reduce is not None else x
