@@ -78,6 +78,8 @@ def _partner(peer_rec: Record, candidates: Sequence[Record]) -> Record | None:
     suite's torch direct 5×5 against jaxconv's direct one, its bottleneck against the default),
     and where that leaves several, the variant the peer's name ends with."""
     same = [r for r in candidates if r["macs"] == peer_rec["macs"]]
+    if peer_rec.get("base"):  # the variant it was timed against, where the record says
+        same = [r for r in same if r["variant"] == peer_rec["base"]]
     if len(same) > 1:
         twin = peer_rec["variant"].removeprefix(f"{peer_rec['peer']} ")
         same = [r for r in same if r["variant"] == twin]

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import jaxconv
@@ -310,8 +311,12 @@ def test_torch_peer_runs_the_same_model_with_jaxconvs_weights(name, size, torchv
     )
     x, labels = ctx.rng_arrays(0, [(2, size, size, 3), (2,)], "float32")
     labels = (abs(labels) * 10).astype("int32") % 10
-    inference, _, eval_state, _ = model._functions(case, "float32")
+    fns = model._functions(case, "float32", x)
+    inference, eval_state = fns.inference, fns.eval_state
     logits = jax.jit(inference)(eval_state, x)
+    np.testing.assert_allclose(
+        jax.jit(fns.frozen)(fns.frozen_state, x), logits, rtol=1e-4, atol=1e-4
+    )
     runners, err = model._torch_runners(ctx, case, eval_state, x, labels, "float32", logits)
     assert err < 1e-4
     assert set(runners) == {"torch inference", "torch train step"}

@@ -10,6 +10,11 @@ training step.
 Variants, both under jit and on jaxconv's default paths:
 
 - ``inference`` — ``model.eval()``; the logits.
+- ``frozen inference`` — ``jaxconv.nn.freeze(model, x)`` of that model (BatchNorm folded; bias,
+  ReLU/ReLU6 and the residual add fused into the convs; weights packed once), its logits checked
+  against the model's before timing (``max_rel_err_vs_unfrozen``, ``freeze_s``,
+  ``speedup_vs_unfrozen`` in its records). Every inference peer is compared with it
+  (``ratio_vs_jaxconv``), and with the unfrozen model (``ratio_vs_unfrozen``).
 - ``train step`` — ``model.train()`` (dropout on); ``jaxconv.train.train_step``, the step the
   trainer runs: softmax cross-entropy, ``nnx.value_and_grad`` and an SGD-with-momentum update
   through ``nnx.Optimizer`` — one complete step.
@@ -82,6 +87,18 @@ TORCHVISION = (ModelCase("googlenet", 224, 1000, torchvision=True),)
 TORCHVISION_OPTIONS: dict[str, dict[str, Any]] = {
     "googlenet": {"aux_logits": True, "transform_input": False}
 }
+#: The variant that runs ``jaxconv.nn.freeze(model, x)``: what the inference peers are compared
+#: with (their records also carry ``ratio_vs_unfrozen``).
+FROZEN = "frozen inference"
+#: Largest ``max |logits_frozen - logits| / max |logits|`` accepted before timing.
+FROZEN_TOLERANCE = {"float32": 1e-4, "bfloat16": 5e-2}
+
+
+def _relative_error(got: Any, expected: Any) -> float:
+    got, expected = np.asarray(got, np.float64), np.asarray(expected, np.float64)
+    return float(np.max(np.abs(got - expected)) / max(np.max(np.abs(expected)), 1e-30))
+
+
 #: Largest ``max |logits_torch - logits_jaxconv| / max |logits_jaxconv|`` accepted.
 PEER_TOLERANCE = {"float32": 1e-3, "bfloat16": 1e-1, "float16": 2e-2}
 
@@ -124,11 +141,28 @@ def forward_macs(case: ModelCase, batch: int, *, train: bool) -> int:
     return summary(model, x, xla=None).total.macs
 
 
-def _functions(case: ModelCase, dtype: str):
-    """``(inference(state, x), step(state, x, labels), inference state, train state)``."""
+class Functions(NamedTuple):
+    """What a case times: ``inference(state, x)``, ``step(state, x, labels)`` and
+    ``frozen(state, x)`` (``jaxconv.nn.freeze(model, x)`` of the inference model), their states
+    and how long freezing took."""
+
+    inference: Any
+    step: Any
+    frozen: Any
+    eval_state: Any
+    train_state: Any
+    frozen_state: Any
+    freeze_s: float
+
+
+def _functions(case: ModelCase, dtype: str, x) -> Functions:
+    """The :class:`Functions` of ``case``, the frozen model packed for ``x``."""
+    import time
+
     import optax
     from flax import nnx
 
+    from jaxconv.nn import freeze
     from jaxconv.train import AUX_WEIGHT, train_step
 
     model = _build(case, dtype)
@@ -137,6 +171,13 @@ def _functions(case: ModelCase, dtype: str):
 
     def inference(state, x):
         return nnx.merge(eval_graph, state)(x)
+
+    start = time.perf_counter()
+    frozen_graph, frozen_state = nnx.split(freeze(model, x))
+    freeze_s = time.perf_counter() - start
+
+    def frozen(state, x):
+        return nnx.merge(frozen_graph, state)(x)
 
     model = _build(case, dtype)
     model.train()
@@ -150,7 +191,7 @@ def _functions(case: ModelCase, dtype: str):
         )
         return metrics["loss"], nnx.state((model, optimizer))
 
-    return inference, step, eval_state, train_state
+    return Functions(inference, step, frozen, eval_state, train_state, frozen_state, freeze_s)
 
 
 def _torch_net(ctx: Context, case: ModelCase, eval_state, dtype: str) -> Any:
@@ -279,7 +320,7 @@ def _engine_runners(
         variant = f"{name} inference"
         runners[variant] = engine.run
         runs[variant] = PeerRun(
-            "inference",
+            FROZEN,
             dict(
                 peer=name,
                 peer_version=engine.version,
@@ -299,16 +340,28 @@ def _case(ctx: Context, case: ModelCase, batch: int, dtype: str) -> list[dict]:
     labels = jax.device_put(
         jnp.abs(labels * case.classes).astype(jnp.int32) % case.classes, ctx.device
     )
-    inference, step, eval_state, train_state = _functions(case, dtype)
-    eval_state, train_state = jax.device_put((eval_state, train_state), ctx.device)
+    inference, step, frozen, eval_state, train_state, frozen_state, freeze_s = _functions(
+        case, dtype, x
+    )
+    eval_state, train_state, frozen_state = jax.device_put(
+        (eval_state, train_state, frozen_state), ctx.device
+    )
     compiled = {
         "inference": ctx.compile(inference, eval_state, x),
+        FROZEN: ctx.compile(frozen, frozen_state, x),
         "train step": ctx.compile(step, train_state, x, labels),
     }
+    frozen_err = _relative_error(compiled[FROZEN](), compiled["inference"]())
+    if not frozen_err <= FROZEN_TOLERANCE[dtype]:
+        raise AssertionError(
+            f"{case.label}: the frozen model's logits differ from the model's (max relative "
+            f"error {frozen_err:.2e} > {FROZEN_TOLERANCE[dtype]:g})"
+        )
     macs = {
         "inference": forward_macs(case, batch, train=False),
         "train step": 3 * forward_macs(case, batch, train=True),
     }
+    macs[FROZEN] = macs["inference"]
     runners: dict[str, Any] = dict(compiled)
     peer_runs: dict[str, PeerRun] = {}
     has_peer = ctx.peer is not None and peered(case)
@@ -318,7 +371,8 @@ def _case(ctx: Context, case: ModelCase, batch: int, dtype: str) -> list[dict]:
         runners.update(peer_runners)
         for variant in peer_runners:
             fields = dict(peer="torch", torch_version=ctx.peer.version, peer_max_rel_err=peer_err)
-            peer_runs[variant] = PeerRun(variant.removeprefix("torch "), fields)
+            base = variant.removeprefix("torch ")
+            peer_runs[variant] = PeerRun(FROZEN if base == "inference" else base, fields)
     engines = engines_asked(ctx) if has_peer else ()
     if engines and (dtype != "float32" or ctx.platform != "cpu"):
         ctx.note(f"{case.label}: the engines run float32 on the CPU only; not timed in {dtype}.")
@@ -335,7 +389,19 @@ def _case(ctx: Context, case: ModelCase, batch: int, dtype: str) -> list[dict]:
         base = run.base if run is not None else variant
         extra: dict[str, Any] = {}
         if run is not None:
-            extra = dict(run.fields, ratio_vs_jaxconv=timing.median / timings[base].median)
+            extra = dict(
+                run.fields,
+                base=base,
+                ratio_vs_jaxconv=timing.median / timings[base].median,
+            )
+            if base == FROZEN:  # and against the model as it is, unfrozen
+                extra["ratio_vs_unfrozen"] = timing.median / timings["inference"].median
+        elif variant == FROZEN:
+            extra = dict(
+                freeze_s=freeze_s,
+                max_rel_err_vs_unfrozen=frozen_err,
+                speedup_vs_unfrozen=timings["inference"].median / timing.median,
+            )
         elif f"torch {variant}" in timings:
             extra = dict(speed_vs_torch=timings[f"torch {variant}"].median / timing.median)
         if case.torchvision:
