@@ -10,7 +10,7 @@
 //
 // A fourth handler, Inference, is a frozen model's conv (jaxconv.nn.freeze): forward_inference
 // with the bias, an optional residual add (oneDNN's sum post-op on an output buffer that XLA
-// aliases to the residual) and ReLU or ReLU6 as post-ops, and weights that Python packed once
+// aliases to the residual) and ReLU as post-ops, and weights that Python packed once
 // into the primitive's own layout (jaxconv_onednn_pack) — used as they are when their layout
 // fingerprint matches the primitive's, reordered from the plain weights otherwise.
 //
@@ -28,6 +28,7 @@
 // mutex, held only to look up, insert or evict; a cached primitive is reference-counted, so
 // evicting it never frees one that another thread is about to run.
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <cstdlib>
@@ -62,6 +63,53 @@ std::mutex& ExecutionMutex() {
   static std::mutex mu;
   return mu;
 }
+
+// Where a call's time goes, for the per-call overhead breakdown (docs/performance.md): with
+// JAXCONV_ONEDNN_PROFILE=1 in the environment at load, the forward and inference handlers add
+// the nanoseconds of each phase to these counters (read and reset by jaxconv_onednn_profile).
+// Off, a phase costs one branch on a constant.
+enum Phase : int { kDescribe = 0, kLookup, kLock, kSetup, kExecute, kWait, kPhases };
+
+struct Profile {
+  const bool on = [] {
+    const char* env = std::getenv("JAXCONV_ONEDNN_PROFILE");
+    return env != nullptr && env[0] != '\0' && env[0] != '0';
+  }();
+  std::mutex mu;
+  int64_t calls = 0;
+  int64_t ns[kPhases] = {};
+};
+
+Profile& Profiler() {
+  static Profile p;
+  return p;
+}
+
+// Times the phases of one call: Mark(phase) charges the time since the previous mark to it.
+class PhaseClock {
+ public:
+  PhaseClock() : on_(Profiler().on) {
+    if (on_) last_ = std::chrono::steady_clock::now();
+  }
+  void Mark(Phase phase) {
+    if (!on_) return;
+    const auto now = std::chrono::steady_clock::now();
+    ns_[phase] += std::chrono::duration_cast<std::chrono::nanoseconds>(now - last_).count();
+    last_ = now;
+  }
+  ~PhaseClock() {
+    if (!on_) return;
+    Profile& p = Profiler();
+    std::lock_guard<std::mutex> lock(p.mu);
+    ++p.calls;
+    for (int i = 0; i < kPhases; ++i) p.ns[i] += ns_[i];
+  }
+
+ private:
+  bool on_;
+  std::chrono::steady_clock::time_point last_;
+  int64_t ns_[kPhases] = {};
+};
 
 // One stream for every call: oneDNN's CPU stream is stateless between executions, and calls
 // are serialized by ExecutionMutex, so creating one per call bought nothing.
@@ -236,27 +284,20 @@ dnnl::primitive_attr Attributes() {
   return attr;
 }
 
-// The activations the Inference handler applies as post-ops (Python: frozen.ACTIVATIONS).
-enum Activation : int64_t { kNone = 0, kRelu = 1, kRelu6 = 2 };
+// The activation the Inference handler applies as a post-op (Python: inference.ACTIVATIONS).
+enum Activation : int64_t { kNone = 0, kRelu = 1 };
 
-// A frozen conv's post-ops: the residual (sum), then the activation, both NaN-propagating.
-// oneDNN 3.2's eltwise_relu, clip, clip_v2 and binary_max all turn NaN into 0 (max(x, 0) with
-// the operands in the order that returns 0); its ELU with alpha = 0 is ReLU that keeps NaN
+// A frozen conv's post-ops: the residual (sum), then the ReLU, both NaN-propagating. oneDNN
+// 3.2's eltwise_relu, clip, clip_v2 and binary_max all turn NaN into 0 (max(x, 0) with the
+// operands in the order that returns 0); its ELU with alpha = 0 is ReLU that keeps NaN
 // (x > 0 ? x : 0·(exp(x) - 1)), giving -0 instead of +0 for a negative x — equal as floats.
-// ReLU6 is min(relu(x), 6) = 6 - relu(6 - relu(x)), which keeps NaN too; it is exact where
-// relu(x) >= 3 (Sterbenz) and off by at most half an ulp of 6 (2.4e-7) below.
+// ReLU6 has no exact NaN-keeping form here (min(x, 6) loses NaN like max; 6 - relu(6 - x)
+// rounds a small x away), so Python applies it in XLA.
 dnnl::primitive_attr InferenceAttributes(const Geometry& g) {
   dnnl::primitive_attr attr = Attributes();
   dnnl::post_ops ops;
   if (g.residual) ops.append_sum(1.f);
-  if (g.activation == kRelu || g.activation == kRelu6) {
-    ops.append_eltwise(dnnl::algorithm::eltwise_elu, 0.f, 0.f);
-  }
-  if (g.activation == kRelu6) {
-    ops.append_eltwise(dnnl::algorithm::eltwise_linear, -1.f, 6.f);
-    ops.append_eltwise(dnnl::algorithm::eltwise_elu, 0.f, 0.f);
-    ops.append_eltwise(dnnl::algorithm::eltwise_linear, -1.f, 6.f);
-  }
+  if (g.activation == kRelu) ops.append_eltwise(dnnl::algorithm::eltwise_elu, 0.f, 0.f);
   attr.set_post_ops(ops);
   return attr;
 }
@@ -460,6 +501,7 @@ ffi::Error ForwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::RemainingArgs re
                        ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi,
                        ffi::Span<const int64_t> dilation, int64_t groups, int64_t channels_last,
                        int64_t transposed) {
+  PhaseClock clock;
   Attrs a = MakeAttrs(stride, pad_lo, pad_hi, dilation, groups, channels_last, transposed);
   Geometry g;
   if (auto err = Describe(a, x.dimensions(), x.element_type(), w.dimensions(), w.element_type(),
@@ -479,9 +521,12 @@ ffi::Error ForwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::RemainingArgs re
     g.bias = true;
     bias_data = b->untyped_data();
   }
+  clock.Mark(kDescribe);
   try {
     const auto e = Lookup(kForward, g);
+    clock.Mark(kLookup);
     std::lock_guard<std::mutex> lock(ExecutionMutex());
+    clock.Mark(kLock);
     dnnl::stream& s = Stream();
     memory src(g.SrcDesc(), Engine(), x.untyped_data());
     memory dst(g.DstDesc(), Engine(), y->untyped_data());
@@ -491,9 +536,12 @@ ffi::Error ForwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::RemainingArgs re
                                          {DNNL_ARG_DST, dst},
                                          {DNNL_ARG_SCRATCHPAD, Scratchpad(e->scratchpad)}};
     if (g.bias) args.emplace(DNNL_ARG_BIAS, memory(g.BiasDesc(), Engine(), bias_data));
+    clock.Mark(kSetup);
     e->prim.execute(s, args);
+    clock.Mark(kExecute);
     s.wait();
     ReleaseLargeScratchpad();
+    clock.Mark(kWait);
   } catch (const std::exception& ex) {
     return ffi::Error::Internal(Describe("forward", x.dimensions(), w.dimensions(),
                                          y->dimensions(), a) + ": " + ex.what());
@@ -581,6 +629,7 @@ ffi::Error InferenceImpl(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::AnyBuffer b,
                          ffi::Span<const int64_t> dilation, int64_t groups, int64_t channels_last,
                          int64_t transposed, int64_t activation, int64_t residual,
                          int64_t packed_format) {
+  PhaseClock clock;
   Attrs a = MakeAttrs(stride, pad_lo, pad_hi, dilation, groups, channels_last, transposed);
   Geometry g;
   if (auto err = Describe(a, x.dimensions(), x.element_type(), w.dimensions(), w.element_type(),
@@ -593,7 +642,7 @@ ffi::Error InferenceImpl(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::AnyBuffer b,
     return ffi::Error::InvalidArgument("jaxconv onednn: bias must be [C_out] f32/bf16, got " +
                                        Shape(b.dimensions()));
   }
-  if (activation < kNone || activation > kRelu6) {
+  if (activation < kNone || activation > kRelu) {
     return ffi::Error::InvalidArgument("jaxconv onednn: unknown activation code");
   }
   g.bias = true;
@@ -611,9 +660,12 @@ ffi::Error InferenceImpl(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::AnyBuffer b,
       std::memcpy(y->untyped_data(), r->untyped_data(), y->size_bytes());
     }
   }
+  clock.Mark(kDescribe);
   try {
     const auto e = Lookup(kForward, g);
+    clock.Mark(kLookup);
     std::lock_guard<std::mutex> lock(ExecutionMutex());
+    clock.Mark(kLock);
     dnnl::stream& s = Stream();
     memory src(g.SrcDesc(), Engine(), x.untyped_data());
     memory dst(g.DstDesc(), Engine(), y->untyped_data());
@@ -621,13 +673,18 @@ ffi::Error InferenceImpl(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::AnyBuffer b,
                       packed.size_bytes() == e->weights.get_size();
     memory wei = fits ? memory(e->weights, Engine(), packed.untyped_data())
                       : Weights(*e, g, w.untyped_data(), s);
-    e->prim.execute(s, {{DNNL_ARG_SRC, src},
-                        {DNNL_ARG_WEIGHTS, wei},
-                        {DNNL_ARG_BIAS, memory(g.BiasDesc(), Engine(), b.untyped_data())},
-                        {DNNL_ARG_DST, dst},
-                        {DNNL_ARG_SCRATCHPAD, Scratchpad(e->scratchpad)}});
+    std::unordered_map<int, memory> args{
+        {DNNL_ARG_SRC, src},
+        {DNNL_ARG_WEIGHTS, wei},
+        {DNNL_ARG_BIAS, memory(g.BiasDesc(), Engine(), b.untyped_data())},
+        {DNNL_ARG_DST, dst},
+        {DNNL_ARG_SCRATCHPAD, Scratchpad(e->scratchpad)}};
+    clock.Mark(kSetup);
+    e->prim.execute(s, args);
+    clock.Mark(kExecute);
     s.wait();
     ReleaseLargeScratchpad();
+    clock.Mark(kWait);
   } catch (const std::exception& ex) {
     return ffi::Error::Internal(Describe("frozen forward", x.dimensions(), w.dimensions(),
                                          y->dimensions(), a) + ": " + ex.what());
@@ -695,6 +752,7 @@ JAXCONV_EXPORT int jaxconv_onednn_packed_layout(const int64_t* flat, int64_t n, 
                                                 int64_t* fingerprint, char* err, int64_t errlen);
 JAXCONV_EXPORT int jaxconv_onednn_pack(const int64_t* flat, int64_t n, const void* w, void* out,
                                        int64_t out_bytes, char* err, int64_t errlen);
+JAXCONV_EXPORT int64_t jaxconv_onednn_profile(int64_t* out, int64_t reset);
 JAXCONV_EXPORT int jaxconv_onednn_native_bf16();
 JAXCONV_EXPORT int jaxconv_onednn_amx();
 JAXCONV_EXPORT int64_t jaxconv_onednn_cache_size();
@@ -821,6 +879,21 @@ void jaxconv_onednn_set_cache_capacity(int64_t capacity) {
   std::lock_guard<std::mutex> lock(cache.mu);
   cache.capacity = static_cast<size_t>(capacity < 1 ? 1 : capacity);
   cache.Trim();
+}
+
+// The per-call profile (JAXCONV_ONEDNN_PROFILE=1): writes the nanoseconds spent in each
+// phase (describe, lookup, lock, setup, execute, wait) to out[0..5] and returns the number of
+// calls profiled (-1 when profiling is off); `reset` zeroes the counters afterwards.
+int64_t jaxconv_onednn_profile(int64_t* out, int64_t reset) {
+  Profile& p = Profiler();
+  std::lock_guard<std::mutex> lock(p.mu);
+  for (int i = 0; i < kPhases; ++i) {
+    out[i] = p.ns[i];
+    if (reset) p.ns[i] = 0;
+  }
+  const int64_t calls = p.calls;
+  if (reset) p.calls = 0;
+  return p.on ? calls : -1;
 }
 
 // The scratchpad kept between calls (at most kRetainedScratchpad).

@@ -11,7 +11,7 @@ Variants, both under jit and on jaxconv's default paths:
 
 - ``inference`` — ``model.eval()``; the logits.
 - ``frozen inference`` — ``jaxconv.nn.freeze(model, x)`` of that model (BatchNorm folded; bias,
-  ReLU/ReLU6 and the residual add fused into the convs; weights packed once), its logits checked
+  ReLU and the residual add fused into the convs; weights packed once), its logits checked
   against the model's before timing (``max_rel_err_vs_unfrozen``, ``freeze_s``,
   ``speedup_vs_unfrozen`` in its records). Every inference peer is compared with it
   (``ratio_vs_jaxconv``), and with the unfrozen model (``ratio_vs_unfrozen``).

@@ -1,8 +1,8 @@
 """A frozen conv: ``act(conv(x, w) + b (+ residual))`` for inference, the op behind
 :func:`jaxconv.nn.freeze`.
 
-On a CPU with the oneDNN extension it is one primitive, with the residual add and ReLU/ReLU6
-as post-ops, on weights packed once (:func:`pack`); everywhere else — another platform, an
+On a CPU with the oneDNN extension it is one primitive, with the residual add and ReLU as
+post-ops, on weights packed once (:func:`pack`); everywhere else — another platform, an
 exported program, a conv oneDNN declines, a CPU without the extension — it is the conv that
 :func:`jaxconv.convolution.choose` picks, followed by the same arithmetic in XLA. Either way a
 NaN propagates as it does through ``jax.nn.relu``.
@@ -28,7 +28,10 @@ from jaxconv.convolution.spec import ConvSpec
 __all__ = ["FrozenLayoutWarning", "Packing", "frozen_conv", "fusable", "pack", "why_not_onednn"]
 
 #: The activations a frozen conv fuses, by the function a module holds.
-_FUSABLE: dict[Callable[..., Any], str] = {jax.nn.relu: "relu", jax.nn.relu6: "relu6"}
+#: ReLU6 is not one: oneDNN 3.2 has no post-op chain that clamps at 6 exactly and keeps NaN
+#: (its min/max post-ops give the bound for NaN; ``6 - relu(6 - x)`` rounds a small ``x`` to 0,
+#: which turned a randomly initialized MobileNetV2's logits, all below 1e-9, into zeros).
+_FUSABLE: dict[Callable[..., Any], str] = {jax.nn.relu: "relu"}
 
 
 class FrozenLayoutWarning(UserWarning):
@@ -47,7 +50,7 @@ class Packing(NamedTuple):
 
 
 def fusable(activation: Callable[..., Any] | None) -> str | None:
-    """The post-op name of ``activation`` (``"relu"``, ``"relu6"``), or None where it has none
+    """The post-op name of ``activation`` (``"relu"``), or None where it has none
     (it then runs in XLA after the conv)."""
     return None if activation is None else _FUSABLE.get(activation)
 
@@ -103,7 +106,7 @@ def frozen_conv(
       x, w: the input and kernel ``spec`` describes.
       b: the bias ``[C_out]`` (a frozen conv always has one: BatchNorm's shift).
       spec: from :func:`jaxconv.convolution.conv_spec`.
-      activation: None, ``"relu"`` or ``"relu6"``.
+      activation: None or ``"relu"`` (the primitive's post-op).
       residual: added before the activation, shaped like the output.
       packed, packing: ``w`` packed by :func:`pack` and what for; used where the primitive
         wants that very layout, else the plain ``w`` is reordered on each call (with a

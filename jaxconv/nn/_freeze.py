@@ -1,4 +1,4 @@
-"""``freeze``: a model for inference, with BatchNorm folded into its convs, bias, ReLU/ReLU6 and
+"""``freeze``: a model for inference, with BatchNorm folded into its convs, bias, ReLU and
 the residual add fused into them, and their weights packed once for oneDNN.
 
 How it works, in three passes over a copy of the model (the model itself is never changed):
@@ -67,7 +67,7 @@ class FrozenConv(nnx.Module):
     Built by :func:`freeze`, not by hand. ``kernel`` (HWIO) and ``bias`` ``[C_out]`` are plain
     arrays — BatchNorm folded in — so ``jax.export`` and every platform run standard
     StableHLO; on a CPU with the oneDNN extension the call is one primitive with the residual
-    add and ReLU/ReLU6 as post-ops, on ``packed``, the kernel packed once into the layout the
+    add and ReLU as post-ops, on ``packed``, the kernel packed once into the layout the
     primitive wants (``packing``: its fingerprint and the input shape it was packed for). A
     call whose primitive wants another layout reorders the plain kernel instead and warns
     (:class:`jaxconv.convolution.frozen.FrozenLayoutWarning`).
@@ -114,8 +114,7 @@ class FrozenConv(nnx.Module):
         """The activation as the primitive's post-op (None: none, or it runs in XLA)."""
         return fusable(self.activation)
 
-    def _inputs(self, x: Any, residual: Any) -> tuple[jax.Array, jax.Array, jax.Array, Any]:
-        x = _check.as_array(x, "x")
+    def _inputs(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, Any]:
         kernel = self.kernel[...]
         nsp = x.ndim - 2
         if kernel.ndim != nsp + 2 and kernel.shape[:-2] == (1,) * (kernel.ndim - 2):
@@ -137,7 +136,7 @@ class FrozenConv(nnx.Module):
         if x.ndim == self.kernel.ndim - 1:  # unbatched, as the conv modules take it
             r = None if residual is None else _check.as_array(residual, "residual")[None]
             return self(x[None], r)[0]
-        x, w, b, spec = self._inputs(x, residual)
+        x, w, b, spec = self._inputs(x)
         if residual is not None:
             residual = _check.as_array(residual, "residual")
             if tuple(residual.shape) != tuple(spec.out_shape):
@@ -370,10 +369,15 @@ def _name(path: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in path) or "(model)"
 
 
+def _node(model: nnx.Module, path: tuple[Any, ...]) -> Any:
+    node: Any = model
+    for p in path:
+        node = node[p] if isinstance(p, int) else getattr(node, p)
+    return node
+
+
 def _replace(model: nnx.Module, path: tuple[Any, ...], new: Any) -> None:
-    parent: Any = model
-    for p in path[:-1]:
-        parent = parent[p] if isinstance(p, int) else getattr(parent, p)
+    parent = _node(model, path[:-1])
     if isinstance(path[-1], int):
         parent[path[-1]] = new
     else:
@@ -419,7 +423,7 @@ def _activation_name(f: Callable[..., Any] | None) -> str:
 
 
 def freeze(model: Any, x: Any = None) -> Any:
-    """``model`` for inference: BatchNorm folded into its convs, the bias, ReLU/ReLU6 and the
+    """``model`` for inference: BatchNorm folded into its convs, the bias, ReLU and the
     residual add fused into them, their weights packed once for oneDNN.
 
     Works on every jaxconv model and on a user's own model built from ``jaxconv.nn``. The
@@ -431,11 +435,12 @@ def freeze(model: Any, x: Any = None) -> Any:
 
     - Conv→BatchNorm pairs are found by tracing the forward pass, not by names: a BatchNorm
       folds when it reads a conv's output and nothing else reads it (see the module notes).
-    - Activations: ``jax.nn.relu`` and ``jax.nn.relu6`` after a folded BatchNorm (in
-      :class:`~jaxconv.nn.ConvBN`) or in a conv module run in the conv, and so does a residual
-      block's add (:class:`~jaxconv.nn.BasicBlock`, :class:`~jaxconv.nn.ResNetBottleneck`,
+    - Activations: ``jax.nn.relu`` after a folded BatchNorm (in :class:`~jaxconv.nn.ConvBN`)
+      or in a conv module runs in the conv, and so does a residual block's add
+      (:class:`~jaxconv.nn.BasicBlock`, :class:`~jaxconv.nn.ResNetBottleneck`,
       :class:`~jaxconv.nn.InvertedResidual`). NaN propagates as through ``jax.nn.relu``.
-      Other activations run in XLA after the conv.
+      Other activations (MobileNetV2's ReLU6 among them: oneDNN 3.2 has no exact,
+      NaN-keeping clamp at 6) run in XLA after the conv.
     - Weights are packed for the input shape of ``x``; another batch size needs no re-freeze
       (a shape whose primitive wants another layout reorders the plain weights and warns).
     - Without the oneDNN extension, on another platform and under ``jax.export``, the frozen
@@ -510,6 +515,19 @@ def freeze(model: Any, x: Any = None) -> Any:
     for bn_id, bn in bns.items():
         if bn_id in why and bn not in pairs.values():
             kept.append((_name(paths[bn_id]), f"not folded: {why[bn_id]}"))
+    for node_id, path in paths.items():  # other convs (nnx.Conv, ConvTranspose, ...) stay
+        node = _node(frozen, path)
+        kernel = getattr(node, "kernel", None)
+        if (
+            node_id in convs
+            or isinstance(node, FrozenConv)
+            or len(getattr(kernel, "shape", ())) < 3
+        ):
+            continue  # a rebuilt conv, or not a conv (nnx.Linear's kernel is a matrix)
+        if isinstance(node, _CONVS):
+            kept.append((_name(path), "not called in the forward pass for this input"))
+        else:
+            kept.append((_name(path), f"{type(node).__name__} is not a conv freeze rebuilds"))
     _fuse_units(frozen)
     for m in inceptions:
         m.fuse_1x1 = fused_1x1[id(m)]

@@ -14,8 +14,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jax.extend.core import Primitive
-from jax.interpreters import mlir
+from jax.interpreters import batching, mlir
 
 from jaxconv.convolution.lowerings.onednn.geometry import Geometry
 from jaxconv.convolution.lowerings.onednn.library import _load
@@ -28,8 +29,8 @@ from jaxconv.convolution.lowerings.onednn.primitives import (
 )
 
 #: The activations the primitive applies as post-ops, by their code in the C++ handler.
-ACTIVATIONS = {None: 0, "relu": 1, "relu6": 2}
-_APPLY = {None: lambda y: y, "relu": jax.nn.relu, "relu6": jax.nn.relu6}
+ACTIVATIONS = {None: 0, "relu": 1}
+_APPLY = {None: lambda y: y, "relu": jax.nn.relu}
 
 infer_p = Primitive("onednn_conv_inference")  # (x, w, b, packed[, residual]) -> y
 
@@ -92,6 +93,29 @@ def _lower(ctx, x, w, b, packed, *residual, geometry, out_dtype, activation, pac
 mlir.register_lowering(infer_p, _lower, cacheable=False)
 if _NEEDS_DEVICES is not None:
     _NEEDS_DEVICES.add(infer_p)
+
+
+def _batch_rule(args, dims, **params):
+    """vmap: a mapped input (and residual) is folded into the conv's batch, one call; a mapped
+    kernel, bias or packing runs one call per element."""
+    x, w, b, packed, *residual = args
+    if all(d is None for d in dims[1:4]):
+        size = x.shape[dims[0]]
+        folded = []
+        for a, d in zip([x, *residual], [dims[0], *dims[4:]]):
+            a = jnp.moveaxis(a, d, 0) if d is not None else jnp.broadcast_to(a, (size, *a.shape))
+            folded.append(a.reshape(size * a.shape[1], *a.shape[2:]))
+        y = _bind(infer_p, folded[0], w, b, packed, *folded[1:], **params)
+        return y.reshape(size, y.shape[0] // size, *y.shape[1:]), 0
+    size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
+    moved = [
+        jnp.moveaxis(a, d, 0) if d is not None else jnp.broadcast_to(a, (size, *a.shape))
+        for a, d in zip(args, dims)
+    ]
+    return lax.map(lambda ops: _bind(infer_p, *ops, **params), tuple(moved)), 0
+
+
+batching.primitive_batchers[infer_p] = _batch_rule
 
 
 def conv(

@@ -46,6 +46,7 @@ _SYMBOLS = {
     "jaxconv_onednn_scratchpad_bytes": ctypes.c_int64,
     "jaxconv_onednn_packed_layout": ctypes.c_int,
     "jaxconv_onednn_pack": ctypes.c_int,
+    "jaxconv_onednn_profile": ctypes.c_int64,
     **dict.fromkeys(_TARGETS.values(), ctypes.c_void_p),
 }
 
@@ -241,3 +242,21 @@ def scratchpad_bytes() -> int:
     after the call that needed it); 0 if not loaded."""
     lib, _ = _load()
     return 0 if lib is None else int(lib.jaxconv_onednn_scratchpad_bytes())
+
+
+#: The phases of one call that ``JAXCONV_ONEDNN_PROFILE=1`` times (csrc/onednn_conv.cc).
+PROFILE_PHASES = ("describe", "lookup", "lock", "setup", "execute", "wait")
+
+
+def profile(reset: bool = True) -> tuple[int, dict[str, float]] | None:
+    """``(calls, {phase: seconds})`` the forward and frozen handlers spent since the last reset
+    (``JAXCONV_ONEDNN_PROFILE=1`` set before the extension loads), else None; ``reset`` zeroes
+    the counters. For the per-call overhead breakdown (bench/per_call.py)."""
+    lib, _ = _load()
+    if lib is None:
+        return None
+    out = (ctypes.c_int64 * len(PROFILE_PHASES))()
+    calls = int(lib.jaxconv_onednn_profile(out, ctypes.c_int64(int(reset))))
+    if calls < 0:
+        return None
+    return calls, {p: out[i] / 1e9 for i, p in enumerate(PROFILE_PHASES)}
