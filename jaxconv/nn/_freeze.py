@@ -517,12 +517,8 @@ def freeze(model: Any, x: Any = None) -> Any:
             kept.append((_name(paths[bn_id]), f"not folded: {why[bn_id]}"))
     for node_id, path in paths.items():  # other convs (nnx.Conv, ConvTranspose, ...) stay
         node = _node(frozen, path)
-        kernel = getattr(node, "kernel", None)
-        if (
-            node_id in convs
-            or isinstance(node, FrozenConv)
-            or len(getattr(kernel, "shape", ())) < 3
-        ):
+        kernel_shape = getattr(getattr(node, "kernel", None), "shape", ())
+        if node_id in convs or isinstance(node, FrozenConv) or len(kernel_shape) < 3:
             continue  # a rebuilt conv, or not a conv (nnx.Linear's kernel is a matrix)
         if isinstance(node, _CONVS):
             kept.append((_name(path), "not called in the forward pass for this input"))
