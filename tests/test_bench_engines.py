@@ -95,8 +95,9 @@ def _resnet18_context(case=None):
     case = case or model.ModelCase("resnet18", 32, 10)
     ctx = _context("openvino")
     (x,) = ctx.rng_arrays(0, [(1, case.size, case.size, 3)], "float32")
-    inference, _, eval_state, _ = model._functions(case, "float32")
-    logits = jax.jit(inference)(eval_state, x)
+    fns = model._functions(case, "float32", x)
+    eval_state = fns.eval_state
+    logits = jax.jit(fns.inference)(eval_state, x)
     return ctx, case, eval_state, x, logits
 
 
@@ -113,7 +114,7 @@ def test_engines_agreeing_are_timed_with_their_settings_and_disagreeing_ones_are
     runners, runs = model._engine_runners(ctx, case, eval_state, x, logits, _engines.ENGINES)
     assert set(runners) == set(runs) == {"torch-compile inference"}
     fields = runs["torch-compile inference"].fields
-    assert runs["torch-compile inference"].base == "inference"
+    assert runs["torch-compile inference"].base == "frozen inference"  # model.FROZEN
     assert fields["peer"] == "torch-compile"
     assert fields["peer_settings"] == {"threads": ctx.peer.threads, "fake": "torch-compile"}
     assert (fields["load_s"], fields["first_call_s"]) == (0.5, 0.25)

@@ -301,10 +301,13 @@ def test_quick_model_suite_times_resnet18_against_torch(tmp_path):
     rows = {(r["layer"], r["variant"]): r for r in records}
     assert {("resnet18", "torch inference"), ("resnet18", "torch train step")} <= set(rows)
     assert rows[("resnet18", "torch inference")]["ratio_vs_jaxconv"] > 0
+    assert rows[("resnet18", "torch inference")]["base"] == "frozen inference"
+    assert rows[("resnet18", "torch inference")]["ratio_vs_unfrozen"] > 0
     assert rows[("resnet18", "inference")]["batch"] == 2
+    assert rows[("resnet18", "frozen inference")]["max_rel_err_vs_unfrozen"] <= 1e-4
     lines = _compare.summary(_compare.comparisons(records))
     assert [(line.peer, line.what, line.worst_at) for line in lines] == [
-        ("torch", "inference", "resnet18"),
+        ("torch", "frozen inference", "resnet18"),
         ("torch", "train step", "resnet18"),
     ]
     assert "No peer for nin." in (tmp_path / "model.md").read_text()

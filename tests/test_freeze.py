@@ -143,6 +143,25 @@ def test_a_users_model_folds_what_the_trace_shows():
     assert "fold  norm_of_a -> a" in str(report)
 
 
+def test_a_shared_conv_folds_only_when_every_call_feeds_its_batchnorm():
+    class Shared(nnx.Module):
+        def __init__(self, rngs):
+            self.conv = Conv(4, 4, 3, use_bias=False, rngs=rngs)
+            self.bn = nnx.BatchNorm(4, rngs=rngs)
+
+        def __call__(self, x):
+            return self.bn(self.conv(x)) + self.conv(x)  # the second call has no BatchNorm
+
+    model = Shared(nnx.Rngs(0))
+    _calibrate(model, 4)
+    x = jax.random.normal(jax.random.key(8), (2, 8, 8, 4))
+    fz = freeze(model, x)
+    assert fz.report.folded == ()
+    assert "not followed by the BatchNorm" in dict(fz.report.kept)["conv"]
+    model.eval()
+    np.testing.assert_allclose(fz(x), model(x), rtol=1e-5, atol=1e-5)
+
+
 def test_nan_propagates_through_every_post_op():
     x = np.ones((1, 6, 6, 4), np.float32)
     x[0, 1, 1, 0] = np.nan

@@ -66,6 +66,8 @@ NN_PUBLIC = [
     "ConvBN",
     "ConvTranspose",
     "DepthwiseConv",
+    "FreezeReport",
+    "FrozenConv",
     "GlobalAvgPool",
     "Inception",
     "InvertedResidual",
@@ -79,6 +81,7 @@ NN_PUBLIC = [
     "Summary",
     "SummaryRow",
     "VarianceScaling",
+    "freeze",
     "local_response_norm",
     "summary",
 ]

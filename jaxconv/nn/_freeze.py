@@ -75,6 +75,14 @@ class FrozenConv(nnx.Module):
     Call:
       ``x`` ``[N, *spatial, C_in]`` (or unbatched) and optional ``residual`` shaped like the
       output → ``[N, *spatial_out, C_out]``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from jaxconv.nn import ConvBN, freeze
+      >>> unit = freeze(ConvBN(3, 8, 3, rngs=nnx.Rngs(0)), jnp.ones((2, 8, 8, 3)))
+      >>> type(unit.conv).__name__, unit.conv.post_op, unit.conv(jnp.ones((2, 8, 8, 3))).shape
+      ('FrozenConv', 'relu', (2, 8, 8, 8))
     """
 
     kernel: nnx.Param[jax.Array]
@@ -172,6 +180,14 @@ class FreezeReport:
         in its one call.
       packed: ``(conv, bytes)``: convs whose weights are packed for oneDNN.
       kept: ``(module, why)``: what was not folded, fused or packed, and why.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from jaxconv.nn import ConvBN, freeze
+      >>> report = freeze(ConvBN(3, 8, 3, rngs=nnx.Rngs(0)), jnp.ones((1, 8, 8, 3))).report
+      >>> report.folded, report.fused
+      ((('conv', 'bn'),), (('conv', 'bias + relu'),))
     """
 
     folded: tuple[tuple[str, str], ...] = ()
@@ -291,13 +307,15 @@ def _pairs(calls: list[_Call], jaxpr: Any) -> tuple[dict[int, Any], dict[int, st
         if call.kind == "bn":
             bn_of_mark[eqn_index[id(eqn)]] = call
     candidate: dict[int, Any] = {}
+    unnormalized: set[int] = set()  # convs with a call that no BatchNorm reads
     for call, eqn in zip(calls, marks):
         if call.kind != "conv":
             continue
         conv = call.module
         readers = users.get(eqn.outvars[0], [])
         bns = {id(bn_of_mark[i].module): bn_of_mark[i] for i in readers if i in bn_of_mark}
-        if not bns:  # no BatchNorm after it: nothing to fold
+        if not bns:  # no BatchNorm after this call: nothing to fold here
+            unnormalized.add(id(conv))
             continue
         if len(readers) != 1 or len(bns) != 1:
             why[id(conv)] = "its output is read by something besides one BatchNorm"
@@ -307,6 +325,9 @@ def _pairs(calls: list[_Call], jaxpr: Any) -> tuple[dict[int, Any], dict[int, st
             why[id(conv)] = "its calls feed different BatchNorms"
             continue
         candidate[id(conv)] = bn.module
+    for conv_id in unnormalized & set(candidate):  # a shared conv, normalized on one call only
+        del candidate[conv_id]
+        why[conv_id] = "another of its calls is not followed by the BatchNorm"
     for call in calls:  # each BatchNorm call must read its conv's output, plainly
         if call.kind != "bn":
             continue
@@ -647,7 +668,11 @@ def _pack(
             how = "" if conv.post_op else " (in XLA)"
             parts.append(_activation_name(conv.activation) + how)
         fused.append((name, " + ".join(parts)))
-        why = why_not_onednn(spec) if conv.implementation in (None, "onednn") else "implementation"
+        why = (
+            why_not_onednn(spec)
+            if conv.implementation in (None, "onednn")
+            else f"the module asks for implementation={conv.implementation!r}"
+        )
         if why is not None:
             kept.append((name, f"runs on XLA: {why}"))
             continue
