@@ -130,6 +130,13 @@ def test_bottleneck_records_match_the_cost_model(quick_run):
         parts = [r for v, r in rows.items() if v.startswith("(d) part")]
         assert sorted(r["macs"] for r in parts) == sorted([cost.reduce.macs, cost.spatial.macs])
         assert all(r["info"] and not r["default"] for r in parts)
+        # the roofline: the reduce at the bandwidth (or the peak), the 5×5 at the direct's pace
+        spatial_s = cost.spatial.flops / cost.direct.flops * direct["median_s"]
+        assert default["roofline_spatial_s"] == pytest.approx(spatial_s)
+        assert default["roofline_reduce_s"] > 0
+        assert default["roofline_speedup"] == pytest.approx(
+            direct["median_s"] / (default["roofline_reduce_s"] + spatial_s)
+        )
 
 
 def test_conv1x1_records_compare_against_lax_conv(quick_run):

@@ -20,13 +20,16 @@ branches. Every variant has bias + ReLU after each conv, so fusion has something
 
 The goal: the default path (d) at least 0.9 × the analytic speedup over the direct 5×5 at the
 largest batch; the notes report its status (met or not met), which never changes the exit code.
+Beside it the notes print (d)'s roofline speedup on this machine (:class:`Roofline`, also in
+(d)'s records as ``roofline_speedup``, ``roofline_reduce_s`` and ``roofline_spatial_s``):
+measured, roofline and analytic side by side.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 
@@ -159,6 +162,7 @@ def _case(ctx: Context, block: Block, batch: int, dtype: str) -> list[dict]:
         PART_REDUCE: cost.reduce.macs,
         PART_SPATIAL: cost.spatial.macs,
     }
+    roofline = Roofline.of(cost, timings[DIRECT].median, ctx.bandwidth(), ctx.gemm_peak(dtype))
     records = []
     for variant, timing in timings.items():
         is_direct = macs.get(variant) == cost.macs_direct
@@ -170,6 +174,12 @@ def _case(ctx: Context, block: Block, batch: int, dtype: str) -> list[dict]:
         if variant in (DIRECT, EINSUM):  # the peer plain lax: the same convs on lax.conv
             lax = timings[XLA_DIRECT if variant == DIRECT else XLA_BOTTLENECK]
             extra["speedup_vs_lax"] = lax.median / timing.median
+        if variant == EINSUM:
+            extra.update(
+                roofline_speedup=roofline.speedup,
+                roofline_reduce_s=roofline.reduce_s,
+                roofline_spatial_s=roofline.spatial_s,
+            )
         records.append(
             ctx.record(
                 NAME,
@@ -190,6 +200,33 @@ def _case(ctx: Context, block: Block, batch: int, dtype: str) -> list[dict]:
             )
         )
     return records
+
+
+class Roofline(NamedTuple):
+    """The bottleneck's (d) time at this machine's limits, arm by arm: the 1×1 reduce at the
+    slower of its bytes over the measured bandwidth and its FLOPs at the GEMM peak (it reads
+    the whole input to write 16 channels: memory-bound), the 5×5 on the reduced maps at the
+    GFLOP/s the direct 5×5 reaches here; ``speedup`` is the direct 5×5's measured time over
+    their sum — what the bottleneck can gain on this machine, beside the analytic MAC ratio.
+
+    >>> import jaxconv
+    >>> cost = jaxconv.bottleneck_cost((14, 14, 480), 48, 5, 16, batch=32)
+    >>> r = Roofline.of(cost, direct_s=0.060, bandwidth_gbs=45.0, peak_gflops=184.0)
+    >>> round(r.reduce_s * 1e3, 3), round(r.spatial_s * 1e3, 3), round(r.speedup, 1)
+    (0.524, 2.0, 23.8)
+    """
+
+    reduce_s: float
+    spatial_s: float
+    speedup: float
+
+    @classmethod
+    def of(cls, cost: Any, direct_s: float, bandwidth_gbs: float, peak_gflops: float) -> Roofline:
+        reduce_s = max(
+            cost.reduce.bytes / (bandwidth_gbs * 1e9), cost.reduce.flops / (peak_gflops * 1e9)
+        )
+        spatial_s = cost.spatial.flops / cost.direct.flops * direct_s
+        return cls(reduce_s, spatial_s, direct_s / (reduce_s + spatial_s))
 
 
 def goal_status(speedup: float, analytic: float, where: str) -> str:
@@ -217,6 +254,15 @@ def _notes(ctx: Context, records: list[dict]) -> None:
         at = {r["variant"]: r for r in rows if r["batch"] == batch}
         d, ratio = at[EINSUM], at[EINSUM]["analytic_ratio"]
         ctx.note(goal_status(d["speedup_vs_direct"], ratio, f"{layer}, batch {batch}, {dtype}"))
+        if "roofline_speedup" in d:
+            ctx.note(
+                f"  speedup over the direct 5×5: measured {d['speedup_vs_direct']:.1f}×, "
+                f"roofline {d['roofline_speedup']:.1f}× (1×1 reduce "
+                f"{d['roofline_reduce_s'] * 1e3:.3f} ms at {ctx.bandwidth():.0f} GB/s, 5×5 on "
+                f"the reduced maps {d['roofline_spatial_s'] * 1e3:.3f} ms at the direct 5×5's "
+                f"{at[DIRECT]['gflops']:.0f} GFLOP/s), analytic {ratio:.1f}×; measured / "
+                f"roofline {d['speedup_vs_direct'] / d['roofline_speedup']:.2f}."
+            )
         ctx.note(
             f"  {layer} 5×5 branch, batch {batch}, {dtype}: the default path (d) runs "
             f"{d['speedup_vs_direct']:.1f}× the direct 5×5's speed (analytic {ratio:.1f}×)."
