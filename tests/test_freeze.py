@@ -254,3 +254,15 @@ def test_tiny_activations_keep_their_value():
     y, y_frozen = np.asarray(model(x), np.float64), np.asarray(fz(x), np.float64)
     assert 0 < np.max(np.abs(y)) < 1e-6
     assert np.max(np.abs(y_frozen - y)) <= 1e-4 * np.max(np.abs(y))
+
+
+def test_an_nchw_model_and_a_second_freeze():
+    model = MODELS["resnet18"].build(10, layout="NCHW", rngs=nnx.Rngs(0))
+    _calibrate(model, 5)
+    x = jax.random.normal(jax.random.key(9), (2, 3, 32, 32))
+    fz = freeze(model, x)
+    again = freeze(fz, x)  # nothing left to fold; the frozen convs are packed again
+    model.eval()
+    assert len(fz.report.folded) == 20 and again.report.folded == ()
+    for m in (fz, again):
+        np.testing.assert_allclose(m(x), model(x), rtol=1e-4, atol=1e-4)
