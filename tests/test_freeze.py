@@ -266,3 +266,15 @@ def test_an_nchw_model_and_a_second_freeze():
     assert len(fz.report.folded) == 20 and again.report.folded == ()
     for m in (fz, again):
         np.testing.assert_allclose(m(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not ONEDNN, reason="the frozen primitive needs the oneDNN extension")
+def test_vmap_runs_and_grad_says_it_is_for_inference():
+    unit = ConvBN(3, 8, 3, rngs=nnx.Rngs(0))
+    _calibrate(unit, 6)
+    xs = jax.random.normal(jax.random.key(10), (3, 2, 8, 8, 3))
+    fz = freeze(unit, xs[0])
+    unit.eval()
+    np.testing.assert_allclose(jax.vmap(fz)(xs), jax.vmap(unit)(xs), rtol=1e-5, atol=1e-5)
+    with pytest.raises(TypeError, match="for inference and has no derivative"):
+        jax.grad(lambda x: fz(x).sum())(xs[0])

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.extend.core import Primitive
-from jax.interpreters import batching, mlir
+from jax.interpreters import ad, batching, mlir
 
 from jaxconv.convolution.lowerings.onednn.geometry import Geometry
 from jaxconv.convolution.lowerings.onednn.library import _load
@@ -116,6 +116,16 @@ def _batch_rule(args, dims, **params):
 
 
 batching.primitive_batchers[infer_p] = _batch_rule
+
+
+def _no_derivative(primals, tangents, **params):
+    raise TypeError(
+        "a frozen conv (jaxconv.nn.freeze) is for inference and has no derivative: "
+        "differentiate the model it was frozen from"
+    )
+
+
+ad.primitive_jvps[infer_p] = _no_derivative
 
 
 def conv(
