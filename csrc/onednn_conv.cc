@@ -380,14 +380,8 @@ ScratchpadBuffer& ScratchpadState() {
   return state;
 }
 
-memory Scratchpad(const memory::desc& desc);
-
-// The scratchpad's buffer, grown to at least `desc`'s size (see Scratchpad).
+// The scratchpad's buffer, grown to at least `desc`'s size.
 void* ScratchpadData(const memory::desc& desc) {
-  return Scratchpad(desc).get_data_handle();
-}
-
-memory Scratchpad(const memory::desc& desc) {
   ScratchpadBuffer& state = ScratchpadState();
   const size_t need = desc.get_size();
   if (need > state.capacity) {
@@ -398,7 +392,11 @@ memory Scratchpad(const memory::desc& desc) {
     if (!state.data) throw std::bad_alloc();
     state.capacity = bytes;
   }
-  return memory(desc, Engine(), state.data.get());
+  return state.data.get();
+}
+
+memory Scratchpad(const memory::desc& desc) {
+  return memory(desc, Engine(), ScratchpadData(desc));
 }
 
 void ReleaseLargeScratchpad() {

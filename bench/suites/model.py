@@ -94,11 +94,6 @@ FROZEN = "frozen inference"
 FROZEN_TOLERANCE = {"float32": 1e-4, "bfloat16": 5e-2}
 
 
-def _relative_error(got: Any, expected: Any) -> float:
-    got, expected = np.asarray(got, np.float64), np.asarray(expected, np.float64)
-    return float(np.max(np.abs(got - expected)) / max(np.max(np.abs(expected)), 1e-30))
-
-
 #: Largest ``max |logits_torch - logits_jaxconv| / max |logits_jaxconv|`` accepted.
 PEER_TOLERANCE = {"float32": 1e-3, "bfloat16": 1e-1, "float16": 2e-2}
 
@@ -351,7 +346,9 @@ def _case(ctx: Context, case: ModelCase, batch: int, dtype: str) -> list[dict]:
         FROZEN: ctx.compile(frozen, frozen_state, x),
         "train step": ctx.compile(step, train_state, x, labels),
     }
-    frozen_err = _relative_error(compiled[FROZEN](), compiled["inference"]())
+    from bench import _engines
+
+    frozen_err = _engines.relative_error(compiled[FROZEN](), compiled["inference"]())
     if not frozen_err <= FROZEN_TOLERANCE[dtype]:
         raise AssertionError(
             f"{case.label}: the frozen model's logits differ from the model's (max relative "

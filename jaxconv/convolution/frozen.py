@@ -119,9 +119,7 @@ def frozen_conv(
     """
     onednn = implementation in (None, "onednn") and why_not_onednn(spec) is None
     if not onednn or spec.batch == 0:
-        y = run(choose(spec, implementation).plan, x, w, spec)
-        shape = (1,) * (y.ndim - 1) + (-1,) if spec.channels_last else (1, -1) + (1,) * (y.ndim - 2)
-        y = y + b.astype(y.dtype).reshape(shape)
+        y = run(choose(spec, implementation).plan, x, w, spec, b)
         if residual is not None:
             y = y + residual.astype(y.dtype)
         return y if activation is None else inference._APPLY[activation](y)

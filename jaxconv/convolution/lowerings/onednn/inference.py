@@ -25,7 +25,7 @@ from jaxconv.convolution.lowerings.onednn.primitives import (
     _apply_primitive,
     _aval,
     _bind,
-    _lax_conv,
+    _lax_reference,
 )
 
 #: The activations the primitive applies as post-ops, by their code in the C++ handler.
@@ -46,10 +46,7 @@ infer_p.def_impl(functools.partial(_apply_primitive, infer_p))
 
 def reference(x, w, b, residual, *, geometry: Geometry, out_dtype, activation) -> jax.Array:
     """What the primitive computes, in lax: ``act(conv(x, w) + b (+ residual))``."""
-    y = _lax_conv(x, w, geometry, out_dtype)
-    nsp = len(geometry.stride)
-    shape = (1,) * (nsp + 1) + (-1,) if geometry.channels_last else (1, -1) + (1,) * nsp
-    y = y + b.astype(out_dtype).reshape(shape)
+    y = _lax_reference("fwd", geometry, jax.ShapeDtypeStruct((), out_dtype), x, w, b)
     if residual is not None:
         y = y + residual.astype(out_dtype)
     return _APPLY[activation](y)
