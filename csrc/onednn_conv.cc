@@ -12,7 +12,9 @@
 // with the bias, an optional residual add (oneDNN's sum post-op on an output buffer that XLA
 // aliases to the residual) and ReLU as post-ops, and weights that Python packed once
 // into the primitive's own layout (jaxconv_onednn_pack) — used as they are when their layout
-// fingerprint matches the primitive's, reordered from the plain weights otherwise.
+// fingerprint matches the primitive's, reordered from the plain weights otherwise. A fifth,
+// Bottleneck, runs Inception's bottleneck (a 1×1 reduce, ReLU, a k×k conv) in one call, image
+// by image on each OpenMP thread where the batch allows (BottleneckImpl).
 //
 // XLA's buffers are used in place: every activation is described to oneDNN with its own
 // strides, so nothing but the (small) weights is ever reordered. Primitives are built once per
@@ -40,6 +42,8 @@
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+#include <omp.h>
 
 #include "dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
@@ -160,11 +164,17 @@ struct Geometry {
   bool inference = false;
   int64_t activation = 0;  // an Activation below
   bool residual = false;   // a sum post-op: dst holds the residual when the primitive runs
+  // Built and run inside an OpenMP parallel region, on one thread's images (the Bottleneck
+  // handler): oneDNN then runs it on that thread alone (dnnl_get_current_num_threads() is 1
+  // there), so it is kept apart from the primitive of the same shape run on every core.
+  bool single_thread = false;
 
   std::vector<int64_t> Key(Role role) const {
-    std::vector<int64_t> k{role, static_cast<int64_t>(src_dt), static_cast<int64_t>(wei_dt),
-                           static_cast<int64_t>(dst_dt), static_cast<int64_t>(bias_dt), bias,
-                           transposed, inference, activation, residual};
+    std::vector<int64_t> k{role,     static_cast<int64_t>(src_dt), static_cast<int64_t>(wei_dt),
+                           static_cast<int64_t>(dst_dt), static_cast<int64_t>(bias_dt),
+                           bias,     transposed,
+                           inference, activation,
+                           residual, single_thread};
     for (const dims* v : {&src, &wei, &dst, &src_strides, &wei_strides, &dst_strides, &stride,
                           &dilation, &pad_lo, &pad_hi}) {
       k.push_back(static_cast<int64_t>(v->size()));
@@ -370,42 +380,44 @@ int64_t Fingerprint(const memory::desc& d) {
 // between calls is bounded. Call both with the execution mutex held.
 constexpr size_t kRetainedScratchpad = size_t{64} << 20;
 
-struct ScratchpadBuffer {
+// A 64-byte aligned host buffer that grows on demand (its old contents are not kept).
+struct Buffer {
   std::unique_ptr<char, decltype(&std::free)> data{nullptr, &std::free};
   size_t capacity = 0;
+
+  void* Grow(size_t need) {
+    if (need > capacity) {
+      const size_t bytes = (need + 63) / 64 * 64;
+      data.reset();  // free the old one first: peak memory is the new size, not both
+      capacity = 0;
+      data.reset(static_cast<char*>(std::aligned_alloc(64, bytes)));
+      if (!data) throw std::bad_alloc();
+      capacity = bytes;
+    }
+    return data.get();
+  }
+
+  void ReleaseIfOver(size_t bytes) {
+    if (capacity > bytes) {
+      data.reset();
+      capacity = 0;
+    }
+  }
 };
 
-ScratchpadBuffer& ScratchpadState() {
-  static ScratchpadBuffer state;
+Buffer& ScratchpadState() {
+  static Buffer state;
   return state;
 }
 
 // The scratchpad's buffer, grown to at least `desc`'s size.
-void* ScratchpadData(const memory::desc& desc) {
-  ScratchpadBuffer& state = ScratchpadState();
-  const size_t need = desc.get_size();
-  if (need > state.capacity) {
-    const size_t bytes = (need + 63) / 64 * 64;
-    state.data.reset();  // free the old one first: peak memory is the new size, not both
-    state.capacity = 0;
-    state.data.reset(static_cast<char*>(std::aligned_alloc(64, bytes)));
-    if (!state.data) throw std::bad_alloc();
-    state.capacity = bytes;
-  }
-  return state.data.get();
-}
+void* ScratchpadData(const memory::desc& desc) { return ScratchpadState().Grow(desc.get_size()); }
 
 memory Scratchpad(const memory::desc& desc) {
   return memory(desc, Engine(), ScratchpadData(desc));
 }
 
-void ReleaseLargeScratchpad() {
-  ScratchpadBuffer& state = ScratchpadState();
-  if (state.capacity > kRetainedScratchpad) {
-    state.data.reset();
-    state.capacity = 0;
-  }
-}
+void ReleaseLargeScratchpad() { ScratchpadState().ReleaseIfOver(kRetainedScratchpad); }
 
 template <typename Fwd, typename BwdData, typename BwdWeights>
 Entry Build(Role role, const Geometry& g, dnnl::algorithm alg) {
@@ -722,6 +734,203 @@ ffi::Error InferenceImpl(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::AnyBuffer b,
   return ffi::Error::Success();
 }
 
+// The seed's bottleneck in one call: y = conv(act(conv1x1(x, w_r) + b_r), w_s) + b_s, the
+// attributes describing the k×k conv (Python: lowerings/onednn/block.py). With at least
+// kImagesPerThread images per OpenMP thread, each thread takes whole images and runs the
+// reduce and then the k×k conv on one image at a time, on primitives built and run inside the
+// parallel region (each on its thread alone), with its own intermediate (one image's, in the input's layout: it
+// stays in the core's cache) and scratchpad; one thread's reduce streams its input from memory
+// while another's k×k computes. With fewer images (where splitting them would leave cores idle)
+// it runs the two primitives on the whole batch, each on every core. The reduce's ReLU is the
+// NaN-keeping ELU(0) post-op, as in a frozen conv.
+constexpr int64_t kImagesPerThread = 2;
+
+struct BlockGeometry {
+  Geometry reduce, spatial;
+};
+
+// The two convs' geometries for `batch` images of the call's shapes.
+ffi::Error DescribeBlock(int64_t batch, const Attrs& spatial, ffi::AnyBuffer::Dimensions x,
+                         ffi::DataType xt, ffi::AnyBuffer w_r, ffi::AnyBuffer b_r,
+                         ffi::AnyBuffer w_s, ffi::AnyBuffer b_s, ffi::AnyBuffer::Dimensions y,
+                         ffi::DataType yt, int64_t activation, BlockGeometry* g) {
+  const size_t nsp = spatial.stride.size();
+  const size_t r = nsp + 2;
+  if (nsp < 1 || nsp > 3 || x.size() != r || y.size() != r || w_r.dimensions().size() != r) {
+    return ffi::Error::InvalidArgument("jaxconv onednn: inconsistent bottleneck ranks");
+  }
+  const std::vector<int64_t> ones(nsp, 1), zeros(nsp, 0);
+  const ffi::Span<const int64_t> one(ones.data(), nsp), zero(zeros.data(), nsp);
+  const Attrs reduce{one, zero, zero, one, 1, spatial.channels_last, false};
+  const size_t c = spatial.channels_last ? r - 1 : 1;
+  dims xs(x.begin(), x.end()), ys(y.begin(), y.end()), hs = xs;
+  hs[c] = spatial.channels_last ? w_r.dimensions()[r - 1] : w_r.dimensions()[0];
+  xs[0] = ys[0] = hs[0] = batch;
+  const ffi::Span<const int64_t> xv(xs.data(), r), hv(hs.data(), r), yv(ys.data(), r);
+  if (auto err = Describe(reduce, xv, xt, w_r.dimensions(), w_r.element_type(), hv, yt,
+                          &g->reduce);
+      !err.success()) {
+    return err;
+  }
+  if (auto err = Describe(spatial, hv, yt, w_s.dimensions(), w_s.element_type(), yv, yt,
+                          &g->spatial);
+      !err.success()) {
+    return err;
+  }
+  for (auto [geometry, bias] : {std::pair{&g->reduce, &b_r}, std::pair{&g->spatial, &b_s}}) {
+    if (bias->dimensions().size() != 1 || bias->dimensions()[0] != geometry->out_channels ||
+        !ToDnnl(bias->element_type(), &geometry->bias_dt)) {
+      return ffi::Error::InvalidArgument("jaxconv onednn: bias must be [C_out] f32/bf16, got " +
+                                         Shape(bias->dimensions()));
+    }
+    geometry->bias = true;
+    geometry->inference = true;
+  }
+  g->reduce.activation = activation;
+  return ffi::Error::Success();
+}
+
+// Per OpenMP thread: its intermediate and its scratchpad (2t and 2t + 1); and the whole
+// batch's intermediate. Used with the execution mutex held.
+std::vector<Buffer>& ThreadBuffers() {
+  static std::vector<Buffer> buffers;
+  return buffers;
+}
+
+Buffer& BatchIntermediate() {
+  static Buffer buffer;
+  return buffer;
+}
+
+ffi::Error BottleneckImpl(ffi::AnyBuffer x, ffi::AnyBuffer w_r, ffi::AnyBuffer b_r,
+                          ffi::AnyBuffer w_s, ffi::AnyBuffer b_s, ffi::Result<ffi::AnyBuffer> y,
+                          ffi::Span<const int64_t> stride, ffi::Span<const int64_t> pad_lo,
+                          ffi::Span<const int64_t> pad_hi, ffi::Span<const int64_t> dilation,
+                          int64_t groups, int64_t channels_last, int64_t transposed,
+                          int64_t activation) {
+  PhaseClock clock;
+  Attrs a = MakeAttrs(stride, pad_lo, pad_hi, dilation, groups, channels_last, transposed);
+  if (activation < kNone || activation > kRelu) {
+    return ffi::Error::InvalidArgument("jaxconv onednn: unknown activation code");
+  }
+  const int64_t n = x.dimensions().size() == 0 ? 0 : x.dimensions()[0];
+  const int threads = omp_get_max_threads();
+  const bool split = threads > 1 && n >= kImagesPerThread * threads;
+  BlockGeometry g;
+  if (auto err = DescribeBlock(split ? 1 : n, a, x.dimensions(), x.element_type(), w_r, b_r, w_s,
+                               b_s, y->dimensions(), y->element_type(), activation, &g);
+      !err.success()) {
+    return err;
+  }
+  g.reduce.single_thread = g.spatial.single_thread = split;
+  clock.Mark(kDescribe);
+  std::string failure;
+  try {
+    std::lock_guard<std::mutex> lock(ExecutionMutex());
+    clock.Mark(kLock);
+    auto* xp = static_cast<char*>(x.untyped_data());
+    auto* yp = static_cast<char*>(y->untyped_data());
+    if (!split) {
+      const auto er = Lookup(kForward, g.reduce);
+      const auto es = Lookup(kForward, g.spatial);
+      clock.Mark(kLookup);
+      dnnl::stream& s = Stream();
+      Buffer& h = BatchIntermediate();
+      memory hm(g.reduce.DstDesc(), Engine(), h.Grow(g.reduce.DstDesc().get_size()));
+      memory pad(er->scratchpad.get_size() > es->scratchpad.get_size() ? er->scratchpad
+                                                                        : es->scratchpad,
+                 Engine(), nullptr);
+      pad.set_data_handle(ScratchpadData(pad.get_desc()));
+      clock.Mark(kSetup);
+      er->prim.execute(s, {{DNNL_ARG_SRC, memory(g.reduce.SrcDesc(), Engine(), xp)},
+                           {DNNL_ARG_WEIGHTS, Weights(*er, g.reduce, w_r.untyped_data(), s)},
+                           {DNNL_ARG_BIAS, memory(g.reduce.BiasDesc(), Engine(),
+                                                  b_r.untyped_data())},
+                           {DNNL_ARG_DST, hm},
+                           {DNNL_ARG_SCRATCHPAD, memory(er->scratchpad, Engine(),
+                                                        pad.get_data_handle())}});
+      es->prim.execute(s, {{DNNL_ARG_SRC, hm},
+                           {DNNL_ARG_WEIGHTS, Weights(*es, g.spatial, w_s.untyped_data(), s)},
+                           {DNNL_ARG_BIAS, memory(g.spatial.BiasDesc(), Engine(),
+                                                  b_s.untyped_data())},
+                           {DNNL_ARG_DST, memory(g.spatial.DstDesc(), Engine(), yp)},
+                           {DNNL_ARG_SCRATCHPAD, memory(es->scratchpad, Engine(),
+                                                        pad.get_data_handle())}});
+      clock.Mark(kExecute);
+      s.wait();
+      h.ReleaseIfOver(kRetainedScratchpad);
+      ReleaseLargeScratchpad();
+      clock.Mark(kWait);
+      return ffi::Error::Success();
+    }
+    std::vector<Buffer>& buffers = ThreadBuffers();
+    if (buffers.size() < 2 * static_cast<size_t>(threads)) buffers.resize(2 * threads);
+    const size_t x_image = x.size_bytes() / n, y_image = y->size_bytes() / n;
+    std::shared_ptr<const Entry> er, es;
+    memory wr, ws;
+#pragma omp parallel num_threads(threads)
+    {
+#pragma omp single
+      {
+        try {  // built inside the region, where each runs on its calling thread alone
+          er = Lookup(kForward, g.reduce);
+          es = Lookup(kForward, g.spatial);
+          clock.Mark(kLookup);
+          dnnl::stream s(Engine());
+          wr = Weights(*er, g.reduce, w_r.untyped_data(), s);
+          ws = Weights(*es, g.spatial, w_s.untyped_data(), s);
+          s.wait();
+          for (int t = 0; t < threads; ++t) {  // grown here: Grow allocates
+            buffers[2 * t].Grow(g.reduce.DstDesc().get_size());
+            buffers[2 * t + 1].Grow(
+                std::max(er->scratchpad.get_size(), es->scratchpad.get_size()));
+          }
+        } catch (const std::exception& ex) {
+          failure = ex.what();
+        }
+      }  // (an implicit barrier)
+      if (failure.empty()) {
+        const int t = omp_get_thread_num();
+        void* pad = buffers[2 * t + 1].data.get();
+        dnnl::stream s(Engine());
+        memory src(g.reduce.SrcDesc(), Engine(), nullptr);
+        memory h(g.reduce.DstDesc(), Engine(), buffers[2 * t].data.get());
+        memory dst(g.spatial.DstDesc(), Engine(), nullptr);
+        const std::unordered_map<int, memory> reduce_args{
+            {DNNL_ARG_SRC, src},
+            {DNNL_ARG_WEIGHTS, wr},
+            {DNNL_ARG_BIAS, memory(g.reduce.BiasDesc(), Engine(), b_r.untyped_data())},
+            {DNNL_ARG_DST, h},
+            {DNNL_ARG_SCRATCHPAD, memory(er->scratchpad, Engine(), pad)}};
+        const std::unordered_map<int, memory> spatial_args{
+            {DNNL_ARG_SRC, h},
+            {DNNL_ARG_WEIGHTS, ws},
+            {DNNL_ARG_BIAS, memory(g.spatial.BiasDesc(), Engine(), b_s.untyped_data())},
+            {DNNL_ARG_DST, dst},
+            {DNNL_ARG_SCRATCHPAD, memory(es->scratchpad, Engine(), pad)}};
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < n; ++i) {
+          src.set_data_handle(xp + i * x_image);
+          dst.set_data_handle(yp + i * y_image);
+          er->prim.execute(s, reduce_args);
+          es->prim.execute(s, spatial_args);
+        }
+        s.wait();
+      }
+    }
+    clock.Mark(kExecute);
+    for (Buffer& b : buffers) b.ReleaseIfOver(kRetainedScratchpad);
+    clock.Mark(kWait);
+  } catch (const std::exception& ex) {
+    failure = ex.what();
+  }
+  if (!failure.empty()) {
+    return ffi::Error::Internal(Describe("bottleneck", x.dimensions(), w_s.dimensions(),
+                                         y->dimensions(), a) + ": " + failure);
+  }
+  return ffi::Error::Success();
+}
+
 // A frozen conv's geometry from Python's flat description (inference.py, _flat): nsp, then
 // the x, w and y shapes (nsp + 2 each), stride, pad_lo, pad_hi, dilation (nsp each), then
 // groups, channels_last, transposed, the x, w, y and bias dtypes (0 float32, 1 bfloat16),
@@ -778,6 +987,7 @@ JAXCONV_EXPORT XLA_FFI_Error* JaxconvOnednnForward(XLA_FFI_CallFrame* call_frame
 JAXCONV_EXPORT XLA_FFI_Error* JaxconvOnednnBackwardData(XLA_FFI_CallFrame* call_frame);
 JAXCONV_EXPORT XLA_FFI_Error* JaxconvOnednnBackwardWeights(XLA_FFI_CallFrame* call_frame);
 JAXCONV_EXPORT XLA_FFI_Error* JaxconvOnednnInference(XLA_FFI_CallFrame* call_frame);
+JAXCONV_EXPORT XLA_FFI_Error* JaxconvOnednnBottleneck(XLA_FFI_CallFrame* call_frame);
 JAXCONV_EXPORT int jaxconv_onednn_packed_layout(const int64_t* flat, int64_t n, int64_t* bytes,
                                                 int64_t* fingerprint, char* err, int64_t errlen);
 JAXCONV_EXPORT int jaxconv_onednn_pack(const int64_t* flat, int64_t n, const void* w, void* out,
@@ -831,6 +1041,16 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxconvOnednnInference, InferenceImpl,
                                   .Attr<int64_t>("activation")
                                   .Attr<int64_t>("residual")
                                   .Attr<int64_t>("packed_format"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxconvOnednnBottleneck, BottleneckImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>() JAXCONV_CONV_ATTRS
+                                  .Attr<int64_t>("activation"));
 
 // The layout a frozen conv's primitive wants its weights in: its size in bytes and its
 // fingerprint (0 on success, else 1 with the reason in `err`). Builds (and caches) the

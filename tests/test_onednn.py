@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import platform
 import subprocess
 import sys
@@ -402,18 +403,119 @@ def test_bias_post_op_then_relu_and_their_gradient(rng):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
-def test_bottleneck_reduce_is_one_onednn_conv_with_its_bias_then_relu(rng):
-    """The reduce's bias is oneDNN's post-op; its ReLU is XLA's max (NaN propagates)."""
-    x = jnp.asarray(rng.standard_normal((2, 7, 7, 12)), jnp.float32)
-    w_r, b_r = (jnp.asarray(rng.standard_normal(s), jnp.float32) for s in ((12, 4), (4,)))
-    w_s = jnp.asarray(rng.standard_normal((3, 3, 4, 6)), jnp.float32)
-    jaxpr = str(jax.make_jaxpr(lambda a: jaxconv.bottleneck(a, w_r, w_s, b_r))(x))
-    assert jaxpr.count("onednn_conv_fwd_bias") == 1 and "dot_general" not in jaxpr
-    assert "max" in jaxpr
-    want = jaxconv.conv(jax.nn.relu(jaxconv.conv1x1(x, w_r, b_r)), w_s, implementation="xla")
-    np.testing.assert_allclose(
-        jaxconv.bottleneck(x, w_r, w_s, b_r), want, rtol=0, atol=tol("float32", 9 * 4 * 12)
+# --- the bottleneck as one call -----------------------------------------------------------
+#
+# Batch 1 runs the two convs on the whole batch; a batch of at least two images per OpenMP
+# thread runs them image by image on each thread (BottleneckImpl): both paths are tested.
+_SPLIT_BATCH = 2 * (os.cpu_count() or 1) + 1
+
+
+def _bottleneck_args(rng, batch, layout="NHWC"):
+    x = rng.standard_normal((batch, 7, 6, 12))
+    w_r, b_r = rng.standard_normal((12, 4)) / 3, rng.standard_normal(4)
+    w_s, b_s = rng.standard_normal((3, 3, 4, 6)) / 6, rng.standard_normal(6)
+    want = reference.conv(
+        np.maximum(reference.conv(x, w_r[None, None], b_r), 0), w_s, b_s, padding="SAME"
     )
+    if layout == "NCHW":
+        x, w_r, w_s, want = (
+            x.transpose(0, 3, 1, 2),
+            w_r.T,
+            w_s.transpose(3, 2, 0, 1),
+            want.transpose(0, 3, 1, 2),
+        )
+    as32 = functools.partial(jnp.asarray, dtype=jnp.float32)
+    return [as32(a) for a in (x, w_r, w_s, b_r, b_s)], want
+
+
+@pytest.mark.parametrize("batch", [1, _SPLIT_BATCH])
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+def test_bottleneck_is_one_onednn_call_equal_to_float64(rng, batch, layout):
+    (x, w_r, w_s, b_r, b_s), want = _bottleneck_args(rng, batch, layout)
+    f = lambda *a: jaxconv.bottleneck(*a, layout=layout)  # noqa: E731
+    jaxpr = str(jax.make_jaxpr(f)(x, w_r, w_s, b_r, b_s))
+    assert jaxpr.count("onednn_bottleneck") == 1 and "onednn_conv" not in jaxpr, jaxpr
+    atol = tol("float32", 9 * 4 * 12)
+    np.testing.assert_allclose(jax.jit(f)(x, w_r, w_s, b_r, b_s), want, rtol=0, atol=atol)
+    # without biases or activation: the same one call
+    got = jaxconv.bottleneck(x, w_r, w_s, layout=layout, activation=None)
+    want = jaxconv.bottleneck(
+        x,
+        w_r,
+        w_s,
+        layout=layout,
+        activation=None,
+        implementation="xla",
+        reduce_implementation="xla",
+    )
+    np.testing.assert_allclose(got, want, rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("batch", [1, _SPLIT_BATCH])
+def test_bottleneck_one_call_propagates_nan(rng, batch):
+    (x, w_r, w_s, b_r, b_s), _ = _bottleneck_args(rng, batch)
+    x = x.at[batch - 1, 3, 2, 5].set(jnp.nan)
+    y = np.asarray(jax.jit(lambda a: jaxconv.bottleneck(a, w_r, w_s, b_r, b_s))(x))
+    plain = jaxconv.bottleneck(
+        x, w_r, w_s, b_r, b_s, implementation="xla", reduce_implementation="xla"
+    )
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(plain))
+    assert np.isnan(y[batch - 1, 2:5, 1:4]).all() and not np.isnan(y[: batch - 1]).any()
+
+
+def test_bottleneck_one_call_differentiates_as_the_two_convs(rng):
+    """Every derivative, of any order, is the unfused bottleneck's (its two oneDNN convs)."""
+    (x, w_r, w_s, b_r, b_s), _ = _bottleneck_args(rng, 2)
+    args = (x, w_r, w_s, b_r, b_s)
+
+    def loss(impl, *a):
+        kw = {} if impl is None else dict(implementation=impl, reduce_implementation=impl)
+        return jnp.sum(jnp.sin(jaxconv.bottleneck(*a, **kw)))
+
+    for got, want in zip(
+        jax.grad(functools.partial(loss, None), argnums=range(5))(*args),
+        jax.grad(functools.partial(loss, "xla"), argnums=range(5))(*args),
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+    # second order through both weights (no activation: the output is bilinear in them)
+    def scaled(impl, s):
+        kw = {} if impl is None else dict(implementation=impl, reduce_implementation=impl)
+        return jnp.sum(jaxconv.bottleneck(x, s * w_r, s * w_s, b_r, b_s, activation=None, **kw))
+
+    second = [jax.grad(jax.grad(functools.partial(scaled, i)))(1.5) for i in (None, "xla")]
+    assert abs(float(second[0])) > 1e-3
+    np.testing.assert_allclose(second[0], second[1], rtol=1e-4)
+
+
+def test_bottleneck_one_call_vmaps_and_exports_as_standard_ops(rng):
+    (x, w_r, w_s, b_r, b_s), want = _bottleneck_args(rng, 4)
+    atol = tol("float32", 9 * 4 * 12)
+    f = lambda a, r=w_r: jaxconv.bottleneck(a, r, w_s, b_r, b_s)  # noqa: E731
+    folded = jax.vmap(f)(x.reshape(2, 2, 7, 6, 12))
+    np.testing.assert_allclose(folded.reshape(want.shape), want, rtol=0, atol=atol)
+    per_kernel = jax.vmap(f)(x[:, None], jnp.stack([w_r] * 4))  # one call per element
+    np.testing.assert_allclose(per_kernel.reshape(want.shape), want, rtol=0, atol=atol)
+    exported = jax.export.export(jax.jit(f))(x)
+    assert "stablehlo.custom_call" not in exported.mlir_module()
+    np.testing.assert_allclose(exported.call(x), want, rtol=0, atol=atol)
+
+
+def test_bottleneck_runs_as_two_convs_where_one_call_does_not_apply(rng):
+    (x, w_r, w_s, b_r, b_s), _ = _bottleneck_args(rng, 2)
+    for kwargs in (
+        dict(activation=jnp.tanh),
+        dict(reduce_implementation="einsum"),
+        dict(implementation="xla"),
+    ):
+        jaxpr = str(
+            jax.make_jaxpr(functools.partial(jaxconv.bottleneck, **kwargs))(x, w_r, w_s, b_r, b_s)
+        )
+        assert "onednn_bottleneck" not in jaxpr, kwargs
+    bf16 = [a.astype(jnp.bfloat16) for a in (x, w_r, w_s)]
+    assert "onednn_bottleneck" not in str(jax.make_jaxpr(jaxconv.bottleneck)(*bf16))
+    empty = jaxconv.bottleneck(x[:0], w_r, w_s, b_r, b_s)
+    assert empty.shape == (0, 7, 6, 6)
 
 
 # --- transformations ---------------------------------------------------------------------

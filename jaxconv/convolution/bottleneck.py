@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from jaxconv import _geometry as geo
-from jaxconv._check import check_activation, check_array, check_same_dtype
+from jaxconv._check import check_activation, check_array, check_bias, check_same_dtype
 from jaxconv.convolution.conv import apply
 from jaxconv.convolution.conv1x1 import _check_matrix
 from jaxconv.convolution.lowering import Plan
-from jaxconv.convolution.spec import conv_spec
+from jaxconv.convolution.lowerings.onednn import block
+from jaxconv.convolution.lowerings.onednn.geometry import Geometry
+from jaxconv.convolution.lowerings.onednn.lowering import why_not_onednn
+from jaxconv.convolution.plan import choose
+from jaxconv.convolution.spec import ConvSpec, conv_spec
 
 __all__ = ["bottleneck"]
 
@@ -35,6 +41,55 @@ def _as_kernel(w_reduce: Array, x: Array, layout: str) -> Array:
             f"`w_reduce` must be a 1×1 kernel or a matrix, got shape {tuple(w_reduce.shape)}"
         )
     return w_reduce
+
+
+def _two_calls(x, k_reduce, b_reduce, w_spatial, b_spatial, spec, spatial, relu, plans):
+    """The bottleneck as two convs by their plans (the reduce's, the k×k's): what
+    :func:`_one_call` stands for."""
+    activation = jax.nn.relu if relu else None
+    h = apply(x, k_reduce, b_reduce, spec, plans[0], activation, b_name="b_reduce")
+    return apply(h, w_spatial, b_spatial, spatial, plans[1], b_name="b_spatial")
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(5, 6, 7, 8))
+def _one_call(x, k_reduce, b_reduce, w_spatial, b_spatial, spec, spatial, relu, plans):
+    """The bottleneck as one oneDNN call (:mod:`~jaxconv.convolution.lowerings.onednn.block`);
+    differentiated as the two convs it computes (:func:`_two_calls`), so every derivative is
+    the unfused bottleneck's."""
+    del plans
+    dtype = spatial.out_dtype
+    return block.bottleneck(
+        x,
+        k_reduce,
+        jnp.zeros((spec.out_channels,), dtype) if b_reduce is None else b_reduce,
+        w_spatial,
+        jnp.zeros((spatial.out_channels,), dtype) if b_spatial is None else b_spatial,
+        reduce=Geometry.of(spec),
+        spatial=Geometry.of(spatial),
+        out_dtype=dtype,
+        activation="relu" if relu else None,
+    )
+
+
+@_one_call.defjvp
+def _one_call_jvp(spec, spatial, relu, plans, primals, tangents):
+    two_calls = functools.partial(_two_calls, spec=spec, spatial=spatial, relu=relu, plans=plans)
+    return jax.jvp(two_calls, primals, tangents)
+
+
+def _runs_as_one_call(
+    spec: ConvSpec, spatial: ConvSpec, weights: tuple[Any, Any], activation: Any, plans: Any
+) -> bool:
+    """Whether the bottleneck runs as one oneDNN call: float32 throughout, ReLU or no
+    activation between the convs, and both convs' plans (``plans``: the reduce's, the k×k's)
+    on oneDNN for the forward, as frozen convs can be."""
+    if activation not in (None, jax.nn.relu) or spec.batch == 0:
+        return False
+    if any(w.dtype != jnp.float32 for w in weights) or any(p.fwd != "onednn" for p in plans):
+        return False
+    return all(
+        s.dtype == s.out_dtype == "float32" and why_not_onednn(s) is None for s in (spec, spatial)
+    )
 
 
 def bottleneck(
@@ -72,9 +127,14 @@ def bottleneck(
       layout, precision, preferred_element_type: as for :func:`conv`.
       implementation: lowering of the k×k conv (see :func:`conv`).
       reduce_implementation: lowering of the 1×1, chosen like ``implementation`` (None: the
-        plan :func:`jaxconv.convolution.choose` picks for that 1×1 conv). When ``activation`` is
-        ``jax.nn.relu`` it is fused into the reduce's call where the lowering can (oneDNN:
-        one conv with the bias and ReLU as post-ops).
+        plan :func:`jaxconv.convolution.choose` picks for that 1×1 conv).
+
+    On a CPU with the oneDNN extension, a float32 bottleneck whose two convs both go to oneDNN
+    (the default there) with ``jax.nn.relu`` or no activation between them runs as one call:
+    with at least two images per core, each core takes whole images and runs the reduce and
+    the k×k conv on one image after the other, so the reduced maps never leave its cache
+    (:mod:`jaxconv.convolution.lowerings.onednn.block`). NaN propagates as through
+    ``jax.nn.relu``; derivatives (any order), ``vmap`` and ``jax.export`` are the two convs'.
 
     Returns:
       ``[N, H_out, W_out, C_out]``.
@@ -111,11 +171,9 @@ def bottleneck(
                     f"equal the reduced channels (={spec.out_channels}) that `w_reduce` "
                     f"{tuple(w_reduce.shape)} produces"
                 )
-        h = apply(x, k_reduce, b_reduce, spec, reduce_implementation, activation, b_name="b_reduce")
-        if preferred_element_type is not None:
-            h = h.astype(w_spatial.dtype)
+        h_dtype = spec.out_dtype if preferred_element_type is None else w_spatial.dtype
         spatial = conv_spec(
-            h,
+            jax.ShapeDtypeStruct(spec.out_shape, h_dtype),
             w_spatial,
             stride=stride,
             padding=padding,
@@ -126,4 +184,16 @@ def bottleneck(
             preferred_element_type=preferred_element_type,
             names={"w": "w_spatial"},
         )
-        return apply(h, w_spatial, b_spatial, spatial, implementation, b_name="b_spatial")
+        b_reduce = check_bias(b_reduce, spec.out_channels, "b_reduce")
+        b_spatial = check_bias(b_spatial, spatial.out_channels, "b_spatial")
+        # chosen once, reduce first (what explain and autotune record), then run as chosen
+        plans = (choose(spec, reduce_implementation).plan, choose(spatial, implementation).plan)
+        if _runs_as_one_call(spec, spatial, (k_reduce, w_spatial), activation, plans):
+            relu = activation is not None
+            return _one_call(
+                x, k_reduce, b_reduce, w_spatial, b_spatial, spec, spatial, relu, plans
+            )
+        h = apply(x, k_reduce, b_reduce, spec, plans[0], activation, b_name="b_reduce")
+        if preferred_element_type is not None:
+            h = h.astype(w_spatial.dtype)
+        return apply(h, w_spatial, b_spatial, spatial, plans[1], b_name="b_spatial")

@@ -20,7 +20,7 @@ import numpy as np
 
 from jaxconv.convolution.lowerings.onednn import inference
 from jaxconv.convolution.lowerings.onednn.geometry import Geometry
-from jaxconv.convolution.lowerings.onednn.lowering import merged_groups, supports
+from jaxconv.convolution.lowerings.onednn.lowering import why_not_onednn
 from jaxconv.convolution.plan import choose
 from jaxconv.convolution.run import run
 from jaxconv.convolution.spec import ConvSpec
@@ -53,20 +53,6 @@ def fusable(activation: Callable[..., Any] | None) -> str | None:
     """The post-op name of ``activation`` (``"relu"``), or None where it has none
     (it then runs in XLA after the conv)."""
     return None if activation is None else _FUSABLE.get(activation)
-
-
-def why_not_onednn(spec: ConvSpec) -> str | None:
-    """None where a frozen conv of ``spec`` runs as one oneDNN primitive, else why not."""
-    why = supports(spec)
-    if why is not None:
-        return why
-    if spec.padding_mode is not None:
-        return f"padding mode {spec.padding_mode!r} is applied in XLA"
-    if any(v != 1 for v in spec.input_dilation):
-        return "an input-dilated (transposed) conv is not frozen"
-    if merged_groups(spec) > 1:
-        return "groups merged for AMX are not packed"
-    return None
 
 
 def _flat(spec: ConvSpec, activation: str | None, residual: bool) -> np.ndarray:

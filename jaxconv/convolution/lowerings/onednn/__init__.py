@@ -20,7 +20,9 @@ installation (see "loading" below). Where it cannot be (not built, another OS or
 and the dispatch uses the XLA lowerings. It also declines any conv whose geometry oneDNN would
 hold past 32 bits (:func:`int32_problem`). Each primitive lowers to the lax conv it computes on
 every platform but the CPU and whenever a program is lowered for ``jax.export``, so exported
-programs hold no custom call. No activation runs as a oneDNN post-op (NaN must propagate).
+programs hold no custom call. The training primitives fuse no activation (oneDNN 3.2's ReLU
+turns NaN into 0); a frozen conv (``inference``) and the one-call bottleneck (``block``) apply
+ReLU as the NaN-keeping ELU(0) post-op.
 """
 
 from jaxconv.convolution.lowerings.onednn.geometry import Geometry as Geometry

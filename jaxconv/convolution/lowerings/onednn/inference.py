@@ -14,7 +14,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
@@ -26,6 +25,7 @@ from jaxconv.convolution.lowerings.onednn.primitives import (
     _aval,
     _bind,
     _lax_reference,
+    _sequential,
 )
 
 #: The activations the primitive applies as post-ops, by their code in the C++ handler.
@@ -104,12 +104,7 @@ def _batch_rule(args, dims, **params):
             folded.append(a.reshape(size * a.shape[1], *a.shape[2:]))
         y = _bind(infer_p, folded[0], w, b, packed, *folded[1:], **params)
         return y.reshape(size, y.shape[0] // size, *y.shape[1:]), 0
-    size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
-    moved = [
-        jnp.moveaxis(a, d, 0) if d is not None else jnp.broadcast_to(a, (size, *a.shape))
-        for a, d in zip(args, dims)
-    ]
-    return lax.map(lambda ops: _bind(infer_p, *ops, **params), tuple(moved)), 0
+    return _sequential(infer_p, args, dims, params)
 
 
 batching.primitive_batchers[infer_p] = _batch_rule

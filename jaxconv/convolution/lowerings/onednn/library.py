@@ -33,6 +33,7 @@ _TARGETS = {
     "jaxconv_onednn_bwd_data": "JaxconvOnednnBackwardData",
     "jaxconv_onednn_bwd_weights": "JaxconvOnednnBackwardWeights",
     "jaxconv_onednn_inference": "JaxconvOnednnInference",
+    "jaxconv_onednn_bottleneck": "JaxconvOnednnBottleneck",
 }
 #: The extension's plain C functions and their result types (all must be present).
 _SYMBOLS = {

@@ -230,6 +230,21 @@ def conv_bias(x: jax.Array, w: jax.Array, b: jax.Array, spec: ConvSpec) -> jax.A
     return _bind(fused_p, x, w, _as(b, spec.out_dtype), geometry=geometry, out_dtype=spec.out_dtype)
 
 
+def why_not_onednn(spec: ConvSpec) -> str | None:
+    """None where ``spec`` runs as one oneDNN primitive with packed weights and post-ops (a
+    frozen conv, a one-call bottleneck), else why not."""
+    why = supports(spec)
+    if why is not None:
+        return why
+    if spec.padding_mode is not None:
+        return f"padding mode {spec.padding_mode!r} is applied in XLA"
+    if any(v != 1 for v in spec.input_dilation):
+        return "an input-dilated (transposed) conv is not frozen"
+    if merged_groups(spec) > 1:
+        return "groups merged for AMX are not packed"
+    return None
+
+
 def prefers(spec: ConvSpec, platform: str) -> tuple[Role, ...]:
     """Every role, on the CPU, wherever it applies: PyTorch's own CPU kernels, 0.94–1.23×
     PyTorch's speed on GoogLeNet's convs (bench/results/), ahead of XLA:CPU's everywhere it
