@@ -9,12 +9,14 @@ branches. Every variant has bias + ReLU after each conv, so fusion has something
   the baseline every speedup is measured against.
 - ``b: op-by-op, no jit`` — ``jaxconv.bottleneck`` called eagerly: what compilation buys.
 - ``c: jit, 1x1 as lax.conv`` — the 1×1 lowered as a ``lax.conv`` (``reduce_implementation="xla"``).
-- ``d: jit, jaxconv default`` — ``jaxconv.bottleneck`` as it ships (the 1×1 reduce as one
-  oneDNN conv with bias and ReLU fused where the extension loads, else an einsum).
+- ``d: jit, jaxconv default`` — ``jaxconv.bottleneck`` as it ships (where the oneDNN extension
+  loads, the reduce, its ReLU and the 5×5 as one call, image by image per thread:
+  ``jaxconv.convolution.lowerings.onednn.block``; else an einsum reduce and XLA's conv).
 - information (``info: true``): ``(d) part: 1x1 reduce`` and ``(d) part: 5x5 on reduced``, the
-  two halves of (d) timed alone (where its time goes); the peer plain lax: ``direct 5x5 on
-  XLA`` and ``bottleneck on XLA``, (a) and (d) with every conv as plain ``lax.conv``
-  (``implementation="xla"``), which set the default records' ``speedup_vs_lax``.
+  two convs of (d) timed alone, each on ``jaxconv.conv``'s default (where its time goes); the
+  peer plain lax: ``direct 5x5 on XLA`` and ``bottleneck on XLA``, (a) and (d) with every conv
+  as plain ``lax.conv`` (``implementation="xla"``), which set the default records'
+  ``speedup_vs_lax``.
 - the torch peer (by default where torch is installed; ``--peers``): ``torch direct 5x5`` and
   ``torch bottleneck`` (channels_last conv2d), timed in the same round-robin.
 
@@ -68,7 +70,9 @@ def bottleneck_einsum(x, w_reduce, b_reduce, w_spatial, b_spatial):
 
 
 def reduce_only(x, w_reduce, b_reduce):
-    return jax.nn.relu(jaxconv.conv1x1(x, w_reduce, b_reduce))
+    """The reduce as the two-conv bottleneck runs it: ``jaxconv.conv``'s default for the 1×1
+    kernel (``conv1x1``'s own default is the einsum)."""
+    return jax.nn.relu(jaxconv.conv(x, w_reduce[None, None], b_reduce))
 
 
 def bottleneck_xla(x, w_reduce, b_reduce, w_spatial, b_spatial):
