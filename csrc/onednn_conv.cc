@@ -419,8 +419,35 @@ memory Scratchpad(const memory::desc& desc) {
 
 void ReleaseLargeScratchpad() { ScratchpadState().ReleaseIfOver(kRetainedScratchpad); }
 
+// The OpenMP thread count on the thread that builds each primitive. oneDNN sizes some kernels'
+// work split by it when the primitive is created (dnnl_get_max_threads(), omp_get_max_threads()
+// there; brdgmm's depthwise kernels among them) and keeps it for the primitive's life. Primitives
+// are built on the XLA thread that runs the call, outside any parallel region, except the
+// bottleneck's per-thread ones (inside its region, where each runs on its thread alone).
+struct BuildThreads {
+  std::mutex mu;
+  int64_t builds = 0, fewest = 0, most = 0, in_parallel = 0;
+};
+
+BuildThreads& Builds() {
+  static BuildThreads b;
+  return b;
+}
+
+void NoteBuild() {
+  const int64_t n = omp_get_max_threads();
+  const bool nested = omp_in_parallel() != 0;
+  BuildThreads& b = Builds();
+  std::lock_guard<std::mutex> lock(b.mu);
+  b.fewest = b.builds == 0 ? n : std::min(b.fewest, n);
+  b.most = b.builds == 0 ? n : std::max(b.most, n);
+  ++b.builds;
+  b.in_parallel += nested ? 1 : 0;
+}
+
 template <typename Fwd, typename BwdData, typename BwdWeights>
 Entry Build(Role role, const Geometry& g, dnnl::algorithm alg) {
+  NoteBuild();
   if (role == kForward) {
     auto pd = ForwardDesc<Fwd>(g, alg);
     return Entry{Fwd(pd), pd.weights_desc(), pd.scratchpad_desc(), Fingerprint(pd.weights_desc())};
@@ -999,6 +1026,7 @@ JAXCONV_EXPORT int64_t jaxconv_onednn_cache_size();
 JAXCONV_EXPORT int64_t jaxconv_onednn_cache_capacity();
 JAXCONV_EXPORT void jaxconv_onednn_set_cache_capacity(int64_t capacity);
 JAXCONV_EXPORT int64_t jaxconv_onednn_scratchpad_bytes();
+JAXCONV_EXPORT int64_t jaxconv_onednn_build_threads(int64_t* out);
 JAXCONV_EXPORT const char* jaxconv_onednn_version();
 JAXCONV_EXPORT int64_t jaxconv_onednn_ffi_api();
 
@@ -1150,6 +1178,20 @@ int64_t jaxconv_onednn_profile(int64_t* out, int64_t reset) {
 int64_t jaxconv_onednn_scratchpad_bytes() {
   std::lock_guard<std::mutex> lock(ExecutionMutex());
   return static_cast<int64_t>(ScratchpadState().capacity);
+}
+
+// The thread counts primitives were built with (BuildThreads): writes the number built, the
+// fewest and most OpenMP threads seen on their building threads, how many were built inside a
+// parallel region, and omp_get_max_threads() on the calling thread, to out[0..4].
+int64_t jaxconv_onednn_build_threads(int64_t* out) {
+  BuildThreads& b = Builds();
+  std::lock_guard<std::mutex> lock(b.mu);
+  out[0] = b.builds;
+  out[1] = b.fewest;
+  out[2] = b.most;
+  out[3] = b.in_parallel;
+  out[4] = omp_get_max_threads();
+  return 0;
 }
 
 #ifndef JAXCONV_VERSION

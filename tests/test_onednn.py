@@ -663,6 +663,26 @@ def test_batch_sharded_conv_runs_per_shard_without_gathering():
     assert out.stdout.split() == ["ok", "2"]
 
 
+def test_primitives_are_built_with_every_openmp_thread(rng):
+    """oneDNN fixes some kernels' work split by the OpenMP thread count of the thread that
+    builds the primitive (brdgmm's depthwise among them): every primitive here is built with
+    the process's count — on XLA's threads as on the caller's, forward and gradients, and the
+    one-call bottleneck's per-thread ones inside its parallel region."""
+    from jaxconv.convolution.lowerings.onednn import library
+
+    x = jnp.asarray(rng.standard_normal((1, 9, 9, 8)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, 1, 8)), jnp.float32)
+    depthwise = jax.grad(lambda a, c: jnp.sum(jaxconv.conv(a, c, groups=8) ** 2), (0, 1))
+    jax.block_until_ready(jax.jit(depthwise)(x, w))
+    (xb, w_r, w_s, b_r, b_s), _ = _bottleneck_args(rng, _SPLIT_BATCH)
+    jax.block_until_ready(jax.jit(jaxconv.bottleneck)(xb, w_r, w_s, b_r, b_s))
+    seen = library.build_threads()
+    assert seen is not None and seen.builds >= 3, seen
+    assert seen.fewest == seen.most == seen.here >= 1, seen
+    if seen.here > 1:  # the bottleneck split its batch over the threads: built inside the region
+        assert seen.in_parallel >= 2, seen
+
+
 def test_primitives_run_from_many_threads():
     """jit and eager calls from threads that come and go: a primitive built on one thread runs
     on others (a crash, not a wrong value, is what this caught: oneDNN's own scratchpad is

@@ -19,6 +19,7 @@ import sys
 import sysconfig
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 
@@ -48,6 +49,7 @@ _SYMBOLS = {
     "jaxconv_onednn_packed_layout": ctypes.c_int,
     "jaxconv_onednn_pack": ctypes.c_int,
     "jaxconv_onednn_profile": ctypes.c_int64,
+    "jaxconv_onednn_build_threads": ctypes.c_int64,
     **dict.fromkeys(_TARGETS.values(), ctypes.c_void_p),
 }
 
@@ -243,6 +245,29 @@ def scratchpad_bytes() -> int:
     after the call that needed it); 0 if not loaded."""
     lib, _ = _load()
     return 0 if lib is None else int(lib.jaxconv_onednn_scratchpad_bytes())
+
+
+class BuildThreads(NamedTuple):
+    """The OpenMP thread counts oneDNN's primitives were built with (oneDNN sizes some kernels'
+    work split by it at creation): ``builds`` primitives, the ``fewest`` and ``most`` threads
+    seen on their building threads, how many were built ``in_parallel`` (inside an OpenMP
+    region: the bottleneck's per-thread ones), and ``here``, the count on the calling thread."""
+
+    builds: int
+    fewest: int
+    most: int
+    in_parallel: int
+    here: int
+
+
+def build_threads() -> BuildThreads | None:
+    """:class:`BuildThreads` so far in this process; None if the extension is not loaded."""
+    lib, _ = _load()
+    if lib is None:
+        return None
+    out = (ctypes.c_int64 * 5)()
+    lib.jaxconv_onednn_build_threads(out)
+    return BuildThreads(*(int(v) for v in out))
 
 
 #: The phases of one call that ``JAXCONV_ONEDNN_PROFILE=1`` times (csrc/onednn_conv.cc).
