@@ -34,6 +34,9 @@ torch peer is (not under ``--quick``), torchvision's GoogLeNet is timed too, flo
 transform_input=False)`` (:data:`TORCHVISION_OPTIONS`, stated in its records) against the
 transcription with its weights; torch's train step adds the auxiliary losses as jaxconv's.
 
+``--peers torch-compile`` also times ``torch-compile train step``: the same SGD step on
+``torch.compile`` of the train-mode network (float32 CPU; its first loss checked against
+eager's from the same seed, :func:`_compiled_step`), compared with jaxconv's ``train step``.
 ``--peers torch-compile,openvino,onnxruntime`` adds the inference engines
 (:mod:`bench._engines`: their settings, load and first-call times are in the records), float32
 inference on the CPU, each checked against jaxconv's logits before it is timed; with an engine
@@ -209,7 +212,16 @@ def _torch_net(ctx: Context, case: ModelCase, eval_state, dtype: str) -> Any:
     return net.to(ctx.peer.device, memory_format=torch.channels_last).eval()
 
 
-def _torch_runners(ctx: Context, case: ModelCase, eval_state, x, labels, dtype: str, logits):
+def _torch_runners(
+    ctx: Context,
+    case: ModelCase,
+    eval_state,
+    x,
+    labels,
+    dtype: str,
+    logits,
+    compile_train: bool = False,
+):
     """``({variant: runner}, max relative logit error)`` of the torch peer for ``case``.
 
     The peer's weights are jaxconv's own (``to_torchvision_state_dict``) and its eval-mode
@@ -242,24 +254,67 @@ def _torch_runners(ctx: Context, case: ModelCase, eval_state, x, labels, dtype: 
             f"{case.name}: torch's logits differ from jaxconv's (max relative error {err:.2e})"
         )
 
-    train_net = copy.deepcopy(net).train()
-    opt = torch.optim.SGD(train_net.parameters(), lr=0.01, momentum=0.9)
+    def make_step(module: Any) -> Any:
+        """One SGD step of ``module`` (a copy of ``net`` in train mode, compiled or not)."""
+        opt = torch.optim.SGD(module.parameters(), lr=0.01, momentum=0.9)
 
-    def step():
-        opt.zero_grad(set_to_none=True)
-        with autocast():
-            out = train_net(xt)  # GoogLeNet's: (logits, aux2, aux1), as jaxconv's train_step
-            if isinstance(out, tuple):
-                main, *aux = (F.cross_entropy(o, yt) for o in out)
-                loss = main + AUX_WEIGHT * sum(aux)
-            else:
-                loss = F.cross_entropy(out, yt)
-        loss.backward()
-        opt.step()
-        return loss.detach()
+        def step():
+            opt.zero_grad(set_to_none=True)
+            with autocast():
+                out = module(xt)  # GoogLeNet's: (logits, aux2, aux1), as jaxconv's train_step
+                if isinstance(out, tuple):
+                    main, *aux = (F.cross_entropy(o, yt) for o in out)
+                    loss = main + AUX_WEIGHT * sum(aux)
+                else:
+                    loss = F.cross_entropy(out, yt)
+            loss.backward()
+            opt.step()
+            return loss.detach()
 
-    runners = {"torch inference": peer.runner(infer), "torch train step": peer.train_runner(step)}
+        return step
+
+    runners = {
+        "torch inference": peer.runner(infer),
+        "torch train step": peer.train_runner(make_step(copy.deepcopy(net).train())),
+    }
+    if compile_train:
+        runners[COMPILED_TRAIN] = peer.train_runner(_compiled_step(ctx, case, net, make_step))
     return runners, err
+
+
+#: torch.compile's SGD step, beside torch eager's (``--peers torch-compile``, float32 CPU).
+COMPILED_TRAIN = "torch-compile train step"
+COMPILED_TRAIN_SETTINGS = {
+    "backend": "inductor",
+    "compile_threads": 1,
+    "fallback_random": True,
+    "memory_format": "channels_last",
+}
+
+
+def _compiled_step(ctx: Context, case: ModelCase, net: Any, make_step: Any) -> Any:
+    """``make_step`` on ``torch.compile`` of a train-mode copy of ``net`` (inductor, compiled in
+    this process; its random ops on eager's generator, ``fallback_random``, so that its first
+    step's loss can be checked against eager's from the same seed before it is timed)."""
+    import copy
+
+    import torch._inductor.config as inductor
+
+    torch = ctx.peer.torch
+    inductor.compile_threads = 1  # no forked workers beside JAX's threads (see bench._engines)
+    inductor.fallback_random = True
+    eager = make_step(copy.deepcopy(net).train())
+    compiled = make_step(torch.compile(copy.deepcopy(net).train()))
+    torch.manual_seed(0)
+    want = float(eager())
+    torch.manual_seed(0)
+    got = float(compiled())  # compiles: forward and backward graphs
+    err = abs(got - want) / abs(want)
+    if not err <= PEER_TOLERANCE["float32"]:
+        raise RuntimeError(
+            f"{case.label}: torch.compile's first training loss {got} differs from eager's {want}"
+        )
+    return compiled
 
 
 class PeerRun(NamedTuple):
@@ -362,15 +417,20 @@ def _case(ctx: Context, case: ModelCase, batch: int, dtype: str) -> list[dict]:
     runners: dict[str, Any] = dict(compiled)
     peer_runs: dict[str, PeerRun] = {}
     has_peer = ctx.peer is not None and peered(case)
+    engines = engines_asked(ctx) if has_peer else ()
     if has_peer and times_torch_eager(ctx):
         logits = compiled["inference"]()
-        peer_runners, peer_err = _torch_runners(ctx, case, eval_state, x, labels, dtype, logits)
+        compile_train = "torch-compile" in engines and dtype == "float32" and ctx.platform == "cpu"
+        peer_runners, peer_err = _torch_runners(
+            ctx, case, eval_state, x, labels, dtype, logits, compile_train
+        )
         runners.update(peer_runners)
         for variant in peer_runners:
             fields = dict(peer="torch", torch_version=ctx.peer.version, peer_max_rel_err=peer_err)
-            base = variant.removeprefix("torch ")
+            if variant == COMPILED_TRAIN:
+                fields.update(peer="torch-compile", peer_settings=COMPILED_TRAIN_SETTINGS)
+            base = variant.removeprefix("torch-compile ").removeprefix("torch ")
             peer_runs[variant] = PeerRun(FROZEN if base == "inference" else base, fields)
-    engines = engines_asked(ctx) if has_peer else ()
     if engines and (dtype != "float32" or ctx.platform != "cpu"):
         ctx.note(f"{case.label}: the engines run float32 on the CPU only; not timed in {dtype}.")
     elif engines:
