@@ -765,9 +765,9 @@ ffi::Error InferenceImpl(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::AnyBuffer b,
 // attributes describing the k×k conv (Python: lowerings/onednn/block.py). With at least
 // kImagesPerThread images per OpenMP thread, each thread takes whole images and runs the
 // reduce and then the k×k conv on one image at a time, on primitives built and run inside the
-// parallel region (each on its thread alone), with its own intermediate (one image's, in the input's layout: it
-// stays in the core's cache) and scratchpad; one thread's reduce streams its input from memory
-// while another's k×k computes. With fewer images (where splitting them would leave cores idle)
+// parallel region (each on its thread alone), with its own intermediate (one image's, in the
+// input's layout: it stays in the core's cache) and scratchpad; one thread's reduce streams its
+// input from memory while another's k×k computes. With fewer images (where splitting them would leave cores idle)
 // it runs the two primitives on the whole batch, each on every core. The reduce's ReLU is the
 // NaN-keeping ELU(0) post-op, as in a frozen conv.
 constexpr int64_t kImagesPerThread = 2;
@@ -916,33 +916,54 @@ ffi::Error BottleneckImpl(ffi::AnyBuffer x, ffi::AnyBuffer w_r, ffi::AnyBuffer b
           failure = ex.what();
         }
       }  // (an implicit barrier)
-      if (failure.empty()) {
+      // No exception may leave the region (it would abort the process): each thread records
+      // its failure and stops running images; every thread still meets the loop's worksharing.
+      const bool built = failure.empty();
+#pragma omp barrier  // every thread has read `failure` before any may write it below
+      if (built) {
         const int t = omp_get_thread_num();
-        void* pad = buffers[2 * t + 1].data.get();
-        dnnl::stream s(Engine());
-        memory src(g.reduce.SrcDesc(), Engine(), nullptr);
-        memory h(g.reduce.DstDesc(), Engine(), buffers[2 * t].data.get());
-        memory dst(g.spatial.DstDesc(), Engine(), nullptr);
-        const std::unordered_map<int, memory> reduce_args{
-            {DNNL_ARG_SRC, src},
-            {DNNL_ARG_WEIGHTS, wr},
-            {DNNL_ARG_BIAS, memory(g.reduce.BiasDesc(), Engine(), b_r.untyped_data())},
-            {DNNL_ARG_DST, h},
-            {DNNL_ARG_SCRATCHPAD, memory(er->scratchpad, Engine(), pad)}};
-        const std::unordered_map<int, memory> spatial_args{
-            {DNNL_ARG_SRC, h},
-            {DNNL_ARG_WEIGHTS, ws},
-            {DNNL_ARG_BIAS, memory(g.spatial.BiasDesc(), Engine(), b_s.untyped_data())},
-            {DNNL_ARG_DST, dst},
-            {DNNL_ARG_SCRATCHPAD, memory(es->scratchpad, Engine(), pad)}};
+        bool ready = true;
+        dnnl::stream s;
+        memory src, dst;
+        std::unordered_map<int, memory> reduce_args, spatial_args;
+        try {
+          void* pad = buffers[2 * t + 1].data.get();
+          s = dnnl::stream(Engine());
+          src = memory(g.reduce.SrcDesc(), Engine(), nullptr);
+          dst = memory(g.spatial.DstDesc(), Engine(), nullptr);
+          memory h(g.reduce.DstDesc(), Engine(), buffers[2 * t].data.get());
+          reduce_args = {
+              {DNNL_ARG_SRC, src},
+              {DNNL_ARG_WEIGHTS, wr},
+              {DNNL_ARG_BIAS, memory(g.reduce.BiasDesc(), Engine(), b_r.untyped_data())},
+              {DNNL_ARG_DST, h},
+              {DNNL_ARG_SCRATCHPAD, memory(er->scratchpad, Engine(), pad)}};
+          spatial_args = {
+              {DNNL_ARG_SRC, h},
+              {DNNL_ARG_WEIGHTS, ws},
+              {DNNL_ARG_BIAS, memory(g.spatial.BiasDesc(), Engine(), b_s.untyped_data())},
+              {DNNL_ARG_DST, dst},
+              {DNNL_ARG_SCRATCHPAD, memory(es->scratchpad, Engine(), pad)}};
+        } catch (const std::exception& ex) {
+          ready = false;
+#pragma omp critical(jaxconv_bottleneck_failure)
+          failure = ex.what();
+        }
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < n; ++i) {
-          src.set_data_handle(xp + i * x_image);
-          dst.set_data_handle(yp + i * y_image);
-          er->prim.execute(s, reduce_args);
-          es->prim.execute(s, spatial_args);
+          if (!ready) continue;
+          try {
+            src.set_data_handle(xp + i * x_image);
+            dst.set_data_handle(yp + i * y_image);
+            er->prim.execute(s, reduce_args);
+            es->prim.execute(s, spatial_args);
+            s.wait();
+          } catch (const std::exception& ex) {
+            ready = false;
+#pragma omp critical(jaxconv_bottleneck_failure)
+            failure = ex.what();
+          }
         }
-        s.wait();
       }
     }
     clock.Mark(kExecute);
