@@ -829,6 +829,17 @@ Buffer& BatchIntermediate() {
   return buffer;
 }
 
+// The arguments of one of the bottleneck's convs (bias, no residual); `pad` its scratchpad.
+std::unordered_map<int, memory> ConvArgs(const Entry& e, const Geometry& g, const memory& src,
+                                         const memory& weights, void* bias, const memory& dst,
+                                         void* pad) {
+  return {{DNNL_ARG_SRC, src},
+          {DNNL_ARG_WEIGHTS, weights},
+          {DNNL_ARG_BIAS, memory(g.BiasDesc(), Engine(), bias)},
+          {DNNL_ARG_DST, dst},
+          {DNNL_ARG_SCRATCHPAD, memory(e.scratchpad, Engine(), pad)}};
+}
+
 ffi::Error BottleneckImpl(ffi::AnyBuffer x, ffi::AnyBuffer w_r, ffi::AnyBuffer b_r,
                           ffi::AnyBuffer w_s, ffi::AnyBuffer b_s, ffi::Result<ffi::AnyBuffer> y,
                           ffi::Span<const int64_t> stride, ffi::Span<const int64_t> pad_lo,
@@ -864,25 +875,16 @@ ffi::Error BottleneckImpl(ffi::AnyBuffer x, ffi::AnyBuffer w_r, ffi::AnyBuffer b
       dnnl::stream& s = Stream();
       Buffer& h = BatchIntermediate();
       memory hm(g.reduce.DstDesc(), Engine(), h.Grow(g.reduce.DstDesc().get_size()));
-      memory pad(er->scratchpad.get_size() > es->scratchpad.get_size() ? er->scratchpad
-                                                                        : es->scratchpad,
-                 Engine(), nullptr);
-      pad.set_data_handle(ScratchpadData(pad.get_desc()));
+      void* pad = ScratchpadState().Grow(
+          std::max(er->scratchpad.get_size(), es->scratchpad.get_size()));
       clock.Mark(kSetup);
-      er->prim.execute(s, {{DNNL_ARG_SRC, memory(g.reduce.SrcDesc(), Engine(), xp)},
-                           {DNNL_ARG_WEIGHTS, Weights(*er, g.reduce, w_r.untyped_data(), s)},
-                           {DNNL_ARG_BIAS, memory(g.reduce.BiasDesc(), Engine(),
-                                                  b_r.untyped_data())},
-                           {DNNL_ARG_DST, hm},
-                           {DNNL_ARG_SCRATCHPAD, memory(er->scratchpad, Engine(),
-                                                        pad.get_data_handle())}});
-      es->prim.execute(s, {{DNNL_ARG_SRC, hm},
-                           {DNNL_ARG_WEIGHTS, Weights(*es, g.spatial, w_s.untyped_data(), s)},
-                           {DNNL_ARG_BIAS, memory(g.spatial.BiasDesc(), Engine(),
-                                                  b_s.untyped_data())},
-                           {DNNL_ARG_DST, memory(g.spatial.DstDesc(), Engine(), yp)},
-                           {DNNL_ARG_SCRATCHPAD, memory(es->scratchpad, Engine(),
-                                                        pad.get_data_handle())}});
+      er->prim.execute(s, ConvArgs(*er, g.reduce, memory(g.reduce.SrcDesc(), Engine(), xp),
+                                   Weights(*er, g.reduce, w_r.untyped_data(), s),
+                                   b_r.untyped_data(), hm, pad));
+      es->prim.execute(s, ConvArgs(*es, g.spatial, hm,
+                                   Weights(*es, g.spatial, w_s.untyped_data(), s),
+                                   b_s.untyped_data(),
+                                   memory(g.spatial.DstDesc(), Engine(), yp), pad));
       clock.Mark(kExecute);
       s.wait();
       h.ReleaseIfOver(kRetainedScratchpad);
@@ -932,18 +934,8 @@ ffi::Error BottleneckImpl(ffi::AnyBuffer x, ffi::AnyBuffer w_r, ffi::AnyBuffer b
           src = memory(g.reduce.SrcDesc(), Engine(), nullptr);
           dst = memory(g.spatial.DstDesc(), Engine(), nullptr);
           memory h(g.reduce.DstDesc(), Engine(), buffers[2 * t].data.get());
-          reduce_args = {
-              {DNNL_ARG_SRC, src},
-              {DNNL_ARG_WEIGHTS, wr},
-              {DNNL_ARG_BIAS, memory(g.reduce.BiasDesc(), Engine(), b_r.untyped_data())},
-              {DNNL_ARG_DST, h},
-              {DNNL_ARG_SCRATCHPAD, memory(er->scratchpad, Engine(), pad)}};
-          spatial_args = {
-              {DNNL_ARG_SRC, h},
-              {DNNL_ARG_WEIGHTS, ws},
-              {DNNL_ARG_BIAS, memory(g.spatial.BiasDesc(), Engine(), b_s.untyped_data())},
-              {DNNL_ARG_DST, dst},
-              {DNNL_ARG_SCRATCHPAD, memory(es->scratchpad, Engine(), pad)}};
+          reduce_args = ConvArgs(*er, g.reduce, src, wr, b_r.untyped_data(), h, pad);
+          spatial_args = ConvArgs(*es, g.spatial, h, ws, b_s.untyped_data(), dst, pad);
         } catch (const std::exception& ex) {
           ready = false;
 #pragma omp critical(jaxconv_bottleneck_failure)

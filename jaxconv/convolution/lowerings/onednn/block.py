@@ -24,7 +24,7 @@ from jax.extend.core import Primitive
 from jax.interpreters import batching, mlir
 
 from jaxconv.convolution.lowerings.onednn.geometry import Geometry
-from jaxconv.convolution.lowerings.onednn.inference import _APPLY, ACTIVATIONS
+from jaxconv.convolution.lowerings.onednn.inference import _APPLY, ACTIVATIONS, calls_ffi
 from jaxconv.convolution.lowerings.onednn.primitives import (
     _NEEDS_DEVICES,
     _apply_primitive,
@@ -58,10 +58,8 @@ def reference(
 
 
 def _lower(ctx, *args, reduce, spatial, out_dtype, activation):
-    module = ctx.module_context
-    sharded = getattr(module.axis_context, "num_devices", 1) > 1
     params = dict(reduce=reduce, spatial=spatial, out_dtype=out_dtype, activation=activation)
-    if tuple(module.platforms) != ("cpu",) or module.lowering_parameters.for_export or sharded:
+    if not calls_ffi(ctx):
         return mlir.lower_fun(lambda *a: reference(*a, **params), multiple_results=False)(
             ctx, *args
         )

@@ -52,11 +52,21 @@ def reference(x, w, b, residual, *, geometry: Geometry, out_dtype, activation) -
     return _APPLY[activation](y)
 
 
-def _lower(ctx, x, w, b, packed, *residual, geometry, out_dtype, activation, packed_format):
+def calls_ffi(ctx) -> bool:
+    """Whether a primitive without a sharding rule (this one, the bottleneck's) lowers to its
+    FFI call: in a CPU-only program, not lowered for ``jax.export``, not sharded; else to its
+    lax reference."""
     module = ctx.module_context
-    context = module.axis_context
-    sharded = getattr(context, "num_devices", 1) > 1
-    if tuple(module.platforms) != ("cpu",) or module.lowering_parameters.for_export or sharded:
+    sharded = getattr(module.axis_context, "num_devices", 1) > 1
+    return (
+        tuple(module.platforms) == ("cpu",)
+        and not module.lowering_parameters.for_export
+        and not sharded
+    )
+
+
+def _lower(ctx, x, w, b, packed, *residual, geometry, out_dtype, activation, packed_format):
+    if not calls_ffi(ctx):
         return mlir.lower_fun(
             lambda x, w, b, packed, *r: reference(
                 x,
