@@ -31,6 +31,8 @@
 // evicting it never frees one that another thread is about to run.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <limits>
 #include <cstdint>
 #include <cstring>
 #include <cstdlib>
@@ -514,8 +516,11 @@ Cache& PrimitiveCache() {
   return cache;
 }
 
-std::shared_ptr<const Entry> Lookup(Role role, const Geometry& g) {
-  auto key = g.Key(role);
+// The cached primitive for `key`, made by `build` on a miss. Built outside the cache's lock
+// (building a jit kernel takes milliseconds); two threads that miss on the same key both build,
+// and the second insert keeps the first's.
+template <typename BuildFn>
+std::shared_ptr<const Entry> Cached(Key key, BuildFn build) {
   Cache& cache = PrimitiveCache();
   {
     std::lock_guard<std::mutex> lock(cache.mu);
@@ -525,15 +530,7 @@ std::shared_ptr<const Entry> Lookup(Role role, const Geometry& g) {
       return it->second.first;
     }
   }
-  // Built outside the cache's lock (building a jit kernel takes milliseconds); two threads
-  // that miss on the same key both build, and the second insert keeps the first's.
-  auto e = std::make_shared<const Entry>(
-      g.transposed ? Build<dnnl::deconvolution_forward, dnnl::deconvolution_backward_data,
-                           dnnl::deconvolution_backward_weights>(
-                         role, g, dnnl::algorithm::deconvolution_direct)
-                   : Build<dnnl::convolution_forward, dnnl::convolution_backward_data,
-                           dnnl::convolution_backward_weights>(
-                         role, g, dnnl::algorithm::convolution_direct));
+  auto e = std::make_shared<const Entry>(build());
   std::lock_guard<std::mutex> lock(cache.mu);
   auto it = cache.entries.find(key);
   if (it != cache.entries.end()) return it->second.first;
@@ -541,6 +538,17 @@ std::shared_ptr<const Entry> Lookup(Role role, const Geometry& g) {
   cache.entries.emplace(std::move(key), std::make_pair(e, cache.order.begin()));
   cache.Trim();
   return e;
+}
+
+std::shared_ptr<const Entry> Lookup(Role role, const Geometry& g) {
+  return Cached(g.Key(role), [&] {
+    return g.transposed ? Build<dnnl::deconvolution_forward, dnnl::deconvolution_backward_data,
+                                dnnl::deconvolution_backward_weights>(
+                              role, g, dnnl::algorithm::deconvolution_direct)
+                        : Build<dnnl::convolution_forward, dnnl::convolution_backward_data,
+                                dnnl::convolution_backward_weights>(
+                              role, g, dnnl::algorithm::convolution_direct);
+  });
 }
 
 Attrs MakeAttrs(ffi::Span<const int64_t> stride, ffi::Span<const int64_t> pad_lo,
@@ -1017,6 +1025,220 @@ int Report(const std::string& why, char* err, int64_t errlen) {
   return 1;
 }
 
+
+// --- Batch normalization in training: the sixth and seventh handlers -----------------------
+//
+// y = act(scale · (x − mean) / sqrt(var + eps) + shift), the mean and (biased) variance taken
+// over every axis but the last (channels last, rank 2 to 5) and returned, and its backward
+// (dx, dscale, dshift from dy). The ReLU is oneDNN's fuse_norm_relu: the forward records in a
+// workspace which outputs were positive, and the backward reads it (Python: norm.py asks
+// jaxconv_onednn_norm_workspace for its size). oneDNN's fused ReLU maps a NaN to 0 where lax's
+// keeps it; a NaN output can only come from a channel whose mean, variance, scale or shift is
+// NaN (a NaN or an infinity in x makes the mean or the variance NaN), so the forward fills
+// those channels with NaN afterwards. Python sends only float32 and non-empty x here.
+enum NormRole : int64_t { kNormForward = 10, kNormBackward = 11 };
+
+struct NormGeometry {
+  dims d, strides;  // logical (N, C, spatial...) and XLA's strides
+  float epsilon = 0;
+  bool relu = false;
+
+  Key MakeKey(int64_t role) const {
+    int32_t bits;
+    std::memcpy(&bits, &epsilon, sizeof bits);
+    Key k{role, bits, relu, static_cast<int64_t>(d.size())};
+    k.insert(k.end(), d.begin(), d.end());
+    return k;
+  }
+  memory::desc Desc() const { return memory::desc(d, dt::f32, strides); }
+  int64_t Channels() const { return d[1]; }
+  dnnl::normalization_flags Flags() const {
+    auto f = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
+    return relu ? f | dnnl::normalization_flags::fuse_norm_relu : f;
+  }
+};
+
+bool DescribeNorm(ffi::Span<const int64_t> shape, float epsilon, int64_t relu, NormGeometry* g,
+                  std::string* why) {
+  if (shape.size() < 2 || shape.size() > 5) {
+    *why = "jaxconv onednn: batch norm needs rank 2 to 5, got " + Shape(shape);
+    return false;
+  }
+  for (int64_t v : shape) {
+    if (v < 1) {
+      *why = "jaxconv onednn: batch norm needs a non-empty x, got " + Shape(shape);
+      return false;
+    }
+  }
+  g->d = ActivationDims(shape, true);
+  g->strides = ActivationStrides(shape, true);
+  g->epsilon = epsilon;
+  g->relu = relu != 0;
+  return true;
+}
+
+dnnl::batch_normalization_forward::primitive_desc NormForwardDesc(const NormGeometry& g) {
+  return dnnl::batch_normalization_forward::primitive_desc(
+      Engine(), dnnl::prop_kind::forward_training, g.Desc(), g.Desc(), g.epsilon, g.Flags(),
+      Attributes());
+}
+
+// The cached forward or backward primitive; Entry::weights holds the forward's workspace.
+std::shared_ptr<const Entry> LookupNorm(NormRole role, const NormGeometry& g) {
+  return Cached(g.MakeKey(role), [&] {
+    NoteBuild();
+    auto fwd = NormForwardDesc(g);
+    if (role == kNormForward) {
+      return Entry{dnnl::batch_normalization_forward(fwd), fwd.workspace_desc(),
+                   fwd.scratchpad_desc()};
+    }
+    dnnl::batch_normalization_backward::primitive_desc pd(
+        Engine(), dnnl::prop_kind::backward, g.Desc(), g.Desc(), g.Desc(), g.epsilon,
+        g.Flags(), fwd, Attributes());
+    return Entry{dnnl::batch_normalization_backward(pd), fwd.workspace_desc(),
+                 pd.scratchpad_desc()};
+  });
+}
+
+// Checks one per-channel buffer ([C] float32).
+ffi::Error ChannelVector(const char* name, ffi::AnyBuffer::Dimensions d, ffi::DataType t,
+                         int64_t channels) {
+  if (d.size() != 1 || d[0] != channels || t != ffi::DataType::F32) {
+    return ffi::Error::InvalidArgument(std::string("jaxconv onednn: batch norm's ") + name +
+                                       " must be [C] float32, got " + Shape(d));
+  }
+  return ffi::Error::Success();
+}
+
+ffi::Error NormCheck(ffi::AnyBuffer x, float epsilon, int64_t relu, NormGeometry* g,
+                     std::initializer_list<std::pair<const char*, const ffi::AnyBuffer*>> vecs,
+                     std::initializer_list<std::pair<const char*, const ffi::AnyBuffer*>> likes) {
+  std::string why;
+  if (x.element_type() != ffi::DataType::F32) {
+    return ffi::Error::InvalidArgument("jaxconv onednn: batch norm needs float32");
+  }
+  if (!DescribeNorm(x.dimensions(), epsilon, relu, g, &why)) {
+    return ffi::Error::InvalidArgument(why);
+  }
+  for (const auto& [name, b] : vecs) {
+    if (auto err = ChannelVector(name, b->dimensions(), b->element_type(), g->Channels());
+        !err.success()) {
+      return err;
+    }
+  }
+  for (const auto& [name, b] : likes) {
+    if (b->element_type() != ffi::DataType::F32 || !(b->dimensions() == x.dimensions())) {
+      return ffi::Error::InvalidArgument(std::string("jaxconv onednn: batch norm's ") + name +
+                                         " must match x, got " + Shape(b->dimensions()));
+    }
+  }
+  return ffi::Error::Success();
+}
+
+void* Data(const ffi::AnyBuffer& b) { return b.untyped_data(); }
+
+ffi::Error BatchNormForwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer scale, ffi::AnyBuffer shift,
+                                ffi::Result<ffi::AnyBuffer> y, ffi::Result<ffi::AnyBuffer> mean,
+                                ffi::Result<ffi::AnyBuffer> var, ffi::Result<ffi::AnyBuffer> ws,
+                                float epsilon, int64_t relu) {
+  NormGeometry g;
+  const ffi::AnyBuffer &yb = *y, &mb = *mean, &vb = *var;
+  if (auto err = NormCheck(x, epsilon, relu, &g, {{"scale", &scale}, {"shift", &shift},
+                                                   {"mean", &mb}, {"variance", &vb}},
+                           {{"output", &yb}});
+      !err.success()) {
+    return err;
+  }
+  try {
+    const auto e = LookupNorm(kNormForward, g);
+    if (ws->size_bytes() < e->weights.get_size()) {
+      return ffi::Error::InvalidArgument("jaxconv onednn: batch norm's workspace is too small");
+    }
+    std::lock_guard<std::mutex> lock(ExecutionMutex());
+    dnnl::stream& s = Stream();
+    const memory::desc c({g.Channels()}, dt::f32, dims{1});
+    e->prim.execute(s, {{DNNL_ARG_SRC, memory(g.Desc(), Engine(), Data(x))},
+                        {DNNL_ARG_DST, memory(g.Desc(), Engine(), Data(yb))},
+                        {DNNL_ARG_SCALE, memory(c, Engine(), Data(scale))},
+                        {DNNL_ARG_SHIFT, memory(c, Engine(), Data(shift))},
+                        {DNNL_ARG_MEAN, memory(c, Engine(), Data(mb))},
+                        {DNNL_ARG_VARIANCE, memory(c, Engine(), Data(vb))},
+                        {DNNL_ARG_WORKSPACE, memory(e->weights, Engine(), Data(*ws))},
+                        {DNNL_ARG_SCRATCHPAD, Scratchpad(e->scratchpad)}});
+    s.wait();
+    ReleaseLargeScratchpad();
+  } catch (const std::exception& ex) {
+    return ffi::Error::Internal("jaxconv onednn: batch norm forward " + Shape(x.dimensions()) +
+                                ": " + ex.what());
+  }
+  if (g.relu) {  // put back the NaNs the fused ReLU turned into 0 (see above)
+    const int64_t c = g.Channels();
+    const float* stats[] = {static_cast<const float*>(Data(mb)), static_cast<const float*>(Data(vb)),
+                            static_cast<const float*>(Data(scale)),
+                            static_cast<const float*>(Data(shift))};
+    std::vector<int64_t> bad;
+    for (int64_t i = 0; i < c; ++i) {
+      for (const float* v : stats) {
+        if (std::isnan(v[i])) {
+          bad.push_back(i);
+          break;
+        }
+      }
+    }
+    if (!bad.empty()) {
+      float* out = static_cast<float*>(Data(yb));
+      const int64_t rows = static_cast<int64_t>(yb.element_count()) / c;
+      const float nan = std::numeric_limits<float>::quiet_NaN();
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t i : bad) out[r * c + i] = nan;
+      }
+    }
+  }
+  return ffi::Error::Success();
+}
+
+ffi::Error BatchNormBackwardImpl(ffi::AnyBuffer x, ffi::AnyBuffer scale, ffi::AnyBuffer mean,
+                                 ffi::AnyBuffer var, ffi::AnyBuffer ws, ffi::AnyBuffer dy,
+                                 ffi::Result<ffi::AnyBuffer> dx,
+                                 ffi::Result<ffi::AnyBuffer> dscale,
+                                 ffi::Result<ffi::AnyBuffer> dshift, float epsilon,
+                                 int64_t relu) {
+  NormGeometry g;
+  const ffi::AnyBuffer &dxb = *dx, &dsb = *dscale, &dhb = *dshift;
+  if (auto err = NormCheck(x, epsilon, relu, &g,
+                           {{"scale", &scale}, {"mean", &mean}, {"variance", &var},
+                            {"scale gradient", &dsb}, {"shift gradient", &dhb}},
+                           {{"output gradient", &dy}, {"input gradient", &dxb}});
+      !err.success()) {
+    return err;
+  }
+  try {
+    const auto e = LookupNorm(kNormBackward, g);
+    if (ws.size_bytes() < e->weights.get_size()) {
+      return ffi::Error::InvalidArgument("jaxconv onednn: batch norm's workspace is too small");
+    }
+    std::lock_guard<std::mutex> lock(ExecutionMutex());
+    dnnl::stream& s = Stream();
+    const memory::desc c({g.Channels()}, dt::f32, dims{1});
+    e->prim.execute(s, {{DNNL_ARG_SRC, memory(g.Desc(), Engine(), Data(x))},
+                        {DNNL_ARG_DIFF_DST, memory(g.Desc(), Engine(), Data(dy))},
+                        {DNNL_ARG_SCALE, memory(c, Engine(), Data(scale))},
+                        {DNNL_ARG_MEAN, memory(c, Engine(), Data(mean))},
+                        {DNNL_ARG_VARIANCE, memory(c, Engine(), Data(var))},
+                        {DNNL_ARG_WORKSPACE, memory(e->weights, Engine(), Data(ws))},
+                        {DNNL_ARG_DIFF_SRC, memory(g.Desc(), Engine(), Data(dxb))},
+                        {DNNL_ARG_DIFF_SCALE, memory(c, Engine(), Data(dsb))},
+                        {DNNL_ARG_DIFF_SHIFT, memory(c, Engine(), Data(dhb))},
+                        {DNNL_ARG_SCRATCHPAD, Scratchpad(e->scratchpad)}});
+    s.wait();
+    ReleaseLargeScratchpad();
+  } catch (const std::exception& ex) {
+    return ffi::Error::Internal("jaxconv onednn: batch norm backward " +
+                                Shape(x.dimensions()) + ": " + ex.what());
+  }
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
 // The library is built with hidden visibility; these are its whole interface. Python checks
@@ -1028,6 +1250,10 @@ JAXCONV_EXPORT XLA_FFI_Error* JaxconvOnednnBackwardData(XLA_FFI_CallFrame* call_
 JAXCONV_EXPORT XLA_FFI_Error* JaxconvOnednnBackwardWeights(XLA_FFI_CallFrame* call_frame);
 JAXCONV_EXPORT XLA_FFI_Error* JaxconvOnednnInference(XLA_FFI_CallFrame* call_frame);
 JAXCONV_EXPORT XLA_FFI_Error* JaxconvOnednnBottleneck(XLA_FFI_CallFrame* call_frame);
+JAXCONV_EXPORT XLA_FFI_Error* JaxconvOnednnBatchNorm(XLA_FFI_CallFrame* call_frame);
+JAXCONV_EXPORT XLA_FFI_Error* JaxconvOnednnBatchNormBackward(XLA_FFI_CallFrame* call_frame);
+JAXCONV_EXPORT int64_t jaxconv_onednn_norm_workspace(const int64_t* shape, int64_t rank,
+                                                     double epsilon, int64_t relu);
 JAXCONV_EXPORT int jaxconv_onednn_packed_layout(const int64_t* flat, int64_t n, int64_t* bytes,
                                                 int64_t* fingerprint, char* err, int64_t errlen);
 JAXCONV_EXPORT int jaxconv_onednn_pack(const int64_t* flat, int64_t n, const void* w, void* out,
@@ -1092,6 +1318,49 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxconvOnednnBottleneck, BottleneckImpl,
                                   .Arg<ffi::AnyBuffer>()
                                   .Ret<ffi::AnyBuffer>() JAXCONV_CONV_ATTRS
                                   .Attr<int64_t>("activation"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxconvOnednnBatchNorm, BatchNormForwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<float>("epsilon")
+                                  .Attr<int64_t>("relu"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxconvOnednnBatchNormBackward, BatchNormBackwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<float>("epsilon")
+                                  .Attr<int64_t>("relu"));
+
+// The bytes of batch norm's workspace for x of `shape` (channels last): what the forward
+// writes and the backward reads; 0 without ReLU; -1 where oneDNN has no primitive for it.
+int64_t jaxconv_onednn_norm_workspace(const int64_t* shape, int64_t rank, double epsilon,
+                                      int64_t relu) {
+  NormGeometry g;
+  std::string why;
+  if (shape == nullptr || !DescribeNorm(ffi::Span<const int64_t>(shape, rank),
+                                        static_cast<float>(epsilon), relu, &g, &why)) {
+    return -1;
+  }
+  try {
+    return static_cast<int64_t>(LookupNorm(kNormForward, g)->weights.get_size());
+  } catch (const std::exception&) {
+    return -1;
+  }
+}
 
 // The layout a frozen conv's primitive wants its weights in: its size in bytes and its
 // fingerprint (0 on success, else 1 with the reason in `err`). Builds (and caches) the

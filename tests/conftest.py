@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -77,3 +79,18 @@ def pytest_runtest_makereport(item, call):
     ):
         report.outcome = "failed"
         report.longrepr = f"skipped for want of torch, which CI must have: {report.longrepr}"
+
+
+def run_on_two_cpu_devices(script: str) -> str:
+    """Runs ``script`` in a fresh interpreter with two CPU devices; asserts it exits 0 and
+    returns its stdout."""
+    env = {
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "JAX_PLATFORMS": "cpu",
+        "PATH": "/usr/bin:/bin",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import reference
-from conftest import tol
+from conftest import run_on_two_cpu_devices, tol
 
 import jaxconv
 from jaxconv import convolution as kernels
@@ -651,16 +651,7 @@ def test_batch_sharded_conv_runs_per_shard_without_gathering():
             np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-3)
         print("ok", jax.device_count())
     """)
-    env = {
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-        "JAX_PLATFORMS": "cpu",
-        "PATH": "/usr/bin:/bin",
-    }
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.split() == ["ok", "2"]
+    assert run_on_two_cpu_devices(script).split() == ["ok", "2"]
 
 
 def test_primitives_are_built_with_every_openmp_thread(rng):

@@ -16,6 +16,7 @@ from flax.nnx.nn.dtypes import promote_dtype
 
 import jaxconv
 from jaxconv._check import check_activation, check_bool, check_dtype, check_groups, check_int
+from jaxconv.nn._batch_norm import batch_norm
 from jaxconv.nn._init import VarianceScaling, zeros
 from jaxconv.nn._validate import (
     check_channels,
@@ -492,8 +493,10 @@ class ConvBN(nnx.Module):
         self.out_features = self.conv.out_features
 
     def finish(self, y: Array) -> Array:
-        """BatchNorm and activation of an already computed conv output ``y``."""
-        return activate(self.bn(y), self.activation)
+        """BatchNorm and activation of an already computed conv output ``y`` (in training mode
+        on oneDNN's batch norm where it applies: :mod:`jaxconv.nn._batch_norm`)."""
+        fast = batch_norm(self.bn, y, self.activation)
+        return fast if fast is not None else activate(self.bn(y), self.activation)
 
     def __call__(self, x: Array) -> Array:
         return self.finish(self.conv(x))

@@ -35,6 +35,8 @@ _TARGETS = {
     "jaxconv_onednn_bwd_weights": "JaxconvOnednnBackwardWeights",
     "jaxconv_onednn_inference": "JaxconvOnednnInference",
     "jaxconv_onednn_bottleneck": "JaxconvOnednnBottleneck",
+    "jaxconv_onednn_batch_norm": "JaxconvOnednnBatchNorm",
+    "jaxconv_onednn_batch_norm_bwd": "JaxconvOnednnBatchNormBackward",
 }
 #: The extension's plain C functions and their result types (all must be present).
 _SYMBOLS = {
@@ -50,6 +52,7 @@ _SYMBOLS = {
     "jaxconv_onednn_pack": ctypes.c_int,
     "jaxconv_onednn_profile": ctypes.c_int64,
     "jaxconv_onednn_build_threads": ctypes.c_int64,
+    "jaxconv_onednn_norm_workspace": ctypes.c_int64,
     **dict.fromkeys(_TARGETS.values(), ctypes.c_void_p),
 }
 
