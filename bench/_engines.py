@@ -1,6 +1,11 @@
 """Inference engines as peers of the ``model`` suite: torch.compile, OpenVINO and ONNX Runtime,
 each running the same torch network (``bench/torch_models.py``'s transcription with jaxconv's
-weights) in its best f32 settings, with the same thread count as every other engine.
+weights) in its best settings for the suite's dtype, with the same thread count as every other
+engine. In bfloat16 (``--dtype bfloat16``, against jaxconv's bfloat16 model) torch.compile runs
+under ``torch.autocast`` and OpenVINO with ``INFERENCE_PRECISION_HINT=bf16``; the precision
+OpenVINO actually compiled for is recorded (``ran_precision``: ``f32`` on a CPU without native
+bf16, where OpenVINO ignores the hint). ONNX Runtime has no bfloat16 convolution on its CPU
+provider (:func:`unsupported`), so it is named and not timed in bfloat16.
 
 None of them is a jaxconv dependency: ``--peers openvino`` imports OpenVINO only when asked, and
 an engine that is not installed is named in one line and skipped (:func:`available`).
@@ -10,12 +15,14 @@ The settings, stated in each record (``peer_settings``):
 - ``torch-compile``: ``torch.compile`` (inductor) with ``torch._inductor.config.freezing =
   True`` (weights folded into the graph as constants, BatchNorm into the conv) and
   ``compile_threads = 1`` (no forked compile workers beside JAX's threads), called under
-  ``torch.no_grad()``, channels_last, ``torch.set_num_threads(threads)``. It compiles lazily:
+  ``torch.no_grad()`` (bfloat16: and ``torch.autocast``), channels_last,
+  ``torch.set_num_threads(threads)``. It compiles lazily:
   its ``load_s`` is the ``torch.compile`` call, its ``first_call_s`` holds the compilation.
 - ``openvino``: ``openvino.convert_model`` of the module's ``torch.export`` program (no ONNX
   file; OpenVINO's TorchScript tracing of the module is deprecated with torch's), then
   ``compile_model`` on ``CPU`` with ``INFERENCE_PRECISION_HINT=f32`` (OpenVINO silently runs
-  bf16 on CPUs with native bf16 otherwise), ``INFERENCE_NUM_THREADS=threads`` and
+  bf16 on CPUs with native bf16 otherwise; ``bf16`` in a bfloat16 run),
+  ``INFERENCE_NUM_THREADS=threads`` and
   ``PERFORMANCE_HINT=LATENCY`` (one request at a time, as the timer calls it).
 - ``onnxruntime``: the ONNX file written by ``torch.onnx.export`` (:data:`ONNX_EXPORTER`), run by
   an ``InferenceSession`` on ``CPUExecutionProvider`` with ``GraphOptimizationLevel.
@@ -48,6 +55,8 @@ REQUIRES = {
 #: ``torch.onnx.export``'s exporter: ``dynamo=True`` (torch.export; needs ``onnxscript``) is the
 #: one torch 2.13 keeps; the TorchScript one (``dynamo=False``) is deprecated.
 ONNX_EXPORTER = {"dynamo": True, "verbose": False}
+#: The dtypes the engines run, as OpenVINO's precision hint spells them.
+PRECISIONS = {"float32": "f32", "bfloat16": "bf16"}
 
 
 @dataclass
@@ -102,7 +111,9 @@ def _timed_first(run: Callable[[], Any]) -> tuple[float, np.ndarray]:
     return time.perf_counter() - start, np.asarray(out, np.float32)
 
 
-def _torch_compile(net: Any, x: np.ndarray, threads: int) -> Engine:
+def _torch_compile(net: Any, x: np.ndarray, threads: int, dtype: str) -> Engine:
+    import contextlib
+
     import torch
     import torch._inductor.config as inductor
 
@@ -116,11 +127,14 @@ def _torch_compile(net: Any, x: np.ndarray, threads: int) -> Engine:
     compiled = torch.compile(net)
     load_s = time.perf_counter() - start
 
+    half = dtype == "bfloat16"
+
     def run() -> Any:
-        with torch.no_grad():
+        cast = torch.autocast("cpu", torch.bfloat16) if half else contextlib.nullcontext()
+        with torch.no_grad(), cast:
             return compiled(xt)
 
-    first_s, first = _timed_first(lambda: run().numpy())
+    first_s, first = _timed_first(lambda: run().float().numpy())
     settings = {
         "backend": "inductor",
         "freezing": True,
@@ -129,15 +143,17 @@ def _torch_compile(net: Any, x: np.ndarray, threads: int) -> Engine:
         "memory_format": "channels_last",
         "threads": threads,
     }
+    if half:
+        settings["autocast"] = "bfloat16"
     return Engine("torch-compile", torch.__version__, settings, load_s, first_s, run, first)
 
 
-def _openvino(net: Any, x: np.ndarray, threads: int) -> Engine:
+def _openvino(net: Any, x: np.ndarray, threads: int, dtype: str) -> Engine:
     import openvino as ov
     import torch
 
     config = {
-        "INFERENCE_PRECISION_HINT": "f32",
+        "INFERENCE_PRECISION_HINT": PRECISIONS[dtype],
         "INFERENCE_NUM_THREADS": threads,
         "PERFORMANCE_HINT": "LATENCY",
     }
@@ -156,13 +172,17 @@ def _openvino(net: Any, x: np.ndarray, threads: int) -> Engine:
     first_s, first = _timed_first(run)
     settings: dict[str, Any] = {"source": "openvino.convert_model(torch.export.export(net))"}
     settings.update(device="CPU", **config)
+    settings["ran_precision"] = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
     return Engine("openvino", ov.__version__, settings, load_s, first_s, run, first)
 
 
-def _onnxruntime(net: Any, x: np.ndarray, threads: int) -> Engine:
+def _onnxruntime(net: Any, x: np.ndarray, threads: int, dtype: str) -> Engine:
     import onnxruntime as ort
     import torch
 
+    why = unsupported("onnxruntime", dtype)
+    if why is not None:
+        raise ValueError(why)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads
@@ -190,23 +210,63 @@ def _onnxruntime(net: Any, x: np.ndarray, threads: int) -> Engine:
     return Engine("onnxruntime", ort.__version__, settings, load_s, first_s, run, first)
 
 
-BUILDERS: dict[str, Callable[[Any, np.ndarray, int], Engine]] = {
+def _onnxruntime_bf16_conv() -> str | None:
+    """None where ONNX Runtime's CPU provider runs a bfloat16 Conv, else its error (a one-conv
+    model in bfloat16, opset 22, the first whose Conv admits bfloat16)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    bf16 = TensorProto.BFLOAT16
+    weight = helper.make_tensor("w", bf16, [1, 1, 1, 1], np.zeros(1, np.uint16).tobytes(), True)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"])],
+        "conv",
+        [helper.make_tensor_value_info("x", bf16, [1, 1, 2, 2])],
+        [helper.make_tensor_value_info("y", bf16, None)],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)], ir_version=10)
+    try:
+        ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    except Exception as failure:  # its own error is the reason
+        return f"{type(failure).__name__}: {str(failure).strip()[:160]}"
+    return None
+
+
+def unsupported(name: str, dtype: str) -> str | None:
+    """Why engine ``name`` cannot run the suite's ``dtype`` here, else None.
+
+    >>> unsupported("openvino", "float16")
+    'openvino runs float32 or bfloat16 here, not float16'
+    """
+    if dtype not in PRECISIONS:
+        return f"{name} runs float32 or bfloat16 here, not {dtype}"
+    if name == "onnxruntime" and dtype == "bfloat16":
+        why = _onnxruntime_bf16_conv()
+        if why is not None:
+            return f"ONNX Runtime's CPUExecutionProvider has no bfloat16 Conv ({why})"
+    return None
+
+
+BUILDERS: dict[str, Callable[[Any, np.ndarray, int, str], Engine]] = {
     "torch-compile": _torch_compile,
     "openvino": _openvino,
     "onnxruntime": _onnxruntime,
 }
 
 
-def build(name: str, net: Any, x_nchw: np.ndarray, threads: int) -> Engine:
-    """Engine ``name`` (one of :data:`ENGINES`) running the eval-mode torch module ``net`` on
-    the float32 ``[N, C, H, W]`` input ``x_nchw`` with ``threads`` threads; its first call is
-    made (and timed) here.
+def build(name: str, net: Any, x_nchw: np.ndarray, threads: int, dtype: str = "float32") -> Engine:
+    """Engine ``name`` (one of :data:`ENGINES`) running the eval-mode float32 torch module
+    ``net`` on the float32 ``[N, C, H, W]`` input ``x_nchw`` with ``threads`` threads, computing
+    in ``dtype`` (``float32`` or ``bfloat16``); its first call is made (and timed) here.
 
-    Raises ValueError for an unknown ``name``.
+    Raises ValueError for an unknown ``name``, or where :func:`unsupported` says why not.
     """
     if name not in BUILDERS:
         raise ValueError(f"`name` must be one of {', '.join(ENGINES)}, got {name!r}")
-    return BUILDERS[name](net, np.ascontiguousarray(x_nchw, np.float32), threads)
+    if dtype not in PRECISIONS:
+        raise ValueError(f"`dtype` must be one of {', '.join(PRECISIONS)}, got {dtype!r}")
+    return BUILDERS[name](net, np.ascontiguousarray(x_nchw, np.float32), threads, dtype)
 
 
 def relative_error(got: np.ndarray, expected: np.ndarray) -> float:

@@ -58,17 +58,20 @@ def test_setup_names_the_missing_engine_for_the_peer_table(monkeypatch):
     assert ctx.peer is None  # no engine is left, so torch is not loaded for them
 
 
-def _fake_engine(name: str, scale: float = 1.0, fail: bool = False):
-    """A builder that returns ``scale ×`` the torch network's own logits (``fail``: raises)."""
+def _fake_engine(name: str, scale: float = 1.0, fail: bool = False, ran: str | None = None):
+    """A builder that returns ``scale ×`` the torch network's own logits (``fail``: raises;
+    ``ran``: the precision it says it compiled for, as OpenVINO does)."""
 
-    def build(net, x, threads):
+    def build(net, x, threads, dtype):
         import torch
 
         if fail:
             raise RuntimeError("cannot convert this graph")
         with torch.no_grad():
             out = net(torch.from_numpy(x)).numpy() * scale
-        settings = {"threads": threads, "fake": name}
+        settings = {"threads": threads, "fake": name, "dtype": dtype}
+        if ran is not None:
+            settings["ran_precision"] = ran
         return _engines.Engine(name, "0.0", settings, 0.5, 0.25, lambda: out, out)
 
     return build
@@ -85,9 +88,9 @@ def _context(*peers: str):
     return Context(options=options, device=jax.devices("cpu")[0], env={}, peer=TorchPeer("cpu"))
 
 
-def _resnet18_context(case=None):
+def _resnet18_context(case=None, dtype="float32"):
     """``(ctx, case, eval state, x, jaxconv's logits)`` of ``case`` (ResNet-18 at 32×32) at
-    batch 1."""
+    batch 1, jaxconv's model in ``dtype``."""
     import jax
 
     from bench.suites import model
@@ -95,7 +98,7 @@ def _resnet18_context(case=None):
     case = case or model.ModelCase("resnet18", 32, 10)
     ctx = _context("openvino")
     (x,) = ctx.rng_arrays(0, [(1, case.size, case.size, 3)], "float32")
-    fns = model._functions(case, "float32", x)
+    fns = model._functions(case, dtype, x)
     eval_state = fns.eval_state
     logits = jax.jit(fns.inference)(eval_state, x)
     return ctx, case, eval_state, x, logits
@@ -116,7 +119,11 @@ def test_engines_agreeing_are_timed_with_their_settings_and_disagreeing_ones_are
     fields = runs["torch-compile inference"].fields
     assert runs["torch-compile inference"].base == "frozen inference"  # model.FROZEN
     assert fields["peer"] == "torch-compile"
-    assert fields["peer_settings"] == {"threads": ctx.peer.threads, "fake": "torch-compile"}
+    assert fields["peer_settings"] == {
+        "threads": ctx.peer.threads,
+        "fake": "torch-compile",
+        "dtype": "float32",
+    }
     assert (fields["load_s"], fields["first_call_s"]) == (0.5, 0.25)
     assert fields["peer_max_rel_err"] < 1e-4
     assert np.asarray(runners["torch-compile inference"]()).shape == (1, 10)
@@ -124,6 +131,31 @@ def test_engines_agreeing_are_timed_with_their_settings_and_disagreeing_ones_are
     assert "resnet18, batch 1: openvino disagrees with jaxconv's logits" in notes
     assert "resnet18, batch 1: onnxruntime could not run it (RuntimeError" in notes
     assert notes.count("not timed") == 2
+
+
+def test_in_bfloat16_the_engines_run_bf16_or_are_named(monkeypatch):
+    """bfloat16: each engine is built for it; one that cannot run it (ONNX Runtime's CPU
+    provider has no bf16 Conv) is named and not timed; an OpenVINO that compiled for f32
+    (no native bf16 here) is named, and timed as it ran."""
+    pytest.importorskip("torch")
+    from bench.suites import model
+
+    monkeypatch.setitem(_engines.BUILDERS, "torch-compile", _fake_engine("torch-compile"))
+    monkeypatch.setitem(_engines.BUILDERS, "openvino", _fake_engine("openvino", ran="f32"))
+    monkeypatch.setitem(_engines.BUILDERS, "onnxruntime", _fake_engine("onnxruntime"))
+    monkeypatch.setattr(_engines, "_onnxruntime_bf16_conv", lambda: "NotImplemented: Conv(22)")
+    ctx, case, eval_state, x, logits = _resnet18_context(dtype="bfloat16")
+    names = _engines.ENGINES
+    runners, runs = model._engine_runners(ctx, case, eval_state, x, logits, names, "bfloat16")
+    assert set(runners) == {"torch-compile inference", "openvino inference"}
+    assert runs["openvino inference"].fields["peer_settings"]["dtype"] == "bfloat16"
+    assert runs["openvino inference"].fields["peer_max_rel_err"] <= model.PEER_TOLERANCE["bfloat16"]
+    notes = "\n".join(ctx.notes)
+    assert "onnxruntime cannot run bfloat16: ONNX Runtime's CPUExecutionProvider has no " in notes
+    assert "openvino was asked for bf16 and compiled for f32" in notes
+    assert _engines.unsupported("openvino", "float16") is not None
+    with pytest.raises(ValueError, match="`dtype` must be one of float32, bfloat16"):
+        _engines.build("openvino", None, np.zeros((1, 3, 2, 2)), 1, "float16")
 
 
 def test_the_engines_asked_are_the_installed_ones_and_torch_eager_only_when_named(monkeypatch):
@@ -260,9 +292,35 @@ def test_a_real_engine_runs_resnet18_with_jaxconvs_weights(name):
     settings = runs[f"{name} inference"].fields["peer_settings"]
     threads = ctx.peer.threads
     if name == "openvino":
-        assert settings["INFERENCE_PRECISION_HINT"] == "f32"
+        assert settings["INFERENCE_PRECISION_HINT"] == settings["ran_precision"] == "f32"
         assert settings["INFERENCE_NUM_THREADS"] == threads
     else:
         assert settings["graph_optimization_level"] == "ORT_ENABLE_ALL"
         assert settings["intra_op_num_threads"] == threads
     assert np.asarray(runners[f"{name} inference"]()).shape == (1, 10)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_real_openvino_runs_resnet18_in_bfloat16_or_says_it_did_not():
+    pytest.importorskip("torch")
+    pytest.importorskip("openvino")
+    from bench.suites import model
+
+    ctx, case, eval_state, x, logits = _resnet18_context(dtype="bfloat16")
+    runners, runs = model._engine_runners(
+        ctx, case, eval_state, x, logits, ("openvino",), "bfloat16"
+    )
+    settings = runs["openvino inference"].fields["peer_settings"]
+    assert settings["INFERENCE_PRECISION_HINT"] == "bf16"
+    assert settings["ran_precision"] in ("bf16", "f32")
+    assert (settings["ran_precision"] == "f32") == any("compiled for f32" in n for n in ctx.notes)
+    assert np.asarray(runners["openvino inference"]()).shape == (1, 10)
+
+
+def test_onnxruntime_says_whether_its_cpu_provider_has_a_bfloat16_conv():
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    why = _engines.unsupported("onnxruntime", "bfloat16")
+    assert why is None or why.startswith("ONNX Runtime's CPUExecutionProvider has no bfloat16")
+    assert _engines.unsupported("onnxruntime", "float32") is None

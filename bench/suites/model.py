@@ -338,12 +338,20 @@ def times_torch_eager(ctx: Context) -> bool:
 
 
 def _engine_runners(
-    ctx: Context, case: ModelCase, eval_state, x, logits, names: tuple[str, ...]
+    ctx: Context,
+    case: ModelCase,
+    eval_state,
+    x,
+    logits,
+    names: tuple[str, ...],
+    dtype: str = "float32",
 ) -> tuple[dict[str, Any], dict[str, PeerRun]]:
     """``({variant: runner}, {variant: PeerRun})`` of the engines ``names`` on ``case``
-    (float32 inference on the CPU only). Each engine runs the torch transcription with jaxconv's
-    weights; one whose logits disagree with jaxconv's ``logits``, or that fails to build, is
-    named in a note and not timed."""
+    (inference on the CPU, computing in ``dtype``). Each engine runs the torch transcription
+    with jaxconv's float32 weights; one that cannot run ``dtype`` (:func:`_engines.unsupported`),
+    fails to build, or whose logits disagree with jaxconv's ``logits`` (within
+    :data:`PEER_TOLERANCE` of ``dtype``) is named in a note and not timed; an OpenVINO that
+    compiled for another precision than asked (a CPU without native bf16) is named too."""
     import copy
 
     from bench import _engines
@@ -355,18 +363,28 @@ def _engine_runners(
     runs: dict[str, PeerRun] = {}
     for name in names:
         where = f"{case.label}, batch {x.shape[0]}: {name}"
+        why = _engines.unsupported(name, dtype)
+        if why is not None:
+            ctx.note(f"{where} cannot run {dtype}: {why}; not timed.")
+            continue
         try:
-            engine = _engines.build(name, copy.deepcopy(net), x_nchw, ctx.peer.threads)
+            engine = _engines.build(name, copy.deepcopy(net), x_nchw, ctx.peer.threads, dtype)
         except Exception as failure:  # an engine that cannot take the network: reported
             ctx.note(f"{where} could not run it ({type(failure).__name__}: {failure}); not timed.")
             continue
         err = _engines.relative_error(engine.first_output, expected)
-        if not err <= PEER_TOLERANCE["float32"]:
+        if not err <= PEER_TOLERANCE[dtype]:
             ctx.note(
                 f"{where} disagrees with jaxconv's logits (max relative error {err:.2e} > "
-                f"{PEER_TOLERANCE['float32']:g}); not timed."
+                f"{PEER_TOLERANCE[dtype]:g}); not timed."
             )
             continue
+        ran = engine.settings.get("ran_precision")
+        if ran is not None and ran != _engines.PRECISIONS[dtype]:
+            ctx.note(
+                f"{where} was asked for {_engines.PRECISIONS[dtype]} and compiled for {ran} "
+                "(this CPU has no native bf16); timed as it ran."
+            )
         variant = f"{name} inference"
         runners[variant] = engine.run
         runs[variant] = PeerRun(
@@ -431,11 +449,11 @@ def _case(ctx: Context, case: ModelCase, batch: int, dtype: str) -> list[dict]:
                 fields.update(peer="torch-compile", peer_settings=COMPILED_TRAIN_SETTINGS)
             base = variant.removeprefix("torch-compile ").removeprefix("torch ")
             peer_runs[variant] = PeerRun(FROZEN if base == "inference" else base, fields)
-    if engines and (dtype != "float32" or ctx.platform != "cpu"):
-        ctx.note(f"{case.label}: the engines run float32 on the CPU only; not timed in {dtype}.")
+    if engines and ctx.platform != "cpu":
+        ctx.note(f"{case.label}: the engines run on the CPU only; not timed on {ctx.platform}.")
     elif engines:
         engine_runners, engine_runs = _engine_runners(
-            ctx, case, eval_state, x, compiled["inference"](), engines
+            ctx, case, eval_state, x, compiled["inference"](), engines, dtype
         )
         runners.update(engine_runners)
         peer_runs.update(engine_runs)
