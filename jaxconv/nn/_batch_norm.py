@@ -3,7 +3,8 @@
 In a training step XLA:CPU computes BatchNorm as reduction and elementwise fusions, and its
 backward as several more; oneDNN's batch-normalization primitive does the forward with the
 ReLU fused (``fuse_norm_relu``) and the backward in two passes each
-(:mod:`jaxconv.convolution.lowerings.onednn.norm`). ``ConvBN`` takes this path in training
+(:mod:`jaxconv.convolution.lowerings.onednn.norm`). Another activation (MobileNetV2's ReLU6)
+follows it in XLA. ``ConvBN`` takes this path in training
 mode whenever it applies (:func:`why_not_native`) and otherwise calls its ``nnx.BatchNorm``;
 both compute the same function and update the running statistics the same way.
 ``JAXCONV_BATCH_NORM=xla`` in the environment (read when a model is traced) keeps every
@@ -32,15 +33,14 @@ def _choice() -> str:
 
 
 def why_not_native(bn: Any, x: jax.Array, activation: Callable[..., Any] | None) -> str | None:
-    """None where ``activation(bn(x))`` runs on oneDNN's primitive, else why not."""
+    """None where ``bn(x)`` runs on oneDNN's primitive (with ``activation`` fused if it is
+    ``jax.nn.relu``, else applied after it), else why not."""
     if _choice() == "xla":
         return f"{ENV}=xla"
     if not isinstance(bn, nnx.BatchNorm) or type(bn).__call__ is not nnx.BatchNorm.__call__:
         return "not a plain nnx.BatchNorm (a frozen unit's identity, or a subclass's own call)"
     if bn.use_running_average is not False:
         return "not in training mode (the running statistics normalize)"
-    if activation not in (None, jax.nn.relu):
-        return "only ReLU (or no activation) is fused with oneDNN's batch norm"
     if bn.axis_name is not None or bn.axis_index_groups is not None:
         return "statistics reduced across devices (axis_name) stay in XLA"
     if bn.scale is None or bn.bias is None:
@@ -57,7 +57,7 @@ def why_not_native(bn: Any, x: jax.Array, activation: Callable[..., Any] | None)
     why = library.unavailable()
     if why is not None:
         return why
-    if norm.workspace_bytes(tuple(x.shape), float(bn.epsilon), activation is not None) < 0:
+    if norm.workspace_bytes(tuple(x.shape), float(bn.epsilon), activation is jax.nn.relu) < 0:
         return "oneDNN has no batch norm primitive for this shape"
     return None
 
@@ -74,10 +74,11 @@ def batch_norm(bn: Any, x: jax.Array, activation: Callable[..., Any] | None) -> 
         return None
     from jaxconv.convolution.lowerings.onednn import norm
 
+    fused = activation is jax.nn.relu
     y, mean, var = norm.batch_norm(
-        x, bn.scale[...], bn.bias[...], epsilon=float(bn.epsilon), relu=activation is not None
+        x, bn.scale[...], bn.bias[...], epsilon=float(bn.epsilon), relu=fused
     )
     stop = jax.lax.stop_gradient if (bn.mean._can_update or bn.var._can_update) else (lambda v: v)
     bn.mean[...] = stop(bn.momentum * bn.mean[...] + (1 - bn.momentum) * mean)
     bn.var[...] = stop(bn.momentum * bn.var[...] + (1 - bn.momentum) * var)
-    return y
+    return y if fused or activation is None else activation(y)
