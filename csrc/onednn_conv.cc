@@ -14,7 +14,9 @@
 // into the primitive's own layout (jaxconv_onednn_pack) — used as they are when their layout
 // fingerprint matches the primitive's, reordered from the plain weights otherwise. A fifth,
 // Bottleneck, runs Inception's bottleneck (a 1×1 reduce, ReLU, a k×k conv) in one call, image
-// by image on each OpenMP thread where the batch allows (BottleneckImpl).
+// by image on each OpenMP thread where the batch allows (BottleneckImpl). A sixth and a seventh
+// run training-mode batch normalization, forward (with the ReLU fused) and backward
+// (BatchNormForwardImpl, BatchNormBackwardImpl).
 //
 // XLA's buffers are used in place: every activation is described to oneDNN with its own
 // strides, so nothing but the (small) weights is ever reordered. Primitives are built once per
@@ -1024,7 +1026,6 @@ int Report(const std::string& why, char* err, int64_t errlen) {
   }
   return 1;
 }
-
 
 // --- Batch normalization in training: the sixth and seventh handlers -----------------------
 //
