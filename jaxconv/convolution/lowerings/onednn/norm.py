@@ -81,19 +81,15 @@ def _norm_abstract(x, scale, shift, *, epsilon, relu, ws_bytes):
     return [_aval(x, x.shape, x.dtype, batch=True), *_channels(x, 2), _workspace(x, ws_bytes)]
 
 
-def _tangent_abstract(x, *args, epsilon, relu, ws_bytes):
-    del args, epsilon, relu, ws_bytes
-    return [_aval(x, x.shape, x.dtype, batch=True), *_channels(x, 2)]
-
-
-def _bwd_abstract(x, *args, epsilon, relu, ws_bytes):
+def _like_x_and_two_channel_vectors(x, *args, epsilon, relu, ws_bytes):
+    """The JVP's ``(dy, dmean, dvar)`` and the backward's ``(dx, dscale, dshift)``."""
     del args, epsilon, relu, ws_bytes
     return [_aval(x, x.shape, x.dtype, batch=True), *_channels(x, 2)]
 
 
 norm_p.def_abstract_eval(_norm_abstract)
-norm_tangent_p.def_abstract_eval(_tangent_abstract)
-norm_bwd_p.def_abstract_eval(_bwd_abstract)
+norm_tangent_p.def_abstract_eval(_like_x_and_two_channel_vectors)
+norm_bwd_p.def_abstract_eval(_like_x_and_two_channel_vectors)
 
 
 # --- the lax references ----------------------------------------------------------------------
