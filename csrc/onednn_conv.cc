@@ -13,9 +13,9 @@
 // aliases to the residual) and ReLU as post-ops, and weights that Python packed once
 // into the primitive's own layout (jaxconv_onednn_pack) — used as they are when their layout
 // fingerprint matches the primitive's, reordered from the plain weights otherwise. A fifth,
-// Bottleneck, runs Inception's bottleneck (a 1×1 reduce, ReLU, a k×k conv) in one call, image
-// by image on each OpenMP thread where the batch allows (BottleneckImpl). A sixth and a seventh
-// run training-mode batch normalization, forward (with the ReLU fused) and backward
+// Bottleneck, runs Inception's bottleneck (a 1×1 reduce, ReLU, a k×k conv, ReLU) in one call,
+// image by image on each OpenMP thread where the batch allows (BottleneckImpl). A sixth and a
+// seventh run training-mode batch normalization, forward (with the ReLU fused) and backward
 // (BatchNormForwardImpl, BatchNormBackwardImpl).
 //
 // XLA's buffers are used in place: every activation is described to oneDNN with its own
@@ -771,15 +771,15 @@ ffi::Error InferenceImpl(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::AnyBuffer b,
   return ffi::Error::Success();
 }
 
-// The seed's bottleneck in one call: y = conv(act(conv1x1(x, w_r) + b_r), w_s) + b_s, the
-// attributes describing the k×k conv (Python: lowerings/onednn/block.py). With at least
+// The seed's bottleneck in one call: y = out_act(conv(act(conv1x1(x, w_r) + b_r), w_s) + b_s),
+// the attributes describing the k×k conv (Python: lowerings/onednn/block.py). With at least
 // kImagesPerThread images per OpenMP thread, each thread takes whole images and runs the
 // reduce and then the k×k conv on one image at a time, on primitives built and run inside the
 // parallel region (each on its thread alone), with its own intermediate (one image's, in the
 // input's layout: it stays in the core's cache) and scratchpad; one thread's reduce streams its
-// input from memory while another's k×k computes. With fewer images (where splitting them would leave cores idle)
-// it runs the two primitives on the whole batch, each on every core. The reduce's ReLU is the
-// NaN-keeping ELU(0) post-op, as in a frozen conv.
+// input from memory while another's k×k computes. With fewer images (where splitting them
+// would leave cores idle) it runs the two primitives on the whole batch, each on every core.
+// Each ReLU (act, out_act) is the NaN-keeping ELU(0) post-op, as in a frozen conv.
 constexpr int64_t kImagesPerThread = 2;
 
 struct BlockGeometry {
@@ -790,7 +790,8 @@ struct BlockGeometry {
 ffi::Error DescribeBlock(int64_t batch, const Attrs& spatial, ffi::AnyBuffer::Dimensions x,
                          ffi::DataType xt, ffi::AnyBuffer w_r, ffi::AnyBuffer b_r,
                          ffi::AnyBuffer w_s, ffi::AnyBuffer b_s, ffi::AnyBuffer::Dimensions y,
-                         ffi::DataType yt, int64_t activation, BlockGeometry* g) {
+                         ffi::DataType yt, int64_t activation, int64_t out_activation,
+                         BlockGeometry* g) {
   const size_t nsp = spatial.stride.size();
   const size_t r = nsp + 2;
   if (nsp < 1 || nsp > 3 || x.size() != r || y.size() != r || w_r.dimensions().size() != r) {
@@ -824,6 +825,7 @@ ffi::Error DescribeBlock(int64_t batch, const Attrs& spatial, ffi::AnyBuffer::Di
     geometry->inference = true;
   }
   g->reduce.activation = activation;
+  g->spatial.activation = out_activation;
   return ffi::Error::Success();
 }
 
@@ -855,18 +857,21 @@ ffi::Error BottleneckImpl(ffi::AnyBuffer x, ffi::AnyBuffer w_r, ffi::AnyBuffer b
                           ffi::Span<const int64_t> stride, ffi::Span<const int64_t> pad_lo,
                           ffi::Span<const int64_t> pad_hi, ffi::Span<const int64_t> dilation,
                           int64_t groups, int64_t channels_last, int64_t transposed,
-                          int64_t activation) {
+                          int64_t activation, int64_t out_activation) {
   PhaseClock clock;
   Attrs a = MakeAttrs(stride, pad_lo, pad_hi, dilation, groups, channels_last, transposed);
-  if (activation < kNone || activation > kRelu) {
-    return ffi::Error::InvalidArgument("jaxconv onednn: unknown activation code");
+  for (int64_t code : {activation, out_activation}) {
+    if (code < kNone || code > kRelu) {
+      return ffi::Error::InvalidArgument("jaxconv onednn: unknown activation code");
+    }
   }
   const int64_t n = x.dimensions().size() == 0 ? 0 : x.dimensions()[0];
   const int threads = omp_get_max_threads();
   const bool split = threads > 1 && n >= kImagesPerThread * threads;
   BlockGeometry g;
   if (auto err = DescribeBlock(split ? 1 : n, a, x.dimensions(), x.element_type(), w_r, b_r, w_s,
-                               b_s, y->dimensions(), y->element_type(), activation, &g);
+                               b_s, y->dimensions(), y->element_type(), activation,
+                               out_activation, &g);
       !err.success()) {
     return err;
   }
@@ -1318,7 +1323,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxconvOnednnBottleneck, BottleneckImpl,
                                   .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>()
                                   .Ret<ffi::AnyBuffer>() JAXCONV_CONV_ATTRS
-                                  .Attr<int64_t>("activation"));
+                                  .Attr<int64_t>("activation")
+                                  .Attr<int64_t>("out_activation"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxconvOnednnBatchNorm, BatchNormForwardImpl,
                               ffi::Ffi::Bind()

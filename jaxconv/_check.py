@@ -270,8 +270,8 @@ def check_bias(b: Any, c: int, name: str = "b") -> Any:
     return b
 
 
-def check_activation(activation: Any) -> Callable[..., Any] | None:
-    """``activation`` if it is None or a callable; TypeError otherwise."""
+def check_activation(activation: Any, name: str = "activation") -> Callable[..., Any] | None:
+    """``activation`` if it is None or a callable; TypeError (naming ``name``) otherwise."""
     if activation is not None and not callable(activation):
-        raise TypeError(f"`activation` must be a callable or None, got {activation!r}")
+        raise TypeError(f"`{name}` must be a callable or None, got {activation!r}")
     return activation

@@ -125,7 +125,7 @@ def test_bottleneck_records_match_the_cost_model(quick_run):
         assert default["speedup_vs_direct"] == pytest.approx(
             direct["median_s"] / default["median_s"]
         )
-        assert default["kernels"] >= 2 and default["fusion"]["anchors"]
+        assert default["kernels"] >= 1  # one oneDNN call with both ReLUs, where it applies
         assert rows["b: op-by-op, no jit"]["compile_s"] is None  # eager: nothing compiled
         parts = [r for v, r in rows.items() if v.startswith("(d) part")]
         assert sorted(r["macs"] for r in parts) == sorted([cost.reduce.macs, cost.spatial.macs])
@@ -136,6 +136,10 @@ def test_bottleneck_records_match_the_cost_model(quick_run):
         assert default["roofline_reduce_s"] > 0
         assert default["roofline_speedup"] == pytest.approx(
             direct["median_s"] / (default["roofline_reduce_s"] + spatial_s)
+        )
+        fastest_spatial_s = cost.spatial.flops / cost.direct.flops * direct["min_s"]
+        assert default["roofline_speedup_fastest"] == pytest.approx(
+            direct["min_s"] / (default["roofline_reduce_s"] + fastest_spatial_s)
         )
 
 

@@ -326,6 +326,19 @@ def test_a_goal_not_met_is_reported_as_its_status():
     assert "— met: 20.0×" in bottleneck.goal_status(20.0, 21.4, "x")
 
 
+def test_the_roofline_goal_needs_all_three_parts():
+    from bench.suites import bottleneck
+
+    status = bottleneck.roofline_goal_status
+    assert "— met: 0.95 × roofline (19.0× of 20.0×)" in status(19.0, 20.0, 13.0, 1.0, "x")
+    assert "— not met: 0.85 × roofline" in status(17.0, 20.0, 13.0, 1.1, "x")  # the roofline
+    assert "— not met" in status(19.0, 20.0, 19.5, 1.1, "x")  # torch's own speedup is higher
+    assert "— not met" in status(19.0, 20.0, 13.0, 0.97, "x")  # torch's direct 5×5 is faster
+    assert "— not met: 0.95 × roofline (19.0× of 20.0×), torch not measured" in status(
+        19.0, 20.0, None, None, "x"
+    )
+
+
 def test_a_goal_not_met_leaves_the_exit_code_alone(monkeypatch, tmp_path):
     """The bench exits 0 whatever its goals say (no flag asks for otherwise)."""
     from bench import suites

@@ -452,6 +452,46 @@ def test_bottleneck_is_one_onednn_call_equal_to_float64(rng, batch, layout):
 
 
 @pytest.mark.parametrize("batch", [1, _SPLIT_BATCH])
+def test_bottleneck_one_call_fuses_the_relu_after_the_kxk(rng, batch):
+    """``out_activation=jax.nn.relu`` is a post-op of the same one call (Inception's branch,
+    both ReLUs), equal to the float64 reference; another activation runs after it in XLA."""
+    (x, w_r, w_s, b_r, b_s), want = _bottleneck_args(rng, batch)
+    f = lambda *a, act=jax.nn.relu: jaxconv.bottleneck(*a, out_activation=act)  # noqa: E731
+    jaxpr = str(jax.make_jaxpr(f)(x, w_r, w_s, b_r, b_s))
+    assert jaxpr.count("onednn_bottleneck") == 1 and "max" not in jaxpr, jaxpr
+    atol = tol("float32", 9 * 4 * 12)
+    got = jax.jit(f)(x, w_r, w_s, b_r, b_s)
+    np.testing.assert_allclose(got, np.maximum(want, 0), rtol=0, atol=atol)
+    np.testing.assert_allclose(f(x, w_r, w_s, b_r, b_s, act=jnp.tanh), np.tanh(want), atol=atol)
+
+    # derivatives are the two convs' with their ReLUs
+    def loss(impl, *a):
+        kw = {} if impl is None else dict(implementation=impl, reduce_implementation=impl)
+        return jnp.sum(jnp.sin(jaxconv.bottleneck(*a, out_activation=jax.nn.relu, **kw)))
+
+    args = (x, w_r, w_s, b_r, b_s)
+    for got, want in zip(
+        jax.grad(functools.partial(loss, None), argnums=range(5))(*args),
+        jax.grad(functools.partial(loss, "xla"), argnums=range(5))(*args),
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    # NaN through both post-ops, where the unfused bottleneck has it
+    x = x.at[batch - 1, 3, 2, 5].set(jnp.nan)
+    plain = jax.nn.relu(
+        jaxconv.bottleneck(x, w_r, w_s, b_r, b_s, implementation="xla", reduce_implementation="xla")
+    )
+    got = np.asarray(jax.jit(f)(x, w_r, w_s, b_r, b_s))
+    assert np.isnan(plain).any()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(plain))
+
+
+def test_bottleneck_out_activation_must_be_callable(rng):
+    (x, w_r, w_s, *_), _ = _bottleneck_args(rng, 1)
+    with pytest.raises(TypeError, match="`out_activation` must be a callable or None, got 'relu'"):
+        jaxconv.bottleneck(x, w_r, w_s, out_activation="relu")
+
+
+@pytest.mark.parametrize("batch", [1, _SPLIT_BATCH])
 def test_bottleneck_one_call_propagates_nan(rng, batch):
     (x, w_r, w_s, b_r, b_s), _ = _bottleneck_args(rng, batch)
     x = x.at[batch - 1, 3, 2, 5].set(jnp.nan)

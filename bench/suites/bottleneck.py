@@ -20,15 +20,20 @@ branches. Every variant has bias + ReLU after each conv, so fusion has something
 - the torch peer (by default where torch is installed; ``--peers``): ``torch direct 5x5`` and
   ``torch bottleneck`` (channels_last conv2d), timed in the same round-robin.
 
-The goal: the default path (d) at least 0.9 × the analytic speedup over the direct 5×5 at the
-largest batch; the notes report its status (met or not met), which never changes the exit code.
-Beside it the notes print (d)'s roofline speedup on this machine (:class:`Roofline`, also in
-(d)'s records as ``roofline_speedup``, ``roofline_reduce_s`` and ``roofline_spatial_s``):
-measured, roofline and analytic side by side.
+Two goals, at the largest batch; the notes report each one's status (met or not met), which
+never changes the exit code. The seed's: the default path (d) at least 0.9 × the analytic
+speedup over the direct 5×5. The roofline's (:func:`roofline_goal_status`): (d) at least 0.9 ×
+its roofline speedup on this machine (:class:`Roofline`, also in (d)'s records as
+``roofline_speedup``, ``roofline_reduce_s`` and ``roofline_spatial_s``) and at least torch's
+own bottleneck speedup, with the direct 5×5 at least as fast as torch's. The notes print the
+measured, roofline and analytic speedups side by side, from medians, and again from each
+variant's fastest run (``roofline_speedup_fastest``): the gap between the two is the machine's
+noise, not the kernels.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -57,42 +62,33 @@ KERNEL = 5
 GOAL = 0.9
 
 
+# Each conv's ReLU is passed to jaxconv (``activation``, ``out_activation``), which fuses it
+# where the lowering can: how the library is meant to be called.
 def direct(x, w, b):
-    return jax.nn.relu(jaxconv.conv(x, w, b))
+    return jaxconv.conv(x, w, b, activation=jax.nn.relu)
 
 
 def direct_xla(x, w, b):
-    return jax.nn.relu(jaxconv.conv(x, w, b, implementation="xla"))
+    return jaxconv.conv(x, w, b, activation=jax.nn.relu, implementation="xla")
 
 
-def bottleneck_einsum(x, w_reduce, b_reduce, w_spatial, b_spatial):
-    return jax.nn.relu(jaxconv.bottleneck(x, w_reduce, w_spatial, b_reduce, b_spatial))
+def bottleneck_einsum(x, w_reduce, b_reduce, w_spatial, b_spatial, **implementations):
+    """(d), jaxconv's default; ``implementations`` pick the lowerings for the other variants."""
+    return jaxconv.bottleneck(
+        x, w_reduce, w_spatial, b_reduce, b_spatial, out_activation=jax.nn.relu, **implementations
+    )
 
 
 def reduce_only(x, w_reduce, b_reduce):
     """The reduce as the two-conv bottleneck runs it: ``jaxconv.conv``'s default for the 1×1
     kernel (``conv1x1``'s own default is the einsum)."""
-    return jax.nn.relu(jaxconv.conv(x, w_reduce[None, None], b_reduce))
+    return jaxconv.conv(x, w_reduce[None, None], b_reduce, activation=jax.nn.relu)
 
 
-def bottleneck_xla(x, w_reduce, b_reduce, w_spatial, b_spatial):
-    return jax.nn.relu(
-        jaxconv.bottleneck(
-            x,
-            w_reduce,
-            w_spatial,
-            b_reduce,
-            b_spatial,
-            implementation="xla",
-            reduce_implementation="xla",
-        )
-    )
-
-
-def bottleneck_lax(x, w_reduce, b_reduce, w_spatial, b_spatial):
-    return jax.nn.relu(
-        jaxconv.bottleneck(x, w_reduce, w_spatial, b_reduce, b_spatial, reduce_implementation="xla")
-    )
+bottleneck_xla = functools.partial(
+    bottleneck_einsum, implementation="xla", reduce_implementation="xla"
+)
+bottleneck_lax = functools.partial(bottleneck_einsum, reduce_implementation="xla")
 
 
 def _torch_runners(ctx: Context, arrays, dtype: str) -> dict:
@@ -167,6 +163,7 @@ def _case(ctx: Context, block: Block, batch: int, dtype: str) -> list[dict]:
         PART_SPATIAL: cost.spatial.macs,
     }
     roofline = Roofline.of(cost, timings[DIRECT].median, ctx.bandwidth(), ctx.gemm_peak(dtype))
+    fastest = Roofline.of(cost, timings[DIRECT].min, ctx.bandwidth(), ctx.gemm_peak(dtype))
     records = []
     for variant, timing in timings.items():
         is_direct = macs.get(variant) == cost.macs_direct
@@ -183,6 +180,7 @@ def _case(ctx: Context, block: Block, batch: int, dtype: str) -> list[dict]:
                 roofline_speedup=roofline.speedup,
                 roofline_reduce_s=roofline.reduce_s,
                 roofline_spatial_s=roofline.spatial_s,
+                roofline_speedup_fastest=fastest.speedup,
             )
         records.append(
             ctx.record(
@@ -247,6 +245,37 @@ def goal_status(speedup: float, analytic: float, where: str) -> str:
     )
 
 
+def roofline_goal_status(
+    measured: float,
+    roofline: float,
+    torch_speedup: float | None,
+    direct_vs_torch: float | None,
+    where: str,
+) -> str:
+    """The roofline goal's status: (d)'s measured speedup over the direct 5×5 at ≥ 0.9 × its
+    roofline speedup and ≥ torch's own bottleneck speedup, with the direct 5×5 at ≥ 1.0×
+    torch's speed (``direct_vs_torch``: torch's time over jaxconv's); the torch parts are
+    named unmeasured without a torch peer.
+
+    >>> print(roofline_goal_status(15.0, 21.1, 13.7, 0.99, "inception_4a, batch 32, float32"))
+    goal: (d) ≥ 0.9 × the roofline speedup, ≥ torch's own, direct ≥ 1.0× torch — not met:
+    0.71 × roofline (15.0× of 21.1×), torch's own 13.7×, direct 0.99× torch (inception_4a,
+    batch 32, float32).
+    """
+    parts = [f"{measured / roofline:.2f} × roofline ({measured:.1f}× of {roofline:.1f}×)"]
+    met = measured >= GOAL * roofline
+    if torch_speedup is None or direct_vs_torch is None:
+        parts.append("torch not measured")
+        met = False
+    else:
+        parts += [f"torch's own {torch_speedup:.1f}×", f"direct {direct_vs_torch:.2f}× torch"]
+        met = met and measured >= torch_speedup and direct_vs_torch >= 1.0
+    return (
+        f"goal: (d) ≥ {GOAL} × the roofline speedup, ≥ torch's own, direct ≥ 1.0× torch — "
+        f"{'met' if met else 'not met'}: {', '.join(parts)} ({where})."
+    )
+
+
 def _notes(ctx: Context, records: list[dict]) -> None:
     layer = records[0]["layer"]
     for dtype in ctx.dtypes():
@@ -259,6 +288,13 @@ def _notes(ctx: Context, records: list[dict]) -> None:
         d, ratio = at[EINSUM], at[EINSUM]["analytic_ratio"]
         ctx.note(goal_status(d["speedup_vs_direct"], ratio, f"{layer}, batch {batch}, {dtype}"))
         if "roofline_speedup" in d:
+            torch_d = at.get(TORCH_BOTTLENECK, {}).get("speedup_vs_direct")
+            torch_direct = at.get(TORCH_DIRECT, {}).get("ratio_vs_jaxconv")
+            where = f"{layer}, batch {batch}, {dtype}"
+            speedup = d["speedup_vs_direct"]
+            ctx.note(
+                roofline_goal_status(speedup, d["roofline_speedup"], torch_d, torch_direct, where)
+            )
             ctx.note(
                 f"  speedup over the direct 5×5: measured {d['speedup_vs_direct']:.1f}×, "
                 f"roofline {d['roofline_speedup']:.1f}× (1×1 reduce "
@@ -266,6 +302,15 @@ def _notes(ctx: Context, records: list[dict]) -> None:
                 f"the reduced maps {d['roofline_spatial_s'] * 1e3:.3f} ms at the direct 5×5's "
                 f"{at[DIRECT]['gflops']:.0f} GFLOP/s), analytic {ratio:.1f}×; measured / "
                 f"roofline {d['speedup_vs_direct'] / d['roofline_speedup']:.2f}."
+            )
+            # The same at each variant's fastest run: how much of the gap is this machine's
+            # noise (medians above minima) rather than the kernels.
+            fastest, best = at[DIRECT]["min_s"] / d["min_s"], d["roofline_speedup_fastest"]
+            ctx.note(
+                f"  at each one's fastest run: measured {fastest:.1f}×, roofline "
+                f"{best:.1f}×, measured / roofline {fastest / best:.2f}; the "
+                f"median is {d['median_s'] / d['min_s']:.2f}× (d)'s fastest and "
+                f"{at[DIRECT]['median_s'] / at[DIRECT]['min_s']:.2f}× the direct's."
             )
         ctx.note(
             f"  {layer} 5×5 branch, batch {batch}, {dtype}: the default path (d) runs "

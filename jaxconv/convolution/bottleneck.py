@@ -1,4 +1,5 @@
-"""Inception's bottleneck: :func:`bottleneck`, a 1×1 reduce, an activation, then a k×k conv."""
+"""Inception's bottleneck: :func:`bottleneck`, a 1×1 reduce, an activation, then a k×k conv
+(and, optionally, the activation after it)."""
 
 from __future__ import annotations
 
@@ -43,16 +44,16 @@ def _as_kernel(w_reduce: Array, x: Array, layout: str) -> Array:
     return w_reduce
 
 
-def _two_calls(x, k_reduce, b_reduce, w_spatial, b_spatial, spec, spatial, relu, plans):
-    """The bottleneck as two convs by their plans (the reduce's, the k×k's): what
-    :func:`_one_call` stands for."""
-    activation = jax.nn.relu if relu else None
-    h = apply(x, k_reduce, b_reduce, spec, plans[0], activation, b_name="b_reduce")
-    return apply(h, w_spatial, b_spatial, spatial, plans[1], b_name="b_spatial")
+def _two_calls(x, k_reduce, b_reduce, w_spatial, b_spatial, spec, spatial, relus, plans):
+    """The bottleneck as two convs by their plans (the reduce's, the k×k's), ``relus`` saying
+    whether a ReLU follows each: what :func:`_one_call` stands for."""
+    after_reduce, after_spatial = (jax.nn.relu if r else None for r in relus)
+    h = apply(x, k_reduce, b_reduce, spec, plans[0], after_reduce, b_name="b_reduce")
+    return apply(h, w_spatial, b_spatial, spatial, plans[1], after_spatial, b_name="b_spatial")
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(5, 6, 7, 8))
-def _one_call(x, k_reduce, b_reduce, w_spatial, b_spatial, spec, spatial, relu, plans):
+def _one_call(x, k_reduce, b_reduce, w_spatial, b_spatial, spec, spatial, relus, plans):
     """The bottleneck as one oneDNN call (:mod:`~jaxconv.convolution.lowerings.onednn.block`);
     differentiated as the two convs it computes (:func:`_two_calls`), so every derivative is
     the unfused bottleneck's."""
@@ -67,23 +68,28 @@ def _one_call(x, k_reduce, b_reduce, w_spatial, b_spatial, spec, spatial, relu, 
         reduce=Geometry.of(spec),
         spatial=Geometry.of(spatial),
         out_dtype=dtype,
-        activation="relu" if relu else None,
+        activation="relu" if relus[0] else None,
+        out_activation="relu" if relus[1] else None,
     )
 
 
 @_one_call.defjvp
-def _one_call_jvp(spec, spatial, relu, plans, primals, tangents):
-    two_calls = functools.partial(_two_calls, spec=spec, spatial=spatial, relu=relu, plans=plans)
+def _one_call_jvp(spec, spatial, relus, plans, primals, tangents):
+    two_calls = functools.partial(_two_calls, spec=spec, spatial=spatial, relus=relus, plans=plans)
     return jax.jvp(two_calls, primals, tangents)
 
 
 def _runs_as_one_call(
-    spec: ConvSpec, spatial: ConvSpec, weights: tuple[Any, Any], activation: Any, plans: Any
+    spec: ConvSpec,
+    spatial: ConvSpec,
+    weights: tuple[Any, Any],
+    activations: tuple[Any, Any],
+    plans: Any,
 ) -> bool:
     """Whether the bottleneck runs as one oneDNN call: float32 throughout, ReLU or no
-    activation between the convs, and both convs' plans (``plans``: the reduce's, the k×k's)
-    on oneDNN for the forward, as frozen convs can be."""
-    if activation not in (None, jax.nn.relu) or spec.batch == 0:
+    activation after each conv (``activations``), and both convs' plans (``plans``: the
+    reduce's, the k×k's) on oneDNN for the forward, as frozen convs can be."""
+    if any(a not in (None, jax.nn.relu) for a in activations) or spec.batch == 0:
         return False
     if any(w.dtype != jnp.float32 for w in weights) or any(p.fwd != "onednn" for p in plans):
         return False
@@ -100,6 +106,7 @@ def bottleneck(
     b_spatial: Array | None = None,
     *,
     activation: Callable[[Array], Array] | None = jax.nn.relu,
+    out_activation: Callable[[Array], Array] | None = None,
     stride: Any = 1,
     padding: geo.Padding = "SAME",
     dilation: Any = 1,
@@ -114,7 +121,9 @@ def bottleneck(
 
     The 1×1 cuts the channels the k×k has to read: on the seed's layer (14×14×480 → 48 5×5
     filters, 16-channel reduce) 112.9M MACs become 1.5M + 3.8M = 5.3M. The output is returned
-    before any activation, so the caller chooses the block's non-linearity.
+    before any activation unless ``out_activation`` is given: the caller chooses the block's
+    non-linearity, and ``out_activation=jax.nn.relu`` fuses it into the k×k conv (as
+    :func:`conv`'s ``activation`` does).
 
     Args:
       x: ``[N, H, W, C_in]`` (or NCHW with ``layout="NCHW"``; 1-D/3-D also work).
@@ -123,6 +132,7 @@ def bottleneck(
       w_spatial: the k×k kernel ``[kh, kw, C_r/groups, C_out]`` (HWIO; OIHW for NCHW).
       b_reduce, b_spatial: optional biases ``[C_r]`` and ``[C_out]``.
       activation: applied after the reduce (None for none).
+      out_activation: applied after the k×k conv (None, the default, for none).
       stride, padding, dilation, groups: of the k×k conv (see :func:`conv`).
       layout, precision, preferred_element_type: as for :func:`conv`.
       implementation: lowering of the k×k conv (see :func:`conv`).
@@ -130,7 +140,7 @@ def bottleneck(
         plan :func:`jaxconv.convolution.choose` picks for that 1×1 conv).
 
     On a CPU with the oneDNN extension, a float32 bottleneck whose two convs both go to oneDNN
-    (the default there) with ``jax.nn.relu`` or no activation between them runs as one call:
+    (the default there), with ``jax.nn.relu`` or no activation after each, runs as one call:
     with at least two images per core, each core takes whole images and runs the reduce and
     the k×k conv on one image after the other, so the reduced maps never leave its cache
     (:mod:`jaxconv.convolution.lowerings.onednn.block`). NaN propagates as through
@@ -147,9 +157,13 @@ def bottleneck(
       >>> w_s = jax.random.normal(k[2], (5, 5, 16, 48))
       >>> jaxconv.bottleneck(x, w_r, w_s).shape
       (1, 14, 14, 48)
+      >>> y = jaxconv.bottleneck(x, w_r, w_s, out_activation=jax.nn.relu)  # Inception's branch
+      >>> bool((y >= 0).all())
+      True
     """
     with jax.named_scope("jaxconv.bottleneck"):
         check_activation(activation)
+        check_activation(out_activation, "out_activation")
         w_reduce = check_array(w_reduce, "w_reduce")
         x = check_array(x, "x", empty_batch=True)
         k_reduce = _as_kernel(w_reduce, x, layout)
@@ -188,12 +202,13 @@ def bottleneck(
         b_spatial = check_bias(b_spatial, spatial.out_channels, "b_spatial")
         # chosen once, reduce first (what explain and autotune record), then run as chosen
         plans = (choose(spec, reduce_implementation).plan, choose(spatial, implementation).plan)
-        if _runs_as_one_call(spec, spatial, (k_reduce, w_spatial), activation, plans):
-            relu = activation is not None
+        activations = (activation, out_activation)
+        if _runs_as_one_call(spec, spatial, (k_reduce, w_spatial), activations, plans):
+            relus = (activation is not None, out_activation is not None)
             return _one_call(
-                x, k_reduce, b_reduce, w_spatial, b_spatial, spec, spatial, relu, plans
+                x, k_reduce, b_reduce, w_spatial, b_spatial, spec, spatial, relus, plans
             )
         h = apply(x, k_reduce, b_reduce, spec, plans[0], activation, b_name="b_reduce")
         if preferred_element_type is not None:
             h = h.astype(w_spatial.dtype)
-        return apply(h, w_spatial, b_spatial, spatial, plans[1], b_name="b_spatial")
+        return apply(h, w_spatial, b_spatial, spatial, plans[1], out_activation, b_name="b_spatial")

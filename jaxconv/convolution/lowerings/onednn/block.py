@@ -1,11 +1,13 @@
-"""Inception's bottleneck on oneDNN in one call: ``conv(act(conv1x1(x, w_r) + b_r), w_s) + b_s``.
+"""Inception's bottleneck on oneDNN in one call:
+``out_act(conv(act(conv1x1(x, w_r) + b_r), w_s) + b_s)``.
 
 On a batch of at least two images per core, the C++ handler (``BottleneckImpl`` in
 ``csrc/onednn_conv.cc``) gives each OpenMP thread whole images and runs the 1×1 reduce and the
 k×k conv one image after the other, so the reduced maps stay in the core's cache and one
 thread's reduce (memory-bound: it reads every input channel to write a few) overlaps another's
-k×k (compute-bound); with fewer images it runs the two convs on the whole batch. The reduce's
-ReLU is oneDNN's NaN-keeping ELU(0) post-op, as in a frozen conv.
+k×k (compute-bound); with fewer images it runs the two convs on the whole batch. Each ReLU
+(``act`` after the reduce, ``out_act`` after the k×k) is oneDNN's NaN-keeping ELU(0) post-op,
+as in a frozen conv.
 
 Abstract evaluation, the FFI call on a CPU and the lax reference everywhere else (another
 platform, ``jax.export``, a sharded program), a vmap rule — as for :mod:`.inference`. It has no
@@ -38,8 +40,8 @@ from jaxconv.convolution.lowerings.onednn.primitives import (
 block_p = Primitive("onednn_bottleneck")  # (x, w_r, b_r, w_s, b_s) -> y
 
 
-def _abstract(x, w_r, b_r, w_s, b_s, *, reduce, spatial, out_dtype, activation):
-    del b_r, b_s, activation
+def _abstract(x, w_r, b_r, w_s, b_s, *, reduce, spatial, out_dtype, activation, out_activation):
+    del b_r, b_s, activation, out_activation
     h_shape = reduce.out_shape(x.shape, w_r.shape)
     return _aval(x, spatial.out_shape(h_shape, w_s.shape), out_dtype, batch=True)
 
@@ -49,16 +51,33 @@ block_p.def_impl(functools.partial(_apply_primitive, block_p))
 
 
 def reference(
-    x, w_r, b_r, w_s, b_s, *, reduce: Geometry, spatial: Geometry, out_dtype, activation
+    x,
+    w_r,
+    b_r,
+    w_s,
+    b_s,
+    *,
+    reduce: Geometry,
+    spatial: Geometry,
+    out_dtype,
+    activation,
+    out_activation,
 ) -> jax.Array:
-    """What the primitive computes, in lax: ``conv(act(conv(x, w_r) + b_r), w_s) + b_s``."""
+    """What the primitive computes, in lax:
+    ``out_act(conv(act(conv(x, w_r) + b_r), w_s) + b_s)``."""
     out = jax.ShapeDtypeStruct((), out_dtype)
     h = _APPLY[activation](_lax_reference("fwd", reduce, out, x, w_r, b_r))
-    return _lax_reference("fwd", spatial, out, h, w_s, b_s)
+    return _APPLY[out_activation](_lax_reference("fwd", spatial, out, h, w_s, b_s))
 
 
-def _lower(ctx, *args, reduce, spatial, out_dtype, activation):
-    params = dict(reduce=reduce, spatial=spatial, out_dtype=out_dtype, activation=activation)
+def _lower(ctx, *args, reduce, spatial, out_dtype, activation, out_activation):
+    params = dict(
+        reduce=reduce,
+        spatial=spatial,
+        out_dtype=out_dtype,
+        activation=activation,
+        out_activation=out_activation,
+    )
     if not calls_ffi(ctx):
         return mlir.lower_fun(lambda *a: reference(*a, **params), multiple_results=False)(
             ctx, *args
@@ -68,7 +87,12 @@ def _lower(ctx, *args, reduce, spatial, out_dtype, activation):
     def call(*a):
         return jax.ffi.ffi_call(
             "jaxconv_onednn_bottleneck", jax.ShapeDtypeStruct(aval.shape, aval.dtype)
-        )(*a, **spatial.attributes(), activation=np.int64(ACTIVATIONS[activation]))
+        )(
+            *a,
+            **spatial.attributes(),
+            activation=np.int64(ACTIVATIONS[activation]),
+            out_activation=np.int64(ACTIVATIONS[out_activation]),
+        )
 
     return mlir.lower_fun(call, multiple_results=False)(ctx, *args)
 
@@ -102,10 +126,12 @@ def bottleneck(
     spatial: Geometry,
     out_dtype: Any,
     activation: str | None,
+    out_activation: str | None = None,
 ) -> jax.Array:
-    """``conv(act(conv(x, w_r) + b_r), w_s) + b_s`` as one call: ``w_r`` a 1×1 kernel and
-    ``w_s`` a kernel in the layout of ``x`` (``reduce`` and ``spatial`` their geometries),
-    the biases ``[C_r]`` and ``[C_out]``; ``activation`` None or ``"relu"``."""
+    """``out_act(conv(act(conv(x, w_r) + b_r), w_s) + b_s)`` as one call: ``w_r`` a 1×1 kernel
+    and ``w_s`` a kernel in the layout of ``x`` (``reduce`` and ``spatial`` their geometries),
+    the biases ``[C_r]`` and ``[C_out]``; ``activation`` (``act``) and ``out_activation``
+    (``out_act``) each None or ``"relu"``."""
     out_dtype = jnp.dtype(out_dtype)
     return _bind(
         block_p,
@@ -118,4 +144,5 @@ def bottleneck(
         spatial=spatial,
         out_dtype=out_dtype,
         activation=activation,
+        out_activation=out_activation,
     )
