@@ -199,8 +199,14 @@ def round_robin(
     return {n: Timing(t) for n, t in timings.items()}
 
 
-def compile_timed(fn: Callable, *args: Any, platform: str = "cpu") -> Compiled:
-    """Lowers and compiles ``jax.jit(fn)`` for ``args``, timing each step; reads XLA's costs.
+def compile_timed(
+    fn: Callable,
+    *args: Any,
+    platform: str = "cpu",
+    compiler_options: Mapping[str, Any] | None = None,
+) -> Compiled:
+    """Lowers and compiles ``jax.jit(fn)`` for ``args`` (with XLA's ``compiler_options``),
+    timing each step; reads XLA's costs.
 
     ``fn`` is wrapped afresh so that jit's trace cache (keyed on the function) never turns a
     second lowering of the same function and shapes into a free lookup.
@@ -210,7 +216,7 @@ def compile_timed(fn: Callable, *args: Any, platform: str = "cpu") -> Compiled:
     lowered = jitted.lower(*args)
     lower_s = time.perf_counter() - start
     start = time.perf_counter()
-    compiled = lowered.compile()
+    compiled = lowered.compile(dict(compiler_options or {}))
     compile_s = time.perf_counter() - start
     cost = jaxconv.compiled_cost(compiled)
     # XLA does not see into custom calls (oneDNN convs): its counts then miss the conv itself.
@@ -393,10 +399,14 @@ class Context:
         return out
 
     # -- measuring ----------------------------------------------------------------------
-    def compile(self, fn: Callable, *args: Any) -> Compiled:
+    def compile(
+        self, fn: Callable, *args: Any, compiler_options: Mapping[str, Any] | None = None
+    ) -> Compiled:
         """:func:`compile_timed`; under device timing with its inputs rotated beyond L2
         (2 copies under ``--quick``)."""
-        compiled = compile_timed(fn, *args, platform=self.platform)
+        compiled = compile_timed(
+            fn, *args, platform=self.platform, compiler_options=compiler_options
+        )
         if self.device_timing:
             compiled.rotate(0 if self.options.quick else ROTATE_BYTES)
         return compiled

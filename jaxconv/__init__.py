@@ -31,6 +31,7 @@ from jaxconv._geometry import conv_transpose_padding as conv_transpose_padding
 from jaxconv._geometry import pool_output_size as pool_output_size
 from jaxconv._geometry import receptive_field as receptive_field
 from jaxconv._geometry import resolve_padding as resolve_padding
+from jaxconv._host_memory import host_memory_options as host_memory_options
 from jaxconv._host_memory import retain_host_memory as retain_host_memory
 from jaxconv._version import __version__ as __version__
 from jaxconv.convolution import ConvSpec as ConvSpec
@@ -78,6 +79,7 @@ __all__ = [
     "depthwise_cost",
     "explain",
     "global_avg_pool",
+    "host_memory_options",
     "kernels",
     "max_pool",
     "ops",

@@ -42,6 +42,7 @@ PUBLIC = [
     "depthwise_cost",
     "explain",
     "global_avg_pool",
+    "host_memory_options",
     "kernels",
     "max_pool",
     "ops",

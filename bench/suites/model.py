@@ -58,6 +58,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import jaxconv
 from bench._harness import Context
 from jaxconv.models import MODELS
 
@@ -414,10 +415,12 @@ def _case(ctx: Context, case: ModelCase, batch: int, dtype: str) -> list[dict]:
     eval_state, train_state, frozen_state = jax.device_put(
         (eval_state, train_state, frozen_state), ctx.device
     )
+    # jaxconv's executables compiled as it recommends: on a CPU, temporaries that glibc reuses
+    options = jaxconv.host_memory_options(ctx.platform)
     compiled = {
-        "inference": ctx.compile(inference, eval_state, x),
-        FROZEN: ctx.compile(frozen, frozen_state, x),
-        "train step": ctx.compile(step, train_state, x, labels),
+        "inference": ctx.compile(inference, eval_state, x, compiler_options=options),
+        FROZEN: ctx.compile(frozen, frozen_state, x, compiler_options=options),
+        "train step": ctx.compile(step, train_state, x, labels, compiler_options=options),
     }
     from bench import _engines
 

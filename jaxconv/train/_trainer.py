@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxconv._host_memory import host_memory_options
 from jaxconv.train._batches import eval_batches, train_batch
 from jaxconv.train._checkpoint import state_signature
 from jaxconv.train._config import TrainConfig
@@ -183,9 +184,19 @@ class Trainer:
             return nnx.state(metrics)
 
         batch = data_sharding(self.mesh)
-        self._train_fn = jax.jit(train_fn, in_shardings=(rep, batch, batch), out_shardings=rep)
+        # on a CPU, XLA's temporaries in blocks glibc reuses from step to step
+        options = host_memory_options(self.mesh.devices.flat[0].platform)
+        self._train_fn = jax.jit(
+            train_fn,
+            in_shardings=(rep, batch, batch),
+            out_shardings=rep,
+            compiler_options=options,
+        )
         self._eval_fn = jax.jit(
-            eval_fn, in_shardings=(rep, rep, batch, batch, batch), out_shardings=rep
+            eval_fn,
+            in_shardings=(rep, rep, batch, batch, batch),
+            out_shardings=rep,
+            compiler_options=options,
         )
         self._metrics_graph = metrics_graph
         self._check_input()
