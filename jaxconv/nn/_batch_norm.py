@@ -45,7 +45,7 @@ def why_not_native(bn: Any, x: jax.Array, activation: Callable[..., Any] | None)
         return "statistics reduced across devices (axis_name) stay in XLA"
     if bn.scale is None or bn.bias is None:
         return "oneDNN's batch norm here has both a scale and a shift"
-    if tuple(nnx_axes(bn, x)) != (x.ndim - 1,):
+    if _feature_axes(bn, x) != (x.ndim - 1,):
         return "the features must be the last axis"
     types = {jnp.dtype(x.dtype), jnp.dtype(bn.scale[...].dtype), jnp.dtype(bn.mean[...].dtype)}
     if types != {jnp.dtype(jnp.float32)} or bn.dtype not in (None, jnp.float32, "float32"):
@@ -62,7 +62,8 @@ def why_not_native(bn: Any, x: jax.Array, activation: Callable[..., Any] | None)
     return None
 
 
-def nnx_axes(bn: nnx.BatchNorm, x: jax.Array) -> tuple[int, ...]:
+def _feature_axes(bn: nnx.BatchNorm, x: jax.Array) -> tuple[int, ...]:
+    """``bn``'s feature axes (``axis``) as sorted non-negative indices into ``x``."""
     axes = bn.axis if isinstance(bn.axis, tuple) else (bn.axis,)
     return tuple(sorted(a % x.ndim for a in axes))
 
