@@ -3,6 +3,7 @@ conv2d; their costs against MobileNet's ratio 1/N + 1/D_k² (Howard et al. 2017,
 
 from __future__ import annotations
 
+import functools
 from fractions import Fraction
 
 import jax
@@ -150,6 +151,45 @@ def test_separable_matches_reference(rng):
     np.testing.assert_allclose(y, ref, atol=tol("float32", 27), rtol=0)
 
 
+@pytest.mark.parametrize("pointwise_impl", [None, "xla", "onednn"], ids=str)
+def test_separable_out_activation(rng, pointwise_impl):
+    """``out_activation`` follows the pointwise conv, on its lowering (a ReLU as the conv's
+    ``activation``), against the float64 reference; another activation runs after it, NaN
+    stays NaN and the gradients are the unfused block's."""
+    x = rng.standard_normal((2, 6, 7, 3)).astype(np.float32)
+    w_dw = rng.standard_normal((3, 3, 1, 3)).astype(np.float32)
+    w_pw = rng.standard_normal((3, 5)).astype(np.float32)
+    b_pw = rng.standard_normal(5).astype(np.float32)
+    kw = dict(activation=jax.nn.relu, padding="VALID", pointwise_implementation=pointwise_impl)
+
+    def block(x, w_dw, w_pw, out_activation=jax.nn.relu, **more):
+        return separable_conv(x, w_dw, w_pw, None, b_pw, out_activation=out_activation, **more)
+
+    args = tuple(map(jnp.asarray, (x, w_dw, w_pw)))
+    try:
+        jax.eval_shape(lambda *a: block(*a, **kw), *args)
+    except ValueError:
+        pytest.skip(f"{pointwise_impl} does not apply")
+    h = np.maximum(reference.conv(x, w_dw, groups=3), 0)
+    want = reference.conv(h, w_pw[None, None], b_pw)
+    atol = tol("float32", 27)
+    got = jax.jit(lambda *a: block(*a, **kw))(*args)
+    np.testing.assert_allclose(got, np.maximum(want, 0), atol=atol, rtol=0)
+    np.testing.assert_allclose(block(*args, jnp.tanh, **kw), np.tanh(want), atol=atol, rtol=0)
+    with_nan = args[0].at[1, 2, 3, 0].set(jnp.nan)
+    got = np.asarray(jax.jit(lambda *a: block(*a, **kw))(with_nan, *args[1:]))
+    assert np.isnan(got[1]).any() and not np.isnan(got[0]).any()
+
+    def loss(impl, *a):
+        return jnp.sum(jnp.sin(block(*a, **{**kw, "pointwise_implementation": impl})))
+
+    for g, want_g in zip(
+        jax.grad(functools.partial(loss, pointwise_impl), argnums=(0, 1, 2))(*args),
+        jax.grad(functools.partial(loss, "xla"), argnums=(0, 1, 2))(*args),
+    ):
+        np.testing.assert_allclose(g, want_g, rtol=1e-4, atol=1e-4)
+
+
 def test_transformations(rng):
     x = rng.standard_normal((3, 2, 6, 6, 4)).astype(np.float32)
     w_dw = jnp.asarray(rng.standard_normal((3, 3, 1, 8)).astype(np.float32))
@@ -212,6 +252,13 @@ def test_transformations(rng):
             lambda x: separable_conv(x, jnp.ones((3, 3, 1, 4)), jnp.ones((4, 2)), activation=1),
             TypeError,
             "`activation` must be a callable",
+        ),
+        (
+            lambda x: separable_conv(
+                x, jnp.ones((3, 3, 1, 4)), jnp.ones((4, 2)), out_activation="relu"
+            ),
+            TypeError,
+            "`out_activation` must be a callable or None, got 'relu'",
         ),
         (
             lambda x: separable_conv(x, jnp.ones((3, 3, 1, 4)), jnp.ones((4, 2)), jnp.ones(3)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -115,14 +116,17 @@ def pointwise(
     *,
     w_name: str = "w",
     b_name: str = "b",
+    activation: Callable[[Array], Array] | None = None,
 ) -> Array:
-    """:func:`conv1x1`'s body, its errors naming the caller's ``w_name`` and ``b_name``."""
+    """:func:`conv1x1`'s body, its errors naming the caller's ``w_name`` and ``b_name``;
+    ``activation`` after it (a ReLU fused into the conv's call where the lowering can)."""
     x, w = check_array(x, "x"), check_array(w, w_name)
     check_same_dtype(x, w, w_name)
     channels_last = _check_matrix(x, w, layout, w_name)
     conv_shape = _conv_input_shape(tuple(x.shape), channels_last)
     if max(*conv_shape, *w.shape) >= geo.INT32_LIMIT:
-        return _matmul(x, w, b, channels_last, precision, preferred_element_type, w_name, b_name)
+        y = _matmul(x, w, b, channels_last, precision, preferred_element_type, w_name, b_name)
+        return y if activation is None else activation(y)
     x_conv = x.reshape(conv_shape)
     kernel = (1,) * (x_conv.ndim - 2)
     w_conv = w.reshape(kernel + w.shape if channels_last else w.shape + kernel)
@@ -135,7 +139,7 @@ def pointwise(
         preferred_element_type=preferred_element_type,
         names={"w": w_name},
     )
-    y = apply(x_conv, w_conv, b, spec, implementation, b_name=b_name, default=EINSUM)
+    y = apply(x_conv, w_conv, b, spec, implementation, activation, b_name=b_name, default=EINSUM)
     if channels_last:
         return y.reshape(*x.shape[:-1], w.shape[-1])
     return y.reshape(x.shape[0], w.shape[0], *x.shape[2:])

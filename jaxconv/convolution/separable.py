@@ -33,6 +33,7 @@ def separable_conv(
     b_pointwise: Array | None = None,
     *,
     activation: Callable[[Array], Array] | None = None,
+    out_activation: Callable[[Array], Array] | None = None,
     stride: Any = 1,
     padding: geo.Padding = "SAME",
     dilation: Any = 1,
@@ -44,11 +45,13 @@ def separable_conv(
     pointwise_implementation: str | Plan | None = None,
 ) -> Array:
     """Depthwise-separable convolution: :func:`depthwise_conv`, then ``activation``, then a
-    1×1 pointwise :func:`jaxconv.conv1x1` (MobileNet's block without its BatchNorms).
+    1×1 pointwise :func:`jaxconv.conv1x1`, then ``out_activation`` (MobileNet's block without
+    its BatchNorms).
 
-    The output is returned before any activation after the pointwise conv, so the caller
-    chooses the block's non-linearity. With ``activation=jax.nn.relu`` the ReLU is fused into
-    the depthwise conv's call where the lowering can (oneDNN: a post-op).
+    The output is returned before any activation after the pointwise conv unless
+    ``out_activation`` is given: the caller chooses the block's non-linearity. Each goes to
+    its conv as :func:`jaxconv.conv`'s ``activation`` does (``jax.nn.relu`` fused into the
+    conv's call where the lowering can).
 
     Args:
       x: ``[N, *spatial, C_in]`` (or channels-first with ``layout="NCHW"``).
@@ -58,6 +61,7 @@ def separable_conv(
         channels-first), see :func:`jaxconv.conv1x1`.
       b_depthwise, b_pointwise: optional biases ``[C_in·multiplier]`` and ``[C_out]``.
       activation: applied between the two convs (None for none).
+      out_activation: applied after the pointwise conv (None, the default, for none).
       stride, padding, dilation, multiplier: of the depthwise conv.
       layout, precision, preferred_element_type: as for :func:`jaxconv.conv`, for both convs.
       implementation: lowering of the depthwise conv (see :func:`jaxconv.conv`).
@@ -75,9 +79,13 @@ def separable_conv(
       >>> w_pw = jax.random.normal(k[2], (32, 64))
       >>> separable_conv(x, w_dw, w_pw, activation=jax.nn.relu, stride=2).shape
       (2, 8, 8, 64)
+      >>> y = separable_conv(x, w_dw, w_pw, activation=jax.nn.relu, out_activation=jax.nn.relu)
+      >>> bool((y >= 0).all())
+      True
     """
     with jax.named_scope("jaxconv.separable_conv"):
         check_activation(activation)
+        check_activation(out_activation, "out_activation")
         x, w_depthwise, c_in = _check_depthwise(x, w_depthwise, multiplier, layout, "w_depthwise")
         w_pointwise = check_array(w_pointwise, "w_pointwise")
         c_mid = w_depthwise.shape[-1] if geo.channels_last(layout) else w_depthwise.shape[0]
@@ -116,4 +124,5 @@ def separable_conv(
             pointwise_implementation,
             w_name="w_pointwise",
             b_name="b_pointwise",
+            activation=out_activation,
         )
