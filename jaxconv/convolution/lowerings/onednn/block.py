@@ -70,29 +70,18 @@ def reference(
     return _APPLY[out_activation](_lax_reference("fwd", spatial, out, h, w_s, b_s))
 
 
-def _lower(ctx, *args, reduce, spatial, out_dtype, activation, out_activation):
-    params = dict(
-        reduce=reduce,
-        spatial=spatial,
-        out_dtype=out_dtype,
-        activation=activation,
-        out_activation=out_activation,
-    )
+def _lower(ctx, *args, **params):
     if not calls_ffi(ctx):
         return mlir.lower_fun(lambda *a: reference(*a, **params), multiple_results=False)(
             ctx, *args
         )
     (aval,) = ctx.avals_out
+    codes = {k: np.int64(ACTIVATIONS[params[k]]) for k in ("activation", "out_activation")}
 
     def call(*a):
         return jax.ffi.ffi_call(
             "jaxconv_onednn_bottleneck", jax.ShapeDtypeStruct(aval.shape, aval.dtype)
-        )(
-            *a,
-            **spatial.attributes(),
-            activation=np.int64(ACTIVATIONS[activation]),
-            out_activation=np.int64(ACTIVATIONS[out_activation]),
-        )
+        )(*a, **params["spatial"].attributes(), **codes)
 
     return mlir.lower_fun(call, multiple_results=False)(ctx, *args)
 
